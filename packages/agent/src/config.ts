@@ -1,0 +1,108 @@
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import * as v from 'valibot';
+import { parse as parseYaml } from 'yaml';
+
+const name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, _ . -'));
+const percentage = v.pipe(v.number(), v.minValue(0), v.maxValue(100));
+const ratio = v.pipe(v.number(), v.minValue(1));
+
+const lvmBackend = v.strictObject({
+  name,
+  driver: v.literal('lvm'),
+  volumeGroup: v.pipe(v.string(), v.regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$/, 'is not a VG name')),
+  lvmType: v.optional(v.picklist(['default', 'thin', 'auto']), 'default'),
+  thinPool: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$/, 'is not an LV name'))),
+  lvmConfFile: v.optional(v.string()),
+  volumeClear: v.optional(v.picklist(['zero', 'none']), 'none'),
+  reservedPercentage: v.optional(percentage, 0),
+  maxOverSubscriptionRatio: v.optional(ratio, 20),
+  /** Address that iSCSI connections point other hosts at. */
+  targetIp: v.optional(v.string()),
+  targetPort: v.optional(v.pipe(v.number(), v.integer()), 3260),
+});
+
+const nfsBackend = v.strictObject({
+  name,
+  driver: v.literal('nfs'),
+  shares: v.pipe(v.array(v.string()), v.minLength(1, 'needs at least one share')),
+  mountPointBase: v.optional(v.string(), './var/mnt'),
+  mountOptions: v.optional(v.string()),
+  format: v.optional(v.picklist(['raw', 'qcow2']), 'qcow2'),
+  sparse: v.optional(v.boolean(), true),
+  snapshotSupport: v.optional(v.boolean(), true),
+  reservedPercentage: v.optional(percentage, 0),
+  maxOverSubscriptionRatio: v.optional(ratio, 1),
+});
+
+export const configSchema = v.strictObject({
+  listen: v.optional(
+    v.strictObject({
+      host: v.optional(v.string(), '127.0.0.1'),
+      port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)), 8600),
+    }),
+    {},
+  ),
+  dataDir: v.optional(v.string(), './var/kindling'),
+  token: v.optional(v.pipe(v.string(), v.minLength(16, 'must be at least 16 characters'))),
+  /** Stable host identity; generated once and kept in the data dir when absent. */
+  hostId: v.optional(v.string()),
+  tls: v.optional(v.strictObject({ cert: v.string(), key: v.string() })),
+  backends: v.pipe(
+    v.array(v.variant('driver', [lvmBackend, nfsBackend])),
+    v.check((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'backend names must be unique'),
+  ),
+});
+
+export type AgentConfig = v.InferOutput<typeof configSchema>;
+export type LvmBackendConfig = v.InferOutput<typeof lvmBackend>;
+export type NfsBackendConfig = v.InferOutput<typeof nfsBackend>;
+export type BackendConfig = LvmBackendConfig | NfsBackendConfig;
+
+export class ConfigError extends Error {}
+
+/** The embedded default: LevelDB and a local-folder share under ./var. */
+export const DEFAULT_CONFIG = {
+  listen: { host: '127.0.0.1', port: 8600 },
+  dataDir: './var/kindling',
+  backends: [{ name: 'nfs', driver: 'nfs', shares: ['./var/share'], format: 'qcow2' }],
+};
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+export const isLoopback = (host: string): boolean => LOOPBACK.has(host) || host.startsWith('127.');
+
+/** Validates a raw config object; relative paths are resolved against `baseDir`. */
+export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
+  const result = v.safeParse(configSchema, raw);
+  if (!result.success) {
+    const lines = result.issues.map(
+      (i) => `  ${(i.path ?? []).map((p) => String(p.key)).join('.') || '(root)'}: ${i.message}`,
+    );
+    throw new ConfigError(`invalid config:\n${lines.join('\n')}`);
+  }
+  const config = result.output;
+  if (!config.token && !isLoopback(config.listen.host)) {
+    throw new ConfigError(`a token is required when listening on ${config.listen.host} (not loopback)`);
+  }
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+  config.dataDir = abs(config.dataDir);
+  for (const b of config.backends) {
+    if (b.driver === 'nfs') {
+      b.mountPointBase = abs(b.mountPointBase);
+      // host:/path stays as is (mounted by the agent); a local folder is resolved to an absolute path.
+      b.shares = b.shares.map((s) => (/^[^/]+:\//.test(s) ? s : abs(s)));
+    } else if (b.lvmConfFile) {
+      b.lvmConfFile = abs(b.lvmConfFile);
+    }
+  }
+  return config;
+}
+
+export async function loadConfigFile(path: string): Promise<unknown> {
+  const text = await readFile(path, 'utf8');
+  try {
+    return path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`cannot parse ${path}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,6 @@
+export * from './version.js';
+export * from './errors.js';
+export * from './codec.js';
+export * from './records.js';
+export * from './ops.js';
+export * from './frames.js';

@@ -1,0 +1,164 @@
+import * as v from 'valibot';
+import type {
+  BackendInfo,
+  BackendStats,
+  Capabilities,
+  ConnectionRecord,
+  SnapshotRecord,
+  VolumeRecord,
+} from './records.js';
+
+/** Largest volume accepted on the wire (1 PiB in GiB); real limits are the backend's free space. */
+export const MAX_SIZE_GB = 1024 * 1024;
+export const MAX_TEXT = 255;
+
+const id = v.pipe(v.string(), v.uuid('must be a UUID'));
+const size = v.pipe(
+  v.number('size must be a number of GiB'),
+  v.integer('size must be a whole number of GiB'),
+  v.minValue(1, 'size must be at least 1 GiB'),
+  v.maxValue(MAX_SIZE_GB, `size must be at most ${MAX_SIZE_GB} GiB`),
+);
+const userText = v.pipe(
+  v.string(),
+  v.maxLength(MAX_TEXT, `must be at most ${MAX_TEXT} characters`),
+  v.regex(/^[^\p{Cc}]*$/u, 'must not contain control characters'),
+);
+const backendName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'is not a backend name'));
+const metadata = v.pipe(
+  v.record(userText, userText),
+  v.check((m) => Object.keys(m).length <= 64, 'must have at most 64 entries'),
+);
+const kvKey = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TEXT), v.regex(/^[^\p{Cc}]*$/u, 'must not contain control characters'));
+const kvValue = v.pipe(v.string(), v.maxLength(65536, 'must be at most 64 KiB'));
+const connector = v.looseObject({
+  host: v.optional(userText),
+  initiator: v.optional(userText),
+  ip: v.optional(userText),
+  multipath: v.optional(v.boolean()),
+  platform: v.optional(userText),
+  osType: v.optional(userText),
+});
+const newVolumeFields = {
+  size: v.optional(size),
+  name: v.optional(userText),
+  description: v.optional(userText),
+  metadata: v.optional(metadata),
+};
+
+/** One argument schema per op: the agent validates every request with it, the SDK derives its types from it. */
+export const opSchemas = {
+  hello: v.strictObject({ protocolVersion: v.pipe(v.number(), v.integer()), client: v.optional(userText) }),
+
+  'backend.list': v.strictObject({}),
+  'backend.stats': v.strictObject({ backend: backendName, refresh: v.optional(v.boolean()) }),
+  'backend.capabilities': v.strictObject({ backend: backendName }),
+  'backend.validateConnector': v.strictObject({ backend: backendName, connector }),
+
+  'volume.create': v.strictObject({
+    backend: backendName,
+    size,
+    name: v.optional(userText),
+    description: v.optional(userText),
+    metadata: v.optional(metadata),
+  }),
+  'volume.get': v.strictObject({ id }),
+  'volume.list': v.strictObject({ backend: v.optional(backendName), id: v.optional(id), name: v.optional(userText) }),
+  'volume.delete': v.strictObject({ id }),
+  'volume.extend': v.strictObject({ id, size }),
+  'volume.clone': v.strictObject({ id, ...newVolumeFields }),
+  'volume.revert': v.strictObject({ id, snapshotId: id }),
+  'volume.attach': v.strictObject({ id }),
+  'volume.detach': v.strictObject({ id }),
+  'volume.connect': v.strictObject({ id, connector }),
+
+  'connection.get': v.strictObject({ id }),
+  'connection.list': v.strictObject({ volumeId: id }),
+  'connection.delete': v.strictObject({ id }),
+  'connection.extend': v.strictObject({ id }),
+
+  'snapshot.create': v.strictObject({ volumeId: id, name: v.optional(userText), description: v.optional(userText) }),
+  'snapshot.get': v.strictObject({ id }),
+  'snapshot.list': v.strictObject({ volumeId: v.optional(id), backend: v.optional(backendName) }),
+  'snapshot.delete': v.strictObject({ id }),
+  'snapshot.createVolume': v.strictObject({ id, ...newVolumeFields }),
+
+  'kv.get': v.strictObject({ key: kvKey }),
+  'kv.set': v.strictObject({ key: kvKey, value: kvValue }),
+  'kv.delete': v.strictObject({ key: kvKey }),
+} as const;
+
+export type OpName = keyof typeof opSchemas;
+export const OP_NAMES = Object.keys(opSchemas) as OpName[];
+export type OpArgs<O extends OpName> = v.InferInput<(typeof opSchemas)[O]>;
+export type ParsedOpArgs<O extends OpName> = v.InferOutput<(typeof opSchemas)[O]>;
+
+export interface HelloResult {
+  protocolVersion: number;
+  agentVersion: string;
+  hostId: string;
+  backends: BackendInfo[];
+}
+
+/** A volume with its current relations, for listings and reloads. */
+export interface VolumeListing {
+  volumes: VolumeRecord[];
+  snapshots: SnapshotRecord[];
+  connections: ConnectionRecord[];
+}
+
+export interface AttachmentResult {
+  volume: VolumeRecord;
+  connection: ConnectionRecord;
+}
+
+export interface OpResults {
+  hello: HelloResult;
+  'backend.list': BackendInfo[];
+  'backend.stats': BackendStats;
+  'backend.capabilities': Capabilities;
+  'backend.validateConnector': { valid: true };
+  'volume.create': VolumeRecord;
+  'volume.get': VolumeRecord;
+  'volume.list': VolumeListing;
+  'volume.delete': VolumeRecord;
+  'volume.extend': VolumeRecord;
+  'volume.clone': VolumeRecord;
+  'volume.revert': VolumeRecord;
+  'volume.attach': AttachmentResult;
+  'volume.detach': AttachmentResult;
+  'volume.connect': AttachmentResult;
+  'connection.get': ConnectionRecord;
+  'connection.list': ConnectionRecord[];
+  'connection.delete': AttachmentResult;
+  'connection.extend': { sizeBytes: number };
+  'snapshot.create': SnapshotRecord;
+  'snapshot.get': SnapshotRecord;
+  'snapshot.list': SnapshotRecord[];
+  'snapshot.delete': SnapshotRecord;
+  'snapshot.createVolume': VolumeRecord;
+  'kv.get': { value: string | null };
+  'kv.set': { ok: true };
+  'kv.delete': { existed: boolean };
+}
+export type OpResult<O extends OpName> = OpResults[O];
+
+export function isOpName(name: unknown): name is OpName {
+  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(opSchemas, name);
+}
+
+export type ValidationResult<O extends OpName> =
+  | { ok: true; args: ParsedOpArgs<O> }
+  | { ok: false; message: string; issues: { path: string; message: string }[] };
+
+/** Checks one op's arguments; the message names each offending field. */
+export function validateArgs<O extends OpName>(op: O, args: unknown): ValidationResult<O> {
+  const result = v.safeParse(opSchemas[op], args ?? {});
+  if (result.success) return { ok: true, args: result.output as ParsedOpArgs<O> };
+  const issues = result.issues.map((issue) => ({
+    path: (issue.path ?? []).map((p) => String(p.key)).join('.') || '(args)',
+    message: issue.message,
+  }));
+  const message = `invalid arguments for ${op}: ` + issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+  return { ok: false, message, issues };
+}

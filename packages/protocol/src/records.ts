@@ -1,0 +1,117 @@
+import type { ErrorInfo } from './errors.js';
+
+export type DriverName = 'lvm' | 'nfs';
+
+export type VolumeStatus =
+  | 'creating'
+  | 'available'
+  | 'in-use'
+  | 'extending'
+  | 'deleting'
+  | 'deleted'
+  | 'error'
+  | 'error_deleting';
+
+export type SnapshotStatus = 'creating' | 'available' | 'deleting' | 'deleted' | 'error' | 'error_deleting';
+
+/** Where a resource lives on its backend: driver-owned, opaque to the service and the SDK. */
+export type Location = Record<string, string | number | boolean | null>;
+
+export interface VolumeRecord {
+  id: string;
+  backend: string;
+  name: string | null;
+  description: string | null;
+  size: number;
+  status: VolumeStatus;
+  metadata: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+  sourceVolId: string | null;
+  snapshotId: string | null;
+  location: Location;
+  /** The last failure, kept while the volume is in an error status. */
+  error: ErrorInfo | null;
+}
+
+export interface SnapshotRecord {
+  id: string;
+  backend: string;
+  volumeId: string;
+  name: string | null;
+  description: string | null;
+  volumeSize: number;
+  status: SnapshotStatus;
+  createdAt: string;
+  updatedAt: string;
+  location: Location;
+  error: ErrorInfo | null;
+}
+
+/** cinderlib's connector dict, camelCase: what a host says about itself to get a connection. */
+export interface ConnectorInfo {
+  host?: string;
+  initiator?: string;
+  ip?: string;
+  multipath?: boolean;
+  platform?: string;
+  osType?: string;
+  [key: string]: unknown;
+}
+
+/** cinder's connection info: `{ driverVolumeType, data }`. */
+export interface ConnectionInfo {
+  driverVolumeType: string;
+  data: Record<string, unknown>;
+}
+
+export interface ConnectionRecord {
+  id: string;
+  backend: string;
+  volumeId: string;
+  connectorInfo: ConnectorInfo;
+  connectionInfo: ConnectionInfo;
+  /** Local device or file on the agent's host, for a local attach. */
+  path: string | null;
+  attached: boolean;
+  createdAt: string;
+}
+
+export interface BackendInfo {
+  name: string;
+  driver: DriverName;
+}
+
+export interface BackendStats {
+  backendName: string;
+  driver: DriverName;
+  vendorName: string;
+  driverVersion: string;
+  storageProtocol: string;
+  totalCapacityGb: number;
+  freeCapacityGb: number;
+  provisionedCapacityGb: number;
+  thinProvisioningSupport: boolean;
+  thickProvisioningSupport: boolean;
+  maxOverSubscriptionRatio: number;
+  reservedPercentage: number;
+  totalVolumes: number;
+  totalSnapshots: number;
+  /** Driver-specific gauges (thin pool data%, VG metadata area free, ...). */
+  extra?: Record<string, number | string | boolean>;
+}
+
+/** Which operations a backend supports as configured (asked before trying, as Proxmox's volume_has_feature). */
+export interface Capabilities {
+  snapshot: boolean;
+  clone: boolean;
+  createFromSnapshot: boolean;
+  revertToSnapshot: boolean;
+  extend: boolean;
+  extendWithSnapshots: boolean;
+  attach: boolean;
+  connect: boolean;
+  thin: boolean;
+  /** Connection protocols served to other hosts (`nfs`, `iscsi`). */
+  protocols: string[];
+}
