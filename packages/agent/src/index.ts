@@ -1,1 +1,3 @@
-export {};
+export { startAgent, type RunningAgent } from './agent.js';
+export { parseConfig, loadConfigFile, DEFAULT_CONFIG, ConfigError, type AgentConfig, type BackendConfig } from './config.js';
+export type { Driver } from './drivers/driver.js';

@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+import { startAgent } from './agent.js';
+import { readCli, USAGE, UsageRequested } from './cli.js';
+import { ConfigError } from './config.js';
+import { reindex } from './reindex.js';
+
+async function main(): Promise<void> {
+  const { command, config } = await readCli(process.argv.slice(2), process.cwd());
+  if (command === 'reindex') {
+    process.exitCode = await reindex(config);
+    return;
+  }
+  const agent = await startAgent(config);
+  for (const r of agent.services.recovery.resolved) {
+    console.error(`kindling-agent: recovered ${r.kind} ${r.id}: ${r.from} -> ${r.to}`);
+  }
+  // One JSON line on stdout says where it listens: scripts and tests read it (port 0 picks a free port).
+  console.log(JSON.stringify({ event: 'listening', url: agent.url, port: agent.port, hostId: agent.services.hostId }));
+  for (const r of await agent.services.backends.readiness()) {
+    if (!r.ready) console.error(`kindling-agent: backend ${r.name} is not ready: ${r.reason ?? 'unknown'}`);
+  }
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof UsageRequested) {
+    console.log(USAGE);
+    return;
+  }
+  console.error(`kindling-agent: ${err instanceof ConfigError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exit(2);
+});

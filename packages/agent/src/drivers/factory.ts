@@ -1,0 +1,14 @@
+import type { BackendConfig } from '../config.js';
+import type { Runner } from '../exec/run.js';
+import type { Driver } from './driver.js';
+import { LvmDriver } from './lvm/driver.js';
+import { NfsDriver } from './nfs/driver.js';
+
+export interface DriverDeps {
+  run: Runner;
+  dataDir: string;
+}
+
+export function createDriver(config: BackendConfig, deps: DriverDeps): Driver {
+  return config.driver === 'lvm' ? new LvmDriver(config, deps) : new NfsDriver(config, deps);
+}

@@ -1,0 +1,36 @@
+import { InvalidArgumentError } from '@kindling/protocol';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+// Ids become LV names and tags in argv; checking them keeps anything odd from reaching lvm2.
+function checkId(id: string, what: string): string {
+  if (!UUID_RE.test(id)) throw new InvalidArgumentError(`not a ${what} id: ${JSON.stringify(id)}`, { id });
+  return id;
+}
+
+/** `volume-<id>`, cinder's volume_name_template. */
+export const volumeLv = (volumeId: string): string => `volume-${checkId(volumeId, 'volume')}`;
+
+/** `_snapshot-<id>`: LVM reserves names starting with `snapshot`, so cinder prefixes an underscore. */
+export const snapshotLv = (snapshotId: string): string => `_snapshot-${checkId(snapshotId, 'snapshot')}`;
+
+/** The short-lived snapshot a thick clone copies from, as cinder's `clone-snap-<id>`; never tagged. */
+export const cloneSnapshotLv = (volumeId: string): string => `clone-snap-${checkId(volumeId, 'volume')}`;
+
+export const TAG_ID = 'kindling_id_';
+export const TAG_KIND = 'kindling_kind_';
+export const TAG_VOLUME_OF = 'kindling_vol_';
+
+/** Tags that let scan() rebuild the index from LVM alone. */
+export const volumeTags = (volumeId: string): string[] => [`${TAG_ID}${checkId(volumeId, 'volume')}`, `${TAG_KIND}volume`];
+
+export const snapshotTags = (snapshotId: string, volumeId: string): string[] => [
+  `${TAG_ID}${checkId(snapshotId, 'snapshot')}`,
+  `${TAG_KIND}snapshot`,
+  `${TAG_VOLUME_OF}${checkId(volumeId, 'volume')}`,
+];
+
+/** The default thin pool name, as cinder's `<vg>-pool`. */
+export const defaultThinPool = (vg: string): string => `${vg}-pool`;
+
+export const isUuid = (s: string): boolean => UUID_RE.test(s);

@@ -1,0 +1,92 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BackendError } from '@kindling/protocol';
+import type { Runner } from '../../exec/run.js';
+
+/** `host:/path` is mounted by the agent; anything else is an absolute local folder used as it is. */
+export const isRemoteShare = (share: string): boolean => /^[^/]+:\//.test(share);
+
+/** os-brick's mount point: `<base>/<md5 of the share string>`, so the same share always lands in one place. */
+export const mountPointFor = (mountPointBase: string, share: string): string =>
+  join(mountPointBase, createHash('md5').update(share).digest('hex'));
+
+/** The folder that holds a share's volume files on this host. */
+export const shareDir = (mountPointBase: string, share: string): string =>
+  isRemoteShare(share) ? mountPointFor(mountPointBase, share) : share;
+
+/** Mount points listed in a /proc/<pid>/mountinfo text (field 5, with the kernel's octal escapes undone). */
+export function parseMountPoints(mountinfo: string): Set<string> {
+  const points = new Set<string>();
+  for (const line of mountinfo.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field) points.add(field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))));
+  }
+  return points;
+}
+
+export async function isMounted(mountPoint: string, mountInfoPath: string): Promise<boolean> {
+  return parseMountPoints(await readFile(mountInfoPath, 'utf8')).has(mountPoint);
+}
+
+/** Mounts `host:/path` at its mount point unless something is already mounted there. */
+export async function mountShare(
+  run: Runner,
+  share: string,
+  mountPoint: string,
+  options: string | undefined,
+  mountInfoPath: string,
+): Promise<void> {
+  await mkdir(mountPoint, { recursive: true });
+  if (await isMounted(mountPoint, mountInfoPath)) return;
+  try {
+    await run(['mount', '-t', 'nfs', ...(options ? ['-o', options] : []), share, mountPoint]);
+  } catch (err) {
+    if (!(err instanceof BackendError)) throw err;
+    throw new BackendError(`cannot mount NFS share ${share} at ${mountPoint}: ${err.message}`, err.details);
+  }
+}
+
+/** A local-folder share: created when missing (the embedded default), refused when not a folder. */
+export async function prepareLocalShare(share: string): Promise<void> {
+  await mkdir(share, { recursive: true });
+  if (!(await stat(share)).isDirectory()) throw new BackendError(`share ${share} is not a folder`, { share });
+}
+
+/** Creates and removes a probe file; throws the file system's error when the share cannot be written. */
+export async function probeWritable(dir: string): Promise<void> {
+  const probe = join(dir, `.kindling-probe-${randomBytes(4).toString('hex')}`);
+  await writeFile(probe, '');
+  await rm(probe);
+}
+
+export interface ShareSpace {
+  totalBytes: number;
+  /** Space an unprivileged writer can still use (f_bavail). */
+  freeBytes: number;
+}
+
+export async function shareSpace(dir: string): Promise<ShareSpace> {
+  const s = await statfs(dir);
+  return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+}
+
+export interface CapacityPolicy {
+  reservedPercentage: number;
+  maxOverSubscriptionRatio: number;
+  /** Thin volumes may over-subscribe; thick ones also need the space to be free now. */
+  thin: boolean;
+}
+
+/**
+ * How many bytes a new volume may take on the share, after cinder's _is_share_eligible: nothing once
+ * the used fraction passes (100 - reserved)%, else the over-subscribed size minus what volumes are
+ * already provisioned there (and, for thick volumes, no more than is free).
+ */
+export function usableBytes(space: ShareSpace, provisionedBytes: number, policy: CapacityPolicy): number {
+  if (space.totalBytes <= 0) return 0;
+  const usedRatio = (space.totalBytes - space.freeBytes) / space.totalBytes;
+  if (usedRatio > (100 - policy.reservedPercentage) / 100) return 0;
+  const apparent = Math.max(0, space.totalBytes * policy.maxOverSubscriptionRatio - provisionedBytes);
+  return policy.thin ? apparent : Math.min(apparent, space.freeBytes);
+}

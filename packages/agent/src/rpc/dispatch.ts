@@ -1,0 +1,57 @@
+import {
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type OpName,
+  type OpResult,
+  type ParsedOpArgs,
+} from '@kindling/protocol';
+import type { Services } from '../services.js';
+
+type Handler<O extends OpName> = (args: ParsedOpArgs<O>) => Promise<OpResult<O>> | OpResult<O>;
+export type Handlers = { [O in OpName]: Handler<O> };
+
+/** The RPC surface: each op, already validated against its schema, handed to its service. */
+export function createHandlers(s: Services): Handlers {
+  return {
+    hello: (args) => {
+      if (args.protocolVersion !== PROTOCOL_VERSION) {
+        throw new ProtocolError(`protocol version ${args.protocolVersion} is not supported; this agent speaks ${PROTOCOL_VERSION}`, {
+          supported: PROTOCOL_VERSION,
+        });
+      }
+      return { protocolVersion: PROTOCOL_VERSION, agentVersion: s.agentVersion, hostId: s.hostId, backends: s.backends.list() };
+    },
+    'backend.list': () => s.backends.list(),
+    'backend.stats': (a) => s.backends.stats(a.backend, a.refresh ?? false),
+    'backend.capabilities': (a) => s.backends.get(a.backend).capabilities(),
+    'backend.validateConnector': (a) => {
+      s.backends.usable(a.backend).validateConnector(a.connector);
+      return { valid: true };
+    },
+    'volume.create': (a) => s.volumes.create(a),
+    'volume.get': (a) => s.volumes.get(a.id),
+    'volume.list': (a) => s.volumes.list(a),
+    'volume.delete': (a) => s.volumes.delete(a.id),
+    'volume.extend': (a) => s.volumes.extend(a.id, a.size),
+    'volume.clone': (a) => s.volumes.clone(a),
+    'volume.revert': (a) => s.snapshots.revert(a.id, a.snapshotId),
+    'volume.attach': (a) => s.connections.attach(a.id),
+    'volume.detach': (a) => s.connections.detach(a.id),
+    'volume.connect': (a) => s.connections.connect(a.id, a.connector),
+    'connection.get': (a) => s.connections.get(a.id),
+    'connection.list': (a) => s.connections.list(a.volumeId),
+    'connection.delete': (a) => s.connections.disconnect(a.id),
+    'connection.extend': (a) => s.connections.extend(a.id),
+    'snapshot.create': (a) => s.snapshots.create(a),
+    'snapshot.get': (a) => s.snapshots.get(a.id),
+    'snapshot.list': (a) => s.snapshots.list(a),
+    'snapshot.delete': (a) => s.snapshots.delete(a.id),
+    'snapshot.createVolume': (a) => s.snapshots.createVolume(a),
+    'kv.get': async (a) => ({ value: await s.index.kvGet(a.key) }),
+    'kv.set': async (a) => {
+      await s.index.kvSet(a.key, a.value);
+      return { ok: true };
+    },
+    'kv.delete': async (a) => ({ existed: await s.index.kvDelete(a.key) }),
+  };
+}

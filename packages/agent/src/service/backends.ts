@@ -1,0 +1,98 @@
+import { BackendError, NotFoundError, type BackendInfo, type BackendStats } from '@kindling/protocol';
+import type { Driver, Readiness } from '../drivers/driver.js';
+import type { IndexStore } from '../index/store.js';
+import type { EventBus } from './events.js';
+
+export interface BackendReadiness extends Readiness, BackendInfo {}
+
+interface Entry {
+  driver: Driver;
+  /** Why start() failed; such a backend takes no operations until the agent restarts. */
+  startError: string | null;
+}
+
+/** The configured backends, their drivers and readiness, and the stats the index completes. */
+export class Backends {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(
+    drivers: Driver[],
+    private readonly index: IndexStore,
+    private readonly events: EventBus,
+  ) {
+    for (const driver of drivers) this.entries.set(driver.name, { driver, startError: null });
+  }
+
+  /** Starts every driver; one that fails stays listed, not ready, with its reason (never fatal to the agent). */
+  async start(): Promise<void> {
+    await Promise.all(
+      [...this.entries.values()].map(async (entry) => {
+        try {
+          await entry.driver.start();
+        } catch (err) {
+          entry.startError = err instanceof Error ? err.message : String(err);
+        }
+      }),
+    );
+  }
+
+  list(): BackendInfo[] {
+    return [...this.entries.values()].map(({ driver }) => ({ name: driver.name, driver: driver.driver }));
+  }
+
+  drivers(): Driver[] {
+    return [...this.entries.values()].filter((e) => e.startError === null).map((e) => e.driver);
+  }
+
+  private entry(name: string): Entry {
+    const entry = this.entries.get(name);
+    if (!entry) throw new NotFoundError(`no backend named ${name}`, { backend: name, backends: [...this.entries.keys()] });
+    return entry;
+  }
+
+  get(name: string): Driver {
+    return this.entry(name).driver;
+  }
+
+  /** The driver, if it started; operations on a backend that did not start are refused with the reason. */
+  usable(name: string): Driver {
+    const entry = this.entry(name);
+    if (entry.startError !== null) {
+      throw new BackendError(`backend ${name} is not ready: ${entry.startError}`, { backend: name, reason: entry.startError });
+    }
+    return entry.driver;
+  }
+
+  async readiness(): Promise<BackendReadiness[]> {
+    return Promise.all(
+      [...this.entries.values()].map(async ({ driver, startError }): Promise<BackendReadiness> => {
+        const info = { name: driver.name, driver: driver.driver };
+        if (startError !== null) return { ...info, ready: false, reason: startError };
+        try {
+          return { ...info, ...(await driver.readiness()) };
+        } catch (err) {
+          return { ...info, ready: false, reason: err instanceof Error ? err.message : String(err) };
+        }
+      }),
+    );
+  }
+
+  async stats(name: string, refresh: boolean): Promise<BackendStats> {
+    const driver = this.usable(name);
+    const base = await driver.stats(refresh);
+    let totalVolumes = 0;
+    let totalSnapshots = 0;
+    for (const v of this.index.allVolumes()) if (v.backend === name) totalVolumes++;
+    for (const s of this.index.allSnapshots()) if (s.backend === name) totalSnapshots++;
+    return { backendName: name, driver: driver.driver, ...base, totalVolumes, totalSnapshots };
+  }
+
+  /** Pushes the backend's capacity after a change, from the driver's cached figures (no storage command). */
+  async publishCapacity(name: string): Promise<void> {
+    try {
+      this.events.publish({ event: 'capacity', resource: await this.stats(name, false) });
+    } catch {
+      // Capacity pushes are advisory; the operation's own reply already carries its outcome.
+    }
+  }
+}

@@ -1,0 +1,127 @@
+import { randomUUID } from 'node:crypto';
+import {
+  ConflictError,
+  NotFoundError,
+  type AttachmentResult,
+  type ConnectionRecord,
+  type ConnectorInfo,
+  type VolumeRecord,
+} from '@kindling/protocol';
+import type { Attachment } from '../drivers/driver.js';
+import { volumeRef, type ServiceContext } from './context.js';
+import { requireCapability } from './snapshots.js';
+import { now } from './lifecycle.js';
+import { READABLE, requireStatus } from './status.js';
+import type { VolumeService } from './volumes.js';
+
+/** Local attachments (this host) and connections for other hosts' connectors; a connected volume is in-use. */
+export class ConnectionService {
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly volumes: VolumeService,
+  ) {}
+
+  get(id: string): ConnectionRecord {
+    const connection = this.ctx.index.getConnection(id);
+    if (!connection) throw new NotFoundError(`no connection ${id}`, { id });
+    return connection;
+  }
+
+  list(volumeId: string): Promise<ConnectionRecord[]> {
+    this.volumes.get(volumeId);
+    return this.ctx.index.connectionsOf(volumeId);
+  }
+
+  async attach(volumeId: string): Promise<AttachmentResult> {
+    return this.ctx.locks.with([volumeId], async () => {
+      const volume = this.volumes.get(volumeId);
+      const driver = this.volumes.driverOf(volume);
+      requireCapability(driver, 'attach', 'local attach');
+      requireStatus(volume, READABLE, 'attach volume');
+      const attachment = await driver.attach(volumeRef(volume));
+      return this.record(volume, { host: this.ctx.hostname }, attachment, true);
+    });
+  }
+
+  async detach(volumeId: string): Promise<AttachmentResult> {
+    return this.ctx.locks.with([volumeId], async () => {
+      const volume = this.volumes.get(volumeId);
+      const connections = await this.ctx.index.connectionsOf(volumeId);
+      const local = connections.find((c) => c.attached);
+      if (!local) throw new ConflictError(`volume ${volumeId} is not attached on this host`, { id: volumeId });
+      await this.volumes.driverOf(volume).detach(volumeRef(volume), local);
+      return this.forget(volume, local, connections);
+    });
+  }
+
+  async connect(volumeId: string, connector: ConnectorInfo): Promise<AttachmentResult> {
+    return this.ctx.locks.with([volumeId], async () => {
+      const volume = this.volumes.get(volumeId);
+      const driver = this.volumes.driverOf(volume);
+      requireCapability(driver, 'connect', 'connections to other hosts');
+      requireStatus(volume, READABLE, 'connect volume');
+      driver.validateConnector(connector);
+      const others = await this.ctx.index.connectionsOf(volumeId);
+      const attachment = await driver.connect(volumeRef(volume), connector, others);
+      return this.record(volume, connector, attachment, false);
+    });
+  }
+
+  async disconnect(connectionId: string): Promise<AttachmentResult> {
+    const { volumeId } = this.get(connectionId);
+    return this.ctx.locks.with([volumeId], async () => {
+      const connection = this.get(connectionId);
+      const volume = this.volumes.get(volumeId);
+      const connections = await this.ctx.index.connectionsOf(volumeId);
+      const others = connections.filter((c) => c.id !== connectionId);
+      const driver = this.volumes.driverOf(volume);
+      if (connection.attached) await driver.detach(volumeRef(volume), connection);
+      else await driver.disconnect(volumeRef(volume), connection, others);
+      return this.forget(volume, connection, connections);
+    });
+  }
+
+  /** The size in bytes the connected host sees now, for growing its view after `volume.extend`. */
+  async extend(connectionId: string): Promise<{ sizeBytes: number }> {
+    const connection = this.get(connectionId);
+    const volume = this.volumes.get(connection.volumeId);
+    return { sizeBytes: await this.volumes.driverOf(volume).connectionSize(volumeRef(volume), connection) };
+  }
+
+  private async record(
+    volume: VolumeRecord,
+    connectorInfo: ConnectorInfo,
+    attachment: Attachment,
+    attached: boolean,
+  ): Promise<AttachmentResult> {
+    const connection: ConnectionRecord = {
+      id: randomUUID(),
+      backend: volume.backend,
+      volumeId: volume.id,
+      connectorInfo,
+      connectionInfo: attachment.connectionInfo,
+      path: attachment.path,
+      attached,
+      createdAt: now(),
+    };
+    const inUse: VolumeRecord = { ...volume, status: 'in-use', updatedAt: now() };
+    await this.ctx.index.putConnection(connection, inUse);
+    this.ctx.events.publish({ event: 'connection', resource: connection });
+    this.volumes.publish(inUse);
+    return { volume: inUse, connection };
+  }
+
+  private async forget(
+    volume: VolumeRecord,
+    connection: ConnectionRecord,
+    connections: ConnectionRecord[],
+  ): Promise<AttachmentResult> {
+    const stillConnected = connections.some((c) => c.id !== connection.id);
+    const after: VolumeRecord = { ...volume, status: stillConnected ? 'in-use' : 'available', updatedAt: now() };
+    await this.ctx.index.deleteConnection(connection, after);
+    const gone = { ...connection, attached: false };
+    this.ctx.events.publish({ event: 'connection.deleted', resource: gone });
+    this.volumes.publish(after);
+    return { volume: after, connection: gone };
+  }
+}

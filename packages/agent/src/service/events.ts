@@ -1,0 +1,17 @@
+import type { EventFrame } from '@kindling/protocol';
+
+export type EventListener = (event: EventFrame) => void;
+
+/** Fan-out of resource changes to every connected session (and metrics). */
+export class EventBus {
+  private readonly listeners = new Set<EventListener>();
+
+  subscribe(listener: EventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  publish(event: EventFrame): void {
+    for (const listener of this.listeners) listener(event);
+  }
+}

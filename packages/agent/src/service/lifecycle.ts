@@ -1,0 +1,43 @@
+import { toErrorInfo, type ErrorInfo } from '@kindling/protocol';
+
+interface Tracked {
+  status: string;
+  error: ErrorInfo | null;
+  updatedAt: string;
+}
+
+export interface Transition<T extends Tracked> {
+  record: T;
+  /** Written (synced) and published before the driver runs, so a crash leaves a visible trace. */
+  during: T['status'];
+  work: () => Promise<Partial<T>>;
+  success: T['status'];
+  failure: T['status'];
+  save: (record: T) => Promise<void>;
+  publish: (record: T) => void;
+}
+
+export const now = (): string => new Date().toISOString();
+
+/**
+ * cinderlib's status machine for one driver call: transient status, then the target status with the
+ * driver's result, or the failure status with the error kept; the call rejects with the driver's error.
+ */
+export async function transition<T extends Tracked>(t: Transition<T>): Promise<T> {
+  const during: T = { ...t.record, status: t.during, updatedAt: now() };
+  await t.save(during);
+  t.publish(during);
+  let changes: Partial<T>;
+  try {
+    changes = await t.work();
+  } catch (err) {
+    const failed: T = { ...during, status: t.failure, error: toErrorInfo(err), updatedAt: now() };
+    await t.save(failed);
+    t.publish(failed);
+    throw err;
+  }
+  const done: T = { ...during, ...changes, status: t.success, error: null, updatedAt: now() };
+  await t.save(done);
+  t.publish(done);
+  return done;
+}

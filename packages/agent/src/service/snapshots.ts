@@ -1,0 +1,162 @@
+import { randomUUID } from 'node:crypto';
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  UnsupportedError,
+  type Capabilities,
+  type ParsedOpArgs,
+  type SnapshotRecord,
+  type VolumeRecord,
+} from '@kindling/protocol';
+import type { Driver } from '../drivers/driver.js';
+import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
+import { now, transition } from './lifecycle.js';
+import { READABLE, requireStatus, SNAPSHOT_DELETABLE, SNAPSHOT_READY } from './status.js';
+import type { VolumeService } from './volumes.js';
+
+/** Refuses, with the feature named, a call the backend does not support as configured. */
+export function requireCapability(driver: Driver, feature: keyof Capabilities, action: string): void {
+  if (driver.capabilities()[feature] !== true) {
+    throw new UnsupportedError(`backend ${driver.name} does not support ${action}`, { backend: driver.name, feature });
+  }
+}
+
+export class SnapshotService {
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly volumes: VolumeService,
+  ) {}
+
+  get(id: string): SnapshotRecord {
+    const snapshot = this.ctx.index.getSnapshot(id);
+    if (!snapshot) throw new NotFoundError(`no snapshot ${id}`, { id });
+    return snapshot;
+  }
+
+  async list(args: ParsedOpArgs<'snapshot.list'>): Promise<SnapshotRecord[]> {
+    if (args.volumeId !== undefined) {
+      const found = await this.ctx.index.snapshotsOf(args.volumeId);
+      return args.backend === undefined ? found : found.filter((s) => s.backend === args.backend);
+    }
+    return [...this.ctx.index.allSnapshots()].filter((s) => args.backend === undefined || s.backend === args.backend);
+  }
+
+  private save = (record: SnapshotRecord): Promise<void> => this.ctx.index.putSnapshot(record);
+  private publish = (record: SnapshotRecord): void => this.ctx.events.publish({ event: 'snapshot', resource: record });
+
+  async create(args: ParsedOpArgs<'snapshot.create'>): Promise<SnapshotRecord> {
+    return this.ctx.locks.with([args.volumeId], async () => {
+      const volume = this.volumes.get(args.volumeId);
+      const driver = this.volumes.driverOf(volume);
+      requireCapability(driver, 'snapshot', 'snapshots');
+      requireStatus(volume, READABLE, 'snapshot volume');
+      const at = now();
+      const record: SnapshotRecord = {
+        id: randomUUID(),
+        backend: volume.backend,
+        volumeId: volume.id,
+        name: args.name ?? null,
+        description: args.description ?? null,
+        volumeSize: volume.size,
+        status: 'creating',
+        createdAt: at,
+        updatedAt: at,
+        location: {},
+        error: null,
+      };
+      let volumeAfter: VolumeRecord['location'] | undefined;
+      const created = await transition({
+        record,
+        during: 'creating',
+        success: 'available',
+        failure: 'error',
+        save: this.save,
+        publish: this.publish,
+        work: async () => {
+          const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume));
+          volumeAfter = result.volume;
+          return { location: result.snapshot };
+        },
+      });
+      if (volumeAfter) await this.updateVolumeLocation(volume.id, volumeAfter, created);
+      await this.ctx.backends.publishCapacity(volume.backend);
+      return created;
+    });
+  }
+
+  /** The volume's own location changes with its chain (NFS's active overlay); written with the snapshot. */
+  private async updateVolumeLocation(volumeId: string, location: VolumeRecord['location'], snapshot: SnapshotRecord | null) {
+    const volume = { ...this.volumes.get(volumeId), location, updatedAt: now() };
+    if (snapshot) await this.ctx.index.putSnapshot(snapshot, volume);
+    else await this.ctx.index.putVolume(volume);
+    this.volumes.publish(volume);
+  }
+
+  async delete(id: string): Promise<SnapshotRecord> {
+    const { volumeId } = this.get(id);
+    return this.ctx.locks.with([volumeId, id], async () => {
+      const snapshot = this.get(id);
+      const volume = this.volumes.get(volumeId);
+      const driver = this.volumes.driverOf(volume);
+      requireStatus(snapshot, SNAPSHOT_DELETABLE, 'delete snapshot');
+      let volumeAfter: VolumeRecord['location'] = volume.location;
+      await transition({
+        record: snapshot,
+        during: 'deleting',
+        success: 'deleting',
+        failure: 'error_deleting',
+        save: this.save,
+        publish: this.publish,
+        work: async () => {
+          ({ volume: volumeAfter } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
+          return {};
+        },
+      });
+      const gone: SnapshotRecord = { ...this.get(id), status: 'deleted', updatedAt: now() };
+      const updatedVolume = { ...this.volumes.get(volumeId), location: volumeAfter, updatedAt: now() };
+      await this.ctx.index.deleteSnapshot(gone, updatedVolume);
+      this.publish(gone);
+      this.volumes.publish(updatedVolume);
+      await this.ctx.backends.publishCapacity(volume.backend);
+      return gone;
+    });
+  }
+
+  async createVolume(args: ParsedOpArgs<'snapshot.createVolume'>): Promise<VolumeRecord> {
+    const { volumeId } = this.get(args.id);
+    return this.ctx.locks.with([volumeId, args.id], async () => {
+      const snapshot = this.get(args.id);
+      requireStatus(snapshot, SNAPSHOT_READY, 'create a volume from snapshot');
+      const source = this.volumes.get(volumeId);
+      const driver = this.volumes.driverOf(source);
+      requireCapability(driver, 'createFromSnapshot', 'volumes from snapshots');
+      const size = this.volumes.sizeFrom(args.size, snapshot.volumeSize, 'snapshot');
+      const record = this.volumes.draft(source.backend, { ...args, size }, { snapshotId: snapshot.id });
+      return this.volumes.build(record, () =>
+        driver.createVolumeFromSnapshot(volumeRef(record), snapshotRef(snapshot), volumeRef(source)),
+      );
+    });
+  }
+
+  async revert(volumeId: string, snapshotId: string): Promise<VolumeRecord> {
+    return this.ctx.locks.with([volumeId, snapshotId], async () => {
+      const volume = this.volumes.get(volumeId);
+      const snapshot = this.get(snapshotId);
+      if (snapshot.volumeId !== volumeId) {
+        throw new InvalidArgumentError(`snapshot ${snapshotId} is not of volume ${volumeId}`, { volumeId, snapshotId });
+      }
+      const driver = this.volumes.driverOf(volume);
+      requireCapability(driver, 'revertToSnapshot', 'reverting to a snapshot');
+      requireStatus(volume, ['available'], 'revert volume');
+      requireStatus(snapshot, SNAPSHOT_READY, 'revert to snapshot');
+      // The data goes back to the snapshot's, and so does the size (cinder shrinks nothing: a grown volume is re-extended).
+      return this.volumes.transition(
+        volume,
+        'available',
+        async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
+        'available',
+        'error',
+      );
+    });
+  }
+}

@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import {
+  ConflictError,
+  InvalidArgumentError,
+  NotFoundError,
+  type ParsedOpArgs,
+  type VolumeListing,
+  type VolumeRecord,
+} from '@kindling/protocol';
+import type { Driver } from '../drivers/driver.js';
+import { volumeRef, type ServiceContext } from './context.js';
+import { now, transition } from './lifecycle.js';
+import { DELETABLE, READABLE, requireStatus } from './status.js';
+
+type NewVolume = { size?: number; name?: string; description?: string; metadata?: Record<string, string> };
+
+export class VolumeService {
+  constructor(private readonly ctx: ServiceContext) {}
+
+  get(id: string): VolumeRecord {
+    const volume = this.ctx.index.getVolume(id);
+    if (!volume) throw new NotFoundError(`no volume ${id}`, { id });
+    return volume;
+  }
+
+  async list(args: ParsedOpArgs<'volume.list'>): Promise<VolumeListing> {
+    const { index } = this.ctx;
+    let volumes: VolumeRecord[];
+    if (args.id !== undefined) {
+      const one = index.getVolume(args.id);
+      volumes = one ? [one] : [];
+    } else if (args.backend !== undefined && args.name !== undefined) {
+      volumes = await index.volumesNamed(args.backend, args.name);
+    } else if (args.backend !== undefined) {
+      this.ctx.backends.get(args.backend);
+      volumes = await index.volumesOfBackend(args.backend);
+    } else {
+      volumes = [...index.allVolumes()];
+    }
+    if (args.backend !== undefined) volumes = volumes.filter((v) => v.backend === args.backend);
+    if (args.name !== undefined) volumes = volumes.filter((v) => v.name === args.name);
+    const related = await Promise.all(volumes.map((v) => Promise.all([index.snapshotsOf(v.id), index.connectionsOf(v.id)])));
+    return {
+      volumes,
+      snapshots: related.flatMap(([snapshots]) => snapshots),
+      connections: related.flatMap(([, connections]) => connections),
+    };
+  }
+
+  /** A new record in `creating`, written and published before any storage work starts. */
+  draft(backend: string, fields: NewVolume & { size: number }, origin: Partial<VolumeRecord> = {}): VolumeRecord {
+    const at = now();
+    return {
+      id: randomUUID(),
+      backend,
+      name: fields.name ?? null,
+      description: fields.description ?? null,
+      size: fields.size,
+      status: 'creating',
+      metadata: fields.metadata ?? {},
+      createdAt: at,
+      updatedAt: at,
+      sourceVolId: null,
+      snapshotId: null,
+      location: {},
+      error: null,
+      ...origin,
+    };
+  }
+
+  /** Runs a create-like driver call for a drafted record: creating -> available | error. */
+  async build(record: VolumeRecord, work: () => Promise<VolumeRecord['location']>): Promise<VolumeRecord> {
+    const created = await this.transition(record, 'creating', async () => ({ location: await work() }), 'available', 'error');
+    await this.ctx.backends.publishCapacity(record.backend);
+    return created;
+  }
+
+  async create(args: ParsedOpArgs<'volume.create'>): Promise<VolumeRecord> {
+    const driver = this.ctx.backends.usable(args.backend);
+    const record = this.draft(args.backend, args);
+    return this.build(record, () => driver.createVolume(volumeRef(record)));
+  }
+
+  async delete(id: string): Promise<VolumeRecord> {
+    return this.ctx.locks.with([id], async () => {
+      const volume = this.get(id);
+      const driver = this.ctx.backends.usable(volume.backend);
+      requireStatus(volume, DELETABLE, 'delete volume');
+      const snapshots = await this.ctx.index.snapshotsOf(id);
+      if (snapshots.length > 0) {
+        throw new ConflictError(`volume ${id} has ${snapshots.length} snapshot(s); delete them first`, {
+          id,
+          snapshots: snapshots.map((s) => s.id),
+        });
+      }
+      const connections = await this.ctx.index.connectionsOf(id);
+      if (connections.length > 0) {
+        throw new ConflictError(`volume ${id} is connected; disconnect it first`, { id, connections: connections.map((c) => c.id) });
+      }
+      await this.transition(volume, 'deleting', async () => {
+        await driver.deleteVolume(volumeRef(volume));
+        return {};
+      }, 'deleting', 'error_deleting');
+      const gone = { ...this.get(id), status: 'deleted' as const, updatedAt: now() };
+      await this.ctx.index.deleteVolume(gone);
+      this.ctx.events.publish({ event: 'volume', resource: gone });
+      await this.ctx.backends.publishCapacity(volume.backend);
+      return gone;
+    });
+  }
+
+  async extend(id: string, size: number): Promise<VolumeRecord> {
+    return this.ctx.locks.with([id], async () => {
+      const volume = this.get(id);
+      const driver = this.ctx.backends.usable(volume.backend);
+      requireStatus(volume, READABLE, 'extend volume');
+      if (size <= volume.size) {
+        throw new InvalidArgumentError(`new size ${size} GiB must be larger than the current ${volume.size} GiB`, {
+          id,
+          size,
+          currentSize: volume.size,
+        });
+      }
+      const extended = await this.transition(
+        volume,
+        'extending',
+        async () => ({ size, location: await driver.extendVolume(volumeRef(volume), size) }),
+        volume.status,
+        'error',
+      );
+      await this.ctx.backends.publishCapacity(volume.backend);
+      return extended;
+    });
+  }
+
+  async clone(args: ParsedOpArgs<'volume.clone'>): Promise<VolumeRecord> {
+    const source = this.get(args.id);
+    const driver = this.ctx.backends.usable(source.backend);
+    const size = this.sizeFrom(args.size, source.size, 'source volume');
+    // The source lock keeps its data (and an NFS snapshot chain) still while it is copied.
+    return this.ctx.locks.with([source.id], async () => {
+      const current = this.get(source.id);
+      requireStatus(current, READABLE, 'clone volume');
+      const record = this.draft(current.backend, { ...args, size }, { sourceVolId: current.id });
+      return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(current)));
+    });
+  }
+
+  /** A requested size for a volume made from another: at least the source's, defaulting to it. */
+  sizeFrom(requested: number | undefined, sourceSize: number, what: string): number {
+    if (requested === undefined) return sourceSize;
+    if (requested < sourceSize) {
+      throw new InvalidArgumentError(`size ${requested} GiB is smaller than the ${what}'s ${sourceSize} GiB`, {
+        size: requested,
+        sourceSize,
+      });
+    }
+    return requested;
+  }
+
+  save = async (record: VolumeRecord): Promise<void> => this.ctx.index.putVolume(record);
+  publish = (record: VolumeRecord): void => this.ctx.events.publish({ event: 'volume', resource: record });
+
+  transition(
+    record: VolumeRecord,
+    during: VolumeRecord['status'],
+    work: () => Promise<Partial<VolumeRecord>>,
+    success: VolumeRecord['status'],
+    failure: VolumeRecord['status'],
+  ): Promise<VolumeRecord> {
+    return transition({ record, during, work, success, failure, save: this.save, publish: this.publish });
+  }
+
+  driverOf(volume: VolumeRecord): Driver {
+    return this.ctx.backends.usable(volume.backend);
+  }
+}

@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { AgentConfig } from './config.js';
+import { createDriver } from './drivers/factory.js';
+import type { Runner } from './exec/run.js';
+import { run } from './exec/run.js';
+import { IndexStore } from './index/store.js';
+import { Backends } from './service/backends.js';
+import { ConnectionService } from './service/connections.js';
+import type { ServiceContext } from './service/context.js';
+import { EventBus } from './service/events.js';
+import { KeyedLocks } from './service/locks.js';
+import { recoverTransient, type RecoveryReport } from './service/recovery.js';
+import { SnapshotService } from './service/snapshots.js';
+import { VolumeService } from './service/volumes.js';
+import { AGENT_VERSION } from './version.js';
+
+/** The agent below the wire: index, drivers and the resource services, wired once. */
+export interface Services extends ServiceContext {
+  hostId: string;
+  agentVersion: string;
+  volumes: VolumeService;
+  snapshots: SnapshotService;
+  connections: ConnectionService;
+  recovery: RecoveryReport;
+  close(): Promise<void>;
+}
+
+export async function openServices(config: AgentConfig, runner: Runner = run): Promise<Services> {
+  const index = await IndexStore.open(join(config.dataDir, 'index'));
+  try {
+    const stored = config.hostId ?? (await index.getMeta('hostId'));
+    const hostId = typeof stored === 'string' ? stored : randomUUID();
+    if (stored === undefined) await index.setMeta('hostId', hostId);
+    const events = new EventBus();
+    const backends = new Backends(
+      config.backends.map((b) => createDriver(b, { run: runner, dataDir: config.dataDir })),
+      index,
+      events,
+    );
+    await backends.start();
+    const ctx: ServiceContext = { index, backends, events, locks: new KeyedLocks(), hostname: hostname() };
+    const volumes = new VolumeService(ctx);
+    const snapshots = new SnapshotService(ctx, volumes);
+    const connections = new ConnectionService(ctx, volumes);
+    const recovery = await recoverTransient(ctx);
+    return {
+      ...ctx,
+      hostId,
+      agentVersion: AGENT_VERSION,
+      volumes,
+      snapshots,
+      connections,
+      recovery,
+      close: () => index.close(),
+    };
+  } catch (err) {
+    await index.close();
+    throw err;
+  }
+}
