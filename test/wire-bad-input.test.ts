@@ -10,7 +10,8 @@ let client: RawClient;
 let volumeId: string;
 
 async function snapshotOfState() {
-  const listing = await client.call('volume.list', {});
+  const reply = await client.call('volume.list', {});
+  const listing = reply.ok ? reply.result : reply.error;
   const files = (await import('node:fs')).readdirSync(`${agent.dir}/share`).sort();
   return { listing, files };
 }

@@ -55,8 +55,8 @@ WORK="$(mktemp -d "$CACHE/build.XXXXXX")"
 cleanup() {
   # mmdebstrap unmounts on its own; make sure nothing is left mounted under WORK before removing it.
   if [[ -d "$WORK" ]]; then
-    grep -o " $WORK/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    { grep -o " $WORK/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$WORK" || true
   fi
 }
 trap cleanup EXIT
@@ -220,7 +220,7 @@ grep -q virtio_blk "$IRD/modules.list" || { log "virtio_blk not found for $kver"
 log "initrd: $(tr '\n' ' ' <"$IRD/modules.list")"
 
 # --- root filesystem image: raw ext4, 1 GiB sparse ---
-mkfs.ext4 -q -F -L kl-root -d "$ROOT" -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/out/root.img" 1G
+mkfs.ext4 -q -F -L kl-root -d "$ROOT" -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/out/root.img" 1G >&2
 cp "$WORK/mmdebstrap.log" "$WORK/out/build.log"
 printf 'built %s in %s s\nkernel %s\npackages %s\n' "$(date -u +%FT%TZ)" "$((SECONDS - t0))" "$kver" "${PACKAGES[*]}" >"$WORK/out/DONE"
 

@@ -33,6 +33,13 @@ export type ServerFrame = ReplyFrame | EventFrame;
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
+/** The id of a request frame, when it has a valid one, so even a malformed frame gets a reply it can match. */
+export function requestIdOf(frame: unknown): number | null {
+  if (!isObject(frame)) return null;
+  const { id } = frame;
+  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : null;
+}
+
 /** Shape check of a decoded client frame; the op's own schema checks `args` after this. */
 export function parseRequestFrame(frame: unknown): { id: number; op: unknown; args: unknown } {
   if (!isObject(frame)) throw new ProtocolError('a request frame must be a map');

@@ -6,6 +6,7 @@ import {
   encode,
   isOpName,
   parseRequestFrame,
+  requestIdOf,
   toErrorInfo,
   validateArgs,
   type EventFrame,
@@ -41,8 +42,9 @@ export class Session {
     let reply: ReplyFrame;
     try {
       if (bytes === null) throw new ProtocolError('frames must be binary msgpack, not text');
-      const frame = parseRequestFrame(decode(bytes));
-      id = frame.id;
+      const decoded = decode(bytes);
+      id = requestIdOf(decoded);
+      const frame = parseRequestFrame(decoded);
       if (!isOpName(frame.op)) throw new ProtocolError(`unknown op ${JSON.stringify(frame.op)}`, { op: frame.op });
       op = frame.op;
       if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
@@ -51,7 +53,7 @@ export class Session {
       const handler = this.handlers[op] as (args: unknown) => unknown;
       const result = await handler(checked.args);
       if (op === 'hello') this.greeted = true;
-      reply = { id, ok: true, result };
+      reply = { id: frame.id, ok: true, result };
     } catch (err) {
       // A non-Kindling error is a bug of ours: keep its stack in the log, not on the wire.
       if (!(err instanceof KindlingError)) console.error(`kindling-agent: ${op} failed:`, err);

@@ -66,6 +66,13 @@ function defaultTargetIp(): string {
 const stderrOf = (err: unknown): string =>
   err instanceof KindlingError && typeof err.details.stderrTail === 'string' ? err.details.stderrTail : '';
 
+/** lvm2's first line that is not a warning says what is wrong ('Volume group "x" not found'). */
+const lvmReason = (err: unknown): string =>
+  stderrOf(err)
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l && !l.startsWith('WARNING')) ?? (err instanceof Error ? err.message : String(err));
+
 export class LvmDriver implements Driver {
   readonly driver = 'lvm' as const;
   readonly name: string;
@@ -103,16 +110,21 @@ export class LvmDriver implements Driver {
       });
     }
     const report = await this.refresh().catch((err: unknown) => {
-      const why = stderrOf(err).split('\n').filter(Boolean).at(-1) ?? (err as Error).message;
-      throw new BackendError(`volume group ${this.vg} is not usable: ${why}`, err instanceof KindlingError ? err.details : {});
+      throw new BackendError(`volume group ${this.vg} is not usable: ${lvmReason(err)}`, err instanceof KindlingError ? err.details : {});
     });
     if (this.config.lvmType === 'auto') this.thin = report.lvs.has(this.pool) || report.vg.lvCount === 0;
   }
 
   async readiness(): Promise<Readiness> {
     // Only a backend that never saw its VG reads again here, so it can recover; /readyz stays cheap.
-    const report = this.report ?? (await this.refresh().catch(() => null));
-    if (!report) return { ready: false, reason: `volume group ${this.vg} not found` };
+    let report = this.report;
+    if (!report) {
+      try {
+        report = await this.refresh();
+      } catch (err) {
+        return { ready: false, reason: `volume group ${this.vg} is not usable: ${lvmReason(err)}` };
+      }
+    }
     const { mdaFree, mdaSize } = report.vg;
     if (mdaSize > 0 && mdaFree < mdaSize * MDA_WARN_FREE_RATIO) {
       return {

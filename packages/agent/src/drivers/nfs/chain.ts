@@ -66,7 +66,7 @@ async function backingOf(c: Chain, overlay: string): Promise<Image | null> {
 
 /** Adds the overlay for a new snapshot over the active file; returns the overlay's file name. */
 export async function createSnapshot(c: Chain, snapshotId: string): Promise<string> {
-  const info = (await readInfo(infoPath(c), c.volumeId)) ?? { active: volumeFile(c.volumeId) };
+  const info: SnapInfo = (await readInfo(infoPath(c), c.volumeId)) ?? { active: volumeFile(c.volumeId) };
   const already = info[snapshotId];
   if (already !== undefined) return already;
   const backing = info.active;

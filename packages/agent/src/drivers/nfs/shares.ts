@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
@@ -26,7 +26,10 @@ export function parseMountPoints(mountinfo: string): Set<string> {
 }
 
 export async function isMounted(mountPoint: string, mountInfoPath: string): Promise<boolean> {
-  return parseMountPoints(await readFile(mountInfoPath, 'utf8')).has(mountPoint);
+  const points = parseMountPoints(await readFile(mountInfoPath, 'utf8'));
+  // The kernel lists the resolved path; mountPointBase may sit behind a symlink.
+  const real = await realpath(mountPoint).catch(() => mountPoint);
+  return points.has(mountPoint) || points.has(real);
 }
 
 /** Mounts `host:/path` at its mount point unless something is already mounted there. */
@@ -49,8 +52,12 @@ export async function mountShare(
 
 /** A local-folder share: created when missing (the embedded default), refused when not a folder. */
 export async function prepareLocalShare(share: string): Promise<void> {
-  await mkdir(share, { recursive: true });
-  if (!(await stat(share)).isDirectory()) throw new BackendError(`share ${share} is not a folder`, { share });
+  const found = await stat(share).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  if (!found) await mkdir(share, { recursive: true });
+  else if (!found.isDirectory()) throw new BackendError(`share ${share} is not a folder`, { share });
 }
 
 /** Creates and removes a probe file; throws the file system's error when the share cannot be written. */

@@ -1,0 +1,595 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  BackendError,
+  ConflictError,
+  InvalidArgumentError,
+  type ConnectionInfo,
+  type ConnectionRecord,
+  type ConnectorInfo,
+} from '@kindling/protocol';
+import type { LvmBackendConfig } from '../../config.js';
+import type { RunOptions, Runner } from '../../exec/run.js';
+import type { SnapshotRef, VolumeRef } from '../driver.js';
+import { LvmDriver } from './driver.js';
+import { withVgLock } from './queue.js';
+
+// The recording runner: the only fake runner allowed, for paths this kernel cannot run (snapshots,
+// thin, activation, dd, targetcli). Argv is checked exactly.
+
+const GIB = 1024 ** 3;
+const EXTENT = 4 * 1024 * 1024;
+const VG = 'cinder-volumes';
+// start() checks that lvmConfFile is readable; the commands themselves never run here.
+const CONF_DIR = mkdtempSync(join(tmpdir(), 'kindling-lvm-unit-'));
+writeFileSync(join(CONF_DIR, 'lvm.conf'), 'global { activation = 0 }\n');
+afterAll(() => rmSync(CONF_DIR, { recursive: true, force: true }));
+const V1 = '11111111-1111-4111-8111-111111111111';
+const V2 = '22222222-2222-4222-8222-222222222222';
+const S1 = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa';
+
+interface FakeLv {
+  name: string;
+  size: number;
+  tags?: string[];
+  attr?: string;
+  origin?: string;
+  pool?: string;
+  data?: number;
+  meta?: number;
+}
+
+interface Fake {
+  run: Runner;
+  calls: { argv: string[]; env: Record<string, string> }[];
+  /** Commands after start()'s report read. */
+  argv(): string[][];
+  reset(): void;
+}
+
+function fake(
+  opts: { lvs?: FakeLv[]; vgSize?: number; vgFree?: number; mdaFree?: number; fail?: (argv: string[]) => string | undefined } = {},
+): Fake {
+  const calls: Fake['calls'] = [];
+  const run: Runner = async (argv, options: RunOptions = {}) => {
+    calls.push({ argv: [...argv], env: options.env ?? {} });
+    const stderr = opts.fail?.([...argv]);
+    if (stderr !== undefined) {
+      throw new BackendError(`${argv[0]} failed`, { command: [...argv], exitCode: 5, stderrTail: stderr });
+    }
+    if (argv[0] === 'lvm' && argv[1] === 'fullreport') {
+      const lv = (opts.lvs ?? []).map((l) => ({
+        lv_name: l.name,
+        lv_size: String(l.size),
+        lv_tags: (l.tags ?? []).join(','),
+        lv_attr: l.attr ?? '-wi-a-----',
+        origin: l.origin ?? '',
+        pool_lv: l.pool ?? '',
+        data_percent: l.data === undefined ? '' : l.data.toFixed(2),
+        metadata_percent: l.meta === undefined ? '' : l.meta.toFixed(2),
+      }));
+      const vg = {
+        vg_name: VG,
+        vg_size: String(opts.vgSize ?? 100 * GIB),
+        vg_free: String(opts.vgFree ?? 100 * GIB),
+        vg_extent_size: String(EXTENT),
+        lv_count: String(lv.length),
+        vg_mda_free: String(opts.mdaFree ?? 500_000),
+        vg_mda_size: '1044480',
+      };
+      return { stdout: JSON.stringify({ report: [{ vg: [vg], pv: [], lv, pvseg: [], seg: [] }] }), stderr: '' };
+    }
+    return { stdout: '', stderr: '' };
+  };
+  let mark = 0;
+  return {
+    run,
+    calls,
+    argv: () => calls.slice(mark).map((c) => c.argv),
+    reset: () => {
+      mark = calls.length;
+    },
+  };
+}
+
+const config = (over: Partial<LvmBackendConfig> = {}): LvmBackendConfig => ({
+  name: 'lvm',
+  driver: 'lvm',
+  volumeGroup: VG,
+  lvmType: 'default',
+  lvmConfFile: join(CONF_DIR, 'lvm.conf'),
+  volumeClear: 'none',
+  reservedPercentage: 0,
+  maxOverSubscriptionRatio: 20,
+  targetIp: '192.0.2.10',
+  targetPort: 3260,
+  ...over,
+});
+
+async function started(f: Fake, over: Partial<LvmBackendConfig> = {}): Promise<LvmDriver> {
+  const driver = new LvmDriver(config(over), { run: f.run, hostname: 'agent-host', deviceExists: async () => true });
+  await driver.start();
+  f.reset();
+  return driver;
+}
+
+const thick = (id: string, size = 1): VolumeRef => ({ id, size, location: { vg: VG, lv: `volume-${id}`, thin: false } });
+const thinVol = (id: string, size = 1): VolumeRef => ({ id, size, location: { vg: VG, lv: `volume-${id}`, thin: true } });
+const snapOf = (v: VolumeRef, id = S1): SnapshotRef => ({
+  id,
+  volumeId: v.id,
+  volumeSize: v.size,
+  location: { vg: VG, lv: `_snapshot-${id}`, thin: v.location.thin ?? false },
+});
+const volTags = (id: string): string[] => ['--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_volume'];
+const snapTags = (id: string, vol: string): string[] => [
+  '--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_snapshot', '--addtag', `kindling_vol_${vol}`,
+];
+const REMOVE = ['lvremove', '--config', 'activation { retry_deactivation = 1 }', '-f'];
+const ACTIVATE = ['lvchange', '-a', 'y', '--yes', '-K'];
+const pool = { name: `${VG}-pool`, size: 90 * GIB, attr: 'twi-aotz--', data: 12.5, meta: 3.25 };
+
+describe('LvmDriver argv (recording runner)', () => {
+  it('runs every lvm2 command with LVM_SYSTEM_DIR and LVM_SUPPRESS_FD_WARNINGS', async () => {
+    const f = fake();
+    const driver = await started(f);
+    await driver.createVolume(thick(V1));
+    await driver.deleteVolume(thick(V1));
+    expect(f.calls.length).toBe(3);
+    for (const call of f.calls) {
+      expect(call.env).toEqual({ LVM_SYSTEM_DIR: CONF_DIR, LVM_SUPPRESS_FD_WARNINGS: '1' });
+    }
+    expect(f.calls[0]?.argv.slice(0, 8)).toEqual(['lvm', 'fullreport', '--reportformat', 'json', '--units', 'b', '--nosuffix', '--configreport']);
+  });
+
+  it('creates a thick volume with one lvcreate, tagged, and no report read', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const location = await driver.createVolume(thick(V1, 2));
+    expect(f.argv()).toEqual([['lvcreate', '-n', `volume-${V1}`, '-L', '2g', ...volTags(V1), VG]]);
+    expect(location).toEqual({ vg: VG, lv: `volume-${V1}`, thin: false });
+    // The cached figures followed the change arithmetically.
+    expect((await driver.stats(false)).freeCapacityGb).toBe(98);
+  });
+
+  it('creates the thin pool on first use at 95% of free space, then thin volumes in it', async () => {
+    const f = fake({ vgFree: 10 * GIB });
+    const driver = await started(f, { lvmType: 'thin' });
+    await driver.createVolume(thick(V1));
+    const poolBytes = Math.floor((10 * GIB * 0.95) / EXTENT) * EXTENT;
+    expect(f.argv()).toEqual([
+      ['lvcreate', '-T', '-L', `${poolBytes}b`, `${VG}/${VG}-pool`],
+      expect.arrayContaining(['lvm', 'fullreport']),
+      ['lvcreate', '-T', '-V', '1g', '-n', `volume-${V1}`, ...volTags(V1), `${VG}/${VG}-pool`],
+    ]);
+  });
+
+  it('creates thin volumes in an existing pool with one command', async () => {
+    const f = fake({ lvs: [pool] });
+    const driver = await started(f, { lvmType: 'thin', thinPool: undefined });
+    expect(await driver.createVolume(thick(V1, 3))).toEqual({ vg: VG, lv: `volume-${V1}`, thin: true });
+    expect(f.argv()).toEqual([['lvcreate', '-T', '-V', '3g', '-n', `volume-${V1}`, ...volTags(V1), `${VG}/${VG}-pool`]]);
+  });
+
+  it('auto is thin when the pool exists or the VG is empty, thick otherwise', async () => {
+    expect((await started(fake(), { lvmType: 'auto' })).capabilities().thin).toBe(true);
+    expect((await started(fake({ lvs: [pool] }), { lvmType: 'auto' })).capabilities().thin).toBe(true);
+    const used = fake({ lvs: [{ name: 'other', size: GIB }] });
+    expect((await started(used, { lvmType: 'auto' })).capabilities().thin).toBe(false);
+  });
+
+  it('refuses what does not fit before lvcreate, with requested and free', async () => {
+    const f = fake({ vgFree: 5 * GIB });
+    const driver = await started(f);
+    const err = await driver.createVolume(thick(V1, 6)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+    expect((err as ConflictError).details).toEqual({ requestedGb: 6, freeGb: 5 });
+    expect(f.argv()).toEqual([]);
+  });
+
+  it('honours reservedPercentage and the thin over-subscription ratio', async () => {
+    const thickF = fake({ vgSize: 100 * GIB, vgFree: 20 * GIB });
+    const reserved = await started(thickF, { reservedPercentage: 15 });
+    await expect(reserved.createVolume(thick(V1, 6))).rejects.toMatchObject({ details: { requestedGb: 6, freeGb: 5 } });
+    const thinF = fake({ lvs: [{ ...pool, size: 10 * GIB }, { name: 'volume-x', size: 15 * GIB, pool: pool.name, attr: 'Vwi-a-tz--' }] });
+    const over = await started(thinF, { lvmType: 'thin', maxOverSubscriptionRatio: 2 });
+    await expect(over.createVolume(thick(V1, 6))).rejects.toMatchObject({ details: { requestedGb: 6, freeGb: 5 } });
+    await expect(over.createVolume(thick(V1, 5))).resolves.toMatchObject({ thin: true });
+  });
+
+  it('snapshots a thick volume with a COW size and a thin one without', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const v = thick(V1, 2);
+    const result = await driver.createSnapshot(snapOf(v), v);
+    const tv = thinVol(V2);
+    await driver.createSnapshot(snapOf(tv), tv);
+    expect(f.argv()).toEqual([
+      ['lvcreate', '-s', '-k', 'y', '-L', '2g', '-n', `_snapshot-${S1}`, ...snapTags(S1, V1), `${VG}/volume-${V1}`],
+      ['lvcreate', '-s', '-k', 'y', '-n', `_snapshot-${S1}`, ...snapTags(S1, V2), `${VG}/volume-${V2}`],
+    ]);
+    expect(result).toEqual({ snapshot: { vg: VG, lv: `_snapshot-${S1}`, thin: false }, volume: v.location });
+  });
+
+  it('deletes a snapshot idempotently', async () => {
+    const f = fake({ fail: (a) => (a[0] === 'lvremove' ? `  Failed to find logical volume "${VG}/_snapshot-${S1}"` : undefined) });
+    const driver = await started(f);
+    const v = thick(V1);
+    await expect(driver.deleteSnapshot(snapOf(v), v)).resolves.toEqual({ volume: v.location });
+    expect(f.argv()).toEqual([[...REMOVE, `${VG}/_snapshot-${S1}`]]);
+  });
+
+  it('makes a thin volume from a snapshot as a snapshot of it, grown, activated with -K -k n', async () => {
+    const f = fake({ lvs: [pool] });
+    const driver = await started(f, { lvmType: 'thin' });
+    const src = thinVol(V1, 1);
+    const location = await driver.createVolumeFromSnapshot(thinVol(V2, 2), snapOf(src), src);
+    expect(f.argv()).toEqual([
+      ['lvcreate', '-s', '-k', 'y', '-n', `volume-${V2}`, ...volTags(V2), `${VG}/_snapshot-${S1}`],
+      ['lvextend', '-L', '2g', `${VG}/volume-${V2}`],
+      [...ACTIVATE, '-k', 'n', `${VG}/volume-${V2}`],
+    ]);
+    expect(location).toEqual({ vg: VG, lv: `volume-${V2}`, thin: true });
+  });
+
+  it('clones a thin volume as a thin snapshot of it', async () => {
+    const f = fake({ lvs: [pool] });
+    const driver = await started(f, { lvmType: 'thin' });
+    await driver.cloneVolume(thinVol(V2), thinVol(V1));
+    expect(f.argv()).toEqual([
+      ['lvcreate', '-s', '-k', 'y', '-n', `volume-${V2}`, ...volTags(V2), `${VG}/volume-${V1}`],
+      [...ACTIVATE, '-k', 'n', `${VG}/volume-${V2}`],
+    ]);
+  });
+
+  it('makes a thick volume from a snapshot with dd from the activated snapshot', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const src = thick(V1, 1);
+    await driver.createVolumeFromSnapshot(thick(V2, 2), snapOf(src), src);
+    expect(f.argv()).toEqual([
+      [...ACTIVATE, `${VG}/_snapshot-${S1}`],
+      ['lvcreate', '-n', `volume-${V2}`, '-L', '2g', ...volTags(V2), VG],
+      [...ACTIVATE, `${VG}/volume-${V2}`],
+      ['dd', `if=/dev/${VG}/_snapshot-${S1}`, `of=/dev/${VG}/volume-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct'],
+    ]);
+  });
+
+  it('clones a thick volume through a temporary snapshot that is removed afterwards', async () => {
+    const f = fake();
+    const driver = await started(f);
+    await driver.cloneVolume(thick(V2, 1), thick(V1, 1));
+    expect(f.argv()).toEqual([
+      ['lvcreate', '-s', '-k', 'y', '-L', '1g', '-n', `clone-snap-${V2}`, `${VG}/volume-${V1}`],
+      [...ACTIVATE, `${VG}/clone-snap-${V2}`],
+      ['lvcreate', '-n', `volume-${V2}`, '-L', '1g', ...volTags(V2), VG],
+      [...ACTIVATE, `${VG}/volume-${V2}`],
+      ['dd', `if=/dev/${VG}/clone-snap-${V2}`, `of=/dev/${VG}/volume-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct'],
+      [...REMOVE, `${VG}/clone-snap-${V2}`],
+    ]);
+    // The temporary snapshot's space came back; only the clone's GiB is used.
+    expect((await driver.stats(false)).freeCapacityGb).toBe(99);
+  });
+
+  it('removes the half-made clone and the temporary snapshot when dd fails', async () => {
+    const f = fake({ fail: (a) => (a[0] === 'dd' ? 'dd: error writing: No space left on device' : undefined) });
+    const driver = await started(f);
+    const err = await driver.cloneVolume(thick(V2), thick(V1)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(f.argv().slice(-2)).toEqual([
+      [...REMOVE, `${VG}/volume-${V2}`],
+      [...REMOVE, `${VG}/clone-snap-${V2}`],
+    ]);
+  });
+
+  it('extends a thick origin with snapshots inactive: deactivate, lvextend, reactivate', async () => {
+    const f = fake({
+      lvs: [
+        { name: `volume-${V1}`, size: GIB, attr: 'owi-a-s---' },
+        { name: `_snapshot-${S1}`, size: GIB, attr: 'swi-a-s---', origin: `volume-${V1}` },
+      ],
+    });
+    const driver = await started(f);
+    await driver.extendVolume(thick(V1), 3);
+    await driver.extendVolume(thick(V2), 2);
+    expect(f.argv()).toEqual([
+      ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
+      ['lvextend', '-L', '3g', `${VG}/volume-${V1}`],
+      [...ACTIVATE, `${VG}/volume-${V1}`],
+      ['lvextend', '-L', '2g', `${VG}/volume-${V2}`],
+    ]);
+  });
+
+  it('reverts a thick volume by merging, then re-creates the snapshot under its name', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const v = thick(V1, 2);
+    await driver.revertToSnapshot(v, snapOf(v));
+    expect(f.argv()).toEqual([
+      ['lvconvert', '--merge', `${VG}/_snapshot-${S1}`],
+      ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
+      [...ACTIVATE, `${VG}/volume-${V1}`],
+      ['lvcreate', '-s', '-k', 'y', '-L', '2g', '-n', `_snapshot-${S1}`, ...snapTags(S1, V1), `${VG}/volume-${V1}`],
+    ]);
+  });
+
+  it('reverts a thin volume by building it from the snapshot beside the old one, then swapping', async () => {
+    const f = fake({ lvs: [pool] });
+    const driver = await started(f, { lvmType: 'thin' });
+    const v = thinVol(V1, 1);
+    expect(await driver.revertToSnapshot(v, snapOf(v))).toEqual({ vg: VG, lv: `volume-${V1}`, thin: true });
+    expect(f.argv()).toEqual([
+      ['lvcreate', '-s', '-k', 'y', '-n', `revert-${V1}`, ...volTags(V1), `${VG}/_snapshot-${S1}`],
+      [...ACTIVATE, '-k', 'n', `${VG}/revert-${V1}`],
+      [...REMOVE, `${VG}/volume-${V1}`],
+      ['lvrename', VG, `revert-${V1}`, `volume-${V1}`],
+    ]);
+  });
+
+  it('deletes with cinder retry settings, and is idempotent when the LV is gone', async () => {
+    let first = true;
+    const f = fake({
+      fail: (a) => {
+        if (a[0] !== 'lvremove' || !first) return undefined;
+        first = false;
+        return '  Logical volume cinder-volumes/volume-x in use.';
+      },
+    });
+    const driver = await started(f);
+    await driver.deleteVolume(thick(V1));
+    expect(f.argv()).toEqual([
+      [...REMOVE, `${VG}/volume-${V1}`],
+      ['lvremove', '--config', 'activation { retry_deactivation = 1 } devices { ignore_suspended_devices = 1 }', '-f', `${VG}/volume-${V1}`],
+    ]);
+    const gone = fake({ fail: (a) => (a[0] === 'lvremove' ? `  Failed to find logical volume "${VG}/volume-${V1}"` : undefined) });
+    const d2 = await started(gone);
+    await expect(d2.deleteVolume(thick(V1))).resolves.toBeUndefined();
+    expect(gone.argv()).toHaveLength(1);
+  });
+
+  it('zeroes a thick volume before removing it when volumeClear is zero', async () => {
+    const f = fake({ lvs: [{ name: `volume-${V1}`, size: 2 * GIB }] });
+    const driver = await started(f, { volumeClear: 'zero' });
+    await driver.deleteVolume(thick(V1, 2));
+    expect(f.argv()).toEqual([
+      [...ACTIVATE, `${VG}/volume-${V1}`],
+      ['dd', 'if=/dev/zero', `of=/dev/${VG}/volume-${V1}`, 'bs=1M', 'count=2048', 'oflag=direct'],
+      [...REMOVE, `${VG}/volume-${V1}`],
+    ]);
+  });
+
+  it('attaches by activating and returns the device; detach deactivates', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const att = await driver.attach(thick(V1));
+    expect(att).toEqual({
+      path: `/dev/${VG}/volume-${V1}`,
+      connectionInfo: { driverVolumeType: 'local', data: { device_path: `/dev/${VG}/volume-${V1}` } },
+    });
+    await driver.detach(thick(V1), conn({ host: 'agent-host' }, att.connectionInfo));
+    expect(f.argv()).toEqual([
+      [...ACTIVATE, `${VG}/volume-${V1}`],
+      ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
+    ]);
+  });
+
+  it('reports an activation that makes no device as a BackendError with the command', async () => {
+    const f = fake();
+    const driver = new LvmDriver(config(), { run: f.run, deviceExists: async () => false });
+    await driver.start();
+    const err = await driver.attach(thick(V1)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect((err as BackendError).details).toMatchObject({ command: [...ACTIVATE, `${VG}/volume-${V1}`], exitCode: 0 });
+  });
+});
+
+const INITIATOR = 'iqn.1993-08.org.debian:01:abcdef';
+const INITIATOR2 = 'iqn.1993-08.org.debian:01:123456';
+const IQN = `iqn.2010-10.org.openstack:volume-${V1}`;
+
+function conn(connectorInfo: ConnectorInfo, connectionInfo: ConnectionInfo): ConnectionRecord {
+  return {
+    id: crypto.randomUUID(),
+    backend: 'lvm',
+    volumeId: V1,
+    connectorInfo,
+    connectionInfo,
+    path: null,
+    attached: true,
+    createdAt: new Date().toISOString(),
+  };
+}
+
+describe('LvmDriver iSCSI export through targetcli (recording runner)', () => {
+  it('exports on first connect: activate, backstore, target, LUN, CHAP, ACL, save', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const att = await driver.connect(thick(V1), { host: 'compute-1', initiator: INITIATOR }, []);
+    const data = att.connectionInfo.data;
+    expect(att.path).toBeNull();
+    expect(att.connectionInfo.driverVolumeType).toBe('iscsi');
+    expect(data).toMatchObject({
+      target_discovered: false,
+      target_iqn: IQN,
+      target_portal: '192.0.2.10:3260',
+      target_lun: 0,
+      volume_id: V1,
+      auth_method: 'CHAP',
+    });
+    expect(data.auth_username).toMatch(/^[A-Za-z0-9]{20}$/);
+    expect(data.auth_password).toMatch(/^[A-Za-z0-9]{16}$/);
+    expect(f.argv()).toEqual([
+      [...ACTIVATE, `${VG}/volume-${V1}`],
+      ['targetcli', '/backstores/block', 'create', `name=volume-${V1}`, `dev=/dev/${VG}/volume-${V1}`],
+      ['targetcli', '/iscsi', 'create', IQN],
+      ['targetcli', `/iscsi/${IQN}/tpg1/luns`, 'create', `/backstores/block/volume-${V1}`],
+      ['targetcli', `/iscsi/${IQN}/tpg1`, 'set', 'attribute', 'authentication=1', 'generate_node_acls=0'],
+      ['targetcli', `/iscsi/${IQN}/tpg1/acls`, 'create', INITIATOR],
+      ['targetcli', `/iscsi/${IQN}/tpg1/acls/${INITIATOR}`, 'set', 'auth', `userid=${String(data.auth_username)}`, `password=${String(data.auth_password)}`],
+      ['targetcli', 'saveconfig'],
+    ]);
+  });
+
+  it('moves the portal when the port is not 3260', async () => {
+    const f = fake();
+    const driver = await started(f, { targetPort: 3261 });
+    const att = await driver.connect(thick(V1), { host: 'compute-1', initiator: INITIATOR }, []);
+    expect(att.connectionInfo.data.target_portal).toBe('192.0.2.10:3261');
+    expect(f.argv()).toContainEqual(['targetcli', `/iscsi/${IQN}/tpg1/portals`, 'delete', '0.0.0.0', '3260']);
+    expect(f.argv()).toContainEqual(['targetcli', `/iscsi/${IQN}/tpg1/portals`, 'create', '192.0.2.10', '3261']);
+  });
+
+  it('adds only an ACL for a second host, and reuses the ACL of a host already connected', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const first = await driver.connect(thick(V1), { host: 'compute-1', initiator: INITIATOR }, []);
+    const existing = [conn({ host: 'compute-1', initiator: INITIATOR }, first.connectionInfo)];
+    f.reset();
+    await driver.connect(thick(V1), { host: 'compute-2', initiator: INITIATOR2 }, existing);
+    expect(f.argv().map((a) => a.slice(0, 3))).toEqual([
+      ['targetcli', `/iscsi/${IQN}/tpg1/acls`, 'create'],
+      ['targetcli', `/iscsi/${IQN}/tpg1/acls/${INITIATOR2}`, 'set'],
+      ['targetcli', 'saveconfig'],
+    ]);
+    f.reset();
+    const again = await driver.connect(thick(V1), { host: 'compute-1', initiator: INITIATOR }, existing);
+    expect(again.connectionInfo).toEqual(first.connectionInfo);
+    expect(f.argv()).toEqual([]);
+  });
+
+  it('removes the ACL on disconnect, and the whole export with the last connection', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const info: ConnectionInfo = { driverVolumeType: 'iscsi', data: {} };
+    const c1 = conn({ host: 'compute-1', initiator: INITIATOR }, info);
+    const c2 = conn({ host: 'compute-2', initiator: INITIATOR2 }, info);
+    await driver.disconnect(thick(V1), c1, [c2]);
+    expect(f.argv()).toEqual([
+      ['targetcli', `/iscsi/${IQN}/tpg1/acls`, 'delete', INITIATOR],
+      ['targetcli', 'saveconfig'],
+    ]);
+    f.reset();
+    await driver.disconnect(thick(V1), c2, []);
+    expect(f.argv()).toEqual([
+      ['targetcli', `/iscsi/${IQN}/tpg1/acls`, 'delete', INITIATOR2],
+      ['targetcli', '/iscsi', 'delete', IQN],
+      ['targetcli', '/backstores/block', 'delete', `volume-${V1}`],
+      ['targetcli', 'saveconfig'],
+      ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
+    ]);
+  });
+
+  it('takes a half-made export down when a step fails', async () => {
+    const f = fake({ fail: (a) => (a[1] === `/iscsi/${IQN}/tpg1/luns` ? 'No such path /backstores/block/x' : undefined) });
+    const driver = await started(f);
+    await expect(driver.connect(thick(V1), { host: 'compute-1', initiator: INITIATOR }, [])).rejects.toBeInstanceOf(BackendError);
+    expect(f.argv().slice(-2)).toEqual([
+      ['targetcli', '/iscsi', 'delete', IQN],
+      ['targetcli', '/backstores/block', 'delete', `volume-${V1}`],
+    ]);
+  });
+
+  it('answers a connector on this host with a local attach', async () => {
+    const f = fake();
+    const driver = await started(f);
+    const att = await driver.connect(thick(V1), { host: 'agent-host' }, []);
+    expect(att.connectionInfo.driverVolumeType).toBe('local');
+    expect(f.argv()).toEqual([[...ACTIVATE, `${VG}/volume-${V1}`]]);
+  });
+
+  it('validates the initiator before it can reach argv', async () => {
+    const driver = await started(fake());
+    expect(() => driver.validateConnector({ host: 'compute-1' })).toThrow(InvalidArgumentError);
+    expect(() => driver.validateConnector({ host: 'compute-1', initiator: 'iqn.2004-10.com.x:h; rm -rf /' })).toThrow(
+      InvalidArgumentError,
+    );
+    expect(() => driver.validateConnector({ host: 'compute-1', initiator: '/iscsi delete' })).toThrow(InvalidArgumentError);
+    expect(() => driver.validateConnector({ host: 'compute-1', initiator: INITIATOR })).not.toThrow();
+    expect(() => driver.validateConnector({ host: 'compute-1', initiator: 'eui.02004567A425678D' })).not.toThrow();
+    expect(() => driver.validateConnector({ host: 'agent-host' })).not.toThrow();
+  });
+});
+
+describe('LvmDriver figures (recording runner)', () => {
+  it('reports thin stats from the pool, like cinder', async () => {
+    const f = fake({
+      vgSize: 100 * GIB,
+      vgFree: 5 * GIB,
+      lvs: [pool, { name: `volume-${V1}`, size: 50 * GIB, pool: pool.name, attr: 'Vwi-a-tz--' }],
+    });
+    const driver = await started(f, { lvmType: 'thin' });
+    const stats = await driver.stats(false);
+    expect(stats).toMatchObject({
+      totalCapacityGb: 90,
+      freeCapacityGb: 78.75,
+      provisionedCapacityGb: 50,
+      thinProvisioningSupport: true,
+      thickProvisioningSupport: false,
+      storageProtocol: 'iSCSI',
+      extra: { thinPoolDataPercent: 12.5, thinPoolMetadataPercent: 3.25, vgMdaFreeBytes: 500_000, vgMdaSizeBytes: 1044480 },
+    });
+    expect(f.argv()).toEqual([]);
+    await driver.stats(true);
+    expect(f.argv()).toHaveLength(1);
+  });
+
+  it('warns in readiness when the VG metadata area is nearly full', async () => {
+    const driver = await started(fake({ mdaFree: 200_000 }));
+    const r = await driver.readiness();
+    expect(r.ready).toBe(true);
+    expect(r.warnings?.[0]).toMatch(/metadata area is nearly full/);
+  });
+
+  it('rebuilds volumes and snapshots from tags, trusting the id that names the LV', async () => {
+    const f = fake({
+      lvs: [
+        pool,
+        { name: `volume-${V1}`, size: 2 * GIB, tags: [`kindling_id_${V1}`, 'kindling_kind_volume'], pool: pool.name, attr: 'Vwi-a-tz--' },
+        {
+          name: `_snapshot-${S1}`,
+          size: 2 * GIB,
+          // As if the origin's tags had been inherited.
+          tags: [`kindling_id_${V1}`, `kindling_id_${S1}`, 'kindling_kind_snapshot', `kindling_vol_${V1}`],
+          pool: pool.name,
+          origin: `volume-${V1}`,
+          attr: 'Vri---tz-k',
+        },
+        { name: `clone-snap-${V2}`, size: GIB },
+      ],
+    });
+    const driver = await started(f, { lvmType: 'thin' });
+    expect(await driver.scan()).toEqual({
+      volumes: [{ id: V1, size: 2, location: { vg: VG, lv: `volume-${V1}`, thin: true } }],
+      snapshots: [{ id: S1, volumeId: V1, location: { vg: VG, lv: `_snapshot-${S1}`, thin: true } }],
+    });
+  });
+
+  it('answers connectionSize from the cache, and with one lvs when the cache lacks the LV', async () => {
+    const f = fake({ lvs: [{ name: `volume-${V1}`, size: 3 * GIB }] });
+    const driver = await started(f);
+    expect(await driver.connectionSize(thick(V1, 3), {} as ConnectionRecord)).toBe(3 * GIB);
+    expect(f.argv()).toEqual([]);
+  });
+});
+
+describe('per-VG write queue', () => {
+  it('runs one write at a time per VG, in order, and survives a failure', async () => {
+    const order: string[] = [];
+    const step = (name: string, fail = false) => async (): Promise<string> => {
+      order.push(`${name}:start`);
+      await new Promise((r) => setTimeout(r, 5));
+      order.push(`${name}:end`);
+      if (fail) throw new Error(name);
+      return name;
+    };
+    const results = await Promise.allSettled([
+      withVgLock('vg-q', step('a')),
+      withVgLock('vg-q', step('b', true)),
+      withVgLock('vg-q', step('c')),
+    ]);
+    expect(order).toEqual(['a:start', 'a:end', 'b:start', 'b:end', 'c:start', 'c:end']);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  });
+});

@@ -1,0 +1,117 @@
+import { EventEmitter } from 'node:events';
+import { UnavailableError, type EventFrame, type HelloResult } from '@kindling/protocol';
+import type { Backend } from './backend.js';
+import type { Connection } from './connection.js';
+import { KeyValueStore } from './kv.js';
+import type { ConnectionJson, Serialized, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
+import { Session, type Resource } from './session.js';
+import type { Snapshot } from './snapshot.js';
+import { Transport, type ConnectOptions } from './transport.js';
+import type { Volume } from './volume.js';
+
+export type AgentEvents = {
+  /** Every agent push (status and capacity changes), after the objects it concerns were updated. */
+  event: [frame: EventFrame];
+  /** The socket dropped; calls in flight were rejected with UnavailableError, and a redial is under way. */
+  disconnect: [error: UnavailableError];
+  /**
+   * The agent is back and said hello again. Pushes sent while away were missed: `refresh()` what
+   * must be current.
+   */
+  reconnect: [];
+};
+
+/**
+ * One agent, over one WebSocket, with its own identity map. `Agent.connect(url, opts)` is the usual
+ * door; `new Agent(url, opts)` then `open()` lets a caller (a fleet) hold an agent before it answers.
+ */
+export class Agent extends EventEmitter<AgentEvents> {
+  /** As given, e.g. `ws://127.0.0.1:8600`. */
+  readonly url: string;
+  readonly kv: KeyValueStore;
+  readonly #transport: Transport;
+  readonly #session: Session;
+  #hello: HelloResult | null = null;
+
+  constructor(url: string, options: ConnectOptions = {}) {
+    super();
+    this.url = url;
+    this.#transport = new Transport(url, options);
+    this.#session = new Session(this.#transport);
+    this.kv = new KeyValueStore(this.#transport);
+    this.#transport.on('event', (frame) => {
+      this.#session.applyEvent(frame);
+      this.emit('event', frame);
+    });
+    this.#transport.on('up', (hello) => {
+      this.#adopt(hello);
+      this.emit('reconnect');
+    });
+    this.#transport.on('down', (error) => this.emit('disconnect', error));
+  }
+
+  /** Connects, authenticates (UnauthorizedError on a refused token) and says hello. */
+  static async connect(url: string, options: ConnectOptions = {}): Promise<Agent> {
+    return new Agent(url, options).open();
+  }
+
+  async open(): Promise<this> {
+    if (!this.#transport.connected) this.#adopt(await this.#transport.open());
+    return this;
+  }
+
+  get connected(): boolean {
+    return this.#transport.connected;
+  }
+  get hostId(): string {
+    return this.#helloOrThrow().hostId;
+  }
+  get agentVersion(): string {
+    return this.#helloOrThrow().agentVersion;
+  }
+  get protocolVersion(): number {
+    return this.#helloOrThrow().protocolVersion;
+  }
+
+  /** A configured backend by name; NotFoundError otherwise. */
+  async backend(name: string): Promise<Backend> {
+    return this.#session.configuredBackend(name);
+  }
+
+  async backends(): Promise<Backend[]> {
+    return this.#session.configuredBackends();
+  }
+
+  /**
+   * Live, identity-mapped objects from `json`/`dump` output (or its text), with no round trip: loading
+   * an id this session holds updates and returns that same object. A backend this agent lacks becomes
+   * a stub Backend, so an attach-only user can load what a controller sent.
+   */
+  load(data: VolumeJson | VolumeDump): Volume;
+  load(data: SnapshotJson): Snapshot;
+  load(data: ConnectionJson): Connection;
+  load(data: readonly Serialized[]): Resource[];
+  load(data: unknown): Resource | Resource[];
+  load(data: unknown): Resource | Resource[] {
+    return this.#session.load(data);
+  }
+
+  /** Every volume this session holds, with its snapshots and connections inlined. */
+  dump(): VolumeDump[] {
+    return this.#session.dump();
+  }
+
+  async close(): Promise<void> {
+    await this.#transport.close();
+  }
+
+  #adopt(hello: HelloResult): void {
+    this.#hello = hello;
+    this.#session.adoptBackends(hello.backends);
+  }
+
+  #helloOrThrow(): HelloResult {
+    if (!this.#hello) throw new UnavailableError(`never connected to the agent at ${this.url}`);
+    return this.#hello;
+  }
+}

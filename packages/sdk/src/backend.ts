@@ -1,0 +1,74 @@
+import {
+  type BackendStats,
+  type Capabilities,
+  type ConnectorInfo,
+  type DriverName,
+  type OpArgs,
+} from '@kindling/protocol';
+import type { Connection } from './connection.js';
+import type { ConnectionJson, Serialized, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
+import type { Resource, Session } from './session.js';
+import type { Snapshot } from './snapshot.js';
+import type { Volume } from './volume.js';
+
+export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'>;
+export interface VolumesFilter {
+  volumeId?: string;
+  volumeName?: string;
+}
+
+/** A storage backend as the agent configured it, by name. */
+export class Backend {
+  readonly name: string;
+  /** null only for a stub: a backend named by loaded JSON that this agent does not have. */
+  declare readonly driver: DriverName | null;
+  /** False for a stub; its objects can be serialized, but calls for them get the agent's NOT_FOUND. */
+  declare readonly configured: boolean;
+  readonly #session: Session;
+
+  /** @internal Made by the session only. */
+  constructor(session: Session, name: string, driver: DriverName | null) {
+    this.#session = session;
+    this.name = name;
+    Object.assign(this, { driver, configured: driver !== null });
+  }
+
+  async stats({ refresh = false }: { refresh?: boolean } = {}): Promise<BackendStats> {
+    return this.#session.call('backend.stats', { backend: this.name, refresh });
+  }
+
+  /** Resolves once the volume is `available`. */
+  async createVolume(options: CreateVolumeOptions): Promise<Volume> {
+    const record = await this.#session.call('volume.create', { backend: this.name, ...options });
+    return this.#session.volumeFrom(record, { fresh: true });
+  }
+
+  /** Every volume of this backend, each with its snapshots and connections loaded. */
+  async volumes(): Promise<Volume[]> {
+    return this.#session.listing(await this.#session.call('volume.list', { backend: this.name }));
+  }
+
+  async volumesFiltered({ volumeId, volumeName }: VolumesFilter = {}): Promise<Volume[]> {
+    const listing = await this.#session.call('volume.list', { backend: this.name, id: volumeId, name: volumeName });
+    return this.#session.listing(listing);
+  }
+
+  async capabilities(): Promise<Capabilities> {
+    return this.#session.call('backend.capabilities', { backend: this.name });
+  }
+
+  /** Rejects with InvalidArgumentError when the connector lacks what this backend's protocol needs. */
+  async validateConnector(connectorInfo: ConnectorInfo): Promise<void> {
+    await this.#session.call('backend.validateConnector', { backend: this.name, connector: connectorInfo });
+  }
+
+  /** As `agent.load`, for resources of this backend only (InvalidArgumentError otherwise, nothing loaded). */
+  load(data: VolumeJson | VolumeDump): Volume;
+  load(data: SnapshotJson): Snapshot;
+  load(data: ConnectionJson): Connection;
+  load(data: readonly Serialized[]): Resource[];
+  load(data: unknown): Resource | Resource[];
+  load(data: unknown): Resource | Resource[] {
+    return this.#session.load(data, this.name);
+  }
+}

@@ -1,0 +1,63 @@
+import type { ConnectionInfo, ConnectionRecord, ConnectorInfo } from '@kindling/protocol';
+import { CONNECTION_FIELDS, SCHEMA_VERSION, pick, type ConnectionJson } from './serialization.js';
+import type { Session } from './session.js';
+import type { Volume } from './volume.js';
+
+/** A volume exported to a host: the agent's own (`vol.attach()`, with a local `path`) or another's (`vol.connect()`). */
+export class Connection {
+  readonly id: string;
+  readonly volume: Volume;
+  declare readonly connectorInfo: ConnectorInfo;
+  declare readonly connectionInfo: ConnectionInfo;
+  /** The device or file on the agent's host, for a local attach. */
+  declare readonly path: string | null;
+  declare readonly attached: boolean;
+  declare readonly createdAt: string;
+  readonly #session: Session;
+
+  /** @internal Made by the session's identity map only. */
+  constructor(session: Session, volume: Volume, record: ConnectionRecord) {
+    this.#session = session;
+    this.id = record.id;
+    this.volume = volume;
+    this.applyRecord(record);
+  }
+
+  get volumeId(): string {
+    return this.volume.id;
+  }
+
+  /** @internal */
+  applyRecord(record: ConnectionRecord): void {
+    Object.assign(this, pick(record, CONNECTION_FIELDS));
+  }
+
+  async disconnect(): Promise<void> {
+    const { volume, connection } = await this.#session.call('connection.delete', { id: this.id });
+    this.#session.volumeFrom(volume);
+    this.#session.forgetConnection(this, connection);
+  }
+
+  /** Tells the host side about a grown volume; resolves with the size it now sees, in bytes. */
+  async extend(): Promise<number> {
+    return (await this.#session.call('connection.extend', { id: this.id })).sizeBytes;
+  }
+
+  toDict(): ConnectionRecord {
+    // A copy: what a caller does with the dict must not reach the live object.
+    return structuredClone({ id: this.id, backend: this.volume.backend.name, volumeId: this.volume.id, ...pick(this, CONNECTION_FIELDS) });
+  }
+  get json(): ConnectionJson {
+    return { schemaVersion: SCHEMA_VERSION, kind: 'connection', ...this.toDict(), volume: this.volume.toDict() };
+  }
+  get jsons(): string {
+    return JSON.stringify(this.json);
+  }
+  /** Same as `json`: a connection's only relation, its volume, is already inlined there. */
+  get dump(): ConnectionJson {
+    return this.json;
+  }
+  get dumps(): string {
+    return this.jsons;
+  }
+}

@@ -1,0 +1,39 @@
+export { Agent, type AgentEvents } from './agent.js';
+export { Backend, type CreateVolumeOptions, type VolumesFilter } from './backend.js';
+export { Volume, type CloneOptions, type CreateSnapshotOptions } from './volume.js';
+export { Snapshot, type NewVolumeOptions } from './snapshot.js';
+export { Connection } from './connection.js';
+export { KeyValueStore } from './kv.js';
+export type { Resource } from './session.js';
+export type { StatusEvents } from './tracked.js';
+export type { ConnectOptions, ReconnectOptions } from './transport.js';
+export {
+  SCHEMA_VERSION,
+  type ConnectionJson,
+  type Serialized,
+  type SnapshotJson,
+  type VolumeDump,
+  type VolumeJson,
+} from './serialization.js';
+// The classes every rejection is an instance of, and the record types, so one import suffices.
+export {
+  BackendError,
+  ConflictError,
+  InvalidArgumentError,
+  KindlingError,
+  NotFoundError,
+  ProtocolError,
+  TimeoutError,
+  UnauthorizedError,
+  UnavailableError,
+  UnsupportedError,
+  type BackendStats,
+  type Capabilities,
+  type ConnectionInfo,
+  type ConnectorInfo,
+  type DriverName,
+  type ErrorCode,
+  type ErrorInfo,
+  type SnapshotStatus,
+  type VolumeStatus,
+} from '@kindling/protocol';

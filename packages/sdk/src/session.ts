@@ -1,0 +1,242 @@
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  type BackendInfo,
+  type ConnectionRecord,
+  type EventFrame,
+  type OpArgs,
+  type OpName,
+  type OpResult,
+  type SnapshotRecord,
+  type VolumeListing,
+  type VolumeRecord,
+} from '@kindling/protocol';
+import { Backend } from './backend.js';
+import { Connection } from './connection.js';
+import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
+import { Snapshot } from './snapshot.js';
+import type { Transport } from './transport.js';
+import { Volume } from './volume.js';
+
+export type Resource = Volume | Snapshot | Connection;
+
+function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<string, R[]> {
+  const groups = new Map<string, R[]>();
+  for (const record of records) {
+    const group = groups.get(record.volumeId);
+    if (group) group.push(record);
+    else groups.set(record.volumeId, [record]);
+  }
+  return groups;
+}
+
+/**
+ * The identity map of one Agent connection: one object per id, updated in place from replies, pushes
+ * and loads. Every way a record enters the SDK goes through here, which is what makes
+ * `snap === [...vol.snapshots][0]` and `vol === snap.volume` hold.
+ */
+export class Session {
+  readonly volumes = new Map<string, Volume>();
+  readonly snapshots = new Map<string, Snapshot>();
+  readonly connections = new Map<string, Connection>();
+  private readonly backends = new Map<string, Backend>();
+  /** Volumes whose snapshots and connections this session knows in full, so refresh() reloads them. */
+  private readonly withRelations = new WeakSet<Volume>();
+
+  constructor(private readonly transport: Transport) {}
+
+  call<O extends OpName>(op: O, args: OpArgs<O>): Promise<OpResult<O>> {
+    return this.transport.request(op, args);
+  }
+
+  /** From each hello: the configured backends, keeping the Backend objects (and promoting stubs) by name. */
+  adoptBackends(infos: readonly BackendInfo[]): void {
+    const listed = new Set(infos.map((info) => info.name));
+    for (const backend of this.backends.values()) {
+      if (!listed.has(backend.name)) Object.assign(backend, { configured: false });
+    }
+    for (const { name, driver } of infos) {
+      const known = this.backends.get(name);
+      if (known) Object.assign(known, { driver, configured: true });
+      else this.backends.set(name, new Backend(this, name, driver));
+    }
+  }
+
+  configuredBackend(name: string): Backend {
+    const backend = this.backends.get(name);
+    if (!backend?.configured) {
+      throw new NotFoundError(`no backend named ${name} on this agent`, { backend: name, configured: this.configuredBackends().map((b) => b.name) });
+    }
+    return backend;
+  }
+
+  configuredBackends(): Backend[] {
+    return [...this.backends.values()].filter((b) => b.configured);
+  }
+
+  /** A name this agent lacks (JSON from elsewhere, cinderlib's fail_on_missing_backend=False) becomes a stub. */
+  private backendNamed(name: string): Backend {
+    let backend = this.backends.get(name);
+    if (!backend) {
+      backend = new Backend(this, name, null);
+      this.backends.set(name, backend);
+    }
+    return backend;
+  }
+
+  /** `fresh`: the agent just made it, so it is known to have no snapshots or connections yet. */
+  volumeFrom(record: VolumeRecord, { fresh = false } = {}): Volume {
+    let volume = this.volumes.get(record.id);
+    if (volume) volume.applyRecord(record);
+    else {
+      volume = new Volume(this, this.backendNamed(record.backend), record);
+      this.volumes.set(record.id, volume);
+    }
+    if (fresh) this.withRelations.add(volume);
+    return volume;
+  }
+
+  snapshotFrom(record: SnapshotRecord, volume: Volume): Snapshot {
+    let snapshot = this.snapshots.get(record.id);
+    if (snapshot) snapshot.applyRecord(record);
+    else {
+      snapshot = new Snapshot(this, volume, record);
+      this.snapshots.set(record.id, snapshot);
+    }
+    volume.snapshots.add(snapshot);
+    return snapshot;
+  }
+
+  connectionFrom(record: ConnectionRecord, volume: Volume): Connection {
+    let connection = this.connections.get(record.id);
+    if (connection) connection.applyRecord(record);
+    else {
+      connection = new Connection(this, volume, record);
+      this.connections.set(record.id, connection);
+    }
+    if (!volume.connections.includes(connection)) volume.connections.push(connection);
+    return connection;
+  }
+
+  /** A `volume.list` answer: each volume with its relations in full. */
+  listing({ volumes, snapshots, connections }: VolumeListing): Volume[] {
+    const snapshotsOf = byVolume(snapshots);
+    const connectionsOf = byVolume(connections);
+    return volumes.map((record) => {
+      const volume = this.volumeFrom(record);
+      this.syncRelations(volume, snapshotsOf.get(record.id) ?? [], connectionsOf.get(record.id) ?? []);
+      return volume;
+    });
+  }
+
+  hasRelations(volume: Volume): boolean {
+    return this.withRelations.has(volume);
+  }
+
+  /** The agent's full list of a volume's relations: the same objects updated, the ones it no longer has forgotten. */
+  syncRelations(volume: Volume, snapshots: SnapshotRecord[], connections: ConnectionRecord[]): void {
+    const snapshotIds = new Set(snapshots.map((r) => r.id));
+    for (const snapshot of [...volume.snapshots]) if (!snapshotIds.has(snapshot.id)) this.forgetSnapshot(snapshot);
+    for (const record of snapshots) this.snapshotFrom(record, volume);
+    const connectionIds = new Set(connections.map((r) => r.id));
+    for (const connection of [...volume.connections]) if (!connectionIds.has(connection.id)) this.forgetConnection(connection);
+    for (const record of connections) this.connectionFrom(record, volume);
+    this.withRelations.add(volume);
+  }
+
+  /** The index no longer has it: the object in hand shows `deleted` and leaves the map. */
+  forgetVolume(volume: Volume): void {
+    for (const snapshot of [...volume.snapshots]) this.forgetSnapshot(snapshot);
+    for (const connection of [...volume.connections]) this.forgetConnection(connection);
+    this.volumes.delete(volume.id);
+    volume.applyRecord({ ...volume.toDict(), status: 'deleted' });
+  }
+
+  forgetSnapshot(snapshot: Snapshot): void {
+    this.snapshots.delete(snapshot.id);
+    snapshot.volume.snapshots.delete(snapshot);
+    snapshot.applyRecord({ ...snapshot.toDict(), status: 'deleted' });
+  }
+
+  /** `record`: the agent's last word on it (e.g. from a detach); otherwise it is simply no longer attached. */
+  forgetConnection(connection: Connection, record: ConnectionRecord = { ...connection.toDict(), attached: false }): void {
+    this.connections.delete(connection.id);
+    const list = connection.volume.connections;
+    const at = list.indexOf(connection);
+    if (at >= 0) list.splice(at, 1);
+    connection.applyRecord(record);
+  }
+
+  /** Pushes about resources this session does not hold are dropped, unless their volume is held. */
+  applyEvent(frame: EventFrame): void {
+    switch (frame.event) {
+      case 'volume': {
+        const volume = this.volumes.get(frame.resource.id);
+        if (!volume) return;
+        if (frame.resource.status === 'deleted') this.forgetVolume(volume);
+        else volume.applyRecord(frame.resource);
+        return;
+      }
+      case 'snapshot': {
+        const record = frame.resource;
+        const snapshot = this.snapshots.get(record.id);
+        if (record.status === 'deleted') {
+          if (snapshot) this.forgetSnapshot(snapshot);
+          return;
+        }
+        const volume = this.volumes.get(record.volumeId);
+        if (volume) this.snapshotFrom(record, volume);
+        return;
+      }
+      case 'connection': {
+        const volume = this.volumes.get(frame.resource.volumeId);
+        if (volume) this.connectionFrom(frame.resource, volume);
+        return;
+      }
+      case 'connection.deleted': {
+        const connection = this.connections.get(frame.resource.id);
+        if (connection) this.forgetConnection(connection, frame.resource);
+        return;
+      }
+      case 'capacity':
+        return; // nothing cached: stats are asked for
+    }
+  }
+
+  /**
+   * `agent.load` / `backend.load`: live objects from serialized ones, without a round trip. One object in,
+   * one out; an array in, an array out. `backend` restricts it to that backend's resources.
+   */
+  load(data: unknown, backend?: string): Resource | Resource[] {
+    const { items, many } = parseSerialized(data);
+    const foreign = backend === undefined ? undefined : items.find((item) => item.backend !== backend);
+    if (foreign) throw new InvalidArgumentError(`${foreign.kind} ${foreign.id} is of backend ${foreign.backend}, not ${backend}`);
+    const loaded = this.materialize(items);
+    return many ? loaded : (loaded[0] as Resource);
+  }
+
+  /** Adds or updates, never forgets: a dump may be older than what this session holds. */
+  private materialize(items: readonly Serialized[]): Resource[] {
+    return items.map((item): Resource => {
+      switch (item.kind) {
+        case 'volume': {
+          const volume = this.volumeFrom(item);
+          if ('snapshots' in item) {
+            for (const record of item.snapshots) this.snapshotFrom(record, volume);
+            for (const record of item.connections) this.connectionFrom(record, volume);
+            this.withRelations.add(volume);
+          }
+          return volume;
+        }
+        case 'snapshot':
+          return this.snapshotFrom(item, this.volumeFrom(item.volume));
+        case 'connection':
+          return this.connectionFrom(item, this.volumeFrom(item.volume));
+      }
+    });
+  }
+
+  dump(): VolumeDump[] {
+    return [...this.volumes.values()].map((volume) => volume.dump);
+  }
+}

@@ -1,0 +1,85 @@
+import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
+import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SnapshotJson } from './serialization.js';
+import type { Session } from './session.js';
+import { Tracked } from './tracked.js';
+import type { Volume } from './volume.js';
+
+export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'>;
+
+export class Snapshot extends Tracked<SnapshotStatus> {
+  readonly id: string;
+  /** The very Volume object it was taken of. */
+  readonly volume: Volume;
+  declare readonly name: string | null;
+  declare readonly description: string | null;
+  declare readonly volumeSize: number;
+  declare readonly createdAt: string;
+  declare readonly updatedAt: string;
+  declare readonly location: Location;
+  /** The last failure, kept while the snapshot is in an error status. */
+  declare readonly error: ErrorInfo | null;
+  readonly #session: Session;
+
+  /** @internal Made by the session's identity map only. */
+  constructor(session: Session, volume: Volume, record: SnapshotRecord) {
+    super();
+    this.#session = session;
+    this.id = record.id;
+    this.volume = volume;
+    this.applyRecord(record);
+  }
+
+  get volumeId(): string {
+    return this.volume.id;
+  }
+
+  /** @internal */
+  applyRecord(record: SnapshotRecord): void {
+    Object.assign(this, pick(record, SNAPSHOT_FIELDS));
+    this.setStatus(record.status);
+  }
+
+  /** Removes it from `volume.snapshots`; the object shows status `deleted`. */
+  async delete(): Promise<void> {
+    await this.#session.call('snapshot.delete', { id: this.id });
+    this.#session.forgetSnapshot(this);
+  }
+
+  async createVolume(options: NewVolumeOptions = {}): Promise<Volume> {
+    const record = await this.#session.call('snapshot.createVolume', { id: this.id, ...options });
+    return this.#session.volumeFrom(record, { fresh: true });
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      this.#session.snapshotFrom(await this.#session.call('snapshot.get', { id: this.id }), this.volume);
+    } catch (err) {
+      if (err instanceof NotFoundError) this.#session.forgetSnapshot(this);
+      throw err;
+    }
+  }
+
+  toDict(): SnapshotRecord {
+    // A copy: what a caller does with the dict must not reach the live object.
+    return structuredClone({
+      id: this.id,
+      backend: this.volume.backend.name,
+      volumeId: this.volume.id,
+      status: this.status,
+      ...pick(this, SNAPSHOT_FIELDS),
+    });
+  }
+  get json(): SnapshotJson {
+    return { schemaVersion: SCHEMA_VERSION, kind: 'snapshot', ...this.toDict(), volume: this.volume.toDict() };
+  }
+  get jsons(): string {
+    return JSON.stringify(this.json);
+  }
+  /** Same as `json`: a snapshot's only relation, its volume, is already inlined there. */
+  get dump(): SnapshotJson {
+    return this.json;
+  }
+  get dumps(): string {
+    return this.jsons;
+  }
+}

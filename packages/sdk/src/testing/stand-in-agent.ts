@@ -1,0 +1,278 @@
+/**
+ * A stand-in for the Kindling agent, for the SDK's unit tests only: a real WebSocket server on
+ * 127.0.0.1 speaking the protocol's frames (msgpack), with a small in-memory model of volumes,
+ * snapshots, connections and kv that pushes an event for each change before it replies, as the agent
+ * does. Tests override any op with `handle()` to script replies. The real agent is tested elsewhere.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  ConflictError,
+  KindlingError,
+  NotFoundError,
+  PROTOCOL_VERSION,
+  decode,
+  encode,
+  toErrorInfo,
+  type BackendInfo,
+  type ConnectionRecord,
+  type EventFrame,
+  type OpName,
+  type SnapshotRecord,
+  type VolumeRecord,
+} from '@kindling/protocol';
+
+type Args = Record<string, unknown>;
+export type Handler = (args: Args) => unknown;
+
+export interface StandInOptions {
+  token?: string;
+  backends?: BackendInfo[];
+  port?: number;
+}
+
+export class StandInAgent {
+  readonly volumes = new Map<string, VolumeRecord>();
+  readonly snapshots = new Map<string, SnapshotRecord>();
+  readonly connections = new Map<string, ConnectionRecord>();
+  readonly kv = new Map<string, string>();
+  /** Every request frame received, in order. */
+  readonly requests: { id: number; op: string; args: Args }[] = [];
+  readonly backends: BackendInfo[];
+  private readonly token: string | undefined;
+  private readonly handlers = new Map<string, Handler>();
+  private readonly sockets = new Set<WebSocket>();
+  private readonly wss = new WebSocketServer({ noServer: true });
+  private server: Server | null = null;
+  port: number;
+
+  private constructor(options: StandInOptions) {
+    this.token = options.token;
+    this.backends = options.backends ?? [{ name: 'lvm', driver: 'lvm' }];
+    this.port = options.port ?? 0;
+    this.installModel();
+  }
+
+  static async start(options: StandInOptions = {}): Promise<StandInAgent> {
+    const agent = new StandInAgent(options);
+    await agent.listen();
+    return agent;
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  /** Replaces the model's answer for one op; throw a KindlingError to reply with an error. */
+  handle(op: OpName, handler: Handler): void {
+    this.handlers.set(op, handler);
+  }
+
+  /** Sends an event frame to every session. */
+  push(frame: EventFrame): void {
+    const bytes = encode(frame);
+    for (const ws of this.sockets) ws.send(bytes);
+  }
+
+  /** The agent process going away: every socket cut, nothing listening. */
+  async stop(): Promise<void> {
+    for (const ws of this.sockets) ws.terminate();
+    this.sockets.clear();
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Back on the same port, model intact (as a restarted agent with its index). */
+  async listen(): Promise<void> {
+    const server = createServer((_req, res) => res.writeHead(404).end());
+    server.on('upgrade', (req, socket, head) => {
+      if (req.url !== '/rpc') {
+        socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+        return;
+      }
+      if (this.token && req.headers.authorization !== `Bearer ${this.token}`) {
+        socket.end('HTTP/1.1 401 Unauthorized\r\n\r\n');
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  private accept(ws: WebSocket): void {
+    this.sockets.add(ws);
+    ws.on('close', () => this.sockets.delete(ws));
+    ws.on('message', async (data) => {
+      const { id, op, args } = decode(data as Buffer) as { id: number; op: string; args: Args };
+      this.requests.push({ id, op, args });
+      try {
+        const handler = this.handlers.get(op);
+        if (!handler) throw new NotFoundError(`stand-in has no ${op}`);
+        const result = await handler(args);
+        ws.send(encode({ id, ok: true, result }));
+      } catch (err) {
+        ws.send(encode({ id, ok: false, error: toErrorInfo(err instanceof KindlingError ? err : String(err)) }));
+      }
+    });
+  }
+
+  private volume(id: unknown): VolumeRecord {
+    const record = this.volumes.get(String(id));
+    if (!record) throw new NotFoundError(`no volume ${String(id)}`);
+    return record;
+  }
+
+  private saveVolume(record: VolumeRecord): VolumeRecord {
+    this.volumes.set(record.id, record);
+    this.push({ event: 'volume', resource: record });
+    return record;
+  }
+
+  private saveSnapshot(record: SnapshotRecord): SnapshotRecord {
+    this.snapshots.set(record.id, record);
+    this.push({ event: 'snapshot', resource: record });
+    return record;
+  }
+
+  newVolume(fields: Partial<VolumeRecord> & { backend: string; size: number }): VolumeRecord {
+    const now = new Date().toISOString();
+    return this.saveVolume({
+      id: randomUUID(),
+      name: null,
+      description: null,
+      status: 'available',
+      metadata: {},
+      createdAt: now,
+      updatedAt: now,
+      sourceVolId: null,
+      snapshotId: null,
+      location: {},
+      error: null,
+      ...fields,
+    });
+  }
+
+  newSnapshot(volume: VolumeRecord, fields: Partial<SnapshotRecord> = {}): SnapshotRecord {
+    const now = new Date().toISOString();
+    return this.saveSnapshot({
+      id: randomUUID(),
+      backend: volume.backend,
+      volumeId: volume.id,
+      name: null,
+      description: null,
+      volumeSize: volume.size,
+      status: 'available',
+      createdAt: now,
+      updatedAt: now,
+      location: {},
+      error: null,
+      ...fields,
+    });
+  }
+
+  private connect(volume: VolumeRecord, local: boolean, connector: Args): { volume: VolumeRecord; connection: ConnectionRecord } {
+    const connection: ConnectionRecord = {
+      id: randomUUID(),
+      backend: volume.backend,
+      volumeId: volume.id,
+      connectorInfo: local ? { host: 'stand-in' } : connector,
+      connectionInfo: { driverVolumeType: local ? 'local' : 'nfs', data: {} },
+      path: local ? `/dev/stand-in/${volume.id}` : null,
+      attached: local,
+      createdAt: new Date().toISOString(),
+    };
+    this.connections.set(connection.id, connection);
+    this.push({ event: 'connection', resource: connection });
+    return { volume: this.saveVolume({ ...volume, status: 'in-use' }), connection };
+  }
+
+  private disconnect(connection: ConnectionRecord): { volume: VolumeRecord; connection: ConnectionRecord } {
+    this.connections.delete(connection.id);
+    const gone = { ...connection, attached: false };
+    this.push({ event: 'connection.deleted', resource: gone });
+    const left = [...this.connections.values()].some((c) => c.volumeId === connection.volumeId);
+    const volume = this.volume(connection.volumeId);
+    return { volume: this.saveVolume({ ...volume, status: left ? 'in-use' : 'available' }), connection: gone };
+  }
+
+  private installModel(): void {
+    const h = (op: OpName, handler: Handler): void => void this.handlers.set(op, handler);
+    h('hello', () => ({ protocolVersion: PROTOCOL_VERSION, agentVersion: '0.0.0-stand-in', hostId: 'stand-in-host', backends: this.backends }));
+    h('volume.create', (a) => this.newVolume(a as Partial<VolumeRecord> & { backend: string; size: number }));
+    h('volume.get', (a) => this.volume(a.id));
+    h('volume.list', (a) => {
+      const volumes = [...this.volumes.values()].filter(
+        (v) => (a.backend === undefined || v.backend === a.backend) && (a.id === undefined || v.id === a.id) && (a.name === undefined || v.name === a.name),
+      );
+      const ids = new Set(volumes.map((v) => v.id));
+      return {
+        volumes,
+        snapshots: [...this.snapshots.values()].filter((s) => ids.has(s.volumeId)),
+        connections: [...this.connections.values()].filter((c) => ids.has(c.volumeId)),
+      };
+    });
+    h('volume.delete', (a) => {
+      const volume = this.volume(a.id);
+      if ([...this.snapshots.values()].some((s) => s.volumeId === volume.id)) throw new ConflictError('volume has snapshots');
+      this.volumes.delete(volume.id);
+      const gone = { ...volume, status: 'deleted' as const };
+      this.push({ event: 'volume', resource: gone });
+      return gone;
+    });
+    h('volume.extend', (a) => this.saveVolume({ ...this.volume(a.id), size: a.size as number }));
+    h('volume.clone', (a) => {
+      const source = this.volume(a.id);
+      return this.newVolume({ backend: source.backend, size: source.size, sourceVolId: source.id, ...a, id: randomUUID() });
+    });
+    h('volume.revert', (a) => this.volume(a.id));
+    h('volume.attach', (a) => this.connect(this.volume(a.id), true, {}));
+    h('volume.connect', (a) => this.connect(this.volume(a.id), false, a.connector as Args));
+    h('volume.detach', (a) => {
+      const local = [...this.connections.values()].find((c) => c.volumeId === a.id && c.attached);
+      if (!local) throw new NotFoundError('not attached');
+      return this.disconnect(local);
+    });
+    h('connection.list', (a) => [...this.connections.values()].filter((c) => c.volumeId === a.volumeId));
+    h('connection.delete', (a) => {
+      const connection = this.connections.get(String(a.id));
+      if (!connection) throw new NotFoundError(`no connection ${String(a.id)}`);
+      return this.disconnect(connection);
+    });
+    h('connection.extend', (a) => {
+      const connection = this.connections.get(String(a.id));
+      if (!connection) throw new NotFoundError(`no connection ${String(a.id)}`);
+      return { sizeBytes: this.volume(connection.volumeId).size * 2 ** 30 };
+    });
+    h('snapshot.create', (a) => this.newSnapshot(this.volume(a.volumeId), a as Partial<SnapshotRecord>));
+    h('snapshot.get', (a) => {
+      const snapshot = this.snapshots.get(String(a.id));
+      if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
+      return snapshot;
+    });
+    h('snapshot.list', (a) => [...this.snapshots.values()].filter((s) => s.volumeId === a.volumeId));
+    h('snapshot.delete', (a) => {
+      const snapshot = this.snapshots.get(String(a.id));
+      if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
+      this.snapshots.delete(snapshot.id);
+      const gone = { ...snapshot, status: 'deleted' as const };
+      this.push({ event: 'snapshot', resource: gone });
+      return gone;
+    });
+    h('snapshot.createVolume', (a) => {
+      const snapshot = this.snapshots.get(String(a.id));
+      if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
+      return this.newVolume({ backend: snapshot.backend, size: snapshot.volumeSize, snapshotId: snapshot.id, ...a, id: randomUUID() });
+    });
+    h('kv.get', (a) => ({ value: this.kv.get(String(a.key)) ?? null }));
+    h('kv.set', (a) => {
+      this.kv.set(String(a.key), String(a.value));
+      return { ok: true };
+    });
+    h('kv.delete', (a) => ({ existed: this.kv.delete(String(a.key)) }));
+  }
+}
