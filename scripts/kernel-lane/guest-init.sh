@@ -101,20 +101,8 @@ else
   log "no eth0 (links: $(ls /sys/class/net | tr '\n' ' '))"
 fi
 
-# --- disks ---
-VG_THICK_DEV="$(disk_by_serial kl-vg-thick)" || fail "no VG disk kl-vg-thick"
-VG_THIN_DEV="$(disk_by_serial kl-vg-thin)" || fail "no VG disk kl-vg-thin"
+# --- NFS server first (its grace period runs out while LVM is set up): NFSv4 only, nfsdcld, short grace ---
 EXPORT_DEV="$(disk_by_serial kl-export)" || fail "no export disk kl-export"
-: "${KL_VG_THICK:=kindling-thick}" "${KL_VG_THIN:=kindling-thin}" "${KL_THIN_POOL:=kindling-thin-pool}"
-run pvcreate -q "$VG_THICK_DEV" "$VG_THIN_DEV"
-run vgcreate -q "$KL_VG_THICK" "$VG_THICK_DEV"
-run vgcreate -q "$KL_VG_THIN" "$VG_THIN_DEV"
-if [[ "${KL_PRECREATE_THIN_POOL:-1}" == 1 ]]; then
-  run lvcreate -q --type thin-pool -l 90%FREE -n "$KL_THIN_POOL" "$KL_VG_THIN"
-fi
-log "LVM ready: $(vgs --noheadings -o vg_name,vg_size,vg_free 2>/dev/null | tr -s ' ' | tr '\n' ';')"
-
-# --- NFS server: NFSv4 only, nfsdcld for client tracking, short grace and lease ---
 mkdir -p /export /run/rpc_pipefs /var/lib/nfs/nfsdcld /var/lib/nfs/v4recovery
 run mount -t ext4 "$EXPORT_DEV" /export
 chmod 0777 /export
@@ -126,7 +114,20 @@ run exportfs -ra
 run rpc.mountd -N 3
 nfsdcld -p /run/rpc_pipefs >>"$OUT/guest-init.log" 2>&1 || log "nfsdcld did not start (grace falls back to -G)"
 run rpc.nfsd -N 3 -G 10 -L 10 4
+pgrep -x nfsdcld >/dev/null && log "nfsdcld running" || log "nfsdcld not running"
 log "NFS ready: $(cat /proc/fs/nfsd/versions 2>/dev/null) exports: $(exportfs -v | tr -s ' \t' ' ' | tr '\n' ';')"
+
+# --- disks ---
+VG_THICK_DEV="$(disk_by_serial kl-vg-thick)" || fail "no VG disk kl-vg-thick"
+VG_THIN_DEV="$(disk_by_serial kl-vg-thin)" || fail "no VG disk kl-vg-thin"
+: "${KL_VG_THICK:=kindling-thick}" "${KL_VG_THIN:=kindling-thin}" "${KL_THIN_POOL:=kindling-thin-pool}"
+run pvcreate -q "$VG_THICK_DEV" "$VG_THIN_DEV"
+run vgcreate -q "$KL_VG_THICK" "$VG_THICK_DEV"
+run vgcreate -q "$KL_VG_THIN" "$VG_THIN_DEV"
+if [[ "${KL_PRECREATE_THIN_POOL:-1}" == 1 ]]; then
+  run lvcreate -q --type thin-pool -l 90%FREE -n "$KL_THIN_POOL" "$KL_VG_THIN"
+fi
+log "LVM ready: $(vgs --noheadings -o vg_name,vg_size,vg_free 2>/dev/null | tr -s ' ' | tr '\n' ';')"
 
 log "KL-INFRA-READY after $(cut -d' ' -f1 /proc/uptime)s"
 

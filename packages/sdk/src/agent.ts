@@ -55,8 +55,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     return new Agent(url, options).open();
   }
 
+  /** Connects if not connected (waiting for a redial under way); a no-op when connected. */
   async open(): Promise<this> {
-    if (!this.#transport.connected) this.#adopt(await this.#transport.open());
+    this.#adopt(await this.#transport.open());
     return this;
   }
 

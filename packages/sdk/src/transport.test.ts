@@ -199,3 +199,28 @@ describe('losing the agent', () => {
     await expect(agent.kv.get('b')).rejects.toBeInstanceOf(UnavailableError);
   });
 });
+
+describe('a fleet-style agent, held before it answers', () => {
+  it('is constructed from a URL, opened later, and open() again is a no-op', async () => {
+    const server = await standIn();
+    const agent = new Agent(server.url);
+    open.push(agent);
+    expect(agent.connected).toBe(false);
+    expect(() => agent.hostId).toThrow(UnavailableError);
+    await expect(agent.kv.get('k')).rejects.toBeInstanceOf(UnavailableError);
+    await Promise.all([agent.open(), agent.open()]);
+    await agent.open();
+    expect(agent.hostId).toBe('stand-in-host');
+    expect(server.requests.filter((r) => r.op === 'hello')).toHaveLength(1);
+  });
+
+  it('reports a token refused on redial as UnauthorizedError', async () => {
+    const first = await standIn({ token: 'old' });
+    const agent = await connect(first.url, { token: 'old', reconnect: { initialDelayMs: 10, maxDelayMs: 20, waitMs: 300 } });
+    await first.stop();
+    await expect.poll(() => agent.connected).toBe(false);
+    const rotated = await standIn({ token: 'new', port: first.port });
+    await expect(agent.kv.get('k')).rejects.toBeInstanceOf(UnauthorizedError);
+    expect(rotated.requests).toHaveLength(0);
+  });
+});

@@ -32,7 +32,7 @@ export interface ReconnectOptions {
 export interface ConnectOptions {
   /** Sent as `Authorization: Bearer TOKEN` on the upgrade request. */
   token?: string;
-  /** Per request (and for the opening handshake). Default 120000: data copies on real storage take a while. */
+  /** Per request. Default 120000: data copies on real storage take a while. The upgrade itself waits at most 10 s of it. */
   timeoutMs?: number;
   /** Redial in the background after the socket drops. Default on; `false` makes calls fail at once while down. */
   reconnect?: boolean | ReconnectOptions;
@@ -156,7 +156,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = this.token ? { Authorization: `Bearer ${this.token}` } : {};
       // No compression: frames are small and latency is what counts.
-      const ws = new WebSocket(this.endpoint, { headers, handshakeTimeout: this.timeoutMs, perMessageDeflate: false });
+      const ws = new WebSocket(this.endpoint, { headers, handshakeTimeout: Math.min(this.timeoutMs, 10_000), perMessageDeflate: false });
       this.socket = ws;
       let failure: KindlingError | null = null;
 

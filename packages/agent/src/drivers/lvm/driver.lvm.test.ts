@@ -5,7 +5,7 @@ import type { LvmBackendConfig } from '../../config.js';
 import { run, type Runner } from '../../exec/run.js';
 import type { SnapshotRef, VolumeRef } from '../driver.js';
 import { LvmDriver } from './driver.js';
-import { createLoopVg, loopVgUnavailable, type LoopVg } from './loop-vg.fixture.js';
+import { createLoopVg, loopVgUnavailable, type LoopVg } from '../../testing/loop-vg.js';
 
 // Real lvm2 on a loop-backed VG. Without device-mapper only metadata operations work; the rest must
 // fail cleanly. The real-kernel lane runs the same driver with activation on.

@@ -3,7 +3,7 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run, type RunResult } from '../../exec/run.js';
+import { run, type RunResult } from '../exec/run.js';
 
 /** A throw-away VG on a loop device, with its own lvm.conf (the test lane's LVM_SYSTEM_DIR). */
 export interface LoopVg {

@@ -1,0 +1,2 @@
+/** Test and benchmark support shipped with the agent: not part of the daemon. */
+export { createLoopVg, loopVgUnavailable, type LoopVg } from './loop-vg.js';
