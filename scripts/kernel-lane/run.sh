@@ -161,8 +161,8 @@ mapfile -t DISKS < <(
 ACCEL_ARGS=()
 IFS=: read -r -a accels <<<"$ACCEL"
 for a in "${accels[@]}"; do ACCEL_ARGS+=(-accel "$a"); done
-CPU=max
-[[ "$ACCEL" == kvm ]] && CPU=host
+CPU="${KINDLING_KERNEL_CPU:-max}"
+[[ "$ACCEL" == kvm && -z "${KINDLING_KERNEL_CPU:-}" ]] && CPU=host
 CONSOLE="$RUN/console.log"
 : >"$CONSOLE"
 t_boot=$SECONDS

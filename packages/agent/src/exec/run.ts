@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { BackendError, TimeoutError } from '@kindling/protocol';
 
 export interface RunOptions {
@@ -25,29 +25,45 @@ const baseEnv = (): Record<string, string> => ({
   LC_ALL: 'C',
 });
 
-/** Runs argv (no shell); failure is a BackendError carrying the command line, exit code and stderr tail. */
-export const run: Runner = async (command, options = {}) => {
-  const [file, ...args] = command;
-  if (!file) throw new Error('run: empty command');
-  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const result = await execa(file, args, {
-    env: { ...baseEnv(), ...options.env },
-    extendEnv: false,
-    timeout,
-    reject: false,
-    stripFinalNewline: false,
-    ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
-    ...(options.signal ? { cancelSignal: options.signal } : {}),
+/**
+ * Runs argv (no shell); failure is a BackendError carrying the command line, exit code and stderr
+ * tail. Plain `spawn`, not execa: execa's stream machinery costs 1-3 ms per command here, which is
+ * most of what the agent may add to a create (bench/run.mjs).
+ */
+export const run: Runner = (command, options = {}) =>
+  new Promise<RunResult>((resolve, reject) => {
+    const [file, ...args] = command;
+    if (!file) throw new Error('run: empty command');
+    const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const child = spawn(file, args, {
+      env: { ...baseEnv(), ...options.env },
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeout);
+    const fail = (exitCode: number | null, why: string) => {
+      const stderrText = Buffer.concat(stderr).toString();
+      const details = { command: [...command], exitCode, stderrTail: stderrText.slice(-STDERR_TAIL).trim() || why };
+      if (timedOut) return reject(new TimeoutError(`${file} timed out after ${timeout} ms`, details));
+      const last = details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why;
+      reject(new BackendError(`${file} failed (exit ${exitCode ?? 'signal'}): ${last}`, details));
+    };
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      fail(null, err.message);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
+      else fail(code, signal ? `killed by ${signal}` : `exit ${code}`);
+    });
+    if (options.input !== undefined) child.stdin?.end(options.input);
   });
-  const stdout = String(result.stdout ?? '');
-  const stderr = String(result.stderr ?? '');
-  if (!result.failed) return { stdout, stderr };
-  const details = {
-    command: [...command],
-    exitCode: result.exitCode ?? null,
-    stderrTail: stderr.slice(-STDERR_TAIL).trim(),
-  };
-  if (result.timedOut) throw new TimeoutError(`${file} timed out after ${timeout} ms`, details);
-  const why = details.stderrTail.split('\n').filter(Boolean).at(-1) ?? result.shortMessage;
-  throw new BackendError(`${file} failed (exit ${details.exitCode ?? 'signal'}): ${why}`, details);
-};

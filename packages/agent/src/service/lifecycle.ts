@@ -11,7 +11,8 @@ export interface Transition<T extends Tracked> {
   /** Written (synced) and published before the driver runs, so a crash leaves a visible trace. */
   during: T['status'];
   work: () => Promise<Partial<T>>;
-  success: T['status'];
+  /** The status to settle in, or a finisher that persists the end state itself (a delete removes the record). */
+  success: T['status'] | ((during: T, changes: Partial<T>) => Promise<T>);
   failure: T['status'];
   save: (record: T) => Promise<void>;
   publish: (record: T) => void;
@@ -36,6 +37,7 @@ export async function transition<T extends Tracked>(t: Transition<T>): Promise<T
     t.publish(failed);
     throw err;
   }
+  if (typeof t.success === 'function') return t.success(during, changes);
   const done: T = { ...during, ...changes, status: t.success, error: null, updatedAt: now() };
   await t.save(done);
   t.publish(done);

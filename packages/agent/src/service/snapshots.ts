@@ -99,24 +99,27 @@ export class SnapshotService {
       const volume = this.volumes.get(volumeId);
       const driver = this.volumes.driverOf(volume);
       requireStatus(snapshot, SNAPSHOT_DELETABLE, 'delete snapshot');
-      let volumeAfter: VolumeRecord['location'] = volume.location;
-      await transition({
+      let volumeLocation = volume.location;
+      const gone = await transition({
         record: snapshot,
         during: 'deleting',
-        success: 'deleting',
         failure: 'error_deleting',
         save: this.save,
         publish: this.publish,
         work: async () => {
-          ({ volume: volumeAfter } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
+          ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
           return {};
         },
+        // The snapshot record goes, and its volume's new chain location is written, in one batch.
+        success: async (during) => {
+          const deleted: SnapshotRecord = { ...during, status: 'deleted', updatedAt: now() };
+          const updatedVolume = { ...this.volumes.get(volumeId), location: volumeLocation, updatedAt: now() };
+          await this.ctx.index.deleteSnapshot(deleted, updatedVolume);
+          this.publish(deleted);
+          this.volumes.publish(updatedVolume);
+          return deleted;
+        },
       });
-      const gone: SnapshotRecord = { ...this.get(id), status: 'deleted', updatedAt: now() };
-      const updatedVolume = { ...this.volumes.get(volumeId), location: volumeAfter, updatedAt: now() };
-      await this.ctx.index.deleteSnapshot(gone, updatedVolume);
-      this.publish(gone);
-      this.volumes.publish(updatedVolume);
       await this.ctx.backends.publishCapacity(volume.backend);
       return gone;
     });

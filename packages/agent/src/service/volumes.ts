@@ -97,13 +97,21 @@ export class VolumeService {
       if (connections.length > 0) {
         throw new ConflictError(`volume ${id} is connected; disconnect it first`, { id, connections: connections.map((c) => c.id) });
       }
-      await this.transition(volume, 'deleting', async () => {
-        await driver.deleteVolume(volumeRef(volume));
-        return {};
-      }, 'deleting', 'error_deleting');
-      const gone = { ...this.get(id), status: 'deleted' as const, updatedAt: now() };
-      await this.ctx.index.deleteVolume(gone);
-      this.ctx.events.publish({ event: 'volume', resource: gone });
+      const gone = await this.transition(
+        volume,
+        'deleting',
+        async () => {
+          await driver.deleteVolume(volumeRef(volume));
+          return {};
+        },
+        async (during) => {
+          const deleted: VolumeRecord = { ...during, status: 'deleted', updatedAt: now() };
+          await this.ctx.index.deleteVolume(deleted);
+          this.publish(deleted);
+          return deleted;
+        },
+        'error_deleting',
+      );
       await this.ctx.backends.publishCapacity(volume.backend);
       return gone;
     });
@@ -165,7 +173,7 @@ export class VolumeService {
     record: VolumeRecord,
     during: VolumeRecord['status'],
     work: () => Promise<Partial<VolumeRecord>>,
-    success: VolumeRecord['status'],
+    success: VolumeRecord['status'] | ((during: VolumeRecord) => Promise<VolumeRecord>),
     failure: VolumeRecord['status'],
   ): Promise<VolumeRecord> {
     return transition({ record, during, work, success, failure, save: this.save, publish: this.publish });

@@ -1,0 +1,143 @@
+// `pnpm bench`: figures and ratios from one run on this machine. Never part of the tests.
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile as execFileCb } from 'node:child_process';
+import { promisify } from 'node:util';
+import { WebSocket } from 'ws';
+import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
+import { Agent } from '@kindling/sdk';
+import { createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
+import { ratio, row, sample, samplePair } from './stats.mjs';
+
+const execFile = promisify(execFileCb);
+const only = process.argv[2];
+const lines = [];
+const say = (line) => {
+  console.log(line);
+  lines.push(line);
+};
+
+/** A raw ws + msgpackr echo in another process: the floor under any RPC round trip on this machine. */
+async function rawEcho(n, reply) {
+  const server = spawn(process.execPath, [join(import.meta.dirname, 'echo-server.mjs'), JSON.stringify(reply)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [line] = await once(createInterface({ input: server.stdout }), 'line');
+  const ws = new WebSocket(`ws://127.0.0.1:${JSON.parse(line).port}`);
+  await once(ws, 'open');
+  let waiting;
+  ws.on('message', (data) => waiting(decode(data)));
+  let id = 0;
+  const times = await sample(n, () => {
+    const done = new Promise((r) => (waiting = r));
+    ws.send(encode({ id: ++id, op: 'volume.get', args: { id: reply.id } }));
+    return done;
+  }, 3000);
+  ws.close();
+  server.kill('SIGTERM');
+  return times;
+}
+
+async function wire() {
+  say('wire: one metadata op (volume.get) through SDK and agent, next to raw ws + msgpackr');
+  const proc = await startAgentProcess();
+  try {
+    const agent = await Agent.connect(proc.url);
+    const nfs = await agent.backend('nfs');
+    const vol = await nfs.createVolume({ size: 1, name: 'bench' });
+    // A second session that loaded the volume from JSON: refresh() is then exactly one volume.get.
+    const reader = await Agent.connect(proc.url);
+    const loaded = reader.load(vol.jsons);
+    const ours = await sample(10000, () => loaded.refresh(), 3000);
+    const raw = await rawEcho(10000, vol.toDict());
+    say(row('raw ws + msgpackr echo', raw));
+    say(row('SDK -> agent volume.get -> SDK', ours));
+    say(ratio('volume.get vs raw echo', ours, raw, 1.3));
+    await reader.close();
+    await vol.delete();
+    await agent.close();
+  } finally {
+    await proc.dispose();
+  }
+}
+
+async function nfsCreateDelete() {
+  say('nfs: createVolume + delete (qcow2, local-folder share), next to the bare qemu-img create + rm');
+  const proc = await startAgentProcess();
+  const dir = await mkdtemp(join(tmpdir(), 'kindling-bench-'));
+  try {
+    const agent = await Agent.connect(proc.url);
+    const nfs = await agent.backend('nfs');
+    const [ours, bare] = await samplePair(
+      60,
+      async () => {
+        const vol = await nfs.createVolume({ size: 1 });
+        await vol.delete();
+      },
+      async (i) => {
+        const file = join(dir, `volume-${i}`);
+        await execFile('qemu-img', ['create', '-f', 'qcow2', file, '1G']);
+        await execFile('rm', ['-f', file]);
+      },
+    );
+    say(row('qemu-img create + rm', bare));
+    say(row('SDK createVolume + delete', ours));
+    say(ratio('nfs create+delete vs bare commands', ours, bare, 1.1));
+    await agent.close();
+  } finally {
+    await proc.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function lvmCreateDelete() {
+  const why = loopVgUnavailable();
+  if (why) {
+    say(`lvm: skipped (${why})`);
+    return;
+  }
+  say('lvm: createVolume + delete (thick, loop-backed VG), next to the bare lvcreate + lvremove');
+  const vg = await createLoopVg({ sizeMiB: 8192 });
+  const proc = await startAgentProcess({
+    backends: () => [{ name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmConfFile: vg.lvmConfFile }],
+  });
+  try {
+    const agent = await Agent.connect(proc.url);
+    const lvm = await agent.backend('lvm');
+    const [ours, bare] = await samplePair(
+      20,
+      async () => {
+        const vol = await lvm.createVolume({ size: 1 });
+        await vol.delete();
+      },
+      async (i) => {
+        await vg.lvm(['lvcreate', '-n', `bare-${i + 3}`, '-L', '1g', vg.vg]);
+        await vg.lvm(['lvremove', '-f', `${vg.vg}/bare-${i + 3}`]);
+      },
+    );
+    say(row('lvcreate + lvremove', bare));
+    say(row('SDK createVolume + delete', ours));
+    say(ratio('lvm create+delete vs bare commands', ours, bare, 1.1));
+    await agent.close();
+  } finally {
+    await proc.dispose();
+    await vg.destroy();
+  }
+}
+
+function fleet() {
+  const result = spawnSync(process.execPath, [join(import.meta.dirname, 'fleet.mjs')], { stdio: 'inherit' });
+  if (result.status !== 0) say(`fleet: bench/fleet.mjs exited with ${result.status}`);
+}
+
+const sections = { wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet };
+console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION})`);
+for (const [name, section] of Object.entries(sections)) {
+  if (only && only !== name) continue;
+  await section();
+  console.log('');
+}

@@ -1,0 +1,45 @@
+/** Timing helpers shared by the benchmarks: sequential samples, percentiles and a ratio line. */
+export async function sample(n, fn, warmup = Math.min(50, n)) {
+  for (let i = 0; i < warmup; i++) await fn(i);
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await fn(i);
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return times.sort((a, b) => a - b);
+}
+
+export const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+export function fmt(ms) {
+  return ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`;
+}
+
+export function row(label, sorted) {
+  return `  ${label.padEnd(44)} p50 ${fmt(pct(sorted, 50)).padStart(10)}   p95 ${fmt(pct(sorted, 95)).padStart(10)}   (n=${sorted.length})`;
+}
+
+export function ratio(label, ours, base, target) {
+  const r = pct(ours, 50) / pct(base, 50);
+  const verdict = r <= target ? 'within target' : 'OVER target';
+  return `  ${label.padEnd(44)} ratio ${r.toFixed(2)}   (target <= ${target}: ${verdict})`;
+}
+
+/** Alternates two workloads sample by sample, so drift in machine load falls on both alike. */
+export async function samplePair(n, a, b, warmup = 3) {
+  for (let i = 0; i < warmup; i++) {
+    await a(-1 - i);
+    await b(-1 - i);
+  }
+  const ta = [];
+  const tb = [];
+  for (let i = 0; i < n; i++) {
+    for (const [fn, out] of i % 2 ? [[a, ta], [b, tb]] : [[b, tb], [a, ta]]) {
+      const t0 = process.hrtime.bigint();
+      await fn(i);
+      out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  }
+  return [ta.sort((x, y) => x - y), tb.sort((x, y) => x - y)];
+}

@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+/** The built daemon next to this module (dist/testing -> dist/bin.js). */
+export const AGENT_BIN = resolve(import.meta.dirname, '../bin.js');
+
+export interface AgentProcess {
+  url: string;
+  port: number;
+  hostId: string;
+  dir: string;
+  config: Record<string, unknown>;
+  child: ChildProcess;
+  stderr(): string;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+  /** SIGKILL: a crash, mid-operation if need be. */
+  kill(): Promise<void>;
+  /** Start again on the same data dir and config. */
+  restart(): Promise<AgentProcess>;
+  /** Stop and remove the temp folder. */
+  dispose(): Promise<void>;
+}
+
+export interface AgentOptions {
+  /** Backends; default: one NFS backend `nfs` on a local-folder share in the temp dir. */
+  backends?: (dir: string) => unknown[];
+  token?: string;
+  host?: string;
+  dir?: string;
+}
+
+/** Starts a real `kindling-agent` process on a free loopback port with its own data dir and share. */
+export async function startAgentProcess(options: AgentOptions = {}): Promise<AgentProcess> {
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'kindling-agent-')));
+  const config = {
+    listen: { host: options.host ?? '127.0.0.1', port: 0 },
+    dataDir: join(dir, 'data'),
+    ...(options.token ? { token: options.token } : {}),
+    backends: options.backends?.(dir) ?? [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' }],
+  };
+  const configFile = join(dir, 'agent.json');
+  await writeFile(configFile, JSON.stringify(config));
+  return launch(dir, configFile, config, options);
+}
+
+async function launch(dir: string, configFile: string, config: Record<string, unknown>, options: AgentOptions): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [AGENT_BIN, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  const listening = await new Promise<{ url: string; port: number; hostId: string }>((res, rej) => {
+    const lines = createInterface({ input: child.stdout! });
+    const timer = setTimeout(() => rej(new Error(`agent did not start in 20 s:\n${stderr}`)), 20_000);
+    lines.on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { event?: string; url: string; port: number; hostId: string };
+        if (msg.event === 'listening') {
+          clearTimeout(timer);
+          res(msg);
+        }
+      } catch {
+        // Not a status line.
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`agent exited with ${code} before listening:\n${stderr}`));
+    });
+  });
+  const signal = async (sig: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    await exited;
+  };
+  const proc: AgentProcess = {
+    ...listening,
+    dir,
+    config,
+    child,
+    stderr: () => stderr,
+    stop: () => signal('SIGTERM'),
+    kill: () => signal('SIGKILL'),
+    restart: async () => {
+      await signal('SIGTERM');
+      return launch(dir, configFile, config, options);
+    },
+    dispose: async () => {
+      await signal('SIGTERM');
+      if (!options.dir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return proc;
+}

@@ -1,0 +1,154 @@
+import { KindlingError, UnavailableError, type BackendStats } from '@kindling/protocol';
+import { Agent } from '../agent.js';
+import type { Backend } from '../backend.js';
+import type { ConnectOptions } from '../transport.js';
+
+/**
+ * `connecting` during the first attempt; `up` while the RPC link is open; `down` while it is not (the
+ * fleet keeps retrying in the background); `closed` once the fleet is closed.
+ */
+export type FleetAgentState = 'connecting' | 'up' | 'down' | 'closed';
+
+/** One agent of a fleet. Live: the fields follow the link as it drops and comes back. */
+export interface FleetAgent {
+  /** As given to `Fleet.connect`. */
+  readonly url: string;
+  /** null until the agent first said hello. */
+  readonly hostId: string | null;
+  readonly state: FleetAgentState;
+  /** Why it is down (or why the last attempt failed); null while up. */
+  readonly lastError: KindlingError | null;
+  /** The very Agent whose objects the fleet hands out. */
+  readonly agent: Agent;
+}
+
+export interface RetryDelays {
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+/** Thrown values from the SDK are KindlingErrors; anything else is a bug and is not hidden in a partial result. */
+export function asKindlingError(err: unknown): KindlingError {
+  if (err instanceof KindlingError) return err;
+  throw err;
+}
+
+/**
+ * A fleet's handle on one agent: its link state, the backends its hello named, and a capacity cache
+ * per backend, filled by a stats fetch on each (re)connect and kept current by the agent's
+ * `capacity` pushes, so placement needs no round trip.
+ */
+export class Member implements FleetAgent {
+  readonly url: string;
+  readonly agent: Agent;
+  hostId: string | null = null;
+  state: FleetAgentState = 'connecting';
+  lastError: KindlingError | null = null;
+  /** The configured backends, as of the last hello. */
+  backends: Backend[] = [];
+  /** Backend name → the last stats it fetched or pushed; absent when the backend cannot report (not ready). */
+  readonly capacity = new Map<string, BackendStats>();
+  /** Backend name → creations sent there by this fleet and not answered yet. */
+  readonly pending = new Map<string, { gb: number; volumes: number }>();
+  /** Settles once the capacity cache reflects the latest (re)connect. */
+  capacityLoaded: Promise<void> = Promise.resolve();
+  readonly #delays: RetryDelays;
+  #delayMs: number;
+  #retryTimer: NodeJS.Timeout | null = null;
+
+  constructor(url: string, options: ConnectOptions, delays: RetryDelays) {
+    this.url = url;
+    this.agent = new Agent(url, options);
+    this.#delays = delays;
+    this.#delayMs = delays.initialDelayMs;
+    this.agent.on('event', (frame) => {
+      if (frame.event === 'capacity') this.capacity.set(frame.resource.backendName, frame.resource);
+    });
+    this.agent.on('disconnect', (error) => {
+      if (this.state === 'closed') return;
+      this.state = 'down';
+      this.lastError = error;
+    });
+    // The Agent redials a link that dropped by itself; pushes sent meanwhile were missed.
+    this.agent.on('reconnect', () => void this.#joined());
+  }
+
+  /** The first attempt; on failure the member stays `down` and retries with backoff, never rejecting. */
+  async start(): Promise<void> {
+    await this.#attempt();
+  }
+
+  /** Counts a creation against the backend until `release`, so parallel creates spread out. */
+  reserve(backend: string, gb: number): void {
+    const entry = this.pending.get(backend) ?? { gb: 0, volumes: 0 };
+    this.pending.set(backend, { gb: entry.gb + gb, volumes: entry.volumes + 1 });
+  }
+
+  release(backend: string, gb: number): void {
+    const entry = this.pending.get(backend);
+    if (!entry) return;
+    if (entry.volumes <= 1) this.pending.delete(backend);
+    else this.pending.set(backend, { gb: entry.gb - gb, volumes: entry.volumes - 1 });
+  }
+
+  /** Why a call cannot go to it now. */
+  unavailable(): KindlingError {
+    return this.lastError ?? new UnavailableError(`the agent at ${this.url} is ${this.state}`);
+  }
+
+  async close(): Promise<void> {
+    this.state = 'closed';
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    await this.agent.close();
+  }
+
+  async #attempt(): Promise<void> {
+    try {
+      await this.agent.open();
+    } catch (err) {
+      if (this.state === 'closed') return;
+      this.state = 'down';
+      this.lastError = asKindlingError(err);
+      this.#scheduleRetry();
+      return;
+    }
+    await this.#joined();
+  }
+
+  #scheduleRetry(): void {
+    const delay = this.#delayMs;
+    this.#delayMs = Math.min(delay * 2, this.#delays.maxDelayMs);
+    // Jitter, so that a fleet does not hammer an agent that comes back in lockstep with other clients.
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      void this.#attempt();
+    }, delay * (0.5 + Math.random() / 2));
+    // A dead agent alone must not keep the process alive.
+    this.#retryTimer.unref();
+  }
+
+  async #joined(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.hostId = this.agent.hostId;
+    this.backends = await this.agent.backends();
+    this.state = 'up';
+    this.lastError = null;
+    this.#delayMs = this.#delays.initialDelayMs;
+    this.capacityLoaded = this.#loadCapacity();
+    await this.capacityLoaded;
+  }
+
+  async #loadCapacity(): Promise<void> {
+    await Promise.all(
+      this.backends.map(async (backend) => {
+        try {
+          this.capacity.set(backend.name, await backend.stats());
+        } catch (err) {
+          asKindlingError(err);
+          // A backend that cannot report (not ready) is no place for a volume.
+          this.capacity.delete(backend.name);
+        }
+      }),
+    );
+  }
+}
