@@ -37,3 +37,19 @@ export {
   type SnapshotStatus,
   type VolumeStatus,
 } from '@kindling/protocol';
+export {
+  Fleet,
+  type AgentFailure,
+  type AgentHealth,
+  type BackendCapacity,
+  type BackendReadiness,
+  type FleetAgent,
+  type FleetAgentState,
+  type FleetCreateVolumeOptions,
+  type FleetOptions,
+  type FleetResult,
+  type FleetVolumesFilter,
+  type Placement,
+  type PlaceOptions,
+  type Readyz,
+} from './fleet.js';

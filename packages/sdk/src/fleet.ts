@@ -1,0 +1,326 @@
+import {
+  ConflictError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+  validateArgs,
+  type BackendStats,
+  type DriverName,
+  type KindlingError,
+} from '@kindling/protocol';
+import type { Backend, CreateVolumeOptions } from './backend.js';
+import { probeReadyz, type Readyz } from './fleet/health.js';
+import { Member, asKindlingError, type FleetAgent, type FleetAgentState, type RetryDelays } from './fleet/member.js';
+import { rank, type Candidate, type Ranked } from './fleet/placement.js';
+import { mapLimit } from './fleet/pool.js';
+import { Snapshot } from './snapshot.js';
+import type { ReconnectOptions } from './transport.js';
+import { Volume } from './volume.js';
+
+export type { FleetAgent, FleetAgentState } from './fleet/member.js';
+export type { BackendReadiness, Readyz } from './fleet/health.js';
+
+export interface FleetOptions {
+  /** Sent to every agent (`Authorization: Bearer TOKEN`). */
+  token?: string;
+  /** Agents a fan-out asks at once. Default 32. */
+  concurrency?: number;
+  /** Per request to one agent (and per connect attempt, up to 10 s of it). Default 30000. */
+  timeoutMs?: number;
+  /**
+   * Delays between attempts to reach an agent that is down, doubling from `initialDelayMs` (default
+   * 250) to `maxDelayMs` (default 5000); also each Agent's redial after a drop.
+   */
+  reconnect?: ReconnectOptions;
+}
+
+/** An agent (or one of its backends, when `backend` is set) that did not answer a fan-out. */
+export interface AgentFailure {
+  url: string;
+  /** null when the agent never answered. */
+  hostId: string | null;
+  backend?: string;
+  error: KindlingError;
+}
+
+/**
+ * A fan-out's answer: what answered under `key`, and who did not under `failed`. A partial result is a
+ * result: one dead agent is a `failed` entry, never a rejection. E.g. `{ volumes: Volume[], failed }`.
+ */
+export type FleetResult<K extends string, T> = { [key in K]: T[] } & { failed: AgentFailure[] };
+
+export interface BackendCapacity {
+  agent: FleetAgent;
+  backend: Backend;
+  stats: BackendStats;
+}
+
+export interface FleetVolumesFilter {
+  /** A string matches exactly (the agents' name index answers); a RegExp is tested here, e.g. `/^db-/`. */
+  name?: string | RegExp;
+  driver?: DriverName;
+}
+
+export interface PlaceOptions {
+  size: number;
+  driver?: DriverName;
+}
+
+export type FleetCreateVolumeOptions = CreateVolumeOptions & { driver?: DriverName };
+
+/** Where a volume would go, from the capacity the agents last pushed. */
+export interface Placement {
+  agent: FleetAgent;
+  backend: Backend;
+  stats: BackendStats;
+  /** GiB the backend could still take before this volume, after its reserve and over-subscription. */
+  roomGb: number;
+}
+
+export interface AgentHealth {
+  url: string;
+  hostId: string | null;
+  /** The RPC link. */
+  state: FleetAgentState;
+  /** Why the RPC link is down. */
+  lastError: KindlingError | null;
+  /** `/readyz` answered and every backend is ready. */
+  ready: boolean;
+  /** `/readyz`'s report (200 or 503), null when it could not be read. */
+  readyz: Readyz | null;
+  /** Why `/readyz` could not be read. */
+  readyzError: KindlingError | null;
+  /** How long the probe took. */
+  elapsedMs: number;
+}
+
+const DEFAULT_DELAYS: RetryDelays = { initialDelayMs: 250, maxDelayMs: 5000 };
+
+interface Target {
+  member: Member;
+  backend: Backend;
+}
+
+/**
+ * Many agents driven as one. Agents that cannot be reached are kept (`state: 'down'`, with the error)
+ * and retried in the background; every call answers with what the reachable ones said. The Volumes,
+ * Snapshots and Backends it returns are those of each agent's own Agent (same identity map), so they
+ * work as if obtained from that Agent; `fleet.agentOf(x)` names the agent.
+ */
+export class Fleet {
+  readonly #members: Member[];
+  readonly #concurrency: number;
+  readonly #timeoutMs: number;
+  #closed = false;
+
+  private constructor(members: Member[], concurrency: number, timeoutMs: number) {
+    this.#members = members;
+    this.#concurrency = concurrency;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /**
+   * Connects to every agent in parallel and resolves once each answered or failed its first attempt.
+   * Never rejects for an unreachable agent; rejects (InvalidArgumentError) for a malformed URL or option.
+   */
+  static async connect(urls: readonly string[], options: FleetOptions = {}): Promise<Fleet> {
+    const concurrency = options.concurrency ?? 32;
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError('concurrency must be a positive integer', { concurrency });
+    if (new Set(urls).size !== urls.length) throw new InvalidArgumentError('an agent URL is listed twice', { urls });
+    const delays = { ...DEFAULT_DELAYS, ...options.reconnect };
+    const connect = { token: options.token, timeoutMs, reconnect: options.reconnect ?? true };
+    const members = urls.map((url) => new Member(url, connect, delays));
+    await mapLimit(members, concurrency, (member) => member.start());
+    return new Fleet(members, concurrency, timeoutMs);
+  }
+
+  /** Every agent given to `connect`, in that order, up or not. */
+  get agents(): readonly FleetAgent[] {
+    return [...this.#members];
+  }
+
+  /** The agent a resource from this fleet lives on; NotFoundError for one of another Agent. */
+  agentOf(resource: Volume | Snapshot | Backend): FleetAgent {
+    const backend = resource instanceof Volume ? resource.backend : resource instanceof Snapshot ? resource.volume.backend : resource;
+    const member = this.#members.find((m) => m.backends.includes(backend));
+    if (!member) throw new NotFoundError(`backend ${backend.name} is not one of this fleet's agents`, { backend: backend.name });
+    return member;
+  }
+
+  /** Each up agent's configured backends (as of its last hello: no round trip). */
+  async backends({ driver }: { driver?: DriverName } = {}): Promise<FleetResult<'backends', Backend>> {
+    const { up, failed } = this.#split();
+    const backends = up.flatMap((m) => m.backends.filter((b) => driver === undefined || b.driver === driver));
+    return { backends, failed };
+  }
+
+  /** Every volume of every up agent (optionally by name and driver), each with its snapshots and connections. */
+  async volumes({ name, driver }: FleetVolumesFilter = {}): Promise<FleetResult<'volumes', Volume>> {
+    const exact = typeof name === 'string' ? name : undefined;
+    const { results, failed } = await this.#perBackend(driver, (backend) => backend.volumesFiltered({ volumeName: exact }));
+    const volumes = results.flat();
+    return { volumes: name instanceof RegExp ? volumes.filter((v) => v.name !== null && name.test(v.name)) : volumes, failed };
+  }
+
+  /** Each backend's stats, asked now (`refresh`: the agent rescans storage first); also refreshes placement's cache. */
+  async stats({ refresh = false, driver }: { refresh?: boolean; driver?: DriverName } = {}): Promise<FleetResult<'stats', BackendCapacity>> {
+    const { results, failed } = await this.#perBackend(driver, async (backend, member) => {
+      const stats = await backend.stats({ refresh });
+      member.capacity.set(backend.name, stats);
+      return { agent: member, backend, stats };
+    });
+    return { stats: results, failed };
+  }
+
+  /**
+   * The backend a `size` GiB volume would go to: the most room after its reserve and over-subscription
+   * (thin: total × ratio − provisioned; thick: free), ties to the fewest volumes. Rejects with the
+   * ConflictError `createVolume` would when nothing fits.
+   */
+  async place({ size, driver }: PlaceOptions): Promise<Placement> {
+    this.#checkNewVolume({ size });
+    const [best] = await this.#ranked(size, driver, new Set());
+    if (!best) throw this.#noRoom(size, driver, []);
+    return { agent: best.key.member, backend: best.key.backend, stats: best.stats, roomGb: best.roomGb };
+  }
+
+  /**
+   * Creates the volume where `place` says. When that backend refuses for space (ConflictError: the
+   * pushed capacity was stale, or a share is fuller than the backend's total), the next best is
+   * tried; any other error rejects at once, as the volume may exist. Rejects with ConflictError when
+   * no backend took it.
+   */
+  async createVolume(options: FleetCreateVolumeOptions): Promise<Volume> {
+    const { driver, ...create } = options;
+    this.#checkNewVolume(create);
+    const refused: AgentFailure[] = [];
+    const tried = new Set<Backend>();
+    for (;;) {
+      const [best] = await this.#ranked(create.size, driver, tried);
+      if (!best) throw this.#noRoom(create.size, driver, refused);
+      const { member, backend } = best.key;
+      tried.add(backend);
+      member.reserve(backend.name, create.size);
+      try {
+        return await backend.createVolume(create);
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+        refused.push({ url: member.url, hostId: member.hostId, backend: backend.name, error: err });
+      } finally {
+        member.release(backend.name, create.size);
+      }
+    }
+  }
+
+  /** Each agent's `/readyz` and RPC link, in `agents` order. Never rejects: a dead agent is an entry saying so. */
+  async health({ timeoutMs = Math.min(this.#timeoutMs, 5000) }: { timeoutMs?: number } = {}): Promise<AgentHealth[]> {
+    this.#open();
+    return mapLimit(this.#members, this.#concurrency, async (member): Promise<AgentHealth> => {
+      const started = performance.now();
+      let readyz: Readyz | null = null;
+      let readyzError: KindlingError | null = null;
+      try {
+        readyz = await probeReadyz(member.url, timeoutMs);
+      } catch (err) {
+        readyzError = new UnavailableError(err instanceof Error ? err.message : String(err), { url: member.url });
+      }
+      return {
+        url: member.url,
+        hostId: readyz?.hostId ?? member.hostId,
+        state: member.state,
+        lastError: member.lastError,
+        ready: readyz?.ready ?? false,
+        readyz,
+        readyzError,
+        elapsedMs: performance.now() - started,
+      };
+    });
+  }
+
+  /** Closes every link and stops the background retries. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#members.map((m) => m.close()));
+  }
+
+  #open(): void {
+    if (this.#closed) throw new UnavailableError('this fleet was closed');
+  }
+
+  #split(): { up: Member[]; failed: AgentFailure[] } {
+    this.#open();
+    const up = this.#members.filter((m) => m.state === 'up');
+    const failed = this.#members
+      .filter((m) => m.state !== 'up')
+      .map((m) => ({ url: m.url, hostId: m.hostId, error: m.unavailable() }));
+    return { up, failed };
+  }
+
+  /** `fn` for each backend (of `driver`) of each up agent, agents `concurrency` at a time; failures collected. */
+  async #perBackend<T>(
+    driver: DriverName | undefined,
+    fn: (backend: Backend, member: Member) => Promise<T>,
+  ): Promise<{ results: T[]; failed: AgentFailure[] }> {
+    const { up, failed } = this.#split();
+    const perAgent = await mapLimit(up, this.#concurrency, (member) =>
+      Promise.all(
+        member.backends
+          .filter((b) => driver === undefined || b.driver === driver)
+          .map(async (backend): Promise<{ ok: true; value: T } | { ok: false; failure: AgentFailure }> => {
+            try {
+              return { ok: true, value: await fn(backend, member) };
+            } catch (err) {
+              return { ok: false, failure: { url: member.url, hostId: member.hostId, backend: backend.name, error: asKindlingError(err) } };
+            }
+          }),
+      ),
+    );
+    const results: T[] = [];
+    for (const outcome of perAgent.flat()) {
+      if (outcome.ok) results.push(outcome.value);
+      else failed.push(outcome.failure);
+    }
+    return { results, failed };
+  }
+
+  /** Up backends with cached capacity and room for `size`, best first; `skip`: those that already refused. */
+  async #ranked(size: number, driver: DriverName | undefined, skip: ReadonlySet<Backend>): Promise<Ranked<Target>[]> {
+    this.#open();
+    const up = this.#members.filter((m) => m.state === 'up');
+    await Promise.all(up.map((m) => m.capacityLoaded));
+    const candidates: Candidate<Target>[] = [];
+    for (const member of up) {
+      for (const backend of member.backends) {
+        const stats = member.capacity.get(backend.name);
+        if (!stats || skip.has(backend) || (driver !== undefined && backend.driver !== driver)) continue;
+        const pending = member.pending.get(backend.name);
+        candidates.push({
+          key: { member, backend },
+          stats,
+          pendingGb: pending?.gb ?? 0,
+          pendingVolumes: pending?.volumes ?? 0,
+          order: `${member.hostId}/${backend.name}`,
+        });
+      }
+    }
+    return rank(candidates, size);
+  }
+
+  #noRoom(size: number, driver: DriverName | undefined, refused: AgentFailure[]): ConflictError {
+    const down = this.#members.filter((m) => m.state !== 'up').map((m) => m.url);
+    return new ConflictError(`no backend${driver ? ` of driver ${driver}` : ''} in the fleet has room for ${size} GiB`, {
+      requestedGb: size,
+      ...(driver ? { driver } : {}),
+      refused: refused.map((r) => ({ url: r.url, hostId: r.hostId, backend: r.backend, message: r.error.message })),
+      down,
+    });
+  }
+
+  /** Bad input is refused before placement, with the op's own message, not after a search for room. */
+  #checkNewVolume(options: CreateVolumeOptions): void {
+    // The backend is not chosen yet; any valid name lets the op's schema check the rest.
+    const checked = validateArgs('volume.create', { ...options, backend: 'placement' });
+    if (!checked.ok) throw new InvalidArgumentError(checked.message, { op: 'volume.create', issues: checked.issues });
+  }
+}
