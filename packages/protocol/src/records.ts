@@ -109,6 +109,8 @@ export interface Capabilities {
   revertToSnapshot: boolean;
   extend: boolean;
   extendWithSnapshots: boolean;
+  /** Thick LVM origins must be deactivated to grow while they have snapshots, so not while in use. */
+  extendInUseWithSnapshots: boolean;
   attach: boolean;
   connect: boolean;
   thin: boolean;

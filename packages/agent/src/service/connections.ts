@@ -9,7 +9,7 @@ import {
 } from '@kindling/protocol';
 import type { Attachment } from '../drivers/driver.js';
 import { volumeRef, type ServiceContext } from './context.js';
-import { requireCapability } from './snapshots.js';
+import { requireCapability } from './capabilities.js';
 import { now } from './lifecycle.js';
 import { READABLE, requireStatus } from './status.js';
 import type { VolumeService } from './volumes.js';

@@ -2,24 +2,15 @@ import { randomUUID } from 'node:crypto';
 import {
   InvalidArgumentError,
   NotFoundError,
-  UnsupportedError,
-  type Capabilities,
   type ParsedOpArgs,
   type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
-import type { Driver } from '../drivers/driver.js';
+import { requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
 import { READABLE, requireStatus, SNAPSHOT_DELETABLE, SNAPSHOT_READY } from './status.js';
 import type { VolumeService } from './volumes.js';
-
-/** Refuses, with the feature named, a call the backend does not support as configured. */
-export function requireCapability(driver: Driver, feature: keyof Capabilities, action: string): void {
-  if (driver.capabilities()[feature] !== true) {
-    throw new UnsupportedError(`backend ${driver.name} does not support ${action}`, { backend: driver.name, feature });
-  }
-}
 
 export class SnapshotService {
   constructor(

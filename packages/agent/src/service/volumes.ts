@@ -10,6 +10,7 @@ import {
 import type { Driver } from '../drivers/driver.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
+import { requireCapability } from './capabilities.js';
 import { DELETABLE, READABLE, requireStatus } from './status.js';
 
 type NewVolume = { size?: number; name?: string; description?: string; metadata?: Record<string, string> };
@@ -128,6 +129,12 @@ export class VolumeService {
           size,
           currentSize: volume.size,
         });
+      }
+      if ((await this.ctx.index.snapshotsOf(id)).length > 0) {
+        requireCapability(driver, 'extendWithSnapshots', 'extending a volume that has snapshots');
+        if (volume.status === 'in-use') {
+          requireCapability(driver, 'extendInUseWithSnapshots', 'extending an attached volume that has snapshots');
+        }
       }
       const extended = await this.transition(
         volume,

@@ -147,6 +147,7 @@ export class LvmDriver implements Driver {
       revertToSnapshot: true,
       extend: true,
       extendWithSnapshots: true,
+      extendInUseWithSnapshots: this.thin,
       attach: true,
       connect: true,
       thin: this.thin,

@@ -129,6 +129,7 @@ export class NfsDriver implements Driver {
       revertToSnapshot: snapshots,
       extend: true,
       extendWithSnapshots: snapshots,
+      extendInUseWithSnapshots: snapshots,
       attach: true,
       connect: true,
       thin: this.thin,

@@ -1,0 +1,78 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
+import { IndexStore } from './store.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kindling-index-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const volume = (id: string, backend: string, name: string | null): VolumeRecord => ({
+  id,
+  backend,
+  name,
+  description: null,
+  size: 1,
+  status: 'available',
+  metadata: {},
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  sourceVolId: null,
+  snapshotId: null,
+  location: {},
+  error: null,
+});
+const snapshot = (id: string, volumeId: string): SnapshotRecord => ({
+  id,
+  backend: 'a',
+  volumeId,
+  name: null,
+  description: null,
+  volumeSize: 1,
+  status: 'available',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  location: {},
+  error: null,
+});
+
+describe('IndexStore', () => {
+  it('answers by backend, by name and by owning volume, and keeps it all across a reopen', async () => {
+    let index = await IndexStore.open(dir);
+    await index.putVolume(volume('v1', 'a', 'db:1'));
+    await index.putVolume(volume('v2', 'a', 'db'));
+    await index.putVolume(volume('v3', 'b', 'db'));
+    await index.putSnapshot(snapshot('s1', 'v1'));
+    await index.kvSet('connector', '{"host":"h"}');
+    await index.close();
+
+    index = await IndexStore.open(dir);
+    expect((await index.volumesOfBackend('a')).map((v) => v.id).sort()).toEqual(['v1', 'v2']);
+    // A name is matched whole: 'db' does not match 'db:1'.
+    expect((await index.volumesNamed('a', 'db')).map((v) => v.id)).toEqual(['v2']);
+    expect((await index.volumesNamed('a', 'db:1')).map((v) => v.id)).toEqual(['v1']);
+    expect((await index.snapshotsOf('v1')).map((s) => s.id)).toEqual(['s1']);
+    expect(await index.kvGet('connector')).toBe('{"host":"h"}');
+    await index.close();
+  });
+
+  it('drops a record and its index keys together', async () => {
+    const index = await IndexStore.open(dir);
+    await index.putVolume(volume('v1', 'a', 'db'));
+    await index.putSnapshot(snapshot('s1', 'v1'));
+    await index.deleteSnapshot(snapshot('s1', 'v1'));
+    await index.deleteVolume(volume('v1', 'a', 'db'));
+    expect(index.getVolume('v1')).toBeUndefined();
+    expect(await index.volumesOfBackend('a')).toEqual([]);
+    expect(await index.volumesNamed('a', 'db')).toEqual([]);
+    expect(await index.snapshotsOf('v1')).toEqual([]);
+    expect(await index.kvDelete('missing')).toBe(false);
+    await index.close();
+  });
+});
