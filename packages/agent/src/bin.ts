@@ -3,6 +3,7 @@ import { startAgent } from './agent.js';
 import { readCli, USAGE, UsageRequested } from './cli.js';
 import { ConfigError } from './config.js';
 import { reindex } from './reindex.js';
+import { reconcile } from './service/reconcile.js';
 
 async function main(): Promise<void> {
   const { command, config } = await readCli(process.argv.slice(2), process.cwd());
@@ -19,6 +20,16 @@ async function main(): Promise<void> {
   for (const r of await agent.services.backends.readiness()) {
     if (!r.ready) console.error(`kindling-agent: backend ${r.name} is not ready: ${r.reason ?? 'unknown'}`);
   }
+  // The start-time check reads all of storage, so it runs after serving starts and only reports.
+  void reconcile(agent.services, false).then((reports) => {
+    for (const r of reports) {
+      if (r.error) console.error(`kindling-agent: index check of ${r.backend} failed: ${r.error}`);
+      const extra = r.missingFromIndex.map((m) => `${m.kind} ${m.id}`);
+      const lost = r.missingFromStorage.map((m) => `${m.kind} ${m.id}`);
+      if (extra.length) console.error(`kindling-agent: ${r.backend} holds what the index lacks (run reindex): ${extra.join(', ')}`);
+      if (lost.length) console.error(`kindling-agent: the index has what ${r.backend} lacks: ${lost.join(', ')}`);
+    }
+  });
   let stopping = false;
   const stop = () => {
     if (stopping) return;

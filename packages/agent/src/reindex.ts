@@ -8,9 +8,7 @@ export async function reindex(config: AgentConfig): Promise<number> {
   try {
     services = await openServices(config);
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    const busy = /lock/i.test(message) ? ' (is an agent running on this data dir? stop it first)' : '';
-    console.error(`kindling-agent reindex: cannot open the index: ${message}${busy}`);
+    console.error(`kindling-agent reindex: cannot open the index: ${err instanceof Error ? err.message : String(err)}`);
     return 2;
   }
   try {

@@ -180,7 +180,8 @@ export class Fleet {
    */
   async place({ size, driver }: PlaceOptions): Promise<Placement> {
     this.#checkNewVolume({ size });
-    const [best] = await this.#ranked(size, driver, new Set());
+    await this.#capacityLoaded();
+    const [best] = this.#ranked(size, driver, new Set());
     if (!best) throw this.#noRoom(size, driver, []);
     return { agent: best.key.member, backend: best.key.backend, stats: best.stats, roomGb: best.roomGb };
   }
@@ -197,7 +198,9 @@ export class Fleet {
     const refused: AgentFailure[] = [];
     const tried = new Set<Backend>();
     for (;;) {
-      const [best] = await this.#ranked(create.size, driver, tried);
+      await this.#capacityLoaded();
+      // Ranking and reserving in one synchronous step, so parallel creates each see the others' reservations.
+      const [best] = this.#ranked(create.size, driver, tried);
       if (!best) throw this.#noRoom(create.size, driver, refused);
       const { member, backend } = best.key;
       tried.add(backend);
@@ -284,13 +287,17 @@ export class Fleet {
     return { results, failed };
   }
 
-  /** Up backends with cached capacity and room for `size`, best first; `skip`: those that already refused. */
-  async #ranked(size: number, driver: DriverName | undefined, skip: ReadonlySet<Backend>): Promise<Ranked<Target>[]> {
+  /** Waits for the stats fetch of agents that just (re)connected. */
+  async #capacityLoaded(): Promise<void> {
     this.#open();
-    const up = this.#members.filter((m) => m.state === 'up');
-    await Promise.all(up.map((m) => m.capacityLoaded));
+    await Promise.all(this.#members.filter((m) => m.state === 'up').map((m) => m.capacityLoaded));
+  }
+
+  /** Up backends with cached capacity and room for `size`, best first; `skip`: those that already refused. */
+  #ranked(size: number, driver: DriverName | undefined, skip: ReadonlySet<Backend>): Ranked<Target>[] {
     const candidates: Candidate<Target>[] = [];
-    for (const member of up) {
+    for (const member of this.#members) {
+      if (member.state !== 'up') continue;
       for (const backend of member.backends) {
         const stats = member.capacity.get(backend.name);
         if (!stats || skip.has(backend) || (driver !== undefined && backend.driver !== driver)) continue;

@@ -22,7 +22,15 @@ export class IndexStore {
   static async open(dir: string): Promise<IndexStore> {
     await mkdir(dir, { recursive: true });
     const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
-    await db.open();
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new Error(`the index at ${dir} is locked by another process (is an agent running on this data dir?)`);
+      }
+      throw err;
+    }
     const store = new IndexStore(db);
     await store.load();
     return store;
