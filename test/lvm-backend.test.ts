@@ -81,6 +81,14 @@ suite('LVM backend through the agent, on real lvm2', () => {
     await vol.delete();
   });
 
+  it('readyz sees the VG and metrics carry its metadata-area gauges', async () => {
+    const ready = await fetch(`http://127.0.0.1:${proc.port}/readyz`);
+    expect(ready.status).toBe(200);
+    const metrics = await (await fetch(`http://127.0.0.1:${proc.port}/metrics`)).text();
+    expect(metrics).toMatch(/^kindling_backend_vg_mda_free_bytes\{backend="lvm"\} \d+$/m);
+    expect(metrics).toMatch(/^kindling_backend_warnings\{backend="lvm"\} 0$/m);
+  });
+
   it('refuses a volume larger than the free space before lvcreate runs', async () => {
     const before = await lvs();
     const err = await lvm.createVolume({ size: 100 }).catch((e: unknown) => e);
