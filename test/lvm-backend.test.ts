@@ -95,6 +95,19 @@ suite('LVM backend through the agent, on real lvm2', () => {
     expect(err).toBeInstanceOf(ConflictError);
     expect((err as ConflictError).details).toMatchObject({ requestedGb: 100 });
     expect(await lvs()).toEqual(before);
+    // Refused before anything was made: no error record is left behind either.
+    expect((await lvm.volumes()).map((v) => v.status)).not.toContain('error');
+  });
+
+  it('refuses to extend past the free space and keeps the volume as it was', async () => {
+    const vol = await lvm.createVolume({ size: 1 });
+    await expect(vol.extend(100)).rejects.toBeInstanceOf(ConflictError);
+    await vol.refresh();
+    expect(vol.size).toBe(1);
+    expect(vol.status).toBe('available');
+    const lv = (await lvs()).find((l) => l.lv_name === `volume-${vol.id}`);
+    expect(Number(lv!.lv_size)).toBe(1 * GiB);
+    await vol.delete();
   });
 
   it('a snapshot fails cleanly without device-mapper: BACKEND_ERROR with the command, the volume untouched', async () => {

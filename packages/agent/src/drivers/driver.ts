@@ -47,6 +47,8 @@ export interface ScanResult {
 /**
  * One storage driver, bound to one configured backend. Drivers run commands and return what the
  * record needs; they never touch the index or the wire. The service serialises calls per resource.
+ * A driver throws ConflictError only when it refused before changing anything on storage (no room,
+ * not the latest snapshot): the service then puts the record back as it was, instead of an error status.
  */
 export interface Driver {
   readonly driver: DriverName;

@@ -1,4 +1,4 @@
-import { toErrorInfo, type ErrorInfo } from '@kindling/protocol';
+import { ConflictError, toErrorInfo, type ErrorInfo } from '@kindling/protocol';
 
 interface Tracked {
   status: string;
@@ -14,6 +14,12 @@ export interface Transition<T extends Tracked> {
   /** The status to settle in, or a finisher that persists the end state itself (a delete removes the record). */
   success: T['status'] | ((during: T, changes: Partial<T>) => Promise<T>);
   failure: T['status'];
+  /**
+   * Puts things back as they were before the call (the pre-operation record, or no record for a
+   * create). Used instead of the failure status when the driver refused before touching storage,
+   * which drivers signal with ConflictError (no room, not the latest snapshot).
+   */
+  undo: () => Promise<void>;
   save: (record: T) => Promise<void>;
   publish: (record: T) => void;
 }
@@ -32,6 +38,10 @@ export async function transition<T extends Tracked>(t: Transition<T>): Promise<T
   try {
     changes = await t.work();
   } catch (err) {
+    if (err instanceof ConflictError) {
+      await t.undo();
+      throw err;
+    }
     const failed: T = { ...during, status: t.failure, error: toErrorInfo(err), updatedAt: now() };
     await t.save(failed);
     t.publish(failed);

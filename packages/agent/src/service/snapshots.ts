@@ -61,6 +61,11 @@ export class SnapshotService {
         during: 'creating',
         success: 'available',
         failure: 'error',
+        undo: async () => {
+          const never: SnapshotRecord = { ...record, status: 'deleted', updatedAt: now() };
+          await this.ctx.index.deleteSnapshot(never);
+          this.publish(never);
+        },
         save: this.save,
         publish: this.publish,
         work: async () => {
@@ -95,6 +100,10 @@ export class SnapshotService {
         record: snapshot,
         during: 'deleting',
         failure: 'error_deleting',
+        undo: async () => {
+          await this.save(snapshot);
+          this.publish(snapshot);
+        },
         save: this.save,
         publish: this.publish,
         work: async () => {
@@ -150,6 +159,7 @@ export class SnapshotService {
         async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
         'available',
         'error',
+        () => this.volumes.restore(volume),
       );
     });
   }

@@ -69,9 +69,18 @@ export class VolumeService {
     };
   }
 
-  /** Runs a create-like driver call for a drafted record: creating -> available | error. */
+  /** Runs a create-like driver call for a drafted record: creating -> available | error (or no record, when refused). */
   async build(record: VolumeRecord, work: () => Promise<VolumeRecord['location']>): Promise<VolumeRecord> {
-    const created = await this.transition(record, 'creating', async () => ({ location: await work() }), 'available', 'error');
+    const created = await this.transition(
+      record,
+      'creating',
+      async () => ({ location: await work() }),
+      'available',
+      'error',
+      async () => {
+        await this.forget({ ...record, status: 'deleted', updatedAt: now() });
+      },
+    );
     await this.ctx.backends.publishCapacity(record.backend);
     return created;
   }
@@ -105,13 +114,9 @@ export class VolumeService {
           await driver.deleteVolume(volumeRef(volume));
           return {};
         },
-        async (during) => {
-          const deleted: VolumeRecord = { ...during, status: 'deleted', updatedAt: now() };
-          await this.ctx.index.deleteVolume(deleted);
-          this.publish(deleted);
-          return deleted;
-        },
+        async (during) => this.forget({ ...during, status: 'deleted', updatedAt: now() }),
         'error_deleting',
+        () => this.restore(volume),
       );
       await this.ctx.backends.publishCapacity(volume.backend);
       return gone;
@@ -142,6 +147,7 @@ export class VolumeService {
         async () => ({ size, location: await driver.extendVolume(volumeRef(volume), size) }),
         volume.status,
         'error',
+        () => this.restore(volume),
       );
       await this.ctx.backends.publishCapacity(volume.backend);
       return extended;
@@ -174,6 +180,19 @@ export class VolumeService {
   }
 
   save = async (record: VolumeRecord): Promise<void> => this.ctx.index.putVolume(record);
+
+  /** Writes back a record as it was before an operation the driver refused. */
+  restore = async (record: VolumeRecord): Promise<void> => {
+    await this.save(record);
+    this.publish(record);
+  };
+
+  /** Drops a record (gone from storage, or never made there) and says so to every session. */
+  private async forget(gone: VolumeRecord): Promise<VolumeRecord> {
+    await this.ctx.index.deleteVolume(gone);
+    this.publish(gone);
+    return gone;
+  }
   publish = (record: VolumeRecord): void => this.ctx.events.publish({ event: 'volume', resource: record });
 
   transition(
@@ -182,8 +201,9 @@ export class VolumeService {
     work: () => Promise<Partial<VolumeRecord>>,
     success: VolumeRecord['status'] | ((during: VolumeRecord) => Promise<VolumeRecord>),
     failure: VolumeRecord['status'],
+    undo: () => Promise<void>,
   ): Promise<VolumeRecord> {
-    return transition({ record, during, work, success, failure, save: this.save, publish: this.publish });
+    return transition({ record, during, work, success, failure, undo, save: this.save, publish: this.publish });
   }
 
   driverOf(volume: VolumeRecord): Driver {
