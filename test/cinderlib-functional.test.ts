@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { statfs } from 'node:fs/promises';
+import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, type Backend, type Volume } from '@kindling/sdk';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
@@ -10,6 +13,7 @@ import { GiB, formatOf, readsPattern, virtualSize, volumeFilesIn, whileAttached,
 // agent process, on every backend this machine runs for real: the NFS driver on a local-folder share,
 // with qcow2 and with raw volume files. (The real-kernel lane runs the same on LVM and mounted NFS.)
 
+const exec = promisify(execFile);
 const A = 0xab;
 const B = 0xcd;
 
@@ -79,6 +83,20 @@ describe.each([
       expect(stats.totalVolumes).toBe(initial.totalVolumes + 1);
       expect(stats.provisionedCapacityGb).toBeCloseTo(initial.provisionedCapacityGb + size, 2);
     }
+  });
+
+  it('stats cached vs refresh: storage changed behind the agent’s back shows only on refresh', async () => {
+    const initial = await backend.stats({ refresh: true });
+    // A volume file put on the share by hand (as another agent sharing the export would).
+    const stray = join(share, `volume-${randomUUID()}`);
+    await exec('qemu-img', ['create', '-q', '-f', format, stray, '4G']);
+    try {
+      expect((await backend.stats()).provisionedCapacityGb).toBeCloseTo(initial.provisionedCapacityGb, 2);
+      expect((await backend.stats({ refresh: true })).provisionedCapacityGb).toBeCloseTo(initial.provisionedCapacityGb + 4, 2);
+    } finally {
+      await rm(stray);
+    }
+    expect((await backend.stats({ refresh: true })).provisionedCapacityGb).toBeCloseTo(initial.provisionedCapacityGb, 2);
   });
 
   it('create volume: available, with a file of its size on the share', async () => {

@@ -88,10 +88,8 @@ describe('Volume', () => {
     expect(await nfs.volumesFiltered({ volumeId: vol!.id })).toEqual([]);
   });
 
-  // GAP (agent): cinderlib's create error carries the volume it left in error (exception.resource);
-  // Kindling's rejection does not name it, and the pushed error record is dropped by the SDK because
-  // the session does not hold that volume yet, so a caller can find it only by listing.
-  it.skip('create error: the rejection names the volume left in error', async () => {
+  // cinderlib's create error carries the volume it left in error (exception.resource); ours names it.
+  it('create error: the rejection names the volume left in error', async () => {
     const err = (await whileImmutable(share, () => nfs.createVolume({ size: 1 }).catch((e: unknown) => e))) as BackendError;
     expect(err).toBeInstanceOf(BackendError);
     const volumeId = err.details.volumeId;
@@ -184,10 +182,8 @@ describe('Volume', () => {
     await vol.delete();
   });
 
-  // GAP (agent): a capacity refusal (CONFLICT, raised by the driver's room check before it changes
-  // anything) goes through the status machine's failure path, so the volume is left in `error`, and
-  // an `error` volume can only be deleted: asking for too much costs the user the volume.
-  it.skip('extend beyond the room left: refused (Conflict), the volume still available and usable', async () => {
+  // A capacity refusal happens before storage is touched: asking for too much must not cost the volume.
+  it('extend beyond the room left: refused (Conflict), the volume still available and usable', async () => {
     const vol = await nfs.createVolume({ size: 1 });
     const err = await vol.extend(100_000).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConflictError);
@@ -404,50 +400,44 @@ describe('Snapshot', () => {
     await vol.delete();
   });
 
-  // GAP (agent): NFS snapshots of a volume with connections. Taking one makes a new overlay the
-  // active file, but the connection (conn.path, connectionInfo.data.name) still names the old file,
-  // which is now the snapshot's frozen backing file: writes through the attachment change the
-  // snapshot's data. cinder needs Nova for online NFS snapshots; without it, refuse while connected.
-  it.skip('snapshot of an attached volume: refused, or the attachment no longer writes into the snapshot', async () => {
+  // An NFS snapshot makes a new overlay the active file while a connected host keeps writing to the
+  // old one, which would become the snapshot's frozen base: cinder needs Nova for that, so we refuse.
+  it('snapshot of an attached volume is refused (detach first), and nothing changes', async () => {
     const vol = await nfs.createVolume({ size: 1 });
     const conn = await vol.attach();
     await writePattern(conn, 0xab);
-    const result = await vol.createSnapshot().catch((e: unknown) => e);
-    if (result instanceof Error) {
-      expect(result).toBeInstanceOf(ConflictError);
-      expect(vol.snapshots.size).toBe(0);
-    } else {
-      await vol.refresh();
-      await writePattern(vol.connections[0]!, 0xcd);
-      await vol.detach();
-      const copy = await (result as Awaited<ReturnType<Volume['createSnapshot']>>).createVolume();
-      await whileAttached(copy, async (c) => expect(await readsPattern(c, 0xab)).toBe(true));
-      await copy.delete();
-      await result.delete();
-    }
-    if (vol.status === 'in-use') await vol.detach();
+    const err = await vol.createSnapshot().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+    expect((err as ConflictError).details).toMatchObject({ feature: 'snapshotInUse' });
+    expect(vol.snapshots.size).toBe(0);
+    expect(vol.status).toBe('in-use');
+    expect(await readsPattern(conn, 0xab)).toBe(true);
+    await vol.detach();
+    const snap = await vol.createSnapshot();
+    expect(snap.status).toBe('available');
+    await snap.delete();
     await vol.delete();
   });
 
-  // GAP (agent): deleting the newest snapshot of an attached NFS volume merges the active overlay
-  // into its backing file and removes it: the file conn.path names is gone under the attachment.
-  it.skip('snapshot delete on an attached volume: refused, or the attachment path still exists', async () => {
+  // Deleting the newest snapshot merges the active overlay away: the file conn.path names would go.
+  it('snapshot delete on an attached volume is refused, and the attachment keeps its file', async () => {
     const vol = await nfs.createVolume({ size: 1 });
     const snap = await vol.createSnapshot();
     const conn = await vol.attach();
-    const result = await snap.delete().catch((e: unknown) => e);
-    if (result instanceof Error) expect(result).toBeInstanceOf(ConflictError);
-    else expect(existsSync(vol.connections[0]?.path ?? conn.path!)).toBe(true);
+    await expect(snap.delete()).rejects.toBeInstanceOf(ConflictError);
+    expect(snap.status).toBe('available');
+    expect(existsSync(conn.path!)).toBe(true);
     await vol.detach();
-    if (snap.status !== 'deleted') await snap.delete();
+    await snap.delete();
     await vol.delete();
   });
 });
 
 describe('Capabilities', () => {
-  it('NFS with snapshots: every operation', async () => {
+  it('NFS with snapshots: every operation, snapshots only while detached', async () => {
     expect(await nfs.capabilities()).toMatchObject({
       snapshot: true,
+      snapshotInUse: false,
       clone: true,
       createFromSnapshot: true,
       revertToSnapshot: true,

@@ -46,6 +46,13 @@ run() { # run CMD...: log and run, fail the boot on error
   [[ -z "$out" ]] || printf '%s\n' "$out" >>"$OUT/guest-init.log"
 }
 
+# `guest-init.sh save-out` (run by the host through the exec helper before it stops the VM): write the logs
+# to the output disk now, since the VM is killed rather than powered off in agent mode.
+if [[ "${1:-}" == save-out ]]; then
+  save_out
+  exit 0
+fi
+
 # --- basics ---
 mountpoint -q /proc || mount -t proc proc /proc
 mountpoint -q /sys || mount -t sysfs sysfs /sys
@@ -65,7 +72,8 @@ source "$KL/lane.env"
 log "KL-BOOT mode=$KL_MODE kernel=$(uname -r) init-started-at=${T0}s"
 
 # --- modules ---
-for m in virtio_net dm_mod dm_snapshot dm_thin_pool dm_bufio loop sunrpc nfsd nfs nfsv4; do
+for m in virtio_net dm_mod dm_snapshot dm_thin_pool dm_bufio loop sunrpc nfsd nfs nfsv4 \
+  configfs target_core_mod target_core_iblock iscsi_target_mod iscsi_tcp sd_mod; do
   modprobe "$m" 2>>"$OUT/guest-init.log" || fail "modprobe $m"
 done
 echo Y >/sys/module/nfsd/parameters/nfs4_disable_idmapping 2>/dev/null || true
@@ -116,6 +124,12 @@ nfsdcld -p /run/rpc_pipefs >>"$OUT/guest-init.log" 2>&1 || log "nfsdcld did not 
 run rpc.nfsd -N 3 -G 10 -L 10 4
 pgrep -x nfsdcld >/dev/null && log "nfsdcld running" || log "nfsdcld not running"
 log "NFS ready: $(cat /proc/fs/nfsd/versions 2>/dev/null) exports: $(exportfs -v | tr -s ' \t' ' ' | tr '\n' ';')"
+
+# --- iSCSI: LIO target (the agent's connect() runs targetcli) and an initiator for loopback logins ---
+mountpoint -q /sys/kernel/config || run mount -t configfs configfs /sys/kernel/config
+mkdir -p /etc/iscsi /etc/rtslib-fb-target /var/lib/iscsi
+echo 'InitiatorName=iqn.2004-10.org.kindling:kernel-lane-guest' >/etc/iscsi/initiatorname.iscsi
+iscsid >>"$OUT/guest-init.log" 2>&1 || log "iscsid did not start"
 
 # --- disks ---
 VG_THICK_DEV="$(disk_by_serial kl-vg-thick)" || fail "no VG disk kl-vg-thick"

@@ -115,6 +115,40 @@ t_thin_remove() {
   lvremove -q -y "$NV/tvol" "$NV/tclone" && lvs --noheadings -o lv_name "$NV" | grep -qv tvol
 }
 
+# --- iSCSI: export an LV with LIO (as the LVM driver's connect() does) and log in to it over loopback ---
+IQN=iqn.2010-10.org.openstack:volume-smoke
+INITIATOR="$(sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi)"
+t_iscsi_export() {
+  lvcreate -q -y -L 1G -n ivol "$TV" || return 1
+  pattern "/dev/$TV/ivol" && sum "/dev/$TV/ivol" >/tmp/ivol.orig || return 1
+  targetcli /backstores/block create name=ivol "dev=/dev/$TV/ivol" &&
+    targetcli /iscsi create "$IQN" &&
+    targetcli "/iscsi/$IQN/tpg1/luns" create /backstores/block/ivol &&
+    targetcli "/iscsi/$IQN/tpg1" set attribute authentication=1 generate_node_acls=0 &&
+    targetcli "/iscsi/$IQN/tpg1/acls" create "$INITIATOR" &&
+    targetcli "/iscsi/$IQN/tpg1/acls/$INITIATOR" set auth userid=smokeuser password=smokesecret12345
+}
+t_iscsi_login() {
+  local p=127.0.0.1:3260 dev i
+  iscsiadm -m discovery -t sendtargets -p "$p" | grep -q "$IQN" || return 1
+  iscsiadm -m node -T "$IQN" -p "$p" --op update -n node.session.auth.authmethod -v CHAP &&
+    iscsiadm -m node -T "$IQN" -p "$p" --op update -n node.session.auth.username -v smokeuser &&
+    iscsiadm -m node -T "$IQN" -p "$p" --op update -n node.session.auth.password -v smokesecret12345 &&
+    iscsiadm -m node -T "$IQN" -p "$p" --login || return 1
+  for i in $(seq 1 50); do
+    dev="$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \([a-z]*\).*/\1/p' | head -n1)"
+    [[ -n "$dev" && -b "/dev/$dev" ]] && break
+    sleep 0.2
+  done
+  [[ -n "$dev" && -b "/dev/$dev" ]] || { echo "no SCSI disk after login"; iscsiadm -m session -P 3; return 1; }
+  echo "logged in: /dev/$dev"
+  expect_eq "$(sum "/dev/$dev")" "$(cat /tmp/ivol.orig)" || return 1
+  iscsiadm -m node -T "$IQN" -p "$p" --logout && iscsiadm -m node -T "$IQN" -p "$p" --op delete
+}
+t_iscsi_teardown() {
+  targetcli /iscsi delete "$IQN" && targetcli /backstores/block delete ivol && lvremove -q -y "$TV/ivol"
+}
+
 # --- NFS ---
 t_nfs_mount() {
   mkdir -p /mnt/nfs
@@ -163,6 +197,9 @@ check thick-dd-clone t_thick_dd_clone
 check thick-extend-origin-with-snapshot t_thick_extend_with_snapshot
 check thick-merge t_thick_merge
 check thick-remove t_thick_remove
+check iscsi-export t_iscsi_export
+check iscsi-login t_iscsi_login
+check iscsi-teardown t_iscsi_teardown
 check thin-create t_thin_create
 check thin-snapshot t_thin_snapshot
 check thin-clone-from-snapshot t_thin_clone_from_snapshot

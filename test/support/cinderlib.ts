@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -123,11 +123,3 @@ export function nextStatus<S extends string>(
 export async function volumeFilesIn(share: string): Promise<string[]> {
   return (await readdir(share)).filter((n) => /^volume-[0-9a-f-]{36}$/.test(n));
 }
-
-/** A scratch folder for a test's own files; removed by the returned function. */
-export async function scratch(): Promise<{ dir: string; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'kindling-scratch-'));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
-
-export { writeFile };

@@ -104,6 +104,8 @@ export interface BackendStats {
 /** Which operations a backend supports as configured (asked before trying, as Proxmox's volume_has_feature). */
 export interface Capabilities {
   snapshot: boolean;
+  /** Snapshots taken or deleted while the volume is connected (NFS needs the compute host's help: no). */
+  snapshotInUse: boolean;
   clone: boolean;
   createFromSnapshot: boolean;
   revertToSnapshot: boolean;

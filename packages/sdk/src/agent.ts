@@ -3,7 +3,7 @@ import { UnavailableError, type EventFrame, type HelloResult } from '@kindling/p
 import type { Backend } from './backend.js';
 import type { Connection } from './connection.js';
 import { KeyValueStore } from './kv.js';
-import type { ConnectionJson, Serialized, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
+import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
 import { Session, type Resource } from './session.js';
 import type { Snapshot } from './snapshot.js';
 import { Transport, type ConnectOptions } from './transport.js';
@@ -88,9 +88,9 @@ export class Agent extends EventEmitter<AgentEvents> {
    * an id this session holds updates and returns that same object. A backend this agent lacks becomes
    * a stub Backend, so an attach-only user can load what a controller sent.
    */
-  load(data: VolumeJson | VolumeDump): Volume;
-  load(data: SnapshotJson): Snapshot;
-  load(data: ConnectionJson): Connection;
+  load(data: VolumeJson | VolumeDump | SerializedText<VolumeJson | VolumeDump>): Volume;
+  load(data: SnapshotJson | SerializedText<SnapshotJson>): Snapshot;
+  load(data: ConnectionJson | SerializedText<ConnectionJson>): Connection;
   load(data: readonly Serialized[]): Resource[];
   load(data: unknown): Resource | Resource[];
   load(data: unknown): Resource | Resource[] {

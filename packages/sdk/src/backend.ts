@@ -6,7 +6,7 @@ import {
   type OpArgs,
 } from '@kindling/protocol';
 import type { Connection } from './connection.js';
-import type { ConnectionJson, Serialized, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
+import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
 import type { Resource, Session } from './session.js';
 import type { Snapshot } from './snapshot.js';
 import type { Volume } from './volume.js';
@@ -63,9 +63,9 @@ export class Backend {
   }
 
   /** As `agent.load`, for resources of this backend only (InvalidArgumentError otherwise, nothing loaded). */
-  load(data: VolumeJson | VolumeDump): Volume;
-  load(data: SnapshotJson): Snapshot;
-  load(data: ConnectionJson): Connection;
+  load(data: VolumeJson | VolumeDump | SerializedText<VolumeJson | VolumeDump>): Volume;
+  load(data: SnapshotJson | SerializedText<SnapshotJson>): Snapshot;
+  load(data: ConnectionJson | SerializedText<ConnectionJson>): Connection;
   load(data: readonly Serialized[]): Resource[];
   load(data: unknown): Resource | Resource[];
   load(data: unknown): Resource | Resource[] {

@@ -1,5 +1,5 @@
 import type { ConnectionInfo, ConnectionRecord, ConnectorInfo } from '@kindling/protocol';
-import { CONNECTION_FIELDS, SCHEMA_VERSION, pick, type ConnectionJson } from './serialization.js';
+import { CONNECTION_FIELDS, SCHEMA_VERSION, pick, type ConnectionJson, type SerializedText } from './serialization.js';
 import type { Session } from './session.js';
 import type { Volume } from './volume.js';
 
@@ -50,14 +50,14 @@ export class Connection {
   get json(): ConnectionJson {
     return { schemaVersion: SCHEMA_VERSION, kind: 'connection', ...this.toDict(), volume: this.volume.toDict() };
   }
-  get jsons(): string {
+  get jsons(): SerializedText<ConnectionJson> {
     return JSON.stringify(this.json);
   }
   /** Same as `json`: a connection's only relation, its volume, is already inlined there. */
   get dump(): ConnectionJson {
     return this.json;
   }
-  get dumps(): string {
+  get dumps(): SerializedText<ConnectionJson> {
     return this.jsons;
   }
 }

@@ -11,6 +11,7 @@ export {
   SCHEMA_VERSION,
   type ConnectionJson,
   type Serialized,
+  type SerializedText,
   type SnapshotJson,
   type VolumeDump,
   type VolumeJson,

@@ -35,6 +35,13 @@ export type SnapshotJson = Envelope<'snapshot'> & SnapshotRecord & { volume: Vol
 export type ConnectionJson = Envelope<'connection'> & ConnectionRecord & { volume: VolumeRecord };
 export type Serialized = VolumeJson | VolumeDump | SnapshotJson | ConnectionJson;
 
+declare const serializedAs: unique symbol;
+/**
+ * The JSON text of `T` (what `jsons`/`dumps` give): a plain string at run time, typed so that
+ * `agent.load(vol.dumps)` is a Volume to the compiler too. Any other string loads as `Resource | Resource[]`.
+ */
+export type SerializedText<T extends Serialized> = string & { readonly [serializedAs]?: T };
+
 /** The record fields an object mirrors besides its identity (id, backend, parent) and status. */
 export const VOLUME_FIELDS = [
   'name',

@@ -1,5 +1,5 @@
 import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
-import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SnapshotJson } from './serialization.js';
+import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SerializedText, type SnapshotJson } from './serialization.js';
 import type { Session } from './session.js';
 import { Tracked } from './tracked.js';
 import type { Volume } from './volume.js';
@@ -72,14 +72,14 @@ export class Snapshot extends Tracked<SnapshotStatus> {
   get json(): SnapshotJson {
     return { schemaVersion: SCHEMA_VERSION, kind: 'snapshot', ...this.toDict(), volume: this.volume.toDict() };
   }
-  get jsons(): string {
+  get jsons(): SerializedText<SnapshotJson> {
     return JSON.stringify(this.json);
   }
   /** Same as `json`: a snapshot's only relation, its volume, is already inlined there. */
   get dump(): SnapshotJson {
     return this.json;
   }
-  get dumps(): string {
+  get dumps(): SerializedText<SnapshotJson> {
     return this.jsons;
   }
 }

@@ -10,7 +10,7 @@ import {
 } from '@kindling/protocol';
 import type { Backend } from './backend.js';
 import type { Connection } from './connection.js';
-import { SCHEMA_VERSION, VOLUME_FIELDS, pick, type VolumeDump, type VolumeJson } from './serialization.js';
+import { SCHEMA_VERSION, VOLUME_FIELDS, pick, type SerializedText, type VolumeDump, type VolumeJson } from './serialization.js';
 import type { Session } from './session.js';
 import type { Snapshot } from './snapshot.js';
 import { Tracked } from './tracked.js';
@@ -143,7 +143,7 @@ export class Volume extends Tracked<VolumeStatus> {
   get json(): VolumeJson {
     return { schemaVersion: SCHEMA_VERSION, kind: 'volume', ...this.toDict() };
   }
-  get jsons(): string {
+  get jsons(): SerializedText<VolumeJson> {
     return JSON.stringify(this.json);
   }
   /** The volume with its snapshots and connections inlined. */
@@ -154,7 +154,7 @@ export class Volume extends Tracked<VolumeStatus> {
       connections: this.connections.map((c) => c.toDict()),
     };
   }
-  get dumps(): string {
+  get dumps(): SerializedText<VolumeDump> {
     return JSON.stringify(this.dump);
   }
 }

@@ -1,4 +1,4 @@
-import { ConflictError, toErrorInfo, type ErrorInfo } from '@kindling/protocol';
+import { BackendError, ConflictError, KindlingError, toErrorInfo, type ErrorInfo } from '@kindling/protocol';
 
 interface Tracked {
   status: string;
@@ -20,6 +20,8 @@ export interface Transition<T extends Tracked> {
    * which drivers signal with ConflictError (no room, not the latest snapshot).
    */
   undo: () => Promise<void>;
+  /** Added to a failure's details, so the caller learns which record was left in error (cinderlib's exception.resource). */
+  subject: Record<string, string>;
   save: (record: T) => Promise<void>;
   publish: (record: T) => void;
 }
@@ -42,10 +44,12 @@ export async function transition<T extends Tracked>(t: Transition<T>): Promise<T
       await t.undo();
       throw err;
     }
-    const failed: T = { ...during, status: t.failure, error: toErrorInfo(err), updatedAt: now() };
+    const error = err instanceof KindlingError ? err : new BackendError(err instanceof Error ? err.message : String(err));
+    Object.assign(error.details, t.subject);
+    const failed: T = { ...during, status: t.failure, error: toErrorInfo(error), updatedAt: now() };
     await t.save(failed);
     t.publish(failed);
-    throw err;
+    throw error;
   }
   if (typeof t.success === 'function') return t.success(during, changes);
   const done: T = { ...during, ...changes, status: t.success, error: null, updatedAt: now() };

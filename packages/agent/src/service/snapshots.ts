@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import {
+  ConflictError,
   InvalidArgumentError,
   NotFoundError,
   type ParsedOpArgs,
   type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
+import type { Driver } from '../drivers/driver.js';
 import { requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
@@ -41,6 +43,7 @@ export class SnapshotService {
       const driver = this.volumes.driverOf(volume);
       requireCapability(driver, 'snapshot', 'snapshots');
       requireStatus(volume, READABLE, 'snapshot volume');
+      this.refuseWhileInUse(driver, volume, 'snapshot');
       const at = now();
       const record: SnapshotRecord = {
         id: randomUUID(),
@@ -66,6 +69,7 @@ export class SnapshotService {
           await this.ctx.index.deleteSnapshot(never);
           this.publish(never);
         },
+        subject: { snapshotId: record.id },
         save: this.save,
         publish: this.publish,
         work: async () => {
@@ -88,6 +92,17 @@ export class SnapshotService {
     this.volumes.publish(volume);
   }
 
+  /** cinderlib cannot snapshot an attached NFS volume either: that needs the compute host's help. */
+  private refuseWhileInUse(driver: Driver, volume: VolumeRecord, action: string): void {
+    if (volume.status === 'in-use' && !driver.capabilities().snapshotInUse) {
+      throw new ConflictError(`backend ${driver.name} cannot ${action} volume ${volume.id} while it is in use; detach it first`, {
+        id: volume.id,
+        status: volume.status,
+        feature: 'snapshotInUse',
+      });
+    }
+  }
+
   async delete(id: string): Promise<SnapshotRecord> {
     const { volumeId } = this.get(id);
     return this.ctx.locks.with([volumeId, id], async () => {
@@ -95,6 +110,7 @@ export class SnapshotService {
       const volume = this.volumes.get(volumeId);
       const driver = this.volumes.driverOf(volume);
       requireStatus(snapshot, SNAPSHOT_DELETABLE, 'delete snapshot');
+      this.refuseWhileInUse(driver, volume, 'delete a snapshot of');
       let volumeLocation = volume.location;
       const gone = await transition({
         record: snapshot,
@@ -104,6 +120,7 @@ export class SnapshotService {
           await this.save(snapshot);
           this.publish(snapshot);
         },
+        subject: { snapshotId: snapshot.id },
         save: this.save,
         publish: this.publish,
         work: async () => {

@@ -203,7 +203,7 @@ export class VolumeService {
     failure: VolumeRecord['status'],
     undo: () => Promise<void>,
   ): Promise<VolumeRecord> {
-    return transition({ record, during, work, success, failure, undo, save: this.save, publish: this.publish });
+    return transition({ record, during, work, success, failure, undo, subject: { volumeId: record.id }, save: this.save, publish: this.publish });
   }
 
   driverOf(volume: VolumeRecord): Driver {

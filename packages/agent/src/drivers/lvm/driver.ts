@@ -142,6 +142,7 @@ export class LvmDriver implements Driver {
     // Snapshots, clones and reverts need device-mapper at run time; as configured they are supported.
     return {
       snapshot: true,
+      snapshotInUse: true,
       clone: true,
       createFromSnapshot: true,
       revertToSnapshot: true,

@@ -124,6 +124,8 @@ export class NfsDriver implements Driver {
     const snapshots = this.config.snapshotSupport;
     return {
       snapshot: snapshots,
+      // A new overlay becomes the active file, but a connected host keeps writing to the old one.
+      snapshotInUse: false,
       clone: true,
       createFromSnapshot: snapshots,
       revertToSnapshot: snapshots,

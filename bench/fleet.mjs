@@ -1,0 +1,138 @@
+// Fleet benchmark: fleet.health() and fleet.volumes() over 50 agent processes on loopback, each with
+// its own data dir and share holding 1,000 indexed volumes. `node bench/fleet.mjs` after `npx tsc -b`
+// (`pnpm bench` runs it too). Stops by itself and removes every process and temp dir it made.
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Agent, Fleet } from '@kindling/sdk';
+import { fmt, pct, sample } from './stats.mjs';
+
+// Smaller figures (env) for a quick look; the targets are for 50 × 1,000.
+const AGENTS = Number(process.env.FLEET_BENCH_AGENTS ?? 50);
+const VOLUMES = Number(process.env.FLEET_BENCH_VOLUMES ?? 1000);
+const RUNS = 20;
+const AGENT_BIN = resolve(import.meta.dirname, '../packages/agent/dist/bin.js');
+
+const root = await mkdtemp(join(tmpdir(), 'kindling-fleet-bench-'));
+const children = [];
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
+
+/** An agent whose NFS backend makes raw sparse files (a `truncate`), over-subscribed so 1,000 GiB fit any disk. */
+async function startAgent(i) {
+  const dir = join(root, `agent-${i}`);
+  await mkdir(dir);
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    dataDir: join(dir, 'data'),
+    backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'raw', sparse: true, maxOverSubscriptionRatio: 100 }],
+  };
+  await writeFile(join(dir, 'agent.json'), JSON.stringify(config));
+  const child = spawn(process.execPath, [AGENT_BIN, '--config', join(dir, 'agent.json')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((res, rej) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.startsWith('{"event":"listening"')) res(JSON.parse(line).url);
+    });
+    child.once('exit', (code) => rej(new Error(`agent ${i} exited with ${code} before listening`)));
+  });
+}
+
+/** `fn` over 0..n-1, `limit` at a time. */
+async function each(n, limit, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, async () => {
+    while (next < n) await fn(next++);
+  }));
+}
+
+async function cleanup() {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise((res) => {
+          if (child.exitCode !== null || child.signalCode !== null) return res();
+          child.once('exit', res);
+          child.kill('SIGTERM');
+          setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+        }),
+    ),
+  );
+  await rm(root, { recursive: true, force: true });
+}
+
+async function main() {
+  console.log(`fleet: ${AGENTS} agents on loopback, ${VOLUMES} volumes each (NFS raw sparse), ${RUNS} runs per call`);
+  const urls = new Array(AGENTS);
+  await each(AGENTS, 8, async (i) => (urls[i] = await startAgent(i)));
+  console.log(`  ${AGENTS} agents listening after ${elapsed()}`);
+
+  // Populated through plain Agents, closed afterwards, so the fleet starts with empty identity maps.
+  let made = 0;
+  const progress = setInterval(() => console.log(`  ${made} / ${AGENTS * VOLUMES} volumes after ${elapsed()}`), 15_000);
+  try {
+    await each(AGENTS, AGENTS, async (i) => {
+      const agent = await Agent.connect(urls[i]);
+      const nfs = await agent.backend('nfs');
+      await each(VOLUMES, 4, async (v) => {
+        await nfs.createVolume({ size: 1, name: `vol-${i}-${v}` });
+        made++;
+      });
+      await agent.close();
+    });
+  } finally {
+    clearInterval(progress);
+  }
+  console.log(`  ${made} volumes created after ${elapsed()}`);
+  const setup = elapsed();
+
+  const fleet = await Fleet.connect(urls);
+  try {
+    const up = fleet.agents.filter((a) => a.state === 'up').length;
+    if (up !== AGENTS) throw new Error(`only ${up} of ${AGENTS} agents up`);
+    const first = performance.now();
+    const listed = await fleet.volumes();
+    const firstMs = performance.now() - first;
+    if (listed.volumes.length !== AGENTS * VOLUMES || listed.failed.length > 0) {
+      throw new Error(`volumes(): ${listed.volumes.length} volumes, ${listed.failed.length} failed`);
+    }
+    const health = await fleet.health();
+    if (!health.every((h) => h.ready)) throw new Error('health(): not every agent is ready');
+
+    const healthTimes = await sample(RUNS, () => fleet.health(), 2);
+    const volumeTimes = await sample(RUNS, () => fleet.volumes(), 2);
+    // Where volumes() time goes: one agent answering alone, the floor under the fan-out.
+    const one = await fleet.agents[0].agent.backend('nfs');
+    const oneTimes = await sample(RUNS, () => one.volumes(), 2);
+
+    const rows = [
+      ['fleet.health()', healthTimes, 100],
+      ['fleet.volumes()', volumeTimes, 500],
+      [`one agent's volumes() (${VOLUMES})`, oneTimes, null],
+    ];
+    console.log(`  ${'call'.padEnd(28)} ${'p50'.padStart(10)} ${'p95'.padStart(10)}  target`);
+    for (const [label, times, target] of rows) {
+      const p50 = pct(times, 50);
+      const verdict = target === null ? '' : `< ${target} ms: ${pct(times, 95) < target ? 'met' : p50 < target ? 'p50 met, p95 over' : 'OVER'}`;
+      console.log(`  ${label.padEnd(28)} ${fmt(p50).padStart(10)} ${fmt(pct(times, 95)).padStart(10)}  ${verdict}`);
+    }
+    console.log(`  first fleet.volumes() (fresh identity maps): ${fmt(firstMs)}; setup took ${setup}, all ${elapsed()}`);
+  } finally {
+    await fleet.close();
+  }
+}
+
+// Ctrl-C must not leave 50 agents behind.
+process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+let code = 0;
+try {
+  await main();
+} catch (err) {
+  console.error(`fleet bench failed: ${err instanceof Error ? err.message : String(err)}`);
+  code = 1;
+} finally {
+  await cleanup();
+}
+process.exit(code);
