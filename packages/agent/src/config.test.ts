@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from './config.js';
+import { readCli } from './cli.js';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const nfs = { name: 'nfs', driver: 'nfs', shares: ['share'] };
+
+describe('config', () => {
+  it('fills defaults and resolves paths against the config file folder', () => {
+    const config = parseConfig({ backends: [nfs, { name: 'lvm', driver: 'lvm', volumeGroup: 'vg0', lvmConfFile: 'etc/lvm.conf' }] }, '/etc/kindling');
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 8600 });
+    expect(config.dataDir).toBe('/etc/kindling/var/kindling');
+    expect(config.backends[0]).toMatchObject({ shares: ['/etc/kindling/share'], format: 'qcow2', sparse: true, snapshotSupport: true });
+    expect(config.backends[1]).toMatchObject({ lvmType: 'default', volumeClear: 'none', lvmConfFile: '/etc/kindling/etc/lvm.conf' });
+  });
+
+  it('keeps an NFS export as it is: the agent mounts it', () => {
+    const config = parseConfig({ backends: [{ ...nfs, shares: ['server:/export', '/srv/local'] }] }, '/x');
+    expect(config.backends[0]).toMatchObject({ shares: ['server:/export', '/srv/local'] });
+  });
+
+  it('refuses to listen beyond loopback without a token', () => {
+    expect(() => parseConfig({ listen: { host: '0.0.0.0' }, backends: [nfs] }, '/x')).toThrow(ConfigError);
+    expect(() => parseConfig({ listen: { host: '0.0.0.0' }, token: 'a-long-enough-token', backends: [nfs] }, '/x')).not.toThrow();
+    expect(() => parseConfig({ listen: { host: '127.0.0.2' }, backends: [nfs] }, '/x')).not.toThrow();
+  });
+
+  it('names every bad field', () => {
+    const bad = { listen: { port: 70000 }, token: 'short', backends: [nfs, { ...nfs, format: 'vmdk' }, { name: 'x', driver: 'zfs' }] };
+    let message = '';
+    try {
+      parseConfig(bad, '/x');
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/listen\.port/);
+    expect(message).toMatch(/token/);
+    expect(message).toMatch(/backends\.1\.format/);
+    expect(message).toMatch(/backends\.2/);
+  });
+
+  it('refuses two backends with one name, and an LVM name lvm2 would not take', () => {
+    expect(() => parseConfig({ backends: [nfs, nfs] }, '/x')).toThrow(/unique/);
+    expect(() => parseConfig({ backends: [{ name: 'l', driver: 'lvm', volumeGroup: 'vg; rm -rf /' }] }, '/x')).toThrow(/VG name/);
+  });
+});
+
+describe('command line', () => {
+  it('flags override the config file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kindling-cli-'));
+    const file = join(dir, 'agent.yaml');
+    await writeFile(file, 'listen: { host: 127.0.0.1, port: 9000 }\ndataDir: data\nbackends:\n  - { name: nfs, driver: nfs, shares: [share] }\n');
+    const { command, config } = await readCli(['--config', file, '--port', '9100', '--token', 'flag-token-0123456789'], '/cwd');
+    expect(command).toBe('serve');
+    expect(config.listen.port).toBe(9100);
+    expect(config.token).toBe('flag-token-0123456789');
+    expect(config.dataDir).toBe(join(dir, 'data'));
+  });
+
+  it('runs the embedded default without a config file', async () => {
+    const { config } = await readCli([], '/srv/kindling');
+    expect(config.dataDir).toBe('/srv/kindling/var/kindling');
+    expect(config.backends).toMatchObject([{ name: 'nfs', driver: 'nfs', shares: ['/srv/kindling/var/share'] }]);
+  });
+});
