@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { decode, encode } from './codec.js';
+import { BackendError, ConflictError, ProtocolError, errorFromInfo, toErrorInfo, ERROR_CODES } from './errors.js';
+import { parseRequestFrame, requestIdOf } from './frames.js';
+import { OP_NAMES, isOpName, validateArgs } from './ops.js';
+
+describe('codec', () => {
+  it('round-trips frames as plain msgpack maps', () => {
+    const frame = { id: 7, op: 'volume.create', args: { backend: 'nfs', size: 1, metadata: { a: 'b' } } };
+    expect(decode(encode(frame))).toEqual(frame);
+  });
+  it('turns undecodable bytes into a PROTOCOL error', () => {
+    expect(() => decode(new Uint8Array([0xc1]))).toThrow(ProtocolError);
+  });
+});
+
+describe('errors', () => {
+  it('rebuilds each code as its own class, with details', () => {
+    for (const code of ERROR_CODES) {
+      const err = errorFromInfo({ code, message: 'm', details: { x: 1 } });
+      expect(err.code).toBe(code);
+      expect(err.details).toEqual({ x: 1 });
+    }
+    expect(errorFromInfo({ code: 'CONFLICT', message: 'm' })).toBeInstanceOf(ConflictError);
+    expect(errorFromInfo({ code: 'NOPE' as never, message: 'm' })).toBeInstanceOf(ProtocolError);
+  });
+  it('reports a foreign error as BACKEND_ERROR, a Kindling one as itself', () => {
+    expect(toErrorInfo(new Error('x'))).toEqual({ code: 'BACKEND_ERROR', message: 'x' });
+    expect(toErrorInfo(new BackendError('y', { exitCode: 3 }))).toEqual({ code: 'BACKEND_ERROR', message: 'y', details: { exitCode: 3 } });
+  });
+});
+
+describe('op schemas', () => {
+  it('has a schema for every op, named resource.verb', () => {
+    for (const op of OP_NAMES) expect(op === 'hello' || /^[a-z]+\.[a-zA-Z]+$/.test(op)).toBe(true);
+    expect(isOpName('volume.create')).toBe(true);
+    expect(isOpName('toString')).toBe(false);
+  });
+  it('accepts a good create and rejects what API.md rules out', () => {
+    expect(validateArgs('volume.create', { backend: 'nfs', size: 1, name: 'ok' }).ok).toBe(true);
+    for (const bad of [
+      { backend: 'nfs', size: 0 },
+      { backend: 'nfs', size: 1.5 },
+      { backend: 'nfs', size: 1, name: 'x'.repeat(256) },
+      { backend: 'nfs', size: 1, name: 'tab\there' },
+      { backend: 'nfs', size: 1, extra: true },
+    ]) {
+      expect(validateArgs('volume.create', bad).ok).toBe(false);
+    }
+  });
+  it('says which field is wrong and why', () => {
+    const result = validateArgs('volume.extend', { id: 'nope', size: -1 });
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.issues.map((i) => i.path).sort()).toEqual(['id', 'size']);
+      expect(result.message).toMatch(/^invalid arguments for volume\.extend: /);
+    }
+  });
+});
+
+describe('request frames', () => {
+  it('keeps the id of a malformed frame so its error reply can be matched', () => {
+    expect(requestIdOf({ id: 5, op: 1 })).toBe(5);
+    expect(requestIdOf({ id: -1 })).toBeNull();
+    expect(() => parseRequestFrame({ id: 5, op: 'x', args: {}, more: 1 })).toThrow(/unknown request frame fields/);
+    expect(() => parseRequestFrame([1, 2])).toThrow(ProtocolError);
+  });
+});
