@@ -7,6 +7,8 @@ import { defineConfig } from 'vitest/config';
 const repo = fileURLToPath(new URL('..', import.meta.url));
 
 export default defineConfig({
+  // keep vite's cache with the lane's other outputs (git-ignored), not in test-kernel/node_modules
+  cacheDir: `${repo}.cache/kernel-lane/vite`,
   resolve: {
     // the built packages, as the lane tests what `pnpm build` produced
     alias: {

@@ -14,13 +14,16 @@ const PORT = 8600;
 maybe('fleet over agents in their own network namespaces', () => {
   let destroy: (() => Promise<void>) | undefined;
   let hosts: NetnsHost[];
-  /** By host index; the late host's agent arrives mid-test. */
+  /** The agent on each host now, by host index; the late host's arrives mid-test. */
   const agents: LaunchedAgent[] = [];
+  /** Every agent started, for cleanup. */
+  const launched: LaunchedAgent[] = [];
   let fleet: Fleet;
   const urlOf = (host: NetnsHost): string => `ws://${host.address}:${PORT}/rpc`;
   const start = async (host: NetnsHost, index: number): Promise<LaunchedAgent> => {
     const agent = await launchAgent({ host: host.address, port: PORT, token: TOKEN, netns: host.netns });
     agents[index] = agent;
+    launched.push(agent);
     return agent;
   };
 
@@ -31,7 +34,7 @@ maybe('fleet over agents in their own network namespaces', () => {
   });
   afterAll(async () => {
     await fleet?.close();
-    await Promise.all(agents.map((a) => a?.dispose()));
+    await Promise.all(launched.map((a) => a.dispose()));
     await destroy?.();
   });
 
@@ -78,6 +81,21 @@ maybe('fleet over agents in their own network namespaces', () => {
     expect(fleet.agents[2]?.hostId).toBe(late.hostId);
     const vol = await fleet.createVolume({ size: 1 });
     expect(fleet.agentOf(vol).hostId).toBe(late.hostId);
+  });
+
+  it('a host that comes back at its address rejoins through the link\'s own redial, as the agent it now is', async () => {
+    const [one] = hosts as [NetnsHost];
+    const before = fleet.agents[0];
+    expect(before?.state).toBe('down');
+    const again = await start(one, 0);
+    const deadline = Date.now() + 15_000;
+    while (fleet.agents[0]?.state !== 'up' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(fleet.agents[0]).toBe(before);
+    expect(before?.hostId).toBe(again.hostId);
+    const { volumes, failed } = await fleet.volumes();
+    expect(failed).toEqual([]);
+    expect(new Set(volumes.map((v) => fleet.agentOf(v).hostId))).toEqual(new Set([agents[1]?.hostId, agents[2]?.hostId]));
+    expect((await fleet.health()).map((h) => h.ready)).toEqual([true, true, true]);
   });
 
   it('a wrong token leaves every agent down with UnauthorizedError, and the fleet still answers', async () => {

@@ -23,7 +23,7 @@ PACKAGES=(
   lvm2 thin-provisioning-tools
   nfs-kernel-server nfs-common rpcbind
   qemu-utils kmod iproute2 util-linux procps e2fsprogs
-  targetcli-fb open-iscsi
+  targetcli-fb open-iscsi dbus
   busybox-static
 )
 KERNEL_META=linux-image-cloud-amd64

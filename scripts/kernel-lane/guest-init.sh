@@ -72,6 +72,7 @@ source "$KL/lane.env"
 log "KL-BOOT mode=$KL_MODE kernel=$(uname -r) init-started-at=${T0}s"
 
 # --- modules ---
+mkdir -p /etc/target   # target_core_mod looks for its db_root here when it loads
 for m in virtio_net dm_mod dm_snapshot dm_thin_pool dm_bufio loop sunrpc nfsd nfs nfsv4 \
   configfs target_core_mod target_core_iblock iscsi_target_mod iscsi_tcp sd_mod; do
   modprobe "$m" 2>>"$OUT/guest-init.log" || fail "modprobe $m"
@@ -127,7 +128,9 @@ log "NFS ready: $(cat /proc/fs/nfsd/versions 2>/dev/null) exports: $(exportfs -v
 
 # --- iSCSI: LIO target (the agent's connect() runs targetcli) and an initiator for loopback logins ---
 mountpoint -q /sys/kernel/config || run mount -t configfs configfs /sys/kernel/config
-mkdir -p /etc/iscsi /etc/rtslib-fb-target /var/lib/iscsi
+mkdir -p /etc/iscsi /etc/rtslib-fb-target /var/lib/iscsi /run/dbus
+# targetcli asks the system bus for tcmu-runner handlers and fails outright without one
+dbus-daemon --system --fork >>"$OUT/guest-init.log" 2>&1 || log "dbus-daemon did not start (targetcli will fail)"
 echo 'InitiatorName=iqn.2004-10.org.kindling:kernel-lane-guest' >/etc/iscsi/initiatorname.iscsi
 iscsid >>"$OUT/guest-init.log" 2>&1 || log "iscsid did not start"
 

@@ -201,7 +201,11 @@ summary() {
     echo "payload + disks: ${T_PAYLOAD}s"
     echo "boot to infra ready (guest clock): $(guest_time KL-INFRA-READY)s"
     [[ -n "${T_READY:-}" ]] && echo "qemu start to agent /healthz on host: ${T_READY}s"
-    [[ -n "${T_TESTS:-}" ]] && echo "tests: ${T_TESTS}s"
+    if [[ "$MODE" == smoke ]]; then
+      [[ -n "${T_TESTS:-}" ]] && echo "VM run (boot + smoke checks + power-off): ${T_TESTS}s"
+    else
+      [[ -n "${T_TESTS:-}" ]] && echo "tests (vitest): ${T_TESTS}s"
+    fi
     echo "whole lane: $((SECONDS - LANE_START))s"
   } | tee "$RUN/timings.txt" | sed 's/^/kernel-lane: timing: /' >&2
 }

@@ -129,13 +129,13 @@ t_iscsi_export() {
     targetcli "/iscsi/$IQN/tpg1/acls/$INITIATOR" set auth userid=smokeuser password=smokesecret12345
 }
 t_iscsi_login() {
-  local p=127.0.0.1:3260 dev i
+  local p=127.0.0.1:3260 dev
   iscsiadm -m discovery -t sendtargets -p "$p" | grep -q "$IQN" || return 1
   iscsiadm -m node -T "$IQN" -p "$p" --op update -n node.session.auth.authmethod -v CHAP &&
     iscsiadm -m node -T "$IQN" -p "$p" --op update -n node.session.auth.username -v smokeuser &&
     iscsiadm -m node -T "$IQN" -p "$p" --op update -n node.session.auth.password -v smokesecret12345 &&
     iscsiadm -m node -T "$IQN" -p "$p" --login || return 1
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     dev="$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \([a-z]*\).*/\1/p' | head -n1)"
     [[ -n "$dev" && -b "/dev/$dev" ]] && break
     sleep 0.2
