@@ -4,15 +4,27 @@ export const keys = {
   snapshot: (id: string) => `snap:${id}`,
   connection: (id: string) => `conn:${id}`,
   byBackend: (backend: string, id: string) => `idx:backend:${backend}:${id}`,
-  byName: (backend: string, name: string, id: string) => `idx:vname:${backend}:${encodeURIComponent(name)}:${id}`,
+  byName: (backend: string, name: string, id: string) => `idx:vname:${nameKey(backend, name)}:${id}`,
   snapshotOf: (volumeId: string, snapshotId: string) => `idx:snapvol:${volumeId}:${snapshotId}`,
   connectionOf: (volumeId: string, connectionId: string) => `idx:connvol:${volumeId}:${connectionId}`,
   kv: (key: string) => `kv:${key}`,
   meta: (name: string) => `meta:${name}`,
 };
 
-/** Bounds that select every key starting with `prefix` (',' sorts after ':' but before any id char). */
+/** Backend names hold no ':' and user names are percent-encoded, so ':' separates every key part. */
+export const nameKey = (backend: string, name: string): string => `${backend}:${encodeURIComponent(name)}`;
+
+/** Bounds that select every key starting with `prefix`. */
 export const prefixRange = (prefix: string): { gte: string; lt: string } => ({ gte: prefix, lt: `${prefix}\xff` });
 
-/** The id is the last ':'-separated part of every index key. */
-export const idOfIndexKey = (key: string): string => key.slice(key.lastIndexOf(':') + 1);
+export type IndexName = 'backend' | 'vname' | 'snapvol' | 'connvol';
+const INDEX_NAMES = new Set<string>(['backend', 'vname', 'snapvol', 'connvol']);
+
+/** `idx:<index>:<key...>:<id>` into its parts; the key may itself hold ':' (vname's backend:name). */
+export function parseIndexKey(key: string): { index: IndexName; key: string; id: string } | null {
+  const second = key.indexOf(':', 4);
+  const last = key.lastIndexOf(':');
+  const index = key.slice(4, second);
+  if (!key.startsWith('idx:') || second < 0 || last <= second || !INDEX_NAMES.has(index)) return null;
+  return { index: index as IndexName, key: key.slice(second + 1, last), id: key.slice(last + 1) };
+}

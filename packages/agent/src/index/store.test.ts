@@ -53,11 +53,11 @@ describe('IndexStore', () => {
     await index.close();
 
     index = await IndexStore.open(dir);
-    expect((await index.volumesOfBackend('a')).map((v) => v.id).sort()).toEqual(['v1', 'v2']);
+    expect((index.volumesOfBackend('a')).map((v) => v.id).sort()).toEqual(['v1', 'v2']);
     // A name is matched whole: 'db' does not match 'db:1'.
-    expect((await index.volumesNamed('a', 'db')).map((v) => v.id)).toEqual(['v2']);
-    expect((await index.volumesNamed('a', 'db:1')).map((v) => v.id)).toEqual(['v1']);
-    expect((await index.snapshotsOf('v1')).map((s) => s.id)).toEqual(['s1']);
+    expect((index.volumesNamed('a', 'db')).map((v) => v.id)).toEqual(['v2']);
+    expect((index.volumesNamed('a', 'db:1')).map((v) => v.id)).toEqual(['v1']);
+    expect((index.snapshotsOf('v1')).map((s) => s.id)).toEqual(['s1']);
     expect(await index.kvGet('connector')).toBe('{"host":"h"}');
     await index.close();
   });
@@ -69,10 +69,19 @@ describe('IndexStore', () => {
     await index.deleteSnapshot(snapshot('s1', 'v1'));
     await index.deleteVolume(volume('v1', 'a', 'db'));
     expect(index.getVolume('v1')).toBeUndefined();
-    expect(await index.volumesOfBackend('a')).toEqual([]);
-    expect(await index.volumesNamed('a', 'db')).toEqual([]);
-    expect(await index.snapshotsOf('v1')).toEqual([]);
+    expect(index.volumesOfBackend('a')).toEqual([]);
+    expect(index.volumesNamed('a', 'db')).toEqual([]);
+    expect(index.snapshotsOf('v1')).toEqual([]);
     expect(await index.kvDelete('missing')).toBe(false);
     await index.close();
+  });
+});
+
+describe('index keys', () => {
+  it('parse back into index, key and id, with user names that hold the separator', async () => {
+    const { keys, parseIndexKey } = await import('./keys.js');
+    expect(parseIndexKey(keys.byName('nfs', 'a:b c', 'v1'))).toEqual({ index: 'vname', key: 'nfs:a%3Ab%20c', id: 'v1' });
+    expect(parseIndexKey(keys.snapshotOf('v1', 's1'))).toEqual({ index: 'snapvol', key: 'v1', id: 's1' });
+    expect(parseIndexKey('idx:other:x:y')).toBeNull();
   });
 });

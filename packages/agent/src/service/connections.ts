@@ -27,7 +27,7 @@ export class ConnectionService {
     return connection;
   }
 
-  list(volumeId: string): Promise<ConnectionRecord[]> {
+  list(volumeId: string): ConnectionRecord[] {
     this.volumes.get(volumeId);
     return this.ctx.index.connectionsOf(volumeId);
   }
@@ -46,7 +46,7 @@ export class ConnectionService {
   async detach(volumeId: string): Promise<AttachmentResult> {
     return this.ctx.locks.with([volumeId], async () => {
       const volume = this.volumes.get(volumeId);
-      const connections = await this.ctx.index.connectionsOf(volumeId);
+      const connections = this.ctx.index.connectionsOf(volumeId);
       const local = connections.find((c) => c.attached);
       if (!local) throw new ConflictError(`volume ${volumeId} is not attached on this host`, { id: volumeId });
       await this.volumes.driverOf(volume).detach(volumeRef(volume), local);
@@ -61,7 +61,7 @@ export class ConnectionService {
       requireCapability(driver, 'connect', 'connections to other hosts');
       requireStatus(volume, READABLE, 'connect volume');
       driver.validateConnector(connector);
-      const others = await this.ctx.index.connectionsOf(volumeId);
+      const others = this.ctx.index.connectionsOf(volumeId);
       const attachment = await driver.connect(volumeRef(volume), connector, others);
       return this.record(volume, connector, attachment, false);
     });
@@ -72,7 +72,7 @@ export class ConnectionService {
     return this.ctx.locks.with([volumeId], async () => {
       const connection = this.get(connectionId);
       const volume = this.volumes.get(volumeId);
-      const connections = await this.ctx.index.connectionsOf(volumeId);
+      const connections = this.ctx.index.connectionsOf(volumeId);
       const others = connections.filter((c) => c.id !== connectionId);
       const driver = this.volumes.driverOf(volume);
       if (connection.attached) await driver.detach(volumeRef(volume), connection);

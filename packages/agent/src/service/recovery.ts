@@ -50,7 +50,7 @@ async function resolveVolume(
   scanned: boolean,
 ): Promise<string> {
   const save = (changes: Partial<VolumeRecord>) => ctx.index.putVolume({ ...volume, ...changes, updatedAt: now() });
-  const connected = (await ctx.index.connectionsOf(volume.id)).length > 0;
+  const connected = ctx.index.connectionsOf(volume.id).length > 0;
   const settled = connected ? 'in-use' : 'available';
   if (!scanned) {
     const to = volume.status === 'deleting' ? 'error_deleting' : 'error';

@@ -26,9 +26,9 @@ export class SnapshotService {
     return snapshot;
   }
 
-  async list(args: ParsedOpArgs<'snapshot.list'>): Promise<SnapshotRecord[]> {
+  list(args: ParsedOpArgs<'snapshot.list'>): SnapshotRecord[] {
     if (args.volumeId !== undefined) {
-      const found = await this.ctx.index.snapshotsOf(args.volumeId);
+      const found = this.ctx.index.snapshotsOf(args.volumeId);
       return args.backend === undefined ? found : found.filter((s) => s.backend === args.backend);
     }
     return [...this.ctx.index.allSnapshots()].filter((s) => args.backend === undefined || s.backend === args.backend);

@@ -24,27 +24,26 @@ export class VolumeService {
     return volume;
   }
 
-  async list(args: ParsedOpArgs<'volume.list'>): Promise<VolumeListing> {
+  list(args: ParsedOpArgs<'volume.list'>): VolumeListing {
     const { index } = this.ctx;
     let volumes: VolumeRecord[];
     if (args.id !== undefined) {
       const one = index.getVolume(args.id);
       volumes = one ? [one] : [];
     } else if (args.backend !== undefined && args.name !== undefined) {
-      volumes = await index.volumesNamed(args.backend, args.name);
+      volumes = index.volumesNamed(args.backend, args.name);
     } else if (args.backend !== undefined) {
       this.ctx.backends.get(args.backend);
-      volumes = await index.volumesOfBackend(args.backend);
+      volumes = index.volumesOfBackend(args.backend);
     } else {
       volumes = [...index.allVolumes()];
     }
     if (args.backend !== undefined) volumes = volumes.filter((v) => v.backend === args.backend);
     if (args.name !== undefined) volumes = volumes.filter((v) => v.name === args.name);
-    const related = await Promise.all(volumes.map((v) => Promise.all([index.snapshotsOf(v.id), index.connectionsOf(v.id)])));
     return {
       volumes,
-      snapshots: related.flatMap(([snapshots]) => snapshots),
-      connections: related.flatMap(([, connections]) => connections),
+      snapshots: volumes.flatMap((v) => index.snapshotsOf(v.id)),
+      connections: volumes.flatMap((v) => index.connectionsOf(v.id)),
     };
   }
 
@@ -96,14 +95,14 @@ export class VolumeService {
       const volume = this.get(id);
       const driver = this.ctx.backends.usable(volume.backend);
       requireStatus(volume, DELETABLE, 'delete volume');
-      const snapshots = await this.ctx.index.snapshotsOf(id);
+      const snapshots = this.ctx.index.snapshotsOf(id);
       if (snapshots.length > 0) {
         throw new ConflictError(`volume ${id} has ${snapshots.length} snapshot(s); delete them first`, {
           id,
           snapshots: snapshots.map((s) => s.id),
         });
       }
-      const connections = await this.ctx.index.connectionsOf(id);
+      const connections = this.ctx.index.connectionsOf(id);
       if (connections.length > 0) {
         throw new ConflictError(`volume ${id} is connected; disconnect it first`, { id, connections: connections.map((c) => c.id) });
       }
@@ -135,7 +134,7 @@ export class VolumeService {
           currentSize: volume.size,
         });
       }
-      if ((await this.ctx.index.snapshotsOf(id)).length > 0) {
+      if (this.ctx.index.snapshotsOf(id).length > 0) {
         requireCapability(driver, 'extendWithSnapshots', 'extending a volume that has snapshots');
         if (volume.status === 'in-use') {
           requireCapability(driver, 'extendInUseWithSnapshots', 'extending an attached volume that has snapshots');
