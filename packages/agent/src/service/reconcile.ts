@@ -2,6 +2,9 @@ import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import type { ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
 
+/** Statuses that claim the resource is on storage (error ones may never have reached it). */
+const SETTLED = new Set(['available', 'in-use']);
+
 export interface ReconcileReport {
   backend: string;
   /** On storage, not in the index (added to the index when rebuilding). */
@@ -20,6 +23,8 @@ export async function reconcile(ctx: ServiceContext, rebuild: boolean): Promise<
   for (const driver of ctx.backends.drivers()) {
     const report: ReconcileReport = { backend: driver.name, missingFromIndex: [], missingFromStorage: [] };
     reports.push(report);
+    // Operations may run while storage is read: records changed since, or mid-operation, are not drift.
+    const scanStarted = now();
     let scan;
     try {
       scan = await driver.scan();
@@ -28,15 +33,13 @@ export async function reconcile(ctx: ServiceContext, rebuild: boolean): Promise<
       continue;
     }
     const onStorage = new Set([...scan.volumes.map((v) => v.id), ...scan.snapshots.map((s) => s.id)]);
+    const settledAndMissing = (r: { backend: string; id: string; status: string; updatedAt: string }) =>
+      r.backend === driver.name && !onStorage.has(r.id) && SETTLED.has(r.status) && r.updatedAt < scanStarted;
     for (const v of ctx.index.allVolumes()) {
-      if (v.backend === driver.name && !onStorage.has(v.id) && v.status !== 'error') {
-        report.missingFromStorage.push({ kind: 'volume', id: v.id, status: v.status });
-      }
+      if (settledAndMissing(v)) report.missingFromStorage.push({ kind: 'volume', id: v.id, status: v.status });
     }
     for (const s of ctx.index.allSnapshots()) {
-      if (s.backend === driver.name && !onStorage.has(s.id) && s.status !== 'error') {
-        report.missingFromStorage.push({ kind: 'snapshot', id: s.id, status: s.status });
-      }
+      if (settledAndMissing(s)) report.missingFromStorage.push({ kind: 'snapshot', id: s.id, status: s.status });
     }
     const at = now();
     for (const found of scan.volumes) {

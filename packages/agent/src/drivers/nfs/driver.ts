@@ -18,6 +18,7 @@ import * as chain from './chain.js';
 import type { Chain, Image } from './chain.js';
 import { readInfo } from './info-file.js';
 import { infoFile, isTempSnapshotId, tempSnapshotId, volumeFile, volumeIdOfFile } from './names.js';
+import { virtualSize } from './image-size.js';
 import { Provisioned } from './provisioned.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
@@ -316,7 +317,6 @@ export class NfsDriver implements Driver {
 
   async scan(): Promise<ScanResult> {
     const found = await this.scanShares();
-    this.provisioned = this.provisionedFrom(found);
     return {
       volumes: found.map((f) => ({ id: f.id, size: Math.ceil(f.virtualSize / GiB), location: f.location })),
       snapshots: found.flatMap((f) =>
@@ -498,19 +498,20 @@ export class NfsDriver implements Driver {
     const info = await readInfo(join(c.dir, infoFile(id)), id);
     const active = info?.active ?? volumeFile(id);
     let baseFormat: ImageFormat = this.config.format;
-    let virtualSize: number;
+    let size: number;
     if (active === volumeFile(id)) {
       // No overlay names the base file's format; volumes of this backend are made in its format.
-      virtualSize = (await qemuImg.info(this.run, join(c.dir, active), baseFormat)).virtualSize;
+      const path = join(c.dir, active);
+      size = (await virtualSize(path, baseFormat)) ?? (await qemuImg.info(this.run, path, baseFormat)).virtualSize;
     } else {
       const images = await qemuImg.backingChain(this.run, join(c.dir, active), 'qcow2');
       const bottom = images.at(-1)?.format;
       if (bottom === 'raw' || bottom === 'qcow2') baseFormat = bottom;
-      virtualSize = images[0]?.virtualSize ?? 0;
+      size = images[0]?.virtualSize ?? 0;
     }
     const snapshots = Object.entries(info ?? {})
       .filter(([key]) => key !== 'active' && !isTempSnapshotId(key))
       .map(([snapshotId, file]) => ({ id: snapshotId, file }));
-    return { share, id, virtualSize, location: { share, format: baseFormat, activeFile: active }, snapshots };
+    return { share, id, virtualSize: size, location: { share, format: baseFormat, activeFile: active }, snapshots };
   }
 }
