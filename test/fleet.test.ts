@@ -98,10 +98,11 @@ describe('fleet over several agent processes', () => {
     const web = await fleet.createVolume({ size: 1, name: 'web-1', metadata: { tier: 'web' } });
     expect([b.hostId, c.hostId]).toContain(fleet.agentOf(web).hostId);
 
-    // The full host's own agent agrees: it refuses for space (and keeps the refused volume as an
-    // `error` record, as cinderlib does; it shows up in listings below).
+    // The full host's own agent agrees: it refuses for space, before anything is made, so the
+    // refusal leaves no record behind (a fleet's fallback leaves no orphans).
     const fullNfs = await member(full.url).agent.backend('nfs');
     await expect(fullNfs.createVolume({ size: 1 })).rejects.toBeInstanceOf(ConflictError);
+    expect(await fullNfs.volumes()).toEqual([]);
   });
 
   it('hands out the very objects of each Agent, and filters by name', async () => {

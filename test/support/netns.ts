@@ -1,15 +1,10 @@
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { AGENT_BIN } from './agent-process.js';
+import { startAgentProcess, type AgentOptions, type AgentProcess } from './agent-process.js';
 
-// Fleet scenarios need what startAgentProcess does not offer: an agent on a port chosen before it
-// starts (so a fleet can be given the URL of a host that comes up late) and one inside a network
-// namespace (so hosts really have different addresses). Only addresses made here are ever dialled.
+// Fleet scenarios run hosts with really different addresses, in network namespaces made here. Only
+// addresses made here are ever dialled.
 
 const run = promisify(execFile);
 
@@ -74,74 +69,8 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
-export interface LaunchOptions {
-  host: string;
-  port: number;
-  token?: string;
-  /** Run the agent inside this namespace (`ip netns exec`). */
-  netns?: string;
-  /** Backends for the agent's temp dir; default one NFS backend `nfs` on a local-folder share. */
-  backends?: (dir: string) => unknown[];
-}
+export type { AgentProcess as LaunchedAgent } from './agent-process.js';
 
-export interface LaunchedAgent {
-  url: string;
-  hostId: string;
-  /** SIGKILL: the host dies. */
-  kill(): Promise<void>;
-  /** Kill and remove the temp dir. */
-  dispose(): Promise<void>;
-}
-
-/** Starts a real agent process with `host:port` as given and waits for its `listening` line. */
-export async function launchAgent(options: LaunchOptions): Promise<LaunchedAgent> {
-  const dir = await mkdtemp(join(tmpdir(), 'kindling-fleet-'));
-  const config = {
-    listen: { host: options.host, port: options.port },
-    dataDir: join(dir, 'data'),
-    ...(options.token ? { token: options.token } : {}),
-    backends: options.backends?.(dir) ?? [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }],
-  };
-  const configFile = join(dir, 'agent.json');
-  await writeFile(configFile, JSON.stringify(config));
-  const argv = [process.execPath, AGENT_BIN, '--config', configFile];
-  // `ip netns exec` execs the command in place, so the child's pid is the agent's own.
-  const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv;
-  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const kill = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  };
-  try {
-    const listening = await new Promise<{ url: string; hostId: string }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`agent did not start in 20 s:\n${stderr}`)), 20_000);
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        if (!line.startsWith('{')) return;
-        const msg = JSON.parse(line) as { event?: string; url: string; hostId: string };
-        if (msg.event !== 'listening') return;
-        clearTimeout(timer);
-        resolve(msg);
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`agent exited with ${code} before listening:\n${stderr}`));
-      });
-    });
-    return {
-      url: listening.url,
-      hostId: listening.hostId,
-      kill,
-      dispose: async () => {
-        await kill();
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
-  } catch (err) {
-    await kill();
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-}
+/** A real agent process at `host:port` as given, optionally inside a namespace. */
+export const launchAgent = (options: AgentOptions & { host: string; port: number }): Promise<AgentProcess> =>
+  startAgentProcess(options);

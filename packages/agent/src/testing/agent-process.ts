@@ -30,6 +30,10 @@ export interface AgentOptions {
   backends?: (dir: string) => unknown[];
   token?: string;
   host?: string;
+  /** Default 0: any free port (a fleet given a host's URL before it starts needs a fixed one). */
+  port?: number;
+  /** Run the agent inside this network namespace (`ip netns exec`, which execs in place). */
+  netns?: string;
   dir?: string;
 }
 
@@ -37,7 +41,7 @@ export interface AgentOptions {
 export async function startAgentProcess(options: AgentOptions = {}): Promise<AgentProcess> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'kindling-agent-')));
   const config = {
-    listen: { host: options.host ?? '127.0.0.1', port: 0 },
+    listen: { host: options.host ?? '127.0.0.1', port: options.port ?? 0 },
     dataDir: join(dir, 'data'),
     ...(options.token ? { token: options.token } : {}),
     backends: options.backends?.(dir) ?? [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' }],
@@ -48,7 +52,9 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
 }
 
 async function launch(dir: string, configFile: string, config: Record<string, unknown>, options: AgentOptions): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [AGENT_BIN, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [process.execPath, AGENT_BIN, '--config', configFile];
+  const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv;
+  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
