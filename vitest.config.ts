@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Storage tests share loop devices and VGs; two cores do not gain from wide parallelism.
     maxWorkers: 2,
+    reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });
