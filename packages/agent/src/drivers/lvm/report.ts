@@ -79,8 +79,8 @@ export function parseLv(row: Row): LvInfo {
   };
 }
 
-/** Parses `lvm fullreport --reportformat json --units b --nosuffix` output for one VG. */
-export function parseFullReport(stdout: string, vgName: string): Report {
+/** The `report` array of lvm2's JSON output. */
+function reportEntries(stdout: string): Record<string, unknown>[] {
   let doc: unknown;
   try {
     doc = JSON.parse(stdout);
@@ -89,7 +89,12 @@ export function parseFullReport(stdout: string, vgName: string): Report {
   }
   const reports = (doc as { report?: unknown }).report;
   if (!Array.isArray(reports)) throw malformed('no report array');
-  for (const entry of reports as Record<string, unknown>[]) {
+  return reports as Record<string, unknown>[];
+}
+
+/** Parses `lvm fullreport --reportformat json --units b --nosuffix` output for one VG. */
+export function parseFullReport(stdout: string, vgName: string): Report {
+  for (const entry of reportEntries(stdout)) {
     const vgRow = rows(entry.vg, 'vg').find((r) => r.vg_name === vgName);
     if (!vgRow) continue;
     const lvs = new Map<string, LvInfo>();
@@ -115,13 +120,5 @@ export function parseFullReport(stdout: string, vgName: string): Report {
 
 /** Parses `lvs --reportformat json --units b --nosuffix` output (one LV). */
 export function parseLvs(stdout: string): LvInfo[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(stdout);
-  } catch {
-    throw malformed('not JSON');
-  }
-  const reports = (doc as { report?: unknown }).report;
-  if (!Array.isArray(reports)) throw malformed('no report array');
-  return (reports as Record<string, unknown>[]).flatMap((entry) => rows(entry.lv, 'lv').map(parseLv));
+  return reportEntries(stdout).flatMap((entry) => rows(entry.lv, 'lv').map(parseLv));
 }
