@@ -128,8 +128,11 @@ cat >"$P/kindling.json" <<EOF
   ]
 }
 EOF
+# --shell runs the agent in the guest too (the guest's own "shell" mode has no agent: the host would wait)
+GUEST_MODE=agent
+[[ "$MODE" == smoke ]] && GUEST_MODE=smoke
 cat >"$P/lane.env" <<EOF
-KL_MODE=$MODE
+KL_MODE=$GUEST_MODE
 KL_TOKEN=$TOKEN
 KL_AGENT_PORT=$AGENT_GUEST_PORT
 KL_EXEC_PORT=$EXEC_GUEST_PORT

@@ -72,7 +72,7 @@ export async function guestSha256(path: string, bytes = 4 << 20, offset = 0): Pr
   const out = await guestSh(
     `dd if='${path}' bs=1M skip=${offset / mib} count=${bytes / mib}${direct} status=none | sha256sum`,
   );
-  return out.split(' ')[0];
+  return out.split(' ')[0] ?? '';
 }
 
 /** Writes `bytes` of a repeatable pseudo-random pattern (seeded) at `offset` of a guest device or file. */

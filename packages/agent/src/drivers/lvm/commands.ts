@@ -90,9 +90,12 @@ export class LvmCommands {
   /**
    * `-K` activates LVs that carry the activation-skip flag (thin snapshots and what is made from them);
    * `permanent` also clears the flag so the LV comes up by itself after a reboot (cinder's activate_lv).
+   * lvm2 2.03 refuses `-K` and `-k n` in one lvchange ("Command does not accept option:
+   * --ignoreactivationskip"), so the flag is cleared by a command of its own first.
    */
   async activate(lv: string, permanent = false): Promise<RunResult & { command: string[] }> {
-    const command = ['lvchange', '-a', 'y', '--yes', '-K', ...(permanent ? ['-k', 'n'] : []), this.path(lv)];
+    if (permanent) await this.lvm(['lvchange', '-k', 'n', this.path(lv)]);
+    const command = ['lvchange', '-a', 'y', '--yes', '-K', this.path(lv)];
     return { ...(await this.lvm(command)), command };
   }
 

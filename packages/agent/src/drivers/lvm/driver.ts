@@ -286,7 +286,13 @@ export class LvmDriver implements Driver {
       if (this.volumeIsThin(volume)) {
         // Build the reverted volume beside the old one first, so a failure loses nothing; then swap names.
         const next = `revert-${volume.id}`;
-        await this.thinCopyLocked(next, volumeTags(volume.id), snap, volume.size, snapshot.volumeSize);
+        try {
+          await this.thinCopyLocked(next, volumeTags(volume.id), snap, volume.size, snapshot.volumeSize);
+        } catch (err) {
+          // A half-made copy left behind would make every later revert fail with "already exists".
+          await this.removeLocked(next).catch(() => undefined);
+          throw err;
+        }
         await this.removeLocked(lv);
         await this.lvm.rename(next, lv);
         this.renamed(next, lv);

@@ -221,7 +221,7 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(f.argv()).toEqual([[...REMOVE, `${VG}/_snapshot-${S1}`]]);
   });
 
-  it('makes a thin volume from a snapshot as a snapshot of it, grown, activated with -K -k n', async () => {
+  it('makes a thin volume from a snapshot as a snapshot of it, grown, activated with -K after clearing the skip flag (-k n)', async () => {
     const f = fake({ lvs: [pool] });
     const driver = await started(f, { lvmType: 'thin' });
     const src = thinVol(V1, 1);
@@ -229,7 +229,8 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(f.argv()).toEqual([
       ['lvcreate', '-s', '-k', 'y', '-n', `volume-${V2}`, ...volTags(V2), `${VG}/_snapshot-${S1}`],
       ['lvextend', '-L', '2g', `${VG}/volume-${V2}`],
-      [...ACTIVATE, '-k', 'n', `${VG}/volume-${V2}`],
+      ['lvchange', '-k', 'n', `${VG}/volume-${V2}`],
+      [...ACTIVATE, `${VG}/volume-${V2}`],
     ]);
     expect(location).toEqual({ vg: VG, lv: `volume-${V2}`, thin: true });
   });
@@ -240,7 +241,8 @@ describe('LvmDriver argv (recording runner)', () => {
     await driver.cloneVolume(thinVol(V2), thinVol(V1));
     expect(f.argv()).toEqual([
       ['lvcreate', '-s', '-k', 'y', '-n', `volume-${V2}`, ...volTags(V2), `${VG}/volume-${V1}`],
-      [...ACTIVATE, '-k', 'n', `${VG}/volume-${V2}`],
+      ['lvchange', '-k', 'n', `${VG}/volume-${V2}`],
+      [...ACTIVATE, `${VG}/volume-${V2}`],
     ]);
   });
 
@@ -322,9 +324,23 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(await driver.revertToSnapshot(v, snapOf(v))).toEqual({ vg: VG, lv: `volume-${V1}`, thin: true });
     expect(f.argv()).toEqual([
       ['lvcreate', '-s', '-k', 'y', '-n', `revert-${V1}`, ...volTags(V1), `${VG}/_snapshot-${S1}`],
-      [...ACTIVATE, '-k', 'n', `${VG}/revert-${V1}`],
+      ['lvchange', '-k', 'n', `${VG}/revert-${V1}`],
+      [...ACTIVATE, `${VG}/revert-${V1}`],
       [...REMOVE, `${VG}/volume-${V1}`],
       ['lvrename', VG, `revert-${V1}`, `volume-${V1}`],
+    ]);
+  });
+
+  it('removes the half-made revert copy of a thin volume when activating it fails, and keeps the volume', async () => {
+    const f = fake({ lvs: [pool], fail: (a) => (a[0] === 'lvchange' && a.includes('-a') ? '  activation failed' : undefined) });
+    const driver = await started(f, { lvmType: 'thin' });
+    const v = thinVol(V1, 1);
+    await expect(driver.revertToSnapshot(v, snapOf(v))).rejects.toThrow(/lvchange failed/);
+    expect(f.argv()).toEqual([
+      ['lvcreate', '-s', '-k', 'y', '-n', `revert-${V1}`, ...volTags(V1), `${VG}/_snapshot-${S1}`],
+      ['lvchange', '-k', 'n', `${VG}/revert-${V1}`],
+      [...ACTIVATE, `${VG}/revert-${V1}`],
+      [...REMOVE, `${VG}/revert-${V1}`],
     ]);
   });
 
