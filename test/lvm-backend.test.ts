@@ -37,7 +37,8 @@ suite('LVM backend through the agent, on real lvm2', () => {
     vg = await createLoopVg({ sizeMiB: 8192 });
     proc = await startAgentProcess({
       backends: () => [
-        { name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'default', lvmConfFile: vg.lvmConfFile },
+        // No device nodes without device-mapper, so nothing to zero on delete (the real-kernel lane does).
+        { name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'default', lvmConfFile: vg.lvmConfFile, volumeClear: 'none' },
         { name: 'lvm-thin', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'thin', lvmConfFile: vg.lvmConfFile },
       ],
     });

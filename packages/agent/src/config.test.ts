@@ -13,7 +13,7 @@ describe('config', () => {
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 8600 });
     expect(config.dataDir).toBe('/etc/kindling/var/kindling');
     expect(config.backends[0]).toMatchObject({ shares: ['/etc/kindling/share'], format: 'qcow2', sparse: true, snapshotSupport: true });
-    expect(config.backends[1]).toMatchObject({ lvmType: 'default', volumeClear: 'none', lvmConfFile: '/etc/kindling/etc/lvm.conf' });
+    expect(config.backends[1]).toMatchObject({ lvmType: 'default', volumeClear: 'zero', lvmConfFile: '/etc/kindling/etc/lvm.conf' });
   });
 
   it('keeps an NFS export as it is: the agent mounts it', () => {

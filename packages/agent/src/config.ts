@@ -14,7 +14,8 @@ const lvmBackend = v.strictObject({
   lvmType: v.optional(v.picklist(['default', 'thin', 'auto']), 'default'),
   thinPool: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$/, 'is not an LV name'))),
   lvmConfFile: v.optional(v.string()),
-  volumeClear: v.optional(v.picklist(['zero', 'none']), 'none'),
+  /** cinder's volume_clear default: a deleted thick volume is zeroed so the next one cannot read its data. */
+  volumeClear: v.optional(v.picklist(['zero', 'none']), 'zero'),
   reservedPercentage: v.optional(percentage, 0),
   maxOverSubscriptionRatio: v.optional(ratio, 20),
   /** Address that iSCSI connections point other hosts at. */

@@ -13,6 +13,9 @@ const ddTimeoutMs = (mib: number): number => Math.max(120_000, mib * 125);
 
 export const devicePath = (vg: string, lv: string): string => `/dev/${vg}/${lv}`;
 
+/** The device-mapper name of an LV (`-` doubled in each part), where its `-cow` and `-real` layers live. */
+export const mapperPath = (vg: string, lv: string): string => `/dev/mapper/${vg.replace(/-/g, '--')}-${lv.replace(/-/g, '--')}`;
+
 /** True when lvm2's error says the LV is not there (delete is idempotent on that). */
 export const isLvNotFound = (stderr: string): boolean =>
   /Failed to find logical volume|not found in volume group/.test(stderr);
@@ -125,9 +128,10 @@ export class LvmCommands {
   }
 
   /** cinder's volume_clear=zero: overwrite the LV before it is freed for the next tenant. */
-  zero(lv: string, sizeBytes: number): Promise<RunResult> {
+  /** Overwrites a device (an LV's, or a snapshot's `-cow` store) with zeros. */
+  zero(device: string, sizeBytes: number): Promise<RunResult> {
     const mib = Math.ceil(sizeBytes / MIB);
-    return this.run(['dd', 'if=/dev/zero', `of=${devicePath(this.vg, lv)}`, 'bs=1M', `count=${mib}`, 'oflag=direct'], {
+    return this.run(['dd', 'if=/dev/zero', `of=${device}`, 'bs=1M', `count=${mib}`, 'oflag=direct'], {
       timeoutMs: ddTimeoutMs(mib),
     });
   }

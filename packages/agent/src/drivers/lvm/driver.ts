@@ -13,7 +13,7 @@ import {
 import type { LvmBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
 import type { Attachment, Driver, DriverStats, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
-import { LvmCommands, devicePath, isLvNotFound } from './commands.js';
+import { LvmCommands, devicePath, isLvNotFound, mapperPath } from './commands.js';
 import { DEFAULT_PORTAL, TargetCli, checkInitiator, generateChap, targetIqn } from './iscsi.js';
 import {
   TAG_ID,
@@ -201,15 +201,7 @@ export class LvmDriver implements Driver {
 
   async deleteVolume(volume: VolumeRef): Promise<void> {
     const lv = volumeLv(volume.id);
-    await this.locked(async () => {
-      const known = this.cached(lv);
-      if (this.config.volumeClear === 'zero' && known && !this.lvIsThin(known)) {
-        // Thin volumes need no wipe: the pool hands out zeroed blocks. Without the LV there is nothing to wipe.
-        await this.activateLocked(lv, false);
-        await this.lvm.zero(lv, known.size);
-      }
-      await this.removeLocked(lv);
-    });
+    await this.locked(() => this.clearAndRemoveLocked(lv));
   }
 
   extendVolume(volume: VolumeRef, newSize: number): Promise<Location> {
@@ -246,7 +238,7 @@ export class LvmDriver implements Driver {
 
   async deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ volume: Location }> {
     const lv = snapshotLv(snapshot.id);
-    await this.locked(() => this.removeLocked(lv));
+    await this.locked(() => this.clearAndRemoveLocked(lv));
     return { volume: volume.location };
   }
 
@@ -275,7 +267,7 @@ export class LvmDriver implements Driver {
         await this.activateLocked(temp, false);
       });
     } finally {
-      await this.locked(() => this.removeLocked(temp)).catch(() => undefined);
+      await this.locked(() => this.clearAndRemoveLocked(temp)).catch(() => undefined);
     }
   }
 
@@ -602,6 +594,20 @@ export class LvmDriver implements Driver {
   }
 
   /** `lvremove -f`, retried once with cinder's settings; an LV already gone counts as removed. */
+  /**
+   * cinder's volume_clear: a thick LV is zeroed before removal so the next LV on its extents cannot
+   * read its data; for a thick snapshot that is its copy-on-write store (`<dm name>-cow`). Thin LVs
+   * need no wipe: the pool hands out zeroed blocks. An LV already gone has nothing to wipe.
+   */
+  private async clearAndRemoveLocked(lv: string): Promise<void> {
+    const known = this.cached(lv);
+    if (this.config.volumeClear === 'zero' && known && !this.lvIsThin(known)) {
+      await this.activateLocked(lv, false);
+      await this.lvm.zero(known.origin ? `${mapperPath(this.vg, lv)}-cow` : devicePath(this.vg, lv), known.size);
+    }
+    await this.removeLocked(lv);
+  }
+
   private async removeLocked(lv: string): Promise<void> {
     try {
       await this.lvm.remove(lv);

@@ -376,6 +376,23 @@ describe('LvmDriver argv (recording runner)', () => {
     ]);
   });
 
+  it('zeroes a thick snapshot copy-on-write store (its dm -cow device) before removing it, as cinder', async () => {
+    const f = fake({
+      lvs: [
+        { name: `volume-${V1}`, size: GIB, attr: 'owi-a-s---' },
+        { name: `_snapshot-${S1}`, size: GIB, attr: 'swi-a-s---', origin: `volume-${V1}` },
+      ],
+    });
+    const driver = await started(f, { volumeClear: 'zero' });
+    const v = thick(V1);
+    await driver.deleteSnapshot(snapOf(v), v);
+    expect(f.argv()).toEqual([
+      [...ACTIVATE, `${VG}/_snapshot-${S1}`],
+      ['dd', 'if=/dev/zero', `of=/dev/mapper/cinder--volumes-_snapshot--${S1.replace(/-/g, '--')}-cow`, 'bs=1M', 'count=1024', 'oflag=direct'],
+      [...REMOVE, `${VG}/_snapshot-${S1}`],
+    ]);
+  });
+
   it('attaches by activating and returns the device; detach deactivates', async () => {
     const f = fake();
     const driver = await started(f);
