@@ -272,7 +272,8 @@ remaining=$(left)
 t=$SECONDS
 set +e
 timeout --kill-after=10 "$remaining" "$VITEST" run --root "$REPO/test-kernel" \
-  --reporter=default --reporter=junit --outputFile.junit="$RUN/junit.xml" "${VITEST_ARGS[@]}"
+  --reporter=default --reporter="$REPO/test/support/summary-reporter.ts" --reporter=junit --outputFile.junit="$RUN/junit.xml" \
+  "${VITEST_ARGS[@]}"
 rc=$?
 set -e
 T_TESTS=$((SECONDS - t))

@@ -6,7 +6,7 @@
 // The SDK drives the agent from the host; every data and storage check runs inside the guest through the
 // test-only guest-exec helper (qemu-io, blockdev, lvs, ls on the attached device or file).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Agent, ConflictError, UnsupportedError, type Backend, type Connection, type Volume } from '@kindling/sdk';
+import { Agent, ConflictError, type Backend, type Connection, type Volume } from '@kindling/sdk';
 import {
   GiB,
   guestLs,
@@ -285,12 +285,10 @@ export function cinderlibSuite(backendName: string, options: SuiteOptions = {}):
       const vol = await createVol(1);
       let sha = '';
       await whileAttached(vol, async (conn) => {
-        // A new thin LV or NFS image reads zeros; a thick LV shows whatever its extents last held
-        // (volumeClear 'none', the default: only lvcreate's wipe of the first 4 KiB)
-        if (layout.thin) {
-          expect(await readsPattern(conn, 0)).toBe(true);
-          expect(await readsPattern(conn, A)).toBe(false);
-        }
+        // A new volume reads zeros: thin LVs and NFS images start empty, and a thick LV's extents were
+        // zeroed when the volume or snapshot that held them was deleted (volumeClear 'zero', the default).
+        expect(await readsPattern(conn, 0)).toBe(true);
+        expect(await readsPattern(conn, A)).toBe(false);
         await writePattern(conn, A);
         await writePattern(conn, B, END);
         expect(await readsPattern(conn, A)).toBe(true);
@@ -404,9 +402,9 @@ export function cinderlibSuite(backendName: string, options: SuiteOptions = {}):
       const conn = await vol.attach();
       if (!caps.extendInUseWithSnapshots) {
         const err = await vol.extend(2).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(UnsupportedError);
-        expect((err as UnsupportedError).code).toBe('UNSUPPORTED');
-        expect((err as UnsupportedError).details).toMatchObject({ feature: 'extendInUseWithSnapshots' });
+        expect(err).toBeInstanceOf(ConflictError);
+        expect((err as ConflictError).code).toBe('CONFLICT');
+        expect((err as ConflictError).details).toMatchObject({ feature: 'extendInUseWithSnapshots' });
         expect(vol.size).toBe(1);
         expect(vol.status).toBe('in-use');
         await vol.refresh();

@@ -136,8 +136,13 @@ export class VolumeService {
       }
       if (this.ctx.index.snapshotsOf(id).length > 0) {
         requireCapability(driver, 'extendWithSnapshots', 'extending a volume that has snapshots');
-        if (volume.status === 'in-use') {
-          requireCapability(driver, 'extendInUseWithSnapshots', 'extending an attached volume that has snapshots');
+        if (volume.status === 'in-use' && !driver.capabilities().extendInUseWithSnapshots) {
+          // Supported, but not in this state: a thick LVM origin must be deactivated to grow.
+          throw new ConflictError(`backend ${driver.name} cannot extend volume ${id} while it is in use and has snapshots; detach it first`, {
+            id,
+            status: volume.status,
+            feature: 'extendInUseWithSnapshots',
+          });
         }
       }
       const extended = await this.transition(
