@@ -14,6 +14,7 @@ interface Entry {
 /** The configured backends, their drivers and readiness, and the stats the index completes. */
 export class Backends {
   private readonly entries = new Map<string, Entry>();
+  private readonly pendingCapacity = new Set<string>();
 
   constructor(
     drivers: Driver[],
@@ -87,12 +88,20 @@ export class Backends {
     return { backendName: name, driver: driver.driver, ...base, totalVolumes, totalSnapshots };
   }
 
-  /** Pushes the backend's capacity after a change, from the driver's cached figures (no storage command). */
-  async publishCapacity(name: string): Promise<void> {
-    try {
-      this.events.publish({ event: 'capacity', resource: await this.stats(name, false) });
-    } catch {
-      // Capacity pushes are advisory; the operation's own reply already carries its outcome.
-    }
+  /**
+   * Pushes the backend's capacity after a change, from the driver's cached figures, once the current
+   * turn is over: the reply does not wait for it, and a burst of changes makes one push.
+   */
+  capacityChanged(name: string): void {
+    if (this.pendingCapacity.has(name)) return;
+    this.pendingCapacity.add(name);
+    setImmediate(() => {
+      this.pendingCapacity.delete(name);
+      this.stats(name, false).then(
+        (resource) => this.events.publish({ event: 'capacity', resource }),
+        // Capacity pushes are advisory; each operation's own reply already carried its outcome.
+        () => undefined,
+      );
+    });
   }
 }

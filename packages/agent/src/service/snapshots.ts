@@ -79,7 +79,7 @@ export class SnapshotService {
         },
       });
       if (volumeAfter) await this.updateVolumeLocation(volume.id, volumeAfter, created);
-      await this.ctx.backends.publishCapacity(volume.backend);
+      this.ctx.backends.capacityChanged(volume.backend);
       return created;
     });
   }
@@ -137,7 +137,7 @@ export class SnapshotService {
           return deleted;
         },
       });
-      await this.ctx.backends.publishCapacity(volume.backend);
+      this.ctx.backends.capacityChanged(volume.backend);
       return gone;
     });
   }

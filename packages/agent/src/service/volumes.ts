@@ -80,7 +80,7 @@ export class VolumeService {
         await this.forget({ ...record, status: 'deleted', updatedAt: now() });
       },
     );
-    await this.ctx.backends.publishCapacity(record.backend);
+    this.ctx.backends.capacityChanged(record.backend);
     return created;
   }
 
@@ -117,7 +117,7 @@ export class VolumeService {
         'error_deleting',
         () => this.restore(volume),
       );
-      await this.ctx.backends.publishCapacity(volume.backend);
+      this.ctx.backends.capacityChanged(volume.backend);
       return gone;
     });
   }
@@ -153,7 +153,7 @@ export class VolumeService {
         'error',
         () => this.restore(volume),
       );
-      await this.ctx.backends.publishCapacity(volume.backend);
+      this.ctx.backends.capacityChanged(volume.backend);
       return extended;
     });
   }
