@@ -125,12 +125,5 @@ export async function volumeFiles(layout: BackendLayout, vol: { id: string }): P
   return (await guestLs(layout.mountPoint!)).filter((n) => n.startsWith(`volume-${vol.id}`)).sort();
 }
 
-/** Attaches, runs `fn` on the connection, detaches (also when `fn` throws). */
-export async function whileAttached<T>(vol: Volume, fn: (conn: Connection) => Promise<T>): Promise<T> {
-  const conn = await vol.attach();
-  try {
-    return await fn(conn);
-  } finally {
-    await vol.detach();
-  }
-}
+// The host suites' helper: attach, run, detach (also when it throws).
+export { whileAttached } from '../../test/support/cinderlib.js';
