@@ -1,11 +1,11 @@
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, decode, encode, type ReplyFrame, type ServerFrame } from '@kindling/protocol';
+import { PROTOCOL_VERSION, decode, encode, type EventFrame, type ReplyFrame, type ServerFrame } from '@kindling/protocol';
 
 /** A bare msgpack-over-WebSocket peer, for what the SDK would never send (bad frames, bad args). */
 export class RawClient {
   private nextId = 1;
   private readonly waiting = new Map<number | null, (frame: ReplyFrame) => void>();
-  readonly events: ServerFrame[] = [];
+  readonly events: EventFrame[] = [];
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer) => {

@@ -7,12 +7,15 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { AgentConfig } from '../config.js';
 import type { Services } from '../services.js';
 import { bearerMatches } from './auth.js';
+import { Drain } from './drain.js';
 import { createHandlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
 import { Session } from './session.js';
 
 /** Frames are small maps; anything larger is refused by ws before it is decoded. */
 const MAX_FRAME_BYTES = 1024 * 1024;
+/** How long a stop waits for operations in flight (a create or a thick copy) before closing the index. */
+const STOP_GRACE_MS = 30_000;
 
 export interface RpcServer {
   url: string;
@@ -26,6 +29,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
   const metrics = new Metrics();
   const handlers = createHandlers(services);
   const sessions = new Set<Session>();
+  const drain = new Drain();
   services.events.subscribe((event) => {
     for (const session of sessions) session.push(event);
   });
@@ -67,7 +71,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
       return {
         onOpen(_event, ws) {
           const raw = ws.raw as WebSocket;
-          session = new Session({ send: (bytes) => raw.send(bytes) }, handlers, metrics);
+          session = new Session({ send: (bytes) => raw.send(bytes) }, handlers, metrics, drain);
           sessions.add(session);
         },
         onMessage(event) {
@@ -99,10 +103,12 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     url: `${tls ? 'wss' : 'ws'}://${host}:${port}/rpc`,
     port,
     sessions: () => sessions.size,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const client of wss.clients) client.terminate();
-        server.close(() => resolve());
-      }),
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const client of wss.clients) client.terminate();
+      // Operations under way finish their storage commands and index writes before the index closes.
+      await drain.idle(STOP_GRACE_MS);
+      await closed;
+    },
   };
 }

@@ -14,6 +14,7 @@ import {
   type ReplyFrame,
 } from '@kindling/protocol';
 import type { Handlers } from './dispatch.js';
+import type { Drain } from './drain.js';
 import type { Metrics } from './metrics.js';
 
 export interface FrameSink {
@@ -28,6 +29,7 @@ export class Session {
     private readonly sink: FrameSink,
     private readonly handlers: Handlers,
     private readonly metrics: Metrics,
+    private readonly drain: Drain,
   ) {}
 
   push(event: EventFrame): void {
@@ -51,7 +53,7 @@ export class Session {
       const checked = validateArgs(op, frame.args);
       if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
       const handler = this.handlers[op] as (args: unknown) => unknown;
-      const result = await handler(checked.args);
+      const result = await this.drain.track(Promise.resolve(handler(checked.args)));
       if (op === 'hello') this.greeted = true;
       reply = { id: frame.id, ok: true, result };
     } catch (err) {
