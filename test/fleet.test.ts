@@ -93,6 +93,8 @@ describe('fleet over several agent processes', () => {
     // Parallel creates spread out: each counts against its backend until answered.
     const made = await Promise.all([1, 2, 3, 4].map((i) => fleet.createVolume({ size: 1, name: `db-${i}` })));
     const hosts = made.map((v) => fleet.agentOf(v).hostId);
+    // Each object knows its host itself, too.
+    expect(made.map((v) => v.backend.agent.hostId)).toEqual(hosts);
     expect(hosts.filter((h) => h === b.hostId)).toHaveLength(2);
     expect(hosts.filter((h) => h === c.hostId)).toHaveLength(2);
     const web = await fleet.createVolume({ size: 1, name: 'web-1', metadata: { tier: 'web' } });

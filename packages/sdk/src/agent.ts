@@ -37,7 +37,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     super();
     this.url = url;
     this.#transport = new Transport(url, options);
-    this.#session = new Session(this.#transport);
+    this.#session = new Session(this.#transport, this);
     this.kv = new KeyValueStore(this.#transport);
     this.#transport.on('event', (frame) => {
       this.#session.applyEvent(frame);

@@ -5,6 +5,7 @@ import {
   type DriverName,
   type OpArgs,
 } from '@kindling/protocol';
+import type { Agent } from './agent.js';
 import type { Connection } from './connection.js';
 import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
 import type { Resource, Session } from './session.js';
@@ -31,6 +32,11 @@ export class Backend {
     this.#session = session;
     this.name = name;
     Object.assign(this, { driver, configured: driver !== null });
+  }
+
+  /** The agent (host) this backend lives on: `vol.backend.agent.hostId`. */
+  get agent(): Agent {
+    return this.#session.agent;
   }
 
   async stats({ refresh = false }: { refresh?: boolean } = {}): Promise<BackendStats> {

@@ -143,7 +143,7 @@ export class Fleet {
   /** The agent a resource from this fleet lives on; NotFoundError for one of another Agent. */
   agentOf(resource: Volume | Snapshot | Backend): FleetAgent {
     const backend = resource instanceof Volume ? resource.backend : resource instanceof Snapshot ? resource.volume.backend : resource;
-    const member = this.#members.find((m) => m.backends.includes(backend));
+    const member = this.#members.find((m) => m.agent === backend.agent);
     if (!member) throw new NotFoundError(`backend ${backend.name} is not one of this fleet's agents`, { backend: backend.name });
     return member;
   }

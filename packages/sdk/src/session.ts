@@ -15,6 +15,7 @@ import { Backend } from './backend.js';
 import { Connection } from './connection.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
+import type { Agent } from './agent.js';
 import type { Transport } from './transport.js';
 import { Volume } from './volume.js';
 
@@ -43,7 +44,11 @@ export class Session {
   /** Volumes whose snapshots and connections this session knows in full, so refresh() reloads them. */
   private readonly withRelations = new WeakSet<Volume>();
 
-  constructor(private readonly transport: Transport) {}
+  constructor(
+    private readonly transport: Transport,
+    /** The Agent this identity map belongs to: every object knows its host through its backend. */
+    readonly agent: Agent,
+  ) {}
 
   call<O extends OpName>(op: O, args: OpArgs<O>): Promise<OpResult<O>> {
     return this.transport.request(op, args);
