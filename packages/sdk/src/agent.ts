@@ -15,8 +15,9 @@ export type AgentEvents = {
   /** The socket dropped; calls in flight were rejected with UnavailableError, and a redial is under way. */
   disconnect: [error: UnavailableError];
   /**
-   * The agent is back and said hello again. Pushes sent while away were missed: `refresh()` what
-   * must be current.
+   * The agent is back, said hello again, and every volume this session holds (with its snapshots and
+   * connections) was reloaded in one call: what changed while the link was down shows, and what went
+   * is marked `deleted`.
    */
   reconnect: [];
 };
@@ -45,7 +46,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     this.#transport.on('up', (hello) => {
       this.#adopt(hello);
-      this.emit('reconnect');
+      // Pushes sent while the link was down were missed: bring what this session holds up to date first.
+      this.#session.resync().then(
+        () => this.emit('reconnect'),
+        () => this.emit('reconnect'),
+      );
     });
     this.#transport.on('down', (error) => this.emit('disconnect', error));
   }

@@ -134,6 +134,26 @@ export class Session {
     });
   }
 
+  /**
+   * After a reconnect: one `volume.list` brings every volume this session holds up to date. One of this
+   * agent's backends that the agent no longer lists is gone; stubs (loaded for a backend the agent
+   * lacks) are left as they are.
+   */
+  async resync(): Promise<void> {
+    if (this.volumes.size === 0) return;
+    const listing = await this.call('volume.list', {});
+    const listed = new Set(listing.volumes.map((v) => v.id));
+    for (const volume of [...this.volumes.values()]) {
+      if (!listed.has(volume.id) && volume.backend.configured) this.forgetVolume(volume);
+    }
+    const held = (id: string) => this.volumes.has(id);
+    this.listing({
+      volumes: listing.volumes.filter((v) => held(v.id)),
+      snapshots: listing.snapshots.filter((s) => held(s.volumeId)),
+      connections: listing.connections.filter((c) => held(c.volumeId)),
+    });
+  }
+
   hasRelations(volume: Volume): boolean {
     return this.withRelations.has(volume);
   }
