@@ -30,6 +30,14 @@ class Relay {
     this.open = false;
     for (const s of this.sockets) s.destroy();
   }
+  /** Data stops flowing but no socket closes: a dead host or a dropped route, as the client sees it. */
+  freeze(): void {
+    this.open = false;
+    for (const s of this.sockets) {
+      s.unpipe();
+      s.pause();
+    }
+  }
   heal(): void {
     this.open = true;
   }
@@ -44,7 +52,7 @@ beforeAll(async () => {
   proc = await startAgentProcess();
   relay = new Relay(proc.port);
   const port = await relay.listen();
-  watcher = await Agent.connect(`ws://127.0.0.1:${port}`, { reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+  watcher = await Agent.connect(`ws://127.0.0.1:${port}`, { reconnect: { initialDelayMs: 50, maxDelayMs: 200 }, keepaliveMs: 100 });
   direct = await Agent.connect(proc.url);
 });
 afterAll(async () => {
@@ -76,5 +84,16 @@ describe('after a reconnect', () => {
     expect(kept.size).toBe(2);
     expect([...kept.snapshots].map((s) => [s.id, s.name])).toEqual([[snap.id, 'while-away']]);
     expect(doomed.status).toBe('deleted');
+  });
+
+  it('a link that silently stops answering is noticed by keepalive pings and redialled', async () => {
+    relay.freeze();
+    const started = Date.now();
+    await once(watcher, 'disconnect');
+    // Two keepalive intervals: one ping unanswered, then the drop. No call had to time out.
+    expect(Date.now() - started).toBeLessThan(2000);
+    relay.heal();
+    await once(watcher, 'reconnect');
+    expect((await (await watcher.backend('nfs')).volumes()).length).toBeGreaterThan(0);
   });
 });

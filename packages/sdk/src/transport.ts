@@ -36,6 +36,11 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Redial in the background after the socket drops. Default on; `false` makes calls fail at once while down. */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * A ping this often; a link that has not answered the previous one is dropped (and redialled), so a
+   * silently dead agent or network is noticed without waiting for a call to time out. Default 15000; 0: off.
+   */
+  keepaliveMs?: number;
 }
 
 export type TransportEvents = {
@@ -89,6 +94,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   readonly endpoint: string;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly keepaliveMs: number;
   private readonly reconnect: Required<ReconnectOptions> | null;
   private socket: WebSocket | null = null;
   private state: State = 'idle';
@@ -105,6 +111,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.endpoint = rpcUrl(url);
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.keepaliveMs = options.keepaliveMs ?? 15_000;
     const reconnect = options.reconnect ?? true;
     this.reconnect =
       reconnect === false
@@ -172,6 +179,7 @@ export class Transport extends EventEmitter<TransportEvents> {
         failure ??= new UnavailableError(`cannot reach the agent at ${this.endpoint}: ${err.message}`);
       });
       ws.on('message', (data) => this.receive(data as Buffer)); // binaryType is the default 'nodebuffer'
+      const stopKeepalive = this.keepalive(ws);
       ws.on('open', () => {
         this.send(ws, 'hello', { protocolVersion: PROTOCOL_VERSION }).then(
           (hello) => {
@@ -188,6 +196,7 @@ export class Transport extends EventEmitter<TransportEvents> {
         );
       });
       ws.on('close', () => {
+        stopKeepalive();
         const wasOpen = this.state === 'open' && this.socket === ws;
         if (this.socket === ws) this.socket = null;
         const lost = new UnavailableError(`the connection to the agent at ${this.endpoint} closed`);
@@ -201,6 +210,21 @@ export class Transport extends EventEmitter<TransportEvents> {
         this.scheduleRedial(this.reconnect?.initialDelayMs ?? 0);
       });
     });
+  }
+
+  /** Pings on an interval and drops a link whose last ping went unanswered; returns the stopper. */
+  private keepalive(ws: WebSocket): () => void {
+    if (this.keepaliveMs <= 0) return () => undefined;
+    let answered = true;
+    ws.on('pong', () => (answered = true));
+    const timer = setInterval(() => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (!answered) return ws.terminate();
+      answered = false;
+      ws.ping();
+    }, this.keepaliveMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   private scheduleRedial(delayMs: number): void {
