@@ -8,6 +8,7 @@ import type { AgentConfig } from '../config.js';
 import type { Services } from '../services.js';
 import { bearerMatches } from './auth.js';
 import { Drain } from './drain.js';
+import { startHeartbeat } from './heartbeat.js';
 import { createHandlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
 import { Session } from './session.js';
@@ -16,6 +17,8 @@ import { Session } from './session.js';
 const MAX_FRAME_BYTES = 1024 * 1024;
 /** How long a stop waits for operations in flight (a create or a thick copy) before closing the index. */
 const STOP_GRACE_MS = 30_000;
+/** How often clients are pinged; one that missed the previous ping has its session ended. */
+const HEARTBEAT_MS = 30_000;
 
 export interface RpcServer {
   url: string;
@@ -85,6 +88,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
   );
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  const heartbeat = startHeartbeat(wss, HEARTBEAT_MS);
   const tls = config.tls;
   const server = createAdaptorServer({
     fetch: app.fetch,
@@ -104,6 +108,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     port,
     sessions: () => sessions.size,
     close: async () => {
+      clearInterval(heartbeat);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const client of wss.clients) client.terminate();
       // Operations under way finish their storage commands and index writes before the index closes.
