@@ -1,7 +1,7 @@
 // Data and storage checks inside the guest for the kernel-lane scenarios. Everything here runs through the
 // test-only guest-exec helper (scripts/kernel-lane/guest-exec.mjs), never through an agent op.
 import { createHash } from 'node:crypto';
-import type { Connection, Volume } from '@kindling/sdk';
+import type { Connection } from '@kindling/sdk';
 import { guestExec, guestSh } from './kernel.js';
 
 export const GiB = 1024 ** 3;

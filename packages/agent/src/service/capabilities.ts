@@ -1,9 +1,23 @@
-import { UnsupportedError, type Capabilities } from '@kindling/protocol';
+import { ConflictError, UnsupportedError, type Capabilities, type VolumeRecord } from '@kindling/protocol';
 import type { Driver } from '../drivers/driver.js';
 
 /** Refuses, with the feature named, a call the backend does not support as configured. */
 export function requireCapability(driver: Driver, feature: keyof Capabilities, action: string): void {
   if (driver.capabilities()[feature] !== true) {
     throw new UnsupportedError(`backend ${driver.name} does not support ${action}`, { backend: driver.name, feature });
+  }
+}
+
+/**
+ * Refuses, with the feature named, a call the backend supports but not while the volume is in use
+ * (CONFLICT: detaching makes it possible, unlike a missing feature).
+ */
+export function refuseWhileInUse(driver: Driver, volume: VolumeRecord, feature: keyof Capabilities, action: string): void {
+  if (volume.status === 'in-use' && driver.capabilities()[feature] !== true) {
+    throw new ConflictError(`backend ${driver.name} cannot ${action} volume ${volume.id} while it is in use; detach it first`, {
+      id: volume.id,
+      status: volume.status,
+      feature,
+    });
   }
 }

@@ -1,14 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import {
-  ConflictError,
   InvalidArgumentError,
   NotFoundError,
   type ParsedOpArgs,
   type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
-import type { Driver } from '../drivers/driver.js';
-import { requireCapability } from './capabilities.js';
+import { refuseWhileInUse, requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
 import { READABLE, requireStatus, SNAPSHOT_DELETABLE, SNAPSHOT_READY } from './status.js';
@@ -43,7 +41,9 @@ export class SnapshotService {
       const driver = this.volumes.driverOf(volume);
       requireCapability(driver, 'snapshot', 'snapshots');
       requireStatus(volume, READABLE, 'snapshot volume');
-      this.refuseWhileInUse(driver, volume, 'snapshot');
+      // A connected NFS host keeps writing the old file, which would become the snapshot's base: cinder
+      // needs the compute host's help for that, and cinderlib cannot do it either.
+      refuseWhileInUse(driver, volume, 'snapshotInUse', 'snapshot');
       const at = now();
       const record: SnapshotRecord = {
         id: randomUUID(),
@@ -92,17 +92,6 @@ export class SnapshotService {
     this.volumes.publish(volume);
   }
 
-  /** cinderlib cannot snapshot an attached NFS volume either: that needs the compute host's help. */
-  private refuseWhileInUse(driver: Driver, volume: VolumeRecord, action: string): void {
-    if (volume.status === 'in-use' && !driver.capabilities().snapshotInUse) {
-      throw new ConflictError(`backend ${driver.name} cannot ${action} volume ${volume.id} while it is in use; detach it first`, {
-        id: volume.id,
-        status: volume.status,
-        feature: 'snapshotInUse',
-      });
-    }
-  }
-
   async delete(id: string): Promise<SnapshotRecord> {
     const { volumeId } = this.get(id);
     return this.ctx.locks.with([volumeId, id], async () => {
@@ -110,7 +99,7 @@ export class SnapshotService {
       const volume = this.volumes.get(volumeId);
       const driver = this.volumes.driverOf(volume);
       requireStatus(snapshot, SNAPSHOT_DELETABLE, 'delete snapshot');
-      this.refuseWhileInUse(driver, volume, 'delete a snapshot of');
+      refuseWhileInUse(driver, volume, 'snapshotInUse', 'delete a snapshot of');
       let volumeLocation = volume.location;
       const gone = await transition({
         record: snapshot,

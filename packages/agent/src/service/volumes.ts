@@ -10,7 +10,7 @@ import {
 import type { Driver } from '../drivers/driver.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
-import { requireCapability } from './capabilities.js';
+import { refuseWhileInUse, requireCapability } from './capabilities.js';
 import { DELETABLE, READABLE, requireStatus } from './status.js';
 
 type NewVolume = { size?: number; name?: string; description?: string; metadata?: Record<string, string> };
@@ -93,7 +93,7 @@ export class VolumeService {
   async delete(id: string): Promise<VolumeRecord> {
     return this.ctx.locks.with([id], async () => {
       const volume = this.get(id);
-      const driver = this.ctx.backends.usable(volume.backend);
+      const driver = this.driverOf(volume);
       requireStatus(volume, DELETABLE, 'delete volume');
       const snapshots = this.ctx.index.snapshotsOf(id);
       if (snapshots.length > 0) {
@@ -125,7 +125,7 @@ export class VolumeService {
   async extend(id: string, size: number): Promise<VolumeRecord> {
     return this.ctx.locks.with([id], async () => {
       const volume = this.get(id);
-      const driver = this.ctx.backends.usable(volume.backend);
+      const driver = this.driverOf(volume);
       requireStatus(volume, READABLE, 'extend volume');
       if (size <= volume.size) {
         throw new InvalidArgumentError(`new size ${size} GiB must be larger than the current ${volume.size} GiB`, {
@@ -136,14 +136,8 @@ export class VolumeService {
       }
       if (this.ctx.index.snapshotsOf(id).length > 0) {
         requireCapability(driver, 'extendWithSnapshots', 'extending a volume that has snapshots');
-        if (volume.status === 'in-use' && !driver.capabilities().extendInUseWithSnapshots) {
-          // Supported, but not in this state: a thick LVM origin must be deactivated to grow.
-          throw new ConflictError(`backend ${driver.name} cannot extend volume ${id} while it is in use and has snapshots; detach it first`, {
-            id,
-            status: volume.status,
-            feature: 'extendInUseWithSnapshots',
-          });
-        }
+        // A thick LVM origin with snapshots must be deactivated to grow.
+        refuseWhileInUse(driver, volume, 'extendInUseWithSnapshots', 'extend (it has snapshots)');
       }
       const extended = await this.transition(
         volume,
@@ -160,7 +154,7 @@ export class VolumeService {
 
   async clone(args: ParsedOpArgs<'volume.clone'>): Promise<VolumeRecord> {
     const source = this.get(args.id);
-    const driver = this.ctx.backends.usable(source.backend);
+    const driver = this.driverOf(source);
     const size = this.sizeFrom(args.size, source.size, 'source volume');
     // The source lock keeps its data (and an NFS snapshot chain) still while it is copied.
     return this.ctx.locks.with([source.id], async () => {
