@@ -2,6 +2,7 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError, ConflictError, NotFoundError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
+import { sizeOf } from './image-size.js';
 import { readInfo, writeInfo, type SnapInfo } from './info-file.js';
 import { infoFile, isChainFile, overlayFile, volumeFile } from './names.js';
 import * as qemuImg from './qemu-img.js';
@@ -140,7 +141,7 @@ export async function revertToSnapshot(c: Chain, snapshotId: string): Promise<vo
   const base = await backingOf(c, entry.overlay);
   if (!base) throw new BackendError(`${entry.overlay} has no backing file to revert to`, { file: entry.overlay });
   const activePath = join(c.dir, entry.overlay);
-  const { virtualSize } = await qemuImg.info(c.run, activePath, 'qcow2');
+  const virtualSize = await sizeOf(c.run, activePath, 'qcow2');
   // Built aside and renamed over the active file, so a failure leaves the volume as it was.
   const fresh = `${activePath}.revert`;
   try {

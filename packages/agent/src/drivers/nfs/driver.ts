@@ -18,7 +18,7 @@ import * as chain from './chain.js';
 import type { Chain, Image } from './chain.js';
 import { readInfo } from './info-file.js';
 import { infoFile, isTempSnapshotId, tempSnapshotId, volumeFile, volumeIdOfFile } from './names.js';
-import { virtualSize } from './image-size.js';
+import { sizeOf } from './image-size.js';
 import { Provisioned } from './provisioned.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
@@ -311,7 +311,7 @@ export class NfsDriver implements Driver {
   async connectionSize(volume: VolumeRef): Promise<number> {
     return this.locks.with(volume.id, async () => {
       const active = await chain.activeImage((await this.need(volume)).chain);
-      return (await qemuImg.info(this.run, active.path, active.format)).virtualSize;
+      return sizeOf(this.run, active.path, active.format);
     });
   }
 
@@ -392,7 +392,7 @@ export class NfsDriver implements Driver {
    * backend's format, grown to the volume's size (cinder's _copy_volume_from_snapshot).
    */
   private async copyInto(volume: VolumeRef, image: Image, share: string): Promise<Location> {
-    const { virtualSize } = await qemuImg.info(this.run, image.path, image.format);
+    const virtualSize = await sizeOf(this.run, image.path, image.format);
     if (volume.size * GiB < virtualSize) {
       throw new InvalidArgumentError(`a ${volume.size} GiB volume cannot hold a ${toGb(virtualSize)} GiB image`, {
         size: volume.size,
@@ -502,7 +502,7 @@ export class NfsDriver implements Driver {
     if (active === volumeFile(id)) {
       // No overlay names the base file's format; volumes of this backend are made in its format.
       const path = join(c.dir, active);
-      size = (await virtualSize(path, baseFormat)) ?? (await qemuImg.info(this.run, path, baseFormat)).virtualSize;
+      size = await sizeOf(this.run, path, baseFormat);
     } else {
       const images = await qemuImg.backingChain(this.run, join(c.dir, active), 'qcow2');
       const bottom = images.at(-1)?.format;

@@ -1,4 +1,6 @@
 import { open, stat } from 'node:fs/promises';
+import type { Runner } from '../../exec/run.js';
+import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 
 const QCOW2_MAGIC = 0x514649fb; // 'QFI\xfb'
@@ -20,4 +22,9 @@ export async function virtualSize(path: string, format: ImageFormat): Promise<nu
   } finally {
     await file.close();
   }
+}
+
+/** The virtual size from the file itself, or from `qemu-img info` when the header is not what it should be. */
+export async function sizeOf(run: Runner, path: string, format: ImageFormat): Promise<number> {
+  return (await virtualSize(path, format)) ?? (await qemuImg.info(run, path, format)).virtualSize;
 }
