@@ -12,7 +12,7 @@ export interface Transition<T extends Tracked> {
   during: T['status'];
   work: () => Promise<Partial<T>>;
   /** The status to settle in, or a finisher that persists the end state itself (a delete removes the record). */
-  success: T['status'] | ((during: T, changes: Partial<T>) => Promise<T>);
+  success: T['status'] | ((during: T) => Promise<T>);
   failure: T['status'];
   /**
    * Puts things back as they were before the call (the pre-operation record, or no record for a
@@ -51,7 +51,7 @@ export async function transition<T extends Tracked>(t: Transition<T>): Promise<T
     t.publish(failed);
     throw error;
   }
-  if (typeof t.success === 'function') return t.success(during, changes);
+  if (typeof t.success === 'function') return t.success(during);
   const done: T = { ...during, ...changes, status: t.success, error: null, updatedAt: now() };
   await t.save(done);
   t.publish(done);

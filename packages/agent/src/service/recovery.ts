@@ -31,7 +31,7 @@ export async function recoverTransient(ctx: ServiceContext): Promise<RecoveryRep
   for (const volume of volumes) {
     const scan = scans.get(volume.backend);
     const found = scan?.volumes.find((v) => v.id === volume.id);
-    const to = await resolveVolume(ctx, volume, scan === null ? undefined : found, scan !== null);
+    const to = await resolveVolume(ctx, volume, found, scan !== null);
     report.resolved.push({ id: volume.id, kind: 'volume', from: volume.status, to });
   }
   for (const snapshot of snapshots) {
