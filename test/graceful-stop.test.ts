@@ -19,6 +19,8 @@ describe('stopping the agent', () => {
       await new Promise((r) => setTimeout(r, 1));
     }
     await proc.stop();
+    // A clean exit: the stop waited for the create instead of dying under it.
+    expect({ code: proc.child.exitCode, stderr: proc.stderr() }).toEqual({ code: 0, stderr: '' });
 
     proc = await proc.restart();
     // Nothing was left for recovery to settle: the create finished before the stop closed the index.

@@ -12,6 +12,21 @@ async function main(): Promise<void> {
     return;
   }
   const agent = await startAgent(config);
+  // Before anything else: the agent serves from here on, and a stop must wait for what it started.
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   for (const r of agent.services.recovery.resolved) {
     console.error(`kindling-agent: recovered ${r.kind} ${r.id}: ${r.from} -> ${r.to}`);
   }
@@ -30,20 +45,6 @@ async function main(): Promise<void> {
       if (lost.length) console.error(`kindling-agent: the index has what ${r.backend} lacks: ${lost.join(', ')}`);
     }
   });
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    agent.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        console.error(err);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
 }
 
 main().catch((err: unknown) => {
