@@ -7,6 +7,7 @@ export type VolumeStatus =
   | 'available'
   | 'in-use'
   | 'extending'
+  | 'reverting'
   | 'deleting'
   | 'deleted'
   | 'error'
@@ -32,6 +33,8 @@ export interface VolumeRecord {
   location: Location;
   /** The last failure, kept while the volume is in an error status. */
   error: ErrorInfo | null;
+  /** While `reverting`: the snapshot the data goes back to, so recovery can finish the revert after a crash. */
+  revertingTo?: string;
 }
 
 export interface SnapshotRecord {

@@ -38,10 +38,47 @@ export interface Attachment {
   connectionInfo: ConnectionInfo;
 }
 
+/**
+ * Kindling's own temporary artifact of an operation (a `.part` file, a clone's temporary snapshot, an
+ * LV waiting to be zeroed). Found by scan(); when no operation is running (at start) it is provably a
+ * leftover of one that died, and removeLeftover() takes it away.
+ */
+export interface Leftover {
+  kind: LeftoverKind;
+  /**
+   * The resource whose storage it sits on, which the service locks while removing it: the new volume for
+   * a partial copy, the source volume for a clone's temporary snapshot on the source's chain.
+   */
+  id: string;
+  /** Where it is, for people: a path on a share, or `vg/lv`. */
+  where: string;
+}
+
+export type LeftoverKind =
+  /** A volume being made or filled under its temporary name (never published). */
+  | 'partial-volume'
+  /** A temporary snapshot taken to copy from (NFS `tmp-snap-<id>` overlay, LVM `clone-snap-<id>`). */
+  | 'temp-snapshot'
+  /** An overlay no `.info` chain names (a snapshot create that died before its record was written). */
+  | 'orphan-overlay'
+  /** A temporary file: `.info.tmp-*`, probe files, a revert's new overlay not yet renamed in. */
+  | 'temp-file'
+  /** A removed volume's storage renamed aside to be zeroed and freed (LVM `volume_clear`). */
+  | 'pending-clear';
+
+/** Something found on storage that is not provably Kindling's, or could not be read: reported, never removed. */
+export interface Stray {
+  where: string;
+  reason: string;
+}
+
 /** What storage holds, for rebuilding and verifying the index. */
 export interface ScanResult {
+  /** Published volumes only: the final name on storage means the operation that made it finished. */
   volumes: { id: string; size: number; location: Location }[];
   snapshots: { id: string; volumeId: string; location: Location }[];
+  leftovers: Leftover[];
+  strays: Stray[];
 }
 
 /**
@@ -49,6 +86,11 @@ export interface ScanResult {
  * record needs; they never touch the index or the wire. The service serialises calls per resource.
  * A driver throws ConflictError only when it refused before changing anything on storage (no room,
  * not the latest snapshot): the service then puts the record back as it was, instead of an error status.
+ *
+ * Crash rules (docs/recovery.md has each operation's steps): a volume is made or filled under a
+ * temporary name, flushed, then published under its final name in one step, so the final name means
+ * "complete". Deletes and reverts are resumable: called again after an interruption at any step, they
+ * finish the job. scan() never throws for one bad file: it skips and reports it as a stray.
  */
 export interface Driver {
   readonly driver: DriverName;
@@ -68,6 +110,7 @@ export interface Driver {
   deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ volume: Location }>;
   createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location>;
   cloneVolume(volume: VolumeRef, source: VolumeRef): Promise<Location>;
+  /** Resumable: called again after a crash at any step (recovery does), it finishes the revert. */
   revertToSnapshot(volume: VolumeRef, snapshot: SnapshotRef): Promise<Location>;
 
   attach(volume: VolumeRef): Promise<Attachment>;
@@ -80,5 +123,8 @@ export interface Driver {
   /** The volume's size in bytes as the connected host will now see it (after an extend). */
   connectionSize(volume: VolumeRef, connection: ConnectionRecord): Promise<number>;
 
+  /** Never throws for one vanished, half-written or foreign file: it is skipped and listed in `strays`. */
   scan(): Promise<ScanResult>;
+  /** Removes one leftover found by scan(); only called when no operation on `leftover.id` can be running. */
+  removeLeftover(leftover: Leftover): Promise<void>;
 }

@@ -407,7 +407,7 @@ export class LvmDriver implements Driver {
 
   async scan(): Promise<ScanResult> {
     const report = await this.refresh();
-    const result: ScanResult = { volumes: [], snapshots: [] };
+    const result: ScanResult = { volumes: [], snapshots: [], leftovers: [], strays: [] };
     for (const lv of report.lvs.values()) {
       const kind = tagValue(lv, TAG_KIND);
       // A snapshot LV may inherit its origin's tags; the id that also names the LV is the true one.
@@ -426,6 +426,8 @@ export class LvmDriver implements Driver {
     }
     return result;
   }
+
+  async removeLeftover(): Promise<void> {}
 
   // ---- internals (the *Locked methods run inside this VG's write queue) ----
 

@@ -322,8 +322,12 @@ export class NfsDriver implements Driver {
       snapshots: found.flatMap((f) =>
         f.snapshots.map((s) => ({ id: s.id, volumeId: f.id, location: { share: f.share, file: s.file } })),
       ),
+      leftovers: [],
+      strays: [],
     };
   }
+
+  async removeLeftover(): Promise<void> {}
 
   private requireSnapshots(): void {
     if (!this.config.snapshotSupport) {
