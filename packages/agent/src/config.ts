@@ -49,6 +49,10 @@ export const configSchema = v.strictObject({
   /** Stable host identity; generated once and kept in the data dir when absent. */
   hostId: v.optional(v.string()),
   tls: v.optional(v.strictObject({ cert: v.string(), key: v.string() })),
+  /** Host names clients use to reach this agent, besides loopback, IP literals and the machine's name. */
+  allowedHosts: v.optional(v.array(v.string()), []),
+  /** Web origins whose pages may call the agent; browsers from anywhere else are refused. */
+  allowedOrigins: v.optional(v.array(v.string()), []),
   backends: v.pipe(
     v.array(v.variant('driver', [lvmBackend, nfsBackend])),
     v.check((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'backend names must be unique'),

@@ -6,7 +6,8 @@ import { Hono } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AgentConfig } from '../config.js';
 import type { Services } from '../services.js';
-import { bearerMatches } from './auth.js';
+import { CHALLENGE, bearerMatches } from './auth.js';
+import { edgeGuard } from './edge.js';
 import { Drain } from './drain.js';
 import { startHeartbeat } from './heartbeat.js';
 import { createHandlers } from './dispatch.js';
@@ -39,6 +40,8 @@ export async function startServer(config: AgentConfig, services: Services): Prom
 
   const app = new Hono();
   const authorized = (header: string | undefined) => bearerMatches(header, config.token);
+  const challenge = { 'www-authenticate': CHALLENGE };
+  app.use('*', edgeGuard({ allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins, listenHost: config.listen.host }));
 
   app.get('/healthz', (c) => c.json({ status: 'ok', hostId: services.hostId, version: services.agentVersion }));
   app.get('/readyz', async (c) => {
@@ -46,8 +49,10 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     const ready = backends.every((b) => b.ready);
     return c.json({ ready, hostId: services.hostId, backends }, ready ? 200 : 503);
   });
-  app.use('/metrics', async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401)));
-  app.use('/v1/*', async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.json({ error: 'unauthorized' }, 401)));
+  app.use('/metrics', async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401, challenge)));
+  app.use('/v1/*', async (c, next) =>
+    authorized(c.req.header('authorization')) ? next() : c.json({ error: 'unauthorized' }, 401, challenge),
+  );
   app.get('/metrics', async (c) => {
     const readiness = await services.backends.readiness();
     const stats = await Promise.all(
@@ -68,7 +73,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
   });
   app.get(
     '/rpc',
-    async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401)),
+    async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401, challenge)),
     upgradeWebSocket(() => {
       let session: Session | undefined;
       return {
