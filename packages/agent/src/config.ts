@@ -53,6 +53,14 @@ export const configSchema = v.strictObject({
   allowedHosts: v.optional(v.array(v.string()), []),
   /** Web origins whose pages may call the agent; browsers from anywhere else are refused. */
   allowedOrigins: v.optional(v.array(v.string()), []),
+  /** Bounds on what one client can make the agent hold. */
+  limits: v.optional(
+    v.strictObject({
+      requestsInFlight: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 256),
+      unsentBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(65536)), 16 * 1024 * 1024),
+    }),
+    {},
+  ),
   backends: v.pipe(
     v.array(v.variant('driver', [lvmBackend, nfsBackend])),
     v.check((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'backend names must be unique'),

@@ -25,7 +25,16 @@ const userText = v.pipe(
   v.regex(/^[^\p{Cc}]*$/u, 'must not contain control characters'),
 );
 const backendName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'is not a backend name'));
+/**
+ * Keys that would touch an object's prototype. msgpack decoding already renames `__proto__` to
+ * `__proto_`, and the record schema drops the others silently: both are refused instead.
+ */
+const UNSAFE_KEYS = new Set(['__proto__', '__proto_', 'constructor', 'prototype']);
 const metadata = v.pipe(
+  v.custom<Record<string, unknown>>(
+    (m) => typeof m === 'object' && m !== null && Object.keys(m).every((k) => !UNSAFE_KEYS.has(k)),
+    'keys __proto__, constructor and prototype are not allowed',
+  ),
   v.record(userText, userText),
   v.check((m) => Object.keys(m).length <= 64, 'must have at most 64 entries'),
 );

@@ -266,13 +266,14 @@ export class Transport extends EventEmitter<TransportEvents> {
       };
       const onUp = (): void => done();
       const onClosed = (): void => done(new UnavailableError('the client closed the connection'));
-      const unreachable = (): KindlingError =>
-        this.redialError instanceof UnauthorizedError
-          ? this.redialError
-          : new UnavailableError(`the agent at ${this.endpoint} is unreachable`, {
-              waitedMs: reconnect.waitMs,
-              ...(this.redialError ? { lastError: this.redialError.message } : {}),
-            });
+      const unreachable = (): KindlingError => {
+        const last = this.redialError;
+        if (last?.code === 'UNAUTHORIZED') return last;
+        return new UnavailableError(`the agent at ${this.endpoint} is unreachable`, {
+          waitedMs: reconnect.waitMs,
+          ...(last ? { lastError: last.message } : {}),
+        });
+      };
       const timer = setTimeout(() => done(unreachable()), reconnect.waitMs);
       this.on('up', onUp);
       this.on('closed', onClosed);

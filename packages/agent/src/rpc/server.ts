@@ -79,7 +79,15 @@ export async function startServer(config: AgentConfig, services: Services): Prom
       return {
         onOpen(_event, ws) {
           const raw = ws.raw as WebSocket;
-          session = new Session({ send: (bytes) => raw.send(bytes) }, handlers, metrics, drain);
+          const sink = {
+            send: (bytes: Uint8Array) => raw.send(bytes),
+            unsentBytes: () => raw.bufferedAmount,
+            terminate: (reason: string) => {
+              console.error(`kindling-agent: ending a session: ${reason}`);
+              raw.terminate();
+            },
+          };
+          session = new Session(sink, handlers, metrics, drain, config.limits);
           sessions.add(session);
         },
         onMessage(event) {

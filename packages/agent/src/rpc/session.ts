@@ -1,4 +1,5 @@
 import {
+  BusyError,
   InvalidArgumentError,
   KindlingError,
   ProtocolError,
@@ -17,23 +18,50 @@ import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
 import type { Metrics } from './metrics.js';
 
+/** The socket as a session sees it. */
 export interface FrameSink {
   send(bytes: Uint8Array): void;
+  /** Bytes queued on the socket that the client has not read yet. */
+  unsentBytes(): number;
+  /** Drops the connection at once (a close frame could not get past a full buffer). */
+  terminate(reason: string): void;
 }
+
+export interface SessionLimits {
+  /** Requests one session may have running; beyond it a request is answered BUSY at once. */
+  requestsInFlight: number;
+  /** A client that lets more than this pile up unread is cut off, so it cannot grow the agent's memory. */
+  unsentBytes: number;
+}
+
+/** How long a client refused with BUSY is asked to wait before it tries again. */
+const BUSY_RETRY_MS = 100;
 
 /** One WebSocket connection: decode, check hello came first, validate, dispatch, reply; events are pushed. */
 export class Session {
   private greeted = false;
+  private inFlight = 0;
+  private ended = false;
 
   constructor(
     private readonly sink: FrameSink,
     private readonly handlers: Handlers,
     private readonly metrics: Metrics,
     private readonly drain: Drain,
+    private readonly limits: SessionLimits,
   ) {}
 
   push(event: EventFrame): void {
-    if (this.greeted) this.sink.send(encode(event));
+    if (this.greeted) this.send(encode(event));
+  }
+
+  private send(bytes: Uint8Array): void {
+    if (this.ended) return;
+    this.sink.send(bytes);
+    if (this.sink.unsentBytes() > this.limits.unsentBytes) {
+      this.ended = true;
+      this.sink.terminate(`more than ${this.limits.unsentBytes} bytes unread`);
+    }
   }
 
   /** `null` stands for a text frame: the protocol is binary msgpack only. */
@@ -42,6 +70,7 @@ export class Session {
     let id: number | null = null;
     let op: OpName | 'invalid' = 'invalid';
     let reply: ReplyFrame;
+    let counted = false;
     try {
       if (bytes === null) throw new ProtocolError('frames must be binary msgpack, not text');
       const decoded = decode(bytes);
@@ -53,15 +82,30 @@ export class Session {
       const checked = validateArgs(op, frame.args);
       if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
       const handler = this.handlers[op] as (args: unknown) => unknown;
-      const result = await this.drain.track(Promise.resolve(handler(checked.args)));
-      if (op === 'hello') this.greeted = true;
-      reply = { id: frame.id, ok: true, result };
+      if (op === 'hello') {
+        // Answered before this frame's turn ends, so a request the client pipelined behind it is accepted.
+        const result = handler(checked.args);
+        this.greeted = true;
+        reply = { id: frame.id, ok: true, result };
+      } else {
+        if (this.inFlight >= this.limits.requestsInFlight) {
+          throw new BusyError(`${this.inFlight} requests already in flight on this connection`, {
+            retryAfterMs: BUSY_RETRY_MS,
+            limit: this.limits.requestsInFlight,
+          });
+        }
+        this.inFlight++;
+        counted = true;
+        const result = await this.drain.track(Promise.resolve(handler(checked.args)));
+        reply = { id: frame.id, ok: true, result };
+      }
     } catch (err) {
       // A non-Kindling error is a bug of ours: keep its stack in the log, not on the wire.
       if (!(err instanceof KindlingError)) console.error(`kindling-agent: ${op} failed:`, err);
       reply = { id, ok: false, error: toErrorInfo(err) };
     }
+    if (counted) this.inFlight--;
     this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, (performance.now() - started) / 1000);
-    this.sink.send(encode(reply));
+    this.send(encode(reply));
   }
 }
