@@ -98,6 +98,33 @@ export const opSchemas = {
 } as const;
 
 export type OpName = keyof typeof opSchemas;
+
+/** Ops that change state: the SDK sends a requestId with each, and the agent answers a retry with the first outcome. */
+export const MUTATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
+  'volume.create',
+  'volume.delete',
+  'volume.extend',
+  'volume.clone',
+  'volume.revert',
+  'volume.attach',
+  'volume.detach',
+  'volume.connect',
+  'connection.delete',
+  'connection.extend',
+  'snapshot.create',
+  'snapshot.delete',
+  'snapshot.createVolume',
+  'kv.set',
+  'kv.delete',
+]);
+
+/** Ops that make a new resource: a retry of one interrupted by an agent restart hands back that resource. */
+export const CREATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
+  'volume.create',
+  'volume.clone',
+  'snapshot.create',
+  'snapshot.createVolume',
+]);
 export const OP_NAMES = Object.keys(opSchemas) as OpName[];
 export type OpArgs<O extends OpName> = v.InferInput<(typeof opSchemas)[O]>;
 export type ParsedOpArgs<O extends OpName> = v.InferOutput<(typeof opSchemas)[O]>;

@@ -65,6 +65,14 @@ describe('op schemas', () => {
 });
 
 describe('request frames', () => {
+  it('carries an optional printable requestId', () => {
+    expect(parseRequestFrame({ id: 1, op: 'volume.create', args: {}, requestId: 'r-1' }).requestId).toBe('r-1');
+    expect(parseRequestFrame({ id: 1, op: 'volume.create', args: {} }).requestId).toBeUndefined();
+    for (const bad of ['', 'a b', 'x'.repeat(129), 7]) {
+      expect(() => parseRequestFrame({ id: 1, op: 'volume.create', args: {}, requestId: bad })).toThrow(/requestId/);
+    }
+  });
+
   it('keeps the id of a malformed frame so its error reply can be matched', () => {
     expect(requestIdOf({ id: 5, op: 1 })).toBe(5);
     expect(requestIdOf({ id: -1 })).toBeNull();
