@@ -6,8 +6,9 @@ import {
   type ParsedOpArgs,
 } from '@kindling/protocol';
 import type { Services } from '../services.js';
+import type { CallContext } from './requests.js';
 
-type Handler<O extends OpName> = (args: ParsedOpArgs<O>) => Promise<OpResult<O>> | OpResult<O>;
+type Handler<O extends OpName> = (args: ParsedOpArgs<O>, call: CallContext) => Promise<OpResult<O>> | OpResult<O>;
 export type Handlers = { [O in OpName]: Handler<O> };
 
 /** The RPC surface: each op, already validated against its schema, handed to its service. */

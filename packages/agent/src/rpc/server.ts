@@ -12,6 +12,7 @@ import { Drain } from './drain.js';
 import { startHeartbeat } from './heartbeat.js';
 import { createHandlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
+import { RequestLedger } from './requests.js';
 import { Session } from './session.js';
 
 /** Frames are small maps; anything larger is refused by ws before it is decoded. */
@@ -32,6 +33,12 @@ export interface RpcServer {
 export async function startServer(config: AgentConfig, services: Services): Promise<RpcServer> {
   const metrics = new Metrics();
   const handlers = createHandlers(services);
+  const ledger = new RequestLedger(services.index, {
+    volume: (id) => services.index.getVolume(id),
+    snapshot: (id) => services.index.getSnapshot(id),
+  });
+  await ledger.prune();
+  const pruning = setInterval(() => void ledger.prune().catch(() => undefined), 60 * 60 * 1000);
   const sessions = new Set<Session>();
   const drain = new Drain();
   services.events.subscribe((event) => {
@@ -87,7 +94,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
               raw.terminate();
             },
           };
-          session = new Session(sink, handlers, metrics, drain, config.limits);
+          session = new Session(sink, handlers, metrics, drain, config.limits, ledger);
           sessions.add(session);
         },
         onMessage(event) {
@@ -122,6 +129,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     sessions: () => sessions.size,
     close: async () => {
       clearInterval(heartbeat);
+      clearInterval(pruning);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const client of wss.clients) client.terminate();
       // Operations under way finish their storage commands and index writes before the index closes.

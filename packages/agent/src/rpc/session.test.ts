@@ -3,6 +3,7 @@ import { PROTOCOL_VERSION, decode, encode, type ReplyFrame } from '@kindling/pro
 import { Drain } from './drain.js';
 import type { Handlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
+import type { RequestLedger } from './requests.js';
 import { Session, type FrameSink } from './session.js';
 
 /** A session over an in-memory socket whose unread bytes the test sets. */
@@ -19,7 +20,8 @@ function harness(limits = { requestsInFlight: 2, unsentBytes: 1024 }) {
     hello: () => ({ protocolVersion: PROTOCOL_VERSION }),
     'volume.get': () => new Promise((resolve) => gates.push(() => resolve({ id: 'x' }))),
   } as unknown as Handlers;
-  const session = new Session(sink, handlers, new Metrics(), new Drain(), limits);
+  const ledger = { run: () => Promise.reject(new Error('no request ids here')) } as unknown as RequestLedger;
+  const session = new Session(sink, handlers, new Metrics(), new Drain(), limits, ledger);
   const frame = (id: number, op: string, args: unknown = {}) => encode({ id, op, args });
   return { session, sent, state, gates, frame };
 }

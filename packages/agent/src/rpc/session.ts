@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import {
   BusyError,
+  MUTATING_OPS,
   InvalidArgumentError,
   KindlingError,
   ProtocolError,
@@ -17,6 +19,7 @@ import {
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
 import type { Metrics } from './metrics.js';
+import type { CallContext, RequestLedger } from './requests.js';
 
 /** The socket as a session sees it. */
 export interface FrameSink {
@@ -49,6 +52,7 @@ export class Session {
     private readonly metrics: Metrics,
     private readonly drain: Drain,
     private readonly limits: SessionLimits,
+    private readonly ledger: RequestLedger,
   ) {}
 
   push(event: EventFrame): void {
@@ -81,10 +85,10 @@ export class Session {
       if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
       const checked = validateArgs(op, frame.args);
       if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
-      const handler = this.handlers[op] as (args: unknown) => unknown;
+      const handler = this.handlers[op] as (args: unknown, call: CallContext) => unknown;
       if (op === 'hello') {
         // Answered before this frame's turn ends, so a request the client pipelined behind it is accepted.
-        const result = handler(checked.args);
+        const result = handler(checked.args, { newId: randomUUID() });
         this.greeted = true;
         reply = { id: frame.id, ok: true, result };
       } else {
@@ -96,7 +100,13 @@ export class Session {
         }
         this.inFlight++;
         counted = true;
-        const result = await this.drain.track(Promise.resolve(handler(checked.args)));
+        const { requestId } = frame;
+        const work = async (call: CallContext) => handler(checked.args, call);
+        const result = await this.drain.track(
+          requestId !== undefined && MUTATING_OPS.has(op)
+            ? this.ledger.run(requestId, op, work)
+            : work({ newId: randomUUID() }),
+        );
         reply = { id: frame.id, ok: true, result };
       }
     } catch (err) {
