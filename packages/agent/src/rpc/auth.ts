@@ -15,3 +15,21 @@ export function bearerMatches(header: string | undefined, token: string | undefi
   if (token === undefined) return true;
   return timingSafeEqual(digest(bearerToken(header)), digest(token));
 }
+
+/** `admin` may do anything; `read` may look (probes, scrapers, dashboards) but change nothing. */
+export type Role = 'admin' | 'read';
+
+export interface Credentials {
+  token?: string | undefined;
+  /** Read-only tokens, so a metrics scraper does not hold the token that deletes volumes. */
+  readTokens: string[];
+}
+
+/** The role an Authorization header grants, or null. Every candidate is compared, so timing says nothing. */
+export function roleOf(header: string | undefined, credentials: Credentials): Role | null {
+  if (credentials.token === undefined) return 'admin';
+  const presented = digest(bearerToken(header));
+  const admin = timingSafeEqual(presented, digest(credentials.token));
+  const read = credentials.readTokens.map((t) => timingSafeEqual(presented, digest(t))).includes(true);
+  return admin ? 'admin' : read ? 'read' : null;
+}

@@ -6,7 +6,7 @@ import { Hono } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AgentConfig } from '../config.js';
 import type { Services } from '../services.js';
-import { CHALLENGE, bearerMatches } from './auth.js';
+import { CHALLENGE, roleOf } from './auth.js';
 import { edgeGuard } from './edge.js';
 import { Drain } from './drain.js';
 import { startHeartbeat } from './heartbeat.js';
@@ -46,7 +46,9 @@ export async function startServer(config: AgentConfig, services: Services): Prom
   });
 
   const app = new Hono();
-  const authorized = (header: string | undefined) => bearerMatches(header, config.token);
+  const credentials = { token: config.token, readTokens: config.readTokens };
+  // Reading needs any credential; /rpc sessions carry their role and refuse changes to readers.
+  const authorized = (header: string | undefined) => roleOf(header, credentials) !== null;
   const challenge = { 'www-authenticate': CHALLENGE };
   app.use('*', edgeGuard({ allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins, listenHost: config.listen.host }));
 
@@ -81,7 +83,8 @@ export async function startServer(config: AgentConfig, services: Services): Prom
   app.get(
     '/rpc',
     async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401, challenge)),
-    upgradeWebSocket(() => {
+    upgradeWebSocket((c) => {
+      const role = roleOf(c.req.header('authorization'), credentials) ?? 'read';
       let session: Session | undefined;
       return {
         onOpen(_event, ws) {
@@ -94,7 +97,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
               raw.terminate();
             },
           };
-          session = new Session(sink, handlers, metrics, drain, config.limits, ledger);
+          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger }, role);
           sessions.add(session);
         },
         onMessage(event) {
@@ -114,7 +117,15 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     fetch: app.fetch,
     websocket: { server: wss },
     ...(tls
-      ? { createServer: createHttpsServer, serverOptions: { cert: readFileSync(tls.cert), key: readFileSync(tls.key) } }
+      ? {
+          createServer: createHttpsServer,
+          serverOptions: {
+            cert: readFileSync(tls.cert),
+            key: readFileSync(tls.key),
+            // Mutual TLS: only clients whose certificate chains to this CA get past the handshake.
+            ...(tls.clientCa ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+          },
+        }
       : {}),
   });
   await new Promise<void>((resolve, reject) => {

@@ -3,11 +3,12 @@ import { PROTOCOL_VERSION, decode, encode, type ReplyFrame } from '@kindling/pro
 import { Drain } from './drain.js';
 import type { Handlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
+import type { Role } from './auth.js';
 import type { RequestLedger } from './requests.js';
 import { Session, type FrameSink } from './session.js';
 
 /** A session over an in-memory socket whose unread bytes the test sets. */
-function harness(limits = { requestsInFlight: 2, unsentBytes: 1024 }) {
+function harness(limits = { requestsInFlight: 2, unsentBytes: 1024 }, role: Role = 'admin') {
   const sent: ReplyFrame[] = [];
   const state = { unsent: 0, terminated: '' };
   const sink: FrameSink = {
@@ -19,9 +20,10 @@ function harness(limits = { requestsInFlight: 2, unsentBytes: 1024 }) {
   const handlers = {
     hello: () => ({ protocolVersion: PROTOCOL_VERSION }),
     'volume.get': () => new Promise((resolve) => gates.push(() => resolve({ id: 'x' }))),
+    'volume.delete': () => ({ id: 'x', status: 'deleted' }),
   } as unknown as Handlers;
   const ledger = { run: () => Promise.reject(new Error('no request ids here')) } as unknown as RequestLedger;
-  const session = new Session(sink, handlers, new Metrics(), new Drain(), limits, ledger);
+  const session = new Session(sink, { handlers, metrics: new Metrics(), drain: new Drain(), limits, ledger }, role);
   const frame = (id: number, op: string, args: unknown = {}) => encode({ id, op, args });
   return { session, sent, state, gates, frame };
 }
@@ -65,5 +67,16 @@ describe('session', () => {
     const before = sent.length;
     session.push({ event: 'capacity', resource: {} as never });
     expect(sent.length).toBe(before);
+  });
+
+  it('lets a read-only credential look but not change anything', async () => {
+    const { session, sent, frame, gates } = harness(undefined, 'read');
+    await session.receive(frame(1, 'hello', { protocolVersion: PROTOCOL_VERSION }));
+    await session.receive(frame(2, 'volume.delete', { id: anId }));
+    expect(sent.at(-1)).toMatchObject({ id: 2, ok: false, error: { code: 'UNAUTHORIZED' } });
+    const read = session.receive(frame(3, 'volume.get', { id: anId }));
+    gates.forEach((open) => open());
+    await read;
+    expect(sent.at(-1)).toMatchObject({ id: 3, ok: true });
   });
 });

@@ -5,6 +5,7 @@ import {
   InvalidArgumentError,
   KindlingError,
   ProtocolError,
+  UnauthorizedError,
   decode,
   encode,
   isOpName,
@@ -16,6 +17,7 @@ import {
   type OpName,
   type ReplyFrame,
 } from '@kindling/protocol';
+import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
 import type { Metrics } from './metrics.js';
@@ -40,20 +42,34 @@ export interface SessionLimits {
 /** How long a client refused with BUSY is asked to wait before it tries again. */
 const BUSY_RETRY_MS = 100;
 
+/** What every session of one server shares. */
+export interface SessionDeps {
+  handlers: Handlers;
+  metrics: Metrics;
+  drain: Drain;
+  limits: SessionLimits;
+  ledger: RequestLedger;
+}
+
 /** One WebSocket connection: decode, check hello came first, validate, dispatch, reply; events are pushed. */
 export class Session {
   private greeted = false;
   private inFlight = 0;
   private ended = false;
+  private readonly handlers: Handlers;
+  private readonly metrics: Metrics;
+  private readonly drain: Drain;
+  private readonly limits: SessionLimits;
+  private readonly ledger: RequestLedger;
 
   constructor(
     private readonly sink: FrameSink,
-    private readonly handlers: Handlers,
-    private readonly metrics: Metrics,
-    private readonly drain: Drain,
-    private readonly limits: SessionLimits,
-    private readonly ledger: RequestLedger,
-  ) {}
+    deps: SessionDeps,
+    /** What the connection's credential allows: a `read` session changes nothing. */
+    private readonly role: Role,
+  ) {
+    ({ handlers: this.handlers, metrics: this.metrics, drain: this.drain, limits: this.limits, ledger: this.ledger } = deps);
+  }
 
   push(event: EventFrame): void {
     if (this.greeted) this.send(encode(event));
@@ -83,6 +99,9 @@ export class Session {
       if (!isOpName(frame.op)) throw new ProtocolError(`unknown op ${JSON.stringify(frame.op)}`, { op: frame.op });
       op = frame.op;
       if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
+      if (this.role === 'read' && MUTATING_OPS.has(op)) {
+        throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
+      }
       const checked = validateArgs(op, frame.args);
       if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
       const handler = this.handlers[op] as (args: unknown, call: CallContext) => unknown;
