@@ -1,9 +1,27 @@
 import { BackendError, NotFoundError, type BackendInfo, type BackendStats } from '@kindling/protocol';
-import type { Driver, Readiness } from '../drivers/driver.js';
+import type { Driver, Leftover, Readiness, Stray } from '../drivers/driver.js';
 import type { IndexStore } from '../index/store.js';
 import type { EventBus } from './events.js';
 
-export interface BackendReadiness extends Readiness, BackendInfo {}
+export interface BackendReadiness extends Readiness, BackendInfo {
+  /** What the last scan of storage found besides volumes and snapshots (absent before any scan). */
+  findings?: { leftovers: number; strays: number };
+}
+
+/**
+ * What a scan found that is neither a volume nor a snapshot, kept for /readyz and the metrics so that
+ * no request does storage work. Leftovers are those recovery could not remove at start (only then is no
+ * operation running, so only then are they provably leftovers); strays come from the latest scan.
+ */
+export interface Findings {
+  leftovers: Leftover[];
+  strays: Stray[];
+  /** The latest scan failed: what it could have found is unknown. */
+  scanError?: string;
+}
+
+/** How many found items a readiness warning names before it says "and N more". */
+const NAMED = 5;
 
 interface Entry {
   driver: Driver;
@@ -15,6 +33,7 @@ interface Entry {
 export class Backends {
   private readonly entries = new Map<string, Entry>();
   private readonly pendingCapacity = new Set<string>();
+  private readonly found = new Map<string, Findings>();
 
   constructor(
     drivers: Driver[],
@@ -69,13 +88,29 @@ export class Backends {
       [...this.entries.values()].map(async ({ driver, startError }): Promise<BackendReadiness> => {
         const info = { name: driver.name, driver: driver.driver };
         if (startError !== null) return { ...info, ready: false, reason: startError };
+        let readiness: Readiness;
         try {
-          return { ...info, ...(await driver.readiness()) };
+          readiness = await driver.readiness();
         } catch (err) {
           return { ...info, ready: false, reason: err instanceof Error ? err.message : String(err) };
         }
+        const found = this.found.get(driver.name);
+        if (!found) return { ...info, ...readiness };
+        const warnings = [...(readiness.warnings ?? []), ...findingWarnings(found)];
+        return {
+          ...info,
+          ...readiness,
+          ...(warnings.length > 0 ? { warnings } : {}),
+          findings: { leftovers: found.leftovers.length, strays: found.strays.length },
+        };
       }),
     );
+  }
+
+  /** Records what a scan of the backend found: lists left out keep their previous value, a scan error does not. */
+  noteFindings(name: string, findings: Partial<Findings>): void {
+    const previous = this.found.get(name);
+    this.found.set(name, { leftovers: previous?.leftovers ?? [], strays: previous?.strays ?? [], ...findings });
   }
 
   async stats(name: string, refresh: boolean): Promise<BackendStats> {
@@ -104,4 +139,24 @@ export class Backends {
       );
     });
   }
+}
+
+function findingWarnings(found: Findings): string[] {
+  const named = (items: string[]) =>
+    items.slice(0, NAMED).join(', ') + (items.length > NAMED ? ` and ${items.length - NAMED} more` : '');
+  const warnings: string[] = [];
+  if (found.scanError !== undefined) warnings.push(`the last scan of storage failed: ${found.scanError}`);
+  if (found.leftovers.length > 0) {
+    warnings.push(
+      `${found.leftovers.length} leftover(s) of interrupted operations could not be removed at start: ` +
+        named(found.leftovers.map((l) => l.where)),
+    );
+  }
+  if (found.strays.length > 0) {
+    warnings.push(
+      `${found.strays.length} item(s) on storage that are not Kindling's (left alone): ` +
+        named(found.strays.map((s) => `${s.where} (${s.reason})`)),
+    );
+  }
+  return warnings;
 }
