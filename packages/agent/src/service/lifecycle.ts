@@ -16,7 +16,7 @@ interface Tracked {
 
 /** One driver call's path through the statuses, as the service that runs it describes it. */
 export interface Step<T extends Tracked> {
-  /** The record before the operation: the failure status and the undo start from it. */
+  /** The record before the operation: the end and failure records are built from it. */
   record: T;
   /** Written (synced) and published before the driver runs, so a crash leaves a visible trace. */
   during: T['status'];
@@ -53,7 +53,7 @@ export const now = (): string => new Date().toISOString();
  * What drivers throw when they refused before changing anything on storage: no room, not the latest
  * snapshot (conflict), a size that cannot hold the image (invalid argument), a feature switched off.
  */
-export const isRefusal = (err: unknown): boolean =>
+const isRefusal = (err: unknown): boolean =>
   err instanceof ConflictError || err instanceof InvalidArgumentError || err instanceof UnsupportedError;
 
 /**

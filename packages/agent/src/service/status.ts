@@ -49,7 +49,7 @@ const SNAPSHOT_PHASE = {
 
 type Transient<P extends Record<string, Phase>> = { [S in keyof P]: P[S] extends 'transient' ? S : never }[keyof P];
 export type TransientVolumeStatus = Transient<typeof VOLUME_PHASE>;
-export type TransientSnapshotStatus = Transient<typeof SNAPSHOT_PHASE>;
+type TransientSnapshotStatus = Transient<typeof SNAPSHOT_PHASE>;
 
 export const volumePhase = (status: VolumeStatus): Phase => VOLUME_PHASE[status];
 export const snapshotPhase = (status: SnapshotStatus): Phase => SNAPSHOT_PHASE[status];
