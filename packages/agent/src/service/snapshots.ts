@@ -62,7 +62,7 @@ export class SnapshotService {
       const created = await transition({
         record,
         during: 'creating',
-        success: 'available',
+        settle: 'available',
         failure: 'error',
         undo: async () => {
           const never: SnapshotRecord = { ...record, status: 'deleted', updatedAt: now() };
@@ -117,7 +117,7 @@ export class SnapshotService {
           return {};
         },
         // The snapshot record goes, and its volume's new chain location is written, in one batch.
-        success: async (during) => {
+        finish: async (during) => {
           const deleted: SnapshotRecord = { ...during, status: 'deleted', updatedAt: now() };
           const updatedVolume = { ...this.volumes.get(volumeId), location: volumeLocation, updatedAt: now() };
           await this.ctx.index.deleteSnapshot(deleted, updatedVolume);
@@ -158,15 +158,17 @@ export class SnapshotService {
       requireCapability(driver, 'revertToSnapshot', 'reverting to a snapshot');
       requireStatus(volume, ['available'], 'revert volume');
       requireStatus(snapshot, SNAPSHOT_READY, 'revert to snapshot');
-      // The data goes back to the snapshot's, and so does the size (cinder shrinks nothing: a grown volume is re-extended).
-      return this.volumes.transition(
-        volume,
-        'available',
-        async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
-        'available',
-        'error',
-        () => this.volumes.restore(volume),
-      );
+      // The data goes back to the snapshot's (cinder shrinks nothing: a grown volume keeps its size).
+      // `reverting` names the snapshot, so that recovery finishes an interrupted revert (drivers resume it).
+      return this.volumes.transition({
+        record: volume,
+        during: 'reverting',
+        note: { revertingTo: snapshot.id },
+        work: async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
+        settle: volume.status,
+        failure: 'error',
+        undo: () => this.volumes.restore(volume),
+      });
     });
   }
 }
