@@ -1,9 +1,8 @@
 import {
-  BackendError,
   ConflictError,
   InvalidArgumentError,
-  KindlingError,
   UnsupportedError,
+  asKindlingError,
   toErrorInfo,
   type ErrorInfo,
 } from '@kindling/protocol';
@@ -72,7 +71,8 @@ export async function transition<T extends Tracked>(t: Transition<T>): Promise<T
       await t.undo();
       throw err;
     }
-    const error = err instanceof KindlingError ? err : new BackendError(err instanceof Error ? err.message : String(err));
+    // A foreign error (a bug, the index) is INTERNAL, with its cause: never reported as a storage failure.
+    const error = asKindlingError(err);
     Object.assign(error.details, t.subject);
     const failed: T = { ...t.record, status: t.failure, error: toErrorInfo(error), updatedAt: now() };
     await t.save(failed);

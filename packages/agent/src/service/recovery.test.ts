@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +53,7 @@ describe('recovery of interrupted operations at start', () => {
   it('a create whose file is published becomes available; one whose file is not becomes error', async () => {
     const s = await open();
     const made = await s.volumes.create({ backend: 'nfs', size: 1 });
-    const lost = s.volumes.draft('nfs', { size: 1 });
+    const lost = s.volumes.draft(randomUUID(), 'nfs', { size: 1 });
     await leave({ ...made, status: 'creating' }, lost);
 
     const after = await open();

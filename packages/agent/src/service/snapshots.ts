@@ -35,7 +35,7 @@ export class SnapshotService {
   private save = (record: SnapshotRecord): Promise<void> => this.ctx.index.putSnapshot(record);
   private publish = (record: SnapshotRecord): void => this.ctx.events.publish({ event: 'snapshot', resource: record });
 
-  async create(args: ParsedOpArgs<'snapshot.create'>): Promise<SnapshotRecord> {
+  async create(args: ParsedOpArgs<'snapshot.create'>, id: string = randomUUID()): Promise<SnapshotRecord> {
     return this.ctx.locks.with([args.volumeId], async () => {
       const volume = this.volumes.get(args.volumeId);
       const driver = this.volumes.driverOf(volume);
@@ -46,7 +46,7 @@ export class SnapshotService {
       refuseWhileInUse(driver, volume, 'snapshotInUse', 'snapshot');
       const at = now();
       const record: SnapshotRecord = {
-        id: randomUUID(),
+        id,
         backend: volume.backend,
         volumeId: volume.id,
         name: args.name ?? null,
@@ -131,7 +131,7 @@ export class SnapshotService {
     });
   }
 
-  async createVolume(args: ParsedOpArgs<'snapshot.createVolume'>): Promise<VolumeRecord> {
+  async createVolume(args: ParsedOpArgs<'snapshot.createVolume'>, id: string = randomUUID()): Promise<VolumeRecord> {
     const { volumeId } = this.get(args.id);
     return this.ctx.locks.with([volumeId, args.id], async () => {
       const snapshot = this.get(args.id);
@@ -140,7 +140,7 @@ export class SnapshotService {
       const driver = this.volumes.driverOf(source);
       requireCapability(driver, 'createFromSnapshot', 'volumes from snapshots');
       const size = this.volumes.sizeFrom(args.size, snapshot.volumeSize, 'snapshot');
-      const record = this.volumes.draft(source.backend, { ...args, size }, { snapshotId: snapshot.id });
+      const record = this.volumes.draft(id, source.backend, { ...args, size }, { snapshotId: snapshot.id });
       return this.volumes.build(record, () =>
         driver.createVolumeFromSnapshot(volumeRef(record), snapshotRef(snapshot), volumeRef(source)),
       );

@@ -47,11 +47,15 @@ export class VolumeService {
     };
   }
 
-  /** A new record in `creating`, written and published before any storage work starts. */
-  draft(backend: string, fields: NewVolume & { size: number }, origin: Partial<VolumeRecord> = {}): VolumeRecord {
+  /**
+   * A new record in `creating`, written and published before any storage work starts. `id` is fixed by
+   * the caller: the rpc layer records it against the client's request id first, so a retry after a crash
+   * finds this volume instead of making another.
+   */
+  draft(id: string, backend: string, fields: NewVolume & { size: number }, origin: Partial<VolumeRecord> = {}): VolumeRecord {
     const at = now();
     return {
-      id: randomUUID(),
+      id,
       backend,
       name: fields.name ?? null,
       description: fields.description ?? null,
@@ -84,9 +88,9 @@ export class VolumeService {
     return created;
   }
 
-  async create(args: ParsedOpArgs<'volume.create'>): Promise<VolumeRecord> {
+  async create(args: ParsedOpArgs<'volume.create'>, id: string = randomUUID()): Promise<VolumeRecord> {
     const driver = this.ctx.backends.usable(args.backend);
-    const record = this.draft(args.backend, args);
+    const record = this.draft(id, args.backend, args);
     return this.build(record, () => driver.createVolume(volumeRef(record)));
   }
 
@@ -152,7 +156,7 @@ export class VolumeService {
     });
   }
 
-  async clone(args: ParsedOpArgs<'volume.clone'>): Promise<VolumeRecord> {
+  async clone(args: ParsedOpArgs<'volume.clone'>, id: string = randomUUID()): Promise<VolumeRecord> {
     // The source lock keeps its data (and an NFS snapshot chain) still while it is copied; its size and
     // status are read under it, so a clone queued behind an extend is sized from the extended source.
     return this.ctx.locks.with([args.id], async () => {
@@ -160,7 +164,7 @@ export class VolumeService {
       const driver = this.driverOf(source);
       requireStatus(source, READABLE, 'clone volume');
       const size = this.sizeFrom(args.size, source.size, 'source volume');
-      const record = this.draft(source.backend, { ...args, size }, { sourceVolId: source.id });
+      const record = this.draft(id, source.backend, { ...args, size }, { sourceVolId: source.id });
       return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(source)));
     });
   }
