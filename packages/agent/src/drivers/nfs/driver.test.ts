@@ -464,7 +464,9 @@ describe('NfsDriver on a local folder share', () => {
   it('surfaces a failed qemu-img command as a BackendError', async () => {
     const driver = makeDriver();
     const vol = await newVolume(driver);
-    await writeFile(join(share, `volume-${vol.id}`), 'not an image');
+    // A valid header over a truncated image: it passes the checks, and qemu-img fails on it.
+    const path = join(share, `volume-${vol.id}`);
+    await writeFile(path, (await readFile(path)).subarray(0, 1024));
     const err = await driver.extendVolume(vol, 2).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).details.command).toEqual(expect.arrayContaining(['qemu-img', 'resize']));
