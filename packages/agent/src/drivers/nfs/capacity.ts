@@ -7,7 +7,7 @@ import { isMounted, isRemoteShare, shareDir, shareSpace, usableBytes } from './s
 const GiB = 1024 ** 3;
 export const toGb = (bytes: number): number => Math.round((bytes / GiB) * 100) / 100;
 
-export interface Figures {
+interface Figures {
   totalBytes: number;
   freeBytes: number;
   provisionedBytes: number;

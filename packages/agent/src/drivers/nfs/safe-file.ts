@@ -57,8 +57,3 @@ export async function openRegular(path: string): Promise<FileHandle> {
     throw err;
   }
 }
-
-/** Checks a file as openRegular does, without keeping it open (before a command opens it by name). */
-export async function checkRegular(path: string): Promise<void> {
-  await (await openRegular(path)).close();
-}

@@ -8,7 +8,7 @@ import { isTempSnapshotId, parseName, volumeFile, type ShareName } from './names
 import type { ImageFormat } from './qemu-img.js';
 
 /** A published volume as storage holds it. */
-export interface FoundVolume {
+interface FoundVolume {
   id: string;
   share: string;
   virtualSize: number;
