@@ -106,6 +106,19 @@ describe('NFS driver on a hostile share', () => {
     }
   });
 
+  it('never writes a new volume through a name planted on the share', async () => {
+    const driver = makeDriver('raw');
+    for (const planted of ['part', 'base'] as const) {
+      const vol = newRef();
+      const name = planted === 'part' ? `volume-${vol.id}.part` : `volume-${vol.id}`;
+      await symlink(secret, path(name));
+      await expect(driver.createVolume(vol)).rejects.toBeInstanceOf(ConflictError);
+      await expect(driver.cloneVolume(vol, await newVolume(driver))).rejects.toBeInstanceOf(ConflictError);
+      expect((await stat(secret)).size).toBe(MiB);
+      expect((await readdir(share)).filter((n) => n.includes('tmp-snap') || n.includes('.info'))).toEqual([]);
+    }
+  });
+
   it('refuses a hard-linked volume file', async () => {
     const driver = makeDriver('raw');
     const vol = await newVolume(driver);
