@@ -45,6 +45,11 @@ export interface StandInOptions {
   hostId?: string;
   /** Each backend's size, for `backend.stats`. Default 100. */
   capacityGb?: number;
+  /**
+   * How long after a change's reply its capacity push goes out. Default: the next turn. An agent under
+   * load sends it later, in a frame of its own; a delay models that.
+   */
+  capacityPushDelayMs?: number;
 }
 
 export class StandInAgent {
@@ -57,6 +62,7 @@ export class StandInAgent {
   readonly backends: BackendInfo[];
   readonly hostId: string;
   private readonly capacityGb: number;
+  private readonly capacityPushDelayMs: number | undefined;
   /** By requestId: the outcome of each request that carried one, kept across restarts. */
   private readonly outcomes = new Map<string, Promise<Outcome>>();
   private readonly runs = new Map<string, number>();
@@ -73,6 +79,7 @@ export class StandInAgent {
     this.backends = options.backends ?? [{ name: 'lvm', driver: 'lvm' }];
     this.hostId = options.hostId ?? 'stand-in-host';
     this.capacityGb = options.capacityGb ?? 100;
+    this.capacityPushDelayMs = options.capacityPushDelayMs;
     this.port = options.port ?? 0;
     this.installModel();
   }
@@ -160,7 +167,9 @@ export class StandInAgent {
       }
       const settled = await outcome;
       ws.send(encode({ id, ...settled }));
-      if (settled.ok && MUTATING_OPS.has(op as OpName)) setImmediate(() => this.pushCapacity());
+      if (!settled.ok || !MUTATING_OPS.has(op as OpName)) return;
+      if (this.capacityPushDelayMs === undefined) setImmediate(() => this.pushCapacity());
+      else setTimeout(() => this.pushCapacity(), this.capacityPushDelayMs);
     });
   }
 
