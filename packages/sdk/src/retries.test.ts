@@ -200,8 +200,8 @@ describe('BUSY', () => {
 describe('deadlines', () => {
   it('long operations have none by default while keepalive watches the link; short ones keep theirs', async () => {
     const server = await standIn();
-    const agent = await connect(server, { timeoutMs: 50 });
-    const vol = await (await agent.backend('lvm')).createVolume({ size: 1 });
+    const agent = await connect(server, { timeoutMs: 500 });
+    const vol = await (await agent.backend('lvm')).createVolume({ size: 1, timeoutMs: 0 });
     const { release } = slowClone(server);
     const cloning = vol.clone();
     const reading = gate();
@@ -219,9 +219,9 @@ describe('deadlines', () => {
   it('with keepalive off, or longTimeoutMs set, long operations time out too', async () => {
     const server = await standIn();
     slowClone(server);
-    for (const options of [{ keepaliveMs: 0 }, { longTimeoutMs: 50 }]) {
-      const agent = await connect(server, { timeoutMs: 50, ...options });
-      const vol = await (await agent.backend('lvm')).createVolume({ size: 1 });
+    for (const options of [{ keepaliveMs: 0, timeoutMs: 500 }, { longTimeoutMs: 50 }]) {
+      const agent = await connect(server, options);
+      const vol = await (await agent.backend('lvm')).createVolume({ size: 1, timeoutMs: 0 });
       await expect(vol.clone()).rejects.toBeInstanceOf(TimeoutError);
     }
   });

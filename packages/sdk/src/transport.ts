@@ -270,8 +270,16 @@ export class Transport extends EventEmitter<TransportEvents> {
   private dial(): Promise<HelloResult> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = this.token ? { Authorization: `Bearer ${this.token}` } : {};
-      // No compression: frames are small and latency is what counts.
-      const ws = new WebSocket(this.endpoint, { headers, handshakeTimeout: Math.min(this.timeoutMs, 10_000), perMessageDeflate: false });
+      const ws = new WebSocket(this.endpoint, {
+        headers,
+        handshakeTimeout: Math.min(this.timeoutMs, 10_000),
+        // No compression: frames are small and latency is what counts.
+        perMessageDeflate: false,
+        // One frame per turn, as in browsers: what a caller does on a reply (in microtasks) happens before
+        // the pushes that followed it are handled, so a fleet counts its answered create before the
+        // capacity push that includes it.
+        allowSynchronousEvents: false,
+      });
       this.socket = ws;
       let failure: KindlingError | null = null;
 

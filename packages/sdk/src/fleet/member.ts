@@ -68,13 +68,10 @@ export class Member implements FleetAgent {
     this.#delayMs = delays.initialDelayMs;
     this.agent.on('event', (frame) => {
       if (frame.event !== 'capacity') return;
-      const stats = frame.resource;
-      // Applied after the current turn: a reply and the push after it can be read from the socket in one
-      // turn, and the creator must count its answered create (in a microtask) before this push clears it.
-      setImmediate(() => {
-        this.capacity.set(stats.backendName, stats);
-        this.unseen.delete(stats.backendName);
-      });
+      // Frames are handled one per turn (see Transport), so a create answered before this push has
+      // been counted in `unseen` by now, and this push, sent after that reply, includes it.
+      this.capacity.set(frame.resource.backendName, frame.resource);
+      this.unseen.delete(frame.resource.backendName);
     });
     this.agent.on('disconnect', (error) => {
       if (this.state === 'closed') return;
