@@ -246,11 +246,13 @@ describe('deadlines', () => {
     expect(server.volumes.size).toBe(2);
   });
 
-  it('refuses a bad per-call deadline before sending', async () => {
+  it('refuses a bad per-call deadline or request id before sending', async () => {
     const server = await standIn();
     const agent = await connect(server);
     const vol = await (await agent.backend('lvm')).createVolume({ size: 1 });
     await expect(vol.delete({ timeoutMs: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(vol.delete({ requestId: 'not one' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(vol.delete({ requestId: 'x'.repeat(129) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(sent(server, 'volume.delete')).toHaveLength(0);
   });
 });

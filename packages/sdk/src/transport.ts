@@ -13,6 +13,8 @@ import {
   decode,
   encode,
   errorFromInfo,
+  messageOf,
+  parseRequestFrame,
   validateArgs,
   type ErrorInfo,
   type EventFrame,
@@ -118,6 +120,15 @@ function withoutUndefined(args: unknown): unknown {
   return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined));
 }
 
+/** A caller's own request id, checked by the agent's rule before anything is sent. */
+function checkRequestId(op: OpName, requestId: string): void {
+  try {
+    parseRequestFrame({ id: 0, op, args: null, requestId });
+  } catch (err) {
+    throw new InvalidArgumentError(messageOf(err), { op, requestId });
+  }
+}
+
 /** A signal aborted with `reason()` after `ms` (none when `ms` is 0), and its stopper. */
 function deadline(ms: number, reason: () => KindlingError): { signal: AbortSignal; clear(): void } {
   const controller = new AbortController();
@@ -218,6 +229,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
     const timeoutMs = options.timeoutMs ?? (LONG_OPS.has(op) ? this.longTimeoutMs : this.timeoutMs);
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs must be a non-negative number of ms', { timeoutMs });
+    if (options.requestId !== undefined) checkRequestId(op, options.requestId);
     const requestId = options.requestId ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
     const frame: Frame = { op, args: withoutUndefined(checked.args), ...(requestId === undefined ? {} : { requestId }) };
     const ids = requestId === undefined ? { op } : { op, requestId };

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { TimeoutError } from '@kindling/protocol';
 import { Fleet } from '../fleet.js';
 import { StandInAgent } from '../testing/stand-in-agent.js';
 
@@ -32,5 +33,31 @@ describe('fleet placement over equal hosts', () => {
       expect({ run, perHost }).toEqual({ run, perHost: hosts.map(() => PER_HOST) });
       for (const x of open.splice(0).reverse()) await x.close();
     }
+  });
+});
+
+describe('a fleet create whose reply does not come in time', () => {
+  it('names the agent, backend and request id; asking that backend again by the id gives the volume, made once', async () => {
+    const host = await StandInAgent.start({ backends: [{ name: 'nfs', driver: 'nfs' }] });
+    open.push({ close: () => host.stop() });
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    host.handle('volume.create', async (a) => {
+      await done;
+      return host.newVolume({ backend: String(a.backend), size: Number(a.size) });
+    });
+    const fleet = await Fleet.connect([host.url]);
+    open.push(fleet);
+
+    const err = await fleet.createVolume({ size: 1, timeoutMs: 50 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    const { url, backend, requestId } = (err as TimeoutError).details as { url: string; backend: string; requestId: string };
+    expect({ url, backend }).toEqual({ url: host.url, backend: 'nfs' });
+
+    release();
+    const member = fleet.agents.find((a) => a.url === url)!;
+    const vol = await (await member.agent.backend(backend)).createVolume({ size: 1, requestId });
+    expect(host.executions(requestId)).toBe(1);
+    expect([...host.volumes.keys()]).toEqual([vol.id]);
   });
 });
