@@ -1,4 +1,4 @@
-import type { OpName } from '@kindling/protocol';
+import type { KindlingError, OpName } from '@kindling/protocol';
 
 /**
  * Ops that copy or zero data and so take as long as the data is big: a 100 GiB clone outlasts any fixed
@@ -16,5 +16,35 @@ export const LONG_OPS: ReadonlySet<OpName> = new Set<OpName>([
 ]);
 
 /** Default BUSY back-off when the agent names none, and the most the SDK waits on its word. */
-export const BUSY_DEFAULT_MS = 100;
-export const BUSY_MAX_MS = 30_000;
+const BUSY_DEFAULT_MS = 100;
+const BUSY_MAX_MS = 30_000;
+
+/** A signal aborted with `reason()` after `ms` (none when `ms` is 0), and its stopper. */
+export function deadline(ms: number, reason: () => KindlingError): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  if (ms <= 0) return { signal: controller.signal, clear: () => undefined };
+  const timer = setTimeout(() => controller.abort(reason()), ms);
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
+/** Waits `ms`, or rejects with the signal's reason once it aborts. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as KindlingError);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The agent's back-off for a BUSY refusal, bounded, with jitter so that refused clients do not return in lockstep. */
+export function busyDelay(error: KindlingError): number {
+  const asked = error.details.retryAfterMs;
+  const ms = typeof asked === 'number' && Number.isFinite(asked) && asked >= 0 ? Math.min(asked, BUSY_MAX_MS) : BUSY_DEFAULT_MS;
+  return ms * (1 + Math.random() / 2);
+}

@@ -24,7 +24,7 @@ import {
   type OpName,
   type OpResult,
 } from '@kindling/protocol';
-import { BUSY_DEFAULT_MS, BUSY_MAX_MS, LONG_OPS } from './deadlines.js';
+import { LONG_OPS, busyDelay, deadline, pause } from './deadlines.js';
 
 export interface ReconnectOptions {
   /** Delay before the first redial after a drop; doubles per failed attempt. Default 100. */
@@ -127,36 +127,6 @@ function checkRequestId(op: OpName, requestId: string): void {
   } catch (err) {
     throw new InvalidArgumentError(messageOf(err), { op, requestId });
   }
-}
-
-/** A signal aborted with `reason()` after `ms` (none when `ms` is 0), and its stopper. */
-function deadline(ms: number, reason: () => KindlingError): { signal: AbortSignal; clear(): void } {
-  const controller = new AbortController();
-  if (ms <= 0) return { signal: controller.signal, clear: () => undefined };
-  const timer = setTimeout(() => controller.abort(reason()), ms);
-  return { signal: controller.signal, clear: () => clearTimeout(timer) };
-}
-
-/** Waits `ms`, or rejects with the signal's reason once it aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason as KindlingError);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** The agent's back-off for a BUSY refusal, bounded, with jitter so that refused clients do not return in lockstep. */
-function busyDelay(error: KindlingError): number {
-  const asked = error.details.retryAfterMs;
-  const ms = typeof asked === 'number' && Number.isFinite(asked) && asked >= 0 ? Math.min(asked, BUSY_MAX_MS) : BUSY_DEFAULT_MS;
-  return ms * (1 + Math.random() / 2);
 }
 
 /**
