@@ -1,3 +1,4 @@
+import { messageOf } from '@kindling/protocol';
 import type { AgentConfig } from './config.js';
 import { openServices } from './services.js';
 import { reconcile } from './service/reconcile.js';
@@ -11,7 +12,7 @@ export async function reindex(config: AgentConfig): Promise<number> {
   try {
     services = await openServices(config);
   } catch (err) {
-    console.error(`kindling-agent reindex: cannot open the index: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`kindling-agent reindex: cannot open the index: ${messageOf(err)}`);
     return 2;
   }
   try {

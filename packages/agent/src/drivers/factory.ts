@@ -3,6 +3,7 @@ import type { Runner } from '../exec/run.js';
 import type { Driver } from './driver.js';
 import { LvmDriver } from './lvm/driver.js';
 import { NfsDriver } from './nfs/driver.js';
+import { withStorageErrors } from './storage-errors.js';
 
 export interface DriverDeps {
   run: Runner;
@@ -10,5 +11,5 @@ export interface DriverDeps {
 }
 
 export function createDriver(config: BackendConfig, deps: DriverDeps): Driver {
-  return config.driver === 'lvm' ? new LvmDriver(config, deps) : new NfsDriver(config, deps);
+  return withStorageErrors(config.driver === 'lvm' ? new LvmDriver(config, deps) : new NfsDriver(config, deps));
 }

@@ -1,4 +1,4 @@
-import { BackendError, NotFoundError, type BackendInfo, type BackendStats } from '@kindling/protocol';
+import { BackendError, NotFoundError, messageOf, type BackendInfo, type BackendStats } from '@kindling/protocol';
 import type { Driver, Readiness } from '../drivers/driver.js';
 import type { IndexStore } from '../index/store.js';
 import type { EventBus } from './events.js';
@@ -36,7 +36,7 @@ export class Backends {
         try {
           await entry.driver.start();
         } catch (err) {
-          entry.startError = err instanceof Error ? err.message : String(err);
+          entry.startError = messageOf(err);
         }
       }),
     );
@@ -78,7 +78,7 @@ export class Backends {
         try {
           readiness = await driver.readiness();
         } catch (err) {
-          return { ...info, ready: false, reason: err instanceof Error ? err.message : String(err) };
+          return { ...info, ready: false, reason: messageOf(err) };
         }
         const found = this.found.get(driver.name);
         if (!found) return { ...info, ...readiness };

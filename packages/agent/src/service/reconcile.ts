@@ -1,4 +1,4 @@
-import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
+import { messageOf, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
 import type { Leftover, Stray } from '../drivers/driver.js';
 import type { ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
@@ -34,7 +34,7 @@ export async function reconcile(ctx: ServiceContext, rebuild: boolean): Promise<
     try {
       scan = await driver.scan();
     } catch (err) {
-      report.error = err instanceof Error ? err.message : String(err);
+      report.error = messageOf(err);
       ctx.backends.noteFindings(driver.name, { scanError: report.error });
       continue;
     }

@@ -1,4 +1,4 @@
-import { BackendError, KindlingError, toErrorInfo, type ErrorInfo, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
+import { asKindlingError, messageOf, toErrorInfo, type ErrorInfo, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
 import type { Driver, Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
@@ -24,7 +24,6 @@ const interrupted = (what: string, more = ''): ErrorInfo => ({
   message: `the agent stopped while the ${what} was in progress${more}`,
 });
 
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /**
  * Runs at start, before serving, with no operation running. Resolves every record a crash left in a
@@ -41,8 +40,8 @@ export async function recoverTransient(ctx: ServiceContext): Promise<RecoveryRep
       scans.set(driver.name, await driver.scan());
     } catch (err) {
       scans.delete(driver.name);
-      report.unscanned.push({ backend: driver.name, error: message(err) });
-      ctx.backends.noteFindings(driver.name, { scanError: message(err) });
+      report.unscanned.push({ backend: driver.name, error: messageOf(err) });
+      ctx.backends.noteFindings(driver.name, { scanError: messageOf(err) });
     }
   };
   await Promise.all([...drivers.values()].map(scan));
@@ -74,7 +73,7 @@ export async function recoverTransient(ctx: ServiceContext): Promise<RecoveryRep
         report.removed.push({ ...leftover, backend: name });
       } catch (err) {
         failed.push(leftover);
-        report.failed.push({ ...leftover, backend: name, error: message(err) });
+        report.failed.push({ ...leftover, backend: name, error: messageOf(err) });
       }
     }
     report.strays.push(...found.strays.map((s) => ({ ...s, backend: name })));
@@ -140,7 +139,7 @@ async function finishRevert(ctx: ServiceContext, volume: VolumeRecord, driver: D
     );
     return await settle(ctx, volume, { status: settled, location, error: null });
   } catch (err) {
-    const error = err instanceof KindlingError ? err : new BackendError(message(err));
+    const error = asKindlingError(err);
     Object.assign(error.details, { volumeId: volume.id, snapshotId: snapshot.id });
     return settle(ctx, volume, { status: 'error', error: toErrorInfo(error) });
   }

@@ -1,3 +1,4 @@
+import { messageOf } from '@kindling/protocol';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Location } from '@kindling/protocol';
@@ -23,7 +24,7 @@ export interface ShareScan {
 }
 
 const why = (err: unknown): string =>
-  (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'vanished during the scan' : err instanceof Error ? err.message : String(err);
+  (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'vanished during the scan' : messageOf(err);
 
 type Named = { name: string; parsed: ShareName };
 
