@@ -33,7 +33,10 @@ function report(err: unknown, debug: boolean, runtime: Runtime): number {
 
 const firstLine = (text: string): string => text.split('\n')[0] ?? '';
 
-/** A failed storage command's argv, exit code and stderr tail first: that is what an operator acts on. */
+/**
+ * A failed storage command's argv, exit code and stderr tail first: that is what an operator acts on.
+ * No stack: an error from the agent was rebuilt in the SDK's receive loop, which says nothing.
+ */
 function debugDetails(err: KindlingError): string {
   const { command, exitCode, stderrTail, ...rest } = err.details as Record<string, unknown>;
   const lines: string[] = [];
@@ -42,6 +45,5 @@ function debugDetails(err: KindlingError): string {
   if (exitCode !== undefined) lines.push(`exit code: ${String(exitCode)}`);
   if (typeof stderrTail === 'string' && stderrTail !== '') lines.push('stderr:', ...stderrTail.trimEnd().split('\n').map((l) => `  ${l}`));
   if (Object.keys(rest).length > 0) lines.push(`details: ${JSON.stringify(rest)}`);
-  if (err.stack) lines.push(err.stack);
   return lines.join('\n') + '\n';
 }
