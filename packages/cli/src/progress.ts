@@ -1,8 +1,13 @@
-import type { Agent } from '@kindling/sdk';
 import { Presets, SingleBar } from 'cli-progress';
 import type { EventFrame, ProgressFrame } from './records.js';
 
 const MIB = 1024 * 1024;
+
+/** What a bar needs of an Agent: its pushes. */
+export interface EventSource {
+  on(event: 'event', listener: (frame: EventFrame) => void): unknown;
+  off(event: 'event', listener: (frame: EventFrame) => void): unknown;
+}
 
 /**
  * A bar on stderr fed by the agent's `progress` pushes for the first copy that `match` accepts; it
@@ -10,7 +15,13 @@ const MIB = 1024 * 1024;
  * `--no-progress`) or when the agent sends no progress (an older agent): the command just waits.
  * Returns the function that stops following.
  */
-export function followProgress(agent: Agent, enabled: boolean, match: (p: ProgressFrame) => boolean): () => void {
+export function followProgress(
+  agent: EventSource,
+  enabled: boolean,
+  match: (p: ProgressFrame) => boolean,
+  /** stderr, so stdout stays the result alone. */
+  stream: NodeJS.WriteStream = process.stderr,
+): () => void {
   if (!enabled) return () => undefined;
   let bar: SingleBar | null = null;
   let followed: string | null = null;
@@ -26,7 +37,7 @@ export function followProgress(agent: Agent, enabled: boolean, match: (p: Progre
       return;
     }
     bar = new SingleBar(
-      { stream: process.stderr, format: `${p.op} {bar} {percentage}% | {doneMiB}/{totalMiB} MiB | ETA {eta_formatted}`, hideCursor: true },
+      { stream, format: `${p.op} {bar} {percentage}% | {doneMiB}/{totalMiB} MiB | ETA {eta_formatted}`, hideCursor: true },
       Presets.shades_classic,
     );
     bar.start(p.totalBytes, p.doneBytes, payload);
