@@ -95,6 +95,9 @@ describe('kindling against one agent', () => {
     expect(json(await kindling('volume', 'show', 'gamma', '--json'))).toMatchObject({ status: 'available' });
 
     expect(json(await kindling('volume', 'revert', 'gamma', 'before', '--json'))).toMatchObject({ status: 'available' });
+    const restored = json<{ id: string }>(await kindling('volume', 'create', '--snapshot', 'before', '--name', 'restored', '--json'));
+    expect(restored).toMatchObject({ name: 'restored', size: 1, status: 'available', snapshotId: snap.id });
+    expect(json(await kindling('volume', 'delete', restored.id, '--no-wait', '--json'))).toEqual({ kind: 'volume', id: restored.id, status: expect.stringMatching(/^delet(ing|ed)$/) });
     expect(json(await kindling('snapshot', 'delete', snap.id, '--json'))).toEqual({ kind: 'snapshot', id: snap.id, status: 'deleted' });
     const deleted = await kindling('volume', 'delete', 'gamma');
     expect(deleted).toMatchObject({ code: 0, stderr: '' });
@@ -128,6 +131,13 @@ describe('kindling against one agent', () => {
     expect(json(await kindling('volume', 'show', 'grow', '--json'))).toMatchObject({ status: 'in-use', connections: [{ attached: true }] });
     expect((await kindling('volume', 'detach', 'grow')).code).toBe(0);
     expect(json(await kindling('volume', 'show', 'grow', '--json'))).toMatchObject({ status: 'available', connections: [] });
+
+    const connectorFile = join(dir, 'connector.json');
+    await writeFile(connectorFile, JSON.stringify({ host: 'compute-1' }));
+    const exported = json<{ id: string; connectorInfo: unknown }>(await kindling('volume', 'connect', 'grow', '--connector', `@${connectorFile}`, '--json'));
+    expect(exported).toMatchObject({ kind: 'connection', attached: false, connectorInfo: { host: 'compute-1' } });
+    expect(json(await kindling('volume', 'disconnect', 'grow', '--json'))).toEqual({ kind: 'connection', id: exported.id, volumeId: expect.any(String), status: 'deleted' });
+    expect(json(await kindling('volume', 'show', 'grow', '--json'))).toMatchObject({ connections: [] });
   });
 
   it('shows backends, their stats and capabilities, health and the key-value store', async () => {

@@ -1,4 +1,4 @@
-import type { AgentEvents, BackendStats, Connection, Snapshot, Volume } from '@kindling/sdk';
+import type { AgentEvents, Connection, Snapshot, Volume } from '@kindling/sdk';
 
 /** The SDK's plain records, named once from its public API (the protocol package is not a dependency). */
 export type VolumeRecord = ReturnType<Volume['toDict']>;
@@ -6,7 +6,6 @@ export type SnapshotRecord = ReturnType<Snapshot['toDict']>;
 export type ConnectionRecord = ReturnType<Connection['toDict']>;
 export type EventFrame = AgentEvents['event'][0];
 export type ProgressFrame = Extract<EventFrame, { event: 'progress' }>['resource'];
-export type { BackendStats };
 
 /** Which agent a resource lives on, as a script needs it to come back to it. */
 export interface AgentRef {

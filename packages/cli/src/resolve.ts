@@ -1,4 +1,4 @@
-import { InvalidArgumentError, KindlingError, NotFoundError, type Backend, type FleetAgent, type Snapshot, type Volume } from '@kindling/sdk';
+import { InvalidArgumentError, KindlingError, NotFoundError, type Backend, type DriverName, type FleetAgent, type Snapshot, type Volume } from '@kindling/sdk';
 import type { AgentRef } from './records.js';
 import type { Scope } from './scope.js';
 import type { SnapshotView, VolumeView } from './views.js';
@@ -23,14 +23,22 @@ export function volumeView(volume: Volume, agent: FleetAgent): VolumeView {
 
 export const snapshotView = (snapshot: Snapshot, agent: FleetAgent): SnapshotView => ({ record: snapshot.toDict(), agent: agentRef(agent) });
 
+export interface BackendFilter {
+  backend?: string | undefined;
+  driver?: DriverName | undefined;
+}
+
 /**
- * `fn` for each backend (named `backend`, if given) of each agent that answered, in parallel. One
- * backend's failure is the scope's to judge: fatal against one agent, a warning over a fleet.
+ * `fn` for each backend (as filtered) of each agent that answered, in parallel. A backend that fails
+ * is a warning and a partial exit status, so one sick backend never hides what the others hold;
+ * against one agent, when every backend failed, that failure is the command's.
  */
-export async function eachBackend<T>(scope: Scope, backend: string | undefined, fn: (b: Backend, agent: FleetAgent) => Promise<T>): Promise<T[]> {
+export async function eachBackend<T>(scope: Scope, filter: BackendFilter, fn: (b: Backend, agent: FleetAgent) => Promise<T>): Promise<T[]> {
   const perAgent = await Promise.all(
     scope.up().map(async (agent) => {
-      const backends = (await agent.agent.backends()).filter((b) => backend === undefined || b.name === backend);
+      const backends = (await agent.agent.backends()).filter(
+        (b) => (filter.backend === undefined || b.name === filter.backend) && (filter.driver === undefined || b.driver === filter.driver),
+      );
       return Promise.all(
         backends.map(async (b) => {
           try {
@@ -44,7 +52,9 @@ export async function eachBackend<T>(scope: Scope, backend: string | undefined, 
     }),
   );
   const outcomes = perAgent.flat();
-  scope.failed(outcomes.flatMap((o) => (o.ok ? [] : [o.failure])));
+  const failures = outcomes.flatMap((o) => (o.ok ? [] : [o.failure]));
+  if (!scope.settings.fleet && failures[0] && outcomes.every((o) => !o.ok)) throw failures[0].error;
+  scope.failed(failures);
   return outcomes.flatMap((o) => (o.ok ? [o.value] : []));
 }
 
@@ -61,7 +71,7 @@ export async function findBackend(scope: Scope, name: string): Promise<Located<B
 /** A volume by id, or by name when the ref is not a UUID; each comes with its snapshots and connections. */
 export async function findVolume(scope: Scope, ref: string, backend?: string): Promise<Located<Volume>> {
   const filter = UUID.test(ref) ? { volumeId: ref } : { volumeName: ref };
-  const found = await eachBackend(scope, backend, async (b, agent) => (await b.volumesFiltered(filter)).map((item) => ({ item, agent })));
+  const found = await eachBackend(scope, { backend }, async (b, agent) => (await b.volumesFiltered(filter)).map((item) => ({ item, agent })));
   return single(found.flat(), `volume ${ref}`, 'volumes; give its id');
 }
 
@@ -73,8 +83,11 @@ export async function findSnapshot(scope: Scope, ref: string, volumeRef?: string
   return single(hits, `snapshot ${ref}`, 'snapshots; give its id');
 }
 
-export async function allVolumes(scope: Scope, backend?: string): Promise<Located<Volume>[]> {
-  const found = await eachBackend(scope, backend, async (b, agent) => (await b.volumes()).map((item) => ({ item, agent })));
+/** Every volume (of the filtered backends; of one name, when given), each with its snapshots and connections. */
+export async function allVolumes(scope: Scope, filter: BackendFilter & { name?: string | undefined } = {}): Promise<Located<Volume>[]> {
+  const found = await eachBackend(scope, filter, async (b, agent) =>
+    (await b.volumesFiltered(filter.name === undefined ? {} : { volumeName: filter.name })).map((item) => ({ item, agent })),
+  );
   return found.flat();
 }
 

@@ -52,10 +52,14 @@ export class Scope {
     return only;
   }
 
-  /** A fan-out's failures: fatal against one agent; over a fleet, a warning each and a partial exit status. */
+  /**
+   * A fan-out's failures: a warning each and a partial exit status; but against one agent, that agent
+   * not answering is the command's failure. One sick backend never hides what the others hold.
+   */
   failed(failures: readonly AgentFailure[]): void {
     if (failures.length === 0) return;
-    if (!this.settings.fleet) throw failures[0]!.error;
+    const agentDown = failures.find((f) => f.backend === undefined);
+    if (!this.settings.fleet && agentDown) throw agentDown.error;
     this.#partial = true;
     for (const f of failures) {
       const line = `warning: ${f.url}${f.backend ? ` backend ${f.backend}` : ''}: ${f.error.code}: ${f.error.message}`;

@@ -1,8 +1,8 @@
 import { Command } from 'commander';
-import type { Backend, BackendCapacity, DriverName, FleetAgent } from '@kindling/sdk';
+import type { Backend, BackendStats, DriverName } from '@kindling/sdk';
 import type { Column, Fields } from '../output.js';
 import type { AgentRef } from '../records.js';
-import { agentRef, findBackend } from '../resolve.js';
+import { agentRef, eachBackend, findBackend } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
 import { withAgent } from '../views.js';
 
@@ -17,7 +17,7 @@ const BACKEND_COLUMNS: Column<BackendRow>[] = [
   { header: 'DRIVER', value: (b) => b.driver ?? '-' },
 ];
 
-type StatsRow = BackendCapacity['stats'] & { agent: AgentRef };
+type StatsRow = BackendStats & { agent: AgentRef };
 
 const STATS_COLUMNS: Column<StatsRow>[] = [
   { header: 'BACKEND', value: (s) => s.backendName },
@@ -55,11 +55,10 @@ export function backendCommand(runtime: Runtime): Command {
     .action(
       act<{ driver?: DriverName; refresh?: boolean }>(runtime, async (scope, [name], opts) => {
         if (name !== undefined) await findBackend(scope, name); // NOT_FOUND for a name no agent has.
-        const { stats, failed } = await scope.fleet.stats({ refresh: opts.refresh ?? false, driver: opts.driver });
-        scope.failed(failed);
-        const rows = stats
-          .filter((s) => name === undefined || s.backend.name === name)
-          .map((s): StatsRow => ({ ...s.stats, agent: agentRef(s.agent as FleetAgent) }));
+        const rows = await eachBackend(scope, { backend: name, driver: opts.driver }, async (b, agent): Promise<StatsRow> => ({
+          ...(await b.stats({ refresh: opts.refresh ?? false })),
+          agent: agentRef(agent),
+        }));
         scope.out.list(rows, withAgent(scope.settings.fleet, STATS_COLUMNS), (r) => r);
       }),
     );

@@ -14,7 +14,7 @@ export function snapshotCommand(runtime: Runtime): Command {
     .option('--backend <name>', 'only this backend')
     .action(
       act<{ volume?: string; backend?: string }>(runtime, async (scope, _args, opts) => {
-        const volumes = opts.volume !== undefined ? [await findVolume(scope, opts.volume, opts.backend)] : await allVolumes(scope, opts.backend);
+        const volumes = opts.volume !== undefined ? [await findVolume(scope, opts.volume, opts.backend)] : await allVolumes(scope, { backend: opts.backend });
         const views = volumes
           .flatMap(({ item, agent }) => [...item.snapshots].map((s) => snapshotView(s, agent)))
           .sort((a, b) => a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id));

@@ -3,7 +3,7 @@ import { InvalidArgumentError, NotFoundError, type ConnectorInfo, type DriverNam
 import { collect, parseJsonArg, parseMetadata, parseSize } from '../parse.js';
 import { followProgress } from '../progress.js';
 import type { VolumeRecord } from '../records.js';
-import { agentRef, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
+import { agentRef, allVolumes, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
 import type { Scope } from '../scope.js';
 import { connectionFields, connectionJson, volumeFields, volumeJson, VOLUME_COLUMNS, withAgent, type VolumeView } from '../views.js';
@@ -53,11 +53,8 @@ export function volumeCommand(runtime: Runtime): Command {
     .option('--name <name>', 'only volumes of this name')
     .action(
       act<{ backend?: string; driver?: DriverName; name?: string }>(runtime, async (scope, _args, opts) => {
-        const { volumes, failed } = await scope.fleet.volumes({ name: opts.name, driver: opts.driver });
-        scope.failed(failed);
-        const views = volumes
-          .filter((v) => opts.backend === undefined || v.backend.name === opts.backend)
-          .map((v) => volumeView(v, scope.fleet.agentOf(v)))
+        const views = (await allVolumes(scope, opts))
+          .map(({ item, agent }) => volumeView(item, agent))
           .sort((a, b) => a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id));
         scope.out.list(views, withAgent(scope.settings.fleet, VOLUME_COLUMNS), volumeJson);
       }),
@@ -79,13 +76,13 @@ export function volumeCommand(runtime: Runtime): Command {
     volume
       .command('create')
       .description('create a volume: on --backend, from --snapshot, or where the fleet has most room')
-      .requiredOption('--size <GiB>', 'size in GiB (from a snapshot: at least the snapshot\'s)')
+      .option('--size <GiB>', 'size in GiB (required, except from a snapshot: its size by default)')
       .option('--backend <name>', 'on this backend (default: placed on the backend with most room)')
       .option('--driver <driver>', 'placed on a backend of this driver (lvm, nfs)')
       .option('--snapshot <snapshot>', 'with the data of this snapshot (id or name), on its backend'),
   ).action(
     act<NewVolumeFlags & { backend?: string; driver?: DriverName; snapshot?: string }>(runtime, async (scope, _args, opts) => {
-      const options = { ...newVolumeOptions(opts), size: parseSize(opts.size ?? '') };
+      const options = newVolumeOptions(opts);
       if (opts.snapshot !== undefined) {
         if (opts.backend !== undefined || opts.driver !== undefined) throw new InvalidArgumentError('a volume from --snapshot goes on the snapshot\'s backend: drop --backend/--driver');
         const snap = await findSnapshot(scope, opts.snapshot);
@@ -102,13 +99,15 @@ export function volumeCommand(runtime: Runtime): Command {
         }
         return;
       }
+      const { size } = options;
+      if (size === undefined) throw new InvalidArgumentError('--size is required (except with --snapshot)');
       if (opts.backend !== undefined) {
         if (opts.driver !== undefined) throw new InvalidArgumentError('give --backend or --driver, not both');
         const { item } = await findBackend(scope, opts.backend);
-        return showLive(scope, await item.createVolume(options));
+        return showLive(scope, await item.createVolume({ ...options, size }));
       }
       scope.up();
-      showLive(scope, await scope.fleet.createVolume({ ...options, driver: opts.driver }));
+      showLive(scope, await scope.fleet.createVolume({ ...options, size, driver: opts.driver }));
     }),
   );
 
