@@ -46,9 +46,9 @@ export class Scope {
 
   /** For commands about one agent's own state (kv): refused over a fleet of more than one. */
   single(what: string): FleetAgent {
-    if (this.fleet.agents.length > 1) throw new InvalidArgumentError(`${what} talks to one agent: give --url, not a fleet`);
-    const [only] = this.up();
-    if (!only) throw new InvalidArgumentError('no agent');
+    const [only, ...more] = this.fleet.agents;
+    if (!only || more.length > 0) throw new InvalidArgumentError(`${what} talks to one agent: give --url, not a fleet`);
+    if (only.state !== 'up') throw only.lastError ?? downError(only);
     return only;
   }
 

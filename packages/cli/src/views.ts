@@ -20,7 +20,7 @@ export interface ConnectionView {
   agent: AgentRef;
 }
 
-const orDash = (s: string | null | undefined): string => (s === null || s === undefined || s === '' ? '-' : s);
+export const orDash = (s: string | null | undefined): string => (s === null || s === undefined || s === '' ? '-' : s);
 
 /** The AGENT column comes first over a fleet, where the same backend name can be on many hosts. */
 export function withAgent<T extends { agent: AgentRef }>(fleet: boolean, columns: Column<T>[]): Column<T>[] {

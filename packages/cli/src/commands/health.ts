@@ -3,8 +3,7 @@ import type { AgentHealth } from '@kindling/sdk';
 import { exitCodeOf, EXIT } from '../exit-codes.js';
 import type { Column } from '../output.js';
 import { act, type Runtime } from '../runtime.js';
-
-const orDash = (s: string | null) => s ?? '-';
+import { orDash } from '../views.js';
 
 const HEALTH_COLUMNS: Column<AgentHealth>[] = [
   { header: 'AGENT', value: (h) => h.url },
