@@ -26,7 +26,10 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('kindling against one agent', () => {
+// Each step is a process start and a connection: on a loaded 2-core host a scenario takes a while.
+const SCENARIO = { timeout: 120_000 };
+
+describe('kindling against one agent', SCENARIO, () => {
   it('creates, lists and shows volumes as tables and as JSON', async () => {
     const created = json(await kindling('volume', 'create', '--size', '1', '--name', 'alpha', '--metadata', 'team=db', '--json'));
     expect(created).toMatchObject({
@@ -219,7 +222,7 @@ describe('kindling against one agent', () => {
   });
 });
 
-describe('connection settings', () => {
+describe('connection settings', SCENARIO, () => {
   const list = (env: Record<string, string>, args: string[] = [], cwd?: string) => runCli([...args, 'backend', 'list', '--json'], { env, cwd });
 
   it('reads the token from --token-file, KINDLING_TOKEN_FILE, a client config, or the local agent\'s token file', async () => {
