@@ -1,0 +1,80 @@
+import { Command } from 'commander';
+import type { Backend, BackendStats, DriverName } from '@kindling/sdk';
+import type { Column, Fields } from '../output.js';
+import type { AgentRef } from '../records.js';
+import { agentRef, eachBackend, findBackend } from '../resolve.js';
+import { act, type Runtime } from '../runtime.js';
+import { withAgent } from '../views.js';
+
+interface BackendRow {
+  name: string;
+  driver: string | null;
+  agent: AgentRef;
+}
+
+const BACKEND_COLUMNS: Column<BackendRow>[] = [
+  { header: 'NAME', value: (b) => b.name },
+  { header: 'DRIVER', value: (b) => b.driver ?? '-' },
+];
+
+type StatsRow = BackendStats & { agent: AgentRef };
+
+const STATS_COLUMNS: Column<StatsRow>[] = [
+  { header: 'BACKEND', value: (s) => s.backendName },
+  { header: 'DRIVER', value: (s) => s.driver },
+  { header: 'PROTOCOL', value: (s) => s.storageProtocol },
+  { header: 'TOTAL', value: (s) => `${s.totalCapacityGb}G` },
+  { header: 'FREE', value: (s) => `${s.freeCapacityGb}G` },
+  { header: 'PROVISIONED', value: (s) => `${s.provisionedCapacityGb}G` },
+  { header: 'VOLUMES', value: (s) => String(s.totalVolumes) },
+  { header: 'SNAPSHOTS', value: (s) => String(s.totalSnapshots) },
+];
+
+export function backendCommand(runtime: Runtime): Command {
+  const backend = new Command('backend').description('backends: what the agents serve, their capacity and features');
+
+  backend
+    .command('list')
+    .description('list the configured backends')
+    .option('--driver <driver>', 'only backends of this driver (lvm, nfs)')
+    .action(
+      act<{ driver?: DriverName }>(runtime, async (scope, _args, opts) => {
+        const { backends, failed } = await scope.fleet.backends({ driver: opts.driver });
+        scope.failed(failed);
+        const rows = backends.map((b: Backend) => ({ name: b.name, driver: b.driver, agent: agentRef(scope.fleet.agentOf(b)) }));
+        scope.out.list(rows, withAgent(scope.settings.fleet, BACKEND_COLUMNS), (r) => r);
+      }),
+    );
+
+  backend
+    .command('stats')
+    .description('capacity and counts per backend (GiB)')
+    .argument('[backend]', 'only this backend')
+    .option('--driver <driver>', 'only backends of this driver (lvm, nfs)')
+    .option('--refresh', 'have the agent rescan storage first')
+    .action(
+      act<{ driver?: DriverName; refresh?: boolean }>(runtime, async (scope, [name], opts) => {
+        if (name !== undefined) await findBackend(scope, name); // NOT_FOUND for a name no agent has.
+        const rows = await eachBackend(scope, { backend: name, driver: opts.driver }, async (b, agent): Promise<StatsRow> => ({
+          ...(await b.stats({ refresh: opts.refresh ?? false })),
+          agent: agentRef(agent),
+        }));
+        scope.out.list(rows, withAgent(scope.settings.fleet, STATS_COLUMNS), (r) => r);
+      }),
+    );
+
+  backend
+    .command('capabilities')
+    .description('which operations a backend supports as configured')
+    .argument('<backend>', 'backend name')
+    .action(
+      act(runtime, async (scope, [name]) => {
+        const { item, agent } = await findBackend(scope, name!);
+        const caps = await item.capabilities();
+        const fields: Fields = Object.entries(caps).map(([key, value]) => [key, Array.isArray(value) ? value.join(', ') || '-' : value ? 'yes' : 'no']);
+        scope.out.item(fields, { backend: item.name, driver: item.driver, agent: agentRef(agent), capabilities: caps });
+      }),
+    );
+
+  return backend;
+}

@@ -1,0 +1,72 @@
+import { Command } from 'commander';
+import { allVolumes, findSnapshot, findVolume, snapshotView } from '../resolve.js';
+import { act, type Runtime } from '../runtime.js';
+import { SNAPSHOT_COLUMNS, snapshotFields, snapshotJson, withAgent } from '../views.js';
+import { untilStarted } from '../waiting.js';
+
+export function snapshotCommand(runtime: Runtime): Command {
+  const snapshot = new Command('snapshot').description('snapshots: list, create, delete');
+
+  snapshot
+    .command('list')
+    .description('list snapshots (of one volume, one backend, or all)')
+    .option('--volume <volume>', 'only the snapshots of this volume (id or name)')
+    .option('--backend <name>', 'only this backend')
+    .action(
+      act<{ volume?: string; backend?: string }>(runtime, async (scope, _args, opts) => {
+        const volumes = opts.volume !== undefined ? [await findVolume(scope, opts.volume, opts.backend)] : await allVolumes(scope, { backend: opts.backend });
+        const views = volumes
+          .flatMap(({ item, agent }) => [...item.snapshots].map((s) => snapshotView(s, agent)))
+          .sort((a, b) => a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id));
+        scope.out.list(views, withAgent(scope.settings.fleet, SNAPSHOT_COLUMNS), snapshotJson);
+      }),
+    );
+
+  snapshot
+    .command('show')
+    .description('show one snapshot')
+    .argument('<snapshot>', 'snapshot id or name')
+    .option('--volume <volume>', 'look among the snapshots of this volume only')
+    .action(
+      act<{ volume?: string }>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findSnapshot(scope, ref!, opts.volume);
+        const view = snapshotView(item, agent);
+        scope.out.item(snapshotFields(view), snapshotJson(view));
+      }),
+    );
+
+  snapshot
+    .command('create')
+    .description('take a snapshot of a volume')
+    .argument('<volume>', 'volume id or name')
+    .option('--name <name>', 'name of the snapshot')
+    .option('--description <text>', 'description of the snapshot')
+    .action(
+      act<{ name?: string; description?: string }>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findVolume(scope, ref!);
+        const snap = await item.createSnapshot({ name: opts.name, description: opts.description });
+        const view = snapshotView(snap, agent);
+        scope.out.item(snapshotFields(view), snapshotJson(view));
+      }),
+    );
+
+  snapshot
+    .command('delete')
+    .description('delete a snapshot')
+    .argument('<snapshot>', 'snapshot id or name')
+    .option('--volume <volume>', 'look among the snapshots of this volume only')
+    .option('--wait', 'wait until it is gone (default)')
+    .option('--no-wait', 'return once the agent has started deleting')
+    .action(
+      act<{ volume?: string; wait?: boolean }>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findSnapshot(scope, ref!, opts.volume);
+        const outcome = await untilStarted(agent.agent, item.delete(), opts.wait !== false, (f) =>
+          f.event === 'snapshot' && f.resource.id === item.id && f.resource.status === 'deleting' ? f.resource : undefined,
+        );
+        const status = 'done' in outcome ? 'deleted' : 'deleting';
+        scope.out.text(`snapshot ${item.id} ${status}`, { kind: 'snapshot', id: item.id, status });
+      }),
+    );
+
+  return snapshot;
+}

@@ -1,0 +1,260 @@
+import { Command } from 'commander';
+import { InvalidArgumentError, NotFoundError, type ConnectorInfo, type DriverName, type Volume } from '@kindling/sdk';
+import { collect, parseJsonArg, parseMetadata, parseSize } from '../parse.js';
+import { followProgress } from '../progress.js';
+import type { VolumeRecord } from '../records.js';
+import { agentRef, allVolumes, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
+import { act, type Runtime } from '../runtime.js';
+import type { Scope } from '../scope.js';
+import { connectionFields, connectionJson, volumeFields, volumeJson, VOLUME_COLUMNS, withAgent, type VolumeView } from '../views.js';
+import { untilStarted } from '../waiting.js';
+
+interface NewVolumeFlags {
+  size?: string;
+  name?: string;
+  description?: string;
+  metadata?: string[];
+  wait?: boolean;
+}
+
+const newVolumeOptions = (flags: NewVolumeFlags) => ({
+  ...(flags.size !== undefined ? { size: parseSize(flags.size) } : {}),
+  ...(flags.name !== undefined ? { name: flags.name } : {}),
+  ...(flags.description !== undefined ? { description: flags.description } : {}),
+  ...(flags.metadata ? { metadata: parseMetadata(flags.metadata) } : {}),
+});
+
+function showVolume(scope: Scope, view: VolumeView): void {
+  scope.out.item(volumeFields(view), volumeJson(view));
+}
+
+const showLive = (scope: Scope, volume: Volume) => showVolume(scope, volumeView(volume, scope.fleet.agentOf(volume)));
+
+/** A new volume that the agent announced as `creating` (`--no-wait`): it has no relations yet. */
+const showBegun = (scope: Scope, located: Located<unknown>, record: VolumeRecord) =>
+  showVolume(scope, { record, snapshots: [], connections: [], agent: agentRef(located.agent) });
+
+const newVolumeFlags = (command: Command): Command =>
+  command
+    .option('--name <name>', 'name of the new volume')
+    .option('--description <text>', 'description of the new volume')
+    .option('--metadata <key=value>', 'metadata entry (repeatable)', collect)
+    .option('--wait', 'wait until the copy is done (default)')
+    .option('--no-wait', 'return once the agent has started the copy');
+
+export function volumeCommand(runtime: Runtime): Command {
+  const volume = new Command('volume').description('volumes: list, create, copy, attach, delete');
+
+  volume
+    .command('list')
+    .description('list volumes (of every backend, or over a fleet, of every agent)')
+    .option('--backend <name>', 'only this backend')
+    .option('--driver <driver>', 'only backends of this driver (lvm, nfs)')
+    .option('--name <name>', 'only volumes of this name')
+    .action(
+      act<{ backend?: string; driver?: DriverName; name?: string }>(runtime, async (scope, _args, opts) => {
+        const views = (await allVolumes(scope, opts))
+          .map(({ item, agent }) => volumeView(item, agent))
+          .sort((a, b) => a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id));
+        scope.out.list(views, withAgent(scope.settings.fleet, VOLUME_COLUMNS), volumeJson);
+      }),
+    );
+
+  volume
+    .command('show')
+    .description('show one volume, with its snapshots and connections')
+    .argument('<volume>', 'volume id or name')
+    .option('--backend <name>', 'look in this backend only')
+    .action(
+      act<{ backend?: string }>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findVolume(scope, ref!, opts.backend);
+        showVolume(scope, volumeView(item, agent));
+      }),
+    );
+
+  newVolumeFlags(
+    volume
+      .command('create')
+      .description('create a volume: on --backend, from --snapshot, or where the fleet has most room')
+      .option('--size <GiB>', 'size in GiB (required, except from a snapshot: its size by default)')
+      .option('--backend <name>', 'on this backend (default: placed on the backend with most room)')
+      .option('--driver <driver>', 'placed on a backend of this driver (lvm, nfs)')
+      .option('--snapshot <snapshot>', 'with the data of this snapshot (id or name), on its backend'),
+  ).action(
+    act<NewVolumeFlags & { backend?: string; driver?: DriverName; snapshot?: string }>(runtime, async (scope, _args, opts) => {
+      const options = newVolumeOptions(opts);
+      if (opts.snapshot !== undefined) {
+        if (opts.backend !== undefined || opts.driver !== undefined) throw new InvalidArgumentError('a volume from --snapshot goes on the snapshot\'s backend: drop --backend/--driver');
+        const snap = await findSnapshot(scope, opts.snapshot);
+        const agent = snap.agent.agent;
+        const stop = followProgress(agent, scope.progress, (p) => p.op === 'snapshot.createVolume');
+        try {
+          const outcome = await untilStarted(agent, snap.item.createVolume(options), opts.wait !== false, (f) =>
+            f.event === 'volume' && f.resource.snapshotId === snap.item.id && f.resource.status === 'creating' ? f.resource : undefined,
+          );
+          if ('done' in outcome) showLive(scope, outcome.done);
+          else showBegun(scope, snap, outcome.began);
+        } finally {
+          stop();
+        }
+        return;
+      }
+      const { size } = options;
+      if (size === undefined) throw new InvalidArgumentError('--size is required (except with --snapshot)');
+      if (opts.backend !== undefined) {
+        if (opts.driver !== undefined) throw new InvalidArgumentError('give --backend or --driver, not both');
+        const { item } = await findBackend(scope, opts.backend);
+        return showLive(scope, await item.createVolume({ ...options, size }));
+      }
+      scope.up();
+      showLive(scope, await scope.fleet.createVolume({ ...options, size, driver: opts.driver }));
+    }),
+  );
+
+  volume
+    .command('delete')
+    .description('delete a volume (refused while it has snapshots)')
+    .argument('<volume>', 'volume id or name')
+    .option('--wait', 'wait until it is gone (default)')
+    .option('--no-wait', 'return once the agent has started deleting')
+    .action(
+      act<{ wait?: boolean }>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findVolume(scope, ref!);
+        const outcome = await untilStarted(agent.agent, item.delete(), opts.wait !== false, (f) =>
+          f.event === 'volume' && f.resource.id === item.id && f.resource.status === 'deleting' ? f.resource : undefined,
+        );
+        const status = 'done' in outcome ? 'deleted' : 'deleting';
+        scope.out.text(`volume ${item.id} ${status}`, { kind: 'volume', id: item.id, status });
+      }),
+    );
+
+  volume
+    .command('extend')
+    .description('grow a volume')
+    .argument('<volume>', 'volume id or name')
+    .argument('<size>', 'new size in GiB')
+    .action(
+      act(runtime, async (scope, [ref, size]) => {
+        const newSize = parseSize(size!, 'the new size');
+        const { item } = await findVolume(scope, ref!);
+        await item.extend(newSize);
+        showLive(scope, item);
+      }),
+    );
+
+  newVolumeFlags(
+    volume
+      .command('clone')
+      .description('copy a volume into a new one on the same backend')
+      .argument('<volume>', 'volume id or name')
+      .option('--size <GiB>', 'size of the copy (default: the same)'),
+  ).action(
+    act<NewVolumeFlags>(runtime, async (scope, [ref], opts) => {
+      const options = newVolumeOptions(opts);
+      const source = await findVolume(scope, ref!);
+      const agent = source.agent.agent;
+      const stop = followProgress(agent, scope.progress, (p) => p.op === 'volume.clone');
+      try {
+        const outcome = await untilStarted(agent, source.item.clone(options), opts.wait !== false, (f) =>
+          f.event === 'volume' && f.resource.sourceVolId === source.item.id && f.resource.status === 'creating' ? f.resource : undefined,
+        );
+        if ('done' in outcome) showLive(scope, outcome.done);
+        else showBegun(scope, source, outcome.began);
+      } finally {
+        stop();
+      }
+    }),
+  );
+
+  volume
+    .command('revert')
+    .description("put a volume's data back to one of its snapshots")
+    .argument('<volume>', 'volume id or name')
+    .argument('<snapshot>', 'snapshot id or name, of this volume')
+    .option('--wait', 'wait until the data is back (default)')
+    .option('--no-wait', 'return once the agent has started reverting')
+    .action(
+      act<{ wait?: boolean }>(runtime, async (scope, [ref, snapRef], opts) => {
+        const { item, agent } = await findVolume(scope, ref!);
+        const snap = (await findSnapshot(scope, snapRef!, item.id)).item;
+        const stop = followProgress(agent.agent, scope.progress, (p) => p.op === 'volume.revert' && p.id === item.id);
+        try {
+          const outcome = await untilStarted(agent.agent, item.revertToSnapshot(snap), opts.wait !== false, (f) =>
+            f.event === 'volume' && f.resource.id === item.id && f.resource.status === 'reverting' ? f.resource : undefined,
+          );
+          if ('done' in outcome) showLive(scope, item);
+          else showVolume(scope, { ...volumeView(item, agent), record: outcome.began });
+        } finally {
+          stop();
+        }
+      }),
+    );
+
+  volume
+    .command('attach')
+    .description("attach a volume on the agent's own host; prints the local path")
+    .argument('<volume>', 'volume id or name')
+    .action(
+      act(runtime, async (scope, [ref]) => {
+        const { item, agent } = await findVolume(scope, ref!);
+        const conn = await item.attach();
+        const view = { record: conn.toDict(), agent: agentRef(agent) };
+        scope.out.item(connectionFields(view), connectionJson(view));
+      }),
+    );
+
+  volume
+    .command('detach')
+    .description("detach a volume from the agent's own host")
+    .argument('<volume>', 'volume id or name')
+    .action(
+      act(runtime, async (scope, [ref]) => {
+        const { item } = await findVolume(scope, ref!);
+        await item.detach();
+        scope.out.text(`volume ${item.id} detached`, { kind: 'volume', id: item.id, status: item.status });
+      }),
+    );
+
+  volume
+    .command('connect')
+    .description("export a volume to another host, described by its connector")
+    .argument('<volume>', 'volume id or name')
+    .requiredOption('--connector <json>', 'the host\'s connector info as JSON, or @FILE')
+    .action(
+      act<{ connector: string }>(runtime, async (scope, [ref], opts) => {
+        const connector = parseJsonArg(opts.connector, '--connector') as unknown as ConnectorInfo;
+        const { item, agent } = await findVolume(scope, ref!);
+        const conn = await item.connect(connector);
+        const view = { record: conn.toDict(), agent: agentRef(agent) };
+        scope.out.item(connectionFields(view), connectionJson(view));
+      }),
+    );
+
+  volume
+    .command('disconnect')
+    .description('end an export of a volume (its only one, or the one named)')
+    .argument('<volume>', 'volume id or name')
+    .argument('[connection]', 'connection id (needed when there are several)')
+    .action(
+      act(runtime, async (scope, [ref, connId]) => {
+        const { item } = await findVolume(scope, ref!);
+        const conn = pickConnection(item, connId);
+        await item.disconnect(conn);
+        scope.out.text(`connection ${conn.id} of volume ${item.id} removed`, { kind: 'connection', id: conn.id, volumeId: item.id, status: 'deleted' });
+      }),
+    );
+
+  return volume;
+}
+
+function pickConnection(volume: Volume, id: string | undefined) {
+  if (id !== undefined) {
+    const conn = volume.connections.find((c) => c.id === id);
+    if (!conn) throw new NotFoundError(`volume ${volume.id} has no connection ${id}`);
+    return conn;
+  }
+  const [only, ...more] = volume.connections;
+  if (!only) throw new NotFoundError(`volume ${volume.id} has no connection`);
+  if (more.length > 0) throw new InvalidArgumentError(`volume ${volume.id} has ${volume.connections.length} connections: name one`);
+  return only;
+}

@@ -1,0 +1,97 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mask, runCli, type CliResult } from '../packages/cli/src/testing/run-cli.js';
+import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+
+// The fleet forms of the kindling CLI: two real agents (NFS on folders), and one address nobody answers.
+const TOKEN = 'cli-fleet-token-0123456789';
+const DEAD = 'ws://127.0.0.1:1';
+
+let a: AgentProcess;
+let b: AgentProcess;
+let dir: string;
+const kindling = (...args: string[]): Promise<CliResult> => runCli(args, { env: { KINDLING_TOKEN: TOKEN } });
+const parse = <T>(r: CliResult): T => {
+  expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+  return JSON.parse(r.stdout) as T;
+};
+
+beforeAll(async () => {
+  [a, b] = await Promise.all([startAgentProcess({ token: TOKEN }), startAgentProcess({ token: TOKEN })]);
+  dir = await mkdtemp(join(tmpdir(), 'kindling-cli-fleet-'));
+});
+afterAll(async () => {
+  await Promise.all([a?.dispose(), b?.dispose()]);
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+// Each step is a process start and connections to every agent: on a loaded 2-core host a scenario takes a while.
+describe('kindling over a fleet', { timeout: 120_000 }, () => {
+  it('places creations over the fleet, lists and checks health over every agent', async () => {
+    const agents = `${a.url},${b.url}`;
+    // The second goes where the first did not: the other agent has more room left.
+    const first = parse<{ agent: { url: string } }>(await kindling('--agents', agents, 'volume', 'create', '--size', '1', '--name', 'one', '--json'));
+    const second = parse<{ agent: { url: string } }>(await kindling('--agents', agents, 'volume', 'create', '--size', '1', '--name', 'two', '--driver', 'nfs', '--json'));
+    expect([first.agent.url, second.agent.url].sort()).toEqual([a.url, b.url].sort());
+
+    const list = await kindling('--agents', agents, 'volume', 'list');
+    expect(list.code).toBe(0);
+    expect(mask(list.stdout)).toMatchInlineSnapshot(`
+      "AGENT                      ID                                     NAME   SIZE   STATUS      BACKEND   SNAPSHOTS   ATTACHED   CREATED
+      ws://127.0.0.1:PPPPP/rpc   id-1................................   one    1G     available   nfs       0           0          YYYY-MM-DDTHH:MM:SS.mmmZ
+      ws://127.0.0.1:PPPPP/rpc   id-2................................   two    1G     available   nfs       0           0          YYYY-MM-DDTHH:MM:SS.mmmZ
+      "
+    `);
+    const listed = parse<{ name: string; agent: { url: string; hostId: string } }[]>(await kindling('--agents', agents, 'volume', 'list', '--json'));
+    expect(listed.map((v) => [v.name, v.agent.url])).toEqual([
+      ['one', first.agent.url],
+      ['two', second.agent.url],
+    ]);
+
+    // A volume is found by name on whichever agent holds it.
+    expect(parse(await kindling('--agents', agents, 'volume', 'show', 'two', '--json'))).toMatchObject({ name: 'two', agent: { url: second.agent.url } });
+
+    const health = await kindling('--agents', agents, 'health');
+    expect(health.code).toBe(0);
+    expect(mask(health.stdout)).toMatchInlineSnapshot(`
+      "AGENT                      HOST                                   LINK   READY   BACKENDS    PROBLEM
+      ws://127.0.0.1:PPPPP/rpc   id-1................................   up     yes     nfs:ready   -
+      ws://127.0.0.1:PPPPP/rpc   id-2................................   up     yes     nfs:ready   -
+      "
+    `);
+
+    const backends = await kindling('--agents', agents, 'backend', 'list');
+    expect(mask(backends.stdout)).toMatchInlineSnapshot(`
+      "AGENT                      NAME   DRIVER
+      ws://127.0.0.1:PPPPP/rpc   nfs    nfs
+      ws://127.0.0.1:PPPPP/rpc   nfs    nfs
+      "
+    `);
+  });
+
+  it('prints what answered when an agent is down, warns about it and exits 11', async () => {
+    const agentsFile = join(dir, 'agents');
+    await writeFile(agentsFile, `# the fleet\n${a.url}\n${b.url}\n\n${DEAD}   # decommissioned\n`);
+
+    const list = await kindling('--agents-file', agentsFile, 'volume', 'list', '-o', 'jsonl');
+    expect(list.code).toBe(11);
+    expect(list.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { name: string }).name)).toEqual(['one', 'two']);
+    expect(list.stderr).toMatch(/^warning: ws:\/\/127\.0\.0\.1:1: UNAVAILABLE: cannot reach the agent[^\n]*\n$/);
+
+    const health = await kindling('--agents-file', agentsFile, 'health', '--json');
+    expect(health.code).toBe(7);
+    const report = JSON.parse(health.stdout) as { url: string; link: string; ready: boolean }[];
+    expect(report.map((h) => [h.url, h.link, h.ready])).toEqual([
+      [a.url, 'up', true],
+      [b.url, 'up', true],
+      [DEAD, 'down', false],
+    ]);
+  });
+
+  it('refuses the commands about one agent over a fleet (exit 2)', async () => {
+    const r = await kindling('--agents', `${a.url},${b.url}`, 'kv', 'get', 'k');
+    expect(r).toEqual({ code: 2, stdout: '', stderr: 'error: INVALID_ARGUMENT: kv talks to one agent: give --url, not a fleet\n' });
+  });
+});
