@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mask, runCli, type CliResult } from '../packages/cli/src/testing/run-cli.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { whileImmutable } from './support/cinderlib.js';
 
 // The kindling CLI as a user runs it: the built bin against a real agent with an NFS backend on a folder.
 const TOKEN = 'cli-test-token-0123456789';
@@ -203,18 +204,18 @@ describe('kindling against one agent', SCENARIO, () => {
   });
 
   it('shows the failed storage command with --debug on a BACKEND_ERROR (exit 5)', async () => {
-    // Hostile storage: the volume files are no longer images, so qemu-img fails on them.
-    const breakVolume = async (name: string) => {
+    // Storage refuses for real: an immutable volume file cannot be opened for writing by qemu-img.
+    const immutableVolume = async (name: string) => {
       const vol = json<{ location: { share: string; activeFile: string } }>(await kindling('volume', 'create', '--size', '1', '--name', name, '--json'));
-      await writeFile(join(vol.location.share, vol.location.activeFile), 'not an image');
+      return join(vol.location.share, vol.location.activeFile);
     };
-    await breakVolume('broken');
-    const plain = await kindling('volume', 'extend', 'broken', '2');
+    const plain = await whileImmutable(await immutableVolume('broken'), () => kindling('volume', 'extend', 'broken', '2'));
     expect(plain.code).toBe(5);
     expect(plain.stderr).toMatch(/^error: BACKEND_ERROR: qemu-img failed[^\n]*\n$/);
 
-    await breakVolume('broken-too');
-    const detailed = await kindling('--debug', 'volume', 'extend', 'broken-too', '2');
+    const detailed = await whileImmutable(await immutableVolume('broken-too'), () =>
+      kindling('--debug', 'volume', 'extend', 'broken-too', '2'),
+    );
     expect(detailed.code).toBe(5);
     const [first, ...rest] = detailed.stderr.trimEnd().split('\n');
     expect(first).toMatch(/^error: BACKEND_ERROR: /);
