@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
 import { get } from 'node:https';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, decode, encode, type ReplyFrame } from '@kindling/protocol';
+import { Agent } from '@kindling/sdk';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // TLS with client certificates, made here with a CA of the test's own; and read-only credentials.
@@ -119,5 +120,20 @@ describe('TLS and credentials', () => {
       });
     expect(await scrape(READ_TOKEN)).toBe(200);
     expect(await scrape('not-a-token-at-all-0123')).toBe(401);
+  });
+
+  it('the SDK connects with its CA and client certificate, the token read from KINDLING_TOKEN_FILE', async () => {
+    const tokenFile = join(dir, 'token');
+    await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    process.env.KINDLING_TOKEN_FILE = tokenFile;
+    try {
+      const agent = await Agent.connect(proc.url, { tls: { ca: pem.ca, cert: pem.clientCert, key: pem.clientKey } });
+      const vol = await (await agent.backend('nfs')).createVolume({ size: 1 });
+      expect(vol.status).toBe('available');
+      await vol.delete();
+      await agent.close();
+    } finally {
+      delete process.env.KINDLING_TOKEN_FILE;
+    }
   });
 });

@@ -11,19 +11,20 @@ import {
 } from '@kindling/protocol';
 import type { Backend, CreateVolumeOptions } from './backend.js';
 import { probeReadyz, type Readyz } from './fleet/health.js';
-import { Member, asKindlingError, type FleetAgent, type FleetAgentState, type RetryDelays } from './fleet/member.js';
+import { Member, kindlingOrRethrow, type FleetAgent, type FleetAgentState, type RetryDelays } from './fleet/member.js';
 import { rank, type Candidate, type Ranked } from './fleet/placement.js';
 import { mapLimit } from './fleet/pool.js';
 import { Snapshot } from './snapshot.js';
-import type { ReconnectOptions } from './transport.js';
+import type { ReconnectOptions, TlsOptions } from './transport.js';
 import { Volume } from './volume.js';
 
 export type { FleetAgent, FleetAgentState } from './fleet/member.js';
 export type { BackendReadiness, Readyz } from './fleet/health.js';
 
 export interface FleetOptions {
-  /** Sent to every agent (`Authorization: Bearer TOKEN`). */
+  /** Sent to every agent (`Authorization: Bearer TOKEN`); default from the environment, as ConnectOptions. */
   token?: string;
+  tls?: TlsOptions;
   /** Agents a fan-out asks at once. Default 32. */
   concurrency?: number;
   /** Per short request to one agent (and per connect attempt, up to 10 s of it). Default 30000. */
@@ -144,7 +145,7 @@ export class Fleet {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError('concurrency must be a positive integer', { concurrency });
     if (new Set(urls).size !== urls.length) throw new InvalidArgumentError('an agent URL is listed twice', { urls });
     const delays = { ...DEFAULT_DELAYS, ...options.reconnect };
-    const connect = { token: options.token, timeoutMs, longTimeoutMs: options.longTimeoutMs, reconnect: options.reconnect ?? true };
+    const connect = { token: options.token, tls: options.tls, timeoutMs, longTimeoutMs: options.longTimeoutMs, reconnect: options.reconnect ?? true };
     const members = urls.map((url) => new Member(url, connect, delays));
     await mapLimit(members, concurrency, (member) => member.start());
     return new Fleet(members, concurrency, timeoutMs);
@@ -293,7 +294,7 @@ export class Fleet {
             try {
               return { ok: true, value: await fn(backend, member) };
             } catch (err) {
-              return { ok: false, failure: { url: member.url, hostId: member.hostId, backend: backend.name, error: asKindlingError(err) } };
+              return { ok: false, failure: { url: member.url, hostId: member.hostId, backend: backend.name, error: kindlingOrRethrow(err) } };
             }
           }),
       ),

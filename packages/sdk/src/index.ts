@@ -7,7 +7,7 @@ export { KeyValueStore } from './kv.js';
 export type { Resource } from './session.js';
 export type { ResourceEvents } from './tracked.js';
 export type { CallOptions } from './call-options.js';
-export type { ConnectOptions, ReconnectOptions } from './transport.js';
+export type { ConnectOptions, ReconnectOptions, TlsOptions } from './transport.js';
 export {
   SCHEMA_VERSION,
   type ConnectionJson,

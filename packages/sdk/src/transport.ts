@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import {
   CREATING_OPS,
@@ -38,9 +39,22 @@ export interface ReconnectOptions {
   waitMs?: number;
 }
 
+/** Certificates for `wss://` with a private CA or mutual TLS (PEM text or bytes). */
+export interface TlsOptions {
+  /** CA bundle the agent's certificate must chain to. */
+  ca?: string | Buffer;
+  /** This client's certificate and key, for an agent that asks for one (`tls.clientCa`). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
 export interface ConnectOptions {
-  /** Sent as `Authorization: Bearer TOKEN` on the upgrade request. */
+  /**
+   * Sent as `Authorization: Bearer TOKEN` on the upgrade request. Default: `KINDLING_TOKEN`, else the
+   * contents of the file `KINDLING_TOKEN_FILE` names.
+   */
   token?: string;
+  tls?: TlsOptions;
   /** Deadline of each short request (reads, attach, snapshot and volume create, ...). Default 120000. The upgrade waits at most 10 s of it. */
   timeoutMs?: number;
   /**
@@ -96,6 +110,18 @@ interface Pending {
 
 /** `idle` before the first dial, `down` between a drop and a successful redial, `closed` for good. */
 type State = 'idle' | 'open' | 'down' | 'closed';
+
+/** The token the environment gives: `KINDLING_TOKEN`, else the file `KINDLING_TOKEN_FILE` names. */
+export function tokenFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.KINDLING_TOKEN) return env.KINDLING_TOKEN;
+  const file = env.KINDLING_TOKEN_FILE;
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read the token file KINDLING_TOKEN_FILE=${file}: ${messageOf(err)}`, { file });
+  }
+}
 
 /** The agent's RPC endpoint for a user-given URL: `/rpc` is added when the URL has no path. */
 export function rpcUrl(url: string): string {
@@ -156,10 +182,13 @@ export class Transport extends EventEmitter<TransportEvents> {
   /** Why the last redial failed: a refused token is worth telling callers as such. */
   private redialError: KindlingError | null = null;
 
+  private readonly tls: TlsOptions;
+
   constructor(url: string, options: ConnectOptions = {}) {
     super();
     this.endpoint = rpcUrl(url);
-    this.token = options.token;
+    this.token = options.token ?? tokenFromEnv();
+    this.tls = options.tls ?? {};
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.keepaliveMs = options.keepaliveMs ?? 15_000;
     // Without pings nothing notices a dead link, so long calls fall back to the short deadline.
@@ -254,6 +283,7 @@ export class Transport extends EventEmitter<TransportEvents> {
       const headers: Record<string, string> = this.token ? { Authorization: `Bearer ${this.token}` } : {};
       const ws = new WebSocket(this.endpoint, {
         headers,
+        ...this.tls,
         handshakeTimeout: Math.min(this.timeoutMs, 10_000),
         // No compression: frames are small and latency is what counts.
         perMessageDeflate: false,

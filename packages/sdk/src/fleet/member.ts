@@ -28,7 +28,7 @@ export interface RetryDelays {
 }
 
 /** Thrown values from the SDK are KindlingErrors; anything else is a bug and is not hidden in a partial result. */
-export function asKindlingError(err: unknown): KindlingError {
+export function kindlingOrRethrow(err: unknown): KindlingError {
   if (err instanceof KindlingError) return err;
   throw err;
 }
@@ -128,7 +128,7 @@ export class Member implements FleetAgent {
     } catch (err) {
       if (this.state === 'closed') return;
       this.state = 'down';
-      this.lastError = asKindlingError(err);
+      this.lastError = kindlingOrRethrow(err);
       this.#scheduleRetry();
       return;
     }
@@ -165,7 +165,7 @@ export class Member implements FleetAgent {
           this.capacity.set(backend.name, await backend.stats());
           this.unseen.delete(backend.name);
         } catch (err) {
-          asKindlingError(err);
+          kindlingOrRethrow(err);
           // A backend that cannot report (not ready) is no place for a volume.
           this.capacity.delete(backend.name);
         }
