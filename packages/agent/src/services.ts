@@ -53,7 +53,10 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       snapshots,
       connections,
       recovery,
-      close: () => index.close(),
+      close: async () => {
+        backends.close();
+        await index.close();
+      },
     };
   } catch (err) {
     await index.close();

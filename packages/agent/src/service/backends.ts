@@ -11,9 +11,26 @@ export interface BackendReadiness extends Readiness, BackendInfo {
 
 interface Entry {
   driver: Driver;
-  /** Why start() failed; such a backend takes no operations until the agent restarts. */
+  /** Why start() failed; such a backend takes no operations until a retry of its start succeeds. */
   startError: string | null;
+  /** The next start attempt of a backend that failed, and the delay before the one after it. */
+  retry: { timer: NodeJS.Timeout | null; delayMs: number };
+  /** The last readiness answer, and the check under way (at most one per backend: a hung share pins one thread, not all). */
+  ready: { at: number; value: Readiness } | null;
+  checking: Promise<Readiness> | null;
 }
+
+export interface BackendTiming {
+  /** First delay before a failed start is tried again; doubles up to `maxRetryMs`. */
+  firstRetryMs: number;
+  maxRetryMs: number;
+  /** How long a readiness answer is served from cache. */
+  readinessTtlMs: number;
+  /** A readiness check taking longer reads as not ready (an NFS server that stopped answering). */
+  readinessTimeoutMs: number;
+}
+
+export const DEFAULT_TIMING: BackendTiming = { firstRetryMs: 1000, maxRetryMs: 60_000, readinessTtlMs: 5000, readinessTimeoutMs: 5000 };
 
 /** The configured backends, their drivers and readiness, and the stats the index completes. */
 export class Backends {
@@ -21,25 +38,49 @@ export class Backends {
   private readonly pendingCapacity = new Set<string>();
   private readonly found = new Map<string, Findings>();
 
+  private closed = false;
+
   constructor(
     drivers: Driver[],
     private readonly index: IndexStore,
     private readonly events: EventBus,
+    private readonly timing: BackendTiming = DEFAULT_TIMING,
   ) {
-    for (const driver of drivers) this.entries.set(driver.name, { driver, startError: null });
+    for (const driver of drivers) {
+      const retry = { timer: null, delayMs: timing.firstRetryMs };
+      this.entries.set(driver.name, { driver, startError: null, retry, ready: null, checking: null });
+    }
   }
 
-  /** Starts every driver; one that fails stays listed, not ready, with its reason (never fatal to the agent). */
+  /**
+   * Starts every driver; one that fails stays listed, not ready, with its reason (never fatal to the
+   * agent), and is tried again with backoff until its storage comes (a slow NFS server, a VG assembled late).
+   */
   async start(): Promise<void> {
-    await Promise.all(
-      [...this.entries.values()].map(async (entry) => {
-        try {
-          await entry.driver.start();
-        } catch (err) {
-          entry.startError = messageOf(err);
-        }
-      }),
-    );
+    await Promise.all([...this.entries.values()].map((entry) => this.startOne(entry)));
+  }
+
+  private async startOne(entry: Entry): Promise<void> {
+    try {
+      await entry.driver.start();
+      entry.startError = null;
+      entry.ready = null;
+    } catch (err) {
+      entry.startError = messageOf(err);
+      if (this.closed) return;
+      entry.retry.timer = setTimeout(() => {
+        entry.retry.timer = null;
+        void this.startOne(entry);
+      }, entry.retry.delayMs);
+      entry.retry.timer.unref();
+      entry.retry.delayMs = Math.min(entry.retry.delayMs * 2, this.timing.maxRetryMs);
+    }
+  }
+
+  /** Stops the start retries. */
+  close(): void {
+    this.closed = true;
+    for (const { retry } of this.entries.values()) if (retry.timer) clearTimeout(retry.timer);
   }
 
   list(): BackendInfo[] {
@@ -69,17 +110,14 @@ export class Backends {
     return entry.driver;
   }
 
+  /** Each backend's readiness, from a cached check at most `readinessTtlMs` old; never waits past the check timeout. */
   async readiness(): Promise<BackendReadiness[]> {
     return Promise.all(
-      [...this.entries.values()].map(async ({ driver, startError }): Promise<BackendReadiness> => {
+      [...this.entries.values()].map(async (entry): Promise<BackendReadiness> => {
+        const { driver, startError } = entry;
         const info = { name: driver.name, driver: driver.driver };
         if (startError !== null) return { ...info, ready: false, reason: startError };
-        let readiness: Readiness;
-        try {
-          readiness = await driver.readiness();
-        } catch (err) {
-          return { ...info, ready: false, reason: messageOf(err) };
-        }
+        const readiness = await this.checked(entry);
         const found = this.found.get(driver.name);
         if (!found) return { ...info, ...readiness };
         const warnings = [...(readiness.warnings ?? []), ...findingWarnings(found)];
@@ -91,6 +129,29 @@ export class Backends {
         };
       }),
     );
+  }
+
+  private async checked(entry: Entry): Promise<Readiness> {
+    const now = Date.now();
+    if (entry.ready && now - entry.ready.at < this.timing.readinessTtlMs) return entry.ready.value;
+    entry.checking ??= entry.driver
+      .readiness()
+      .catch((err: unknown): Readiness => ({ ready: false, reason: messageOf(err) }))
+      .then((value) => {
+        entry.ready = { at: Date.now(), value };
+        entry.checking = null;
+        return value;
+      });
+    const timeoutMs = this.timing.readinessTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Readiness>((resolve) => {
+      timer = setTimeout(() => resolve({ ready: false, reason: `its readiness check did not answer in ${timeoutMs} ms` }), timeoutMs);
+    });
+    try {
+      return await Promise.race([entry.checking, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Records what a scan of the backend found: lists left out keep their previous value, a scan error does not. */
