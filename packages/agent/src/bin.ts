@@ -5,13 +5,19 @@ import { ConfigError } from './config.js';
 import { reindex } from './reindex.js';
 import { reconcile } from './service/reconcile.js';
 
+/** KINDLING_DRAIN_MS: how long a stop waits for operations in flight (tests shorten it). */
+function drainMsFromEnv(): number | undefined {
+  const ms = Number(process.env.KINDLING_DRAIN_MS);
+  return process.env.KINDLING_DRAIN_MS && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
 async function main(): Promise<void> {
   const { command, config } = await readCli(process.argv.slice(2), process.cwd());
   if (command === 'reindex') {
     process.exitCode = await reindex(config);
     return;
   }
-  const agent = await startAgent(config);
+  const agent = await startAgent(config, undefined, { drainMs: drainMsFromEnv() });
   // Before anything else: the agent serves from here on, and a stop must wait for what it started.
   let stopping = false;
   const stop = () => {
