@@ -39,7 +39,7 @@ export async function startAgent(config: AgentConfig, runner?: Runner, options: 
       const closed = server.close();
       const drainMs = options.drainMs ?? DRAIN_MS;
       const drained = await server.idle(drainMs);
-      if (!drained) console.error(`kindling-agent: stopping: operations still running after ${drainMs} ms; ending their ${children.count} commands`);
+      if (!drained) console.error(`kindling-agent: stopping: operations still running after ${drainMs} ms; ending the ${children.count} command(s) running`);
       // From here no command starts, and those still running are ended: their operations fail and
       // write their error records through the usual failure path, so nothing half-done reads as done.
       children.endAll();

@@ -31,6 +31,19 @@ describe('run', () => {
     expect(await run(['sh', '-c', 'printf "out\\n"; printf "err\\n" >&2'])).toEqual({ stdout: 'out\n', stderr: 'err\n' });
   });
 
+  it('runs every command with a parent-death signal, so it dies with the agent', async () => {
+    // prctl(PR_GET_PDEATHSIG) as the command sees it: 9 is SIGKILL.
+    const probe = 'import ctypes; s = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); print(s.value)';
+    expect((await run(['python3', '-c', probe])).stdout.trim()).toBe('9');
+  });
+
+  it('runs every command in its own process group, out of reach of a Ctrl-C meant for the agent', async () => {
+    const stat = (await run(['cat', '/proc/self/stat'])).stdout;
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    expect(state).toBe('R');
+    expect(pgrp).toBe(stat.split(' ')[0]);
+  });
+
   it('reports a failure with the command line as given, exit code and stderr tail', async () => {
     const err = await run(['sh', '-c', 'echo boom >&2; exit 3']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);

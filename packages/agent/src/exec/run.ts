@@ -67,8 +67,7 @@ export function createRunner(children: Children): Runner {
     });
     const forget = children.add(subprocess);
     const result = await subprocess.finally(forget);
-    const stdout = String(result.stdout ?? '');
-    const stderr = String(result.stderr ?? '');
+    const { stdout, stderr } = result;
     if (!result.failed) return { stdout, stderr };
     const exitCode = result.exitCode ?? null;
     const cause: unknown = result.cause;
@@ -77,7 +76,7 @@ export function createRunner(children: Children): Runner {
         ? 'ended: the agent is stopping'
         : `killed by ${result.signal}`
       : cause instanceof Error
-        ? `${cause.message} (every command runs under setpriv from util-linux)`
+        ? cause.message
         : `exit ${exitCode}`;
     const details = failure(exitCode, stderr.slice(-STDERR_TAIL).trim() || why);
     if (result.timedOut) throw new TimeoutError(`${file} timed out after ${timeout} ms`, details);
