@@ -20,12 +20,15 @@ describe('Children', () => {
   it('ends every running command, whose caller sees a failure, and refuses new ones', async () => {
     const children = new Children();
     const run = createRunner(children);
-    const copy = run(['sleep', '60']).catch((e: unknown) => e);
-    await until(() => children.count === 1);
+    let copying = false;
+    const copy = run(['sh', '-c', 'echo copying >&2; exec sleep 60'], { onStderrLine: () => (copying = true) }).catch((e: unknown) => e);
+    await until(() => copying);
+    expect(children.count).toBe(1);
     children.endAll();
     const err = await copy;
     expect(err).toBeInstanceOf(BackendError);
-    expect((err as BackendError).details).toEqual({ command: ['sleep', '60'], exitCode: null, stderrTail: 'ended: the agent is stopping' });
+    expect((err as BackendError).message).toMatch(/ended: the agent is stopping/);
+    expect((err as BackendError).details).toEqual({ command: ['sh', '-c', 'echo copying >&2; exec sleep 60'], exitCode: null, stderrTail: 'copying' });
     expect(children.count).toBe(0);
 
     const late = await run(['true']).catch((e: unknown) => e);

@@ -80,7 +80,8 @@ export function createRunner(children: Children): Runner {
         : `exit ${exitCode}`;
     const details = failure(exitCode, stderr.slice(-STDERR_TAIL).trim() || why);
     if (result.timedOut) throw new TimeoutError(`${file} timed out after ${timeout} ms`, details);
-    const last = details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why;
+    // A signal says more than the last words of the command it cut short.
+    const last = result.isTerminated ? why : (details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why);
     throw new BackendError(`${file} failed (exit ${exitCode ?? 'signal'}): ${last}`, details);
   };
 }
