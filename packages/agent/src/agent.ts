@@ -1,5 +1,6 @@
 import type { AgentConfig } from './config.js';
-import type { Runner } from './exec/run.js';
+import { Children } from './exec/children.js';
+import { createRunner, type Runner } from './exec/run.js';
 import { startServer, type RpcServer } from './rpc/server.js';
 import { openServices, type Services } from './services.js';
 
@@ -10,9 +11,19 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
+export interface StopOptions {
+  /** How long a stop lets operations in flight (a create, a thick copy) finish before ending their commands. */
+  drainMs?: number;
+}
+
+const DRAIN_MS = 30_000;
+/** Once their commands are ended, operations only record their failure: this bounds that wait. */
+const SETTLE_MS = 15_000;
+
 /** Opens the index, starts the backends, resolves interrupted operations, then serves. */
-export async function startAgent(config: AgentConfig, runner?: Runner): Promise<RunningAgent> {
-  const services = await openServices(config, runner);
+export async function startAgent(config: AgentConfig, runner?: Runner, options: StopOptions = {}): Promise<RunningAgent> {
+  const children = new Children();
+  const services = await openServices(config, runner ?? createRunner(children));
   let server: RpcServer;
   try {
     server = await startServer(config, services);
@@ -25,7 +36,18 @@ export async function startAgent(config: AgentConfig, runner?: Runner): Promise<
     port: server.port,
     services,
     stop: async () => {
-      await server.close();
+      const closed = server.close();
+      const drainMs = options.drainMs ?? DRAIN_MS;
+      const drained = await server.idle(drainMs);
+      if (!drained) console.error(`kindling-agent: stopping: operations still running after ${drainMs} ms; ending the ${children.count} command(s) running`);
+      // From here no command starts, and those still running are ended: their operations fail and
+      // write their error records through the usual failure path, so nothing half-done reads as done.
+      children.endAll();
+      if (!drained && !(await server.idle(SETTLE_MS))) {
+        // Closing the index under a running operation would lose its end state: leave it to recovery.
+        throw new Error('operations still running after their commands were ended; the index was not closed');
+      }
+      await closed;
       await services.close();
     },
   };

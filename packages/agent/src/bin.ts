@@ -4,6 +4,13 @@ import { readCli, USAGE, UsageRequested } from './cli.js';
 import { ConfigError } from './config.js';
 import { reindex } from './reindex.js';
 import { reconcile } from './service/reconcile.js';
+import { recoveryLines } from './service/recovery.js';
+
+/** KINDLING_DRAIN_MS: how long a stop waits for operations in flight (tests shorten it). */
+function drainMsFromEnv(): number | undefined {
+  const ms = Number(process.env.KINDLING_DRAIN_MS);
+  return process.env.KINDLING_DRAIN_MS && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
 
 async function main(): Promise<void> {
   const { command, config } = await readCli(process.argv.slice(2), process.cwd());
@@ -11,7 +18,7 @@ async function main(): Promise<void> {
     process.exitCode = await reindex(config);
     return;
   }
-  const agent = await startAgent(config);
+  const agent = await startAgent(config, undefined, { drainMs: drainMsFromEnv() });
   // Before anything else: the agent serves from here on, and a stop must wait for what it started.
   let stopping = false;
   const stop = () => {
@@ -27,9 +34,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  for (const r of agent.services.recovery.resolved) {
-    console.error(`kindling-agent: recovered ${r.kind} ${r.id}: ${r.from} -> ${r.to}`);
-  }
+  for (const line of recoveryLines(agent.services.recovery)) console.error(`kindling-agent: ${line}`);
   // One JSON line on stdout says where it listens: scripts and tests read it (port 0 picks a free port).
   console.log(JSON.stringify({ event: 'listening', url: agent.url, port: agent.port, hostId: agent.services.hostId }));
   for (const r of await agent.services.backends.readiness()) {

@@ -1,3 +1,3 @@
-export { startAgent, type RunningAgent } from './agent.js';
+export { startAgent, type RunningAgent, type StopOptions } from './agent.js';
 export { parseConfig, loadConfigFile, DEFAULT_CONFIG, ConfigError, type AgentConfig, type BackendConfig } from './config.js';
 export type { Driver } from './drivers/driver.js';

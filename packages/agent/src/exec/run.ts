@@ -1,12 +1,15 @@
-import { spawn } from 'node:child_process';
+import { execa } from 'execa';
 import { BackendError, TimeoutError } from '@kindling/protocol';
+import { Children } from './children.js';
+import { lineTap } from './line-tap.js';
 
 export interface RunOptions {
   /** Added to a clean base environment (PATH, LC_ALL=C); never the agent's whole environment. */
   env?: Record<string, string>;
   timeoutMs?: number;
-  input?: string;
-  signal?: AbortSignal;
+  /** Each output line as it arrives; a `\r` ends a line too, as progress meters (`qemu-img -p`, `dd`) redraw with it. */
+  onStdoutLine?: (line: string) => void;
+  onStderrLine?: (line: string) => void;
 }
 
 export interface RunResult {
@@ -18,7 +21,17 @@ export interface RunResult {
 export type Runner = (command: readonly string[], options?: RunOptions) => Promise<RunResult>;
 
 const DEFAULT_TIMEOUT_MS = 120_000;
+/** After SIGTERM (timeout or stop), how long a command may take to exit before SIGKILL. */
+const FORCE_KILL_MS = 2000;
 const STDERR_TAIL = 2000;
+
+/**
+ * The kernel sends SIGKILL to the command when the agent dies, however it dies (a SIGKILL cannot be
+ * caught to clean up). PR_SET_PDEATHSIG fires when the forking *thread* exits: Node forks from its
+ * main thread (checked with strace on Node 20), which lives as long as the process. setpriv execs
+ * in place, so the pid is the command's own.
+ */
+const DIE_WITH_AGENT = ['setpriv', '--pdeathsig', 'KILL', '--'] as const;
 
 const baseEnv = (): Record<string, string> => ({
   PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -26,44 +39,52 @@ const baseEnv = (): Record<string, string> => ({
 });
 
 /**
- * Runs argv (no shell); failure is a BackendError carrying the command line, exit code and stderr
- * tail. Plain `spawn`, not execa: execa's stream machinery costs 1-3 ms per command here, which is
- * most of what the agent may add to a create (bench/run.mjs).
+ * A runner whose commands `children` tracks: argv only (no shell), a clean environment, a timeout
+ * that kills; a failure is a BackendError carrying the command line, exit code and stderr tail.
  */
-export const run: Runner = (command, options = {}) =>
-  new Promise<RunResult>((resolve, reject) => {
-    const [file, ...args] = command;
+export function createRunner(children: Children): Runner {
+  return async (command, options = {}) => {
+    const [file] = command;
     if (!file) throw new Error('run: empty command');
+    const failure = (exitCode: number | null, stderrTail: string) => ({ command: [...command], exitCode, stderrTail });
+    if (children.ended) throw new BackendError(`${file} not started: the agent is stopping`, failure(null, 'the agent is stopping'));
     const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const child = spawn(file, args, {
+    const subprocess = execa(DIE_WITH_AGENT[0], [...DIE_WITH_AGENT.slice(1), ...command], {
       env: { ...baseEnv(), ...options.env },
-      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      ...(options.signal ? { signal: options.signal } : {}),
+      extendEnv: false,
+      stdin: 'ignore',
+      stdout: options.onStdoutLine ? [lineTap(options.onStdoutLine), 'pipe'] : 'pipe',
+      stderr: options.onStderrLine ? [lineTap(options.onStderrLine), 'pipe'] : 'pipe',
+      stripFinalNewline: false,
+      // Its own process group: a Ctrl-C on the agent's terminal is the agent's to handle (a graceful stop), not the copy's.
+      detached: true,
+      timeout,
+      killSignal: 'SIGTERM',
+      forceKillAfterDelay: FORCE_KILL_MS,
+      // The parent-death signal covers every way the agent exits; execa's exit hook would only add a listener per call.
+      cleanup: false,
+      reject: false,
     });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeout);
-    const fail = (exitCode: number | null, why: string) => {
-      const stderrText = Buffer.concat(stderr).toString();
-      const details = { command: [...command], exitCode, stderrTail: stderrText.slice(-STDERR_TAIL).trim() || why };
-      if (timedOut) return reject(new TimeoutError(`${file} timed out after ${timeout} ms`, details));
-      const last = details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why;
-      reject(new BackendError(`${file} failed (exit ${exitCode ?? 'signal'}): ${last}`, details));
-    };
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      fail(null, err.message);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve({ stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
-      else fail(code, signal ? `killed by ${signal}` : `exit ${code}`);
-    });
-    if (options.input !== undefined) child.stdin?.end(options.input);
-  });
+    const forget = children.add(subprocess);
+    const result = await subprocess.finally(forget);
+    const { stdout, stderr } = result;
+    if (!result.failed) return { stdout, stderr };
+    const exitCode = result.exitCode ?? null;
+    const cause: unknown = result.cause;
+    const why = result.isTerminated
+      ? children.ended
+        ? 'ended: the agent is stopping'
+        : `killed by ${result.signal}`
+      : cause instanceof Error
+        ? cause.message
+        : `exit ${exitCode}`;
+    const details = failure(exitCode, stderr.slice(-STDERR_TAIL).trim() || why);
+    if (result.timedOut) throw new TimeoutError(`${file} timed out after ${timeout} ms`, details);
+    // A signal says more than the last words of the command it cut short.
+    const last = result.isTerminated ? why : (details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why);
+    throw new BackendError(`${file} failed (exit ${exitCode ?? 'signal'}): ${last}`, details);
+  };
+}
+
+/** The default runner, for one agent per process. */
+export const run: Runner = createRunner(new Children());

@@ -13,15 +13,22 @@ export class Drain {
     }
   }
 
-  /** Resolves when nothing is in flight, or after `timeoutMs` (a stuck command must not block a stop forever). */
-  idle(timeoutMs: number): Promise<void> {
-    if (this.running === 0) return Promise.resolve();
+  /**
+   * Whether nothing is in flight, waiting up to `timeoutMs` for that (a stuck command must not
+   * block a stop forever).
+   */
+  idle(timeoutMs: number): Promise<boolean> {
+    if (this.running === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      this.waiters.push(() => {
+      const wake = () => {
         clearTimeout(timer);
-        resolve();
-      });
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== wake);
+        resolve(false);
+      }, timeoutMs);
+      this.waiters.push(wake);
     });
   }
 }

@@ -17,8 +17,6 @@ import { Session } from './session.js';
 
 /** Frames are small maps; anything larger is refused by ws before it is decoded. */
 const MAX_FRAME_BYTES = 1024 * 1024;
-/** How long a stop waits for operations in flight (a create or a thick copy) before closing the index. */
-const STOP_GRACE_MS = 30_000;
 /** How often clients are pinged; one that missed the previous ping has its session ended. */
 const HEARTBEAT_MS = 30_000;
 
@@ -26,7 +24,10 @@ export interface RpcServer {
   url: string;
   port: number;
   sessions(): number;
+  /** Stops taking work: no new connection, every session ended. Resolves once the listener has closed. */
   close(): Promise<void>;
+  /** Whether no operation is in flight, waiting up to `timeoutMs` for that. */
+  idle(timeoutMs: number): Promise<boolean>;
 }
 
 /** hono's HTTP endpoints and the `/rpc` WebSocket on one port. */
@@ -138,14 +139,13 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     url: `${tls ? 'wss' : 'ws'}://${host}:${port}/rpc`,
     port,
     sessions: () => sessions.size,
-    close: async () => {
+    close: () => {
       clearInterval(heartbeat);
       clearInterval(pruning);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const client of wss.clients) client.terminate();
-      // Operations under way finish their storage commands and index writes before the index closes.
-      await drain.idle(STOP_GRACE_MS);
-      await closed;
+      return closed;
     },
+    idle: (timeoutMs) => drain.idle(timeoutMs),
   };
 }
