@@ -22,11 +22,11 @@ const SETTLE_MS = 15_000;
 
 /** Opens the index, starts the backends, resolves interrupted operations, then serves. */
 export async function startAgent(config: AgentConfig, runner?: Runner, options: StopOptions = {}): Promise<RunningAgent> {
-  const children = new Children();
+  const children = new Children(config.limits);
   const services = await openServices(config, runner ?? createRunner(children));
   let server: RpcServer;
   try {
-    server = await startServer(config, services);
+    server = await startServer(config, services, children);
   } catch (err) {
     await services.close();
     throw err;

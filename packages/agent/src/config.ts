@@ -69,6 +69,10 @@ export const configSchema = v.strictObject({
     v.strictObject({
       requestsInFlight: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 256),
       unsentBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(65536)), 16 * 1024 * 1024),
+      /** Storage commands running at once (the rest wait): bounds descriptors and processes. */
+      commands: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 64),
+      /** Long data copies running at once, within `commands`. */
+      copies: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 4),
     }),
     {},
   ),

@@ -42,4 +42,30 @@ describe('Children', () => {
     ended.endAll();
     await expect(createRunner(other)(['true'])).resolves.toEqual({ stdout: '', stderr: '' });
   });
+
+  it('runs at most the configured commands at once, and fewer copies; the others wait their turn', async () => {
+    const children = new Children({ commands: 3, copies: 1 });
+    const run = createRunner(children);
+    let peak = 0;
+    const watch = setInterval(() => (peak = Math.max(peak, children.count)), 2);
+    const commands = Array.from({ length: 8 }, () => run(['sleep', '0.05']));
+    const copies = Array.from({ length: 3 }, () => run(['sleep', '0.05'], { copy: true }));
+    expect(children.waiting).toBeGreaterThan(0);
+    await Promise.all([...commands, ...copies]);
+    clearInterval(watch);
+    expect(peak).toBe(3);
+    expect(children.count).toBe(0);
+    expect(children.waiting).toBe(0);
+  });
+
+  it('a command waiting for a slot when the agent stops is refused, not started', async () => {
+    const children = new Children({ commands: 1, copies: 1 });
+    const run = createRunner(children);
+    const first = run(['sleep', '5']).catch((e: unknown) => e);
+    const queued = run(['true']).catch((e: unknown) => e);
+    await until(() => children.count === 1);
+    children.endAll();
+    expect(((await queued) as BackendError).message).toMatch(/not started: the agent is stopping/);
+    await first;
+  });
 });

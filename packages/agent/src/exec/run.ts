@@ -10,6 +10,8 @@ export interface RunOptions {
   /** Each output line as it arrives; a `\r` ends a line too, as progress meters (`qemu-img -p`, `dd`) redraw with it. */
   onStdoutLine?: (line: string) => void;
   onStderrLine?: (line: string) => void;
+  /** A long data copy (qemu-img convert or commit, dd): it waits for one of the fewer copy slots too. */
+  copy?: boolean;
 }
 
 export interface RunResult {
@@ -47,7 +49,14 @@ export function createRunner(children: Children): Runner {
     const [file] = command;
     if (!file) throw new Error('run: empty command');
     const failure = (exitCode: number | null, stderrTail: string) => ({ command: [...command], exitCode, stderrTail });
-    if (children.ended) throw new BackendError(`${file} not started: the agent is stopping`, failure(null, 'the agent is stopping'));
+    const stopping = () => new BackendError(`${file} not started: the agent is stopping`, failure(null, 'the agent is stopping'));
+    if (children.ended) throw stopping();
+    // The wait for a slot does not count against the command's own timeout.
+    const release = await children.slot(options.copy === true);
+    if (children.ended) {
+      release();
+      throw stopping();
+    }
     const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const subprocess = execa(DIE_WITH_AGENT[0], [...DIE_WITH_AGENT.slice(1), ...command], {
       env: { ...baseEnv(), ...options.env },
@@ -66,7 +75,10 @@ export function createRunner(children: Children): Runner {
       reject: false,
     });
     const forget = children.add(subprocess);
-    const result = await subprocess.finally(forget);
+    const result = await subprocess.finally(() => {
+      forget();
+      release();
+    });
     const { stdout, stderr } = result;
     if (!result.failed) return { stdout, stderr };
     const exitCode = result.exitCode ?? null;

@@ -12,6 +12,13 @@ interface Histogram {
 const label = (value: string): string => value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 const snake = (name: string): string => name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
 
+/** How busy the agent is at scrape time. */
+export interface Load {
+  sessions: number;
+  commandsRunning: number;
+  commandsWaiting: number;
+}
+
 /** Op counters and latency histograms, rendered as Prometheus text with capacity gauges read at scrape time. */
 export class Metrics {
   private readonly ops = new Map<string, number>();
@@ -30,7 +37,7 @@ export class Metrics {
     h.count++;
   }
 
-  render(stats: BackendStats[], readiness: BackendReadiness[], sessions: number): string {
+  render(stats: BackendStats[], readiness: BackendReadiness[], load: Load): string {
     const out: string[] = [];
     out.push('# HELP kindling_ops_total RPC operations by op and outcome (ok or error code).');
     out.push('# TYPE kindling_ops_total counter');
@@ -46,7 +53,11 @@ export class Metrics {
       out.push(`kindling_op_duration_seconds_sum{op="${label(op)}"} ${h.sum}`);
       out.push(`kindling_op_duration_seconds_count{op="${label(op)}"} ${h.count}`);
     }
-    out.push('# HELP kindling_sessions Connected RPC sessions.', '# TYPE kindling_sessions gauge', `kindling_sessions ${sessions}`);
+    out.push('# HELP kindling_sessions Connected RPC sessions.', '# TYPE kindling_sessions gauge', `kindling_sessions ${load.sessions}`);
+    out.push('# HELP kindling_commands_running Storage commands running now.', '# TYPE kindling_commands_running gauge');
+    out.push(`kindling_commands_running ${load.commandsRunning}`);
+    out.push('# HELP kindling_commands_waiting Storage commands waiting for a slot (limits.commands, limits.copies).');
+    out.push('# TYPE kindling_commands_waiting gauge', `kindling_commands_waiting ${load.commandsWaiting}`);
     out.push('# HELP kindling_backend_ready 1 when the backend is ready.', '# TYPE kindling_backend_ready gauge');
     for (const r of readiness) out.push(`kindling_backend_ready{backend="${label(r.name)}"} ${r.ready ? 1 : 0}`);
     out.push('# HELP kindling_backend_warnings Readiness warnings (e.g. VG metadata area nearly full).');

@@ -5,6 +5,7 @@ import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server';
 import { Hono } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AgentConfig } from '../config.js';
+import type { Children } from '../exec/children.js';
 import type { Services } from '../services.js';
 import { CHALLENGE, roleOf } from './auth.js';
 import { edgeGuard } from './edge.js';
@@ -31,7 +32,7 @@ export interface RpcServer {
 }
 
 /** hono's HTTP endpoints and the `/rpc` WebSocket on one port. */
-export async function startServer(config: AgentConfig, services: Services): Promise<RpcServer> {
+export async function startServer(config: AgentConfig, services: Services, children: Children): Promise<RpcServer> {
   const metrics = new Metrics();
   const handlers = createHandlers(services);
   const ledger = new RequestLedger(services.index, {
@@ -68,7 +69,8 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     const stats = await Promise.all(
       readiness.filter((r) => r.ready).map((r) => services.backends.stats(r.name, false).catch(() => null)),
     );
-    const text = metrics.render(stats.filter((s) => s !== null), readiness, sessions.size);
+    const load = { sessions: sessions.size, commandsRunning: children.count, commandsWaiting: children.waiting };
+    const text = metrics.render(stats.filter((s) => s !== null), readiness, load);
     return c.text(text, 200, { 'content-type': 'text/plain; version=0.0.4' });
   });
   app.get('/v1/backends', async (c) => c.json(await services.backends.readiness()));

@@ -17,6 +17,7 @@ import {
   type OpName,
   type ReplyFrame,
 } from '@kindling/protocol';
+import { inRequest } from '../progress.js';
 import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
@@ -120,7 +121,8 @@ export class Session {
         this.inFlight++;
         counted = true;
         const { requestId } = frame;
-        const work = async (call: CallContext) => handler(checked.args, call);
+        const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
+        const work = async (call: CallContext) => inRequest(request, () => handler(checked.args, call));
         const result = await this.drain.track(
           requestId !== undefined && MUTATING_OPS.has(op)
             ? this.ledger.run(requestId, op, work)

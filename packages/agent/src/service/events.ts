@@ -1,4 +1,4 @@
-import type { EventFrame } from '@kindling/protocol';
+import type { EventFrame, Progress } from '@kindling/protocol';
 
 export type EventListener = (event: EventFrame) => void;
 
@@ -14,4 +14,7 @@ export class EventBus {
   publish(event: EventFrame): void {
     for (const listener of this.listeners) listener(event);
   }
+
+  /** How far a long copy has got. */
+  progress = (resource: Progress): void => this.publish({ event: 'progress', resource });
 }

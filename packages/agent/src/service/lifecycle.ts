@@ -7,6 +7,8 @@ import {
   type ErrorInfo,
 } from '@kindling/protocol';
 
+import { forSubject, type Subject } from '../progress.js';
+
 interface Tracked {
   status: string;
   error: ErrorInfo | null;
@@ -44,6 +46,8 @@ export type Transition<T extends Tracked> = Lifecycle<T> & {
   subject: Record<string, string>;
   save: (record: T) => Promise<void>;
   publish: (record: T) => void;
+  /** The resource long copies in the work report progress for. */
+  progress: Subject;
 };
 
 export const now = (): string => new Date().toISOString();
@@ -65,7 +69,7 @@ export async function transition<T extends Tracked>(t: Transition<T>): Promise<T
   t.publish(during);
   let changes: Partial<T>;
   try {
-    changes = await t.work();
+    changes = await forSubject(t.progress, t.work);
   } catch (err) {
     if (isRefusal(err)) {
       await t.undo();

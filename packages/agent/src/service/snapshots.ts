@@ -72,6 +72,7 @@ export class SnapshotService {
         subject: { snapshotId: record.id },
         save: this.save,
         publish: this.publish,
+        progress: { kind: 'snapshot', id: record.id, publish: this.ctx.events.progress },
         work: async () => {
           const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume));
           volumeAfter = result.volume;
@@ -112,6 +113,7 @@ export class SnapshotService {
         subject: { snapshotId: snapshot.id },
         save: this.save,
         publish: this.publish,
+        progress: { kind: 'snapshot', id: snapshot.id, publish: this.ctx.events.progress },
         work: async () => {
           ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
           return {};

@@ -198,7 +198,8 @@ export class VolumeService {
   publish = (record: VolumeRecord): void => this.ctx.events.publish({ event: 'volume', resource: record });
 
   transition(step: Lifecycle<VolumeRecord>): Promise<VolumeRecord> {
-    return transition({ ...step, subject: { volumeId: step.record.id }, save: this.save, publish: this.publish });
+    const progress = { kind: 'volume' as const, id: step.record.id, publish: this.ctx.events.progress };
+    return transition({ ...step, subject: { volumeId: step.record.id }, save: this.save, publish: this.publish, progress });
   }
 
   driverOf(volume: VolumeRecord): Driver {

@@ -139,7 +139,7 @@ export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void
   const base = below(images, overlay, c.volumeId);
   if (base !== null) {
     const path = join(c.dir, overlay);
-    await qemuImg.commit(c.run, path);
+    await qemuImg.commit(c.run, path, images.find((i) => i.file === overlay)?.virtualSize ?? base.virtualSize);
     if (overlay === info.active) {
       next.active = base.file;
     } else {

@@ -390,7 +390,7 @@ export class NfsDriver implements Driver {
   private async copy(image: Image, path: string, sizeGb: number): Promise<void> {
     const format = this.config.format;
     const preallocate = format === 'raw' && !this.config.sparse;
-    await qemuImg.convert(this.run, image, { path, format }, preallocate);
+    await qemuImg.convert(this.run, image, { path, format }, preallocate, image.virtualSize);
     if (sizeGb * GiB > image.virtualSize) await qemuImg.resize(this.run, path, format, sizeGb, preallocate);
   }
 

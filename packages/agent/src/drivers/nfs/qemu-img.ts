@@ -1,4 +1,5 @@
 import type { Runner } from '../../exec/run.js';
+import { progressMeter, qemuImgFraction } from '../../progress.js';
 
 /**
  * One small function per qemu-img command. The input format is always given with -f: probing a raw
@@ -24,8 +25,19 @@ export async function create(
 }
 
 /** Writes the overlay's data into its backing file; -d leaves the overlay as is, the caller deletes it. */
-export async function commit(run: Runner, path: string): Promise<void> {
-  await run(['qemu-img', 'commit', '-q', '-f', 'qcow2', '-d', path], { timeoutMs: LONG_MS });
+export async function commit(run: Runner, path: string, totalBytes: number): Promise<void> {
+  await run(['qemu-img', 'commit', '-p', '-f', 'qcow2', '-d', path], { timeoutMs: LONG_MS, copy: true, ...meter(totalBytes) });
+}
+
+/** Progress of a `-p` copy of `totalBytes`, as run options that read qemu-img's meter. */
+function meter(totalBytes: number): { onStdoutLine: (line: string) => void } {
+  const report = progressMeter(totalBytes);
+  return {
+    onStdoutLine: (line) => {
+      const fraction = qemuImgFraction(line);
+      if (fraction !== null) report(Math.round(fraction * totalBytes));
+    },
+  };
 }
 
 /** Points the overlay's header at another backing file without copying data (-u), as cinder's _rebase_img. */
@@ -39,10 +51,11 @@ export async function convert(
   src: { path: string; format: ImageFormat },
   dst: { path: string; format: ImageFormat },
   preallocate: boolean,
+  totalBytes: number,
 ): Promise<void> {
   await run(
-    ['qemu-img', 'convert', '-q', '-f', src.format, '-O', dst.format, ...(preallocate ? ['-S', '0'] : []), src.path, dst.path],
-    { timeoutMs: LONG_MS },
+    ['qemu-img', 'convert', '-p', '-f', src.format, '-O', dst.format, ...(preallocate ? ['-S', '0'] : []), src.path, dst.path],
+    { timeoutMs: LONG_MS, copy: true, ...meter(totalBytes) },
   );
 }
 

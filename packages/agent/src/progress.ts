@@ -1,0 +1,58 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { OpName, Progress } from '@kindling/protocol';
+
+/**
+ * How far a long copy has got, reported from the driver that runs it to every session, without
+ * threading a callback through each layer: the rpc layer names the request, the service the resource
+ * and where to publish, and the driver reports bytes done. Outside an operation nothing is reported.
+ */
+
+interface Request {
+  op: OpName;
+  requestId?: string;
+}
+
+export interface Subject {
+  kind: Progress['kind'];
+  id: string;
+  publish(progress: Progress): void;
+}
+
+const request = new AsyncLocalStorage<Request>();
+const subject = new AsyncLocalStorage<Subject>();
+
+/** Runs a request's handler (rpc layer). */
+export const inRequest = <T>(r: Request, fn: () => T): T => request.run(r, fn);
+
+/** Runs the storage work for one resource (service layer). */
+export const forSubject = <T>(s: Subject, fn: () => T): T => subject.run(s, fn);
+
+/** At most this often per copy, besides the first and the last report. */
+const EVERY_MS = 500;
+
+/**
+ * A meter for one copy of `totalBytes` in the current operation (driver layer), or a no-op when none
+ * is running. `op` overrides the request's op (a delete's zeroing reports `volume.clear`).
+ */
+export function progressMeter(totalBytes: number, op?: Progress['op']): (doneBytes: number) => void {
+  const s = subject.getStore();
+  const r = request.getStore();
+  const name = op ?? r?.op;
+  if (!s || !name) return () => undefined;
+  let last = 0;
+  let reported = -1;
+  return (doneBytes) => {
+    const now = Date.now();
+    const done = Math.min(doneBytes, totalBytes);
+    if (done === reported || (done < totalBytes && reported >= 0 && now - last < EVERY_MS)) return;
+    last = now;
+    reported = done;
+    s.publish({ kind: s.kind, id: s.id, op: name, doneBytes: done, totalBytes, ...(r?.requestId ? { requestId: r.requestId } : {}) });
+  };
+}
+
+/** `qemu-img -p` redraws `    (12.50/100%)`: the fraction done of that line, else null. */
+export function qemuImgFraction(line: string): number | null {
+  const m = /\((\d+(?:\.\d+)?)\/100%\)/.exec(line);
+  return m ? Number(m[1]) / 100 : null;
+}
