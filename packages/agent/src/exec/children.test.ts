@@ -12,7 +12,7 @@ describe('Children', () => {
     const children = new Children();
     const run = createRunner(children);
     const both = Promise.all([run(['sleep', '0.2']), run(['sleep', '0.2'])]);
-    expect(children.count).toBe(2);
+    await until(() => children.count === 2);
     await both;
     expect(children.count).toBe(0);
   });
