@@ -12,6 +12,7 @@ import { WebSocket } from 'ws';
 import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
 import { createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
+import { index, load } from './load.mjs';
 import { ratio, row, sample, samplePair } from './stats.mjs';
 
 const execFile = promisify(execFileCb);
@@ -139,7 +140,7 @@ function fleet() {
   if (result.status !== 0) say(`fleet: bench/fleet.mjs exited with ${result.status}`);
 }
 
-const sections = { wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet };
+const sections = { wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index };
 console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION})`);
 for (const [name, section] of Object.entries(sections)) {
   if (only && only !== name) continue;
