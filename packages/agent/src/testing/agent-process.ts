@@ -17,8 +17,10 @@ export interface AgentProcess {
   stderr(): string;
   /** SIGTERM and wait. */
   stop(): Promise<void>;
-  /** SIGKILL: a crash, mid-operation if need be. */
+  /** SIGKILL of the agent alone: a crash, mid-operation if need be; its children are left to their fate. */
   kill(): Promise<void>;
+  /** SIGKILL of the agent's whole process group: the agent and every command it was running. */
+  killGroup(): Promise<void>;
   /** Start again on the same data dir and config. */
   restart(): Promise<AgentProcess>;
   /** Stop and remove the temp folder. */
@@ -35,6 +37,8 @@ export interface AgentOptions {
   /** Run the agent inside this network namespace (`ip netns exec`, which execs in place). */
   netns?: string;
   dir?: string;
+  /** Folders put first on the agent's PATH (crash-injection shims): the agent's commands inherit its PATH. */
+  pathPrefix?: string[];
 }
 
 /** Starts a real `kindling-agent` process on a free loopback port with its own data dir and share. */
@@ -54,7 +58,13 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
 async function launch(dir: string, configFile: string, config: Record<string, unknown>, options: AgentOptions): Promise<AgentProcess> {
   const argv = [process.execPath, AGENT_BIN, '--config', configFile];
   const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv;
-  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const path = [...(options.pathPrefix ?? []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
+  // Its own process group, so killGroup() reaches the agent and its children and nothing else.
+  const child = spawn(command as string, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, PATH: path },
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
@@ -89,6 +99,15 @@ async function launch(dir: string, configFile: string, config: Record<string, un
     stderr: () => stderr,
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
+    killGroup: async () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch (err) {
+        // ESRCH: the group is already gone.
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+      await exited;
+    },
     restart: async () => {
       await signal('SIGTERM');
       return launch(dir, configFile, config, options);
