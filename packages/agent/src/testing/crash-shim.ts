@@ -165,7 +165,7 @@ export async function createCrashShim(commands: string[]): Promise<CrashShim> {
     },
     async alive(stall) {
       // A parent-death signal lands at once, but the kernel may take a moment to reap.
-      for (let i = 0; i < 50; i++) {
+      for (let i = 0; i < 25; i++) {
         if (!(await running(stall.pid))) return false;
         await sleep(20);
       }

@@ -18,7 +18,10 @@ export interface ShareAudit {
   transient: string[];
   /** Settled records whose storage is missing, the wrong size, or not in the `.info` chain. */
   broken: string[];
-  /** Files on the share that no record accounts for (a partial copy, a temporary overlay, a stray `.tmp`). */
+  /**
+   * Files on the share that no record accounts for (a partial copy, a temporary overlay, a stray `.tmp`),
+   * and `.info` entries that name no snapshot record (`volume-<id>.info: <key> -> <file>`).
+   */
   leftovers: string[];
 }
 
@@ -68,6 +71,8 @@ export async function auditNfsShare(
     if (info) accounted.add(`${base}.info`);
     for (const [key, file] of Object.entries(info ?? {})) {
       if (key === 'active' || snaps.some((s) => s.id === key)) accounted.add(file);
+      // A chain entry no snapshot record stands for: a clone's temporary snapshot, a snapshot the index lost.
+      else audit.leftovers.push(`${base}.info: ${key} -> ${file}`);
     }
     if (!SETTLED.has(volume.status)) continue;
     const active = info?.active ?? base;
