@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeRecord } from '@kindling/protocol';
+import { virtualSize } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 import { call } from './support/storage.js';
@@ -79,6 +80,29 @@ describe('NFS scans racing creates and deletes', () => {
       for (const line of stderr.split('\n').filter((l) => /index check of .* failed|lacks/.test(l))) problems.push(`round ${round}: ${line}`);
       proc = await proc.restart();
     }
+    expect(problems).toEqual([]);
+  });
+
+  it('a clone racing an extend of its source succeeds, sized as the source was when it was copied', async () => {
+    const client = await RawClient.connect(proc.url);
+    const problems: string[] = [];
+    for (let round = 0; round < 8; round++) {
+      const source = await createVolume(client, `grown-${round}`);
+      const [extend, clone] = await Promise.all([
+        client.call('volume.extend', { id: source.id, size: 2 }),
+        client.call('volume.clone', { id: source.id, name: `racing-clone-${round}` }),
+      ]);
+      if (!extend.ok) problems.push(`round ${round}: extend: ${extend.error.code} ${extend.error.message}`);
+      if (!clone.ok) problems.push(`round ${round}: clone: ${clone.error.code} ${clone.error.message}`);
+      const { volumes } = await call<{ volumes: VolumeRecord[] }>(client, 'volume.list', {});
+      for (const v of volumes) {
+        const size = v.status === 'available' ? await virtualSize(join(share, `volume-${v.id}`), 'qcow2') : null;
+        if (v.status !== 'available') problems.push(`round ${round}: ${v.name} is ${v.status}`);
+        else if (size !== v.size * 1024 ** 3) problems.push(`round ${round}: ${v.name} is ${v.size} GiB in the index, ${size} bytes on the share`);
+        await deleteVolume(client, v.id).catch((err: Error) => problems.push(`round ${round}: ${err.message}`));
+      }
+    }
+    client.close();
     expect(problems).toEqual([]);
   });
 
