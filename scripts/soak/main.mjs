@@ -43,6 +43,10 @@ const phantom = new Map();
 const transient = new Map();
 const leftovers = new Map();
 const failures = [];
+/** Keeps the first sighting of a finding. */
+const note = (map, key, message) => {
+  if (!map.has(key)) map.set(key, message);
+};
 
 let proc = await startAgentProcess({
   backends: (dir) => BACKENDS.map((b) => ({ name: b, driver: 'nfs', shares: [join(dir, `share-${b}`)], format: b, sparse: true })),
@@ -81,19 +85,19 @@ async function check(client, when, startingUp) {
   const byId = new Map([...listing.volumes, ...listing.snapshots].map((r) => [r.id, r]));
   for (const [id, promise] of model.promised) {
     const record = byId.get(id);
-    if (!record) lost.set(id, `${when}: acknowledged ${promise.kind} ${id} is not in the index`);
+    if (!record) note(lost, id, `${when}: acknowledged ${promise.kind} ${id} is not in the index`);
     else if (promise.kind === 'volume' && record.size < promise.minSize) {
-      lost.set(id, `${when}: volume ${id} was acknowledged at ${promise.minSize} GiB, the index says ${record.size}`);
+      note(lost, id, `${when}: volume ${id} was acknowledged at ${promise.minSize} GiB, the index says ${record.size}`);
     }
   }
-  for (const id of model.deleted) if (byId.has(id)) phantom.set(id, `${when}: ${id} was acknowledged deleted, the index has it (${byId.get(id).status})`);
+  for (const id of model.deleted) if (byId.has(id)) note(phantom, id, `${when}: ${id} was acknowledged deleted, the index has it (${byId.get(id).status})`);
   for (const backend of BACKENDS) {
     const vols = listing.volumes.filter((v) => v.backend === backend);
     const audit = await auditNfsShare(shareOf(backend), vols, listing.snapshots.filter((s) => vols.some((v) => v.id === s.volumeId)));
-    for (const t of audit.transient) transient.set(t, `${when}: ${t}`);
-    for (const b of audit.broken) lost.set(b.split(' ').slice(0, 2).join(' '), `${when}: ${b}`);
+    for (const t of audit.transient) note(transient, t, `${when}: ${t}`);
+    for (const b of audit.broken) note(lost, b.split(' ').slice(0, 2).join(' '), `${when}: ${b}`);
     // A starting agent probes its shares: a probe file lives for a moment; one left by a kill stays till the end.
-    for (const f of audit.leftovers) if (!(startingUp && f.startsWith('.kindling-probe-'))) leftovers.set(`${backend}/${f}`, `${when}: ${f}`);
+    for (const f of audit.leftovers) if (!(startingUp && f.startsWith('.kindling-probe-'))) note(leftovers, `${backend}/${f}`, `${when}: ${f}`);
   }
   // Each finding is counted once: what is reported is not promised or expected any more.
   for (const id of lost.keys()) model.promised.delete(id);
@@ -133,7 +137,7 @@ try {
   for (const s of snapshots) await client.must('snapshot.delete', { id: s.id }).catch((err) => failures.push(`final ${err.message}`));
   for (const v of volumes) await client.must('volume.delete', { id: v.id }).catch((err) => failures.push(`final ${err.message}`));
   for (const backend of BACKENDS) {
-    for (const f of await readdir(shareOf(backend))) leftovers.set(`${backend}/${f}`, `after deleting everything: ${f}`);
+    for (const f of await readdir(shareOf(backend))) note(leftovers, `${backend}/${f}`, `after deleting everything: ${f}`);
   }
 } finally {
   client.close();
