@@ -8,7 +8,7 @@ const exec = promisify(execFile);
 const GiB = 1024 ** 3;
 
 /** Statuses a restart must never leave behind. */
-export const TRANSIENT = new Set(['creating', 'deleting', 'extending', 'reverting']);
+const TRANSIENT = new Set(['creating', 'deleting', 'extending', 'reverting']);
 /** Statuses whose storage must be there, whole. */
 const SETTLED = new Set(['available', 'in-use']);
 
