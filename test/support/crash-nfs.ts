@@ -17,10 +17,8 @@ import { call, listAll, readsPattern, writePattern } from './storage.js';
 
 const exec = promisify(execFile);
 export const AB = 0xab;
-export const CD = 0xcd;
-export const EF = 0xef;
 /** Snapshot i of a scene holds PATTERNS[i]; the volume the one after the last snapshot's. */
-const PATTERNS = [AB, CD, EF];
+const PATTERNS = [AB, 0xcd, 0xef];
 
 export type Backend = 'qcow2' | 'raw';
 export const BACKENDS = ['qcow2', 'raw'] as const;
@@ -55,7 +53,7 @@ export const patternOf = (snapshotIndex: number): number => PATTERNS[snapshotInd
 export const findVolume = async (client: RawClient, pred: (v: VolumeRecord) => boolean): Promise<VolumeRecord | undefined> =>
   (await listAll(client)).volumes.find(pred);
 
-export const send = <T>(client: RawClient, [op, args]: Op): Promise<T> => call<T>(client, op, args);
+const send = <T>(client: RawClient, [op, args]: Op): Promise<T> => call<T>(client, op, args);
 
 /** True when the snapshot's data (the backing file of the overlay `.info` names for it) reads as `pattern`. */
 export async function snapshotReads(share: string, volumeId: string, snapshotId: string, pattern: number): Promise<boolean> {
