@@ -145,7 +145,8 @@ export async function createCrashShim(commands: string[]): Promise<CrashShim> {
     async arm(rule) {
       if (!commands.includes(rule.command)) throw new Error(`crash shim: no shim for ${rule.command}`);
       const words = rule.args ?? [];
-      if ([rule.command, ...words].some((w) => /[\t\n]/.test(w))) throw new Error('crash shim: tab or newline in a rule');
+      // Rule lines are tab-separated: an empty word or a tab or newline in one would shift the fields.
+      if ([rule.command, ...words].some((w) => w === '' || /[\t\n]/.test(w))) throw new Error('crash shim: empty word, tab or newline in a rule');
       const id = nextId++;
       await appendFile(join(dir, 'rules'), [id, rule.command, rule.nth ?? 1, rule.at, ...words].join('\t') + '\n');
       const marker = join(dir, `stalled-${id}`);
