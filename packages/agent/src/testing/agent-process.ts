@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { killTree } from './process-tree.js';
 
 /** The built daemon next to this module (dist/testing -> dist/bin.js). */
 export const AGENT_BIN = resolve(import.meta.dirname, '../bin.js');
@@ -19,7 +20,7 @@ export interface AgentProcess {
   stop(): Promise<void>;
   /** SIGKILL of the agent alone: a crash, mid-operation if need be; its children are left to their fate. */
   kill(): Promise<void>;
-  /** SIGKILL of the agent's whole process group: the agent and every command it was running. */
+  /** SIGKILL of the agent and every process under it, together: the commands it was running die with it. */
   killGroup(): Promise<void>;
   /** Start again on the same data dir and config. */
   restart(): Promise<AgentProcess>;
@@ -59,12 +60,7 @@ async function launch(dir: string, configFile: string, config: Record<string, un
   const argv = [process.execPath, AGENT_BIN, '--config', configFile];
   const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv;
   const path = [...(options.pathPrefix ?? []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
-  // Its own process group, so killGroup() reaches the agent and its children and nothing else.
-  const child = spawn(command as string, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-    env: { ...process.env, PATH: path },
-  });
+  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: path } });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
@@ -100,12 +96,7 @@ async function launch(dir: string, configFile: string, config: Record<string, un
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
     killGroup: async () => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch (err) {
-        // ESRCH: the group is already gone.
-        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-      }
+      if (child.exitCode === null && child.signalCode === null) await killTree(child.pid!);
       await exited;
     },
     restart: async () => {
