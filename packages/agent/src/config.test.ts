@@ -23,8 +23,17 @@ describe('config', () => {
 
   it('refuses to listen beyond loopback without a token', () => {
     expect(() => parseConfig({ listen: { host: '0.0.0.0' }, backends: [nfs] }, '/x')).toThrow(ConfigError);
-    expect(() => parseConfig({ listen: { host: '0.0.0.0' }, token: 'a-long-enough-token', backends: [nfs] }, '/x')).not.toThrow();
+    const tls = { cert: 'c.pem', key: 'k.pem' };
+    expect(() => parseConfig({ listen: { host: '0.0.0.0' }, token: 'a-long-enough-token', tls, backends: [nfs] }, '/x')).not.toThrow();
     expect(() => parseConfig({ listen: { host: '127.0.0.2' }, backends: [nfs] }, '/x')).not.toThrow();
+  });
+
+  it('requires TLS beyond loopback unless plaintext is explicitly allowed', () => {
+    const beyond = { listen: { host: '0.0.0.0' }, token: 'a-long-enough-token', backends: [nfs] };
+    expect(() => parseConfig(beyond, '/x')).toThrow(/TLS .* is required when listening on 0\.0\.0\.0/);
+    expect(() => parseConfig({ ...beyond, allowPlaintext: true }, '/x')).not.toThrow();
+    const config = parseConfig({ ...beyond, tls: { cert: 'c.pem', key: 'k.pem', clientCa: 'ca.pem' } }, '/etc/kindling');
+    expect(config.tls).toEqual({ cert: '/etc/kindling/c.pem', key: '/etc/kindling/k.pem', clientCa: '/etc/kindling/ca.pem' });
   });
 
   it('names every bad field', () => {

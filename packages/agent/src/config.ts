@@ -48,7 +48,30 @@ export const configSchema = v.strictObject({
   token: v.optional(v.pipe(v.string(), v.minLength(16, 'must be at least 16 characters'))),
   /** Stable host identity; generated once and kept in the data dir when absent. */
   hostId: v.optional(v.string()),
-  tls: v.optional(v.strictObject({ cert: v.string(), key: v.string() })),
+  /** Tokens that may read (/metrics, /readyz, /v1, read-only RPC ops) but change nothing. */
+  readTokens: v.optional(v.array(v.pipe(v.string(), v.minLength(16, 'must be at least 16 characters'))), []),
+  tls: v.optional(
+    v.strictObject({
+      cert: v.string(),
+      key: v.string(),
+      /** CA bundle that client certificates must chain to: with it, clients must present one (mutual TLS). */
+      clientCa: v.optional(v.string()),
+    }),
+  ),
+  /** Serve without TLS beyond loopback: tokens and data then travel in clear text. Off by default. */
+  allowPlaintext: v.optional(v.boolean(), false),
+  /** Host names clients use to reach this agent, besides loopback, IP literals and the machine's name. */
+  allowedHosts: v.optional(v.array(v.string()), []),
+  /** Web origins whose pages may call the agent; browsers from anywhere else are refused. */
+  allowedOrigins: v.optional(v.array(v.string()), []),
+  /** Bounds on what one client can make the agent hold. */
+  limits: v.optional(
+    v.strictObject({
+      requestsInFlight: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 256),
+      unsentBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(65536)), 16 * 1024 * 1024),
+    }),
+    {},
+  ),
   backends: v.pipe(
     v.array(v.variant('driver', [lvmBackend, nfsBackend])),
     v.check((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'backend names must be unique'),
@@ -85,8 +108,19 @@ export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
   if (!config.token && !isLoopback(config.listen.host)) {
     throw new ConfigError(`a token is required when listening on ${config.listen.host} (not loopback)`);
   }
+  if (!config.tls && !config.allowPlaintext && !isLoopback(config.listen.host)) {
+    throw new ConfigError(
+      `TLS (tls.cert, tls.key) is required when listening on ${config.listen.host} (not loopback): the token would ` +
+        'travel in clear text; set allowPlaintext: true to waive this on a trusted network',
+    );
+  }
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
   config.dataDir = abs(config.dataDir);
+  if (config.tls) {
+    config.tls.cert = abs(config.tls.cert);
+    config.tls.key = abs(config.tls.key);
+    if (config.tls.clientCa) config.tls.clientCa = abs(config.tls.clientCa);
+  }
   for (const b of config.backends) {
     if (b.driver === 'nfs') {
       b.mountPointBase = abs(b.mountPointBase);

@@ -2,7 +2,10 @@ import type { AgentConfig } from './config.js';
 import { openServices } from './services.js';
 import { reconcile } from './service/reconcile.js';
 
-/** `kindling-agent reindex`: rebuilds the index from storage and prints what differed; 0 when consistent. */
+/**
+ * `kindling-agent reindex`: recovers interrupted operations and removes their leftovers (as every start
+ * does), rebuilds the index from storage, and prints what it found; 0 when nothing differed.
+ */
 export async function reindex(config: AgentConfig): Promise<number> {
   let services;
   try {
@@ -12,10 +15,16 @@ export async function reindex(config: AgentConfig): Promise<number> {
     return 2;
   }
   try {
+    const { recovery } = services;
     const reports = await reconcile(services, true);
-    console.log(JSON.stringify({ event: 'reindex', backends: reports }, null, 2));
-    const clean = reports.every((r) => !r.error && r.missingFromIndex.length === 0 && r.missingFromStorage.length === 0);
-    return clean ? 0 : 1;
+    console.log(JSON.stringify({ event: 'reindex', recovery, backends: reports }, null, 2));
+    const recovered = [recovery.resolved, recovery.removed, recovery.failed, recovery.unscanned].every((l) => l.length === 0);
+    const clean = reports.every(
+      (r) =>
+        !r.error &&
+        [r.missingFromIndex, r.missingFromStorage, r.leftovers, r.strays].every((l) => l.length === 0),
+    );
+    return recovered && clean ? 0 : 1;
   } finally {
     await services.close();
   }

@@ -7,6 +7,11 @@ export interface RequestFrame {
   id: number;
   op: OpName;
   args: unknown;
+  /**
+   * The client's own id for a mutating request: a retry with the same id (after a lost reply, a
+   * reconnect or an agent restart) gets the first outcome instead of doing the work again.
+   */
+  requestId?: string;
 }
 export interface OkReplyFrame {
   id: number;
@@ -26,10 +31,25 @@ export type EventFrame =
   | { event: 'snapshot'; resource: SnapshotRecord }
   | { event: 'connection'; resource: ConnectionRecord }
   | { event: 'connection.deleted'; resource: ConnectionRecord }
-  | { event: 'capacity'; resource: BackendStats };
-export type EventName = EventFrame['event'];
+  | { event: 'capacity'; resource: BackendStats }
+  | { event: 'progress'; resource: Progress };
+
+/** How far a long copy has got (clone, volume from snapshot, revert, zeroing). */
+export interface Progress {
+  kind: 'volume' | 'snapshot';
+  /** The resource the operation is for (the new volume of a clone). */
+  id: string;
+  op: OpName | 'volume.clear';
+  doneBytes: number;
+  totalBytes: number;
+  /** The client's request id of the operation, when it sent one: a client can follow a create before its reply. */
+  requestId?: string;
+}
 
 export type ServerFrame = ReplyFrame | EventFrame;
+
+/** A request id: printable, at most 128 characters (a UUID is the SDK's choice). */
+const REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
@@ -41,17 +61,17 @@ export function requestIdOf(frame: unknown): number | null {
 }
 
 /** Shape check of a decoded client frame; the op's own schema checks `args` after this. */
-export function parseRequestFrame(frame: unknown): { id: number; op: unknown; args: unknown } {
+export function parseRequestFrame(frame: unknown): { id: number; op: unknown; args: unknown; requestId?: string } {
   if (!isObject(frame)) throw new ProtocolError('a request frame must be a map');
-  const { id, op, args } = frame;
+  const { id, op, args, requestId } = frame;
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
     throw new ProtocolError('a request frame needs a non-negative integer id');
   }
-  const extra = Object.keys(frame).filter((k) => k !== 'id' && k !== 'op' && k !== 'args');
+  const extra = Object.keys(frame).filter((k) => k !== 'id' && k !== 'op' && k !== 'args' && k !== 'requestId');
   if (extra.length > 0) throw new ProtocolError(`unknown request frame fields: ${extra.join(', ')}`, { id });
-  return { id, op, args };
-}
-
-export function isEventFrame(frame: ServerFrame): frame is EventFrame {
-  return 'event' in frame;
+  if (requestId === undefined) return { id, op, args };
+  if (typeof requestId !== 'string' || !REQUEST_ID_RE.test(requestId)) {
+    throw new ProtocolError('requestId must be 1-128 printable characters', { id });
+  }
+  return { id, op, args, requestId };
 }

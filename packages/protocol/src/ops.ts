@@ -25,7 +25,16 @@ const userText = v.pipe(
   v.regex(/^[^\p{Cc}]*$/u, 'must not contain control characters'),
 );
 const backendName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'is not a backend name'));
+/**
+ * Keys that would touch an object's prototype. msgpack decoding already renames `__proto__` to
+ * `__proto_`, and the record schema drops the others silently: both are refused instead.
+ */
+const UNSAFE_KEYS = new Set(['__proto__', '__proto_', 'constructor', 'prototype']);
 const metadata = v.pipe(
+  v.custom<Record<string, unknown>>(
+    (m) => typeof m === 'object' && m !== null && Object.keys(m).every((k) => !UNSAFE_KEYS.has(k)),
+    'keys __proto__, constructor and prototype are not allowed',
+  ),
   v.record(userText, userText),
   v.check((m) => Object.keys(m).length <= 64, 'must have at most 64 entries'),
 );
@@ -89,6 +98,33 @@ export const opSchemas = {
 } as const;
 
 export type OpName = keyof typeof opSchemas;
+
+/** Ops that change state: the SDK sends a requestId with each, and the agent answers a retry with the first outcome. */
+export const MUTATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
+  'volume.create',
+  'volume.delete',
+  'volume.extend',
+  'volume.clone',
+  'volume.revert',
+  'volume.attach',
+  'volume.detach',
+  'volume.connect',
+  'connection.delete',
+  'connection.extend',
+  'snapshot.create',
+  'snapshot.delete',
+  'snapshot.createVolume',
+  'kv.set',
+  'kv.delete',
+]);
+
+/** Ops that make a new resource: a retry of one interrupted by an agent restart hands back that resource. */
+export const CREATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
+  'volume.create',
+  'volume.clone',
+  'snapshot.create',
+  'snapshot.createVolume',
+]);
 export const OP_NAMES = Object.keys(opSchemas) as OpName[];
 export type OpArgs<O extends OpName> = v.InferInput<(typeof opSchemas)[O]>;
 export type ParsedOpArgs<O extends OpName> = v.InferOutput<(typeof opSchemas)[O]>;

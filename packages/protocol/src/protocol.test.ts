@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from './codec.js';
-import { BackendError, ConflictError, ProtocolError, errorFromInfo, toErrorInfo, ERROR_CODES } from './errors.js';
+import { BackendError, BusyError, ConflictError, ProtocolError, asKindlingError, errorFromInfo, toErrorInfo, ERROR_CODES } from './errors.js';
 import { parseRequestFrame, requestIdOf } from './frames.js';
 import { OP_NAMES, isOpName, validateArgs } from './ops.js';
 
@@ -23,9 +23,15 @@ describe('errors', () => {
     }
     expect(errorFromInfo({ code: 'CONFLICT', message: 'm' })).toBeInstanceOf(ConflictError);
     expect(errorFromInfo({ code: 'NOPE' as never, message: 'm' })).toBeInstanceOf(ProtocolError);
+    expect(errorFromInfo({ code: 'toString' as never, message: 'm' })).toBeInstanceOf(ProtocolError);
+    const busy = errorFromInfo({ code: 'BUSY', message: 'm', details: { retryAfterMs: 50 } });
+    expect(busy).toBeInstanceOf(BusyError);
+    expect(busy.name).toBe('BusyError');
   });
-  it('reports a foreign error as BACKEND_ERROR, a Kindling one as itself', () => {
-    expect(toErrorInfo(new Error('x'))).toEqual({ code: 'BACKEND_ERROR', message: 'x' });
+  it('reports a foreign error as INTERNAL with its cause kept, a Kindling one as itself', () => {
+    const foreign = new TypeError('x');
+    expect(toErrorInfo(foreign)).toEqual({ code: 'INTERNAL', message: 'x' });
+    expect(asKindlingError(foreign).cause).toBe(foreign);
     expect(toErrorInfo(new BackendError('y', { exitCode: 3 }))).toEqual({ code: 'BACKEND_ERROR', message: 'y', details: { exitCode: 3 } });
   });
 });
@@ -59,10 +65,30 @@ describe('op schemas', () => {
 });
 
 describe('request frames', () => {
+  it('carries an optional printable requestId', () => {
+    expect(parseRequestFrame({ id: 1, op: 'volume.create', args: {}, requestId: 'r-1' }).requestId).toBe('r-1');
+    expect(parseRequestFrame({ id: 1, op: 'volume.create', args: {} }).requestId).toBeUndefined();
+    for (const bad of ['', 'a b', 'x'.repeat(129), 7]) {
+      expect(() => parseRequestFrame({ id: 1, op: 'volume.create', args: {}, requestId: bad })).toThrow(/requestId/);
+    }
+  });
+
   it('keeps the id of a malformed frame so its error reply can be matched', () => {
     expect(requestIdOf({ id: 5, op: 1 })).toBe(5);
     expect(requestIdOf({ id: -1 })).toBeNull();
     expect(() => parseRequestFrame({ id: 5, op: 'x', args: {}, more: 1 })).toThrow(/unknown request frame fields/);
     expect(() => parseRequestFrame([1, 2])).toThrow(ProtocolError);
+  });
+});
+
+describe('metadata keys', () => {
+  it('refuses keys that would touch a prototype instead of dropping them', () => {
+    for (const key of ['constructor', 'prototype', '__proto__']) {
+      const frame = decode(encode({ metadata: Object.fromEntries([[key, 'x']]) })) as { metadata: unknown };
+      const checked = validateArgs('volume.create', { backend: 'nfs', size: 1, metadata: frame.metadata });
+      expect(checked.ok, key).toBe(false);
+      if (!checked.ok) expect(checked.message).toMatch(/not allowed/);
+    }
+    expect(validateArgs('volume.create', { backend: 'nfs', size: 1, metadata: { a: 'b' } }).ok).toBe(true);
   });
 });

@@ -12,7 +12,10 @@ import type { Volume } from './volume.js';
 export type AgentEvents = {
   /** Every agent push (status and capacity changes), after the objects it concerns were updated. */
   event: [frame: EventFrame];
-  /** The socket dropped; calls in flight were rejected with UnavailableError, and a redial is under way. */
+  /**
+   * The socket dropped and a redial is under way; calls in flight wait for it (up to the reconnect
+   * `waitMs`) and are sent again with the same requestId, so each still happens once.
+   */
   disconnect: [error: UnavailableError];
   /**
    * The agent is back, said hello again, and every volume this session holds (with its snapshots and
@@ -53,6 +56,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       );
     });
     this.#transport.on('down', (error) => this.emit('disconnect', error));
+    this.#transport.on('late', (reply) => this.#session.adoptLate(reply));
   }
 
   /** Connects, authenticates (UnauthorizedError on a refused token) and says hello. */

@@ -6,13 +6,14 @@ import {
   type OpArgs,
 } from '@kindling/protocol';
 import type { Agent } from './agent.js';
+import { splitCall, type CallOptions } from './call-options.js';
 import type { Connection } from './connection.js';
 import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
 import type { Resource, Session } from './session.js';
 import type { Snapshot } from './snapshot.js';
 import type { Volume } from './volume.js';
 
-export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'>;
+export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & CallOptions;
 export interface VolumesFilter {
   volumeId?: string;
   volumeName?: string;
@@ -45,7 +46,8 @@ export class Backend {
 
   /** Resolves once the volume is `available`. */
   async createVolume(options: CreateVolumeOptions): Promise<Volume> {
-    const record = await this.#session.call('volume.create', { backend: this.name, ...options });
+    const { args, call } = splitCall(options);
+    const record = await this.#session.call('volume.create', { backend: this.name, ...args }, call);
     return this.#session.volumeFrom(record, { fresh: true });
   }
 

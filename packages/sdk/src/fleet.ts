@@ -2,6 +2,7 @@ import {
   ConflictError,
   InvalidArgumentError,
   NotFoundError,
+  TimeoutError,
   UnavailableError,
   validateArgs,
   type BackendStats,
@@ -25,8 +26,10 @@ export interface FleetOptions {
   token?: string;
   /** Agents a fan-out asks at once. Default 32. */
   concurrency?: number;
-  /** Per request to one agent (and per connect attempt, up to 10 s of it). Default 30000. */
+  /** Per short request to one agent (and per connect attempt, up to 10 s of it). Default 30000. */
   timeoutMs?: number;
+  /** Per long operation (clone, revert, deletes, ...): see ConnectOptions. Default none while keepalive watches the link. */
+  longTimeoutMs?: number;
   /**
    * Delays between attempts to reach an agent that is down, doubling from `initialDelayMs` (default
    * 250) to `maxDelayMs` (default 5000); also each Agent's redial after a drop.
@@ -66,7 +69,12 @@ export interface PlaceOptions {
   driver?: DriverName;
 }
 
-export type FleetCreateVolumeOptions = CreateVolumeOptions & { driver?: DriverName };
+/**
+ * No `requestId`: a fleet create may move to another backend when one refuses, each attempt its own
+ * request. A TIMEOUT or UNAVAILABLE names the agent and backend tried (`details.url`, `details.backend`)
+ * with the `details.requestId` to ask that backend again with.
+ */
+export type FleetCreateVolumeOptions = Omit<CreateVolumeOptions, 'requestId'> & { driver?: DriverName };
 
 /** Where a volume would go, from the capacity the agents last pushed. */
 export interface Placement {
@@ -95,6 +103,13 @@ export interface AgentHealth {
 }
 
 const DEFAULT_DELAYS: RetryDelays = { initialDelayMs: 250, maxDelayMs: 5000 };
+
+/** A create whose outcome is unknown, with where it went: the caller asks that backend again by `details.requestId`. */
+function whereTried(err: KindlingError, member: Member, backend: Backend): KindlingError {
+  const details = { ...err.details, url: member.url, hostId: member.hostId, backend: backend.name };
+  const Class = err.code === 'TIMEOUT' ? TimeoutError : UnavailableError;
+  return new Class(err.message, details, { cause: err });
+}
 
 interface Target {
   member: Member;
@@ -129,7 +144,7 @@ export class Fleet {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError('concurrency must be a positive integer', { concurrency });
     if (new Set(urls).size !== urls.length) throw new InvalidArgumentError('an agent URL is listed twice', { urls });
     const delays = { ...DEFAULT_DELAYS, ...options.reconnect };
-    const connect = { token: options.token, timeoutMs, reconnect: options.reconnect ?? true };
+    const connect = { token: options.token, timeoutMs, longTimeoutMs: options.longTimeoutMs, reconnect: options.reconnect ?? true };
     const members = urls.map((url) => new Member(url, connect, delays));
     await mapLimit(members, concurrency, (member) => member.start());
     return new Fleet(members, concurrency, timeoutMs);
@@ -193,7 +208,7 @@ export class Fleet {
    * no backend took it.
    */
   async createVolume(options: FleetCreateVolumeOptions): Promise<Volume> {
-    const { driver, ...create } = options;
+    const { driver, timeoutMs, onProgress, ...create } = options;
     this.#checkNewVolume(create);
     const refused: AgentFailure[] = [];
     const tried = new Set<Backend>();
@@ -205,13 +220,17 @@ export class Fleet {
       const { member, backend } = best.key;
       tried.add(backend);
       member.reserve(backend.name, create.size);
+      let made = false;
       try {
-        return await backend.createVolume(create);
+        const volume = await backend.createVolume({ ...create, timeoutMs, onProgress });
+        made = true;
+        return volume;
       } catch (err) {
+        if (err instanceof TimeoutError || err instanceof UnavailableError) throw whereTried(err, member, backend);
         if (!(err instanceof ConflictError)) throw err;
         refused.push({ url: member.url, hostId: member.hostId, backend: backend.name, error: err });
       } finally {
-        member.release(backend.name, create.size);
+        member.release(backend.name, create.size, made);
       }
     }
   }
@@ -301,12 +320,12 @@ export class Fleet {
       for (const backend of member.backends) {
         const stats = member.capacity.get(backend.name);
         if (!stats || skip.has(backend) || (driver !== undefined && backend.driver !== driver)) continue;
-        const pending = member.pending.get(backend.name);
+        const inFlight = member.inFlight(backend.name);
         candidates.push({
           key: { member, backend },
           stats,
-          pendingGb: pending?.gb ?? 0,
-          pendingVolumes: pending?.volumes ?? 0,
+          pendingGb: inFlight.gb,
+          pendingVolumes: inFlight.volumes,
           order: `${member.hostId}/${backend.name}`,
         });
       }

@@ -5,7 +5,8 @@ export { Snapshot, type NewVolumeOptions } from './snapshot.js';
 export { Connection } from './connection.js';
 export { KeyValueStore } from './kv.js';
 export type { Resource } from './session.js';
-export type { StatusEvents } from './tracked.js';
+export type { ResourceEvents } from './tracked.js';
+export type { CallOptions } from './call-options.js';
 export type { ConnectOptions, ReconnectOptions } from './transport.js';
 export {
   SCHEMA_VERSION,
@@ -19,7 +20,9 @@ export {
 // The classes every rejection is an instance of, and the record types, so one import suffices.
 export {
   BackendError,
+  BusyError,
   ConflictError,
+  InternalError,
   InvalidArgumentError,
   KindlingError,
   NotFoundError,
@@ -35,6 +38,7 @@ export {
   type DriverName,
   type ErrorCode,
   type ErrorInfo,
+  type Progress,
   type SnapshotStatus,
   type VolumeStatus,
 } from '@kindling/protocol';

@@ -1,6 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import {
   InvalidArgumentError,
+  MUTATING_OPS,
   NotFoundError,
+  TimeoutError,
+  UnavailableError,
   type BackendInfo,
   type ConnectionRecord,
   type EventFrame,
@@ -12,6 +16,8 @@ import {
   type VolumeRecord,
 } from '@kindling/protocol';
 import { Backend } from './backend.js';
+import type { CallOptions } from './call-options.js';
+import { Following, type Origin } from './following.js';
 import { Connection } from './connection.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
@@ -43,6 +49,7 @@ export class Session {
   private readonly backends = new Map<string, Backend>();
   /** Volumes whose snapshots and connections this session knows in full, so refresh() reloads them. */
   private readonly withRelations = new WeakSet<Volume>();
+  private readonly following = new Following();
 
   constructor(
     private readonly transport: Transport,
@@ -50,8 +57,35 @@ export class Session {
     readonly agent: Agent,
   ) {}
 
-  call<O extends OpName>(op: O, args: OpArgs<O>): Promise<OpResult<O>> {
-    return this.transport.request(op, args);
+  /**
+   * One call. A mutating one gets its requestId here (unless the caller gives one), so that pushes
+   * naming it (progress) reach `origin`, the object the call was made on, and `onProgress`.
+   */
+  async call<O extends OpName>(op: O, args: OpArgs<O>, { origin, onProgress, requestId, timeoutMs }: CallOptions & { origin?: Origin } = {}): Promise<OpResult<O>> {
+    const id = requestId ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
+    if (id === undefined) return this.transport.request(op, args, { timeoutMs });
+    this.following.start(id, op, origin, onProgress);
+    let unknownOutcome = false;
+    try {
+      return await this.transport.request(op, args, { requestId: id, timeoutMs });
+    } catch (err) {
+      unknownOutcome = err instanceof TimeoutError || err instanceof UnavailableError;
+      throw err;
+    } finally {
+      this.following.end(id, unknownOutcome);
+    }
+  }
+
+  /** The reply to a creating call that had timed out: what it made joins the session (a retry by its requestId gives this object). */
+  adoptLate({ op, requestId, result }: { op: OpName; requestId: string; result: unknown }): void {
+    this.following.settled(requestId);
+    if (op !== 'snapshot.create') {
+      this.volumeFrom(result as VolumeRecord, { fresh: true });
+      return;
+    }
+    const record = result as SnapshotRecord;
+    const volume = this.volumes.get(record.volumeId);
+    if (volume) this.snapshotFrom(record, volume);
   }
 
   /** From each hello: the configured backends, keeping the Backend objects (and promoting stubs) by name. */
@@ -192,14 +226,18 @@ export class Session {
     connection.applyRecord(record);
   }
 
-  /** Pushes about resources this session does not hold are dropped, unless their volume is held. */
+  /**
+   * Pushes about resources this session does not hold are dropped, unless their volume is held or one of
+   * this session's calls is making it.
+   */
   applyEvent(frame: EventFrame): void {
     switch (frame.event) {
       case 'volume': {
-        const volume = this.volumes.get(frame.resource.id);
-        if (!volume) return;
-        if (frame.resource.status === 'deleted') this.forgetVolume(volume);
-        else volume.applyRecord(frame.resource);
+        const record = frame.resource;
+        const volume = this.volumes.get(record.id);
+        if (volume && record.status === 'deleted') this.forgetVolume(volume);
+        else if (volume) volume.applyRecord(record);
+        else if (record.status !== 'deleted' && this.following.makes(record.id)) this.volumeFrom(record, { fresh: true });
         return;
       }
       case 'snapshot': {
@@ -225,6 +263,11 @@ export class Session {
       }
       case 'capacity':
         return; // nothing cached: stats are asked for
+      case 'progress': {
+        const progress = frame.resource;
+        this.following.progress(progress, progress.kind === 'volume' ? this.volumes.get(progress.id) : this.snapshots.get(progress.id));
+        return;
+      }
     }
   }
 

@@ -1,10 +1,11 @@
 import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
+import { splitCall, type CallOptions } from './call-options.js';
 import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SerializedText, type SnapshotJson } from './serialization.js';
 import type { Session } from './session.js';
 import { Tracked } from './tracked.js';
 import type { Volume } from './volume.js';
 
-export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'>;
+export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'> & CallOptions;
 
 export class Snapshot extends Tracked<SnapshotStatus> {
   readonly id: string;
@@ -40,13 +41,15 @@ export class Snapshot extends Tracked<SnapshotStatus> {
   }
 
   /** Removes it from `volume.snapshots`; the object shows status `deleted`. */
-  async delete(): Promise<void> {
-    await this.#session.call('snapshot.delete', { id: this.id });
+  async delete(options: CallOptions = {}): Promise<void> {
+    await this.#session.call('snapshot.delete', { id: this.id }, { ...options, origin: this });
     this.#session.forgetSnapshot(this);
   }
 
+  /** The new volume; this snapshot emits the copy's `progress`, as does the volume once the session holds it. */
   async createVolume(options: NewVolumeOptions = {}): Promise<Volume> {
-    const record = await this.#session.call('snapshot.createVolume', { id: this.id, ...options });
+    const { args, call } = splitCall(options);
+    const record = await this.#session.call('snapshot.createVolume', { id: this.id, ...args }, { ...call, origin: this });
     return this.#session.volumeFrom(record, { fresh: true });
   }
 

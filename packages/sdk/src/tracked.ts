@@ -1,12 +1,19 @@
 import { EventEmitter } from 'node:events';
+import type { Progress } from '@kindling/protocol';
 
-export type StatusEvents<S extends string> = {
+export type ResourceEvents<S extends string> = {
   /** Fired on every change, whether a reply or an agent push brought it. */
   status: [status: S, previous: S];
+  /**
+   * How far a long copy has got: one for this resource (the new volume of a clone, once this session
+   * holds it), or one a call on this object started (the source of a clone, the snapshot a volume is
+   * made from, the volume being reverted or zeroed).
+   */
+  progress: [progress: Progress];
 };
 
 /** A resource with a status that the agent changes under it: compares and emits on each update. */
-export abstract class Tracked<S extends string> extends EventEmitter<StatusEvents<S>> {
+export abstract class Tracked<S extends string> extends EventEmitter<ResourceEvents<S>> {
   declare readonly status: S;
 
   protected setStatus(next: S): void {

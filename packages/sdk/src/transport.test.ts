@@ -149,10 +149,10 @@ describe('requests', () => {
 });
 
 describe('losing the agent', () => {
-  it('rejects calls in flight with UnavailableError, then reconnects in the background', async () => {
+  it('rejects calls in flight with UnavailableError once the agent stays away past the wait, then reconnects in the background', async () => {
     const server = await standIn();
     server.handle('kv.get', () => new Promise(() => {})); // never answers
-    const agent = await connect(server.url, { reconnect: { initialDelayMs: 20, maxDelayMs: 50, waitMs: 3000 } });
+    const agent = await connect(server.url, { reconnect: { initialDelayMs: 20, maxDelayMs: 50, waitMs: 300 } });
     const events: string[] = [];
     agent.on('disconnect', () => events.push('disconnect'));
     agent.on('reconnect', () => events.push('reconnect'));

@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import {
+  CREATING_OPS,
+  MUTATING_OPS,
   PROTOCOL_VERSION,
   InvalidArgumentError,
   ProtocolError,
@@ -10,6 +13,8 @@ import {
   decode,
   encode,
   errorFromInfo,
+  messageOf,
+  parseRequestFrame,
   validateArgs,
   type ErrorInfo,
   type EventFrame,
@@ -19,21 +24,31 @@ import {
   type OpName,
   type OpResult,
 } from '@kindling/protocol';
+import { LONG_OPS, busyDelay, deadline, pause } from './deadlines.js';
 
 export interface ReconnectOptions {
   /** Delay before the first redial after a drop; doubles per failed attempt. Default 100. */
   initialDelayMs?: number;
   /** Ceiling of the redial delay. Default 5000. */
   maxDelayMs?: number;
-  /** How long a call made while disconnected waits for the link to come back. Default 2000. */
+  /**
+   * How long a call waits for the link to come back: one made while disconnected, and one in flight when
+   * the link dropped (sent again, with the same requestId, once the agent is back). Default 2000.
+   */
   waitMs?: number;
 }
 
 export interface ConnectOptions {
   /** Sent as `Authorization: Bearer TOKEN` on the upgrade request. */
   token?: string;
-  /** Per request. Default 120000: data copies on real storage take a while. The upgrade itself waits at most 10 s of it. */
+  /** Deadline of each short request (reads, attach, snapshot and volume create, ...). Default 120000. The upgrade waits at most 10 s of it. */
   timeoutMs?: number;
+  /**
+   * Deadline of the long operations, which copy or zero data (clone, volume from snapshot, revert, extend,
+   * deletes). Default none while keepalive watches the link, as they take as long as the data is big;
+   * `timeoutMs` when keepalive is off. 0: none.
+   */
+  longTimeoutMs?: number;
   /** Redial in the background after the socket drops. Default on; `false` makes calls fail at once while down. */
   reconnect?: boolean | ReconnectOptions;
   /**
@@ -41,6 +56,16 @@ export interface ConnectOptions {
    * silently dead agent or network is noticed without waiting for a call to time out. Default 15000; 0: off.
    */
   keepaliveMs?: number;
+  /** How often a call refused with BUSY is sent again, after the agent's `retryAfterMs`, before the BusyError reaches the caller. Default 3. */
+  busyRetries?: number;
+}
+
+/** Per call. */
+export interface RequestOptions {
+  /** The request id to send; default a fresh UUID for a mutating op (MUTATING_OPS), none for a read. */
+  requestId?: string;
+  /** This call's deadline; default by op (see ConnectOptions). 0: none. */
+  timeoutMs?: number;
 }
 
 export type TransportEvents = {
@@ -48,15 +73,25 @@ export type TransportEvents = {
   event: [frame: EventFrame];
   /** The link came back after a drop; the agent said hello again. */
   up: [hello: HelloResult];
-  /** The link dropped; every call in flight was rejected with this error. */
+  /** The link dropped; calls in flight wait for the redial and are sent again. */
   down: [error: UnavailableError];
+  /** The reply to a creating call that had timed out: the work got done, and what it made can be adopted. */
+  late: [reply: { op: OpName; requestId: string; result: unknown }];
   closed: [];
 };
 
+/** A request as sent, kept for the call's life so that a re-send is the very same request. */
+interface Frame {
+  op: OpName;
+  args: unknown;
+  requestId?: string;
+}
+
+/** How one exchange ended: a reply, or the link went before one came. */
+type Outcome = { ok: true; result: unknown } | { ok: false; error: KindlingError } | { ok: 'lost' };
+
 interface Pending {
-  resolve(result: unknown): void;
-  reject(error: KindlingError): void;
-  timer: NodeJS.Timeout;
+  settle(outcome: Outcome): void;
 }
 
 /** `idle` before the first dial, `down` between a drop and a successful redial, `closed` for good. */
@@ -85,21 +120,36 @@ function withoutUndefined(args: unknown): unknown {
   return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined));
 }
 
+/** A caller's own request id, checked by the agent's rule before anything is sent. */
+function checkRequestId(op: OpName, requestId: string): void {
+  try {
+    parseRequestFrame({ id: 0, op, args: null, requestId });
+  } catch (err) {
+    throw new InvalidArgumentError(messageOf(err), { op, requestId });
+  }
+}
+
 /**
- * One WebSocket to one agent: request ids matched to replies, per-request timeouts, pushes re-emitted,
- * and a background redial after a drop. Knows frames, not resources.
+ * One WebSocket to one agent: request ids matched to replies, per-call deadlines, pushes re-emitted, a
+ * background redial after a drop, and calls that outlive a drop or a BUSY refusal by being sent again
+ * (the same frame, the same requestId: the agent answers a retry with the first outcome). Knows
+ * frames, not resources.
  */
 export class Transport extends EventEmitter<TransportEvents> {
   /** The `/rpc` endpoint actually dialled. */
   readonly endpoint: string;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly longTimeoutMs: number;
   private readonly keepaliveMs: number;
+  private readonly busyRetries: number;
   private readonly reconnect: Required<ReconnectOptions> | null;
   private socket: WebSocket | null = null;
   private state: State = 'idle';
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** Frames of creating calls that timed out, by frame id, whose reply is still worth adopting. */
+  private readonly late = new Map<number, Frame>();
   private retryTimer: NodeJS.Timeout | null = null;
   private dialing: Promise<HelloResult> | null = null;
   private hello: HelloResult | null = null;
@@ -112,6 +162,9 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.keepaliveMs = options.keepaliveMs ?? 15_000;
+    // Without pings nothing notices a dead link, so long calls fall back to the short deadline.
+    this.longTimeoutMs = options.longTimeoutMs ?? (this.keepaliveMs > 0 ? 0 : this.timeoutMs);
+    this.busyRetries = options.busyRetries ?? 3;
     const reconnect = options.reconnect ?? true;
     this.reconnect =
       reconnect === false
@@ -135,12 +188,31 @@ export class Transport extends EventEmitter<TransportEvents> {
     return this.dialing;
   }
 
-  /** Validates, waits briefly if the link is being redialled, sends, and resolves with the reply's result. */
-  async request<O extends OpName>(op: O, args: OpArgs<O>): Promise<OpResult<O>> {
+  /**
+   * Validates, sends and resolves with the reply's result. A mutating call carries a requestId for its
+   * whole life: sent again after a drop (once redialled, within `waitMs`) and after a BUSY refusal, it is
+   * still one operation. A TIMEOUT or UNAVAILABLE rejection of a call with a requestId names it in
+   * `details.requestId`, so the caller can ask again for the outcome.
+   */
+  async request<O extends OpName>(op: O, args: OpArgs<O>, options: RequestOptions = {}): Promise<OpResult<O>> {
     const checked = validateArgs(op, args);
     if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
-    await this.whenOpen();
-    return this.send(this.socket, op, checked.args);
+    const timeoutMs = options.timeoutMs ?? (LONG_OPS.has(op) ? this.longTimeoutMs : this.timeoutMs);
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs must be a non-negative number of ms', { timeoutMs });
+    if (options.requestId !== undefined) checkRequestId(op, options.requestId);
+    const requestId = options.requestId ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
+    const frame: Frame = { op, args: withoutUndefined(checked.args), ...(requestId === undefined ? {} : { requestId }) };
+    const ids = requestId === undefined ? { op } : { op, requestId };
+    const call = deadline(timeoutMs, () => new TimeoutError(`${op} got no reply within ${timeoutMs} ms`, { ...ids, timeoutMs }));
+    try {
+      return (await this.attempts(frame, call.signal)) as OpResult<O>;
+    } catch (err) {
+      // The outcome is unknown: the id lets the caller ask for it.
+      if (requestId !== undefined && err instanceof UnavailableError) throw new UnavailableError(err.message, { ...err.details, ...ids }, { cause: err });
+      throw err;
+    } finally {
+      call.clear();
+    }
   }
 
   async close(): Promise<void> {
@@ -148,7 +220,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.state = 'closed';
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.emit('closed');
-    this.failPending(new UnavailableError('the client closed the connection'));
+    this.losePending();
     const socket = this.socket;
     if (!socket || socket.readyState === WebSocket.CLOSED) return;
     await new Promise<void>((resolve) => {
@@ -159,11 +231,37 @@ export class Transport extends EventEmitter<TransportEvents> {
     });
   }
 
+  /** Sends `frame` until it gets a reply that is not BUSY (or BUSY too often), redialling after drops. */
+  private async attempts(frame: Frame, signal: AbortSignal): Promise<unknown> {
+    for (let busy = 0; ; ) {
+      await this.whenOpen(signal);
+      const outcome = await this.exchange(this.socket, frame, signal);
+      if (outcome.ok === true) return outcome.result;
+      if (outcome.ok === 'lost') {
+        if (this.reconnect && this.state !== 'closed') continue;
+        throw new UnavailableError(
+          this.state === 'closed' ? 'the client closed the connection' : `the connection to the agent at ${this.endpoint} closed`,
+        );
+      }
+      if (outcome.error.code !== 'BUSY' || busy >= this.busyRetries) throw outcome.error;
+      busy++;
+      await pause(busyDelay(outcome.error), signal);
+    }
+  }
+
   private dial(): Promise<HelloResult> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = this.token ? { Authorization: `Bearer ${this.token}` } : {};
-      // No compression: frames are small and latency is what counts.
-      const ws = new WebSocket(this.endpoint, { headers, handshakeTimeout: Math.min(this.timeoutMs, 10_000), perMessageDeflate: false });
+      const ws = new WebSocket(this.endpoint, {
+        headers,
+        handshakeTimeout: Math.min(this.timeoutMs, 10_000),
+        // No compression: frames are small and latency is what counts.
+        perMessageDeflate: false,
+        // One frame per turn, as in browsers: what a caller does on a reply (in microtasks) happens before
+        // the pushes that followed it are handled, so a fleet counts its answered create before the
+        // capacity push that includes it.
+        allowSynchronousEvents: false,
+      });
       this.socket = ws;
       let failure: KindlingError | null = null;
 
@@ -181,31 +279,35 @@ export class Transport extends EventEmitter<TransportEvents> {
       ws.on('message', (data) => this.receive(data as Buffer)); // binaryType is the default 'nodebuffer'
       const stopKeepalive = this.keepalive(ws);
       ws.on('open', () => {
-        this.send(ws, 'hello', { protocolVersion: PROTOCOL_VERSION }).then(
-          (hello) => {
+        const limit = deadline(this.timeoutMs, () => new TimeoutError(`hello got no reply within ${this.timeoutMs} ms`, { op: 'hello' }));
+        const frame: Frame = { op: 'hello', args: { protocolVersion: PROTOCOL_VERSION } };
+        this.exchange(ws, frame, limit.signal)
+          .then((outcome) => {
+            if (outcome.ok === 'lost') return; // the close handler rejects
+            if (!outcome.ok) throw outcome.error;
             if (this.state === 'closed') return;
             this.state = 'open';
-            this.hello = hello;
+            this.hello = outcome.result as HelloResult;
             this.redialError = null;
-            resolve(hello);
-          },
-          (err: KindlingError) => {
+            resolve(this.hello);
+          })
+          .catch((err: KindlingError) => {
             failure = err;
             ws.terminate();
-          },
-        );
+          })
+          .finally(() => limit.clear());
       });
       ws.on('close', () => {
         stopKeepalive();
         const wasOpen = this.state === 'open' && this.socket === ws;
         if (this.socket === ws) this.socket = null;
         const lost = new UnavailableError(`the connection to the agent at ${this.endpoint} closed`);
-        this.failPending(lost);
+        if (wasOpen) this.state = 'down';
+        this.losePending();
         if (!wasOpen) {
           reject(this.state === 'closed' ? new UnavailableError('the client closed the connection') : (failure ?? lost));
           return;
         }
-        this.state = 'down';
         this.emit('down', lost);
         this.scheduleRedial(this.reconnect?.initialDelayMs ?? 0);
       });
@@ -248,12 +350,18 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.retryTimer.unref();
   }
 
-  private async whenOpen(): Promise<void> {
+  /** Resolves once the link is open: at once, or after a redial within `waitMs`; rejects when the signal aborts first. */
+  private async whenOpen(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) throw signal.reason as KindlingError;
     if (this.state === 'open') return;
     const reconnect = this.reconnect;
     if (this.state !== 'down' || !reconnect) {
       throw new UnavailableError(
-        this.state === 'idle' ? 'not connected to the agent yet' : `not connected to the agent at ${this.endpoint}`,
+        this.state === 'idle'
+          ? 'not connected to the agent yet'
+          : this.state === 'closed'
+            ? 'the client closed the connection'
+            : `not connected to the agent at ${this.endpoint}`,
       );
     }
     await new Promise<void>((resolve, reject) => {
@@ -261,35 +369,51 @@ export class Transport extends EventEmitter<TransportEvents> {
         clearTimeout(timer);
         this.off('up', onUp);
         this.off('closed', onClosed);
+        signal?.removeEventListener('abort', onAbort);
         if (err) reject(err);
         else resolve();
       };
       const onUp = (): void => done();
       const onClosed = (): void => done(new UnavailableError('the client closed the connection'));
-      const unreachable = (): KindlingError =>
-        this.redialError instanceof UnauthorizedError
-          ? this.redialError
-          : new UnavailableError(`the agent at ${this.endpoint} is unreachable`, {
-              waitedMs: reconnect.waitMs,
-              ...(this.redialError ? { lastError: this.redialError.message } : {}),
-            });
+      const onAbort = (): void => done(signal?.reason as KindlingError);
+      const unreachable = (): KindlingError => {
+        const last = this.redialError;
+        if (last?.code === 'UNAUTHORIZED') return last;
+        return new UnavailableError(`the agent at ${this.endpoint} is unreachable`, {
+          waitedMs: reconnect.waitMs,
+          ...(last ? { lastError: last.message } : {}),
+        });
+      };
       const timer = setTimeout(() => done(unreachable()), reconnect.waitMs);
       this.on('up', onUp);
       this.on('closed', onClosed);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  private send<O extends OpName>(ws: WebSocket | null, op: O, args: unknown): Promise<OpResult<O>> {
-    if (!ws) return Promise.reject(new UnavailableError(`not connected to the agent at ${this.endpoint}`));
+  /**
+   * One send of `frame` and its reply. When the signal aborts first, the reply is no longer awaited and
+   * this rejects with the signal's reason; a creating call's reply is still watched for (`late`).
+   */
+  private exchange(ws: WebSocket | null, frame: Frame, signal: AbortSignal): Promise<Outcome> {
+    if (!ws) return Promise.resolve({ ok: 'lost' });
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const onAbort = (): void => {
         this.pending.delete(id);
-        reject(new TimeoutError(`${op} got no reply within ${this.timeoutMs} ms`, { op }));
-      }, this.timeoutMs);
-      this.pending.set(id, { resolve: resolve as (result: unknown) => void, reject, timer });
-      ws.send(encode({ id, op, args: withoutUndefined(args) }), (err) => {
-        if (err) this.settle(id, new UnavailableError(`could not send ${op}: ${err.message}`));
+        if (frame.requestId !== undefined && CREATING_OPS.has(frame.op)) this.late.set(id, frame);
+        reject(signal.reason as KindlingError);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, {
+        settle: (outcome) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(outcome);
+        },
+      });
+      ws.send(encode({ id, ...frame }), (err) => {
+        // A send that failed means the socket is going: its close settles the call as lost.
+        if (err) ws.terminate();
       });
     });
   }
@@ -299,7 +423,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     try {
       frame = decode(data);
     } catch {
-      // Nothing ties an undecodable frame to a caller; the callers' own timeouts report the loss.
+      // Nothing ties an undecodable frame to a caller; the callers' own deadlines report the loss.
       return;
     }
     if (!isObject(frame)) return;
@@ -308,22 +432,29 @@ export class Transport extends EventEmitter<TransportEvents> {
       return;
     }
     if (typeof frame.id !== 'number') return; // an error about a frame the agent could not read: no caller to tell
-    if (frame.ok === true) this.settle(frame.id, null, frame.result);
-    else if (frame.ok === false && isObject(frame.error)) this.settle(frame.id, errorFromInfo(frame.error as unknown as ErrorInfo));
-    else this.settle(frame.id, new ProtocolError(`malformed reply to request ${frame.id}`));
+    const outcome: Outcome =
+      frame.ok === true
+        ? { ok: true, result: frame.result }
+        : frame.ok === false && isObject(frame.error)
+          ? { ok: false, error: errorFromInfo(frame.error as unknown as ErrorInfo) }
+          : { ok: false, error: new ProtocolError(`malformed reply to request ${frame.id}`) };
+    const entry = this.pending.get(frame.id);
+    if (entry) {
+      this.pending.delete(frame.id);
+      entry.settle(outcome);
+      return;
+    }
+    const late = this.late.get(frame.id);
+    if (!late?.requestId) return;
+    this.late.delete(frame.id);
+    if (outcome.ok === true) this.emit('late', { op: late.op, requestId: late.requestId, result: outcome.result });
   }
 
-  /** Late replies (after a timeout) find no entry and are dropped. */
-  private settle(id: number, error: KindlingError | null, result?: unknown): void {
-    const entry = this.pending.get(id);
-    if (!entry) return;
-    this.pending.delete(id);
-    clearTimeout(entry.timer);
-    if (error) entry.reject(error);
-    else entry.resolve(result);
-  }
-
-  private failPending(error: UnavailableError): void {
-    for (const id of [...this.pending.keys()]) this.settle(id, error);
+  /** The link is gone: no reply will come for what is pending (each call decides whether to send again). */
+  private losePending(): void {
+    this.late.clear();
+    const entries = [...this.pending.values()];
+    this.pending.clear();
+    for (const entry of entries) entry.settle({ ok: 'lost' });
   }
 }

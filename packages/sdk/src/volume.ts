@@ -9,19 +9,21 @@ import {
   type VolumeStatus,
 } from '@kindling/protocol';
 import type { Backend } from './backend.js';
+import { splitCall, type CallOptions } from './call-options.js';
 import type { Connection } from './connection.js';
 import { SCHEMA_VERSION, VOLUME_FIELDS, pick, type SerializedText, type VolumeDump, type VolumeJson } from './serialization.js';
 import type { Session } from './session.js';
 import type { Snapshot } from './snapshot.js';
 import { Tracked } from './tracked.js';
 
-export type CreateSnapshotOptions = Omit<OpArgs<'snapshot.create'>, 'volumeId'>;
-export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'>;
+export type CreateSnapshotOptions = Omit<OpArgs<'snapshot.create'>, 'volumeId'> & CallOptions;
+export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions;
 
 /**
  * cinderlib's Volume. Replies and agent pushes update this very object; `on('status', fn)` hears
  * every status change. A call that fails rejects with the protocol's typed error, and the object
  * already shows the agent's record of the failure (the agent pushes it before it replies).
+ * `on('progress', fn)` hears how far a long copy for it, or started by a call on it, has got.
  */
 export class Volume extends Tracked<VolumeStatus> {
   readonly id: string;
@@ -63,23 +65,26 @@ export class Volume extends Tracked<VolumeStatus> {
 
   /** The new snapshot, also added to `vol.snapshots`. */
   async createSnapshot(options: CreateSnapshotOptions = {}): Promise<Snapshot> {
-    const record = await this.#session.call('snapshot.create', { volumeId: this.id, ...options });
+    const { args, call } = splitCall(options);
+    const record = await this.#session.call('snapshot.create', { volumeId: this.id, ...args }, { ...call, origin: this });
     return this.#session.snapshotFrom(record, this);
   }
 
   /** The agent refuses (ConflictError) while snapshots exist. Afterwards the object shows status `deleted`. */
-  async delete(): Promise<void> {
-    await this.#session.call('volume.delete', { id: this.id });
+  async delete(options: CallOptions = {}): Promise<void> {
+    await this.#session.call('volume.delete', { id: this.id }, { ...options, origin: this });
     this.#session.forgetVolume(this);
   }
 
   /** Grows to `newSize` GiB; `vol.size` follows. */
-  async extend(newSize: number): Promise<void> {
-    this.#session.volumeFrom(await this.#session.call('volume.extend', { id: this.id, size: newSize }));
+  async extend(newSize: number, options: CallOptions = {}): Promise<void> {
+    this.#session.volumeFrom(await this.#session.call('volume.extend', { id: this.id, size: newSize }, { ...options, origin: this }));
   }
 
+  /** The new volume; this one emits the copy's `progress`, as does the clone once the session holds it. */
   async clone(options: CloneOptions = {}): Promise<Volume> {
-    const record = await this.#session.call('volume.clone', { id: this.id, ...options });
+    const { args, call } = splitCall(options);
+    const record = await this.#session.call('volume.clone', { id: this.id, ...args }, { ...call, origin: this });
     return this.#session.volumeFrom(record, { fresh: true });
   }
 
@@ -109,9 +114,10 @@ export class Volume extends Tracked<VolumeStatus> {
     await connection.disconnect();
   }
 
-  async revertToSnapshot(snapshot: Snapshot): Promise<void> {
+  async revertToSnapshot(snapshot: Snapshot, options: CallOptions = {}): Promise<void> {
     if (snapshot.volume !== this) throw new InvalidArgumentError(`snapshot ${snapshot.id} is not of volume ${this.id}`);
-    this.#session.volumeFrom(await this.#session.call('volume.revert', { id: this.id, snapshotId: snapshot.id }));
+    const record = await this.#session.call('volume.revert', { id: this.id, snapshotId: snapshot.id }, { ...options, origin: this });
+    this.#session.volumeFrom(record);
   }
 
   /**

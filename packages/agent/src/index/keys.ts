@@ -8,6 +8,7 @@ export const keys = {
   snapshotOf: (volumeId: string, snapshotId: string) => `idx:snapvol:${volumeId}:${snapshotId}`,
   connectionOf: (volumeId: string, connectionId: string) => `idx:connvol:${volumeId}:${connectionId}`,
   kv: (key: string) => `kv:${key}`,
+  request: (requestId: string) => `req:${requestId}`,
   meta: (name: string) => `meta:${name}`,
 };
 

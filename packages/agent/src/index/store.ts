@@ -227,6 +227,24 @@ export class IndexStore {
     return existed;
   }
 
+  /** A client request's entry (exactly-once retries), or undefined. */
+  async getRequest(requestId: string): Promise<unknown> {
+    return this.db.get(keys.request(requestId));
+  }
+  /** `durable`: synced, for what must survive a power loss (a create's resource id); else it survives a crash of the agent. */
+  async putRequest(requestId: string, entry: unknown, durable: boolean): Promise<void> {
+    await this.db.put(keys.request(requestId), entry, { sync: durable });
+  }
+  /** Removes the entries `stale` picks; returns how many. */
+  async pruneRequests(stale: (entry: unknown) => boolean): Promise<number> {
+    const batch: Batch = [];
+    for await (const [key, value] of this.db.iterator(prefixRange('req:'))) {
+      if (stale(value)) batch.push({ type: 'del', key });
+    }
+    if (batch.length > 0) await this.db.batch(batch);
+    return batch.length;
+  }
+
   async getMeta(name: string): Promise<unknown> {
     return this.db.get(keys.meta(name));
   }

@@ -6,8 +6,9 @@ import {
   type ParsedOpArgs,
 } from '@kindling/protocol';
 import type { Services } from '../services.js';
+import type { CallContext } from './requests.js';
 
-type Handler<O extends OpName> = (args: ParsedOpArgs<O>) => Promise<OpResult<O>> | OpResult<O>;
+type Handler<O extends OpName> = (args: ParsedOpArgs<O>, call: CallContext) => Promise<OpResult<O>> | OpResult<O>;
 export type Handlers = { [O in OpName]: Handler<O> };
 
 /** The RPC surface: each op, already validated against its schema, handed to its service. */
@@ -28,12 +29,12 @@ export function createHandlers(s: Services): Handlers {
       s.backends.usable(a.backend).validateConnector(a.connector);
       return { valid: true };
     },
-    'volume.create': (a) => s.volumes.create(a),
+    'volume.create': (a, call) => s.volumes.create(a, call.newId),
     'volume.get': (a) => s.volumes.get(a.id),
     'volume.list': (a) => s.volumes.list(a),
     'volume.delete': (a) => s.volumes.delete(a.id),
     'volume.extend': (a) => s.volumes.extend(a.id, a.size),
-    'volume.clone': (a) => s.volumes.clone(a),
+    'volume.clone': (a, call) => s.volumes.clone(a, call.newId),
     'volume.revert': (a) => s.snapshots.revert(a.id, a.snapshotId),
     'volume.attach': (a) => s.connections.attach(a.id),
     'volume.detach': (a) => s.connections.detach(a.id),
@@ -42,11 +43,11 @@ export function createHandlers(s: Services): Handlers {
     'connection.list': (a) => s.connections.list(a.volumeId),
     'connection.delete': (a) => s.connections.disconnect(a.id),
     'connection.extend': (a) => s.connections.extend(a.id),
-    'snapshot.create': (a) => s.snapshots.create(a),
+    'snapshot.create': (a, call) => s.snapshots.create(a, call.newId),
     'snapshot.get': (a) => s.snapshots.get(a.id),
     'snapshot.list': (a) => s.snapshots.list(a),
     'snapshot.delete': (a) => s.snapshots.delete(a.id),
-    'snapshot.createVolume': (a) => s.snapshots.createVolume(a),
+    'snapshot.createVolume': (a, call) => s.snapshots.createVolume(a, call.newId),
     'kv.get': async (a) => ({ value: await s.index.kvGet(a.key) }),
     'kv.set': async (a) => {
       await s.index.kvSet(a.key, a.value);

@@ -52,6 +52,14 @@ export class Metrics {
     out.push('# HELP kindling_backend_warnings Readiness warnings (e.g. VG metadata area nearly full).');
     out.push('# TYPE kindling_backend_warnings gauge');
     for (const r of readiness) out.push(`kindling_backend_warnings{backend="${label(r.name)}"} ${r.warnings?.length ?? 0}`);
+    const storage: [string, string, (f: { leftovers: number; strays: number }) => number][] = [
+      ['kindling_storage_leftovers', "Kindling's leftovers of interrupted operations that recovery could not remove at start.", (f) => f.leftovers],
+      ['kindling_storage_strays', "Items on storage that are not provably Kindling's (last scan); reported, never removed.", (f) => f.strays],
+    ];
+    for (const [name, help, value] of storage) {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+      for (const r of readiness) if (r.findings) out.push(`${name}{backend="${label(r.name)}"} ${value(r.findings)}`);
+    }
     const gauges: [string, string, (s: BackendStats) => number][] = [
       ['kindling_backend_capacity_total_gb', 'Total capacity in GiB.', (s) => s.totalCapacityGb],
       ['kindling_backend_capacity_free_gb', 'Free capacity in GiB.', (s) => s.freeCapacityGb],

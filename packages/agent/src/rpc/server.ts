@@ -6,11 +6,13 @@ import { Hono } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AgentConfig } from '../config.js';
 import type { Services } from '../services.js';
-import { bearerMatches } from './auth.js';
+import { CHALLENGE, roleOf } from './auth.js';
+import { edgeGuard } from './edge.js';
 import { Drain } from './drain.js';
 import { startHeartbeat } from './heartbeat.js';
 import { createHandlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
+import { RequestLedger } from './requests.js';
 import { Session } from './session.js';
 
 /** Frames are small maps; anything larger is refused by ws before it is decoded. */
@@ -31,6 +33,12 @@ export interface RpcServer {
 export async function startServer(config: AgentConfig, services: Services): Promise<RpcServer> {
   const metrics = new Metrics();
   const handlers = createHandlers(services);
+  const ledger = new RequestLedger(services.index, {
+    volume: (id) => services.index.getVolume(id),
+    snapshot: (id) => services.index.getSnapshot(id),
+  });
+  await ledger.prune();
+  const pruning = setInterval(() => void ledger.prune().catch(() => undefined), 60 * 60 * 1000);
   const sessions = new Set<Session>();
   const drain = new Drain();
   services.events.subscribe((event) => {
@@ -38,7 +46,11 @@ export async function startServer(config: AgentConfig, services: Services): Prom
   });
 
   const app = new Hono();
-  const authorized = (header: string | undefined) => bearerMatches(header, config.token);
+  const credentials = { token: config.token, readTokens: config.readTokens };
+  // Reading needs any credential; /rpc sessions carry their role and refuse changes to readers.
+  const authorized = (header: string | undefined) => roleOf(header, credentials) !== null;
+  const challenge = { 'www-authenticate': CHALLENGE };
+  app.use('*', edgeGuard({ allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins, listenHost: config.listen.host }));
 
   app.get('/healthz', (c) => c.json({ status: 'ok', hostId: services.hostId, version: services.agentVersion }));
   app.get('/readyz', async (c) => {
@@ -46,8 +58,10 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     const ready = backends.every((b) => b.ready);
     return c.json({ ready, hostId: services.hostId, backends }, ready ? 200 : 503);
   });
-  app.use('/metrics', async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401)));
-  app.use('/v1/*', async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.json({ error: 'unauthorized' }, 401)));
+  app.use('/metrics', async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401, challenge)));
+  app.use('/v1/*', async (c, next) =>
+    authorized(c.req.header('authorization')) ? next() : c.json({ error: 'unauthorized' }, 401, challenge),
+  );
   app.get('/metrics', async (c) => {
     const readiness = await services.backends.readiness();
     const stats = await Promise.all(
@@ -68,13 +82,22 @@ export async function startServer(config: AgentConfig, services: Services): Prom
   });
   app.get(
     '/rpc',
-    async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401)),
-    upgradeWebSocket(() => {
+    async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401, challenge)),
+    upgradeWebSocket((c) => {
+      const role = roleOf(c.req.header('authorization'), credentials) ?? 'read';
       let session: Session | undefined;
       return {
         onOpen(_event, ws) {
           const raw = ws.raw as WebSocket;
-          session = new Session({ send: (bytes) => raw.send(bytes) }, handlers, metrics, drain);
+          const sink = {
+            send: (bytes: Uint8Array) => raw.send(bytes),
+            unsentBytes: () => raw.bufferedAmount,
+            terminate: (reason: string) => {
+              console.error(`kindling-agent: ending a session: ${reason}`);
+              raw.terminate();
+            },
+          };
+          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger }, role);
           sessions.add(session);
         },
         onMessage(event) {
@@ -94,7 +117,15 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     fetch: app.fetch,
     websocket: { server: wss },
     ...(tls
-      ? { createServer: createHttpsServer, serverOptions: { cert: readFileSync(tls.cert), key: readFileSync(tls.key) } }
+      ? {
+          createServer: createHttpsServer,
+          serverOptions: {
+            cert: readFileSync(tls.cert),
+            key: readFileSync(tls.key),
+            // Mutual TLS: only clients whose certificate chains to this CA get past the handshake.
+            ...(tls.clientCa ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+          },
+        }
       : {}),
   });
   await new Promise<void>((resolve, reject) => {
@@ -109,6 +140,7 @@ export async function startServer(config: AgentConfig, services: Services): Prom
     sessions: () => sessions.size,
     close: async () => {
       clearInterval(heartbeat);
+      clearInterval(pruning);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const client of wss.clients) client.terminate();
       // Operations under way finish their storage commands and index writes before the index closes.

@@ -1,7 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import {
+  BusyError,
+  MUTATING_OPS,
   InvalidArgumentError,
   KindlingError,
   ProtocolError,
+  UnauthorizedError,
   decode,
   encode,
   isOpName,
@@ -13,27 +17,71 @@ import {
   type OpName,
   type ReplyFrame,
 } from '@kindling/protocol';
+import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
 import type { Metrics } from './metrics.js';
+import type { CallContext, RequestLedger } from './requests.js';
 
+/** The socket as a session sees it. */
 export interface FrameSink {
   send(bytes: Uint8Array): void;
+  /** Bytes queued on the socket that the client has not read yet. */
+  unsentBytes(): number;
+  /** Drops the connection at once (a close frame could not get past a full buffer). */
+  terminate(reason: string): void;
+}
+
+export interface SessionLimits {
+  /** Requests one session may have running; beyond it a request is answered BUSY at once. */
+  requestsInFlight: number;
+  /** A client that lets more than this pile up unread is cut off, so it cannot grow the agent's memory. */
+  unsentBytes: number;
+}
+
+/** How long a client refused with BUSY is asked to wait before it tries again. */
+const BUSY_RETRY_MS = 100;
+
+/** What every session of one server shares. */
+export interface SessionDeps {
+  handlers: Handlers;
+  metrics: Metrics;
+  drain: Drain;
+  limits: SessionLimits;
+  ledger: RequestLedger;
 }
 
 /** One WebSocket connection: decode, check hello came first, validate, dispatch, reply; events are pushed. */
 export class Session {
   private greeted = false;
+  private inFlight = 0;
+  private ended = false;
+  private readonly handlers: Handlers;
+  private readonly metrics: Metrics;
+  private readonly drain: Drain;
+  private readonly limits: SessionLimits;
+  private readonly ledger: RequestLedger;
 
   constructor(
     private readonly sink: FrameSink,
-    private readonly handlers: Handlers,
-    private readonly metrics: Metrics,
-    private readonly drain: Drain,
-  ) {}
+    deps: SessionDeps,
+    /** What the connection's credential allows: a `read` session changes nothing. */
+    private readonly role: Role,
+  ) {
+    ({ handlers: this.handlers, metrics: this.metrics, drain: this.drain, limits: this.limits, ledger: this.ledger } = deps);
+  }
 
   push(event: EventFrame): void {
-    if (this.greeted) this.sink.send(encode(event));
+    if (this.greeted) this.send(encode(event));
+  }
+
+  private send(bytes: Uint8Array): void {
+    if (this.ended) return;
+    this.sink.send(bytes);
+    if (this.sink.unsentBytes() > this.limits.unsentBytes) {
+      this.ended = true;
+      this.sink.terminate(`more than ${this.limits.unsentBytes} bytes unread`);
+    }
   }
 
   /** `null` stands for a text frame: the protocol is binary msgpack only. */
@@ -42,6 +90,7 @@ export class Session {
     let id: number | null = null;
     let op: OpName | 'invalid' = 'invalid';
     let reply: ReplyFrame;
+    let counted = false;
     try {
       if (bytes === null) throw new ProtocolError('frames must be binary msgpack, not text');
       const decoded = decode(bytes);
@@ -50,18 +99,42 @@ export class Session {
       if (!isOpName(frame.op)) throw new ProtocolError(`unknown op ${JSON.stringify(frame.op)}`, { op: frame.op });
       op = frame.op;
       if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
+      if (this.role === 'read' && MUTATING_OPS.has(op)) {
+        throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
+      }
       const checked = validateArgs(op, frame.args);
       if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
-      const handler = this.handlers[op] as (args: unknown) => unknown;
-      const result = await this.drain.track(Promise.resolve(handler(checked.args)));
-      if (op === 'hello') this.greeted = true;
-      reply = { id: frame.id, ok: true, result };
+      const handler = this.handlers[op] as (args: unknown, call: CallContext) => unknown;
+      if (op === 'hello') {
+        // Answered before this frame's turn ends, so a request the client pipelined behind it is accepted.
+        const result = handler(checked.args, { newId: randomUUID() });
+        this.greeted = true;
+        reply = { id: frame.id, ok: true, result };
+      } else {
+        if (this.inFlight >= this.limits.requestsInFlight) {
+          throw new BusyError(`${this.inFlight} requests already in flight on this connection`, {
+            retryAfterMs: BUSY_RETRY_MS,
+            limit: this.limits.requestsInFlight,
+          });
+        }
+        this.inFlight++;
+        counted = true;
+        const { requestId } = frame;
+        const work = async (call: CallContext) => handler(checked.args, call);
+        const result = await this.drain.track(
+          requestId !== undefined && MUTATING_OPS.has(op)
+            ? this.ledger.run(requestId, op, work)
+            : work({ newId: randomUUID() }),
+        );
+        reply = { id: frame.id, ok: true, result };
+      }
     } catch (err) {
       // A non-Kindling error is a bug of ours: keep its stack in the log, not on the wire.
       if (!(err instanceof KindlingError)) console.error(`kindling-agent: ${op} failed:`, err);
       reply = { id, ok: false, error: toErrorInfo(err) };
     }
+    if (counted) this.inFlight--;
     this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, (performance.now() - started) / 1000);
-    this.sink.send(encode(reply));
+    this.send(encode(reply));
   }
 }

@@ -2,8 +2,12 @@ import { BackendError, NotFoundError, type BackendInfo, type BackendStats } from
 import type { Driver, Readiness } from '../drivers/driver.js';
 import type { IndexStore } from '../index/store.js';
 import type { EventBus } from './events.js';
+import { findingWarnings, type Findings } from './findings.js';
 
-export interface BackendReadiness extends Readiness, BackendInfo {}
+export interface BackendReadiness extends Readiness, BackendInfo {
+  /** What the last scan of storage found besides volumes and snapshots (absent before any scan). */
+  findings?: { leftovers: number; strays: number };
+}
 
 interface Entry {
   driver: Driver;
@@ -15,6 +19,7 @@ interface Entry {
 export class Backends {
   private readonly entries = new Map<string, Entry>();
   private readonly pendingCapacity = new Set<string>();
+  private readonly found = new Map<string, Findings>();
 
   constructor(
     drivers: Driver[],
@@ -69,13 +74,29 @@ export class Backends {
       [...this.entries.values()].map(async ({ driver, startError }): Promise<BackendReadiness> => {
         const info = { name: driver.name, driver: driver.driver };
         if (startError !== null) return { ...info, ready: false, reason: startError };
+        let readiness: Readiness;
         try {
-          return { ...info, ...(await driver.readiness()) };
+          readiness = await driver.readiness();
         } catch (err) {
           return { ...info, ready: false, reason: err instanceof Error ? err.message : String(err) };
         }
+        const found = this.found.get(driver.name);
+        if (!found) return { ...info, ...readiness };
+        const warnings = [...(readiness.warnings ?? []), ...findingWarnings(found)];
+        return {
+          ...info,
+          ...readiness,
+          ...(warnings.length > 0 ? { warnings } : {}),
+          findings: { leftovers: found.leftovers.length, strays: found.strays.length },
+        };
       }),
     );
+  }
+
+  /** Records what a scan of the backend found: lists left out keep their previous value, a scan error does not. */
+  noteFindings(name: string, findings: Partial<Findings>): void {
+    const previous = this.found.get(name);
+    this.found.set(name, { leftovers: previous?.leftovers ?? [], strays: previous?.strays ?? [], ...findings });
   }
 
   async stats(name: string, refresh: boolean): Promise<BackendStats> {

@@ -11,7 +11,7 @@ import type { Attachment } from '../drivers/driver.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { requireCapability } from './capabilities.js';
 import { now } from './lifecycle.js';
-import { READABLE, requireStatus } from './status.js';
+import { READABLE, requireStatus, volumePhase } from './status.js';
 import type { VolumeService } from './volumes.js';
 
 /** Local attachments (this host) and connections for other hosts' connectors; a connected volume is in-use. */
@@ -117,7 +117,9 @@ export class ConnectionService {
     connections: ConnectionRecord[],
   ): Promise<AttachmentResult> {
     const stillConnected = connections.some((c) => c.id !== connection.id);
-    const after: VolumeRecord = { ...volume, status: stillConnected ? 'in-use' : 'available', updatedAt: now() };
+    // An error (an extend that failed while connected) is kept: disconnecting does not mend the volume.
+    const status = volumePhase(volume.status) === 'settled' ? (stillConnected ? 'in-use' : 'available') : volume.status;
+    const after: VolumeRecord = { ...volume, status, updatedAt: now() };
     await this.ctx.index.deleteConnection(connection, after);
     const gone = { ...connection, attached: false };
     this.ctx.events.publish({ event: 'connection.deleted', resource: gone });

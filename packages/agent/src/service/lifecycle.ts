@@ -1,4 +1,11 @@
-import { BackendError, ConflictError, KindlingError, toErrorInfo, type ErrorInfo } from '@kindling/protocol';
+import {
+  ConflictError,
+  InvalidArgumentError,
+  UnsupportedError,
+  asKindlingError,
+  toErrorInfo,
+  type ErrorInfo,
+} from '@kindling/protocol';
 
 interface Tracked {
   status: string;
@@ -6,53 +13,74 @@ interface Tracked {
   updatedAt: string;
 }
 
-export interface Transition<T extends Tracked> {
+/** One driver call's path through the statuses, as the service that runs it describes it. */
+export interface Step<T extends Tracked> {
+  /** The record before the operation: the end and failure records are built from it. */
   record: T;
   /** Written (synced) and published before the driver runs, so a crash leaves a visible trace. */
   during: T['status'];
+  /** Fields written with the transient status for recovery to act on (a revert's snapshot); dropped at the end. */
+  note?: Partial<T>;
   work: () => Promise<Partial<T>>;
-  /** The status to settle in, or a finisher that persists the end state itself (a delete removes the record). */
-  success: T['status'] | ((during: T) => Promise<T>);
   failure: T['status'];
   /**
    * Puts things back as they were before the call (the pre-operation record, or no record for a
-   * create). Used instead of the failure status when the driver refused before touching storage,
-   * which drivers signal with ConflictError (no room, not the latest snapshot).
+   * create). Used instead of the failure status when the driver refused before touching storage.
    */
   undo: () => Promise<void>;
+}
+
+/** How a successful call ends: one of two contracts. */
+export type Ending<T extends Tracked> =
+  /** The record settles in this status, with the work's changes and the error cleared. */
+  | { settle: T['status']; finish?: never }
+  /** The caller persists and publishes the end state itself (a delete removes the record) and returns it. */
+  | { finish: (during: T) => Promise<T>; settle?: never };
+
+export type Lifecycle<T extends Tracked> = Step<T> & Ending<T>;
+
+export type Transition<T extends Tracked> = Lifecycle<T> & {
   /** Added to a failure's details, so the caller learns which record was left in error (cinderlib's exception.resource). */
   subject: Record<string, string>;
   save: (record: T) => Promise<void>;
   publish: (record: T) => void;
-}
+};
 
 export const now = (): string => new Date().toISOString();
 
 /**
- * cinderlib's status machine for one driver call: transient status, then the target status with the
+ * What drivers throw when they refused before changing anything on storage: no room, not the latest
+ * snapshot (conflict), a size that cannot hold the image (invalid argument), a feature switched off.
+ */
+const isRefusal = (err: unknown): boolean =>
+  err instanceof ConflictError || err instanceof InvalidArgumentError || err instanceof UnsupportedError;
+
+/**
+ * cinderlib's status machine for one driver call: transient status, then the end status with the
  * driver's result, or the failure status with the error kept; the call rejects with the driver's error.
  */
 export async function transition<T extends Tracked>(t: Transition<T>): Promise<T> {
-  const during: T = { ...t.record, status: t.during, updatedAt: now() };
+  const during: T = { ...t.record, ...t.note, status: t.during, updatedAt: now() };
   await t.save(during);
   t.publish(during);
   let changes: Partial<T>;
   try {
     changes = await t.work();
   } catch (err) {
-    if (err instanceof ConflictError) {
+    if (isRefusal(err)) {
       await t.undo();
       throw err;
     }
-    const error = err instanceof KindlingError ? err : new BackendError(err instanceof Error ? err.message : String(err));
+    // A foreign error (a bug, the index) is INTERNAL, with its cause: never reported as a storage failure.
+    const error = asKindlingError(err);
     Object.assign(error.details, t.subject);
-    const failed: T = { ...during, status: t.failure, error: toErrorInfo(error), updatedAt: now() };
+    const failed: T = { ...t.record, status: t.failure, error: toErrorInfo(error), updatedAt: now() };
     await t.save(failed);
     t.publish(failed);
     throw error;
   }
-  if (typeof t.success === 'function') return t.success(during);
-  const done: T = { ...during, ...changes, status: t.success, error: null, updatedAt: now() };
+  if (t.finish) return t.finish(during);
+  const done: T = { ...t.record, ...changes, status: t.settle, error: null, updatedAt: now() };
   await t.save(done);
   t.publish(done);
   return done;

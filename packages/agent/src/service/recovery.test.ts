@@ -1,70 +1,273 @@
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { VolumeRecord } from '@kindling/protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BackendError, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
 import { parseConfig, type AgentConfig } from '../config.js';
+import type { Leftover } from '../drivers/driver.js';
 import { IndexStore } from '../index/store.js';
-import { openServices } from '../services.js';
+import { Metrics } from '../rpc/metrics.js';
+import { openServices, type Services } from '../services.js';
+import { recoverTransient, recoveryLines } from './recovery.js';
 
-// A crash leaves records in a transient status; the next start settles each against real storage.
+// A crash leaves records in a transient status; the next start settles each against real storage
+// (NFS driver files and qemu-img in a temp dir), finishes reverts, and removes leftovers.
 let dir: string;
 let config: AgentConfig;
+let services: Services | undefined;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kindling-recovery-'));
   config = parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir);
 });
 afterEach(async () => {
+  vi.restoreAllMocks();
+  await services?.close();
+  services = undefined;
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Rewrites a record as a crash mid-operation would have left it. */
-async function leaveAs(volume: VolumeRecord, status: VolumeRecord['status']): Promise<void> {
+const open = async (): Promise<Services> => (services = await openServices(config));
+const restart = async (): Promise<Services> => {
+  await services?.close();
+  return open();
+};
+
+/** Rewrites records, with the agent stopped, as a crash mid-operation would have left them. */
+async function leave(...records: (VolumeRecord | SnapshotRecord)[]): Promise<void> {
+  await services?.close();
+  services = undefined;
   const index = await IndexStore.open(join(config.dataDir, 'index'));
-  await index.putVolume({ ...volume, status });
+  for (const r of records) await ('volumeId' in r ? index.putSnapshot(r) : index.putVolume(r));
   await index.close();
 }
 
+const share = () => join(dir, 'share');
+const activePath = (v: VolumeRecord) => join(share(), String(v.location.activeFile));
+const qemuIo = (v: VolumeRecord, command: string) =>
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', command, activePath(v)], { encoding: 'utf8' });
+
 describe('recovery of interrupted operations at start', () => {
-  it('a create whose file exists becomes available; one whose file does not becomes error', async () => {
-    let services = await openServices(config);
-    const made = await services.volumes.create({ backend: 'nfs', size: 1 });
-    const lost = services.volumes.draft('nfs', { size: 1 });
-    await services.close();
-    await leaveAs(made, 'creating');
-    await leaveAs(lost, 'creating');
+  it('a create whose file is published becomes available; one whose file is not becomes error', async () => {
+    const s = await open();
+    const made = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const lost = s.volumes.draft(randomUUID(), 'nfs', { size: 1 });
+    await leave({ ...made, status: 'creating' }, lost);
 
-    services = await openServices(config);
-    expect(services.volumes.get(made.id).status).toBe('available');
-    expect(services.volumes.get(lost.id)).toMatchObject({ status: 'error', error: { code: 'BACKEND_ERROR' } });
-    expect(services.recovery.resolved).toHaveLength(2);
-    await services.close();
+    const after = await open();
+    expect(after.volumes.get(made.id).status).toBe('available');
+    expect(after.volumes.get(lost.id)).toMatchObject({ status: 'error', error: { code: 'BACKEND_ERROR', message: expect.stringMatching(/create/) } });
+    expect(after.recovery.resolved).toHaveLength(2);
   });
 
-  it('a delete that got through is forgotten; one that did not is error_deleting', async () => {
-    let services = await openServices(config);
-    const kept = await services.volumes.create({ backend: 'nfs', size: 1 });
-    const gone = await services.volumes.create({ backend: 'nfs', size: 1 });
-    await services.backends.usable('nfs').deleteVolume({ id: gone.id, size: 1, location: gone.location });
-    await services.close();
-    await leaveAs(kept, 'deleting');
-    await leaveAs(gone, 'deleting');
+  it('a create whose published file is smaller than the record is error, not available', async () => {
+    const s = await open();
+    const made = await s.volumes.create({ backend: 'nfs', size: 1 });
+    await leave({ ...made, size: 2, status: 'creating' });
 
-    services = await openServices(config);
-    expect(services.volumes.get(kept.id).status).toBe('error_deleting');
-    expect(() => services.volumes.get(gone.id)).toThrow(/no volume/);
-    expect((await services.volumes.list({ backend: 'nfs' })).volumes.map((v) => v.id)).toEqual([kept.id]);
-    await services.close();
+    const after = await open();
+    expect(after.volumes.get(made.id)).toMatchObject({ status: 'error', error: { message: expect.stringMatching(/create.*1 GiB of 2/) } });
   });
 
-  it('an interrupted extend settles back to available', async () => {
-    let services = await openServices(config);
-    const volume = await services.volumes.create({ backend: 'nfs', size: 1 });
-    await services.close();
-    await leaveAs(volume, 'extending');
-    services = await openServices(config);
-    expect(services.volumes.get(volume.id).status).toBe('available');
-    await services.close();
+  it('a delete that got through is forgotten; one that did not is error_deleting, and a retry finishes it', async () => {
+    const s = await open();
+    const kept = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const gone = await s.volumes.create({ backend: 'nfs', size: 1 });
+    await s.backends.usable('nfs').deleteVolume({ id: gone.id, size: 1, location: gone.location });
+    await leave({ ...kept, status: 'deleting' }, { ...gone, status: 'deleting' });
+
+    const after = await open();
+    expect(after.volumes.get(kept.id).status).toBe('error_deleting');
+    expect(() => after.volumes.get(gone.id)).toThrow(/no volume/);
+    await after.volumes.delete(kept.id);
+    expect(after.volumes.list({ backend: 'nfs' }).volumes).toEqual([]);
+  });
+
+  it('an interrupted extend settles in the size storage reports', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    // The resize got through on storage before the agent died.
+    execFileSync('qemu-img', ['resize', '-f', 'qcow2', activePath(volume), '2G']);
+    await leave({ ...volume, status: 'extending' });
+
+    const after = await open();
+    expect(after.volumes.get(volume.id)).toMatchObject({ status: 'available', size: 2, error: null });
+  });
+
+  it('an interrupted revert is finished at start: the data is the snapshot\'s and the volume available', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    qemuIo(volume, 'write -P 0xaa 0 64k');
+    const snapshot = await s.snapshots.create({ volumeId: volume.id });
+    const before = s.volumes.get(volume.id);
+    qemuIo(before, 'write -P 0xbb 0 64k');
+    await leave({ ...before, status: 'reverting', revertingTo: snapshot.id });
+
+    const after = await open();
+    const reverted = after.volumes.get(volume.id);
+    expect(reverted).toMatchObject({ status: 'available', error: null });
+    expect(reverted.revertingTo).toBeUndefined();
+    expect(qemuIo(reverted, 'read -P 0xaa 0 64k')).not.toMatch(/verification failed/);
+    expect(after.recovery.resolved).toEqual([{ id: volume.id, kind: 'volume', from: 'reverting', to: 'available' }]);
+  });
+
+  it('a revert that cannot be finished leaves the volume in error with the failure kept', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const snapshot = await s.snapshots.create({ volumeId: volume.id });
+    const orphan = await s.volumes.create({ backend: 'nfs', size: 1 });
+    await s.index.putVolume({ ...s.volumes.get(volume.id), status: 'reverting', revertingTo: snapshot.id });
+    await s.index.putVolume({ ...orphan, status: 'reverting', revertingTo: 'a-snapshot-that-is-gone' });
+    vi.spyOn(s.backends.get('nfs'), 'revertToSnapshot').mockRejectedValue(new BackendError('qemu-img rebase failed'));
+
+    const report = await recoverTransient(s);
+    expect(s.volumes.get(volume.id)).toMatchObject({
+      status: 'error',
+      error: { code: 'BACKEND_ERROR', message: 'qemu-img rebase failed', details: { volumeId: volume.id, snapshotId: snapshot.id } },
+    });
+    expect(s.volumes.get(volume.id).revertingTo).toBeUndefined();
+    expect(s.volumes.get(orphan.id)).toMatchObject({ status: 'error', error: { message: expect.stringMatching(/snapshot is gone/) } });
+    expect(report.resolved.map((r) => r.to)).toEqual(['error', 'error']);
+  });
+
+  it('a snapshot create listed by the scan becomes available; one not listed becomes error', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const made = await s.snapshots.create({ volumeId: volume.id });
+    const never: SnapshotRecord = { ...made, id: '0b4a0b9e-36f4-4d36-a3a5-3c5bb1d4c0aa', status: 'creating' };
+    await leave({ ...made, status: 'creating' }, never);
+
+    const after = await open();
+    expect(after.snapshots.get(made.id).status).toBe('available');
+    expect(after.snapshots.get(never.id)).toMatchObject({ status: 'error', error: { code: 'BACKEND_ERROR' } });
+  });
+
+  it('a snapshot delete that got through is forgotten and its volume points at its new chain; one that did not is error_deleting', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const kept = await s.snapshots.create({ volumeId: volume.id });
+    const gone = await s.snapshots.create({ volumeId: volume.id });
+    const withBoth = s.volumes.get(volume.id);
+    const { volume: location } = await s.backends
+      .usable('nfs')
+      .deleteSnapshot({ id: gone.id, volumeId: volume.id, volumeSize: 1, location: gone.location }, {
+        id: volume.id,
+        size: 1,
+        location: withBoth.location,
+      });
+    expect(location).not.toEqual(withBoth.location);
+    await leave({ ...kept, status: 'deleting' }, { ...gone, status: 'deleting' }, withBoth);
+
+    const after = await open();
+    expect(after.snapshots.get(kept.id).status).toBe('error_deleting');
+    expect(() => after.snapshots.get(gone.id)).toThrow(/no snapshot/);
+    expect(after.volumes.get(volume.id).location).toEqual(location);
+  });
+
+  it('a backend whose scan fails leaves its transient records in error, and says so', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    await s.index.putVolume({ ...volume, status: 'creating' });
+    vi.spyOn(s.backends.get('nfs'), 'scan').mockRejectedValue(new Error('share went away'));
+
+    const report = await recoverTransient(s);
+    expect(s.volumes.get(volume.id)).toMatchObject({ status: 'error', error: { message: expect.stringMatching(/could not be read/) } });
+    expect(report.unscanned).toEqual([{ backend: 'nfs', error: 'share went away' }]);
+    const [nfs] = await s.backends.readiness();
+    expect(nfs!.warnings).toEqual([expect.stringMatching(/last scan of storage failed: share went away/)]);
+  });
+});
+
+describe('leftovers and strays found at start', () => {
+  const leftover = (id: string, where: string): Leftover => ({ kind: 'temp-snapshot', id, where });
+
+  it('removes every leftover with its resource locked; a failed removal is reported, not fatal', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    await s.index.putVolume({ ...volume, status: 'creating' });
+    const driver = s.backends.get('nfs');
+    const scan = driver.scan.bind(driver);
+    const found = [leftover(volume.id, 'share/volume-a.tmp-snap'), leftover('another-id', 'share/stuck')];
+    vi.spyOn(driver, 'scan').mockImplementation(async () => ({ ...(await scan()), leftovers: found }));
+    const lockedDuringRemoval: boolean[] = [];
+    vi.spyOn(driver, 'removeLeftover').mockImplementation(async (l) => {
+      // Anything else wanting the resource's lock must wait until the removal is over.
+      let waited = true;
+      void s.locks.with([l.id], async () => {
+        waited = false;
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      lockedDuringRemoval.push(waited);
+      if (l.where === 'share/stuck') throw new Error('EBUSY');
+    });
+
+    const report = await recoverTransient(s);
+    expect(lockedDuringRemoval).toEqual([true, true]);
+    expect(report.removed).toEqual([{ ...found[0], backend: 'nfs' }]);
+    expect(report.failed).toEqual([{ ...found[1], backend: 'nfs', error: 'EBUSY' }]);
+    expect(s.volumes.get(volume.id).status).toBe('available');
+
+    const [nfs] = await s.backends.readiness();
+    expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 1, strays: 0 } });
+    expect(nfs!.warnings).toEqual([expect.stringMatching(/1 leftover\(s\).*could not be removed.*share\/stuck/)]);
+    const metrics = new Metrics().render([], await s.backends.readiness(), 0);
+    expect(metrics).toMatch(/^kindling_storage_leftovers\{backend="nfs"\} 1$/m);
+    expect(recoveryLines(report)).toEqual([
+      `recovered volume ${volume.id}: creating -> available`,
+      `removed a leftover temp-snapshot of ${volume.id} on nfs: share/volume-a.tmp-snap`,
+      'could not remove a leftover temp-snapshot of another-id on nfs: share/stuck: EBUSY',
+    ]);
+  });
+
+  it('finishes an interrupted revert before removing leftovers, and leaves alone what the revert took in', async () => {
+    const s = await open();
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const snapshot = await s.snapshots.create({ volumeId: volume.id });
+    await s.index.putVolume({ ...s.volumes.get(volume.id), status: 'reverting', revertingTo: snapshot.id });
+    const driver = s.backends.get('nfs');
+    const scan = driver.scan.bind(driver);
+    const revert = driver.revertToSnapshot.bind(driver);
+    // Storage as the crash left it: the revert's new overlay, not yet renamed in, reads as a leftover.
+    const overlay: Leftover = { kind: 'temp-file', id: volume.id, where: 'share/volume-a.revert' };
+    let reverted = false;
+    vi.spyOn(driver, 'scan').mockImplementation(async () => ({ ...(await scan()), leftovers: reverted ? [] : [overlay] }));
+    vi.spyOn(driver, 'revertToSnapshot').mockImplementation(async (v, snap) => {
+      reverted = true;
+      return revert(v, snap);
+    });
+    const remove = vi.spyOn(driver, 'removeLeftover');
+
+    const report = await recoverTransient(s);
+    expect(s.volumes.get(volume.id).status).toBe('available');
+    expect(remove).not.toHaveBeenCalled();
+    expect(report.removed).toEqual([]);
+  });
+
+  it('reports strays in the report, /readyz and the metrics, and never removes them', async () => {
+    const s = await open();
+    const driver = s.backends.get('nfs');
+    const scan = driver.scan.bind(driver);
+    const strays = [{ where: join(share(), 'volume-not-a-uuid'), reason: 'not a Kindling name' }];
+    vi.spyOn(driver, 'scan').mockImplementation(async () => ({ ...(await scan()), strays }));
+    const remove = vi.spyOn(driver, 'removeLeftover');
+
+    const report = await recoverTransient(s);
+    expect(remove).not.toHaveBeenCalled();
+    expect(report.strays).toEqual([{ ...strays[0], backend: 'nfs' }]);
+    expect(recoveryLines(report)).toEqual([`left alone on nfs, not Kindling's: ${strays[0]!.where} (not a Kindling name)`]);
+    const [nfs] = await s.backends.readiness();
+    expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 0, strays: 1 } });
+    expect(nfs!.warnings).toEqual([expect.stringMatching(/1 item\(s\) on storage that are not Kindling's.*volume-not-a-uuid/)]);
+    expect(new Metrics().render([], [nfs!], 0)).toMatch(/^kindling_storage_strays\{backend="nfs"\} 1$/m);
+  });
+
+  it('a clean start reports nothing and warns of nothing', async () => {
+    const s = await restart();
+    expect(s.recovery).toEqual({ resolved: [], removed: [], failed: [], strays: [], unscanned: [] });
+    const [nfs] = await s.backends.readiness();
+    expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 0, strays: 0 } });
+    expect(nfs!.warnings).toBeUndefined();
   });
 });

@@ -35,7 +35,7 @@ export class SnapshotService {
   private save = (record: SnapshotRecord): Promise<void> => this.ctx.index.putSnapshot(record);
   private publish = (record: SnapshotRecord): void => this.ctx.events.publish({ event: 'snapshot', resource: record });
 
-  async create(args: ParsedOpArgs<'snapshot.create'>): Promise<SnapshotRecord> {
+  async create(args: ParsedOpArgs<'snapshot.create'>, id: string = randomUUID()): Promise<SnapshotRecord> {
     return this.ctx.locks.with([args.volumeId], async () => {
       const volume = this.volumes.get(args.volumeId);
       const driver = this.volumes.driverOf(volume);
@@ -46,7 +46,7 @@ export class SnapshotService {
       refuseWhileInUse(driver, volume, 'snapshotInUse', 'snapshot');
       const at = now();
       const record: SnapshotRecord = {
-        id: randomUUID(),
+        id,
         backend: volume.backend,
         volumeId: volume.id,
         name: args.name ?? null,
@@ -62,7 +62,7 @@ export class SnapshotService {
       const created = await transition({
         record,
         during: 'creating',
-        success: 'available',
+        settle: 'available',
         failure: 'error',
         undo: async () => {
           const never: SnapshotRecord = { ...record, status: 'deleted', updatedAt: now() };
@@ -117,7 +117,7 @@ export class SnapshotService {
           return {};
         },
         // The snapshot record goes, and its volume's new chain location is written, in one batch.
-        success: async (during) => {
+        finish: async (during) => {
           const deleted: SnapshotRecord = { ...during, status: 'deleted', updatedAt: now() };
           const updatedVolume = { ...this.volumes.get(volumeId), location: volumeLocation, updatedAt: now() };
           await this.ctx.index.deleteSnapshot(deleted, updatedVolume);
@@ -131,7 +131,7 @@ export class SnapshotService {
     });
   }
 
-  async createVolume(args: ParsedOpArgs<'snapshot.createVolume'>): Promise<VolumeRecord> {
+  async createVolume(args: ParsedOpArgs<'snapshot.createVolume'>, id: string = randomUUID()): Promise<VolumeRecord> {
     const { volumeId } = this.get(args.id);
     return this.ctx.locks.with([volumeId, args.id], async () => {
       const snapshot = this.get(args.id);
@@ -140,7 +140,7 @@ export class SnapshotService {
       const driver = this.volumes.driverOf(source);
       requireCapability(driver, 'createFromSnapshot', 'volumes from snapshots');
       const size = this.volumes.sizeFrom(args.size, snapshot.volumeSize, 'snapshot');
-      const record = this.volumes.draft(source.backend, { ...args, size }, { snapshotId: snapshot.id });
+      const record = this.volumes.draft(id, source.backend, { ...args, size }, { snapshotId: snapshot.id });
       return this.volumes.build(record, () =>
         driver.createVolumeFromSnapshot(volumeRef(record), snapshotRef(snapshot), volumeRef(source)),
       );
@@ -158,15 +158,17 @@ export class SnapshotService {
       requireCapability(driver, 'revertToSnapshot', 'reverting to a snapshot');
       requireStatus(volume, ['available'], 'revert volume');
       requireStatus(snapshot, SNAPSHOT_READY, 'revert to snapshot');
-      // The data goes back to the snapshot's, and so does the size (cinder shrinks nothing: a grown volume is re-extended).
-      return this.volumes.transition(
-        volume,
-        'available',
-        async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
-        'available',
-        'error',
-        () => this.volumes.restore(volume),
-      );
+      // The data goes back to the snapshot's (cinder shrinks nothing: a grown volume keeps its size).
+      // `reverting` names the snapshot, so that recovery finishes an interrupted revert (drivers resume it).
+      return this.volumes.transition({
+        record: volume,
+        during: 'reverting',
+        note: { revertingTo: snapshot.id },
+        work: async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
+        settle: volume.status,
+        failure: 'error',
+        undo: () => this.volumes.restore(volume),
+      });
     });
   }
 }

@@ -21,3 +21,39 @@ export const READABLE: readonly VolumeStatus[] = ['available', 'in-use'];
 export const DELETABLE: readonly VolumeStatus[] = ['available', 'error', 'error_deleting'];
 export const SNAPSHOT_DELETABLE: readonly SnapshotStatus[] = ['available', 'error', 'error_deleting'];
 export const SNAPSHOT_READY: readonly SnapshotStatus[] = ['available'];
+
+/**
+ * Every status by what it says of the resource, so that adding a status fails to compile until it is
+ * placed here: `transient` means an operation was running (recovery resolves it after a crash).
+ */
+type Phase = 'transient' | 'settled' | 'error' | 'gone';
+const VOLUME_PHASE = {
+  creating: 'transient',
+  available: 'settled',
+  'in-use': 'settled',
+  extending: 'transient',
+  reverting: 'transient',
+  deleting: 'transient',
+  deleted: 'gone',
+  error: 'error',
+  error_deleting: 'error',
+} as const satisfies Record<VolumeStatus, Phase>;
+const SNAPSHOT_PHASE = {
+  creating: 'transient',
+  available: 'settled',
+  deleting: 'transient',
+  deleted: 'gone',
+  error: 'error',
+  error_deleting: 'error',
+} as const satisfies Record<SnapshotStatus, Phase>;
+
+type Transient<P extends Record<string, Phase>> = { [S in keyof P]: P[S] extends 'transient' ? S : never }[keyof P];
+export type TransientVolumeStatus = Transient<typeof VOLUME_PHASE>;
+type TransientSnapshotStatus = Transient<typeof SNAPSHOT_PHASE>;
+
+export const volumePhase = (status: VolumeStatus): Phase => VOLUME_PHASE[status];
+export const snapshotPhase = (status: SnapshotStatus): Phase => SNAPSHOT_PHASE[status];
+export const isTransientVolume = <V extends { status: VolumeStatus }>(v: V): v is V & { status: TransientVolumeStatus } =>
+  VOLUME_PHASE[v.status] === 'transient';
+export const isTransientSnapshot = <S extends { status: SnapshotStatus }>(s: S): s is S & { status: TransientSnapshotStatus } =>
+  SNAPSHOT_PHASE[s.status] === 'transient';

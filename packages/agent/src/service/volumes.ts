@@ -9,7 +9,7 @@ import {
 } from '@kindling/protocol';
 import type { Driver } from '../drivers/driver.js';
 import { volumeRef, type ServiceContext } from './context.js';
-import { now, transition } from './lifecycle.js';
+import { now, transition, type Lifecycle } from './lifecycle.js';
 import { refuseWhileInUse, requireCapability } from './capabilities.js';
 import { DELETABLE, READABLE, requireStatus } from './status.js';
 
@@ -47,11 +47,15 @@ export class VolumeService {
     };
   }
 
-  /** A new record in `creating`, written and published before any storage work starts. */
-  draft(backend: string, fields: NewVolume & { size: number }, origin: Partial<VolumeRecord> = {}): VolumeRecord {
+  /**
+   * A new record in `creating`, written and published before any storage work starts. `id` is fixed by
+   * the caller: the rpc layer records it against the client's request id first, so a retry after a crash
+   * finds this volume instead of making another.
+   */
+  draft(id: string, backend: string, fields: NewVolume & { size: number }, origin: Partial<VolumeRecord> = {}): VolumeRecord {
     const at = now();
     return {
-      id: randomUUID(),
+      id,
       backend,
       name: fields.name ?? null,
       description: fields.description ?? null,
@@ -70,23 +74,23 @@ export class VolumeService {
 
   /** Runs a create-like driver call for a drafted record: creating -> available | error (or no record, when refused). */
   async build(record: VolumeRecord, work: () => Promise<VolumeRecord['location']>): Promise<VolumeRecord> {
-    const created = await this.transition(
+    const created = await this.transition({
       record,
-      'creating',
-      async () => ({ location: await work() }),
-      'available',
-      'error',
-      async () => {
+      during: 'creating',
+      work: async () => ({ location: await work() }),
+      settle: 'available',
+      failure: 'error',
+      undo: async () => {
         await this.forget({ ...record, status: 'deleted', updatedAt: now() });
       },
-    );
+    });
     this.ctx.backends.capacityChanged(record.backend);
     return created;
   }
 
-  async create(args: ParsedOpArgs<'volume.create'>): Promise<VolumeRecord> {
+  async create(args: ParsedOpArgs<'volume.create'>, id: string = randomUUID()): Promise<VolumeRecord> {
     const driver = this.ctx.backends.usable(args.backend);
-    const record = this.draft(args.backend, args);
+    const record = this.draft(id, args.backend, args);
     return this.build(record, () => driver.createVolume(volumeRef(record)));
   }
 
@@ -106,17 +110,17 @@ export class VolumeService {
       if (connections.length > 0) {
         throw new ConflictError(`volume ${id} is connected; disconnect it first`, { id, connections: connections.map((c) => c.id) });
       }
-      const gone = await this.transition(
-        volume,
-        'deleting',
-        async () => {
+      const gone = await this.transition({
+        record: volume,
+        during: 'deleting',
+        work: async () => {
           await driver.deleteVolume(volumeRef(volume));
           return {};
         },
-        async (during) => this.forget({ ...during, status: 'deleted', updatedAt: now() }),
-        'error_deleting',
-        () => this.restore(volume),
-      );
+        finish: async (during) => this.forget({ ...during, status: 'deleted', updatedAt: now() }),
+        failure: 'error_deleting',
+        undo: () => this.restore(volume),
+      });
       this.ctx.backends.capacityChanged(volume.backend);
       return gone;
     });
@@ -139,29 +143,29 @@ export class VolumeService {
         // A thick LVM origin with snapshots must be deactivated to grow.
         refuseWhileInUse(driver, volume, 'extendInUseWithSnapshots', 'extend (it has snapshots)');
       }
-      const extended = await this.transition(
-        volume,
-        'extending',
-        async () => ({ size, location: await driver.extendVolume(volumeRef(volume), size) }),
-        volume.status,
-        'error',
-        () => this.restore(volume),
-      );
+      const extended = await this.transition({
+        record: volume,
+        during: 'extending',
+        work: async () => ({ size, location: await driver.extendVolume(volumeRef(volume), size) }),
+        settle: volume.status,
+        failure: 'error',
+        undo: () => this.restore(volume),
+      });
       this.ctx.backends.capacityChanged(volume.backend);
       return extended;
     });
   }
 
-  async clone(args: ParsedOpArgs<'volume.clone'>): Promise<VolumeRecord> {
-    const source = this.get(args.id);
-    const driver = this.driverOf(source);
-    const size = this.sizeFrom(args.size, source.size, 'source volume');
-    // The source lock keeps its data (and an NFS snapshot chain) still while it is copied.
-    return this.ctx.locks.with([source.id], async () => {
-      const current = this.get(source.id);
-      requireStatus(current, READABLE, 'clone volume');
-      const record = this.draft(current.backend, { ...args, size }, { sourceVolId: current.id });
-      return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(current)));
+  async clone(args: ParsedOpArgs<'volume.clone'>, id: string = randomUUID()): Promise<VolumeRecord> {
+    // The source lock keeps its data (and an NFS snapshot chain) still while it is copied; its size and
+    // status are read under it, so a clone queued behind an extend is sized from the extended source.
+    return this.ctx.locks.with([args.id], async () => {
+      const source = this.get(args.id);
+      const driver = this.driverOf(source);
+      requireStatus(source, READABLE, 'clone volume');
+      const size = this.sizeFrom(args.size, source.size, 'source volume');
+      const record = this.draft(id, source.backend, { ...args, size }, { sourceVolId: source.id });
+      return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(source)));
     });
   }
 
@@ -193,15 +197,8 @@ export class VolumeService {
   }
   publish = (record: VolumeRecord): void => this.ctx.events.publish({ event: 'volume', resource: record });
 
-  transition(
-    record: VolumeRecord,
-    during: VolumeRecord['status'],
-    work: () => Promise<Partial<VolumeRecord>>,
-    success: VolumeRecord['status'] | ((during: VolumeRecord) => Promise<VolumeRecord>),
-    failure: VolumeRecord['status'],
-    undo: () => Promise<void>,
-  ): Promise<VolumeRecord> {
-    return transition({ record, during, work, success, failure, undo, subject: { volumeId: record.id }, save: this.save, publish: this.publish });
+  transition(step: Lifecycle<VolumeRecord>): Promise<VolumeRecord> {
+    return transition({ ...step, subject: { volumeId: step.record.id }, save: this.save, publish: this.publish });
   }
 
   driverOf(volume: VolumeRecord): Driver {

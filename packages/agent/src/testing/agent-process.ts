@@ -38,6 +38,8 @@ export interface AgentOptions {
   /** Run the agent inside this network namespace (`ip netns exec`, which execs in place). */
   netns?: string;
   dir?: string;
+  /** More config keys (tls, readTokens, limits, ...), laid over the defaults. */
+  config?: Record<string, unknown>;
   /** Folders put first on the agent's PATH (crash-injection shims): the agent's commands inherit its PATH. */
   pathPrefix?: string[];
 }
@@ -49,7 +51,10 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
     listen: { host: options.host ?? '127.0.0.1', port: options.port ?? 0 },
     dataDir: join(dir, 'data'),
     ...(options.token ? { token: options.token } : {}),
+    // Test hosts in network namespaces are on veth pairs made for the test: no TLS needed there.
+    ...(options.host && options.host !== '127.0.0.1' ? { allowPlaintext: true } : {}),
     backends: options.backends?.(dir) ?? [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' }],
+    ...options.config,
   };
   const configFile = join(dir, 'agent.json');
   await writeFile(configFile, JSON.stringify(config));

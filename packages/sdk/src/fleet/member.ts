@@ -50,6 +50,11 @@ export class Member implements FleetAgent {
   readonly capacity = new Map<string, BackendStats>();
   /** Backend name → creations sent there by this fleet and not answered yet. */
   readonly pending = new Map<string, { gb: number; volumes: number }>();
+  /**
+   * Backend name → creations answered whose capacity push has not arrived: the reply comes before the
+   * push, so without these a create right after another sees the stale figures and picks the same host.
+   */
+  readonly unseen = new Map<string, { gb: number; volumes: number }>();
   /** Settles once the capacity cache reflects the latest (re)connect. */
   capacityLoaded: Promise<void> = Promise.resolve();
   readonly #delays: RetryDelays;
@@ -62,7 +67,11 @@ export class Member implements FleetAgent {
     this.#delays = delays;
     this.#delayMs = delays.initialDelayMs;
     this.agent.on('event', (frame) => {
-      if (frame.event === 'capacity') this.capacity.set(frame.resource.backendName, frame.resource);
+      if (frame.event !== 'capacity') return;
+      // Frames are handled one per turn (see Transport), so a create answered before this push has
+      // been counted in `unseen` by now, and this push, sent after that reply, includes it.
+      this.capacity.set(frame.resource.backendName, frame.resource);
+      this.unseen.delete(frame.resource.backendName);
     });
     this.agent.on('disconnect', (error) => {
       if (this.state === 'closed') return;
@@ -84,11 +93,22 @@ export class Member implements FleetAgent {
     this.pending.set(backend, { gb: entry.gb + gb, volumes: entry.volumes + 1 });
   }
 
-  release(backend: string, gb: number): void {
+  /** Ends a reservation; `made`: the agent answered with the volume, so it counts until the next capacity push. */
+  release(backend: string, gb: number, made: boolean): void {
     const entry = this.pending.get(backend);
     if (!entry) return;
     if (entry.volumes <= 1) this.pending.delete(backend);
     else this.pending.set(backend, { gb: entry.gb - gb, volumes: entry.volumes - 1 });
+    if (!made) return;
+    const seen = this.unseen.get(backend) ?? { gb: 0, volumes: 0 };
+    this.unseen.set(backend, { gb: seen.gb + gb, volumes: seen.volumes + 1 });
+  }
+
+  /** GiB and volumes placement counts against a backend beyond its cached capacity. */
+  inFlight(backend: string): { gb: number; volumes: number } {
+    const pending = this.pending.get(backend);
+    const unseen = this.unseen.get(backend);
+    return { gb: (pending?.gb ?? 0) + (unseen?.gb ?? 0), volumes: (pending?.volumes ?? 0) + (unseen?.volumes ?? 0) };
   }
 
   /** Why a call cannot go to it now. */
@@ -143,6 +163,7 @@ export class Member implements FleetAgent {
       this.backends.map(async (backend) => {
         try {
           this.capacity.set(backend.name, await backend.stats());
+          this.unseen.delete(backend.name);
         } catch (err) {
           asKindlingError(err);
           // A backend that cannot report (not ready) is no place for a volume.

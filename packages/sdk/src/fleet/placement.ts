@@ -21,7 +21,10 @@ export function roomGb(stats: BackendStats): number {
 export interface Candidate<K> {
   key: K;
   stats: BackendStats;
-  /** GiB and volumes of creations sent to it and not yet answered, so parallel creates spread out. */
+  /**
+   * GiB and volumes of creations sent to it and not yet answered, or answered but not yet in `stats`,
+   * so parallel and back-to-back creates spread out.
+   */
   pendingGb: number;
   pendingVolumes: number;
   /** Breaks exact ties the same way every time (e.g. `hostId/backend`). */

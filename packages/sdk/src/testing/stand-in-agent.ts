@@ -3,20 +3,29 @@
  * 127.0.0.1 speaking the protocol's frames (msgpack), with a small in-memory model of volumes,
  * snapshots, connections and kv that pushes an event for each change before it replies, as the agent
  * does. Tests override any op with `handle()` to script replies. The real agent is tested elsewhere.
+ *
+ * As the agent, it keeps the outcome of each request sent with a `requestId` (across `cut()` and
+ * `stop()`/`listen()`, as the agent keeps them in its index): a retry of a finished one gets the recorded
+ * outcome, one still running is awaited, and `executions(requestId)` counts how often the work ran.
+ * `refuseBusy()` answers BUSY before any work, as an agent at its limit does; after each change it pushes
+ * every backend's capacity, after the reply, as the agent does.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
+  BusyError,
   ConflictError,
   KindlingError,
+  MUTATING_OPS,
   NotFoundError,
   PROTOCOL_VERSION,
   decode,
   encode,
   toErrorInfo,
   type BackendInfo,
+  type BackendStats,
   type ConnectionRecord,
   type EventFrame,
   type OpName,
@@ -25,12 +34,22 @@ import {
 } from '@kindling/protocol';
 
 type Args = Record<string, unknown>;
-export type Handler = (args: Args) => unknown;
+/** `requestId`: the client's id of the request, to name in the progress it pushes. */
+export type Handler = (args: Args, request: { requestId?: string }) => unknown;
+type Outcome = { ok: true; result: unknown } | { ok: false; error: ReturnType<typeof toErrorInfo> };
 
 export interface StandInOptions {
   token?: string;
   backends?: BackendInfo[];
   port?: number;
+  hostId?: string;
+  /** Each backend's size, for `backend.stats`. Default 100. */
+  capacityGb?: number;
+  /**
+   * How long after a change's reply its capacity push goes out. Default: the next turn. An agent under
+   * load sends it later, in a frame of its own; a delay models that.
+   */
+  capacityPushDelayMs?: number;
 }
 
 export class StandInAgent {
@@ -39,8 +58,15 @@ export class StandInAgent {
   readonly connections = new Map<string, ConnectionRecord>();
   readonly kv = new Map<string, string>();
   /** Every request frame received, in order. */
-  readonly requests: { id: number; op: string; args: Args }[] = [];
+  readonly requests: { id: number; op: string; args: Args; requestId?: string }[] = [];
   readonly backends: BackendInfo[];
+  readonly hostId: string;
+  private readonly capacityGb: number;
+  private readonly capacityPushDelayMs: number | undefined;
+  /** By requestId: the outcome of each request that carried one, kept across restarts. */
+  private readonly outcomes = new Map<string, Promise<Outcome>>();
+  private readonly runs = new Map<string, number>();
+  private busy: { count: number; retryAfterMs: number } = { count: 0, retryAfterMs: 0 };
   private readonly token: string | undefined;
   private readonly handlers = new Map<string, Handler>();
   private readonly sockets = new Set<WebSocket>();
@@ -51,6 +77,9 @@ export class StandInAgent {
   private constructor(options: StandInOptions) {
     this.token = options.token;
     this.backends = options.backends ?? [{ name: 'lvm', driver: 'lvm' }];
+    this.hostId = options.hostId ?? 'stand-in-host';
+    this.capacityGb = options.capacityGb ?? 100;
+    this.capacityPushDelayMs = options.capacityPushDelayMs;
     this.port = options.port ?? 0;
     this.installModel();
   }
@@ -68,6 +97,21 @@ export class StandInAgent {
   /** Replaces the model's answer for one op; throw a KindlingError to reply with an error. */
   handle(op: OpName, handler: Handler): void {
     this.handlers.set(op, handler);
+  }
+
+  /** How many times the work of the request with this id ran (a retry answered from its recorded outcome does not count). */
+  executions(requestId: string): number {
+    return this.runs.get(requestId) ?? 0;
+  }
+
+  /** Refuses the next `count` requests (hello aside) with BUSY, before any work or record. */
+  refuseBusy(count: number, retryAfterMs: number): void {
+    this.busy = { count, retryAfterMs };
+  }
+
+  /** The network dropping every link; the agent goes on (work under way finishes) and takes new ones. */
+  cut(): void {
+    for (const ws of this.sockets) ws.terminate();
   }
 
   /** Sends an event frame to every session. */
@@ -108,17 +152,64 @@ export class StandInAgent {
     this.sockets.add(ws);
     ws.on('close', () => this.sockets.delete(ws));
     ws.on('message', async (data) => {
-      const { id, op, args } = decode(data as Buffer) as { id: number; op: string; args: Args };
-      this.requests.push({ id, op, args });
-      try {
-        const handler = this.handlers.get(op);
-        if (!handler) throw new NotFoundError(`stand-in has no ${op}`);
-        const result = await handler(args);
-        ws.send(encode({ id, ok: true, result }));
-      } catch (err) {
-        ws.send(encode({ id, ok: false, error: toErrorInfo(err instanceof KindlingError ? err : String(err)) }));
+      const { id, op, args, requestId } = decode(data as Buffer) as { id: number; op: string; args: Args; requestId?: string };
+      this.requests.push({ id, op, args, ...(requestId === undefined ? {} : { requestId }) });
+      if (op !== 'hello' && this.busy.count > 0) {
+        this.busy.count--;
+        const error = new BusyError('stand-in is busy', { retryAfterMs: this.busy.retryAfterMs });
+        ws.send(encode({ id, ok: false, error: error.toInfo() }));
+        return;
       }
+      let outcome = requestId === undefined ? undefined : this.outcomes.get(requestId);
+      if (!outcome) {
+        outcome = this.run(op, args, requestId);
+        if (requestId !== undefined) this.outcomes.set(requestId, outcome);
+      }
+      const settled = await outcome;
+      ws.send(encode({ id, ...settled }));
+      if (!settled.ok || !MUTATING_OPS.has(op as OpName)) return;
+      if (this.capacityPushDelayMs === undefined) setImmediate(() => this.pushCapacity());
+      else setTimeout(() => this.pushCapacity(), this.capacityPushDelayMs);
     });
+  }
+
+  private async run(op: string, args: Args, requestId: string | undefined): Promise<Outcome> {
+    if (requestId !== undefined) this.runs.set(requestId, this.executions(requestId) + 1);
+    try {
+      const handler = this.handlers.get(op);
+      if (!handler) throw new NotFoundError(`stand-in has no ${op}`);
+      return { ok: true, result: await handler(args, requestId === undefined ? {} : { requestId }) };
+    } catch (err) {
+      return { ok: false, error: toErrorInfo(err instanceof KindlingError ? err : String(err)) };
+    }
+  }
+
+  /** A backend's figures from the model: thick, `capacityGb` in all, its volumes' sizes taken. */
+  stats(backend: string): BackendStats {
+    const volumes = [...this.volumes.values()].filter((v) => v.backend === backend);
+    const used = volumes.reduce((sum, v) => sum + v.size, 0);
+    const info = this.backends.find((b) => b.name === backend);
+    if (!info) throw new NotFoundError(`no backend named ${backend}`);
+    return {
+      backendName: backend,
+      driver: info.driver,
+      vendorName: 'stand-in',
+      driverVersion: '0.0.0',
+      storageProtocol: info.driver,
+      totalCapacityGb: this.capacityGb,
+      freeCapacityGb: this.capacityGb - used,
+      provisionedCapacityGb: used,
+      thinProvisioningSupport: false,
+      thickProvisioningSupport: true,
+      maxOverSubscriptionRatio: 1,
+      reservedPercentage: 0,
+      totalVolumes: volumes.length,
+      totalSnapshots: [...this.snapshots.values()].filter((s) => s.backend === backend).length,
+    };
+  }
+
+  private pushCapacity(): void {
+    for (const { name } of this.backends) this.push({ event: 'capacity', resource: this.stats(name) });
   }
 
   private volume(id: unknown): VolumeRecord {
@@ -202,7 +293,8 @@ export class StandInAgent {
 
   private installModel(): void {
     const h = (op: OpName, handler: Handler): void => void this.handlers.set(op, handler);
-    h('hello', () => ({ protocolVersion: PROTOCOL_VERSION, agentVersion: '0.0.0-stand-in', hostId: 'stand-in-host', backends: this.backends }));
+    h('hello', () => ({ protocolVersion: PROTOCOL_VERSION, agentVersion: '0.0.0-stand-in', hostId: this.hostId, backends: this.backends }));
+    h('backend.stats', (a) => this.stats(String(a.backend)));
     h('volume.create', (a) => this.newVolume(a as Partial<VolumeRecord> & { backend: string; size: number }));
     h('volume.get', (a) => this.volume(a.id));
     h('volume.list', (a) => {

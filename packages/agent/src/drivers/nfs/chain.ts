@@ -1,12 +1,14 @@
-import { rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BackendError, ConflictError, NotFoundError } from '@kindling/protocol';
+import { ConflictError, NotFoundError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
-import { sizeOf } from './image-size.js';
+import { publish, syncDir, syncFile } from './durable.js';
+import { readHeader } from './image-header.js';
 import { readInfo, writeInfo, type SnapInfo } from './info-file.js';
-import { infoFile, isChainFile, overlayFile, volumeFile } from './names.js';
+import { infoFile, isChainFile, overlayFile, revertFile, volumeFile } from './names.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
+import { refusal } from './safe-file.js';
 
 /**
  * A volume's qcow2 chain, run as cinder's RemoteFSSnapDriver does offline:
@@ -15,6 +17,7 @@ import type { ImageFormat } from './qemu-img.js';
  *
  * Taking snapshot X adds an overlay over the active file and makes it active; X's data is that
  * overlay's backing file, frozen from then on. `volume-<id>.info` maps each snapshot to its overlay.
+ * Every step is resumable or leaves a leftover scan recognises (recovery.md).
  */
 export interface Chain {
   run: Runner;
@@ -29,51 +32,92 @@ export interface Image {
   file: string;
   path: string;
   format: ImageFormat;
+  virtualSize: number;
 }
 
 const infoPath = (c: Chain): string => join(c.dir, infoFile(c.volumeId));
 
-const image = (c: Chain, file: string, format: ImageFormat): Image => ({ file, path: join(c.dir, file), format });
+export const readRecord = (c: Chain): Promise<SnapInfo | null> => readInfo(infoPath(c), c.volumeId);
 
 const formatOf = (c: Chain, file: string): ImageFormat => (file === volumeFile(c.volumeId) ? c.baseFormat : 'qcow2');
 
-/** The file the volume's data is read from and written to now. */
-export async function activeImage(c: Chain): Promise<Image> {
-  const info = await readInfo(infoPath(c), c.volumeId);
-  const file = info?.active ?? volumeFile(c.volumeId);
-  return image(c, file, formatOf(c, file));
+/**
+ * The chain from `top` down to the base, top first, each file checked before any command opens it:
+ * a regular file of this volume (safe-file.ts), each backing file one of the volume's own files in
+ * the format the chain says, ending at the base, which has no backing file. A file a guest or a
+ * share writer crafted is refused, never followed. With `baseFromHeader` (scan, leftovers: no
+ * record at hand), the base's format is the one the overlay above it declares.
+ */
+export async function walk(c: Chain, top: string, baseFromHeader = false): Promise<Image[]> {
+  const base = volumeFile(c.volumeId);
+  const images: Image[] = [];
+  for (let file = top, format = formatOf(c, top); ; ) {
+    const path = join(c.dir, file);
+    if (images.some((i) => i.file === file)) throw refusal(path, 'unexpected-backing-file', 'the backing chain loops');
+    const header = await readHeader(path, format);
+    images.push({ file, path, format, virtualSize: header.virtualSize });
+    const backing = header.backingFile;
+    if (backing === null) {
+      if (file === base) return images;
+      throw refusal(path, 'unexpected-backing-file', `overlay of volume ${c.volumeId} has no backing file`);
+    }
+    if (file === base) throw refusal(path, 'base-has-backing-file', `the base image has a backing file ${backing}`, { backingFile: backing });
+    if (!isChainFile(c.volumeId, backing)) {
+      throw refusal(path, 'unexpected-backing-file', `its backing file ${backing} is not a file of volume ${c.volumeId}`, {
+        backingFile: backing,
+      });
+    }
+    const declared = header.backingFormat;
+    const expected = backing === base && baseFromHeader && (declared === 'raw' || declared === 'qcow2') ? declared : formatOf(c, backing);
+    if (declared !== expected) {
+      throw refusal(path, 'unexpected-backing-file', `its backing file ${backing} is declared ${String(declared)}, not ${expected}`, {
+        backingFile: backing,
+      });
+    }
+    file = backing;
+    format = expected;
+  }
+}
+
+/** The chain from the file the volume's data is read from and written to now, top first. */
+export async function activeChain(c: Chain): Promise<Image[]> {
+  const info = await readRecord(c);
+  return walk(c, info?.active ?? volumeFile(c.volumeId));
 }
 
 /** The snapshot record and the overlay made for `snapshotId`, or null when no record names it. */
 async function snapshotEntry(c: Chain, snapshotId: string): Promise<{ info: SnapInfo; overlay: string } | null> {
-  const info = await readInfo(infoPath(c), c.volumeId);
+  const info = await readRecord(c);
   const overlay = snapshotId !== 'active' ? info?.[snapshotId] : undefined;
   return info && overlay ? { info, overlay } : null;
 }
 
-/** The backing file named in an overlay's header, checked to be one of this volume's files. */
-async function backingOf(c: Chain, overlay: string): Promise<Image | null> {
-  const top = await qemuImg.info(c.run, join(c.dir, overlay), 'qcow2');
-  if (top.backingFile === null) return null;
-  const format = top.backingFormat;
-  if (!isChainFile(c.volumeId, top.backingFile) || (format !== 'raw' && format !== 'qcow2')) {
-    throw new BackendError(`${overlay} has an unexpected backing file ${top.backingFile} (${String(format)})`, {
-      file: overlay,
-      backingFile: top.backingFile,
-    });
-  }
-  return image(c, top.backingFile, format);
+/** The image under `overlay` in a verified chain: the snapshot's point-in-time data. */
+function below(images: Image[], overlay: string, volumeId: string): Image | null {
+  const at = images.findIndex((i) => i.file === overlay);
+  if (at === -1) return null;
+  const under = images[at + 1];
+  if (!under) throw refusal(images[at]!.path, 'unexpected-backing-file', `a snapshot record of volume ${volumeId} names its base`);
+  return under;
 }
 
-/** Adds the overlay for a new snapshot over the active file; returns the overlay's file name. */
+/**
+ * Adds the overlay for a new snapshot over the active file; returns the overlay's file name. The
+ * overlay is flushed before the record names it: a crash in between leaves an orphan overlay.
+ */
 export async function createSnapshot(c: Chain, snapshotId: string): Promise<string> {
-  const info: SnapInfo = (await readInfo(infoPath(c), c.volumeId)) ?? { active: volumeFile(c.volumeId) };
+  const info: SnapInfo = (await readRecord(c)) ?? { active: volumeFile(c.volumeId) };
   const already = info[snapshotId];
   if (already !== undefined) return already;
-  const backing = info.active;
+  const [active] = await walk(c, info.active);
   const overlay = overlayFile(c.volumeId, snapshotId);
+  const path = join(c.dir, overlay);
+  // An orphan of an earlier attempt, or a planted name: qemu-img create would write through a symlink.
+  await rm(path, { force: true });
   // The backing file is named relative to the overlay, so the share may be mounted anywhere.
-  await qemuImg.create(c.run, join(c.dir, overlay), 'qcow2', { backing: { file: backing, format: formatOf(c, backing) } });
+  await qemuImg.create(c.run, path, 'qcow2', { backing: { file: info.active, format: active!.format } });
+  await syncFile(path);
+  await syncDir(c.dir);
   await writeInfo(infoPath(c), { ...info, active: overlay, [snapshotId]: overlay });
   return overlay;
 }
@@ -81,7 +125,9 @@ export async function createSnapshot(c: Chain, snapshotId: string): Promise<stri
 /**
  * cinder's offline _delete_snapshot: the snapshot's overlay is committed into its backing file
  * (which then holds what the overlay showed) and removed; the file above it, if any, is re-pointed
- * at that backing file. Deleting a snapshot with no record is a no-op.
+ * at that backing file. Resumable: commit is repeatable, and an overlay the chain no longer passes
+ * through was already committed and re-pointed around, so only the record and the file are left to
+ * do. Deleting a snapshot with no record is a no-op.
  */
 export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void> {
   const entry = await snapshotEntry(c, snapshotId);
@@ -89,37 +135,27 @@ export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void
   const { info, overlay } = entry;
   const next: SnapInfo = { ...info };
   delete next[snapshotId];
-  const base = await backingOf(c, overlay);
-  if (base === null) {
-    // A stale record (cinder's _delete_stale_snapshot): nothing to merge; keep the file if it is in use.
-    await writeInfo(infoPath(c), next);
-    if (overlay !== info.active) await rm(join(c.dir, overlay), { force: true });
-    return;
-  }
-  if (overlay === info.active) {
-    await qemuImg.commit(c.run, join(c.dir, overlay));
-    next.active = base.file;
-  } else {
-    const chain = await qemuImg.backingChain(c.run, join(c.dir, info.active), 'qcow2');
-    const higher = chain.find((i) => i.backingFile === overlay);
-    const higherFile = higher ? higher.filename.slice(higher.filename.lastIndexOf('/') + 1) : undefined;
-    if (!higherFile || !Object.entries(info).some(([k, v]) => k !== 'active' && v === higherFile)) {
-      throw new BackendError(`no snapshot file of volume ${c.volumeId} has ${overlay} as its backing file`, {
-        file: overlay,
-      });
+  const images = await walk(c, info.active);
+  const base = below(images, overlay, c.volumeId);
+  if (base !== null) {
+    const path = join(c.dir, overlay);
+    await qemuImg.commit(c.run, path);
+    if (overlay === info.active) {
+      next.active = base.file;
+    } else {
+      const higher = images[images.findIndex((i) => i.file === overlay) - 1]!;
+      await qemuImg.rebaseUnsafe(c.run, higher.path, base.file, base.format);
     }
-    await qemuImg.commit(c.run, join(c.dir, overlay));
-    await qemuImg.rebaseUnsafe(c.run, join(c.dir, higherFile), base.file, base.format);
   }
-  // Record first, remove after: a crash in between leaves an unused file, never a dangling record.
+  // Record first, remove after: a crash in between leaves an orphan overlay, never a dangling record.
   await writeInfo(infoPath(c), next);
-  await rm(join(c.dir, overlay));
+  await rm(join(c.dir, overlay), { force: true });
 }
 
-/** The image holding the snapshot's data: the backing file of the overlay made when it was taken. */
+/** The image holding the snapshot's data (the backing file of its overlay), checked down to the base. */
 export async function snapshotImage(c: Chain, snapshotId: string): Promise<Image> {
   const entry = await snapshotEntry(c, snapshotId);
-  const base = entry ? await backingOf(c, entry.overlay) : null;
+  const base = entry ? below(await walk(c, entry.info.active), entry.overlay, c.volumeId) : null;
   if (!base) throw new NotFoundError(`snapshot ${snapshotId} of volume ${c.volumeId} is not on the share`, { snapshotId });
   return base;
 }
@@ -127,7 +163,8 @@ export async function snapshotImage(c: Chain, snapshotId: string): Promise<Image
 /**
  * cinder's RevertToSnapshotMixin: only the latest snapshot (whose overlay is the active file) can be
  * reverted to; the active overlay is replaced by an empty one over the same backing file, so reads
- * show the snapshot's data. The volume keeps its current size.
+ * show the snapshot's data. The volume keeps its current size. The new overlay is built aside and
+ * renamed over the active file: called again after a crash at any step, it finishes.
  */
 export async function revertToSnapshot(c: Chain, snapshotId: string): Promise<void> {
   const entry = await snapshotEntry(c, snapshotId);
@@ -138,19 +175,41 @@ export async function revertToSnapshot(c: Chain, snapshotId: string): Promise<vo
       activeFile: entry.info.active,
     });
   }
-  const base = await backingOf(c, entry.overlay);
-  if (!base) throw new BackendError(`${entry.overlay} has no backing file to revert to`, { file: entry.overlay });
-  const activePath = join(c.dir, entry.overlay);
-  const virtualSize = await sizeOf(c.run, activePath, 'qcow2');
-  // Built aside and renamed over the active file, so a failure leaves the volume as it was.
-  const fresh = `${activePath}.revert`;
+  const images = await walk(c, entry.overlay);
+  const base = below(images, entry.overlay, c.volumeId)!;
+  const aside = revertFile(entry.overlay);
   try {
-    await qemuImg.create(c.run, fresh, 'qcow2', {
+    await rm(join(c.dir, aside), { force: true });
+    await qemuImg.create(c.run, join(c.dir, aside), 'qcow2', {
       backing: { file: base.file, format: base.format },
-      size: virtualSize,
+      size: images[0]!.virtualSize,
     });
-    await rename(fresh, activePath);
+    await publish(c.dir, aside, entry.overlay);
   } finally {
-    await rm(fresh, { force: true });
+    await rm(join(c.dir, aside), { force: true });
   }
+}
+
+/**
+ * Removes an overlay no record names and the chain does not pass through (a snapshot create or
+ * delete that died between its file and its record). Refused when it is in use after all.
+ */
+export async function removeOrphanOverlay(c: Chain, overlay: string): Promise<void> {
+  const info = await readRecord(c);
+  const named = Object.values(info ?? {}).includes(overlay);
+  const inChain = (await walk(c, info?.active ?? volumeFile(c.volumeId))).some((i) => i.file === overlay);
+  if (named || inChain) {
+    throw new ConflictError(`${overlay} is part of volume ${c.volumeId}'s chain, not a leftover`, { file: overlay });
+  }
+  await rm(join(c.dir, overlay), { force: true });
+}
+
+/**
+ * The base file's format as the share says (scan and leftovers have no record at hand): declared by
+ * the overlay over the base, else `fallback` (the backend's format) when the base is the active file.
+ */
+export async function baseFormatOnShare(c: Chain): Promise<ImageFormat> {
+  const info = await readRecord(c);
+  if (!info || info.active === volumeFile(c.volumeId)) return c.baseFormat;
+  return (await walk(c, info.active, true)).at(-1)!.format;
 }

@@ -145,7 +145,10 @@ describe('NfsDriver on a local folder share', () => {
       const vol = await newVolume(driver);
       await snapshot(driver, vol);
       await snapshot(driver, vol);
-      expect((await readdir(share)).filter((n) => n.includes(vol.id))).toHaveLength(4);
+      // What interrupted operations leave goes too.
+      await writeFile(join(share, `volume-${vol.id}.part`), '');
+      await writeFile(join(share, `volume-${vol.id}.info.tmp-0badc0de`), '');
+      expect((await readdir(share)).filter((n) => n.includes(vol.id))).toHaveLength(6);
       await driver.deleteVolume(vol);
       expect(await readdir(share)).toEqual([`volume-${keep.id}`]);
       await driver.deleteVolume(vol);
@@ -464,7 +467,9 @@ describe('NfsDriver on a local folder share', () => {
   it('surfaces a failed qemu-img command as a BackendError', async () => {
     const driver = makeDriver();
     const vol = await newVolume(driver);
-    await writeFile(join(share, `volume-${vol.id}`), 'not an image');
+    // A valid header over a truncated image: it passes the checks, and qemu-img fails on it.
+    const path = join(share, `volume-${vol.id}`);
+    await writeFile(path, (await readFile(path)).subarray(0, 1024));
     const err = await driver.extendVolume(vol, 2).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).details.command).toEqual(expect.arrayContaining(['qemu-img', 'resize']));

@@ -1,4 +1,4 @@
-import { readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BackendError,
@@ -13,30 +13,21 @@ import {
 } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
-import type { Attachment, Driver, DriverStats, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
+import type { Attachment, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
+import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
 import type { Chain, Image } from './chain.js';
-import { readInfo } from './info-file.js';
-import { infoFile, isTempSnapshotId, tempSnapshotId, volumeFile, volumeIdOfFile } from './names.js';
-import { sizeOf } from './image-size.js';
+import { publish } from './durable.js';
+import { removeLeftover } from './leftovers.js';
+import { parseName, partFile, tempSnapshotId, volumeFile, infoFile } from './names.js';
 import { Provisioned } from './provisioned.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 import { createAllocated, createSparse } from './raw-file.js';
-import {
-  isMounted,
-  isRemoteShare,
-  mountShare,
-  prepareLocalShare,
-  probeWritable,
-  shareDir,
-  shareSpace,
-  usableBytes,
-} from './shares.js';
-import { VolumeLock } from './volume-lock.js';
+import { scanShare, type ShareScan } from './scan.js';
+import { isMounted, isRemoteShare, mountShare, prepareLocalShare, probeWritable } from './shares.js';
 
 const GiB = 1024 ** 3;
-const toGb = (bytes: number): number => Math.round((bytes / GiB) * 100) / 100;
 
 export interface NfsDriverDeps {
   run: Runner;
@@ -50,14 +41,7 @@ interface Placement {
   chain: Chain;
 }
 
-/** What storage holds for one volume, as scan() and the provisioned cache need it. */
-interface Found {
-  share: string;
-  id: string;
-  virtualSize: number;
-  location: Location;
-  snapshots: { id: string; file: string }[];
-}
+const exists = (path: string): Promise<boolean> => lstat(path).then(() => true, () => false);
 
 /**
  * cinder's NFS driver (nfs.py over remotefs.py): volumes are files `volume-<id>` on a share, raw
@@ -66,14 +50,17 @@ interface Found {
  * Volume location: `{ share, format, activeFile }` (format of the base file; the file reads and
  * writes go to). Snapshot location: `{ share, file }` (the overlay made when it was taken).
  * The `.info` record on the share, not the location, is what chain operations trust.
+ *
+ * No lock of its own: the service holds the lock of every volume whose files a call reads or
+ * changes (the source's, for clones and volumes from snapshots), and a new volume's id is its own.
+ * Each operation's steps and what a crash at each leaves are in recovery.md.
  */
 export class NfsDriver implements Driver {
   readonly driver = 'nfs' as const;
   readonly name: string;
   private readonly run: Runner;
   private readonly mountInfoPath: string;
-  private readonly locks = new VolumeLock();
-  private provisioned: Provisioned | null = null;
+  private readonly capacity: Capacity;
 
   constructor(
     private readonly config: NfsBackendConfig,
@@ -82,14 +69,14 @@ export class NfsDriver implements Driver {
     this.name = config.name;
     this.run = deps.run;
     this.mountInfoPath = deps.mountInfoPath ?? '/proc/self/mountinfo';
-  }
-
-  private get thin(): boolean {
-    return this.config.sparse || this.config.format === 'qcow2';
+    const provisioned = new Provisioned(async () =>
+      (await this.scanShares()).volumes.map((v) => [v.id, { share: v.share, bytes: v.virtualSize }]),
+    );
+    this.capacity = new Capacity(config, this.mountInfoPath, provisioned);
   }
 
   private dirOf(share: string): string {
-    return shareDir(this.config.mountPointBase, share);
+    return this.capacity.dirOf(share);
   }
 
   async start(): Promise<void> {
@@ -102,6 +89,8 @@ export class NfsDriver implements Driver {
         await prepareLocalShare(share);
       }
     }
+    // Counted once before serving; operations keep it up to date.
+    await this.capacity.provisioned.bytes();
   }
 
   async readiness(): Promise<Readiness> {
@@ -135,67 +124,55 @@ export class NfsDriver implements Driver {
       extendInUseWithSnapshots: snapshots,
       attach: true,
       connect: true,
-      thin: this.thin,
+      thin: this.capacity.thin,
       protocols: ['nfs'],
     };
   }
 
   async stats(refresh: boolean): Promise<DriverStats> {
-    const provisioned = await this.loadProvisioned(refresh);
-    let total = 0;
-    let free = 0;
-    for (const share of await this.usableShares()) {
-      const space = await shareSpace(this.dirOf(share));
-      total += space.totalBytes;
-      free += space.freeBytes;
-    }
+    const figures = await this.capacity.figures(refresh);
     return {
       vendorName: 'Open Source',
       driverVersion: '1.0',
       storageProtocol: 'nfs',
-      totalCapacityGb: toGb(total),
-      freeCapacityGb: toGb(free),
-      provisionedCapacityGb: toGb(provisioned.bytes()),
-      thinProvisioningSupport: this.thin,
-      thickProvisioningSupport: !this.thin,
+      totalCapacityGb: toGb(figures.totalBytes),
+      freeCapacityGb: toGb(figures.freeBytes),
+      provisionedCapacityGb: toGb(figures.provisionedBytes),
+      thinProvisioningSupport: this.capacity.thin,
+      thickProvisioningSupport: !this.capacity.thin,
       maxOverSubscriptionRatio: this.config.maxOverSubscriptionRatio,
       reservedPercentage: this.config.reservedPercentage,
     };
   }
 
   async createVolume(volume: VolumeRef): Promise<Location> {
-    return this.locks.with(volume.id, async () => {
-      const share = await this.chooseShare(volume.size);
-      const file = volumeFile(volume.id);
-      const path = join(this.dirOf(share), file);
-      await this.refuseExisting(path, share);
-      try {
-        if (this.config.format === 'qcow2') await qemuImg.create(this.run, path, 'qcow2', { size: `${volume.size}G` });
-        else if (this.config.sparse) await createSparse(this.run, path, volume.size);
-        else await createAllocated(this.run, path, volume.size);
-      } catch (err) {
-        await rm(path, { force: true });
-        throw err;
-      }
-      (await this.loadProvisioned()).set(volume.id, share, volume.size * GiB);
-      return { share, format: this.config.format, activeFile: file };
+    const share = await this.capacity.chooseShare(volume.size);
+    return this.build(volume, share, async (part) => {
+      if (this.config.format === 'qcow2') await qemuImg.create(this.run, part, 'qcow2', { size: `${volume.size}G` });
+      else if (this.config.sparse) await createSparse(this.run, part, volume.size);
+      else await createAllocated(this.run, part, volume.size);
     });
   }
 
+  /** Idempotent; removes every file of the volume, its record first and its base file last (recovery.md). */
   async deleteVolume(volume: VolumeRef): Promise<void> {
-    await this.locks.with(volume.id, async () => {
-      const placement = await this.locate(volume);
-      if (placement) {
-        const { dir } = placement.chain;
-        const base = volumeFile(volume.id);
-        // Overlays and the record first, the base file last: a retry after a crash still finds the volume.
-        for (const name of (await readdir(dir)).filter((n) => n.startsWith(`${base}.`))) {
-          await rm(join(dir, name), { force: true });
-        }
-        await rm(join(dir, base), { force: true });
-      }
-      this.provisioned?.delete(volume.id);
-    });
+    const { share } = volume.location;
+    const usable = await this.capacity.usableShares();
+    if (typeof share === 'string' && this.config.shares.includes(share) && !usable.includes(share)) {
+      throw new BackendError(`share ${share} of volume ${volume.id} is not mounted`, { share, volumeId: volume.id });
+    }
+    const shares = typeof share === 'string' && usable.includes(share) ? [share] : usable;
+    const base = volumeFile(volume.id);
+    for (const candidate of shares) {
+      const dir = this.dirOf(candidate);
+      const mine = (await readdir(dir)).filter((n) => {
+        const parsed = parseName(n);
+        return parsed !== null && parsed.kind !== 'probe' && parsed.volumeId === volume.id;
+      });
+      const rank = (n: string) => (n === infoFile(volume.id) ? 0 : n === base ? 2 : 1);
+      for (const name of mine.sort((a, b) => rank(a) - rank(b))) await rm(join(dir, name), { force: true });
+    }
+    this.capacity.provisioned.delete(volume.id);
   }
 
   async extendVolume(volume: VolumeRef, newSize: number): Promise<Location> {
@@ -205,61 +182,55 @@ export class NfsDriver implements Driver {
         newSize,
       });
     }
-    return this.locks.with(volume.id, async () => {
-      const placement = await this.need(volume);
-      await this.checkRoom(placement.share, newSize - volume.size);
-      const active = await chain.activeImage(placement.chain);
-      // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
-      await qemuImg.resize(this.run, active.path, active.format, newSize, active.format === 'raw' && !this.config.sparse);
-      (await this.loadProvisioned()).set(volume.id, placement.share, newSize * GiB);
-      return this.location(placement, active.file);
-    });
+    const placement = await this.need(volume);
+    const [active] = await chain.activeChain(placement.chain);
+    await this.capacity.checkRoom(placement.share, newSize - volume.size);
+    // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
+    await qemuImg.resize(this.run, active!.path, active!.format, newSize, active!.format === 'raw' && !this.config.sparse);
+    this.capacity.provisioned.set(volume.id, placement.share, newSize * GiB);
+    return this.location(placement, active!.file);
   }
 
   async createSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ snapshot: Location; volume: Location }> {
     this.requireSnapshots();
-    return this.locks.with(volume.id, async () => {
-      const placement = await this.need(volume);
-      const overlay = await chain.createSnapshot(placement.chain, snapshot.id);
-      return { snapshot: { share: placement.share, file: overlay }, volume: this.location(placement, overlay) };
-    });
+    const placement = await this.need(volume);
+    const overlay = await chain.createSnapshot(placement.chain, snapshot.id);
+    return { snapshot: { share: placement.share, file: overlay }, volume: this.location(placement, overlay) };
   }
 
   // Not refused when snapshots are disabled: snapshots made before the config changed must stay removable.
   async deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ volume: Location }> {
-    return this.locks.with(volume.id, async () => {
-      const placement = await this.locate(volume);
-      if (!placement) return { volume: volume.location };
-      await chain.deleteSnapshot(placement.chain, snapshot.id);
-      const active = await chain.activeImage(placement.chain);
-      return { volume: this.location(placement, active.file) };
-    });
+    const placement = await this.locate(volume);
+    if (!placement) return { volume: volume.location };
+    await chain.deleteSnapshot(placement.chain, snapshot.id);
+    return { volume: await this.activeLocation(placement) };
   }
 
   async createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location> {
     this.requireSnapshots();
-    return this.locks.with(source.id, async () => {
-      const src = await this.need(source);
-      const image = await chain.snapshotImage(src.chain, snapshot.id);
-      return this.copyInto(volume, image, await this.chooseShare(volume.size));
-    });
+    const src = await this.need(source);
+    const image = await chain.snapshotImage(src.chain, snapshot.id);
+    this.checkFits(volume, image);
+    const share = await this.capacity.chooseShare(volume.size);
+    return this.build(volume, share, (part) => this.copy(image, part, volume.size));
   }
 
   /**
    * cinder's _create_cloned_volume: the clone is copied from a temporary snapshot of the source,
-   * which is deleted again, and lives on the source's share. Without snapshot support the source's
-   * file is copied directly (it can have no overlays).
+   * which is deleted again before the clone is published, and lives on the source's share. Without
+   * snapshot support the source's file is copied directly (it can have no overlays).
    */
   async cloneVolume(volume: VolumeRef, source: VolumeRef): Promise<Location> {
-    return this.locks.with(source.id, async () => {
-      const src = await this.need(source);
-      await this.checkRoom(src.share, volume.size);
-      if (!this.config.snapshotSupport) return this.copyInto(volume, await chain.activeImage(src.chain), src.share);
-      const tempId = tempSnapshotId(volume.id);
+    const src = await this.need(source);
+    const [active] = await chain.activeChain(src.chain);
+    this.checkFits(volume, active!);
+    await this.capacity.checkRoom(src.share, volume.size);
+    if (!this.config.snapshotSupport) return this.build(volume, src.share, (part) => this.copy(active!, part, volume.size));
+    const tempId = tempSnapshotId(volume.id);
+    return this.build(volume, src.share, async (part) => {
       await chain.createSnapshot(src.chain, tempId);
-      let location: Location;
       try {
-        location = await this.copyInto(volume, await chain.snapshotImage(src.chain, tempId), src.share);
+        await this.copy(await chain.snapshotImage(src.chain, tempId), part, volume.size);
       } catch (err) {
         await chain.deleteSnapshot(src.chain, tempId).catch((cleanup: unknown) => {
           throw new BackendError(
@@ -270,25 +241,20 @@ export class NfsDriver implements Driver {
         throw err;
       }
       await chain.deleteSnapshot(src.chain, tempId);
-      return location;
     });
   }
 
   async revertToSnapshot(volume: VolumeRef, snapshot: SnapshotRef): Promise<Location> {
     this.requireSnapshots();
-    return this.locks.with(volume.id, async () => {
-      const placement = await this.need(volume);
-      await chain.revertToSnapshot(placement.chain, snapshot.id);
-      return this.location(placement, (await chain.activeImage(placement.chain)).file);
-    });
+    const placement = await this.need(volume);
+    await chain.revertToSnapshot(placement.chain, snapshot.id);
+    return this.activeLocation(placement);
   }
 
   async attach(volume: VolumeRef): Promise<Attachment> {
-    return this.locks.with(volume.id, async () => {
-      const placement = await this.need(volume);
-      const active = await chain.activeImage(placement.chain);
-      return { path: active.path, connectionInfo: this.connectionInfo(placement, active, active.path) };
-    });
+    const placement = await this.need(volume);
+    const [active] = await chain.activeChain(placement.chain);
+    return { path: active!.path, connectionInfo: this.connectionInfo(placement, active!, active!.path) };
   }
 
   // A file needs nothing undone on this host.
@@ -298,36 +264,38 @@ export class NfsDriver implements Driver {
   validateConnector(): void {}
 
   async connect(volume: VolumeRef): Promise<Attachment> {
-    return this.locks.with(volume.id, async () => {
-      const placement = await this.need(volume);
-      const active = await chain.activeImage(placement.chain);
-      return { path: null, connectionInfo: this.connectionInfo(placement, active) };
-    });
+    const placement = await this.need(volume);
+    const [active] = await chain.activeChain(placement.chain);
+    return { path: null, connectionInfo: this.connectionInfo(placement, active!) };
   }
 
   // The export is the share itself, shared by every volume on it: nothing to take down per volume.
   async disconnect(): Promise<void> {}
 
   async connectionSize(volume: VolumeRef): Promise<number> {
-    return this.locks.with(volume.id, async () => {
-      const active = await chain.activeImage((await this.need(volume)).chain);
-      return sizeOf(this.run, active.path, active.format);
-    });
+    const [active] = await chain.activeChain((await this.need(volume)).chain);
+    return active!.virtualSize;
   }
 
   async scan(): Promise<ScanResult> {
     const found = await this.scanShares();
     return {
-      volumes: found.map((f) => ({ id: f.id, size: Math.ceil(f.virtualSize / GiB), location: f.location })),
-      snapshots: found.flatMap((f) =>
+      volumes: found.volumes.map((f) => ({ id: f.id, size: Math.ceil(f.virtualSize / GiB), location: f.location })),
+      snapshots: found.volumes.flatMap((f) =>
         f.snapshots.map((s) => ({ id: s.id, volumeId: f.id, location: { share: f.share, file: s.file } })),
       ),
-      leftovers: [],
-      strays: [],
+      leftovers: found.leftovers,
+      strays: found.strays,
     };
   }
 
-  async removeLeftover(): Promise<void> {}
+  async removeLeftover(leftover: Leftover): Promise<void> {
+    await removeLeftover(
+      leftover,
+      this.config.shares.map((s) => this.dirOf(s)),
+      (dir, volumeId) => ({ run: this.run, dir, volumeId, baseFormat: this.config.format }),
+    );
+  }
 
   private requireSnapshots(): void {
     if (!this.config.snapshotSupport) {
@@ -354,8 +322,9 @@ export class NfsDriver implements Driver {
     return { share: placement.share, format: placement.chain.baseFormat, activeFile };
   }
 
-  private placement(share: string, volumeId: string, baseFormat: ImageFormat): Placement {
-    return { share, chain: { run: this.run, dir: this.dirOf(share), volumeId, baseFormat } };
+  private async activeLocation(placement: Placement): Promise<Location> {
+    const info = await chain.readRecord(placement.chain);
+    return this.location(placement, info?.active ?? volumeFile(placement.chain.volumeId));
   }
 
   /**
@@ -368,10 +337,10 @@ export class NfsDriver implements Driver {
     const candidates = typeof share === 'string' && this.config.shares.includes(share) ? [share] : this.config.shares;
     for (const candidate of candidates) {
       const dir = this.dirOf(candidate);
-      const present = await Promise.all(
-        [volumeFile(volume.id), infoFile(volume.id)].map((f) => stat(join(dir, f)).then(() => true, () => false)),
-      );
-      if (present.includes(true)) return this.placement(candidate, volume.id, baseFormat);
+      const present = await Promise.all([volumeFile(volume.id), infoFile(volume.id)].map((f) => exists(join(dir, f))));
+      if (present.includes(true)) {
+        return { share: candidate, chain: { run: this.run, dir, volumeId: volume.id, baseFormat } };
+      }
     }
     return null;
   }
@@ -386,136 +355,53 @@ export class NfsDriver implements Driver {
     return placement;
   }
 
-  private async refuseExisting(path: string, share: string): Promise<void> {
-    const exists = await stat(path).then(() => true, () => false);
-    if (exists) throw new ConflictError(`${path} already exists on share ${share}`, { path });
+  private checkFits(volume: VolumeRef, image: Image): void {
+    if (volume.size * GiB < image.virtualSize) {
+      throw new InvalidArgumentError(`a ${volume.size} GiB volume cannot hold a ${toGb(image.virtualSize)} GiB image`, {
+        size: volume.size,
+        sourceGb: toGb(image.virtualSize),
+      });
+    }
   }
 
   /**
-   * Copies an image (a snapshot's point-in-time file, or a volume's) into a new volume file of the
-   * backend's format, grown to the volume's size (cinder's _copy_volume_from_snapshot).
+   * Makes a new volume under its temporary name `volume-<id>.part` (`fill` writes it), flushes it and
+   * only then publishes it as `volume-<id>`: that name on a share means a complete volume.
    */
-  private async copyInto(volume: VolumeRef, image: Image, share: string): Promise<Location> {
-    const virtualSize = await sizeOf(this.run, image.path, image.format);
-    if (volume.size * GiB < virtualSize) {
-      throw new InvalidArgumentError(`a ${volume.size} GiB volume cannot hold a ${toGb(virtualSize)} GiB image`, {
-        size: volume.size,
-        sourceGb: toGb(virtualSize),
-      });
-    }
+  private async build(volume: VolumeRef, share: string, fill: (partPath: string) => Promise<void>): Promise<Location> {
+    const dir = this.dirOf(share);
     const file = volumeFile(volume.id);
-    const path = join(this.dirOf(share), file);
-    await this.refuseExisting(path, share);
-    const format = this.config.format;
-    const preallocate = format === 'raw' && !this.config.sparse;
+    const part = partFile(volume.id);
+    for (const name of [file, part]) {
+      if (await exists(join(dir, name))) throw new ConflictError(`${join(dir, name)} already exists on share ${share}`, { path: join(dir, name) });
+    }
     try {
-      await qemuImg.convert(this.run, image, { path, format }, preallocate);
-      if (volume.size * GiB > virtualSize) await qemuImg.resize(this.run, path, format, volume.size, preallocate);
+      await fill(join(dir, part));
+      await publish(dir, part, file);
     } catch (err) {
-      await rm(path, { force: true });
+      await rm(join(dir, part), { force: true });
       throw err;
     }
-    (await this.loadProvisioned()).set(volume.id, share, volume.size * GiB);
-    return { share, format, activeFile: file };
+    this.capacity.provisioned.set(volume.id, share, volume.size * GiB);
+    return { share, format: this.config.format, activeFile: file };
   }
 
-  /** Shares usable now: local folders that exist, remote shares that are mounted. */
-  private async usableShares(): Promise<string[]> {
-    const usable: string[] = [];
-    for (const share of this.config.shares) {
-      const ok = isRemoteShare(share)
-        ? await isMounted(this.dirOf(share), this.mountInfoPath)
-        : await stat(share).then((s) => s.isDirectory(), () => false);
-      if (ok) usable.push(share);
+  /** Copies a checked image (flattening its chain) into `path` in the backend's format, grown to `sizeGb`. */
+  private async copy(image: Image, path: string, sizeGb: number): Promise<void> {
+    const format = this.config.format;
+    const preallocate = format === 'raw' && !this.config.sparse;
+    await qemuImg.convert(this.run, image, { path, format }, preallocate);
+    if (sizeGb * GiB > image.virtualSize) await qemuImg.resize(this.run, path, format, sizeGb, preallocate);
+  }
+
+  private async scanShares(): Promise<ShareScan> {
+    const all: ShareScan = { volumes: [], leftovers: [], strays: [] };
+    for (const share of await this.capacity.usableShares()) {
+      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format);
+      all.volumes.push(...one.volumes);
+      all.leftovers.push(...one.leftovers);
+      all.strays.push(...one.strays);
     }
-    return usable;
-  }
-
-  private async room(share: string, provisioned: Provisioned): Promise<number> {
-    const space = await shareSpace(this.dirOf(share));
-    return usableBytes(space, provisioned.bytes(share), {
-      reservedPercentage: this.config.reservedPercentage,
-      maxOverSubscriptionRatio: this.config.maxOverSubscriptionRatio,
-      thin: this.thin,
-    });
-  }
-
-  /** cinder's _find_share: among shares with room, the one with the least provisioned. */
-  private async chooseShare(sizeGb: number): Promise<string> {
-    const shares = await this.usableShares();
-    if (shares.length === 0) {
-      throw new BackendError(`no share of backend ${this.name} is mounted`, { shares: this.config.shares });
-    }
-    const provisioned = await this.loadProvisioned();
-    let best: string | null = null;
-    let most = 0;
-    for (const share of shares) {
-      const room = await this.room(share, provisioned);
-      most = Math.max(most, room);
-      if (room > sizeGb * GiB && (best === null || provisioned.bytes(share) < provisioned.bytes(best))) best = share;
-    }
-    if (best === null) {
-      throw new ConflictError(`no share of backend ${this.name} has room for ${sizeGb} GiB`, {
-        requestedGb: sizeGb,
-        freeGb: toGb(most),
-      });
-    }
-    return best;
-  }
-
-  /** cinder's extend check: the share must have room for the growth. */
-  private async checkRoom(share: string, addGb: number): Promise<void> {
-    if (addGb <= 0) return;
-    const room = await this.room(share, await this.loadProvisioned());
-    if (room <= addGb * GiB) {
-      throw new ConflictError(`share ${share} of backend ${this.name} has no room for ${addGb} GiB more`, {
-        requestedGb: addGb,
-        freeGb: toGb(room),
-      });
-    }
-  }
-
-  private async loadProvisioned(refresh = false): Promise<Provisioned> {
-    if (!this.provisioned || refresh) this.provisioned = this.provisionedFrom(await this.scanShares());
-    return this.provisioned;
-  }
-
-  private provisionedFrom(found: Found[]): Provisioned {
-    const provisioned = new Provisioned();
-    for (const f of found) provisioned.set(f.id, f.share, f.virtualSize);
-    return provisioned;
-  }
-
-  private async scanShares(): Promise<Found[]> {
-    const found: Found[] = [];
-    for (const share of await this.usableShares()) {
-      for (const name of await readdir(this.dirOf(share))) {
-        const id = volumeIdOfFile(name);
-        if (id !== null) found.push(await this.scanVolume(share, id));
-      }
-    }
-    return found;
-  }
-
-  private async scanVolume(share: string, id: string): Promise<Found> {
-    const { chain: c } = this.placement(share, id, this.config.format);
-    const info = await readInfo(join(c.dir, infoFile(id)), id);
-    const active = info?.active ?? volumeFile(id);
-    let baseFormat: ImageFormat = this.config.format;
-    let size: number;
-    if (active === volumeFile(id)) {
-      // No overlay names the base file's format; volumes of this backend are made in its format.
-      const path = join(c.dir, active);
-      size = await sizeOf(this.run, path, baseFormat);
-    } else {
-      const images = await qemuImg.backingChain(this.run, join(c.dir, active), 'qcow2');
-      const bottom = images.at(-1)?.format;
-      if (bottom === 'raw' || bottom === 'qcow2') baseFormat = bottom;
-      size = images[0]?.virtualSize ?? 0;
-    }
-    const snapshots = Object.entries(info ?? {})
-      .filter(([key]) => key !== 'active' && !isTempSnapshotId(key))
-      .map(([snapshotId, file]) => ({ id: snapshotId, file }));
-    return { share, id, virtualSize: size, location: { share, format: baseFormat, activeFile: active }, snapshots };
+    return all;
   }
 }

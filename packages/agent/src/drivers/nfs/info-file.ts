@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { BackendError } from '@kindling/protocol';
+import { syncDir } from './durable.js';
 import { isChainFile } from './names.js';
+import { openRegular, refusal } from './safe-file.js';
 
 /**
  * cinder's `volume-<id>.info`: `{ "active": <active file>, "<snapshot-id>": <overlay made for it> }`.
@@ -9,15 +12,30 @@ import { isChainFile } from './names.js';
  */
 export type SnapInfo = { active: string } & Record<string, string>;
 
-/** The record, or null when the volume never had a snapshot (no file). */
-export async function readInfo(path: string, volumeId: string): Promise<SnapInfo | null> {
-  let text: string;
+// A record of a few hundred snapshots is a few tens of KiB; anything far larger is not ours.
+const MAX_BYTES = 1024 * 1024;
+
+async function readText(path: string): Promise<string | null> {
+  let file;
   try {
-    text = await readFile(path, 'utf8');
+    file = await openRegular(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
+  try {
+    const { size } = await file.stat();
+    if (size > MAX_BYTES) throw refusal(path, 'too-large', `it is ${size} bytes, not a snapshot record`);
+    return await file.readFile('utf8');
+  } finally {
+    await file.close();
+  }
+}
+
+/** The record, or null when the volume never had a snapshot (no file). */
+export async function readInfo(path: string, volumeId: string): Promise<SnapInfo | null> {
+  const text = await readText(path);
+  if (text === null) return null;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -25,7 +43,7 @@ export async function readInfo(path: string, volumeId: string): Promise<SnapInfo
     throw new BackendError(`${path} is not valid JSON`, { path });
   }
   // Names in the record become paths: accept only this volume's own chain files.
-  const entries = parsed && typeof parsed === 'object' ? Object.entries(parsed) : [];
+  const entries = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? Object.entries(parsed) : [];
   const valid = entries.every(([, v]) => typeof v === 'string' && isChainFile(volumeId, v));
   if (!valid || typeof (parsed as Record<string, unknown>).active !== 'string') {
     throw new BackendError(`${path} is not a snapshot record of volume ${volumeId}`, { path });
@@ -33,15 +51,20 @@ export async function readInfo(path: string, volumeId: string): Promise<SnapInfo
   return parsed as SnapInfo;
 }
 
-/** Writes as cinder does (sorted keys, indent 1), through a temporary file so a crash leaves the old record. */
+/**
+ * Writes as cinder does (sorted keys, indent 1), through a flushed temporary file renamed over the
+ * record, so a crash leaves the old record or the new one, never a mix.
+ */
 export async function writeInfo(path: string, info: SnapInfo): Promise<void> {
   const text = JSON.stringify(info, Object.keys(info).sort(), 1);
   const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
   try {
-    await writeFile(tmp, text, { flush: true });
+    // 'wx': never through a name someone planted (a symlink included).
+    await writeFile(tmp, text, { flush: true, flag: 'wx' });
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
+  await syncDir(dirname(path));
 }

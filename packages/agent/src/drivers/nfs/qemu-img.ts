@@ -1,73 +1,15 @@
-import { BackendError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 
 /**
  * One small function per qemu-img command. The input format is always given with -f: probing a raw
- * file a guest wrote a qcow2 header into would follow a backing file of the guest's choosing.
+ * file a guest wrote a qcow2 header into would follow a backing file of the guest's choosing. Headers
+ * are read by image-header.ts, not `qemu-img info`, which would open whatever backing files they name.
  */
 
 export type ImageFormat = 'raw' | 'qcow2';
 
-export interface ImageInfo {
-  /** As qemu-img reports it (the path given for the top image). */
-  filename: string;
-  format: string;
-  virtualSize: number;
-  /** The backing file name as written in the qcow2 header (relative here), else null. */
-  backingFile: string | null;
-  backingFormat: string | null;
-}
-
 // Long copies of large images must not be cut short by run()'s default timeout.
 const LONG_MS = 6 * 60 * 60 * 1000;
-
-interface RawInfo {
-  filename?: unknown;
-  format?: unknown;
-  'virtual-size'?: unknown;
-  'backing-filename'?: unknown;
-  'backing-filename-format'?: unknown;
-}
-
-function toInfo(raw: RawInfo, command: string[]): ImageInfo {
-  if (typeof raw.format !== 'string' || typeof raw['virtual-size'] !== 'number' || typeof raw.filename !== 'string') {
-    throw new BackendError('qemu-img info returned an unexpected document', { command, exitCode: 0, stderrTail: '' });
-  }
-  return {
-    filename: raw.filename,
-    format: raw.format,
-    virtualSize: raw['virtual-size'],
-    backingFile: typeof raw['backing-filename'] === 'string' ? raw['backing-filename'] : null,
-    backingFormat: typeof raw['backing-filename-format'] === 'string' ? raw['backing-filename-format'] : null,
-  };
-}
-
-// -U: the image may be open in a guest that holds qemu's write lock; reading its header is still safe.
-const infoArgv = (path: string, format: ImageFormat, chain: boolean): string[] => [
-  'qemu-img',
-  'info',
-  '--output=json',
-  '-U',
-  ...(chain ? ['--backing-chain'] : []),
-  '-f',
-  format,
-  path,
-];
-
-export async function info(run: Runner, path: string, format: ImageFormat): Promise<ImageInfo> {
-  const command = infoArgv(path, format, false);
-  const { stdout } = await run(command);
-  return toInfo(JSON.parse(stdout) as RawInfo, command);
-}
-
-/** The image and all its backing files, top first. */
-export async function backingChain(run: Runner, path: string, format: ImageFormat): Promise<ImageInfo[]> {
-  const command = infoArgv(path, format, true);
-  const { stdout } = await run(command);
-  const parsed = JSON.parse(stdout) as unknown;
-  const list = Array.isArray(parsed) ? (parsed as RawInfo[]) : [parsed as RawInfo];
-  return list.map((raw) => toInfo(raw, command));
-}
 
 /** A new image (size in bytes or `<n>G`); with `backing`, an overlay (its size defaults to the backing file's). */
 export async function create(

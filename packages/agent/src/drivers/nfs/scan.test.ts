@@ -1,0 +1,144 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { NfsBackendConfig } from '../../config.js';
+import { run } from '../../exec/run.js';
+import type { VolumeRef } from '../driver.js';
+import { NfsDriver } from './driver.js';
+import { Provisioned } from './provisioned.js';
+
+describe('NFS scan and capacity', () => {
+  let share: string;
+
+  const makeDriver = (format: 'qcow2' | 'raw' = 'qcow2', over: Partial<NfsBackendConfig> = {}) =>
+    new NfsDriver(
+      {
+        name: 'nfs',
+        driver: 'nfs',
+        shares: [share],
+        mountPointBase: join(share, 'never-used'),
+        format,
+        sparse: true,
+        snapshotSupport: true,
+        reservedPercentage: 0,
+        maxOverSubscriptionRatio: 1000,
+        ...over,
+      },
+      { run },
+    );
+  const newVolume = async (driver: NfsDriver, size = 1): Promise<VolumeRef> => {
+    const ref: VolumeRef = { id: randomUUID(), size, location: {} };
+    ref.location = await driver.createVolume(ref);
+    return ref;
+  };
+  const path = (file: string) => join(share, file);
+
+  beforeEach(async () => {
+    share = await mkdtemp(join(tmpdir(), 'kindling-scan-'));
+  });
+  afterEach(async () => {
+    await rm(share, { recursive: true, force: true });
+  });
+
+  it('skips and reports what it cannot use, removes none of it, and the backend keeps working', async () => {
+    for (const format of ['qcow2', 'raw'] as const) {
+      await rm(share, { recursive: true, force: true });
+      share = await mkdtemp(join(tmpdir(), 'kindling-scan-'));
+      const good = await newVolume(makeDriver(format), 2);
+      const [empty, linked, garbled, overlayOnly] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+      await writeFile(path(`volume-${empty}`), '');
+      await symlink('/etc/hostname', path(`volume-${linked}`));
+      await writeFile(path(`volume-${garbled}.info`), '{ not json');
+      await run(['qemu-img', 'create', '-q', '-f', format, path(`volume-${garbled}`), '1G']);
+      await writeFile(path(`volume-${overlayOnly}.${randomUUID()}`), 'x');
+      await writeFile(path('volume-not-a-uuid'), 'x');
+      await writeFile(path('README'), 'not ours, not reported');
+      const files = (await readdir(share)).sort();
+
+      const driver = makeDriver(format);
+      const scan = await driver.scan();
+      expect(scan.volumes.map((v) => v.id)).toEqual([good.id]);
+      expect(scan.leftovers).toEqual([]);
+      const strays = new Map(scan.strays.map((s) => [s.where.slice(share.length + 1), s.reason]));
+      // One stray per unusable volume (at its base file), one per file that belongs to none.
+      const unusable = files.filter((f) => f.startsWith('volume-') && !f.includes(good.id) && !f.endsWith('.info'));
+      expect([...strays.keys()].sort()).toEqual(unusable.sort());
+      expect(strays.get(`volume-${empty}`)).toMatch(format === 'qcow2' ? /not a valid qcow2 image/ : /virtual size of 0/);
+      expect(strays.get(`volume-${linked}`)).toMatch(/symbolic link/);
+      expect(strays.get(`volume-${garbled}`)).toMatch(/not valid JSON/);
+      expect(strays.get('volume-not-a-uuid')).toBe('not a name Kindling writes');
+
+      expect((await driver.stats(true)).provisionedCapacityGb).toBe(2);
+      await newVolume(driver);
+      expect((await driver.stats(false)).provisionedCapacityGb).toBe(3);
+      expect((await readdir(share)).length).toBe(files.length + 1);
+    }
+  });
+
+  it('scans, counts and refreshes while volumes are created and deleted, never failing', async () => {
+    const driver = makeDriver();
+    const kept = await Promise.all([1, 2, 3].map((size) => newVolume(driver, size)));
+    let churning = true;
+    const reading = (async () => {
+      let rounds = 0;
+      while (churning || rounds < 3) {
+        // A fresh driver counts for the first time while the others change the share.
+        await Promise.all([driver.scan(), driver.stats(true), makeDriver().stats(false), makeDriver().scan()]);
+        rounds++;
+      }
+      return rounds;
+    })();
+    await Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        for (let i = 0; i < 6; i++) {
+          const vol = await newVolume(driver);
+          await driver.deleteVolume(vol);
+        }
+      }),
+    );
+    churning = false;
+    expect(await reading).toBeGreaterThanOrEqual(3);
+    expect((await driver.stats(false)).provisionedCapacityGb).toBe(6);
+    expect((await driver.stats(true)).provisionedCapacityGb).toBe(6);
+    const scan = await makeDriver().scan();
+    expect(scan.volumes.map((v) => v.id).sort()).toEqual(kept.map((v) => v.id).sort());
+    expect(scan.strays).toEqual([]);
+    expect(scan.leftovers).toEqual([]);
+  });
+});
+
+describe('Provisioned', () => {
+  it('replays the changes made while it counts, so a recount neither loses nor resurrects a volume', async () => {
+    let finish!: (entries: [string, { share: string; bytes: number }][]) => void;
+    const provisioned = new Provisioned(() => new Promise((resolve) => (finish = resolve)));
+    const first = provisioned.bytes();
+    // The count read storage before these two changes reached it.
+    provisioned.set('new', 's', 5);
+    provisioned.delete('gone');
+    finish([
+      ['gone', { share: 's', bytes: 7 }],
+      ['old', { share: 's', bytes: 1 }],
+    ]);
+    expect(await first).toBe(6);
+
+    const refresh = provisioned.bytes(undefined, true);
+    provisioned.set('later', 't', 10);
+    // Until the recount is done, the figures in use stay up to date.
+    expect(await provisioned.bytes('t')).toBe(10);
+    finish([['old', { share: 's', bytes: 1 }]]);
+    expect(await refresh).toBe(11);
+    expect(await provisioned.bytes('s')).toBe(1);
+  });
+
+  it('keeps its figures when a recount fails', async () => {
+    let count = 0;
+    const provisioned = new Provisioned(async () => {
+      if (count++ > 0) throw new Error('share gone');
+      return [['a', { share: 's', bytes: 3 }]];
+    });
+    expect(await provisioned.bytes()).toBe(3);
+    expect(await provisioned.bytes(undefined, true)).toBe(3);
+  });
+});

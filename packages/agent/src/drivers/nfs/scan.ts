@@ -1,0 +1,109 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Location } from '@kindling/protocol';
+import type { Runner } from '../../exec/run.js';
+import type { Leftover, Stray } from '../driver.js';
+import { readRecord, walk, type Chain } from './chain.js';
+import { isTempSnapshotId, parseName, volumeFile, type ShareName } from './names.js';
+import type { ImageFormat } from './qemu-img.js';
+
+/** A published volume as storage holds it. */
+interface FoundVolume {
+  id: string;
+  share: string;
+  virtualSize: number;
+  location: Location;
+  snapshots: { id: string; file: string }[];
+}
+
+export interface ShareScan {
+  volumes: FoundVolume[];
+  leftovers: Leftover[];
+  strays: Stray[];
+}
+
+const why = (err: unknown): string =>
+  (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'vanished during the scan' : err instanceof Error ? err.message : String(err);
+
+type Named = { name: string; parsed: ShareName };
+
+/**
+ * One share's volumes, Kindling's leftovers and what could not be read. Never throws: a file that
+ * vanishes, is half-written, foreign or hostile is skipped and reported as a stray, never removed.
+ * Names Kindling never writes (not `volume-*`, not its probe files) are not ours and not reported.
+ */
+export async function scanShare(run: Runner, share: string, dir: string, defaultFormat: ImageFormat): Promise<ShareScan> {
+  const out: ShareScan = { volumes: [], leftovers: [], strays: [] };
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    out.strays.push({ where: dir, reason: `cannot list the share: ${why(err)}` });
+    return out;
+  }
+  const byVolume = new Map<string, Named[]>();
+  for (const name of names) {
+    const parsed = parseName(name);
+    const where = join(dir, name);
+    if (parsed === null) {
+      if (name.startsWith('volume-')) out.strays.push({ where, reason: 'not a name Kindling writes' });
+    } else if (parsed.kind === 'probe') {
+      out.leftovers.push({ kind: 'temp-file', id: share, where });
+    } else if (parsed.kind === 'part') {
+      out.leftovers.push({ kind: 'partial-volume', id: parsed.volumeId, where });
+    } else if (parsed.kind === 'info-tmp' || parsed.kind === 'revert') {
+      out.leftovers.push({ kind: 'temp-file', id: parsed.volumeId, where });
+    } else {
+      const group = byVolume.get(parsed.volumeId) ?? [];
+      group.push({ name, parsed });
+      byVolume.set(parsed.volumeId, group);
+    }
+  }
+  for (const [id, files] of byVolume) {
+    if (!files.some((f) => f.parsed.kind === 'base')) {
+      // Deletes remove the base last: chain files without one are not a leftover of ours.
+      for (const f of files) out.strays.push({ where: join(dir, f.name), reason: `no base file ${volumeFile(id)}` });
+      continue;
+    }
+    const chain: Chain = { run, dir, volumeId: id, baseFormat: defaultFormat };
+    try {
+      await scanVolume(chain, share, files, out);
+    } catch (err) {
+      out.strays.push({ where: join(dir, volumeFile(id)), reason: why(err) });
+    }
+  }
+  return out;
+}
+
+async function scanVolume(c: Chain, share: string, files: Named[], out: ShareScan): Promise<void> {
+  const info = await readRecord(c);
+  const active = info?.active ?? volumeFile(c.volumeId);
+  const images = await walk(c, active, true);
+  const virtualSize = images[0]!.virtualSize;
+  // Kindling makes no volume smaller than 1 GiB; an empty base is not a finished one.
+  if (virtualSize === 0) throw new Error('it has a virtual size of 0');
+  const found: FoundVolume = {
+    id: c.volumeId,
+    share,
+    virtualSize,
+    location: { share, format: images.at(-1)!.format, activeFile: active },
+    snapshots: [],
+  };
+  const leftovers: Leftover[] = [];
+  const strays: Stray[] = [];
+  const recorded = new Set<string>();
+  for (const [key, file] of Object.entries(info ?? {})) {
+    recorded.add(file);
+    if (key === 'active') continue;
+    if (isTempSnapshotId(key)) leftovers.push({ kind: 'temp-snapshot', id: c.volumeId, where: join(c.dir, file) });
+    else found.snapshots.push({ id: key, file });
+  }
+  for (const { name, parsed } of files) {
+    if (parsed.kind !== 'overlay' || recorded.has(name)) continue;
+    if (images.some((i) => i.file === name)) strays.push({ where: join(c.dir, name), reason: 'in the chain but in no record' });
+    else leftovers.push({ kind: 'orphan-overlay', id: c.volumeId, where: join(c.dir, name) });
+  }
+  out.volumes.push(found);
+  out.leftovers.push(...leftovers);
+  out.strays.push(...strays);
+}

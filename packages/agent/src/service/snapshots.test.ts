@@ -1,0 +1,98 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BackendError, ConflictError, type VolumeRecord } from '@kindling/protocol';
+import { parseConfig } from '../config.js';
+import { openServices, type Services } from '../services.js';
+
+// Snapshot operations and revert on real NFS-driver storage in a temp dir.
+let dir: string;
+let s: Services;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kindling-snapshots-'));
+  s = await openServices(
+    parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir),
+  );
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await s.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The volume records pushed to sessions from now on. */
+const pushed = (id: string): VolumeRecord[] => {
+  const seen: VolumeRecord[] = [];
+  s.events.subscribe((e) => {
+    if (e.event === 'volume' && (e.resource as VolumeRecord).id === id) seen.push(e.resource as VolumeRecord);
+  });
+  return seen;
+};
+
+describe('revert', () => {
+  it('is reverting, naming its snapshot in the index, while the driver runs, then available again', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const snapshot = await s.snapshots.create({ volumeId: volume.id });
+    const seen = pushed(volume.id);
+    const driver = s.backends.get('nfs');
+    const revert = driver.revertToSnapshot.bind(driver);
+    let stored: VolumeRecord | undefined;
+    vi.spyOn(driver, 'revertToSnapshot').mockImplementation(async (v, snap) => {
+      stored = s.index.getVolume(volume.id);
+      return revert(v, snap);
+    });
+
+    const reverted = await s.snapshots.revert(volume.id, snapshot.id);
+    expect(stored).toMatchObject({ status: 'reverting', revertingTo: snapshot.id });
+    expect(reverted.status).toBe('available');
+    expect(reverted.revertingTo).toBeUndefined();
+    expect(s.volumes.get(volume.id)).toEqual(reverted);
+    expect(seen.map((v) => [v.status, v.revertingTo])).toEqual([
+      ['reverting', snapshot.id],
+      ['available', undefined],
+    ]);
+  });
+
+  it('a revert that fails leaves the volume in error with the failure kept', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const snapshot = await s.snapshots.create({ volumeId: volume.id });
+    vi.spyOn(s.backends.get('nfs'), 'revertToSnapshot').mockRejectedValue(new BackendError('qemu-img failed'));
+    await expect(s.snapshots.revert(volume.id, snapshot.id)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    const failed = s.volumes.get(volume.id);
+    expect(failed).toMatchObject({ status: 'error', error: { message: 'qemu-img failed', details: { volumeId: volume.id } } });
+    expect(failed.revertingTo).toBeUndefined();
+  });
+
+  it('a revert the driver refuses before changing anything puts the volume back as it was', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const snapshot = await s.snapshots.create({ volumeId: volume.id });
+    const before = s.volumes.get(volume.id);
+    vi.spyOn(s.backends.get('nfs'), 'revertToSnapshot').mockRejectedValue(new ConflictError('not the latest snapshot'));
+    await expect(s.snapshots.revert(volume.id, snapshot.id)).rejects.toMatchObject({ code: 'CONFLICT' });
+    expect(s.volumes.get(volume.id)).toEqual(before);
+  });
+});
+
+describe('snapshots in error are never stuck', () => {
+  it('a snapshot whose create failed, and one whose delete failed, are deleted; then their volume is', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const driver = s.backends.get('nfs');
+    vi.spyOn(driver, 'createSnapshot').mockRejectedValueOnce(new BackendError('qemu-img create failed'));
+    await expect(s.snapshots.create({ volumeId: volume.id })).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    const [failed] = s.snapshots.list({ volumeId: volume.id });
+    expect(failed).toMatchObject({ status: 'error' });
+
+    const made = await s.snapshots.create({ volumeId: volume.id });
+    vi.spyOn(driver, 'deleteSnapshot').mockRejectedValueOnce(new BackendError('qemu-img commit failed'));
+    await expect(s.snapshots.delete(made.id)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    expect(s.snapshots.get(made.id).status).toBe('error_deleting');
+
+    await s.snapshots.delete(failed!.id);
+    await s.snapshots.delete(made.id);
+    expect(s.snapshots.list({ volumeId: volume.id })).toEqual([]);
+    await s.volumes.delete(volume.id);
+    expect(s.volumes.list({ backend: 'nfs' }).volumes).toEqual([]);
+  });
+});

@@ -1,0 +1,120 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BackendError, InvalidArgumentError, type VolumeRecord } from '@kindling/protocol';
+import { parseConfig } from '../config.js';
+import { openServices, type Services } from '../services.js';
+
+// Volume operations racing each other and refused by the driver, on real NFS-driver storage in a temp dir.
+let dir: string;
+let s: Services;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kindling-volumes-'));
+  s = await openServices(
+    parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir),
+  );
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await s.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const ids = () => s.volumes.list({ backend: 'nfs' }).volumes.map((v) => v.id);
+const statuses = (id: string): string[] => {
+  const seen: string[] = [];
+  s.events.subscribe((e) => {
+    if (e.event === 'volume' && (e.resource as VolumeRecord).id === id) seen.push((e.resource as VolumeRecord).status);
+  });
+  return seen;
+};
+
+describe('races', () => {
+  it('a clone queued behind an extend of its source is made at the extended size', async () => {
+    const source = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const extended = s.volumes.extend(source.id, 2);
+    const clone = s.volumes.clone({ id: source.id });
+    expect(await extended).toMatchObject({ status: 'available', size: 2 });
+    expect(await clone).toMatchObject({ status: 'available', size: 2, sourceVolId: source.id });
+  });
+
+  it('a clone asking for less than the source has once its extend lands is refused and leaves no record', async () => {
+    const source = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const extended = s.volumes.extend(source.id, 2);
+    const clone = s.volumes.clone({ id: source.id, size: 1 });
+    await extended;
+    await expect(clone).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', details: { size: 1, sourceSize: 2 } });
+    expect(ids()).toEqual([source.id]);
+  });
+});
+
+describe('driver refusals leave nothing behind', () => {
+  it('a clone the driver refuses before copying (the source image is bigger than the record says) leaves no record', async () => {
+    const source = await s.volumes.create({ backend: 'nfs', size: 1 });
+    // Grown behind the agent's back: the driver's own check sees a 2 GiB image for a 1 GiB clone.
+    execFileSync('qemu-img', ['resize', '-f', 'qcow2', join(dir, 'share', String(source.location.activeFile)), '2G']);
+
+    await expect(s.volumes.clone({ id: source.id })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/1 GiB volume cannot hold a 2 GiB image/),
+    });
+    expect(ids()).toEqual([source.id]);
+    expect(s.volumes.get(source.id)).toEqual(source);
+    // Nothing of a clone was left on the share.
+    for (const file of await readdir(join(dir, 'share'))) expect(file.startsWith(`volume-${source.id}`)).toBe(true);
+  });
+
+  it('a create refused by a driver pre-check is forgotten, its draft announced as deleted', async () => {
+    vi.spyOn(s.backends.get('nfs'), 'createVolume').mockRejectedValue(new InvalidArgumentError('too big for this backend'));
+    const seen: string[] = [];
+    s.events.subscribe((e) => seen.push((e.resource as VolumeRecord).status));
+    await expect(s.volumes.create({ backend: 'nfs', size: 1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(ids()).toEqual([]);
+    expect(seen).toEqual(['creating', 'deleted']);
+  });
+
+  it('an extend refused by a driver pre-check puts the volume back as it was', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    vi.spyOn(s.backends.get('nfs'), 'extendVolume').mockRejectedValue(new InvalidArgumentError('cannot shrink'));
+    await expect(s.volumes.extend(volume.id, 2)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(s.volumes.get(volume.id)).toEqual(volume);
+  });
+});
+
+describe('nothing is stuck for good', () => {
+  it('a volume whose create failed (error) can be deleted', async () => {
+    vi.spyOn(s.backends.get('nfs'), 'createVolume').mockRejectedValueOnce(new BackendError('qemu-img create failed'));
+    await expect(s.volumes.create({ backend: 'nfs', size: 1 })).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    const [failed] = s.volumes.list({ backend: 'nfs' }).volumes;
+    expect(failed).toMatchObject({ status: 'error', error: { message: 'qemu-img create failed' } });
+    await s.volumes.delete(failed!.id);
+    expect(ids()).toEqual([]);
+  });
+
+  it('a volume whose delete failed (error_deleting) is deleted by a retry', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    vi.spyOn(s.backends.get('nfs'), 'deleteVolume').mockRejectedValueOnce(new BackendError('rm failed'));
+    await expect(s.volumes.delete(volume.id)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    expect(s.volumes.get(volume.id).status).toBe('error_deleting');
+    await s.volumes.delete(volume.id);
+    expect(ids()).toEqual([]);
+    expect(await readdir(join(dir, 'share'))).toEqual([]);
+  });
+
+  it('a connected volume whose extend failed stays in error once disconnected, and can then be deleted', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const { connection } = await s.connections.connect(volume.id, { host: 'compute-1' });
+    vi.spyOn(s.backends.get('nfs'), 'extendVolume').mockRejectedValueOnce(new BackendError('qemu-img resize failed'));
+    await expect(s.volumes.extend(volume.id, 2)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    const seen = statuses(volume.id);
+
+    const { volume: after } = await s.connections.disconnect(connection.id);
+    expect(after).toMatchObject({ status: 'error', error: { message: 'qemu-img resize failed' } });
+    expect(seen).toEqual(['error']);
+    await s.volumes.delete(volume.id);
+    expect(ids()).toEqual([]);
+  });
+});

@@ -1,0 +1,50 @@
+import type { KindlingError, OpName } from '@kindling/protocol';
+
+/**
+ * Ops that copy or zero data and so take as long as the data is big: a 100 GiB clone outlasts any fixed
+ * deadline. They get none by default while keepalive pings watch the link (a dead link is dropped and the
+ * call re-sent), so the caller gets the outcome instead of a TIMEOUT while the agent finishes.
+ */
+export const LONG_OPS: ReadonlySet<OpName> = new Set<OpName>([
+  'volume.clone',
+  'snapshot.createVolume',
+  'volume.revert',
+  'volume.extend',
+  // Thick LVM volumes are zeroed on delete; an NFS snapshot delete commits its data into the base.
+  'volume.delete',
+  'snapshot.delete',
+]);
+
+/** Default BUSY back-off when the agent names none, and the most the SDK waits on its word. */
+const BUSY_DEFAULT_MS = 100;
+const BUSY_MAX_MS = 30_000;
+
+/** A signal aborted with `reason()` after `ms` (none when `ms` is 0), and its stopper. */
+export function deadline(ms: number, reason: () => KindlingError): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  if (ms <= 0) return { signal: controller.signal, clear: () => undefined };
+  const timer = setTimeout(() => controller.abort(reason()), ms);
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
+/** Waits `ms`, or rejects with the signal's reason once it aborts. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as KindlingError);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The agent's back-off for a BUSY refusal, bounded, with jitter so that refused clients do not return in lockstep. */
+export function busyDelay(error: KindlingError): number {
+  const asked = error.details.retryAfterMs;
+  const ms = typeof asked === 'number' && Number.isFinite(asked) && asked >= 0 ? Math.min(asked, BUSY_MAX_MS) : BUSY_DEFAULT_MS;
+  return ms * (1 + Math.random() / 2);
+}
