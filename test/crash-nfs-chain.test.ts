@@ -1,8 +1,9 @@
 import { expect } from 'vitest';
 import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import type { RawClient } from './support/raw-client.js';
-import { call, listAll, readsPattern } from './support/storage.js';
-import { AB, BACKENDS, crashSuite, current, findVolume, patternOf, snapshotReads, type Case, type Scene } from './support/crash-nfs.js';
+import { readsPattern, snapshotReadsPattern } from '@kindling/agent/testing';
+import { call, listAll } from './support/storage.js';
+import { AB, BACKENDS, crashSuite, current, findVolume, patternOf, type Case, type Scene } from './support/crash-nfs.js';
 
 // Crash injection at every step of the NFS chain operations (issue 9): snapshot create, snapshot
 // delete (commit; commit and rebase for a middle snapshot, the rebase's after-point being the crash
@@ -28,7 +29,7 @@ cases.push({
     snap ??= await call<SnapshotRecord>(c, 'snapshot.create', { volumeId: s.vol.id, name: s.name });
     expect(snap.status).toBe('available');
     expect(await readsPattern(s.share, await volumeOf(c, s), AB)).toBe(true);
-    expect(await snapshotReads(s.share, s.vol.id, snap.id, AB)).toBe(true);
+    expect(await snapshotReadsPattern(s.share, s.vol.id, snap.id, AB)).toBe(true);
   },
 });
 
@@ -43,7 +44,7 @@ async function settleSnapshotDelete(c: RawClient, s: Scene, gone: SnapshotRecord
   expect(vol.status).toBe('available');
   expect(await readsPattern(s.share, vol, current(s)), 'the volume reads as before').toBe(true);
   for (const [i, snap] of s.snaps.entries()) {
-    if (snap.id !== gone.id) expect(await snapshotReads(s.share, vol.id, snap.id, patternOf(i)), `snapshot s${i} reads as before`).toBe(true);
+    if (snap.id !== gone.id) expect(await snapshotReadsPattern(s.share, vol.id, snap.id, patternOf(i)), `snapshot s${i} reads as before`).toBe(true);
   }
 }
 for (const [which, steps] of [
@@ -76,7 +77,7 @@ cases.push({
     expect.soft(reverted, 'recovery finished the revert').toBe(true);
     if (!reverted) vol = await call<VolumeRecord>(c, 'volume.revert', { id: s.vol.id, snapshotId: s.snaps[0]!.id });
     expect(await readsPattern(s.share, vol, AB)).toBe(true);
-    expect(await snapshotReads(s.share, vol.id, s.snaps[0]!.id, AB)).toBe(true);
+    expect(await snapshotReadsPattern(s.share, vol.id, s.snaps[0]!.id, AB)).toBe(true);
   },
 });
 for (const backend of BACKENDS) {

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import type { VolumeRecord } from '@kindling/protocol';
-import { activeFile, readsPattern } from './support/storage.js';
+import { activeFile, readsPattern } from '@kindling/agent/testing';
 import { AB, BACKENDS, crashSuite, current, findVolume, settleNewVolume, type Case, type Op, type Scene } from './support/crash-nfs.js';
 
 // Crash injection at every step of the NFS operations that make a volume (issue 9): create, clone

@@ -5,7 +5,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { auditNfsShare, startAgentProcess } from '@kindling/agent/testing';
+import { auditNfsShare, readsPattern, snapshotReadsPattern, startAgentProcess, writePattern } from '@kindling/agent/testing';
 import { SoakClient } from './client.mjs';
 import { Model } from './model.mjs';
 
@@ -53,6 +53,16 @@ let proc = await startAgentProcess({
 });
 const shareOf = (backend) => join(proc.dir, `share-${backend}`);
 
+/** The soak's own write into a volume's file (backends are named after their format). */
+async function write({ id, backend, pattern }) {
+  try {
+    await writePattern(shareOf(backend), { id, location: { format: backend } }, pattern);
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, error: { code: 'WRITE', message: err.message } };
+  }
+}
+
 /** Runs operations, `width` in flight, until the agent dies under them; resolves when all have settled. */
 async function phase(client, width) {
   const lane = async () => {
@@ -60,7 +70,7 @@ async function phase(client, width) {
       const pick = model.pick(rng, BACKENDS);
       if (!pick) return;
       pick.uses.forEach((id) => model.busy.add(id));
-      const reply = await client.call(pick.op, pick.args);
+      const reply = pick.op === 'write' ? await write(pick.args) : await client.call(pick.op, pick.args);
       pick.uses.forEach((id) => model.busy.delete(id));
       if (reply.cut) {
         figures.cut++;
@@ -98,6 +108,17 @@ async function check(client, when, startingUp) {
     for (const b of audit.broken) note(lost, b.split(' ').slice(0, 2).join(' '), `${when}: ${b}`);
     // A starting agent probes its shares: a probe file lives for a moment; one left by a kill stays till the end.
     for (const f of audit.leftovers) if (!(startingUp && f.startsWith('.kindling-probe-'))) note(leftovers, `${backend}/${f}`, `${when}: ${f}`);
+  }
+  // Data: each settled resource reads what it must (an interrupted revert: either); then only that.
+  const share = (r) => shareOf(r.backend);
+  for (const r of [...listing.volumes, ...listing.snapshots].filter((x) => x.status === 'available' || x.status === 'in-use')) {
+    const accepted = model.expectedData(r);
+    if (accepted.length === 0) continue;
+    const reads = async (p) => ('volumeId' in r ? snapshotReadsPattern(share(r), r.volumeId, r.id, p) : readsPattern(share(r), r, p));
+    let match = null;
+    for (const p of accepted) if (match === null && (await reads(p))) match = p;
+    if (match === null) note(lost, `data ${r.id}`, `${when}: ${'volumeId' in r ? 'snapshot' : 'volume'} ${r.id} does not read as ${accepted.join(' or ')}`);
+    model.patterns.set(r.id, match === null ? [] : [match]);
   }
   // Each finding is counted once: what is reported is not promised or expected any more.
   for (const id of lost.keys()) model.promised.delete(id);

@@ -16,6 +16,8 @@ export class Model {
   promised = new Map();
   /** Acknowledged as deleted. */
   deleted = new Set();
+  /** id -> the byte patterns the first MiB may read as (more than one after an interrupted revert); kept across loads. */
+  patterns = new Map();
 
   /** Replaces what is known of the records with the agent's listing (after a restart). */
   load({ volumes, snapshots }) {
@@ -49,11 +51,17 @@ export class Model {
     const any = (list) => list[Math.floor(rng() * list.length)];
 
     if (this.volumes.size < MAX_VOLUMES) {
-      add(3, () => this.#made('create', 'volume.create', { backend: any(backends), size: 1 }, []));
+      add(3, () => this.#made('create', 'volume.create', { backend: any(backends), size: 1 }, [], null));
+    }
+    if (ready.length) {
+      const v = any(ready);
+      const pattern = 1 + Math.floor(rng() * 255);
+      // Not an agent operation: the soak writes the volume's file itself, the volume marked busy meanwhile.
+      add(2, () => ({ name: 'write', op: 'write', args: { id: v.id, backend: v.backend, pattern }, uses: [v.id], ok: () => this.patterns.set(v.id, [pattern]), cut: () => {} }));
     }
     if (ready.length && this.volumes.size < MAX_VOLUMES) {
       const src = any(ready);
-      add(2, () => this.#made('clone', 'volume.clone', { id: src.id }, [src.id]));
+      add(2, () => this.#made('clone', 'volume.clone', { id: src.id }, [src.id], src.id));
     }
     const snappable = ready.filter((v) => v.snapshots.length < MAX_SNAPSHOTS);
     if (snappable.length) {
@@ -67,6 +75,7 @@ export class Model {
           this.snapshots.set(s.id, { id: s.id, volumeId: v.id, status: s.status });
           v.snapshots.push(s.id);
           this.promised.set(s.id, { kind: 'snapshot', minSize: 0 });
+          this.#inherit(s.id, v.id);
         },
         cut: () => {},
       }));
@@ -75,7 +84,7 @@ export class Model {
     if (withSnap.length && this.volumes.size < MAX_VOLUMES) {
       const v = any(withSnap);
       const s = any(snapOf(v, (x) => x.status === 'available'));
-      add(2, () => this.#made('from-snapshot', 'snapshot.createVolume', { id: s.id }, [s.id, v.id]));
+      add(2, () => this.#made('from-snapshot', 'snapshot.createVolume', { id: s.id }, [s.id, v.id], s.id));
     }
     const revertible = ready.filter((v) => {
       const latest = this.snapshots.get(v.snapshots.at(-1));
@@ -84,7 +93,15 @@ export class Model {
     if (revertible.length) {
       const v = any(revertible);
       const s = v.snapshots.at(-1);
-      add(1, () => ({ name: 'revert', op: 'volume.revert', args: { id: v.id, snapshotId: s }, uses: [v.id, s], ok: () => {}, cut: () => {} }));
+      add(1, () => ({
+        name: 'revert',
+        op: 'volume.revert',
+        args: { id: v.id, snapshotId: s },
+        uses: [v.id, s],
+        ok: () => this.#inherit(v.id, s),
+        // Reverted or not: either data is right until a check reads which.
+        cut: () => this.patterns.set(v.id, [...(this.patterns.get(v.id) ?? []), ...(this.patterns.get(s) ?? [])]),
+      }));
     }
     const growable = ready.filter((v) => v.size < MAX_SIZE);
     if (growable.length) {
@@ -120,7 +137,21 @@ export class Model {
     return choices.at(-1).make();
   }
 
-  #made(name, op, args, uses) {
+  /**
+   * The data a resource must read: what the index says it came from holds (a clone its source's, a
+   * volume from a snapshot the snapshot's, a snapshot its volume's), else zeros for a new volume.
+   * Sources are busy while copied from, so what they hold now is what was copied.
+   */
+  expectedData(record) {
+    const from = record.sourceVolId ?? record.snapshotId ?? record.volumeId ?? null;
+    return this.patterns.get(record.id) ?? (from === null ? [0] : (this.patterns.get(from) ?? []));
+  }
+
+  #inherit(id, from) {
+    this.patterns.set(id, [...(this.patterns.get(from) ?? [])]);
+  }
+
+  #made(name, op, args, uses, from) {
     return {
       name,
       op,
@@ -129,6 +160,8 @@ export class Model {
       ok: (v) => {
         this.volumes.set(v.id, { id: v.id, backend: v.backend, size: v.size, status: v.status, snapshots: [] });
         this.promised.set(v.id, { kind: 'volume', minSize: v.size });
+        if (from === null) this.patterns.set(v.id, [0]);
+        else this.#inherit(v.id, from);
       },
       cut: () => {},
     };
@@ -149,6 +182,7 @@ export class Model {
         }
         this.volumes.delete(id);
         this.promised.delete(id);
+        this.patterns.delete(id);
         this.deleted.add(id);
       },
       // Cut mid-delete: gone or not, either is right; nothing is promised about it any more.

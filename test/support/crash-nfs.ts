@@ -1,13 +1,11 @@
-import { execFile } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
-import { auditNfsShare, createCrashShim, type CrashShim, type StallRule } from '@kindling/agent/testing';
+import { auditNfsShare, createCrashShim, readsPattern, writePattern, type CrashShim, type StallRule } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './agent-process.js';
 import { RawClient } from './raw-client.js';
-import { call, listAll, readsPattern, writePattern } from './storage.js';
+import { call, listAll } from './storage.js';
 
 // The crash-injection harness of issue 9 for NFS: a shim on the agent's PATH stalls one qemu-img (or
 // truncate) call before or after it runs, the agent is SIGKILLed alone or with its children, and
@@ -15,7 +13,6 @@ import { call, listAll, readsPattern, writePattern } from './storage.js';
 // incomplete, nothing on the share no record accounts for, and a retry (or a delete of the error
 // record) finishes. Volumes are 1 GiB sparse; data is a byte pattern over the first MiB.
 
-const exec = promisify(execFile);
 export const AB = 0xab;
 /** Snapshot i of a scene holds PATTERNS[i]; the volume the one after the last snapshot's. */
 const PATTERNS = [AB, 0xcd, 0xef];
@@ -54,21 +51,6 @@ export const findVolume = async (client: RawClient, pred: (v: VolumeRecord) => b
   (await listAll(client)).volumes.find(pred);
 
 const send = <T>(client: RawClient, [op, args]: Op): Promise<T> => call<T>(client, op, args);
-
-/** True when the snapshot's data (the backing file of the overlay `.info` names for it) reads as `pattern`. */
-export async function snapshotReads(share: string, volumeId: string, snapshotId: string, pattern: number): Promise<boolean> {
-  const info = JSON.parse(await readFile(join(share, `volume-${volumeId}.info`), 'utf8')) as Record<string, string>;
-  const overlay = info[snapshotId];
-  if (!overlay) return false;
-  const { stdout } = await exec('qemu-img', ['info', '--output=json', '-U', '-f', 'qcow2', join(share, overlay)]);
-  const header = JSON.parse(stdout) as { 'backing-filename': string; 'backing-filename-format': string };
-  const argv = ['-r', '-U', '-f', header['backing-filename-format'], '-c', `read -P 0x${pattern.toString(16)} 0 1M`];
-  const out = await exec('qemu-io', [...argv, join(share, header['backing-filename'])]).then(
-    (r) => r.stdout,
-    (err: { stdout?: string }) => `failed: ${String(err.stdout)}`,
-  );
-  return !out.includes('Pattern verification failed') && !out.startsWith('failed');
-}
 
 /**
  * A made volume (create, clone, from snapshot) after the crash: available with its data whole, or in
