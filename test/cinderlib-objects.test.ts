@@ -12,6 +12,7 @@ import {
   type Backend,
   type Volume,
 } from '@kindling/sdk';
+import { requires } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import {
   GiB,
@@ -28,9 +29,7 @@ import {
 // Where cinderlib mocks a driver failure, these make storage fail for real: `chattr +i` makes a file
 // or the share folder immutable, which stops even root from writing, creating or removing there.
 
-const noChattr = immutableUnavailable();
-if (noChattr) console.warn(`SKIPPED failure scenarios that need an immutable file: ${noChattr}`);
-const itFails = noChattr ? it.skip : it;
+const itFails = requires('this failure scenario (an immutable file, chattr +i)', immutableUnavailable(), it, it.skip);
 
 let proc: AgentProcess;
 let agent: Agent;

@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet, UnauthorizedError, UnavailableError } from '@kindling/sdk';
+import { requires } from '@kindling/agent/testing';
 import { createNetnsHosts, launchAgent, netnsUnavailable, type LaunchedAgent, type NetnsHost } from './support/netns.js';
 
 // Hosts with really different addresses: each agent runs in its own network namespace, listening
 // on its veth address (a token is required off loopback), all on the same port number.
-const unavailable = netnsUnavailable();
-if (unavailable) console.warn(`SKIPPED fleet-over-namespaces tests: network namespaces cannot be made here (${unavailable})`);
-const maybe = unavailable ? describe.skip : describe;
+const maybe = requires('the fleet-over-namespaces tests (network namespaces)', netnsUnavailable(), describe, describe.skip);
 
 const TOKEN = 'fleet-netns-test-token-0123456789';
 const PORT = 8600;

@@ -1,15 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, type Backend } from '@kindling/sdk';
 import { BackendError, ConflictError } from '@kindling/protocol';
-import { createLoopVg, loopVgUnavailable, type LoopVg } from '@kindling/agent/testing';
+import { createLoopVg, loopVgUnavailable, requires, type LoopVg } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // Real lvm2 on a loop-backed VG. This kernel has no device-mapper, so the VG runs with activation
 // disabled: linear create/extend/delete and reports are real here; snapshot, thin, attach and dd must
 // fail cleanly and leave the index true (the real-kernel lane runs them for real).
-const unavailable = loopVgUnavailable();
-if (unavailable) console.warn(`SKIPPED lvm-backend scenarios: ${unavailable}`);
-const suite = unavailable ? describe.skip : describe;
+const suite = requires('the lvm-backend scenarios (a loop VG)', loopVgUnavailable(), describe, describe.skip);
 
 const GiB = 1024 ** 3;
 let vg: LoopVg;

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { killTree } from './process-tree.js';
 
 /** The built daemon next to this module (dist/testing -> dist/bin.js). */
 export const AGENT_BIN = resolve(import.meta.dirname, '../bin.js');
@@ -17,8 +18,10 @@ export interface AgentProcess {
   stderr(): string;
   /** SIGTERM and wait. */
   stop(): Promise<void>;
-  /** SIGKILL: a crash, mid-operation if need be. */
+  /** SIGKILL of the agent alone: a crash, mid-operation if need be; its children are left to their fate. */
   kill(): Promise<void>;
+  /** SIGKILL of the agent and every process under it, together: the commands it was running die with it. */
+  killGroup(): Promise<void>;
   /** Start again on the same data dir and config. */
   restart(): Promise<AgentProcess>;
   /** Stop and remove the temp folder. */
@@ -37,6 +40,8 @@ export interface AgentOptions {
   dir?: string;
   /** More config keys (tls, readTokens, limits, ...), laid over the defaults. */
   config?: Record<string, unknown>;
+  /** Folders put first on the agent's PATH (crash-injection shims): the agent's commands inherit its PATH. */
+  pathPrefix?: string[];
 }
 
 /** Starts a real `kindling-agent` process on a free loopback port with its own data dir and share. */
@@ -59,7 +64,8 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
 async function launch(dir: string, configFile: string, config: Record<string, unknown>, options: AgentOptions): Promise<AgentProcess> {
   const argv = [process.execPath, AGENT_BIN, '--config', configFile];
   const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv;
-  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const path = [...(options.pathPrefix ?? []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
+  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: path } });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
@@ -94,6 +100,10 @@ async function launch(dir: string, configFile: string, config: Record<string, un
     stderr: () => stderr,
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
+    killGroup: async () => {
+      if (child.exitCode === null && child.signalCode === null) await killTree(child.pid!);
+      await exited;
+    },
     restart: async () => {
       await signal('SIGTERM');
       return launch(dir, configFile, config, options);
