@@ -127,6 +127,7 @@ const volTags = (id: string): string[] => ['--addtag', `kindling_id_${id}`, '--a
 const snapTags = (id: string, vol: string): string[] => [
   '--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_snapshot', '--addtag', `kindling_vol_${vol}`,
 ];
+const cloneTags = (id: string): string[] => ['--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_clone-snap'];
 const REMOVE = ['lvremove', '--config', 'activation { retry_deactivation = 1 }', '-f'];
 const ACTIVATE = ['lvchange', '-a', 'y', '--yes', '-K'];
 const pool = { name: `${VG}-pool`, size: 90 * GIB, attr: 'twi-aotz--', data: 12.5, meta: 3.25 };
@@ -226,11 +227,13 @@ describe('LvmDriver argv (recording runner)', () => {
     const driver = await started(f, { lvmType: 'thin' });
     const src = thinVol(V1, 1);
     const location = await driver.createVolumeFromSnapshot(thinVol(V2, 2), snapOf(src), src);
+    // Grown, it is built under its partial name: `volume-<id>` names only a copy of the right size.
     expect(f.argv()).toEqual([
-      ['lvcreate', '-s', '-k', 'y', '-n', `volume-${V2}`, ...volTags(V2), `${VG}/_snapshot-${S1}`],
-      ['lvextend', '-L', '2g', `${VG}/volume-${V2}`],
-      ['lvchange', '-k', 'n', `${VG}/volume-${V2}`],
-      [...ACTIVATE, `${VG}/volume-${V2}`],
+      ['lvcreate', '-s', '-k', 'y', '-n', `partial-${V2}`, ...volTags(V2), `${VG}/_snapshot-${S1}`],
+      ['lvextend', '-L', '2g', `${VG}/partial-${V2}`],
+      ['lvchange', '-k', 'n', `${VG}/partial-${V2}`],
+      [...ACTIVATE, `${VG}/partial-${V2}`],
+      ['lvrename', VG, `partial-${V2}`, `volume-${V2}`],
     ]);
     expect(location).toEqual({ vg: VG, lv: `volume-${V2}`, thin: true });
   });
@@ -246,16 +249,17 @@ describe('LvmDriver argv (recording runner)', () => {
     ]);
   });
 
-  it('makes a thick volume from a snapshot with dd from the activated snapshot', async () => {
+  it('makes a thick volume from a snapshot with a flushed dd into its partial name, renamed last', async () => {
     const f = fake();
     const driver = await started(f);
     const src = thick(V1, 1);
     await driver.createVolumeFromSnapshot(thick(V2, 2), snapOf(src), src);
     expect(f.argv()).toEqual([
       [...ACTIVATE, `${VG}/_snapshot-${S1}`],
-      ['lvcreate', '-n', `volume-${V2}`, '-L', '2g', ...volTags(V2), VG],
-      [...ACTIVATE, `${VG}/volume-${V2}`],
-      ['dd', `if=/dev/${VG}/_snapshot-${S1}`, `of=/dev/${VG}/volume-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct'],
+      ['lvcreate', '-n', `partial-${V2}`, '-L', '2g', ...volTags(V2), VG],
+      [...ACTIVATE, `${VG}/partial-${V2}`],
+      ['dd', `if=/dev/${VG}/_snapshot-${S1}`, `of=/dev/${VG}/partial-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct', 'conv=fsync'],
+      ['lvrename', VG, `partial-${V2}`, `volume-${V2}`],
     ]);
   });
 
@@ -264,11 +268,12 @@ describe('LvmDriver argv (recording runner)', () => {
     const driver = await started(f);
     await driver.cloneVolume(thick(V2, 1), thick(V1, 1));
     expect(f.argv()).toEqual([
-      ['lvcreate', '-s', '-k', 'y', '-L', '1g', '-n', `clone-snap-${V2}`, `${VG}/volume-${V1}`],
+      ['lvcreate', '-s', '-k', 'y', '-L', '1g', '-n', `clone-snap-${V2}`, ...cloneTags(V2), `${VG}/volume-${V1}`],
       [...ACTIVATE, `${VG}/clone-snap-${V2}`],
-      ['lvcreate', '-n', `volume-${V2}`, '-L', '1g', ...volTags(V2), VG],
-      [...ACTIVATE, `${VG}/volume-${V2}`],
-      ['dd', `if=/dev/${VG}/clone-snap-${V2}`, `of=/dev/${VG}/volume-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct'],
+      ['lvcreate', '-n', `partial-${V2}`, '-L', '1g', ...volTags(V2), VG],
+      [...ACTIVATE, `${VG}/partial-${V2}`],
+      ['dd', `if=/dev/${VG}/clone-snap-${V2}`, `of=/dev/${VG}/partial-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct', 'conv=fsync'],
+      ['lvrename', VG, `partial-${V2}`, `volume-${V2}`],
       [...REMOVE, `${VG}/clone-snap-${V2}`],
     ]);
     // The temporary snapshot's space came back; only the clone's GiB is used.
@@ -281,7 +286,7 @@ describe('LvmDriver argv (recording runner)', () => {
     const err = await driver.cloneVolume(thick(V2), thick(V1)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect(f.argv().slice(-2)).toEqual([
-      [...REMOVE, `${VG}/volume-${V2}`],
+      [...REMOVE, `${VG}/partial-${V2}`],
       [...REMOVE, `${VG}/clone-snap-${V2}`],
     ]);
   });
@@ -305,11 +310,12 @@ describe('LvmDriver argv (recording runner)', () => {
   });
 
   it('reverts a thick volume by merging, then re-creates the snapshot under its name', async () => {
-    const f = fake();
+    const f = fake({ lvs: [{ name: `volume-${V1}`, size: 2 * GIB, attr: 'owi-a-s---' }, { name: `_snapshot-${S1}`, size: 2 * GIB, attr: 'swi-a-s---', origin: `volume-${V1}` }] });
     const driver = await started(f);
     const v = thick(V1, 2);
     await driver.revertToSnapshot(v, snapOf(v));
     expect(f.argv()).toEqual([
+      expect.arrayContaining(['lvm', 'fullreport']),
       ['lvconvert', '--merge', `${VG}/_snapshot-${S1}`],
       ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
       [...ACTIVATE, `${VG}/volume-${V1}`],
@@ -323,6 +329,7 @@ describe('LvmDriver argv (recording runner)', () => {
     const v = thinVol(V1, 1);
     expect(await driver.revertToSnapshot(v, snapOf(v))).toEqual({ vg: VG, lv: `volume-${V1}`, thin: true });
     expect(f.argv()).toEqual([
+      expect.arrayContaining(['lvm', 'fullreport']),
       ['lvcreate', '-s', '-k', 'y', '-n', `revert-${V1}`, ...volTags(V1), `${VG}/_snapshot-${S1}`],
       ['lvchange', '-k', 'n', `${VG}/revert-${V1}`],
       [...ACTIVATE, `${VG}/revert-${V1}`],
@@ -337,6 +344,7 @@ describe('LvmDriver argv (recording runner)', () => {
     const v = thinVol(V1, 1);
     await expect(driver.revertToSnapshot(v, snapOf(v))).rejects.toThrow(/lvchange failed/);
     expect(f.argv()).toEqual([
+      expect.arrayContaining(['lvm', 'fullreport']),
       ['lvcreate', '-s', '-k', 'y', '-n', `revert-${V1}`, ...volTags(V1), `${VG}/_snapshot-${S1}`],
       ['lvchange', '-k', 'n', `${VG}/revert-${V1}`],
       [...ACTIVATE, `${VG}/revert-${V1}`],
@@ -365,14 +373,15 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(gone.argv()).toHaveLength(1);
   });
 
-  it('zeroes a thick volume before removing it when volumeClear is zero', async () => {
+  it('zeroes a thick volume renamed aside before removing it when volumeClear is zero', async () => {
     const f = fake({ lvs: [{ name: `volume-${V1}`, size: 2 * GIB }] });
     const driver = await started(f, { volumeClear: 'zero' });
     await driver.deleteVolume(thick(V1, 2));
     expect(f.argv()).toEqual([
       [...ACTIVATE, `${VG}/volume-${V1}`],
-      ['dd', 'if=/dev/zero', `of=/dev/${VG}/volume-${V1}`, 'bs=1M', 'count=2048', 'oflag=direct'],
-      [...REMOVE, `${VG}/volume-${V1}`],
+      ['lvrename', VG, `volume-${V1}`, `clear-volume-${V1}`],
+      ['dd', 'if=/dev/zero', `of=/dev/${VG}/clear-volume-${V1}`, 'bs=1M', 'count=2048', 'oflag=direct'],
+      [...REMOVE, `${VG}/clear-volume-${V1}`],
     ]);
   });
 
@@ -388,8 +397,9 @@ describe('LvmDriver argv (recording runner)', () => {
     await driver.deleteSnapshot(snapOf(v), v);
     expect(f.argv()).toEqual([
       [...ACTIVATE, `${VG}/_snapshot-${S1}`],
-      ['dd', 'if=/dev/zero', `of=/dev/mapper/cinder--volumes-_snapshot--${S1.replace(/-/g, '--')}-cow`, 'bs=1M', 'count=1024', 'oflag=direct'],
-      [...REMOVE, `${VG}/_snapshot-${S1}`],
+      ['lvrename', VG, `_snapshot-${S1}`, `clear-_snapshot-${S1}`],
+      ['dd', 'if=/dev/zero', `of=/dev/mapper/cinder--volumes-clear--_snapshot--${S1.replace(/-/g, '--')}-cow`, 'bs=1M', 'count=1024', 'oflag=direct'],
+      [...REMOVE, `${VG}/clear-_snapshot-${S1}`],
     ]);
   });
 
@@ -596,6 +606,9 @@ describe('LvmDriver figures (recording runner)', () => {
     expect(await driver.scan()).toEqual({
       volumes: [{ id: V1, size: 2, location: { vg: VG, lv: `volume-${V1}`, thin: true } }],
       snapshots: [{ id: S1, volumeId: V1, location: { vg: VG, lv: `_snapshot-${S1}`, thin: true } }],
+      leftovers: [],
+      // Named like a clone's temporary snapshot, but nothing proves it Kindling's: reported, never removed.
+      strays: [{ where: `${VG}/clone-snap-${V2}`, reason: `named as Kindling's, but without its tag kindling_id_${V2}` }],
     });
   });
 
