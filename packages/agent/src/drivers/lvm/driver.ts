@@ -54,6 +54,9 @@ const blockDeviceExists = async (path: string): Promise<boolean> =>
     () => false,
   );
 
+/** lv_attr `O`: an origin whose snapshot is merging into it (the snapshot is hidden meanwhile). */
+const isMergingOrigin = (lv: Pick<LvInfo, 'attr'> | null | undefined): boolean => lv?.attr.startsWith('O') ?? false;
+
 const stderrOf = (err: unknown): string =>
   err instanceof KindlingError && typeof err.details.stderrTail === 'string' ? err.details.stderrTail : '';
 
@@ -528,35 +531,34 @@ export class LvmDriver implements Driver {
 
   /**
    * Thick revert, cinder's: merge the snapshot into the volume (lvm2 consumes the snapshot), cycle
-   * the volume's activation (starts a merge deferred because the volume was active), then re-create
-   * the snapshot under its name so its record stays true. A second call after a crash: a snapshot not
-   * yet merging is merged; one merging is waited for; one gone was merged; then the rest runs again.
+   * the volume's activation (starts a merge deferred because the volume was inactive or open), then
+   * re-create the snapshot under its name so its record stays true. A second call after a crash: a
+   * snapshot still there is merged; a merge already started (the volume's lv_attr `O`, the snapshot
+   * hidden) is waited for; a snapshot gone was merged; then the rest runs again.
    */
   private async revertThickLocked(w: VgWriter, report: Report, volume: VolumeRef, snapshot: SnapshotRef): Promise<void> {
     const lv = volumeLv(volume.id);
     const snap = snapshotLv(snapshot.id);
-    const found = report.lvs.get(snap);
-    // lv_attr 's': a snapshot; 'S': one already merging (an interrupted earlier attempt).
-    let background = found?.attr.startsWith('S') ?? false;
-    if (found && !background) {
-      // lvconvert waits for the merge, unless the volume is open: then it runs on the next activation.
+    let background = isMergingOrigin(report.lvs.get(lv));
+    if (report.lvs.has(snap) && !background) {
+      // lvconvert waits for the merge, unless the volume is inactive or open: then it runs on the next activation.
       const { stdout, stderr } = await this.lvm.merge(snap);
       background = /Delaying merge|next activation/i.test(stdout + stderr);
     }
     await this.lvm.deactivate(lv);
     await this.activateLocked(lv, false);
-    if (background) await this.waitMerged(snap);
+    if (background) await this.waitMerged(lv);
     w.forgot(snap);
     await this.snapshotLocked(w, snap, lv, snapshotTags(snapshot.id, volume.id), false, volume.size);
   }
 
-  /** lvm2 finishes a restarted merge in the background and then drops the snapshot LV. */
-  private async waitMerged(snap: string): Promise<void> {
+  /** lvm2 finishes a merge started by activation in the background, then drops the snapshot LV. */
+  private async waitMerged(lv: string): Promise<void> {
     for (let i = 0; i < MERGE_POLLS; i++) {
-      if (!(await this.lookup(snap))) return;
+      if (!isMergingOrigin(await this.lookup(lv))) return;
       await this.sleep(1000);
     }
-    throw new BackendError(`the merge of ${this.vg}/${snap} did not finish`);
+    throw new BackendError(`the merge into ${this.vg}/${lv} did not finish`);
   }
 
   /** A leftover `revert-<id>`: removed when the old volume is still there, else renamed into place. */

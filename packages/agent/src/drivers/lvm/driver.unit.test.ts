@@ -730,6 +730,8 @@ interface WorldLv extends FakeLv {
   content: string;
   /** For a thick snapshot: what its copy-on-write store holds (the origin's old blocks, or zeros). */
   cow?: string;
+  /** A merging snapshot: lvm2 hides it (`[name]`) until the merge is done. */
+  hidden?: boolean;
 }
 
 const notFound = (argv: readonly string[], what: string): BackendError =>
@@ -789,7 +791,7 @@ class World {
     const tags = argv.flatMap((a, i) => (argv[i - 1] === '--addtag' ? [a] : []));
     switch (argv[0]) {
       case 'lvm':
-        return { stdout: reportJson([...this.lvs.values()]), stderr: '' };
+        return { stdout: reportJson([...this.lvs.values()].filter((l) => !l.hidden)), stderr: '' };
       case 'lvs':
         return { stdout: JSON.stringify({ report: [{ lv: JSON.parse(reportJson([this.get(argv, last)])).report[0].lv }] }), stderr: '' };
       case 'lvcreate': {
@@ -841,14 +843,18 @@ class World {
         const state = opt('-a');
         if (state) lv.attr = `${(lv.attr ?? '-wi-------').slice(0, 4)}${state === 'y' ? 'a' : '-'}${(lv.attr ?? '-wi-------').slice(5)}`;
         // Activating an origin lets a merge lvm2 had to defer (or was interrupted in) run to its end.
-        const merging = [...this.lvs.values()].find((s) => s.origin === lv.name && s.attr?.startsWith('S'));
+        const merging = [...this.lvs.values()].find((s) => s.origin === lv.name && s.hidden);
         if (state === 'y' && merging) this.merge(merging);
         return ok;
       }
       case 'lvconvert': {
         const snap = this.get(argv, last);
-        if (halfway) snap.attr = `S${(snap.attr ?? '').slice(1)}`;
-        else this.merge(snap);
+        // Halfway: the merge started (deferred, or the agent died while lvconvert waited for it).
+        if (halfway) {
+          snap.hidden = true;
+          const origin = this.lvs.get(snap.origin ?? '');
+          if (origin) origin.attr = `O${(origin.attr ?? '').slice(1)}`;
+        } else this.merge(snap);
         return ok;
       }
       case 'dd': {
@@ -871,7 +877,10 @@ class World {
 
   private merge(snap: WorldLv): void {
     const origin = this.lvs.get(snap.origin ?? '');
-    if (origin) origin.content = snap.content;
+    if (origin) {
+      origin.content = snap.content;
+      origin.attr = `-${(origin.attr ?? '').slice(1)}`;
+    }
     this.lvs.delete(snap.name);
   }
 }
