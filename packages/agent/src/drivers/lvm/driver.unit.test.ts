@@ -83,6 +83,8 @@ interface FakeOptions {
   fail?: (argv: string[]) => string | undefined;
   /** Holds a command until the returned promise settles (a slow lvcreate, a long dd). */
   hold?: (argv: string[]) => Promise<void> | undefined;
+  /** What a command prints on stdout (the report aside). */
+  output?: (argv: string[]) => string | undefined;
 }
 
 function fake(opts: FakeOptions = {}): Fake {
@@ -95,6 +97,8 @@ function fake(opts: FakeOptions = {}): Fake {
     }
     await opts.hold?.([...argv]);
     if (argv[0] === 'lvm' && argv[1] === 'fullreport') return { stdout: reportJson(opts.lvs ?? [], opts), stderr: '' };
+    const stdout = opts.output?.([...argv]);
+    if (stdout !== undefined) return { stdout, stderr: '' };
     return { stdout: '', stderr: '' };
   };
   let mark = 0;
@@ -334,6 +338,33 @@ describe('LvmDriver argv (recording runner)', () => {
       ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
       [...ACTIVATE, `${VG}/volume-${V1}`],
       ['lvcreate', '-s', '-k', 'y', '-L', '2g', '-n', `_snapshot-${S1}`, ...snapTags(S1, V1), `${VG}/volume-${V1}`],
+    ]);
+  });
+
+  it('waits for a thick merge lvm2 deferred to the next activation before re-creating the snapshot', async () => {
+    let polls = 0;
+    const f = fake({
+      lvs: [{ name: `volume-${V1}`, size: GIB, attr: 'owi---s---' }, { name: `_snapshot-${S1}`, size: GIB, attr: 'swi---s---', origin: `volume-${V1}` }],
+      output: (a) => {
+        if (a[0] === 'lvconvert') return `  Merging of snapshot ${VG}/_snapshot-${S1} will occur on next activation of ${VG}/volume-${V1}.`;
+        // lv_attr 'O' while the merge runs in the background, then a plain volume again.
+        if (a[0] === 'lvs') return reportJson([{ name: `volume-${V1}`, size: GIB, attr: polls++ < 2 ? 'Owi-a-s---' : '-wi-a-----' }]);
+        return undefined;
+      },
+    });
+    const driver = new LvmDriver(config(), { run: f.run, deviceExists: async () => true, sleep: async () => undefined });
+    await driver.start();
+    f.reset();
+    await driver.revertToSnapshot(thick(V1), snapOf(thick(V1)));
+    expect(f.argv().map((a) => a.slice(0, 3).join(' '))).toEqual([
+      'lvm fullreport --reportformat',
+      'lvconvert --merge cinder-volumes/_snapshot-aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa',
+      'lvchange -a n',
+      'lvchange -a y',
+      'lvs --reportformat json',
+      'lvs --reportformat json',
+      'lvs --reportformat json',
+      'lvcreate -s -k',
     ]);
   });
 
