@@ -17,7 +17,8 @@ for rule in "$dir"/rules/*; do
   mv "$rule" "$dir/claimed/$id" 2>/dev/null || continue
   case "$when" in
     after) "$name" "$@" ;;
-    during) "$name" "$@" & sleep "${KL_STALL_DURING_S:-2}" ;;
+    # the copy dies with this call however the agent kills it (its group, or the parent-death signal)
+    during) setpriv --pdeathsig KILL -- "$name" "$@" & sleep "${KL_STALL_DURING_S:-2}" ;;
   esac
   echo "$*" >"$dir/hit/$id"
   exec sleep infinity

@@ -35,8 +35,8 @@ import { GIB, THIN_POOL_SHARE, VgCache, lvIsThin, type VgWriter } from './vg-cac
 
 /** Warn well before the metadata area fills: LVM hangs on every command once it is full. */
 const MDA_WARN_FREE_RATIO = 0.25;
-/** How long a resumed thick revert waits for a merge lvm2 finishes in the background (about 1 s a poll). */
-const MERGE_POLLS = 600;
+/** How long a thick revert waits for the merge lvm2 finishes in the background (1 s a poll; its poller looks every 15 s). */
+const MERGE_POLLS = 120;
 
 export interface LvmDriverDeps {
   run: Runner;
