@@ -86,7 +86,7 @@ export class VgCache {
   }
 
   /** A size as LVM allocates it: whole extents. */
-  roundToExtent(bytes: number): number {
+  private roundToExtent(bytes: number): number {
     const extent = this.report?.vg.extentSize ?? 4 * 1024 * 1024;
     return Math.ceil(bytes / extent) * extent;
   }
