@@ -24,7 +24,7 @@ case "${1:-}" in
     cd "$KL/app"
     PATH="$SHIM:$PATH" setsid -f /bin/sh -c "echo \$\$ >$RUN/agent.pid; exec $KL/bin/node packages/agent/dist/bin.js --config /etc/kindling-crash.json" \
       >>/run/kl-out/crash-agent.log 2>&1 </dev/null
-    for _ in $(seq 1 240); do
+    for _ in $(seq 1 600); do
       if "$KL/bin/node" -e "fetch('http://127.0.0.1:$PORT/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then
         exit 0
       fi

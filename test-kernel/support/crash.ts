@@ -2,7 +2,7 @@
 // commands, and restarted by the tests, with a stall shim first on its PATH. Its VGs are its own, so the other
 // scenario files never see it die.
 import { Agent, type Volume } from '@kindling/sdk';
-import { guestExec, guestSh, guestSha256, guestWritePattern, kernelEnv } from './kernel.js';
+import { guestExec, guestSh, guestWritePattern, kernelEnv } from './kernel.js';
 import { GiB, MiB, whileAttached } from './data.js';
 
 const SCRIPT = '/opt/kindling/crash-agent.sh';
@@ -10,7 +10,7 @@ const SCRIPT = '/opt/kindling/crash-agent.sh';
 export const CRASH_THICK = { backend: 'crash-thick', vg: 'kindling-crash-thick' };
 export const CRASH_THIN = { backend: 'crash-thin', vg: 'kindling-crash-thin', pool: 'kindling-crash-pool' };
 
-async function crashAgent(args: string[], timeoutMs = 150_000): Promise<string> {
+async function crashAgent(args: string[], timeoutMs = 330_000): Promise<string> {
   const r = await guestExec([SCRIPT, ...args], { timeoutMs });
   if (r.code !== 0) throw new Error(`crash-agent.sh ${args.join(' ')} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`);
   return r.stdout;
@@ -35,21 +35,32 @@ export async function killCrashAgent(): Promise<void> {
  */
 export async function stall(id: string, command: string, when: 'before' | 'after' | 'during', regex: string): Promise<() => Promise<string>> {
   await crashAgent(['stall', id, command, when, regex]);
-  return () => crashAgent(['stalled', id, '150']);
+  return () => crashAgent(['stalled', id, '300']);
 }
 
-/** Writes a seeded pattern at the start and at the end of a 1 GiB volume; returns the whole device's sha256. */
+const EDGE = 4 * MiB;
+
+/**
+ * sha256 of a 1 GiB device's first and last 4 MiB, where `fill` writes: a copy that stops short (dd goes
+ * front to back) misses the end, one from the wrong source differs at both (the rest is zeros everywhere).
+ */
+async function edgesSha(device: string): Promise<string> {
+  const read = (skip: number) => `dd if=${device} bs=1M skip=${skip} count=${EDGE / MiB} iflag=direct status=none`;
+  return (await guestSh(`{ ${read(0)} && ${read((GiB - EDGE) / MiB)}; } | sha256sum`)).split(' ')[0] ?? '';
+}
+
+/** Writes a seeded pattern over the first and the last 4 MiB of a 1 GiB volume; returns their sha256. */
 export async function fill(vol: Volume, seed: string): Promise<string> {
   return whileAttached(vol, async (conn) => {
-    await guestWritePattern(conn.path!, `${seed}-start`, 4 * MiB, 0);
-    await guestWritePattern(conn.path!, `${seed}-end`, 4 * MiB, GiB - 4 * MiB);
-    return guestSha256(conn.path!, GiB);
+    await guestWritePattern(conn.path!, `${seed}-start`, EDGE, 0);
+    await guestWritePattern(conn.path!, `${seed}-end`, EDGE, GiB - EDGE);
+    return edgesSha(conn.path!);
   });
 }
 
-/** sha256 of a whole 1 GiB volume, read through its attached device. */
+/** The sha256 `fill` returned, read again through the volume's attached device. */
 export async function deviceSha(vol: Volume): Promise<string> {
-  return whileAttached(vol, (conn) => guestSha256(conn.path!, GiB));
+  return whileAttached(vol, (conn) => edgesSha(conn.path!));
 }
 
 /** Where an LV's last extent lies on its PV: a zeroed-then-freed LV must leave zeros there. */
