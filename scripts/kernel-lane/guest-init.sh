@@ -144,6 +144,13 @@ run vgcreate -q "$KL_VG_THIN" "$VG_THIN_DEV"
 if [[ "${KL_PRECREATE_THIN_POOL:-1}" == 1 ]]; then
   run lvcreate -q --type thin-pool -l 90%FREE -n "$KL_THIN_POOL" "$KL_VG_THIN"
 fi
+# the crash scenarios' VGs (their agent is started by crash-agent.sh, from the tests)
+if CRASH_THICK_DEV="$(disk_by_serial kl-vg-crash-thick)" && CRASH_THIN_DEV="$(disk_by_serial kl-vg-crash-thin)"; then
+  run pvcreate -q "$CRASH_THICK_DEV" "$CRASH_THIN_DEV"
+  run vgcreate -q kindling-crash-thick "$CRASH_THICK_DEV"
+  run vgcreate -q kindling-crash-thin "$CRASH_THIN_DEV"
+  run lvcreate -q --type thin-pool -l 90%FREE -n kindling-crash-pool kindling-crash-thin
+fi
 log "LVM ready: $(vgs --noheadings -o vg_name,vg_size,vg_free 2>/dev/null | tr -s ' ' | tr '\n' ';')"
 
 log "KL-INFRA-READY after $(cut -d' ' -f1 /proc/uptime)s"
@@ -158,6 +165,7 @@ case "$KL_MODE" in
   agent)
     mkdir -p /var/lib/kindling
     cp "$KL/kindling.json" /etc/kindling.json
+    [[ -f "$KL/kindling-crash.json" ]] && cp "$KL/kindling-crash.json" /etc/kindling-crash.json
     [[ -x "$NODE" ]] || fail "payload has no node binary"
     [[ -f "$KL/app/packages/agent/dist/bin.js" ]] || fail "payload has no packages/agent/dist/bin.js"
     if [[ -f "$KL/guest-exec.mjs" && -n "${KL_EXEC_PORT:-}" ]]; then

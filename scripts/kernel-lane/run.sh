@@ -90,6 +90,7 @@ P="$RUN/payload"
 mkdir -p "$P/bin"
 install -m 0755 "$HERE/guest-init.sh" "$P/guest-init.sh"
 install -m 0644 "$HERE/smoke.sh" "$HERE/guest-exec.mjs" "$P/"
+install -m 0755 "$HERE/crash-agent.sh" "$HERE/stall-shim.sh" "$P/"
 NODE_BIN="$(readlink -f "$(command -v node)")"
 cp "$NODE_BIN" "$P/bin/node"
 
@@ -116,6 +117,7 @@ fi
 
 AGENT_GUEST_PORT=8600
 EXEC_GUEST_PORT=8601
+CRASH_GUEST_PORT=8602
 cat >"$P/kindling.json" <<EOF
 {
   "listen": { "host": "0.0.0.0", "port": $AGENT_GUEST_PORT },
@@ -125,6 +127,18 @@ cat >"$P/kindling.json" <<EOF
     { "name": "lvm-thick", "driver": "lvm", "volumeGroup": "kindling-thick", "lvmType": "default" },
     { "name": "lvm-thin", "driver": "lvm", "volumeGroup": "kindling-thin", "lvmType": "thin", "thinPool": "kindling-thin-pool" },
     { "name": "nfs", "driver": "nfs", "shares": ["127.0.0.1:/export"], "mountPointBase": "/var/lib/kindling/mnt", "format": "qcow2" }
+  ]
+}
+EOF
+# the crash scenarios' own agent (started, killed and restarted by them through crash-agent.sh), on its own VGs
+cat >"$P/kindling-crash.json" <<EOF
+{
+  "listen": { "host": "0.0.0.0", "port": $CRASH_GUEST_PORT },
+  "dataDir": "/var/lib/kindling-crash",
+  "token": "$TOKEN",
+  "backends": [
+    { "name": "crash-thick", "driver": "lvm", "volumeGroup": "kindling-crash-thick", "lvmType": "default" },
+    { "name": "crash-thin", "driver": "lvm", "volumeGroup": "kindling-crash-thin", "lvmType": "thin", "thinPool": "kindling-crash-pool" }
   ]
 }
 EOF
@@ -146,8 +160,9 @@ payload_mb=$(($(du -sm "$P" | cut -f1) * 6 / 5 + 32))
 mkfs.ext4 -q -F -L kl-payload -O ^has_journal -E lazy_itable_init=0 -d "$P" "$RUN/payload.img" "${payload_mb}M" >/dev/null \
   || die "could not make the payload disk"
 rm -rf "$P"
-# fresh sparse disks: two 16 GiB VG disks (thick, thin), a 16 GiB ext4 export disk, a small output disk
-truncate -s 16G "$RUN/vg-thick.img" "$RUN/vg-thin.img" "$RUN/export.img"
+# fresh sparse disks: two 16 GiB VG disks (thick, thin), two for the crash agent's VGs, a 16 GiB ext4 export
+# disk, a small output disk
+truncate -s 16G "$RUN/vg-thick.img" "$RUN/vg-thin.img" "$RUN/vg-crash-thick.img" "$RUN/vg-crash-thin.img" "$RUN/export.img"
 truncate -s 64M "$RUN/out.img"
 mkfs.ext4 -q -F -L kl-export -i 1048576 -E lazy_itable_init=0,lazy_journal_init=0 "$RUN/export.img" >/dev/null
 T_PAYLOAD=$((SECONDS - t))
@@ -156,6 +171,8 @@ free_port() { node -e "const s=require('net').createServer();s.listen(0,'127.0.0
 PORT="$(free_port)"
 EXEC_PORT="$(free_port)"
 while [[ "$EXEC_PORT" == "$PORT" ]]; do EXEC_PORT="$(free_port)"; done
+CRASH_PORT="$(free_port)"
+while [[ "$CRASH_PORT" == "$PORT" || "$CRASH_PORT" == "$EXEC_PORT" ]]; do CRASH_PORT="$(free_port)"; done
 
 # --- 3. boot ---
 disk() { # disk FILE SERIAL [extra drive options]
@@ -166,6 +183,8 @@ mapfile -t DISKS < <(
   disk "$RUN/payload.img" kl-payload "readonly=on"
   disk "$RUN/vg-thick.img" kl-vg-thick "cache=unsafe,discard=unmap"
   disk "$RUN/vg-thin.img" kl-vg-thin "cache=unsafe,discard=unmap"
+  disk "$RUN/vg-crash-thick.img" kl-vg-crash-thick "cache=unsafe,discard=unmap"
+  disk "$RUN/vg-crash-thin.img" kl-vg-crash-thin "cache=unsafe,discard=unmap"
   disk "$RUN/export.img" kl-export "cache=unsafe,discard=unmap"
   disk "$RUN/out.img" kl-out "cache=writeback"
 )
@@ -186,7 +205,7 @@ qemu-system-x86_64 \
   -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
   -append "console=ttyS0 panic=-1 loglevel=4 mitigations=off" \
   "${DISKS[@]}" \
-  -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:$AGENT_GUEST_PORT,hostfwd=tcp:127.0.0.1:$EXEC_PORT-:$EXEC_GUEST_PORT" \
+  -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:$AGENT_GUEST_PORT,hostfwd=tcp:127.0.0.1:$EXEC_PORT-:$EXEC_GUEST_PORT,hostfwd=tcp:127.0.0.1:$CRASH_PORT-:$CRASH_GUEST_PORT" \
   -device virtio-net-pci,netdev=n0,romfile= \
   >"$RUN/qemu.log" 2>&1 &
 QEMU_PID=$!
@@ -257,6 +276,7 @@ export KINDLING_KERNEL_HTTP="http://127.0.0.1:$PORT"
 export KINDLING_KERNEL_TOKEN="$TOKEN"
 export KINDLING_KERNEL_EXEC_URL="http://127.0.0.1:$EXEC_PORT"
 export KINDLING_KERNEL_BACKENDS="lvm-thick,lvm-thin,nfs"
+export KINDLING_KERNEL_CRASH_URL="ws://127.0.0.1:$CRASH_PORT"
 
 if [[ "$MODE" == shell ]]; then
   log "shell mode: KINDLING_KERNEL_URL=$KINDLING_KERNEL_URL KINDLING_KERNEL_TOKEN=$TOKEN KINDLING_KERNEL_EXEC_URL=$KINDLING_KERNEL_EXEC_URL"

@@ -20,6 +20,9 @@ export const mapperPath = (vg: string, lv: string): string => `/dev/mapper/${vg.
 export const isLvNotFound = (stderr: string): boolean =>
   /Failed to find logical volume|not found in volume group/.test(stderr);
 
+/** True when lvextend found the LV already at the asked size (a retried extend). */
+export const isSameSize = (stderr: string): boolean => /matches existing size/.test(stderr);
+
 /** Every lvm2 command the driver runs, one small function each (TopoLVM lvmd style). */
 export class LvmCommands {
   private readonly env: Record<string, string>;
@@ -115,20 +118,22 @@ export class LvmCommands {
     return this.lvm(['lvrename', this.vg, from, to]);
   }
 
-  /** cinder's copy_volume: direct I/O both ways; `sparse` skips writing zero blocks (thin targets). */
+  /**
+   * cinder's copy_volume: direct I/O both ways, and `fsync` before dd exits so the copy is on disk
+   * before the caller publishes it; `sparse` skips writing zero blocks (thin targets).
+   */
   copy(from: string, to: string, sizeGb: number, sparse: boolean): Promise<RunResult> {
     const mib = sizeGb * 1024;
     return this.run(
       [
         'dd', `if=${devicePath(this.vg, from)}`, `of=${devicePath(this.vg, to)}`, 'bs=1M', `count=${mib}`,
-        'iflag=direct', 'oflag=direct', ...(sparse ? ['conv=sparse'] : []),
+        'iflag=direct', 'oflag=direct', sparse ? 'conv=sparse,fsync' : 'conv=fsync',
       ],
       { timeoutMs: ddTimeoutMs(mib) },
     );
   }
 
-  /** cinder's volume_clear=zero: overwrite the LV before it is freed for the next tenant. */
-  /** Overwrites a device (an LV's, or a snapshot's `-cow` store) with zeros. */
+  /** cinder's volume_clear=zero: overwrites a device (an LV's, or a snapshot's `-cow` store) with zeros. */
   zero(device: string, sizeBytes: number): Promise<RunResult> {
     const mib = Math.ceil(sizeBytes / MIB);
     return this.run(['dd', 'if=/dev/zero', `of=${device}`, 'bs=1M', `count=${mib}`, 'oflag=direct'], {

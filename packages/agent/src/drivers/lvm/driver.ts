@@ -1,8 +1,7 @@
 import { access, stat } from 'node:fs/promises';
-import { hostname as osHostname, networkInterfaces } from 'node:os';
+import { hostname as osHostname } from 'node:os';
 import {
   BackendError,
-  ConflictError,
   InvalidArgumentError,
   KindlingError,
   type Capabilities,
@@ -12,30 +11,32 @@ import {
 } from '@kindling/protocol';
 import type { LvmBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
-import type { Attachment, Driver, DriverStats, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
-import { LvmCommands, devicePath, isLvNotFound, mapperPath } from './commands.js';
-import { DEFAULT_PORTAL, TargetCli, checkInitiator, generateChap, targetIqn } from './iscsi.js';
+import type { Attachment, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
+import { LvmCommands, devicePath, isLvNotFound, isSameSize, mapperPath } from './commands.js';
+import { lvmStats } from './figures.js';
+import { IscsiExport, defaultTargetIp } from './iscsi.js';
 import {
-  TAG_ID,
-  TAG_KIND,
-  TAG_VOLUME_OF,
+  clearLv,
   cloneSnapshotLv,
+  cloneSnapshotTags,
   defaultThinPool,
-  isUuid,
+  parseLvName,
+  partialLv,
+  revertLv,
   snapshotLv,
   snapshotTags,
   volumeLv,
   volumeTags,
 } from './names.js';
-import { withVgLock } from './queue.js';
-import { parseFullReport, parseLvs, type LvInfo, type Report } from './report.js';
+import { parseLvs, type LvInfo, type Report } from './report.js';
+import { scanReport } from './scan.js';
+import { TargetCli, checkInitiator } from './targetcli.js';
+import { GIB, THIN_POOL_SHARE, VgCache, lvIsThin, type VgWriter } from './vg-cache.js';
 
-const GIB = 1024 ** 3;
-const DRIVER_VERSION = '1.0.0';
-/** cinder's create_thin_pool leaves 5% of the VG's free space for pool metadata and spare. */
-const THIN_POOL_SHARE = 0.95;
 /** Warn well before the metadata area fills: LVM hangs on every command once it is full. */
 const MDA_WARN_FREE_RATIO = 0.25;
+/** How long a thick revert waits for the merge lvm2 finishes in the background (1 s a poll; its poller looks every 15 s). */
+const MERGE_POLLS = 120;
 
 export interface LvmDriverDeps {
   run: Runner;
@@ -43,6 +44,8 @@ export interface LvmDriverDeps {
   hostname?: string;
   /** Whether a device node exists (tests override it; activation without device-mapper makes none). */
   deviceExists?: (path: string) => Promise<boolean>;
+  /** Waits between polls of a background merge (tests make it instant). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 const blockDeviceExists = async (path: string): Promise<boolean> =>
@@ -51,17 +54,8 @@ const blockDeviceExists = async (path: string): Promise<boolean> =>
     () => false,
   );
 
-const round2 = (n: number): number => Math.round(n * 100) / 100;
-const toGb = (bytes: number): number => round2(bytes / GIB);
-
-/** The first external IPv4 address: where other hosts reach this one when `targetIp` is not set. */
-function defaultTargetIp(): string {
-  for (const addrs of Object.values(networkInterfaces())) {
-    const found = addrs?.find((a) => a.family === 'IPv4' && !a.internal);
-    if (found) return found.address;
-  }
-  throw new InvalidArgumentError('no external IPv4 address for iSCSI; set targetIp on the backend');
-}
+/** lv_attr `O`: an origin whose snapshot is merging into it (the snapshot is hidden meanwhile). */
+const isMergingOrigin = (lv: Pick<LvInfo, 'attr'> | null | undefined): boolean => lv?.attr.startsWith('O') ?? false;
 
 const stderrOf = (err: unknown): string =>
   err instanceof KindlingError && typeof err.details.stderrTail === 'string' ? err.details.stderrTail : '';
@@ -73,17 +67,21 @@ const lvmReason = (err: unknown): string =>
     .map((l) => l.trim())
     .find((l) => l && !l.startsWith('WARNING')) ?? (err instanceof Error ? err.message : String(err));
 
+/**
+ * Kindling's LVM driver, cinder's LVMVolumeDriver: each operation a short sequence of named lvm2
+ * commands inside the VG's write queue, long copies and zeroing outside it. Names on storage mean
+ * what recovery.md says: `volume-<id>` only once complete; every other name is a step in between.
+ */
 export class LvmDriver implements Driver {
   readonly driver = 'lvm' as const;
   readonly name: string;
   private readonly vg: string;
-  private readonly pool: string;
   private readonly lvm: LvmCommands;
-  private readonly targets: TargetCli;
+  private readonly cache: VgCache;
+  private readonly iscsi: IscsiExport;
   private readonly hostname: string;
   private readonly deviceExists: (path: string) => Promise<boolean>;
-  /** The last report, kept current arithmetically after each change; re-read on stats(true) and scan(). */
-  private report: Report | null = null;
+  private readonly sleep: (ms: number) => Promise<void>;
   /** New volumes are thin: decided at start (auto = thin when the pool exists or the VG is empty, as cinder). */
   private thin: boolean;
 
@@ -93,11 +91,15 @@ export class LvmDriver implements Driver {
   ) {
     this.name = config.name;
     this.vg = config.volumeGroup;
-    this.pool = config.thinPool ?? defaultThinPool(config.volumeGroup);
     this.lvm = new LvmCommands(deps.run, this.vg, config.lvmConfFile);
-    this.targets = new TargetCli(deps.run);
+    this.cache = new VgCache(this.lvm, config.thinPool ?? defaultThinPool(config.volumeGroup), config);
+    this.iscsi = new IscsiExport(new TargetCli(deps.run), () => ({
+      ip: config.targetIp ?? defaultTargetIp(),
+      port: config.targetPort,
+    }));
     this.hostname = deps.hostname ?? osHostname();
     this.deviceExists = deps.deviceExists ?? blockDeviceExists;
+    this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.thin = config.lvmType === 'thin';
   }
 
@@ -112,12 +114,12 @@ export class LvmDriver implements Driver {
     const report = await this.refresh().catch((err: unknown) => {
       throw new BackendError(`volume group ${this.vg} is not usable: ${lvmReason(err)}`, err instanceof KindlingError ? err.details : {});
     });
-    if (this.config.lvmType === 'auto') this.thin = report.lvs.has(this.pool) || report.vg.lvCount === 0;
+    if (this.config.lvmType === 'auto') this.thin = report.lvs.has(this.cache.pool) || report.vg.lvCount === 0;
   }
 
   async readiness(): Promise<Readiness> {
     // Only a backend that never saw its VG reads again here, so it can recover; /readyz stays cheap.
-    let report = this.report;
+    let report = this.cache.current;
     if (!report) {
       try {
         report = await this.refresh();
@@ -157,67 +159,40 @@ export class LvmDriver implements Driver {
   }
 
   async stats(refresh: boolean): Promise<DriverStats> {
-    const report = refresh || !this.report ? await this.refresh() : this.report;
-    const { vg } = report;
-    const pool = report.lvs.get(this.pool);
-    const base = {
-      vendorName: 'Open Source',
-      driverVersion: DRIVER_VERSION,
-      storageProtocol: 'iSCSI',
-      thinProvisioningSupport: this.thin,
-      thickProvisioningSupport: !this.thin,
-      maxOverSubscriptionRatio: this.config.maxOverSubscriptionRatio,
-      reservedPercentage: this.config.reservedPercentage,
-    };
-    const extra: Record<string, number> = { vgMdaFreeBytes: vg.mdaFree, vgMdaSizeBytes: vg.mdaSize };
-    if (this.thin && pool) {
-      // cinder's thin figures: the pool's size, its unused data share, and the virtual sizes in it.
-      const dataPercent = pool.dataPercent ?? 0;
-      extra.thinPoolDataPercent = dataPercent;
-      extra.thinPoolMetadataPercent = pool.metadataPercent ?? 0;
-      return {
-        ...base,
-        totalCapacityGb: toGb(pool.size),
-        freeCapacityGb: toGb(pool.size * (1 - dataPercent / 100)),
-        provisionedCapacityGb: toGb(this.thinProvisioned(report)),
-        extra,
-      };
-    }
-    return {
-      ...base,
-      totalCapacityGb: toGb(vg.size),
-      freeCapacityGb: toGb(vg.free),
-      provisionedCapacityGb: toGb(vg.size - vg.free),
-      extra,
-    };
+    const current = this.cache.current;
+    const report = refresh || !current ? await this.refresh() : current;
+    return lvmStats(report, this.cache, this.thin, this.config);
   }
 
   // ---- volumes ----
 
   createVolume(volume: VolumeRef): Promise<Location> {
     const lv = volumeLv(volume.id);
-    return this.locked(() => this.createVolumeLocked(lv, volume));
+    return this.cache.locked((w) => this.createLocked(w, lv, volume));
   }
 
+  /** Resumable: an interrupted zeroing is found under its aside name and finished. */
   async deleteVolume(volume: VolumeRef): Promise<void> {
     const lv = volumeLv(volume.id);
-    await this.locked(() => this.clearAndRemoveLocked(lv));
+    if (this.config.volumeClear === 'zero' && !(await this.isThin(volume.location, lv))) {
+      return this.clearAside(lv, volume.size * GIB, false);
+    }
+    await this.cache.locked((w) => this.removeLocked(w, lv));
   }
 
-  extendVolume(volume: VolumeRef, newSize: number): Promise<Location> {
+  /** Resumable: a retried lvextend that finds the size already reached counts as done. */
+  async extendVolume(volume: VolumeRef, newSize: number): Promise<Location> {
     const lv = volumeLv(volume.id);
-    return this.locked(async () => {
-      const thin = this.volumeIsThin(volume);
-      this.checkSpace(newSize - volume.size, thin);
-      if (!thin && this.hasThickSnapshots(lv)) {
+    const thin = await this.isThin(volume.location, lv);
+    return this.cache.locked(async (w) => {
+      w.checkSpace(newSize - volume.size, thin);
+      if (!thin && this.cache.hasThickSnapshots(lv)) {
         // An origin with COW snapshots can only be resized inactive (cinder's extend_volume).
         await this.lvm.deactivate(lv);
-        await this.lvm.extend(lv, newSize);
-        this.resized(lv, newSize, thin);
+        await this.extendLocked(w, lv, newSize);
         await this.activateLocked(lv, false);
       } else {
-        await this.lvm.extend(lv, newSize);
-        this.resized(lv, newSize, thin);
+        await this.extendLocked(w, lv, newSize);
       }
       return this.location(lv, thin);
     });
@@ -225,28 +200,33 @@ export class LvmDriver implements Driver {
 
   // ---- snapshots ----
 
-  createSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ snapshot: Location; volume: Location }> {
+  async createSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ snapshot: Location; volume: Location }> {
     const lv = snapshotLv(snapshot.id);
     const origin = volumeLv(volume.id);
     const tags = snapshotTags(snapshot.id, volume.id);
-    return this.locked(async () => {
-      const thin = this.volumeIsThin(volume);
-      await this.snapshotLocked(lv, origin, tags, thin, volume.size);
+    const thin = await this.isThin(volume.location, origin);
+    return this.cache.locked(async (w) => {
+      await this.snapshotLocked(w, lv, origin, tags, thin, volume.size);
       return { snapshot: this.location(lv, thin), volume: volume.location };
     });
   }
 
   async deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ volume: Location }> {
     const lv = snapshotLv(snapshot.id);
-    await this.locked(() => this.clearAndRemoveLocked(lv));
+    const thin = typeof snapshot.location.thin === 'boolean' ? snapshot.location.thin : await this.isThin(volume.location, lv);
+    if (this.config.volumeClear === 'zero' && !thin) {
+      // The copy-on-write store holds the volume's old blocks (cinder zeroes it too).
+      await this.clearAside(lv, snapshot.volumeSize * GIB, true);
+    } else {
+      await this.cache.locked((w) => this.removeLocked(w, lv));
+    }
     return { volume: volume.location };
   }
 
   async createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location> {
-    const lv = volumeLv(volume.id);
     const snap = snapshotLv(snapshot.id);
-    if (this.volumeIsThin(source)) {
-      return this.locked(() => this.thinCopyLocked(lv, volumeTags(volume.id), snap, volume.size, snapshot.volumeSize));
+    if (await this.isThin(source.location, volumeLv(source.id))) {
+      return this.thinCopy(volume, snap, snapshot.volumeSize);
     }
     return this.copyInto(volume, snap, snapshot.volumeSize, async () => {
       await this.activateLocked(snap, false);
@@ -254,50 +234,35 @@ export class LvmDriver implements Driver {
   }
 
   async cloneVolume(volume: VolumeRef, source: VolumeRef): Promise<Location> {
-    const lv = volumeLv(volume.id);
     const src = volumeLv(source.id);
-    if (this.volumeIsThin(source)) {
-      return this.locked(() => this.thinCopyLocked(lv, volumeTags(volume.id), src, volume.size, source.size));
-    }
+    if (await this.isThin(source.location, src)) return this.thinCopy(volume, src, source.size);
     // A thick clone copies from a short-lived snapshot, so the source may stay in use (cinder's way).
     const temp = cloneSnapshotLv(volume.id);
+    let active = false;
     try {
-      return await this.copyInto(volume, temp, source.size, async () => {
-        await this.snapshotLocked(temp, src, [], false, source.size);
+      return await this.copyInto(volume, temp, source.size, async (w) => {
+        await this.snapshotLocked(w, temp, src, cloneSnapshotTags(volume.id), false, source.size);
         await this.activateLocked(temp, false);
+        active = true;
       });
     } finally {
-      await this.locked(() => this.clearAndRemoveLocked(temp)).catch(() => undefined);
+      // Its copy-on-write store holds the source's old blocks: zeroed as a snapshot delete would.
+      const cow = source.size * GIB;
+      const zero = active && this.config.volumeClear === 'zero';
+      await (zero ? this.zeroAndRemove(temp, cow, true) : this.discard(temp, cow, false)).catch(() => undefined);
     }
   }
 
-  revertToSnapshot(volume: VolumeRef, snapshot: SnapshotRef): Promise<Location> {
+  /** Resumable from any step: see recovery.md. */
+  async revertToSnapshot(volume: VolumeRef, snapshot: SnapshotRef): Promise<Location> {
     const lv = volumeLv(volume.id);
-    const snap = snapshotLv(snapshot.id);
-    return this.locked(async () => {
-      if (this.volumeIsThin(volume)) {
-        // Build the reverted volume beside the old one first, so a failure loses nothing; then swap names.
-        const next = `revert-${volume.id}`;
-        try {
-          await this.thinCopyLocked(next, volumeTags(volume.id), snap, volume.size, snapshot.volumeSize);
-        } catch (err) {
-          // A half-made copy left behind would make every later revert fail with "already exists".
-          await this.removeLocked(next).catch(() => undefined);
-          throw err;
-        }
-        await this.removeLocked(lv);
-        await this.lvm.rename(next, lv);
-        this.renamed(next, lv);
-        return this.location(lv, true);
-      }
-      // The merge consumes the snapshot; cinder re-creates it under the same name so its record stays true.
-      await this.lvm.merge(snap);
-      this.forget(snap);
-      // Cycling the origin starts a merge that was deferred because the origin was active.
-      await this.lvm.deactivate(lv);
-      await this.activateLocked(lv, false);
-      await this.snapshotLocked(snap, lv, snapshotTags(snapshot.id, volume.id), false, volume.size);
-      return this.location(lv, false);
+    const thin = await this.isThin(volume.location, lv);
+    return this.cache.locked(async (w) => {
+      // What an interrupted earlier attempt left decides where this one resumes: read it, not the cache.
+      const report = await w.refresh();
+      if (thin) await this.revertThinLocked(w, report, volume, snapshot);
+      else await this.revertThickLocked(w, report, volume, snapshot);
+      return this.location(lv, thin);
     });
   }
 
@@ -305,7 +270,7 @@ export class LvmDriver implements Driver {
 
   async attach(volume: VolumeRef): Promise<Attachment> {
     const lv = volumeLv(volume.id);
-    const path = await this.locked(() => this.activateLocked(lv, false));
+    const path = await this.cache.locked(() => this.activateLocked(lv, false));
     return { path, connectionInfo: { driverVolumeType: 'local', data: { device_path: path } } };
   }
 
@@ -320,252 +285,291 @@ export class LvmDriver implements Driver {
 
   async connect(volume: VolumeRef, connector: ConnectorInfo, others: ConnectionRecord[]): Promise<Attachment> {
     if (this.isLocal(connector)) return this.attach(volume);
-    const initiator = checkInitiator(connector.initiator);
     const lv = volumeLv(volume.id);
-    const iqn = targetIqn(lv);
-    const iscsiOthers = others.filter((c) => c.connectionInfo.driverVolumeType === 'iscsi');
-    // The same initiator already has its ACL: hand back the credentials it was given.
-    const sameInitiator = iscsiOthers.find((c) => c.connectorInfo.initiator === initiator);
-    if (sameInitiator) return { path: null, connectionInfo: sameInitiator.connectionInfo };
-
-    const portal = {
-      ip: this.config.targetIp ?? defaultTargetIp(),
-      port: this.config.targetPort,
-    };
-    const firstExport = iscsiOthers.length === 0;
-    const chap = generateChap();
-    try {
-      if (firstExport) {
-        const device = await this.locked(() => this.activateLocked(lv, false));
-        await this.targets.createBackstore(lv, device);
-        await this.targets.createTarget(iqn);
-        await this.targets.createLun(iqn, lv);
-        await this.targets.requireAuth(iqn);
-        if (portal.port !== DEFAULT_PORTAL.port) {
-          // The default portal listens on every address at 3260; another port needs its own portal.
-          await this.targets.deletePortal(iqn, DEFAULT_PORTAL.ip, DEFAULT_PORTAL.port);
-          await this.targets.createPortal(iqn, portal.ip, portal.port);
-        }
-      }
-      await this.targets.createAcl(iqn, initiator);
-      await this.targets.setAclAuth(iqn, initiator, chap.username, chap.password);
-      await this.targets.saveConfig();
-    } catch (err) {
-      // A half-made export would make the next connect fail with "already exists": take it down.
-      if (firstExport) {
-        await this.targets.deleteTarget(iqn).catch(() => undefined);
-        await this.targets.deleteBackstore(lv).catch(() => undefined);
-      }
-      throw err;
-    }
-    return {
-      path: null,
-      connectionInfo: {
-        driverVolumeType: 'iscsi',
-        data: {
-          target_discovered: false,
-          target_iqn: iqn,
-          target_portal: `${portal.ip}:${portal.port}`,
-          target_lun: 0,
-          volume_id: volume.id,
-          auth_method: 'CHAP',
-          auth_username: chap.username,
-          auth_password: chap.password,
-        },
-      },
-    };
+    const activate = (): Promise<string> => this.cache.locked(() => this.activateLocked(lv, false));
+    const info = await this.iscsi.connect(volume.id, lv, checkInitiator(connector.initiator), others, activate);
+    return { path: null, connectionInfo: info };
   }
 
   async disconnect(volume: VolumeRef, connection: ConnectionRecord, others: ConnectionRecord[]): Promise<void> {
     const lv = volumeLv(volume.id);
     if (connection.connectionInfo.driverVolumeType === 'iscsi') {
-      const iqn = targetIqn(lv);
-      const initiator = checkInitiator(connection.connectorInfo.initiator);
-      const iscsiOthers = others.filter((c) => c.connectionInfo.driverVolumeType === 'iscsi');
-      if (!iscsiOthers.some((c) => c.connectorInfo.initiator === initiator)) {
-        await this.tolerateMissing(this.targets.deleteAcl(iqn, initiator));
-      }
-      if (iscsiOthers.length === 0) {
-        await this.tolerateMissing(this.targets.deleteTarget(iqn));
-        await this.tolerateMissing(this.targets.deleteBackstore(lv));
-      }
-      await this.targets.saveConfig();
+      await this.iscsi.disconnect(lv, checkInitiator(connection.connectorInfo.initiator), others);
     }
     if (others.length === 0) await this.deactivateQuietly(lv);
   }
 
   async connectionSize(volume: VolumeRef, _connection: ConnectionRecord): Promise<number> {
     const lv = volumeLv(volume.id);
-    const known = this.cached(lv);
-    if (known) return known.size;
-    const [found] = parseLvs((await this.lvm.lvs(lv)).stdout);
+    const found = this.cache.lv(lv) ?? (await this.lookup(lv));
     if (!found) throw new BackendError(`logical volume ${this.vg}/${lv} not found`);
     return found.size;
   }
 
-  // ---- index rebuild ----
+  // ---- what storage holds ----
 
   async scan(): Promise<ScanResult> {
-    const report = await this.refresh();
-    const result: ScanResult = { volumes: [], snapshots: [], leftovers: [], strays: [] };
-    for (const lv of report.lvs.values()) {
-      const kind = tagValue(lv, TAG_KIND);
-      // A snapshot LV may inherit its origin's tags; the id that also names the LV is the true one.
-      const id = lv.tags
-        .filter((t) => t.startsWith(TAG_ID))
-        .map((t) => t.slice(TAG_ID.length))
-        .find((candidate) => isUuid(candidate) && lvNameFor(kind, candidate) === lv.name);
-      if (!id) continue;
-      const location = this.location(lv.name, this.lvIsThin(lv));
-      if (kind === 'volume') {
-        result.volumes.push({ id, size: Math.ceil(lv.size / GIB), location });
-      } else {
-        const volumeId = tagValue(lv, TAG_VOLUME_OF);
-        if (volumeId && isUuid(volumeId)) result.snapshots.push({ id, volumeId, location });
-      }
+    return scanReport(await this.refresh());
+  }
+
+  /**
+   * Finishes or takes away one leftover (recovery.md): a thick one is zeroed first, as a delete would
+   * (a `pending-clear` one always: it exists only because zeroing was due); a thin revert's new LV whose
+   * old volume is already gone is the reverted volume, so it is renamed into place, never removed.
+   */
+  async removeLeftover(leftover: Leftover): Promise<void> {
+    const lv = leftover.where.startsWith(`${this.vg}/`) ? leftover.where.slice(this.vg.length + 1) : '';
+    const role = parseLvName(lv)?.role;
+    if (!role || ['volume', 'snapshot'].includes(role)) {
+      throw new InvalidArgumentError(`not a leftover of this backend: ${leftover.where}`, { where: leftover.where });
     }
-    return result;
+    if (role === 'revert') return this.settleRevert(leftover.id);
+    const info = await this.lookup(lv);
+    if (!info) return;
+    const zero = !lvIsThin(info) && (role.startsWith('clear-') || this.config.volumeClear === 'zero');
+    await this.discard(lv, info.size, zero, info.origin !== '');
   }
 
-  async removeLeftover(): Promise<void> {}
+  // ---- steps (the *Locked ones run inside the VG's write queue) ----
 
-  // ---- internals (the *Locked methods run inside this VG's write queue) ----
-
-  private locked<T>(fn: () => Promise<T>): Promise<T> {
-    return withVgLock(this.vg, fn);
-  }
-
-  private async refresh(): Promise<Report> {
-    const { stdout } = await this.lvm.fullReport();
-    this.report = parseFullReport(stdout, this.vg);
-    return this.report;
-  }
-
-  private cached(lv: string): LvInfo | undefined {
-    return this.report?.lvs.get(lv);
+  private refresh(): Promise<Report> {
+    return this.cache.locked((w) => w.refresh());
   }
 
   private location(lv: string, thin: boolean): Location {
     return { vg: this.vg, lv, thin };
   }
 
-  private lvIsThin(lv: Pick<LvInfo, 'poolLv' | 'attr'>): boolean {
-    return lv.poolLv !== '' || lv.attr.startsWith('V');
-  }
-
-  /** What the record says, else what LVM says, else how this backend makes volumes now. */
-  private volumeIsThin(volume: VolumeRef): boolean {
-    if (typeof volume.location.thin === 'boolean') return volume.location.thin;
-    const known = this.cached(volumeLv(volume.id));
-    return known ? this.lvIsThin(known) : this.thin;
-  }
-
-  private hasThickSnapshots(lv: string): boolean {
-    for (const other of this.report?.lvs.values() ?? []) if (other.origin === lv && !this.lvIsThin(other)) return true;
-    return false;
-  }
-
-  private thinProvisioned(report: Report): number {
-    let sum = 0;
-    for (const lv of report.lvs.values()) if (lv.poolLv === this.pool) sum += lv.size;
-    return sum;
-  }
-
-  private roundToExtent(bytes: number): number {
-    const extent = this.report?.vg.extentSize ?? 4 * 1024 * 1024;
-    return Math.ceil(bytes / extent) * extent;
+  /** One LV as lvm2 reports it now, or null when it is not there. */
+  private async lookup(lv: string): Promise<LvInfo | null> {
+    try {
+      return parseLvs((await this.lvm.lvs(lv)).stdout)[0] ?? null;
+    } catch (err) {
+      if (isLvNotFound(stderrOf(err))) return null;
+      throw err;
+    }
   }
 
   /**
-   * Refuses, before any lvcreate/lvextend runs, a request the cached figures say cannot fit: thick
-   * against the VG's free space less the reserve, thin against the pool times the over-subscription ratio.
+   * Whether a volume is thin, from its record; a record from before `thin` was kept asks lvm2. Never
+   * the cache: zeroing hangs on this, and a stale answer would free a tenant's data unzeroed.
    */
-  private checkSpace(sizeGb: number, thin: boolean): void {
-    const report = this.report;
-    if (!report || sizeGb <= 0) return;
-    const requested = this.roundToExtent(sizeGb * GIB);
-    let free: number;
-    if (thin) {
-      const poolSize = report.lvs.get(this.pool)?.size ?? Math.floor(report.vg.free * THIN_POOL_SHARE);
-      free = poolSize * this.config.maxOverSubscriptionRatio - this.thinProvisioned(report);
-    } else {
-      free = report.vg.free - report.vg.size * (this.config.reservedPercentage / 100);
-    }
-    if (requested > free) {
-      throw new ConflictError(`not enough space in ${this.vg}${thin ? `/${this.pool}` : ''} for ${sizeGb} GiB`, {
-        requestedGb: sizeGb,
-        freeGb: toGb(Math.max(0, free)),
-      });
-    }
+  private async isThin(location: Location, lv: string): Promise<boolean> {
+    if (typeof location.thin === 'boolean') return location.thin;
+    const found = (await this.lookup(lv)) ?? (await this.lookup(clearLv(lv)));
+    return found ? lvIsThin(found) : this.thin;
   }
 
-  private async createVolumeLocked(lv: string, volume: VolumeRef): Promise<Location> {
+  private async createLocked(w: VgWriter, lv: string, volume: VolumeRef): Promise<Location> {
     const tags = volumeTags(volume.id);
     if (this.thin) {
-      await this.ensurePoolLocked();
-      this.checkSpace(volume.size, true);
-      await this.lvm.createThin(lv, volume.size, this.pool, tags);
-      this.added({ name: lv, size: volume.size * GIB, tags, attr: 'Vwi-a-tz--', origin: '', poolLv: this.pool });
+      await this.ensurePoolLocked(w);
+      w.checkSpace(volume.size, true);
+      await this.lvm.createThin(lv, volume.size, this.cache.pool, tags);
+      w.added({ name: lv, size: volume.size * GIB, tags, attr: 'Vwi-a-tz--', origin: '', poolLv: this.cache.pool });
     } else {
-      this.checkSpace(volume.size, false);
+      w.checkSpace(volume.size, false);
       await this.lvm.createLinear(lv, volume.size, tags);
-      this.added({ name: lv, size: this.roundToExtent(volume.size * GIB), tags, attr: '-wi-a-----', origin: '', poolLv: '' });
+      w.added({ name: lv, size: volume.size * GIB, tags, attr: '-wi-a-----', origin: '', poolLv: '' });
     }
-    return this.location(lv, this.thin);
+    return this.location(volumeLv(volume.id), this.thin);
   }
 
   /** cinder's create_thin_pool on first use: 95% of the VG's free space. */
-  private async ensurePoolLocked(): Promise<void> {
-    const report = this.report ?? (await this.refresh());
-    if (report.lvs.has(this.pool)) return;
+  private async ensurePoolLocked(w: VgWriter): Promise<void> {
+    const report = this.cache.current ?? (await w.refresh());
+    if (report.lvs.has(this.cache.pool)) return;
     const extent = report.vg.extentSize;
     const size = Math.floor((report.vg.free * THIN_POOL_SHARE) / extent) * extent;
-    await this.lvm.createThinPool(this.pool, size);
+    await this.lvm.createThinPool(this.cache.pool, size);
     // Once per backend: the pool's metadata and spare LVs take space only a fresh report shows.
-    await this.refresh();
+    await w.refresh();
   }
 
-  private async snapshotLocked(lv: string, origin: string, tags: string[], thin: boolean, sizeGb: number): Promise<void> {
-    if (!thin) this.checkSpace(sizeGb, false);
+  private async snapshotLocked(w: VgWriter, lv: string, origin: string, tags: string[], thin: boolean, sizeGb: number): Promise<void> {
+    if (!thin) w.checkSpace(sizeGb, false);
     await this.lvm.createSnapshot(lv, origin, tags, thin ? null : sizeGb);
-    const poolLv = thin ? this.pool : '';
-    const size = thin ? sizeGb * GIB : this.roundToExtent(sizeGb * GIB);
-    this.added({ name: lv, size, tags, attr: thin ? 'Vwi---tz-k' : 'swi-a-s---', origin, poolLv });
+    const poolLv = thin ? this.cache.pool : '';
+    w.added({ name: lv, size: sizeGb * GIB, tags, attr: thin ? 'Vwi---tz-k' : 'swi-a-s---', origin, poolLv });
   }
 
-  /** A thin volume as a thin snapshot of `source`, grown to `sizeGb`, activated for good (cinder's thin path). */
-  private async thinCopyLocked(lv: string, tags: string[], source: string, sizeGb: number, sourceGb: number): Promise<Location> {
-    await this.snapshotLocked(lv, source, tags, true, sourceGb);
-    if (sizeGb > sourceGb) {
-      await this.lvm.extend(lv, sizeGb);
-      this.resized(lv, sizeGb, true);
+  private async extendLocked(w: VgWriter, lv: string, sizeGb: number): Promise<void> {
+    await this.lvm.extend(lv, sizeGb).catch((err: unknown) => {
+      if (!isSameSize(stderrOf(err))) throw err;
+    });
+    w.resized(lv, sizeGb);
+  }
+
+  private async renameLocked(w: VgWriter, from: string, to: string): Promise<void> {
+    await this.lvm.rename(from, to);
+    w.renamed(from, to);
+  }
+
+  /** `lvremove -f`, retried once with cinder's settings; an LV already gone counts as removed. */
+  private async removeLocked(w: VgWriter, lv: string): Promise<void> {
+    try {
+      await this.lvm.remove(lv);
+    } catch (err) {
+      if (!isLvNotFound(stderrOf(err))) {
+        await this.lvm.remove(lv, true).catch((retryErr: unknown) => {
+          if (!isLvNotFound(stderrOf(retryErr))) throw retryErr;
+        });
+      }
     }
-    await this.activateLocked(lv, true);
-    return this.location(lv, true);
+    w.forgot(lv);
   }
 
   /**
-   * A new volume filled with `dd` from `from` (a snapshot). `prepare` makes `from` ready inside the queue;
-   * the copy itself runs outside it so a long dd does not hold up the VG's other writes.
+   * A thin volume as a thin snapshot of `source` (cinder's thin path), grown to the volume's size and
+   * activated for good. One lvcreate is complete as made; with a grow it is built under its partial
+   * name and renamed last, so `volume-<id>` never names a copy of the wrong size.
    */
-  private async copyInto(volume: VolumeRef, from: string, sizeGb: number, prepare: () => Promise<void>): Promise<Location> {
+  private thinCopy(volume: VolumeRef, source: string, sourceGb: number): Promise<Location> {
     const lv = volumeLv(volume.id);
-    let created = false;
+    const build = volume.size > sourceGb ? partialLv(volume.id) : lv;
+    return this.cache.locked(async (w) => {
+      let made = false;
+      try {
+        await this.snapshotLocked(w, build, source, volumeTags(volume.id), true, sourceGb);
+        made = true;
+        await this.finishThinLocked(w, build, volume.size, sourceGb);
+        if (build !== lv) await this.renameLocked(w, build, lv);
+        return this.location(lv, true);
+      } catch (err) {
+        if (made) await this.removeLocked(w, build).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  /** Grows a new thin snapshot to `sizeGb` and activates it, clearing the activation-skip flag. */
+  private async finishThinLocked(w: VgWriter, lv: string, sizeGb: number, sourceGb: number): Promise<void> {
+    if (sizeGb > sourceGb) await this.extendLocked(w, lv, sizeGb);
+    await this.activateLocked(lv, true);
+  }
+
+  /**
+   * A new volume filled with `dd` from `from` under its partial name: `prepare` makes `from` ready
+   * inside the queue, the copy runs outside it (a long dd does not hold up the VG's other writes) and
+   * is flushed, and the rename to `volume-<id>` is the last step.
+   */
+  private async copyInto(volume: VolumeRef, from: string, sizeGb: number, prepare: (w: VgWriter) => Promise<void>): Promise<Location> {
+    const part = partialLv(volume.id);
+    const lv = volumeLv(volume.id);
+    const thin = this.thin;
+    let made = false;
     try {
-      const location = await this.locked(async () => {
-        await prepare();
-        const loc = await this.createVolumeLocked(lv, volume);
-        created = true;
-        await this.activateLocked(lv, false);
-        return loc;
+      await this.cache.locked(async (w) => {
+        await prepare(w);
+        await this.createLocked(w, part, volume);
+        made = true;
+        await this.activateLocked(part, false);
       });
-      await this.lvm.copy(from, lv, sizeGb, this.thin);
-      return location;
+      await this.lvm.copy(from, part, sizeGb, thin);
+      await this.cache.locked((w) => this.renameLocked(w, part, lv));
+      return this.location(lv, thin);
     } catch (err) {
-      // Leave nothing half-copied behind; the record goes to error with this failure.
-      if (created) await this.locked(() => this.removeLocked(lv)).catch(() => undefined);
+      // A half-copy holds the source's data: zeroed (when thick) before its extents are freed.
+      if (made) await this.discard(part, volume.size * GIB, !thin && this.config.volumeClear === 'zero').catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Removes a temporary LV, zeroing it (or its copy-on-write store) first when `zero`; a missing one is done. */
+  private async discard(lv: string, bytes: number, zero: boolean, cow = false): Promise<void> {
+    if (!zero) return this.cache.locked((w) => this.removeLocked(w, lv));
+    if (await this.cache.locked(() => this.activateIfPresent(lv))) await this.zeroAndRemove(lv, bytes, cow);
+  }
+
+  /**
+   * cinder's volume_clear without holding the VG: rename the LV aside inside the queue (activated
+   * first, so a failure there changes nothing), zero it outside, remove it inside. A crash while
+   * zeroing leaves `clear-<lv>`: a `pending-clear` leftover, or found here again by a retried delete.
+   */
+  private async clearAside(lv: string, bytes: number, cow: boolean): Promise<void> {
+    const aside = clearLv(lv);
+    const found = await this.cache.locked(async (w) => {
+      if (await this.activateIfPresent(lv)) {
+        await this.renameLocked(w, lv, aside);
+        return true;
+      }
+      return this.activateIfPresent(aside);
+    });
+    if (found) await this.zeroAndRemove(aside, bytes, cow);
+  }
+
+  /** Zeroes an active LV (a thick snapshot: its `-cow` store) outside the queue, then removes it inside. */
+  private async zeroAndRemove(lv: string, bytes: number, cow: boolean): Promise<void> {
+    await this.lvm.zero(cow ? `${mapperPath(this.vg, lv)}-cow` : devicePath(this.vg, lv), bytes);
+    await this.cache.locked((w) => this.removeLocked(w, lv));
+  }
+
+  /**
+   * Thin revert: the snapshot's data is built beside the volume as `revert-<id>`, the old volume is
+   * removed, and the new one renamed into place. A second call finishes from any step.
+   */
+  private async revertThinLocked(w: VgWriter, report: Report, volume: VolumeRef, snapshot: SnapshotRef): Promise<void> {
+    const lv = volumeLv(volume.id);
+    const next = revertLv(volume.id);
+    if (report.lvs.has(next)) {
+      // The old volume is removed only once the new one is complete: then only the rename is left.
+      if (!report.lvs.has(lv)) return this.renameLocked(w, next, lv);
+      // Both there: the new one may be partial. Start again.
+      await this.removeLocked(w, next);
+    }
+    try {
+      await this.snapshotLocked(w, next, snapshotLv(snapshot.id), volumeTags(volume.id), true, snapshot.volumeSize);
+      await this.finishThinLocked(w, next, volume.size, snapshot.volumeSize);
+    } catch (err) {
+      // A half-made copy left behind would make every later revert start by removing it anyway.
+      await this.removeLocked(w, next).catch(() => undefined);
+      throw err;
+    }
+    await this.removeLocked(w, lv);
+    await this.renameLocked(w, next, lv);
+  }
+
+  /**
+   * Thick revert, cinder's: merge the snapshot into the volume (lvm2 consumes the snapshot), cycle
+   * the volume's activation (starts a merge deferred because the volume was inactive or open), then
+   * re-create the snapshot under its name so its record stays true. A second call after a crash: a
+   * snapshot still there is merged; a merge already started (the volume's lv_attr `O`, the snapshot
+   * hidden) is waited for; a snapshot gone was merged; then the rest runs again.
+   */
+  private async revertThickLocked(w: VgWriter, report: Report, volume: VolumeRef, snapshot: SnapshotRef): Promise<void> {
+    const lv = volumeLv(volume.id);
+    const snap = snapshotLv(snapshot.id);
+    let background = isMergingOrigin(report.lvs.get(lv));
+    if (report.lvs.has(snap) && !background) {
+      // lvconvert waits for the merge, unless the volume is inactive or open: then it runs on the next activation.
+      const { stdout, stderr } = await this.lvm.merge(snap);
+      background = /Delaying merge|next activation/i.test(stdout + stderr);
+    }
+    await this.lvm.deactivate(lv);
+    await this.activateLocked(lv, false);
+    if (background) await this.waitMerged(lv);
+    w.forgot(snap);
+    await this.snapshotLocked(w, snap, lv, snapshotTags(snapshot.id, volume.id), false, volume.size);
+  }
+
+  /** lvm2 finishes a merge started by activation in the background, then drops the snapshot LV. */
+  private async waitMerged(lv: string): Promise<void> {
+    for (let i = 0; i < MERGE_POLLS; i++) {
+      if (!isMergingOrigin(await this.lookup(lv))) return;
+      await this.sleep(1000);
+    }
+    throw new BackendError(`the merge into ${this.vg}/${lv} did not finish`);
+  }
+
+  /** A leftover `revert-<id>`: removed when the old volume is still there, else renamed into place. */
+  private settleRevert(volumeId: string): Promise<void> {
+    const lv = volumeLv(volumeId);
+    const next = revertLv(volumeId);
+    return this.cache.locked(async (w) => {
+      if (!(await this.lookup(next))) return;
+      if (await this.lookup(lv)) await this.removeLocked(w, next);
+      else await this.renameLocked(w, next, lv);
+    });
   }
 
   /**
@@ -583,9 +587,20 @@ export class LvmDriver implements Driver {
     });
   }
 
+  /** Activates `lv` if it exists; false when it does not. */
+  private async activateIfPresent(lv: string): Promise<boolean> {
+    try {
+      await this.activateLocked(lv, false);
+      return true;
+    } catch (err) {
+      if (isLvNotFound(stderrOf(err))) return false;
+      throw err;
+    }
+  }
+
   /** Deactivation on detach: an LV already gone is fine, and one still open elsewhere stays up. */
   private async deactivateQuietly(lv: string): Promise<void> {
-    await this.locked(async () => {
+    await this.cache.locked(async () => {
       try {
         await this.lvm.deactivate(lv);
       } catch (err) {
@@ -595,85 +610,7 @@ export class LvmDriver implements Driver {
     });
   }
 
-  /** `lvremove -f`, retried once with cinder's settings; an LV already gone counts as removed. */
-  /**
-   * cinder's volume_clear: a thick LV is zeroed before removal so the next LV on its extents cannot
-   * read its data; for a thick snapshot that is its copy-on-write store (`<dm name>-cow`). Thin LVs
-   * need no wipe: the pool hands out zeroed blocks. An LV already gone has nothing to wipe.
-   */
-  private async clearAndRemoveLocked(lv: string): Promise<void> {
-    const known = this.cached(lv);
-    if (this.config.volumeClear === 'zero' && known && !this.lvIsThin(known)) {
-      await this.activateLocked(lv, false);
-      await this.lvm.zero(known.origin ? `${mapperPath(this.vg, lv)}-cow` : devicePath(this.vg, lv), known.size);
-    }
-    await this.removeLocked(lv);
-  }
-
-  private async removeLocked(lv: string): Promise<void> {
-    try {
-      await this.lvm.remove(lv);
-    } catch (err) {
-      if (isLvNotFound(stderrOf(err))) return this.forget(lv);
-      try {
-        await this.lvm.remove(lv, true);
-      } catch (retryErr) {
-        if (!isLvNotFound(stderrOf(retryErr))) throw retryErr;
-      }
-    }
-    this.forget(lv);
-  }
-
-  private async tolerateMissing(step: Promise<unknown>): Promise<void> {
-    await step.catch((err: unknown) => {
-      const text = `${stderrOf(err)} ${err instanceof Error ? err.message : ''}`;
-      if (!/No such path|does not exist|not found/i.test(text)) throw err;
-    });
-  }
-
   private isLocal(connector: ConnectorInfo): boolean {
     return connector.host === this.hostname;
   }
-
-  // Cache upkeep: the figures follow each change arithmetically, so no lvs/vgs runs on the write path.
-
-  private added(lv: Omit<LvInfo, 'dataPercent' | 'metadataPercent'>): void {
-    if (!this.report) return;
-    this.report.lvs.set(lv.name, { ...lv, dataPercent: null, metadataPercent: null });
-    if (!this.lvIsThin(lv)) this.report.vg.free -= lv.size;
-    this.report.vg.lvCount += 1;
-  }
-
-  private forget(lv: string): void {
-    const known = this.report?.lvs.get(lv);
-    if (!this.report || !known) return;
-    this.report.lvs.delete(lv);
-    if (!this.lvIsThin(known)) this.report.vg.free += known.size;
-    this.report.vg.lvCount -= 1;
-  }
-
-  private resized(lv: string, sizeGb: number, thin: boolean): void {
-    const known = this.report?.lvs.get(lv);
-    if (!this.report || !known) return;
-    const size = thin ? sizeGb * GIB : this.roundToExtent(sizeGb * GIB);
-    if (!thin) this.report.vg.free -= size - known.size;
-    known.size = size;
-  }
-
-  private renamed(from: string, to: string): void {
-    const known = this.report?.lvs.get(from);
-    if (!this.report || !known) return;
-    this.report.lvs.delete(from);
-    this.report.lvs.set(to, { ...known, name: to });
-  }
-}
-
-function tagValue(lv: LvInfo, prefix: string): string | undefined {
-  return lv.tags.find((t) => t.startsWith(prefix))?.slice(prefix.length);
-}
-
-function lvNameFor(kind: string | undefined, id: string): string | null {
-  if (kind === 'volume') return volumeLv(id);
-  if (kind === 'snapshot') return snapshotLv(id);
-  return null;
 }

@@ -1,94 +1,111 @@
-import { randomInt } from 'node:crypto';
-import { InvalidArgumentError } from '@kindling/protocol';
-import type { RunResult, Runner } from '../../exec/run.js';
+import { networkInterfaces } from 'node:os';
+import { InvalidArgumentError, KindlingError, type ConnectionInfo, type ConnectionRecord } from '@kindling/protocol';
+import { DEFAULT_PORTAL, type TargetCli, generateChap, targetIqn } from './targetcli.js';
 
-/** cinder's target_prefix, so initiators see the names they know. */
-export const targetIqn = (lv: string): string => `iqn.2010-10.org.openstack:${lv}`;
-
-// RFC 3720 names: iqn.YYYY-MM.reversed.domain[:anything], eui.<16 hex>, naa.<16 or 32 hex>. The
-// character set is kept narrow because the name becomes a targetcli path and argument.
-const IQN_RE = /^iqn\.\d{4}-\d{2}\.[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[A-Za-z0-9.:_-]+)?$/;
-const EUI_RE = /^eui\.[0-9A-Fa-f]{16}$/;
-const NAA_RE = /^naa\.(?:[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})$/;
-
-export function checkInitiator(initiator: unknown): string {
-  if (typeof initiator !== 'string' || initiator === '') {
-    throw new InvalidArgumentError('an iSCSI connector needs an initiator name', { field: 'initiator' });
-  }
-  if (initiator.length > 223 || !(IQN_RE.test(initiator) || EUI_RE.test(initiator) || NAA_RE.test(initiator))) {
-    throw new InvalidArgumentError(`not an iSCSI initiator name: ${JSON.stringify(initiator)}`, { field: 'initiator' });
-  }
-  return initiator;
+export interface Portal {
+  ip: string;
+  port: number;
 }
 
-const ALNUM = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
-const randomString = (length: number): string =>
-  Array.from({ length }, () => ALNUM[randomInt(ALNUM.length)]).join('');
+/** The first external IPv4 address: where other hosts reach this one when `targetIp` is not set. */
+export function defaultTargetIp(): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    const found = addrs?.find((a) => a.family === 'IPv4' && !a.internal);
+    if (found) return found.address;
+  }
+  throw new InvalidArgumentError('no external IPv4 address for iSCSI; set targetIp on the backend');
+}
 
-/** Per-initiator CHAP credentials, the lengths cinder generates (20-char user, 16-char secret). */
-export const generateChap = (): { username: string; password: string } => ({
-  username: randomString(20),
-  password: randomString(16),
-});
+const iscsiOnly = (connections: ConnectionRecord[]): ConnectionRecord[] =>
+  connections.filter((c) => c.connectionInfo.driverVolumeType === 'iscsi');
 
-/** LIO's default portal, added by `targetcli /iscsi create`. */
-export const DEFAULT_PORTAL = { ip: '0.0.0.0', port: 3260 };
+/** A step that may find its object already gone (a retried or partial unexport). */
+async function tolerateMissing(step: Promise<unknown>): Promise<void> {
+  await step.catch((err: unknown) => {
+    const stderr = err instanceof KindlingError && typeof err.details.stderrTail === 'string' ? err.details.stderrTail : '';
+    if (!/No such path|does not exist|not found/i.test(`${stderr} ${err instanceof Error ? err.message : ''}`)) throw err;
+  });
+}
 
-/** The LIO commands an iSCSI export needs, each one targetcli call (argv, no shell). */
-export class TargetCli {
-  constructor(private readonly run: Runner) {}
+/**
+ * An LV exported over iSCSI with LIO, as cinder's lioadm: one block backstore, one target with one LUN
+ * and CHAP, and one ACL per connected initiator. The export goes with the volume's last connection.
+ */
+export class IscsiExport {
+  constructor(
+    private readonly targets: TargetCli,
+    private readonly portal: () => Portal,
+  ) {}
 
-  private cli(...args: string[]): Promise<RunResult> {
-    return this.run(['targetcli', ...args]);
+  /**
+   * `initiator` is already checked; `activate` brings the LV's device up (inside the VG queue) and
+   * returns its path; `others` are the volume's existing connections.
+   */
+  async connect(
+    volumeId: string,
+    lv: string,
+    initiator: string,
+    others: ConnectionRecord[],
+    activate: () => Promise<string>,
+  ): Promise<ConnectionInfo> {
+    const existing = iscsiOnly(others);
+    // The same initiator already has its ACL: hand back the credentials it was given.
+    const same = existing.find((c) => c.connectorInfo.initiator === initiator);
+    if (same) return same.connectionInfo;
+
+    const iqn = targetIqn(lv);
+    const portal = this.portal();
+    const first = existing.length === 0;
+    const chap = generateChap();
+    try {
+      if (first) {
+        await this.targets.createBackstore(lv, await activate());
+        await this.targets.createTarget(iqn);
+        await this.targets.createLun(iqn, lv);
+        await this.targets.requireAuth(iqn);
+        if (portal.port !== DEFAULT_PORTAL.port) {
+          // The default portal listens on every address at 3260; another port needs its own portal.
+          await this.targets.deletePortal(iqn, DEFAULT_PORTAL.ip, DEFAULT_PORTAL.port);
+          await this.targets.createPortal(iqn, portal.ip, portal.port);
+        }
+      }
+      await this.targets.createAcl(iqn, initiator);
+      await this.targets.setAclAuth(iqn, initiator, chap.username, chap.password);
+      await this.targets.saveConfig();
+    } catch (err) {
+      // A half-made export would make the next connect fail with "already exists": take it down.
+      if (first) {
+        await this.targets.deleteTarget(iqn).catch(() => undefined);
+        await this.targets.deleteBackstore(lv).catch(() => undefined);
+      }
+      throw err;
+    }
+    return {
+      driverVolumeType: 'iscsi',
+      data: {
+        target_discovered: false,
+        target_iqn: iqn,
+        target_portal: `${portal.ip}:${portal.port}`,
+        target_lun: 0,
+        volume_id: volumeId,
+        auth_method: 'CHAP',
+        auth_username: chap.username,
+        auth_password: chap.password,
+      },
+    };
   }
 
-  createBackstore(name: string, device: string): Promise<RunResult> {
-    return this.cli('/backstores/block', 'create', `name=${name}`, `dev=${device}`);
-  }
-
-  deleteBackstore(name: string): Promise<RunResult> {
-    return this.cli('/backstores/block', 'delete', name);
-  }
-
-  createTarget(iqn: string): Promise<RunResult> {
-    return this.cli('/iscsi', 'create', iqn);
-  }
-
-  deleteTarget(iqn: string): Promise<RunResult> {
-    return this.cli('/iscsi', 'delete', iqn);
-  }
-
-  createLun(iqn: string, backstore: string): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1/luns`, 'create', `/backstores/block/${backstore}`);
-  }
-
-  /** CHAP on, and only initiators with an ACL may log in. */
-  requireAuth(iqn: string): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1`, 'set', 'attribute', 'authentication=1', 'generate_node_acls=0');
-  }
-
-  deletePortal(iqn: string, ip: string, port: number): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1/portals`, 'delete', ip, String(port));
-  }
-
-  createPortal(iqn: string, ip: string, port: number): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1/portals`, 'create', ip, String(port));
-  }
-
-  createAcl(iqn: string, initiator: string): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1/acls`, 'create', initiator);
-  }
-
-  setAclAuth(iqn: string, initiator: string, username: string, password: string): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1/acls/${initiator}`, 'set', 'auth', `userid=${username}`, `password=${password}`);
-  }
-
-  deleteAcl(iqn: string, initiator: string): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1/acls`, 'delete', initiator);
-  }
-
-  /** Persists the running configuration so exports survive a target service restart. */
-  saveConfig(): Promise<RunResult> {
-    return this.cli('saveconfig');
+  /** Removes this initiator's ACL unless another connection of it remains, and the export with the last one. */
+  async disconnect(lv: string, initiator: string, others: ConnectionRecord[]): Promise<void> {
+    const iqn = targetIqn(lv);
+    const remaining = iscsiOnly(others);
+    if (!remaining.some((c) => c.connectorInfo.initiator === initiator)) {
+      await tolerateMissing(this.targets.deleteAcl(iqn, initiator));
+    }
+    if (remaining.length === 0) {
+      await tolerateMissing(this.targets.deleteTarget(iqn));
+      await tolerateMissing(this.targets.deleteBackstore(lv));
+    }
+    await this.targets.saveConfig();
   }
 }

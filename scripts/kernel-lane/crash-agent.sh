@@ -1,0 +1,60 @@
+#!/bin/bash
+# Kernel lane, test-only: a second Kindling agent in the guest that the crash scenarios kill and restart
+# (its own VGs kindling-crash-thick/-thin, data dir and port, so the other scenarios never notice).
+#   crash-agent.sh start                      start it (commands through the stall shim) and wait for /healthz
+#   crash-agent.sh kill                       SIGKILL the agent with its whole process group (its commands too)
+#   crash-agent.sh stall ID CMD WHEN REGEX    stall the next CMD whose arguments match REGEX (see stall-shim.sh)
+#   crash-agent.sh stalled ID [SECONDS]       wait until rule ID has stalled its command
+set -euo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+KL=/opt/kindling
+RUN=/run/kl-crash
+STALL=/run/kl-stall
+SHIM=/run/kl-shim
+PORT="${KL_CRASH_PORT:-8602}"
+mkdir -p "$RUN" "$STALL"/rules "$STALL"/claimed "$STALL"/hit "$SHIM"
+
+case "${1:-}" in
+  start)
+    for c in dd lvconvert lvrename lvremove; do
+      ln -sf "$KL/stall-shim.sh" "$SHIM/$c"
+    done
+    mkdir -p /var/lib/kindling-crash
+    # setsid: the agent leads its own process group, so `kill` takes its commands with it
+    cd "$KL/app"
+    PATH="$SHIM:$PATH" setsid -f /bin/sh -c "echo \$\$ >$RUN/agent.pid; exec $KL/bin/node packages/agent/dist/bin.js --config /etc/kindling-crash.json" \
+      >>/run/kl-out/crash-agent.log 2>&1 </dev/null
+    for _ in $(seq 1 600); do
+      if "$KL/bin/node" -e "fetch('http://127.0.0.1:$PORT/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then
+        exit 0
+      fi
+      sleep 0.5
+    done
+    echo "the crash agent did not answer /healthz; its log:" >&2
+    tail -n 30 /run/kl-out/crash-agent.log >&2
+    exit 1
+    ;;
+  kill)
+    pid="$(cat "$RUN/agent.pid")"
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+    echo "agent $pid still running" >&2
+    exit 1
+    ;;
+  stall)
+    printf '%s\t%s\t%s\n' "$3" "$4" "$5" >"$STALL/$2.tmp"
+    mv "$STALL/$2.tmp" "$STALL/rules/$2"
+    ;;
+  stalled)
+    for _ in $(seq 1 $((${3:-120} * 2))); do
+      [[ -f "$STALL/hit/$2" ]] && { cat "$STALL/hit/$2"; exit 0; }
+      sleep 0.5
+    done
+    echo "rule $2 stalled nothing; rules left: $(ls "$STALL/rules")" >&2
+    exit 1
+    ;;
+  *)
+    sed -n '2,8p' "$0" >&2
+    exit 2
+    ;;
+esac
