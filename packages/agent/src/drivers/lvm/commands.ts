@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import type { RunOptions, RunResult, Runner } from '../../exec/run.js';
+import { progressMeter } from '../../progress.js';
 import { LV_FIELDS, VG_FIELDS } from './report.js';
 
 /** cinder's brick: LV removal can race udev, so deactivation is retried. */
@@ -127,19 +128,32 @@ export class LvmCommands {
     return this.run(
       [
         'dd', `if=${devicePath(this.vg, from)}`, `of=${devicePath(this.vg, to)}`, 'bs=1M', `count=${mib}`,
-        'iflag=direct', 'oflag=direct', sparse ? 'conv=sparse,fsync' : 'conv=fsync',
+        'iflag=direct', 'oflag=direct', sparse ? 'conv=sparse,fsync' : 'conv=fsync', 'status=progress',
       ],
-      { timeoutMs: ddTimeoutMs(mib) },
+      { timeoutMs: ddTimeoutMs(mib), copy: true, ...ddMeter(mib * MIB) },
     );
   }
 
   /** cinder's volume_clear=zero: overwrites a device (an LV's, or a snapshot's `-cow` store) with zeros. */
   zero(device: string, sizeBytes: number): Promise<RunResult> {
     const mib = Math.ceil(sizeBytes / MIB);
-    return this.run(['dd', 'if=/dev/zero', `of=${device}`, 'bs=1M', `count=${mib}`, 'oflag=direct'], {
+    return this.run(['dd', 'if=/dev/zero', `of=${device}`, 'bs=1M', `count=${mib}`, 'oflag=direct', 'status=progress'], {
       timeoutMs: ddTimeoutMs(mib),
+      copy: true,
+      ...ddMeter(mib * MIB, 'volume.clear'),
     });
   }
 }
 
 const tagArgs = (tags: string[]): string[] => tags.flatMap((t) => ['--addtag', t]);
+
+/** `dd status=progress` redraws `<bytes> bytes (...) copied, ...` on stderr: progress of a copy of `totalBytes`. */
+function ddMeter(totalBytes: number, op?: 'volume.clear'): { onStderrLine: (line: string) => void } {
+  const report = progressMeter(totalBytes, op);
+  return {
+    onStderrLine: (line) => {
+      const done = /^(\d+) bytes/.exec(line.trim());
+      if (done) report(Number(done[1]));
+    },
+  };
+}

@@ -6,12 +6,11 @@ import { run, type Runner } from '../../exec/run.js';
 import type { SnapshotRef, VolumeRef } from '../driver.js';
 import { LvmDriver } from './driver.js';
 import { createLoopVg, loopVgUnavailable, type LoopVg } from '../../testing/loop-vg.js';
+import { requires } from '../../testing/requirement.js';
 
 // Real lvm2 on a loop-backed VG. Without device-mapper only metadata operations work; the rest must
 // fail cleanly. The real-kernel lane runs the same driver with activation on.
-const unavailable = loopVgUnavailable();
-if (unavailable) console.warn(`SKIPPING real-LVM driver tests: ${unavailable}`);
-const suite = unavailable ? describe.skip : describe;
+const suite = requires('the real-LVM driver tests (a loop VG)', loopVgUnavailable(), describe, describe.skip);
 
 const GIB = 1024 ** 3;
 

@@ -276,7 +276,7 @@ describe('LvmDriver argv (recording runner)', () => {
       [...ACTIVATE, `${VG}/_snapshot-${S1}`],
       ['lvcreate', '-n', `partial-${V2}`, '-L', '2g', ...volTags(V2), VG],
       [...ACTIVATE, `${VG}/partial-${V2}`],
-      ['dd', `if=/dev/${VG}/_snapshot-${S1}`, `of=/dev/${VG}/partial-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct', 'conv=fsync'],
+      ['dd', `if=/dev/${VG}/_snapshot-${S1}`, `of=/dev/${VG}/partial-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct', 'conv=fsync', 'status=progress'],
       ['lvrename', VG, `partial-${V2}`, `volume-${V2}`],
     ]);
   });
@@ -290,7 +290,7 @@ describe('LvmDriver argv (recording runner)', () => {
       [...ACTIVATE, `${VG}/clone-snap-${V2}`],
       ['lvcreate', '-n', `partial-${V2}`, '-L', '1g', ...volTags(V2), VG],
       [...ACTIVATE, `${VG}/partial-${V2}`],
-      ['dd', `if=/dev/${VG}/clone-snap-${V2}`, `of=/dev/${VG}/partial-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct', 'conv=fsync'],
+      ['dd', `if=/dev/${VG}/clone-snap-${V2}`, `of=/dev/${VG}/partial-${V2}`, 'bs=1M', 'count=1024', 'iflag=direct', 'oflag=direct', 'conv=fsync', 'status=progress'],
       ['lvrename', VG, `partial-${V2}`, `volume-${V2}`],
       [...REMOVE, `${VG}/clone-snap-${V2}`],
     ]);
@@ -425,7 +425,7 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(f.argv()).toEqual([
       [...ACTIVATE, `${VG}/volume-${V1}`],
       ['lvrename', VG, `volume-${V1}`, `clear-volume-${V1}`],
-      ['dd', 'if=/dev/zero', `of=/dev/${VG}/clear-volume-${V1}`, 'bs=1M', 'count=2048', 'oflag=direct'],
+      ['dd', 'if=/dev/zero', `of=/dev/${VG}/clear-volume-${V1}`, 'bs=1M', 'count=2048', 'oflag=direct', 'status=progress'],
       [...REMOVE, `${VG}/clear-volume-${V1}`],
     ]);
   });
@@ -443,7 +443,7 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(f.argv()).toEqual([
       [...ACTIVATE, `${VG}/_snapshot-${S1}`],
       ['lvrename', VG, `_snapshot-${S1}`, `clear-_snapshot-${S1}`],
-      ['dd', 'if=/dev/zero', `of=/dev/mapper/cinder--volumes-clear--_snapshot--${S1.replace(/-/g, '--')}-cow`, 'bs=1M', 'count=1024', 'oflag=direct'],
+      ['dd', 'if=/dev/zero', `of=/dev/mapper/cinder--volumes-clear--_snapshot--${S1.replace(/-/g, '--')}-cow`, 'bs=1M', 'count=1024', 'oflag=direct', 'status=progress'],
       [...REMOVE, `${VG}/clear-_snapshot-${S1}`],
     ]);
   });
@@ -716,7 +716,7 @@ describe('LvmDriver and its VG queue (recording runner)', () => {
     await Promise.all([create, stats]);
     expect(f.argv().map((a) => a[0])).toEqual(['lvcreate', 'lvm']);
     await driver.deleteVolume(thick(V1, 1));
-    expect(f.argv()).toContainEqual(['dd', 'if=/dev/zero', `of=/dev/${VG}/clear-volume-${V1}`, 'bs=1M', 'count=1024', 'oflag=direct']);
+    expect(f.argv()).toContainEqual(['dd', 'if=/dev/zero', `of=/dev/${VG}/clear-volume-${V1}`, 'bs=1M', 'count=1024', 'oflag=direct', 'status=progress']);
   });
 
   it('zeroes outside the VG queue: another create completes while a zeroing dd is stalled', async () => {
