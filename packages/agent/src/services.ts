@@ -10,7 +10,7 @@ import { Backends } from './service/backends.js';
 import { ConnectionService } from './service/connections.js';
 import type { ServiceContext } from './service/context.js';
 import { EventBus } from './service/events.js';
-import { KeyedLocks } from './service/locks.js';
+import { KeyedLocks } from './locks.js';
 import { recoverTransient, type RecoveryReport } from './service/recovery.js';
 import { SnapshotService } from './service/snapshots.js';
 import { VolumeService } from './service/volumes.js';

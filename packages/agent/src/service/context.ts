@@ -3,7 +3,7 @@ import type { SnapshotRef, VolumeRef } from '../drivers/driver.js';
 import type { IndexStore } from '../index/store.js';
 import type { Backends } from './backends.js';
 import type { EventBus } from './events.js';
-import type { KeyedLocks } from './locks.js';
+import type { KeyedLocks } from '../locks.js';
 
 /** What every resource service shares. */
 export interface ServiceContext {

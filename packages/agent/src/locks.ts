@@ -1,4 +1,4 @@
-/** Per-key mutual exclusion: operations on one resource run one at a time, in arrival order. */
+/** Per-key mutual exclusion, in arrival order: the service locks resources with it, the LVM driver its VG queues. */
 export class KeyedLocks {
   private readonly tails = new Map<string, Promise<unknown>>();
 
