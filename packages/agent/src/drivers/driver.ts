@@ -87,7 +87,7 @@ export interface ScanResult {
  * A driver throws ConflictError only when it refused before changing anything on storage (no room,
  * not the latest snapshot): the service then puts the record back as it was, instead of an error status.
  *
- * Crash rules (docs/recovery.md has each operation's steps): a volume is made or filled under a
+ * Crash rules (drivers/lvm/recovery.md and drivers/nfs/recovery.md have each operation's steps): a volume is made or filled under a
  * temporary name, flushed, then published under its final name in one step, so the final name means
  * "complete". Deletes and reverts are resumable: called again after an interruption at any step, they
  * finish the job. scan() never throws for one bad file: it skips and reports it as a stray.
