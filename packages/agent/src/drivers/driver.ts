@@ -84,12 +84,13 @@ export interface ScanResult {
 /**
  * One storage driver, bound to one configured backend. Drivers run commands and return what the
  * record needs; they never touch the index or the wire. The service serialises calls per resource.
- * A driver throws ConflictError only when it refused before changing anything on storage (no room,
- * not the latest snapshot): the service then puts the record back as it was, instead of an error status.
+ * A driver throws ConflictError, InvalidArgumentError or UnsupportedError only when it refused before
+ * changing anything on storage (no room, not the latest snapshot, an image too big for the volume, a
+ * hostile file): the service then puts the record back as it was, instead of an error status.
  *
- * Crash rules (drivers/lvm/recovery.md and drivers/nfs/recovery.md have each operation's steps): a volume is made or filled under a
- * temporary name, flushed, then published under its final name in one step, so the final name means
- * "complete". Deletes and reverts are resumable: called again after an interruption at any step, they
+ * Crash rules (each operation's steps: lvm/recovery.md, nfs/recovery.md): a volume is made or filled
+ * under a temporary name, flushed, then published under its final name in one step, so the final name
+ * means "complete". Deletes and reverts are resumable: called again after an interruption at any step, they
  * finish the job. scan() never throws for one bad file: it skips and reports it as a stray.
  */
 export interface Driver {
