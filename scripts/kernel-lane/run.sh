@@ -115,12 +115,15 @@ if [[ "$MODE" != smoke ]]; then
     "$A"/node_modules/.pnpm/vitest@* "$A"/node_modules/.pnpm/@vitest+*
 fi
 
+# The guest's network is qemu's user-mode NAT, reached only through port forwards on the host's
+# loopback: no TLS there (allowPlaintext), as for any agent on a trusted network.
 AGENT_GUEST_PORT=8600
 EXEC_GUEST_PORT=8601
 CRASH_GUEST_PORT=8602
 cat >"$P/kindling.json" <<EOF
 {
   "listen": { "host": "0.0.0.0", "port": $AGENT_GUEST_PORT },
+  "allowPlaintext": true,
   "dataDir": "/var/lib/kindling",
   "token": "$TOKEN",
   "backends": [
@@ -134,6 +137,7 @@ EOF
 cat >"$P/kindling-crash.json" <<EOF
 {
   "listen": { "host": "0.0.0.0", "port": $CRASH_GUEST_PORT },
+  "allowPlaintext": true,
   "dataDir": "/var/lib/kindling-crash",
   "token": "$TOKEN",
   "backends": [
