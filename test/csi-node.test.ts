@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
 import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
+import { cleanUpHost, hasCapability, nodeUnavailable } from '../packages/csi/src/testing/host.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // The Node service on this host for real: loop devices over raw files of an NFS backend on a local
@@ -18,9 +19,6 @@ const ext4 = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: writer };
 const xfs = { mount: { fsType: 'xfs', mountFlags: [] }, accessMode: writer };
 const block = { block: {}, accessMode: writer };
 
-const tool = (name: string) => ['/usr/sbin', '/sbin', '/usr/bin'].some((d) => existsSync(join(d, name)));
-const unavailable =
-  process.getuid?.() !== 0 ? 'not root' : !existsSync('/dev/loop-control') ? 'no loop devices' : !['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid'].every(tool) ? 'e2fsprogs, xfsprogs or util-linux missing (scripts/install-deps.sh)' : null;
 
 let agent: AgentProcess;
 let other: AgentProcess;
@@ -44,11 +42,6 @@ const loopsOfVolume = (volumeId: string): string => {
   const file = join(agent.dir, 'share', `volume-${volumeId.split(':')[2]}`);
   return execFileSync('losetup', ['--associated', file], { encoding: 'utf8' });
 };
-/** Whether this process holds a capability (bit number in CapEff). */
-const hasCapability = (bit: number): boolean => {
-  const hex = readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)$/m)?.[1] ?? '0';
-  return (BigInt(`0x${hex}`) >> BigInt(bit)) % 2n === 1n;
-};
 const isMountPoint = (path: string): boolean => {
   try {
     execFileSync('mountpoint', ['-q', path]);
@@ -58,7 +51,7 @@ const isMountPoint = (path: string): boolean => {
   }
 };
 
-describe.skipIf(unavailable)('Node service on real loop devices and mounts', () => {
+describe.skipIf(nodeUnavailable())('Node service on real loop devices and mounts', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kindling-csi-node-'));
     const raw = (d: string) => [{ name: 'nfs', driver: 'nfs', shares: [join(d, 'share')], format: 'raw' }];
@@ -75,12 +68,7 @@ describe.skipIf(unavailable)('Node service on real loop devices and mounts', () 
   afterAll(async () => {
     for (const c of [controller, node, identity]) c?.close();
     await server?.close();
-    if (dir) {
-      // A failed test may leave mounts: take them down before removing the folder.
-      for (const line of execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n').reverse()) {
-        if (line.startsWith(dir)) execFileSync('umount', ['-l', line]);
-      }
-    }
+    if (dir) cleanUpHost(dir, [agent, other].filter(Boolean).map((a) => a.dir));
     await Promise.all([agent, other].filter(Boolean).map((a) => a.dispose()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
