@@ -37,7 +37,8 @@ export function grpcStatusOf(err: unknown): { code: status; details: string } {
   if (err instanceof CsiError) return { code: err.code, details: err.message };
   if (err instanceof KindlingError) {
     const { command, stderrTail } = err.details as { command?: unknown; stderrTail?: unknown };
-    const tail = err.code === 'BACKEND_ERROR' && typeof stderrTail === 'string' && stderrTail ? `: ${String(command ?? '')}: ${stderrTail.trim()}` : '';
+    const line = Array.isArray(command) ? command.join(' ') : String(command ?? '');
+    const tail = err.code === 'BACKEND_ERROR' && typeof stderrTail === 'string' && stderrTail ? `: ${line}: ${stderrTail.trim()}` : '';
     return { code: CODES[err.code as ErrorCode] ?? status.INTERNAL, details: `${err.code}: ${err.message}${tail}` };
   }
   return { code: status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
