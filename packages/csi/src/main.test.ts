@@ -19,6 +19,14 @@ describe('kindling-csi flags', () => {
     });
   });
 
+  it('reads the agents\' CA and client certificate from files', async () => {
+    const ca = join(await mkdtemp(join(tmpdir(), 'csi-main-')), 'ca.pem');
+    await writeFile(ca, '-----BEGIN CERTIFICATE-----\n');
+    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x', '--tls-ca', ca], {}).tls).toEqual({ ca: '-----BEGIN CERTIFICATE-----\n', cert: undefined, key: undefined });
+    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], { KINDLING_TLS_CA: ca }).tls?.ca).toMatch(/BEGIN/);
+    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], {}).tls).toBeUndefined();
+  });
+
   it('refuses a missing mode or endpoint and unknown flags', () => {
     expect(() => parseCli(['--endpoint', 'unix:///x'], {})).toThrow(/--mode/);
     expect(() => parseCli(['--mode', 'all'], {})).toThrow(/--endpoint/);

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { Server, ServerCredentials, status, type handleUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { Agent, Fleet } from '@kindling/sdk';
+import { Agent, Fleet, type TlsOptions } from '@kindling/sdk';
 import { Controller } from './controller.js';
 import { grpcStatusOf } from './errors.js';
 import { Identity, type Mode } from './identity.js';
@@ -16,6 +16,7 @@ export interface CsiServerOptions {
   /** This host's agent, for the node service; default the first of `agents`. */
   nodeAgent?: string;
   token?: string;
+  tls?: TlsOptions;
   maxVolumesPerNode?: number;
 }
 
@@ -54,7 +55,7 @@ const names = (service: object): string[] => Object.values(service).map((m: { or
 
 /** Starts the Identity service and, by mode, the Controller and Node services on one endpoint. */
 export async function startCsiServer(options: CsiServerOptions): Promise<CsiServer> {
-  const connect = options.token ? { token: options.token } : {};
+  const connect = { ...(options.token ? { token: options.token } : {}), ...(options.tls ? { tls: options.tls } : {}) };
   const server = new Server();
   const closers: (() => Promise<void>)[] = [];
   const ready: (() => Promise<boolean>)[] = [];
