@@ -180,8 +180,7 @@ export class Controller {
     const name = required(req.name, 'name');
     const sourceId = required(req.sourceVolumeId, 'source_volume_id');
     return this.#inFlight.run([`snapshot-name:${name}`, `volume:${sourceId}`], async () => {
-      const { volumes } = whole(await this.#fleet.volumes());
-      const existing = volumes.flatMap((v) => [...v.snapshots]).find((s) => s.name === name && s.status !== 'deleted');
+      const existing = await this.#snapshotByName(name);
       if (existing) {
         const host = this.#router.hostOf(existing);
         if (volumeIdOf(existing.volume, host) !== sourceId) throw new CsiError(status.ALREADY_EXISTS, `snapshot ${name} exists for another volume`);
@@ -193,6 +192,17 @@ export class Controller {
       const snapshot = await volume.createSnapshot({ name });
       return { snapshot: csiSnapshot(snapshot, ref.hostId) };
     });
+  }
+
+  /** The live snapshot made under this CSI name; a failed earlier attempt is removed so the create can run again. */
+  async #snapshotByName(name: string): Promise<Snapshot | null> {
+    const { volumes } = whole(await this.#fleet.volumes());
+    const named = volumes.flatMap((v) => [...v.snapshots]).filter((s) => s.name === name && s.status !== 'deleted');
+    for (const s of named) {
+      if (s.status === 'creating') throw new CsiError(status.ABORTED, `snapshot ${name} is still being taken`);
+      if (s.status === 'error') await s.delete();
+    }
+    return named.find((s) => s.status !== 'error' && s.status !== 'deleted') ?? null;
   }
 
   async deleteSnapshot(req: { snapshotId: string }): Promise<Record<string, never>> {
