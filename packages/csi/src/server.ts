@@ -65,7 +65,7 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
       const fleet = await Fleet.connect(options.agents, connect);
       closers.push(() => fleet.close());
       // Ready while some agent is: one host down must not restart the controller for the others.
-      ready.push(async () => (await fleet.health()).some((h) => h.state === 'up'));
+      ready.push(async () => fleet.agents.some((a) => a.state === 'up'));
       server.addService(ControllerService, unary(new Controller(fleet), names(ControllerService)));
     }
     if (options.mode !== 'controller') {
