@@ -1,14 +1,15 @@
 import { status } from '@grpc/grpc-js';
 import type { Fleet, Snapshot, Volume } from '@kindling/sdk';
 import { GiB, fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
-import { CsiError, invalid, notFound } from './errors.js';
+import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
 import { page } from './paging.js';
 import { classParameters, hostOfTopology, hostOrder, placeVolume, roomGb } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
-import { csiSnapshot, csiVolume, snapshotIdOf, volumeIdOf } from './present.js';
-import { Router } from './router.js';
+import { csiVolume, snapshotIdOf } from './present.js';
+import { Router, whole } from './router.js';
+import { SnapshotRpcs } from './snapshots.js';
 import type {
   ControllerExpandVolumeRequest,
   CreateSnapshotRequest,
@@ -31,26 +32,17 @@ const CAPABILITIES = [
   'EXPAND_VOLUME',
 ] as const;
 
-function required(value: string, field: string): string {
-  if (!value) throw invalid(`${field} is required`);
-  return value;
-}
-
-/** Every up agent's answer, or UNAVAILABLE: a listing missing a host would read as volumes gone. */
-function whole<T>(result: { failed: { url: string }[] } & T): T {
-  if (result.failed.length) throw new CsiError(status.UNAVAILABLE, `agents not answering: ${result.failed.map((f) => f.url).join(', ')}`);
-  return result;
-}
-
 /** The CSI Controller service over a fleet of agents. Keeps nothing: every answer comes from the agents. */
 export class Controller {
   readonly #router: Router;
   readonly #fleet: Fleet;
   readonly #inFlight = new InFlight();
+  readonly #snapshots: SnapshotRpcs;
 
   constructor(fleet: Fleet) {
     this.#fleet = fleet;
     this.#router = new Router(fleet);
+    this.#snapshots = new SnapshotRpcs(fleet, this.#router, this.#inFlight);
   }
 
   controllerGetCapabilities(): { capabilities: { rpc: { type: string } }[] } {
@@ -176,63 +168,16 @@ export class Controller {
     };
   }
 
-  async createSnapshot(req: CreateSnapshotRequest) {
-    const name = required(req.name, 'name');
-    const sourceId = required(req.sourceVolumeId, 'source_volume_id');
-    return this.#inFlight.run([`snapshot-name:${name}`, `volume:${sourceId}`], async () => {
-      const existing = await this.#snapshotByName(name);
-      if (existing) {
-        const host = this.#router.hostOf(existing);
-        if (volumeIdOf(existing.volume, host) !== sourceId) throw new CsiError(status.ALREADY_EXISTS, `snapshot ${name} exists for another volume`);
-        return { snapshot: csiSnapshot(existing, host) };
-      }
-      const ref = parseVolumeHandle(sourceId);
-      const volume = ref && (await this.#router.volume(ref));
-      if (!ref || !volume) throw notFound(`volume ${sourceId} does not exist`);
-      const snapshot = await volume.createSnapshot({ name });
-      return { snapshot: csiSnapshot(snapshot, ref.hostId) };
-    });
+  createSnapshot(req: CreateSnapshotRequest) {
+    return this.#snapshots.createSnapshot(req);
   }
 
-  /** The live snapshot made under this CSI name; a failed earlier attempt is removed so the create can run again. */
-  async #snapshotByName(name: string): Promise<Snapshot | null> {
-    const { volumes } = whole(await this.#fleet.volumes());
-    const named = volumes.flatMap((v) => [...v.snapshots]).filter((s) => s.name === name && s.status !== 'deleted');
-    for (const s of named) {
-      if (s.status === 'creating') throw new CsiError(status.ABORTED, `snapshot ${name} is still being taken`);
-      if (s.status === 'error') await s.delete();
-    }
-    return named.find((s) => s.status !== 'error' && s.status !== 'deleted') ?? null;
+  deleteSnapshot(req: { snapshotId: string }) {
+    return this.#snapshots.deleteSnapshot(req);
   }
 
-  async deleteSnapshot(req: { snapshotId: string }): Promise<Record<string, never>> {
-    const id = required(req.snapshotId, 'snapshot_id');
-    return this.#inFlight.run([`snapshot:${id}`], async () => {
-      const ref = parseSnapshotHandle(id);
-      const snapshot = ref && (await this.#router.snapshot(ref));
-      if (snapshot) await snapshot.delete();
-      return {};
-    });
-  }
-
-  async listSnapshots(req: ListSnapshotsRequest) {
-    let snapshots: Snapshot[];
-    if (req.snapshotId) {
-      // A filter naming nothing that exists lists nothing (the spec: not an error).
-      const ref = parseSnapshotHandle(req.snapshotId);
-      const one = ref && (await this.#router.snapshot(ref));
-      snapshots = one ? [one] : [];
-    } else if (req.sourceVolumeId) {
-      const ref = parseVolumeHandle(req.sourceVolumeId);
-      const volume = ref && (await this.#router.volume(ref));
-      snapshots = volume ? [...volume.snapshots] : [];
-    } else {
-      snapshots = whole(await this.#fleet.volumes()).volumes.flatMap((v) => [...v.snapshots]);
-    }
-    const listed = snapshots.filter((s) => s.status !== 'deleted').map((s) => csiSnapshot(s, this.#router.hostOf(s)));
-    const filtered = req.sourceVolumeId ? listed.filter((s) => s.sourceVolumeId === req.sourceVolumeId) : listed;
-    const { entries, nextToken } = page(filtered, (s) => s.snapshotId, req, (t) => parseSnapshotHandle(t) !== null);
-    return { entries: entries.map((snapshot) => ({ snapshot })), nextToken };
+  listSnapshots(req: ListSnapshotsRequest) {
+    return this.#snapshots.listSnapshots(req);
   }
 
   async controllerExpandVolume(req: ControllerExpandVolumeRequest) {

@@ -15,6 +15,12 @@ export class CsiError extends Error {
 export const invalid = (message: string): CsiError => new CsiError(status.INVALID_ARGUMENT, message);
 export const notFound = (message: string): CsiError => new CsiError(status.NOT_FOUND, message);
 
+/** A field the specification marks REQUIRED: its default ('') is INVALID_ARGUMENT. */
+export function required(value: string, field: string): string {
+  if (!value) throw invalid(`${field} is required`);
+  return value;
+}
+
 /** Kindling's stable codes to the spec's: the CO's retry behaviour follows from these. */
 const CODES: Record<ErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,

@@ -4,7 +4,7 @@ import { status } from '@grpc/grpc-js';
 import { NotFoundError, type Agent, type Volume } from '@kindling/sdk';
 import { GiB, filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
 import { attachDevice, detachDevice, deviceNumber, filesystemOn } from './devices.js';
-import { CsiError, invalid, notFound } from './errors.js';
+import { CsiError, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
 import { parseVolumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
@@ -22,11 +22,6 @@ import type {
 
 /** Block volumes are staged as a bind of the device onto this file inside the staging folder. */
 const BLOCK_FILE = 'block';
-
-function required(value: string, field: string): string {
-  if (!value) throw invalid(`${field} is required`);
-  return value;
-}
 
 function capability(cap: VolumeCapability | null): VolumeCapability {
   const checked = requireCapability(cap);

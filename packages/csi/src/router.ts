@@ -3,6 +3,12 @@ import { status } from '@grpc/grpc-js';
 import { CsiError } from './errors.js';
 import type { SnapshotRef, VolumeRef } from './ids.js';
 
+/** Every up agent's answer, or UNAVAILABLE: a listing missing a host would read as volumes gone. */
+export function whole<T>(result: { failed: { url: string }[] } & T): T {
+  if (result.failed.length) throw new CsiError(status.UNAVAILABLE, `agents not answering: ${result.failed.map((f) => f.url).join(', ')}`);
+  return result;
+}
+
 /** From an id to the live SDK object on the agent it names, without asking any other agent. */
 export class Router {
   constructor(readonly fleet: Fleet) {}
