@@ -8,6 +8,10 @@ need=()
 command -v lvcreate >/dev/null 2>&1 || need+=(lvm2)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
+# The CSI node service formats, probes and grows filesystems.
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
+command -v blkid >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

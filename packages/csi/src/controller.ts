@@ -1,0 +1,197 @@
+import { status } from '@grpc/grpc-js';
+import type { Fleet, Snapshot, Volume } from '@kindling/sdk';
+import { GiB, fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
+import { CsiError, invalid, notFound, required } from './errors.js';
+import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
+import { InFlight } from './locks.js';
+import { page } from './paging.js';
+import { classParameters, hostOfTopology, hostOrder, placeVolume, roomGb } from './placement.js';
+import { CSI_NAME_KEY } from './plugin.js';
+import { csiVolume, snapshotIdOf } from './present.js';
+import { Router, whole } from './router.js';
+import { SnapshotRpcs } from './snapshots.js';
+import type {
+  ControllerExpandVolumeRequest,
+  CreateSnapshotRequest,
+  CreateVolumeRequest,
+  CsiVolume,
+  GetCapacityRequest,
+  ListRequest,
+  ListSnapshotsRequest,
+  ValidateVolumeCapabilitiesRequest,
+  VolumeContentSource,
+} from './types.js';
+
+const CAPABILITIES = [
+  'CREATE_DELETE_VOLUME',
+  'LIST_VOLUMES',
+  'GET_CAPACITY',
+  'CREATE_DELETE_SNAPSHOT',
+  'LIST_SNAPSHOTS',
+  'CLONE_VOLUME',
+  'EXPAND_VOLUME',
+] as const;
+
+/** The CSI Controller service over a fleet of agents. Keeps nothing: every answer comes from the agents. */
+export class Controller {
+  readonly #router: Router;
+  readonly #fleet: Fleet;
+  readonly #inFlight = new InFlight();
+  readonly #snapshots: SnapshotRpcs;
+
+  constructor(fleet: Fleet) {
+    this.#fleet = fleet;
+    this.#router = new Router(fleet);
+    this.#snapshots = new SnapshotRpcs(fleet, this.#router, this.#inFlight);
+  }
+
+  controllerGetCapabilities(): { capabilities: { rpc: { type: string } }[] } {
+    return { capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) };
+  }
+
+  async createVolume(req: CreateVolumeRequest): Promise<{ volume: CsiVolume }> {
+    const name = required(req.name, 'name');
+    if (!req.volumeCapabilities.length) throw invalid('volume_capabilities is required');
+    for (const cap of req.volumeCapabilities) {
+      const why = unsupportedCapability(requireCapability(cap));
+      if (why) throw invalid(why);
+    }
+    const params = classParameters(req.parameters);
+    const hosts = hostOrder(req.accessibilityRequirements);
+    return this.#inFlight.run([`name:${name}`], async () => {
+      const source = await this.#contentSource(req.volumeContentSource);
+      const size = sizeInGiB(req.capacityRange, source?.sizeGiB ?? 1);
+      if (source && hosts && !hosts.includes(source.hostId)) {
+        throw invalid(`the content source lives on host ${source.hostId}, which the requisite topology excludes`);
+      }
+      const existing = await this.#byName(name);
+      if (existing) {
+        const sameSource = source ? existing.snapshotId === source.snapshotId && existing.sourceVolId === source.volumeId : !existing.snapshotId && !existing.sourceVolId;
+        if (!sameSource || !fitsRange(existing.size, req.capacityRange)) {
+          throw new CsiError(status.ALREADY_EXISTS, `volume ${name} exists with another size or source`);
+        }
+        return { volume: csiVolume(existing, this.#router.hostOf(existing), req.volumeContentSource) };
+      }
+      const create = { size, name, metadata: { [CSI_NAME_KEY]: name } };
+      const volume = source ? await source.make(create) : await placeVolume(this.#fleet, create, params, hosts);
+      return { volume: csiVolume(volume, this.#router.hostOf(volume), req.volumeContentSource) };
+    });
+  }
+
+  /** The live volume made for this CSI name; a failed earlier attempt is removed so the create can run again. */
+  async #byName(name: string): Promise<Volume | null> {
+    const { volumes } = whole(await this.#fleet.volumes({ name }));
+    const mine = volumes.filter((v) => v.status !== 'deleted' && v.metadata[CSI_NAME_KEY] === name);
+    for (const v of mine) {
+      if (v.status === 'creating') throw new CsiError(status.ABORTED, `volume ${name} is still being created`);
+      if (v.status === 'error') await v.delete();
+    }
+    return mine.find((v) => v.status !== 'error') ?? null;
+  }
+
+  async #contentSource(source: VolumeContentSource | null): Promise<{
+    hostId: string;
+    sizeGiB: number;
+    snapshotId: string | null;
+    volumeId: string | null;
+    make: (o: { size: number; name: string; metadata: Record<string, string> }) => Promise<Volume>;
+  } | null> {
+    if (source?.snapshot) {
+      const ref = parseSnapshotHandle(source.snapshot.snapshotId);
+      const snapshot = ref && (await this.#router.snapshot(ref));
+      if (!ref || !snapshot) throw notFound(`snapshot ${source.snapshot.snapshotId} does not exist`);
+      return { hostId: ref.hostId, sizeGiB: snapshot.volumeSize, snapshotId: snapshot.id, volumeId: null, make: (o) => snapshot.createVolume(o) };
+    }
+    if (source?.volume) {
+      const ref = parseVolumeHandle(source.volume.volumeId);
+      const volume = ref && (await this.#router.volume(ref));
+      if (!ref || !volume) throw notFound(`volume ${source.volume.volumeId} does not exist`);
+      return { hostId: ref.hostId, sizeGiB: volume.size, snapshotId: null, volumeId: volume.id, make: (o) => volume.clone(o) };
+    }
+    return null;
+  }
+
+  async deleteVolume(req: { volumeId: string }): Promise<Record<string, never>> {
+    const id = required(req.volumeId, 'volume_id');
+    return this.#inFlight.run([`volume:${id}`], async () => {
+      const ref = parseVolumeHandle(id);
+      const volume = ref && (await this.#router.volume(ref));
+      // Gone or never made: the spec's idempotent success.
+      if (volume) await volume.delete();
+      return {};
+    });
+  }
+
+  async validateVolumeCapabilities(req: ValidateVolumeCapabilitiesRequest) {
+    const id = required(req.volumeId, 'volume_id');
+    if (!req.volumeCapabilities.length) throw invalid('volume_capabilities is required');
+    req.volumeCapabilities.forEach(requireCapability);
+    const ref = parseVolumeHandle(id);
+    if (!ref || !(await this.#router.volume(ref))) throw notFound(`volume ${id} does not exist`);
+    const why = req.volumeCapabilities.map(unsupportedCapability).find((w) => w !== null);
+    if (why) return { confirmed: null, message: why };
+    return { confirmed: { volumeContext: req.volumeContext, volumeCapabilities: req.volumeCapabilities, parameters: req.parameters }, message: '' };
+  }
+
+  async listVolumes(req: ListRequest) {
+    const { volumes } = whole(await this.#fleet.volumes());
+    const snapshots = new Map<string, Snapshot>();
+    for (const v of volumes) for (const s of v.snapshots) snapshots.set(s.id, s);
+    const listed = volumes
+      .filter((v) => v.status !== 'deleted')
+      .map((v) => {
+        const host = this.#router.hostOf(v);
+        const fromSnapshot = v.snapshotId ? snapshots.get(v.snapshotId) : undefined;
+        const source = fromSnapshot
+          ? { snapshot: { snapshotId: snapshotIdOf(fromSnapshot, host) } }
+          : v.sourceVolId
+            ? { volume: { volumeId: volumeHandle({ hostId: host, backend: v.backend.name, volumeId: v.sourceVolId }) } }
+            : null;
+        return csiVolume(v, host, source);
+      });
+    const { entries, nextToken } = page(listed, (v) => v.volumeId, req, (t) => parseVolumeHandle(t) !== null);
+    return { entries: entries.map((volume) => ({ volume })), nextToken };
+  }
+
+  async getCapacity(req: GetCapacityRequest) {
+    const params = classParameters(req.parameters);
+    const host = req.accessibleTopology && Object.keys(req.accessibleTopology.segments).length ? hostOfTopology(req.accessibleTopology) : null;
+    const { stats } = await this.#fleet.stats({ driver: params.driver });
+    const rooms = stats
+      .filter((c) => (!params.backend || c.backend.name === params.backend) && (!host || c.agent.hostId === host))
+      .map((c) => Math.max(0, Math.floor(roomGb(c.stats))) * GiB);
+    return {
+      availableCapacity: rooms.reduce((a, b) => a + b, 0),
+      // One volume lives on one backend: the largest is the biggest a create can get.
+      maximumVolumeSize: { value: Math.max(0, ...rooms) },
+      minimumVolumeSize: { value: GiB },
+    };
+  }
+
+  createSnapshot(req: CreateSnapshotRequest) {
+    return this.#snapshots.createSnapshot(req);
+  }
+
+  deleteSnapshot(req: { snapshotId: string }) {
+    return this.#snapshots.deleteSnapshot(req);
+  }
+
+  listSnapshots(req: ListSnapshotsRequest) {
+    return this.#snapshots.listSnapshots(req);
+  }
+
+  async controllerExpandVolume(req: ControllerExpandVolumeRequest) {
+    const id = required(req.volumeId, 'volume_id');
+    if (!req.capacityRange) throw invalid('capacity_range is required');
+    const range = req.capacityRange;
+    return this.#inFlight.run([`volume:${id}`], async () => {
+      const ref = parseVolumeHandle(id);
+      const volume = ref && (await this.#router.volume(ref));
+      if (!ref || !volume) throw notFound(`volume ${id} does not exist`);
+      const size = sizeInGiB(range);
+      // Volumes only grow; a smaller ask is already met (the spec's idempotent repeat).
+      if (size > volume.size) await volume.extend(size);
+      return { capacityBytes: volume.size * GiB, nodeExpansionRequired: !req.volumeCapability?.block };
+    });
+  }
+}

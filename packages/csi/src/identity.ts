@@ -1,0 +1,30 @@
+import { CSI_SPEC_VERSION, PLUGIN_NAME, PLUGIN_VERSION } from './plugin.js';
+
+export type Mode = 'controller' | 'node' | 'all';
+
+/** The CSI Identity service; `ready` is the agents' health as the running services see it. */
+export class Identity {
+  constructor(
+    private readonly mode: Mode,
+    private readonly ready: () => Promise<boolean>,
+  ) {}
+
+  getPluginInfo() {
+    return { name: PLUGIN_NAME, vendorVersion: PLUGIN_VERSION, manifest: { csiSpec: CSI_SPEC_VERSION } };
+  }
+
+  getPluginCapabilities() {
+    const services = this.mode === 'node' ? [] : ['CONTROLLER_SERVICE'];
+    return {
+      capabilities: [
+        ...[...services, 'VOLUME_ACCESSIBILITY_CONSTRAINTS'].map((type) => ({ service: { type } })),
+        // Filesystems grow mounted (resize2fs, xfs_growfs) and volumes grow attached.
+        { volumeExpansion: { type: 'ONLINE' } },
+      ],
+    };
+  }
+
+  async probe() {
+    return { ready: { value: await this.ready() } };
+  }
+}

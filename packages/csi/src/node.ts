@@ -1,0 +1,218 @@
+import { mkdir, rmdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { NotFoundError, type Agent, type Volume } from '@kindling/sdk';
+import { GiB, filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
+import { attachDevice, detachDevice, deviceNumber, filesystemOn } from './devices.js';
+import { CsiError, invalid, notFound, required } from './errors.js';
+import { must } from './exec.js';
+import { parseVolumeHandle } from './ids.js';
+import { InFlight } from './locks.js';
+import { mountAt, mountTable } from './mounts.js';
+import { topologyOf } from './present.js';
+import type {
+  NodeExpandVolumeRequest,
+  NodeGetVolumeStatsRequest,
+  NodePublishVolumeRequest,
+  NodeStageVolumeRequest,
+  NodeUnpublishVolumeRequest,
+  NodeUnstageVolumeRequest,
+  VolumeCapability,
+} from './types.js';
+
+/** Block volumes are staged as a bind of the device onto this file inside the staging folder. */
+const BLOCK_FILE = 'block';
+
+function capability(cap: VolumeCapability | null): VolumeCapability {
+  const checked = requireCapability(cap);
+  const why = unsupportedCapability(checked);
+  if (why) throw invalid(why);
+  return checked;
+}
+
+const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+export interface NodeOptions {
+  /** 0: no limit. */
+  maxVolumesPerNode: number;
+}
+
+/**
+ * The CSI Node service for the host of one agent. Keeps nothing: what is staged and published is
+ * read from the mount table, what is attached from the agent's connections and `losetup`.
+ */
+export class Node {
+  readonly #agent: Agent;
+  readonly #options: NodeOptions;
+  readonly #inFlight = new InFlight();
+
+  constructor(agent: Agent, options: NodeOptions) {
+    this.#agent = agent;
+    this.#options = options;
+  }
+
+  nodeGetInfo() {
+    const hostId = this.#agent.hostId;
+    return { nodeId: hostId, maxVolumesPerNode: this.#options.maxVolumesPerNode, accessibleTopology: topologyOf(hostId) };
+  }
+
+  nodeGetCapabilities() {
+    return { capabilities: ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME'].map((type) => ({ rpc: { type } })) };
+  }
+
+  /** The volume on this node's agent; NOT_FOUND for another host's or one that is gone. */
+  async #volume(id: string): Promise<Volume> {
+    const ref = parseVolumeHandle(id);
+    if (!ref) throw notFound(`volume ${id} does not exist`);
+    if (ref.hostId !== this.#agent.hostId) throw notFound(`volume ${id} lives on host ${ref.hostId}, not on this node (${this.#agent.hostId})`);
+    try {
+      const [volume] = await (await this.#agent.backend(ref.backend)).volumesFiltered({ volumeId: ref.volumeId });
+      if (volume && volume.status !== 'deleted') return volume;
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    throw notFound(`volume ${id} does not exist`);
+  }
+
+  async nodeStageVolume(req: NodeStageVolumeRequest): Promise<Record<string, never>> {
+    const id = required(req.volumeId, 'volume_id');
+    const staging = required(req.stagingTargetPath, 'staging_target_path');
+    const cap = capability(req.volumeCapability);
+    return this.#inFlight.run([`volume:${id}`], async () => {
+      const volume = await this.#volume(id);
+      const device = await attachDevice(volume);
+      if (cap.block) {
+        const file = join(staging, BLOCK_FILE);
+        if (await mountAt(file)) return {};
+        await mkdir(staging, { recursive: true });
+        await writeFile(file, '', { flag: 'a' });
+        await must('mount', ['--bind', device, file]);
+        return {};
+      }
+      const mounted = await mountAt(staging);
+      if (mounted) {
+        if (mounted.device === (await deviceNumber(device))) return {};
+        throw new CsiError(status.ALREADY_EXISTS, `${staging} holds another device (${mounted.source})`);
+      }
+      const wanted = filesystemOf(cap);
+      const found = await filesystemOn(device);
+      // Only a blank device is formatted: existing data is never overwritten.
+      if (!found) await must(`mkfs.${wanted}`, ['-q', device]);
+      else if (cap.mount?.fsType && found !== wanted) {
+        throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} holds ${found}, not the ${wanted} asked for`);
+      }
+      await mkdir(staging, { recursive: true });
+      const flags = cap.mount?.mountFlags ?? [];
+      await must('mount', ['-t', found ?? wanted, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
+      return {};
+    });
+  }
+
+  async nodeUnstageVolume(req: NodeUnstageVolumeRequest): Promise<Record<string, never>> {
+    const id = required(req.volumeId, 'volume_id');
+    const staging = required(req.stagingTargetPath, 'staging_target_path');
+    return this.#inFlight.run([`volume:${id}`], async () => {
+      const file = join(staging, BLOCK_FILE);
+      const staged = (await mountAt(file)) ?? (await mountAt(staging));
+      if (staged) {
+        const others = (await mountTable()).filter((m) => m.device === staged.device && m.root === staged.root && m.mountPoint !== staged.mountPoint);
+        if (others.length) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is still published at ${others.map((m) => m.mountPoint).join(', ')}`);
+        await must('umount', [staged.mountPoint]);
+      }
+      await unlink(file).catch((err: unknown) => {
+        if (!isMissing(err)) throw err;
+      });
+      const volume = await this.#volume(id).catch((err: unknown) => {
+        if (err instanceof CsiError && err.code === status.NOT_FOUND) return null;
+        throw err;
+      });
+      if (volume) await detachDevice(volume);
+      return {};
+    });
+  }
+
+  async nodePublishVolume(req: NodePublishVolumeRequest): Promise<Record<string, never>> {
+    const id = required(req.volumeId, 'volume_id');
+    const staging = required(req.stagingTargetPath, 'staging_target_path');
+    const target = required(req.targetPath, 'target_path');
+    const cap = capability(req.volumeCapability);
+    return this.#inFlight.run([`volume:${id}`], async () => {
+      await this.#volume(id);
+      const source = cap.block ? join(staging, BLOCK_FILE) : staging;
+      const staged = await mountAt(source);
+      if (!staged) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is not staged at ${staging}`);
+      const published = await mountAt(target);
+      if (published) {
+        if (published.device === staged.device && published.root === staged.root) return {};
+        throw new CsiError(status.ALREADY_EXISTS, `${target} holds another mount (${published.source})`);
+      }
+      if (cap.block) {
+        await mkdir(dirname(target), { recursive: true });
+        await writeFile(target, '', { flag: 'a' });
+      } else {
+        await mkdir(target, { recursive: true });
+      }
+      await must('mount', ['--bind', source, target]);
+      // A bind takes the source's flags; read-only needs a remount of the bind itself.
+      if (req.readonly || cap.accessMode?.mode === 'SINGLE_NODE_READER_ONLY') await must('mount', ['-o', 'remount,bind,ro', target]);
+      return {};
+    });
+  }
+
+  async nodeUnpublishVolume(req: NodeUnpublishVolumeRequest): Promise<Record<string, never>> {
+    const id = required(req.volumeId, 'volume_id');
+    const target = required(req.targetPath, 'target_path');
+    return this.#inFlight.run([`volume:${id}`], async () => {
+      while (await mountAt(target)) await must('umount', [target]);
+      try {
+        if ((await stat(target)).isDirectory()) await rmdir(target);
+        else await unlink(target);
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+      }
+      return {};
+    });
+  }
+
+  async nodeGetVolumeStats(req: NodeGetVolumeStatsRequest) {
+    const id = required(req.volumeId, 'volume_id');
+    const path = required(req.volumePath, 'volume_path');
+    await this.#volume(id);
+    const info = await stat(path).catch((err: unknown) => {
+      if (isMissing(err)) throw notFound(`${path} does not exist`);
+      throw err;
+    });
+    if (!(await mountAt(path))) throw notFound(`volume ${id} is not mounted at ${path}`);
+    if (info.isBlockDevice() || info.isFile()) {
+      const total = Number((await must('blockdev', ['--getsize64', path])).trim());
+      return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volumeCondition: null };
+    }
+    const fs = await statfs(path);
+    return {
+      usage: [
+        { unit: 'BYTES', total: fs.blocks * fs.bsize, available: fs.bavail * fs.bsize, used: (fs.blocks - fs.bfree) * fs.bsize },
+        { unit: 'INODES', total: fs.files, available: fs.ffree, used: fs.files - fs.ffree },
+      ],
+      volumeCondition: null,
+    };
+  }
+
+  async nodeExpandVolume(req: NodeExpandVolumeRequest) {
+    const id = required(req.volumeId, 'volume_id');
+    const path = required(req.volumePath, 'volume_path');
+    return this.#inFlight.run([`volume:${id}`], async () => {
+      const volume = await this.#volume(id);
+      const mounted = await mountAt(path);
+      if (!mounted) throw notFound(`volume ${id} is not mounted at ${path}`);
+      const device = await attachDevice(volume);
+      // A loop device keeps the size it was set up with until told to read its file again.
+      if (device.startsWith('/dev/loop')) await must('losetup', ['--set-capacity', device]);
+      if (!req.volumeCapability?.block && !(await stat(path)).isFile()) {
+        if (mounted.fsType === 'xfs') await must('xfs_growfs', [path]);
+        else if (mounted.fsType.startsWith('ext')) await must('resize2fs', [device]);
+        else throw new CsiError(status.FAILED_PRECONDITION, `cannot grow a ${mounted.fsType} filesystem`);
+      }
+      return { capacityBytes: volume.size * GiB };
+    });
+  }
+}

@@ -1,0 +1,75 @@
+import { status } from '@grpc/grpc-js';
+import { ConflictError, type BackendStats, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
+import { CsiError, invalid } from './errors.js';
+import { TOPOLOGY_KEY } from './plugin.js';
+import type { Topology } from './types.js';
+
+/** What a StorageClass may say; the CO's own `csi.storage.k8s.io/` keys are passed and ignored. */
+export interface ClassParameters {
+  backend?: string;
+  driver?: DriverName;
+}
+
+export function classParameters(parameters: Record<string, string>): ClassParameters {
+  const out: ClassParameters = {};
+  for (const [key, value] of Object.entries(parameters)) {
+    if (key.startsWith('csi.storage.k8s.io/')) continue;
+    if (key === 'backend') out.backend = value;
+    else if (key === 'driver') {
+      if (value !== 'lvm' && value !== 'nfs') throw invalid(`parameter driver must be lvm or nfs, not ${value}`);
+      out.driver = value;
+    } else throw invalid(`unknown parameter ${key} (known: backend, driver)`);
+  }
+  return out;
+}
+
+/** The host a topology segment names, INVALID_ARGUMENT for one without this driver's key. */
+export function hostOfTopology(topology: Topology): string {
+  const host = topology.segments[TOPOLOGY_KEY];
+  if (!host) throw invalid(`a topology segment lacks ${TOPOLOGY_KEY}`);
+  return host;
+}
+
+/** Preferred hosts first, in their order, then the rest of the requisite ones; null: anywhere. */
+export function hostOrder(requirements: { requisite: Topology[]; preferred: Topology[] } | null): string[] | null {
+  if (!requirements || (!requirements.requisite.length && !requirements.preferred.length)) return null;
+  const hosts = [...requirements.preferred, ...requirements.requisite].map(hostOfTopology);
+  return [...new Set(hosts)];
+}
+
+/** GiB a backend can still take: thin pools count over-subscription, thick ones free space. */
+export function roomGb(stats: BackendStats): number {
+  return stats.thinProvisioningSupport
+    ? stats.totalCapacityGb * stats.maxOverSubscriptionRatio - stats.provisionedCapacityGb
+    : stats.freeCapacityGb;
+}
+
+export interface NewVolume {
+  size: number;
+  name: string;
+  metadata: Record<string, string>;
+}
+
+/**
+ * Creates a volume where the topology allows: the hosts in `hosts` order, on each the backend with
+ * most room; a backend that refuses for space passes to the next. Without a topology or a backend
+ * parameter, the fleet's own placement by room decides.
+ */
+export async function placeVolume(fleet: Fleet, create: NewVolume, params: ClassParameters, hosts: string[] | null): Promise<Volume> {
+  if (!hosts && !params.backend) return fleet.createVolume({ ...create, driver: params.driver });
+  const { stats, failed } = await fleet.stats({ driver: params.driver });
+  const candidates = stats
+    .filter((c) => (!params.backend || c.backend.name === params.backend) && (!hosts || hosts.includes(c.agent.hostId ?? '')))
+    .map((c) => ({ ...c, rank: hosts ? hosts.indexOf(c.agent.hostId ?? '') : 0, room: roomGb(c.stats) }))
+    .sort((a, b) => a.rank - b.rank || b.room - a.room);
+  for (const candidate of candidates) {
+    if (candidate.room < create.size) continue;
+    try {
+      return await candidate.backend.createVolume(create);
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+    }
+  }
+  const down = failed.length ? `; ${failed.length} agent(s) did not answer` : '';
+  throw new CsiError(status.RESOURCE_EXHAUSTED, `no backend${params.backend ? ` named ${params.backend}` : ''} on ${hosts ? hosts.join(', ') : 'any host'} has room for ${create.size} GiB${down}`);
+}

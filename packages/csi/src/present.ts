@@ -1,0 +1,44 @@
+import type { Snapshot, Volume } from '@kindling/sdk';
+import { GiB } from './capabilities.js';
+import { snapshotHandle, volumeHandle } from './ids.js';
+import { TOPOLOGY_KEY } from './plugin.js';
+import type { CsiSnapshot, CsiVolume, Timestamp, Topology, VolumeContentSource } from './types.js';
+
+// Kindling objects as CSI messages.
+
+export function topologyOf(hostId: string): Topology {
+  return { segments: { [TOPOLOGY_KEY]: hostId } };
+}
+
+export function timestamp(iso: string): Timestamp {
+  const ms = Date.parse(iso);
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+}
+
+export function volumeIdOf(volume: Volume, hostId: string): string {
+  return volumeHandle({ hostId, backend: volume.backend.name, volumeId: volume.id });
+}
+
+export function snapshotIdOf(snapshot: Snapshot, hostId: string): string {
+  return snapshotHandle({ hostId, backend: snapshot.volume.backend.name, volumeId: snapshot.volume.id, snapshotId: snapshot.id });
+}
+
+export function csiVolume(volume: Volume, hostId: string, contentSource: VolumeContentSource | null): CsiVolume {
+  return {
+    capacityBytes: volume.size * GiB,
+    volumeId: volumeIdOf(volume, hostId),
+    volumeContext: { backend: volume.backend.name, driver: volume.backend.driver ?? '' },
+    contentSource,
+    accessibleTopology: [topologyOf(hostId)],
+  };
+}
+
+export function csiSnapshot(snapshot: Snapshot, hostId: string): CsiSnapshot {
+  return {
+    sizeBytes: snapshot.volumeSize * GiB,
+    snapshotId: snapshotIdOf(snapshot, hostId),
+    sourceVolumeId: volumeIdOf(snapshot.volume, hostId),
+    creationTime: timestamp(snapshot.createdAt),
+    readyToUse: snapshot.status === 'available',
+  };
+}

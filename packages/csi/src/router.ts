@@ -1,0 +1,56 @@
+import { NotFoundError, type Backend, type Fleet, type FleetAgent, type Snapshot, type Volume } from '@kindling/sdk';
+import { status } from '@grpc/grpc-js';
+import { CsiError } from './errors.js';
+import type { SnapshotRef, VolumeRef } from './ids.js';
+
+/** Every up agent's answer, or UNAVAILABLE: a listing missing a host would read as volumes gone. */
+export function whole<T>(result: { failed: { url: string }[] } & T): T {
+  if (result.failed.length) throw new CsiError(status.UNAVAILABLE, `agents not answering: ${result.failed.map((f) => f.url).join(', ')}`);
+  return result;
+}
+
+/** From an id to the live SDK object on the agent it names, without asking any other agent. */
+export class Router {
+  constructor(readonly fleet: Fleet) {}
+
+  /**
+   * The up agent with this host id; null when no agent has it (the resource cannot exist);
+   * UNAVAILABLE when it may be one that is down, since then nobody can say.
+   */
+  agent(hostId: string): FleetAgent | null {
+    const agents = this.fleet.agents;
+    const up = agents.find((a) => a.state === 'up' && a.hostId === hostId);
+    if (up) return up;
+    const maybe = agents.find((a) => a.state !== 'up' && (a.hostId === hostId || a.hostId === null));
+    if (maybe) throw new CsiError(status.UNAVAILABLE, `the agent of host ${hostId} is not reachable (${maybe.url})`);
+    return null;
+  }
+
+  async backend(hostId: string, name: string): Promise<Backend | null> {
+    const agent = this.agent(hostId);
+    if (!agent) return null;
+    try {
+      return await agent.agent.backend(name);
+    } catch (err) {
+      if (err instanceof NotFoundError) return null;
+      throw err;
+    }
+  }
+
+  async volume(ref: VolumeRef): Promise<Volume | null> {
+    const backend = await this.backend(ref.hostId, ref.backend);
+    if (!backend) return null;
+    const [found] = await backend.volumesFiltered({ volumeId: ref.volumeId });
+    return found && found.status !== 'deleted' ? found : null;
+  }
+
+  async snapshot(ref: SnapshotRef): Promise<Snapshot | null> {
+    const volume = await this.volume(ref);
+    return [...(volume?.snapshots ?? [])].find((s) => s.id === ref.snapshotId && s.status !== 'deleted') ?? null;
+  }
+
+  /** The host id of an object this fleet handed out. */
+  hostOf(resource: Volume | Snapshot): string {
+    return this.fleet.agentOf(resource).hostId ?? '';
+  }
+}

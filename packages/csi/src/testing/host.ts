@@ -1,0 +1,28 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+
+/** Whether this process holds a Linux capability (its bit in CapEff; 24 is CAP_SYS_RESOURCE). */
+export function hasCapability(bit: number): boolean {
+  const hex = readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)$/m)?.[1] ?? '0';
+  return (BigInt(`0x${hex}`) >> BigInt(bit)) % 2n === 1n;
+}
+
+/** Why the node service cannot run for real here, else null. */
+export function nodeUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'not root';
+  if (!existsSync('/dev/loop-control')) return 'no loop devices';
+  const tool = (name: string) => ['/usr/sbin', '/sbin', '/usr/bin'].some((d) => existsSync(`${d}/${name}`));
+  if (!['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid'].every(tool)) return 'e2fsprogs, xfsprogs or util-linux missing (scripts/install-deps.sh)';
+  return null;
+}
+
+/** What a failed test left: mounts under `dir` (deepest first), then loop devices over files under `files`. */
+export function cleanUpHost(dir: string, files: string[]): void {
+  for (const target of execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n').reverse()) {
+    if (target.startsWith(dir)) execFileSync('umount', ['-l', target]);
+  }
+  for (const line of execFileSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' }).split('\n')) {
+    const [loop, file] = line.trim().split(/\s+/);
+    if (loop && file && files.some((f) => file.startsWith(f))) execFileSync('losetup', ['--detach', loop]);
+  }
+}

@@ -1,0 +1,80 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLoopVg, loopVgUnavailable, type LoopVg } from '@kindling/agent/testing';
+import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
+import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
+import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+
+// The controller on real lvm2: a loop VG without device-mapper, so activation is off. Linear
+// create, extend, delete and capacity are real here; a snapshot fails in lvm2, which shows how a
+// storage failure reaches the CO. Thin pools, snapshots and the node service on LVM run in the lane.
+const unavailable = loopVgUnavailable();
+const TOKEN = 'csi-lvm-token-0123456789abcdef';
+const GiB = 1024 ** 3;
+const mount = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
+
+let vg: LoopVg;
+let agent: AgentProcess;
+let server: CsiServer;
+let dir: string;
+let controller: CsiServiceClient;
+
+async function lvSizes(): Promise<Map<string, number>> {
+  const { stdout } = await vg.lvm(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', 'lv_name,lv_size', vg.vg]);
+  const rows = (JSON.parse(stdout) as { report: { lv: { lv_name: string; lv_size: string }[] }[] }).report[0]!.lv;
+  return new Map(rows.map((r) => [r.lv_name, Number(r.lv_size)]));
+}
+
+describe.skipIf(unavailable)('Controller on an LVM backend (loop VG, no activation)', () => {
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kindling-csi-lvm-'));
+    vg = await createLoopVg({ sizeMiB: 8192 });
+    agent = await startAgentProcess({
+      token: TOKEN,
+      config: { hostId: 'lvm-host' },
+      backends: () => [{ name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'default', lvmConfFile: vg.lvmConfFile, volumeClear: 'none' }],
+    });
+    server = await startCsiServer({ mode: 'controller', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TOKEN });
+    controller = csiClient('Controller', server.address);
+  });
+
+  afterAll(async () => {
+    controller?.close();
+    await server?.close();
+    await agent?.dispose();
+    await vg?.destroy();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates, grows and deletes logical volumes, and answers capacity from the VG', async () => {
+    const before = await controller.GetCapacity({ parameters: { backend: 'lvm' } });
+    expect(before.availableCapacity).toBeGreaterThanOrEqual(6 * GiB);
+    const { volume } = await controller.CreateVolume({ name: 'pvc-lvm-1', capacityRange: { requiredBytes: 1.5 * GiB }, volumeCapabilities: [mount], parameters: { backend: 'lvm', driver: 'lvm' } });
+    expect(volume).toMatchObject({ capacityBytes: 2 * GiB, volumeContext: { backend: 'lvm', driver: 'lvm' } });
+    const lv = `volume-${volume.volumeId.split(':')[2]}`;
+    expect((await lvSizes()).get(lv)).toBe(2 * GiB);
+    const after = await controller.GetCapacity({ parameters: { backend: 'lvm' } });
+    expect(after.availableCapacity).toBe(before.availableCapacity - 2 * GiB);
+    await controller.ControllerExpandVolume({ volumeId: volume.volumeId, capacityRange: { requiredBytes: 3 * GiB } });
+    expect((await lvSizes()).get(lv)).toBe(3 * GiB);
+    await controller.DeleteVolume({ volumeId: volume.volumeId });
+    expect((await lvSizes()).has(lv)).toBe(false);
+  });
+
+  it('a storage failure is INTERNAL with the failed command and its stderr, and a retry starts afresh', async () => {
+    const { volume } = await controller.CreateVolume({ name: 'pvc-lvm-2', volumeCapabilities: [mount], parameters: { backend: 'lvm' } });
+    const request = { name: 'snap-lvm-2', sourceVolumeId: volume.volumeId };
+    const failure = await controller.CreateSnapshot(request).catch((err: { code: number; details: string }) => err);
+    expect(failure).toMatchObject({ code: status.INTERNAL });
+    expect((failure as { details: string }).details).toMatch(/^BACKEND_ERROR: .*lvcreate/);
+    // A retry removes the failed snapshot and takes it again (failing again here): one record, never ready.
+    const [first] = (await controller.ListSnapshots({ sourceVolumeId: volume.volumeId })).entries;
+    expect(await codeOf(controller.CreateSnapshot(request))).toBe(status.INTERNAL);
+    const { entries } = await controller.ListSnapshots({ sourceVolumeId: volume.volumeId });
+    expect(entries).toHaveLength(1);
+    expect(entries[0].snapshot.readyToUse).toBe(false);
+    expect(entries[0].snapshot.snapshotId).not.toBe(first.snapshot.snapshotId);
+  });
+});

@@ -1,0 +1,219 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
+import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
+import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
+import { cleanUpHost, hasCapability, nodeUnavailable } from '../packages/csi/src/testing/host.js';
+import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+
+// The Node service on this host for real: loop devices over raw files of an NFS backend on a local
+// folder, mkfs, mounts and binds, with the mount table as the only record of what is staged.
+const TOKEN = 'csi-node-token-0123456789abcdef';
+const GiB = 1024 ** 3;
+const writer = { mode: 'SINGLE_NODE_WRITER' };
+const ext4 = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: writer };
+const xfs = { mount: { fsType: 'xfs', mountFlags: [] }, accessMode: writer };
+const block = { block: {}, accessMode: writer };
+
+
+let agent: AgentProcess;
+let other: AgentProcess;
+let server: CsiServer;
+let dir: string;
+let controller: CsiServiceClient;
+let node: CsiServiceClient;
+let identity: CsiServiceClient;
+let count = 0;
+
+const paths = async () => {
+  const base = join(dir, `v${++count}`);
+  await mkdir(join(base, 'pods'), { recursive: true });
+  return { staging: join(base, 'staging'), target: join(base, 'pods', 'mount') };
+};
+const on = (host: string) => ({ accessibilityRequirements: { requisite: [{ segments: { [TOPOLOGY_KEY]: host } }] } });
+/** A volume on this node's host (node-a) unless placed elsewhere. */
+const volume = async (size = 1, placed: object = on('node-a')) =>
+  (await controller.CreateVolume({ name: `pvc-node-${process.pid}-${++count}`, volumeCapabilities: [ext4], capacityRange: { requiredBytes: size * GiB }, ...placed })).volume;
+const loopsOfVolume = (volumeId: string): string => {
+  const file = join(agent.dir, 'share', `volume-${volumeId.split(':')[2]}`);
+  return execFileSync('losetup', ['--associated', file], { encoding: 'utf8' });
+};
+const isMountPoint = (path: string): boolean => {
+  try {
+    execFileSync('mountpoint', ['-q', path]);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe.skipIf(nodeUnavailable())('Node service on real loop devices and mounts', () => {
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kindling-csi-node-'));
+    const raw = (d: string) => [{ name: 'nfs', driver: 'nfs', shares: [join(d, 'share')], format: 'raw' }];
+    [agent, other] = await Promise.all([
+      startAgentProcess({ token: TOKEN, config: { hostId: 'node-a' }, backends: raw }),
+      startAgentProcess({ token: TOKEN, config: { hostId: 'node-b' }, backends: raw }),
+    ]);
+    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url, other.url], nodeAgent: agent.url, token: TOKEN, maxVolumesPerNode: 100 });
+    controller = csiClient('Controller', server.address);
+    node = csiClient('Node', server.address);
+    identity = csiClient('Identity', server.address);
+  });
+
+  afterAll(async () => {
+    for (const c of [controller, node, identity]) c?.close();
+    await server?.close();
+    if (dir) cleanUpHost(dir, [agent, other].filter(Boolean).map((a) => a.dir));
+    await Promise.all([agent, other].filter(Boolean).map((a) => a.dispose()));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('NodeGetInfo names the agent host as node id and topology', async () => {
+    expect(await node.NodeGetInfo({})).toEqual({ nodeId: 'node-a', maxVolumesPerNode: 100, accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-a' } } });
+    const caps = (await node.NodeGetCapabilities({})).capabilities.map((c: { rpc: { type: string } }) => c.rpc.type);
+    expect(caps.sort()).toEqual(['EXPAND_VOLUME', 'GET_VOLUME_STATS', 'STAGE_UNSTAGE_VOLUME']);
+    expect((await identity.GetPluginCapabilities({})).capabilities.map((c: { service?: { type: string } }) => c.service?.type)).toContain('CONTROLLER_SERVICE');
+  });
+
+  it('refuses missing arguments with INVALID_ARGUMENT and unknown volumes with NOT_FOUND', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    const id = vol.volumeId;
+    expect(await codeOf(node.NodeStageVolume({ stagingTargetPath: staging, volumeCapability: ext4 }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeStageVolume({ volumeId: id, volumeCapability: ext4 }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeStageVolume({ volumeId: id, stagingTargetPath: staging }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeStageVolume({ volumeId: id, stagingTargetPath: staging, volumeCapability: { ...ext4, accessMode: { mode: 'MULTI_NODE_MULTI_WRITER' } } }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeUnstageVolume({ volumeId: id }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeUnstageVolume({ stagingTargetPath: staging }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodePublishVolume({ volumeId: id, stagingTargetPath: staging, volumeCapability: ext4 }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodePublishVolume({ volumeId: id, targetPath: target, volumeCapability: ext4 }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodePublishVolume({ volumeId: id, stagingTargetPath: staging, targetPath: target }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeUnpublishVolume({ volumeId: id }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeUnpublishVolume({ targetPath: target }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeGetVolumeStats({ volumeId: id }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(node.NodeExpandVolume({ volumeId: id }))).toBe(status.INVALID_ARGUMENT);
+    const unknown = 'node-a:nfs:00000000-0000-4000-8000-000000000000';
+    expect(await codeOf(node.NodeStageVolume({ volumeId: unknown, stagingTargetPath: staging, volumeCapability: ext4 }))).toBe(status.NOT_FOUND);
+    expect(await codeOf(node.NodePublishVolume({ volumeId: unknown, stagingTargetPath: staging, targetPath: target, volumeCapability: ext4 }))).toBe(status.NOT_FOUND);
+    // Volumes are pinned to their host: node-b's volume is not on this node.
+    const elsewhere = await volume(1, on('node-b'));
+    expect(await codeOf(node.NodeStageVolume({ volumeId: elsewhere.volumeId, stagingTargetPath: staging, volumeCapability: ext4 }))).toBe(status.NOT_FOUND);
+    // Publishing what is not staged is refused.
+    expect(await codeOf(node.NodePublishVolume({ volumeId: id, stagingTargetPath: staging, targetPath: target, volumeCapability: ext4 }))).toBe(status.FAILED_PRECONDITION);
+  });
+
+  it('NodeGetVolumeStats is NOT_FOUND when the volume is not at the path', async () => {
+    const vol = await volume();
+    const { target } = await paths();
+    expect(await codeOf(node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target }))).toBe(status.NOT_FOUND);
+    await mkdir(target);
+    expect(await codeOf(node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target }))).toBe(status.NOT_FOUND);
+    expect(await codeOf(node.NodeGetVolumeStats({ volumeId: 'node-a:nfs:00000000-0000-4000-8000-000000000000', volumePath: target }))).toBe(status.NOT_FOUND);
+  });
+
+  it('stages ext4 once, publishes idempotently, keeps data across unstage and re-stage, and removes the target', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 };
+    const publish = { ...stage, targetPath: target };
+    await node.NodeStageVolume(stage);
+    await node.NodeStageVolume(stage);
+    expect(loopsOfVolume(vol.volumeId)).toMatch(/^\/dev\/loop\d+:/);
+    await node.NodePublishVolume(publish);
+    await node.NodePublishVolume(publish);
+    await writeFile(join(target, 'hello.txt'), 'kept through unstage');
+    const stats = await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target });
+    const bytes = stats.usage.find((u: { unit: string }) => u.unit === 'BYTES');
+    const inodes = stats.usage.find((u: { unit: string }) => u.unit === 'INODES');
+    expect(bytes.total).toBeGreaterThan(0.9 * GiB);
+    expect(bytes.total).toBeLessThanOrEqual(GiB);
+    expect(bytes.used).toBeGreaterThan(0);
+    expect(inodes.total).toBeGreaterThan(inodes.available);
+    // Unstaging under a publish would pull the filesystem from under the pod.
+    expect(await codeOf(node.NodeUnstageVolume(stage))).toBe(status.FAILED_PRECONDITION);
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    expect(existsSync(target)).toBe(false);
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
+    await node.NodeUnstageVolume(stage);
+    expect(isMountPoint(staging)).toBe(false);
+    expect(loopsOfVolume(vol.volumeId)).toBe('');
+    await node.NodeStageVolume(stage);
+    await node.NodePublishVolume(publish);
+    expect(await readFile(join(target, 'hello.txt'), 'utf8')).toBe('kept through unstage');
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
+    await controller.DeleteVolume({ volumeId: vol.volumeId });
+  });
+
+  it('publishes read-only when asked', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: xfs });
+    expect(execFileSync('findmnt', ['-n', '-o', 'FSTYPE', staging], { encoding: 'utf8' }).trim()).toBe('xfs');
+    await node.NodePublishVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, targetPath: target, volumeCapability: xfs, readonly: true });
+    await expect(writeFile(join(target, 'nope'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
+    await writeFile(join(staging, 'yes'), 'the staging mount stays writable');
+    expect(await readFile(join(target, 'yes'), 'utf8')).toBe('the staging mount stays writable');
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging });
+  });
+
+  it('never formats a device that holds a filesystem, and refuses another one than asked', async () => {
+    const vol = await volume();
+    const { staging } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging };
+    await node.NodeStageVolume({ ...stage, volumeCapability: ext4 });
+    await writeFile(join(staging, 'data'), 'precious');
+    await node.NodeUnstageVolume(stage);
+    expect(await codeOf(node.NodeStageVolume({ ...stage, volumeCapability: xfs }))).toBe(status.FAILED_PRECONDITION);
+    await node.NodeUnstageVolume(stage);
+    await node.NodeStageVolume({ ...stage, volumeCapability: { ...ext4, mount: { fsType: '', mountFlags: [] } } });
+    expect(await readFile(join(staging, 'data'), 'utf8')).toBe('precious');
+    await node.NodeUnstageVolume(stage);
+  });
+
+  it('stages and publishes a block volume as the device itself', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: block });
+    await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: block });
+    await node.NodePublishVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, targetPath: target, volumeCapability: block });
+    expect((await stat(target)).isBlockDevice()).toBe(true);
+    expect(execFileSync('blockdev', ['--getsize64', target], { encoding: 'utf8' }).trim()).toBe(String(GiB));
+    const stats = await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target });
+    expect(stats.usage[0]).toMatchObject({ unit: 'BYTES', total: GiB });
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    expect(existsSync(target)).toBe(false);
+    await node.NodeUnstageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging });
+    expect(existsSync(join(staging, 'block'))).toBe(false);
+    expect(loopsOfVolume(vol.volumeId)).toBe('');
+  });
+
+  // Growing ext4 online takes CAP_SYS_RESOURCE (resize2fs's ioctl): a sandbox without it runs xfs only.
+  it.for([
+    ['xfs', xfs],
+    ['ext4', ext4],
+  ] as const)('grows a mounted %s filesystem online after the controller grew the volume', async ([fs, cap], ctx) => {
+    if (fs === 'ext4' && !hasCapability(24)) ctx.skip('no CAP_SYS_RESOURCE here: ext4 online growth runs in the real-kernel lane');
+    const vol = await volume();
+    const { staging, target } = await paths();
+    await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: cap });
+    await node.NodePublishVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, targetPath: target, volumeCapability: cap });
+    await writeFile(join(target, 'before'), fs);
+    const grown = await controller.ControllerExpandVolume({ volumeId: vol.volumeId, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: cap });
+    expect(grown.nodeExpansionRequired).toBe(true);
+    const reply = await node.NodeExpandVolume({ volumeId: vol.volumeId, volumePath: target, stagingTargetPath: staging, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: cap });
+    expect(reply.capacityBytes).toBe(2 * GiB);
+    const bytes = (await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target })).usage.find((u: { unit: string }) => u.unit === 'BYTES');
+    expect(bytes.total).toBeGreaterThan(1.8 * GiB);
+    expect(await readFile(join(target, 'before'), 'utf8')).toBe(fs);
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging });
+  });
+});
