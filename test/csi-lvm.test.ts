@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLoopVg, loopVgUnavailable, type LoopVg } from '@kindling/agent/testing';
+import { createLoopVg, loopVgUnavailable, requires, type LoopVg } from '@kindling/agent/testing';
 import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
@@ -10,7 +10,6 @@ import { startAgentProcess, type AgentProcess } from './support/agent-process.js
 // The controller on real lvm2: a loop VG without device-mapper, so activation is off. Linear
 // create, extend, delete and capacity are real here; a snapshot fails in lvm2, which shows how a
 // storage failure reaches the CO. Thin pools, snapshots and the node service on LVM run in the lane.
-const unavailable = loopVgUnavailable();
 const TOKEN = 'csi-lvm-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const mount = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
@@ -27,7 +26,7 @@ async function lvSizes(): Promise<Map<string, number>> {
   return new Map(rows.map((r) => [r.lv_name, Number(r.lv_size)]));
 }
 
-describe.skipIf(unavailable)('Controller on an LVM backend (loop VG, no activation)', () => {
+requires('the CSI controller on LVM (a loop VG)', loopVgUnavailable(), describe, describe.skip)('Controller on an LVM backend (loop VG, no activation)', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kindling-csi-lvm-'));
     vg = await createLoopVg({ sizeMiB: 8192 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { csiClient, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
+import { requires } from '@kindling/agent/testing';
 import { cleanUpHost, hasCapability, nodeUnavailable } from '../packages/csi/src/testing/host.js';
 import { pvcLife } from '../packages/csi/src/testing/pvc-life.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
@@ -25,7 +26,7 @@ const startNodePlugin = async () => {
   kubelet = csiClient('Node', nodePlugin.address);
 };
 
-describe.skipIf(nodeUnavailable())('a PVC from claim to restore, through the CSI calls Kubernetes makes', () => {
+requires('the PVC scenario (loop devices, mkfs, mount)', nodeUnavailable(), describe, describe.skip)('a PVC from claim to restore, through the CSI calls Kubernetes makes', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kindling-csi-pvc-'));
     agent = await startAgentProcess({ token: TOKEN, config: { hostId: 'worker-1' }, backends: (d) => [{ name: 'files', driver: 'nfs', shares: [join(d, 'share')], format: 'raw' }] });
