@@ -140,7 +140,12 @@ function fleet() {
   if (result.status !== 0) say(`fleet: bench/fleet.mjs exited with ${result.status}`);
 }
 
-const sections = { wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index };
+function csi() {
+  const result = spawnSync(process.execPath, [join(import.meta.dirname, 'csi.mjs')], { stdio: 'inherit' });
+  if (result.status !== 0) say(`csi: bench/csi.mjs exited with ${result.status}`);
+}
+
+const sections = { wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index, csi };
 console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION})`);
 for (const [name, section] of Object.entries(sections)) {
   if (only && only !== name) continue;
