@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a bare Debian 12 machine lacks to build, run and test Kindling: lvm2 and qemu-utils
-# (the drivers' commands), pnpm, and the workspace's packages. Quick when everything is there.
+# (the drivers' commands), prometheus (for promtool), pnpm, and the workspace's packages. Quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,8 @@ command -v lvcreate >/dev/null 2>&1 || need+=(lvm2)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# promtool, for the test that lints /metrics as `promtool check metrics` does (~95 MB, about 20 s to install).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "install-deps: missing ${need[*]}; run as root or install them: apt-get install -y ${need[*]}" >&2

@@ -54,6 +54,10 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    // prom-client's gauges named *_total fail `promtool check metrics`; nodejs_active_{handles,requests,resources} (by type) stay.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
     new Gauge({
       name: 'kindling_build_info',
       help: 'Always 1; the labels say which agent build runs.',
