@@ -9,7 +9,7 @@ command -v lvcreate >/dev/null 2>&1 || need+=(lvm2)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-# promtool, for the test that lints /metrics as `promtool check metrics` does (~95 MB, about 20 s to install).
+# promtool, for the test that lints /metrics as `promtool check metrics` does (~95 MB installed).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
