@@ -111,6 +111,7 @@ export class Session {
       args = frame.args;
       if (this.role === 'read' && MUTATING_OPS.has(op)) {
         this.metrics.refused('read_only');
+        this.log.warn({ op }, `refused ${op}: the credential is read-only`);
         throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
       }
       const checked = validateArgs(op, frame.args);
