@@ -51,6 +51,21 @@ describe('config', () => {
     expect(message).toMatch(/backends\.2/);
   });
 
+  it('takes the annotated example config of deploy/ as the systemd unit runs it', async () => {
+    const file = join(import.meta.dirname, '../../../deploy/examples/agent.yaml');
+    const dir = await mkdtemp(join(tmpdir(), 'kindling-example-'));
+    await writeFile(join(dir, 'token'), 'example-admin-token-0123456789\n');
+    const cli = await readCli(['--config', file, '--token-file', join(dir, 'token'), '--log-level', 'info'], '/');
+    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    expect(config.token).toBe('example-admin-token-0123456789');
+    expect(config).toMatchObject({ dataDir: '/var/lib/kindling', listen: { host: '0.0.0.0', port: 8600 }, allowPlaintext: false });
+    expect(config.backends.map((b) => [b.name, b.driver])).toEqual([
+      ['lvm', 'lvm'],
+      ['nfs', 'nfs'],
+    ]);
+    expect(config.backends[1]).toMatchObject({ createShares: false, shares: ['nfs-server.example.internal:/export/kindling', '/srv/kindling-share'] });
+  });
+
   it('names an unknown key plainly', () => {
     expect(() => parseConfig({ backends: [{ ...nfs, sahres: ['x'] }], dataDri: 'x' }, '/x')).toThrow(
       /^invalid config: backends\.0\.sahres: unknown key[^;]*; dataDri: unknown key/,

@@ -46,5 +46,5 @@ export const log: Logger = pino(
     formatters: { level: (label) => ({ level: label }) },
     redact: { paths: REDACT, censor: '[redacted]' },
   },
-  process.stderr.isTTY ? pretty({ destination: 2, sync: true }) : pino.destination({ dest: 2, sync: true }),
+  process.stderr.isTTY ? pretty({ destination: 2, sync: true, singleLine: true, ignore: 'pid' }) : pino.destination({ dest: 2, sync: true }),
 );
