@@ -81,3 +81,27 @@ describe('kindling-agent start-up failures', () => {
     expect(help.stdout).toMatch(/--token-file F/);
   });
 });
+
+describe('kindling-agent check-config', () => {
+  it('checks the host without serving: a missing volume group fails, a writable share passes', async () => {
+    const file = await configFile('check.json', {
+      backends: [nfs(), { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg' }],
+    });
+    const run = runAgent(['check-config', '--config', file]);
+    expect(run.code).toBe(1);
+    const lines = run.stdout.trim().split('\n');
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^ok {4}tool setpriv installed$/),
+        expect.stringMatching(/^ok {4}tool qemu-img installed$/),
+        expect.stringMatching(/^ok {4}backend nfs: share .*share will be created \(createShares\)$/),
+        expect.stringMatching(/^FAIL {2}backend lvm: volume group kindling-check-no-such-vg: .*not found/),
+      ]),
+    );
+    expect(lines.filter((l) => l.startsWith('FAIL'))).toHaveLength(1);
+
+    const fine = runAgent(['check-config', '--config', await configFile('check-nfs.json', {})]);
+    expect(fine).toMatchObject({ code: 0, lines: [] });
+    expect(fine.stdout).not.toMatch(/FAIL/);
+  });
+});
