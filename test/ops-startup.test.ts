@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,8 +84,12 @@ describe('kindling-agent start-up failures', () => {
 
 describe('kindling-agent check-config', () => {
   it('checks the host without serving: a missing volume group fails, a writable share passes', async () => {
+    await mkdir(join(dir, 'check-share'));
     const file = await configFile('check.json', {
-      backends: [nfs(), { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg' }],
+      backends: [
+        { name: 'nfs', driver: 'nfs', shares: [join(dir, 'check-share'), join(dir, 'check-new')] },
+        { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg' },
+      ],
     });
     const run = runAgent(['check-config', '--config', file]);
     expect(run.code).toBe(1);
@@ -94,8 +98,9 @@ describe('kindling-agent check-config', () => {
       expect.arrayContaining([
         expect.stringMatching(/^ok {4}tool setpriv installed$/),
         expect.stringMatching(/^ok {4}tool qemu-img installed$/),
-        expect.stringMatching(/^ok {4}backend nfs: share .*share will be created \(createShares\)$/),
-        expect.stringMatching(/^FAIL {2}backend lvm: volume group kindling-check-no-such-vg: .*not found/),
+        expect.stringMatching(/^ok {4}backend nfs: share .*check-share is writable$/),
+        expect.stringMatching(/^ok {4}backend nfs: share .*check-new will be created \(createShares\)$/),
+        expect.stringMatching(/^FAIL {2}backend lvm: volume group kindling-check-no-such-vg: Volume group "kindling-check-no-such-vg" not found; /),
       ]),
     );
     expect(lines.filter((l) => l.startsWith('FAIL'))).toHaveLength(1);

@@ -22,13 +22,16 @@ async function onPath(tool: string): Promise<boolean> {
 }
 
 /** The volume group (and thin pool) as lvm2 reports them, read with the backend's own lvm.conf. */
+/** A command's complaint on one line, so each check stays one line. */
+const oneLine = (text: string): string => text.split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+
 async function checkLvm(b: LvmBackendConfig): Promise<Finding[]> {
   const env = { PATH, LC_ALL: 'C', LVM_SUPPRESS_FD_WARNINGS: '1', ...(b.lvmConfFile ? { LVM_SYSTEM_DIR: dirname(b.lvmConfFile) } : {}) };
   const vgs = await execa('vgs', ['--noheadings', '-o', 'vg_name', b.volumeGroup], { env, extendEnv: false, reject: false });
-  const findings = [{ ok: vgs.exitCode === 0, what: `backend ${b.name}: volume group ${b.volumeGroup}${vgs.exitCode === 0 ? ' present' : `: ${vgs.stderr.trim() || vgs.shortMessage}`}` }];
+  const findings = [{ ok: vgs.exitCode === 0, what: `backend ${b.name}: volume group ${b.volumeGroup}${vgs.exitCode === 0 ? ' present' : `: ${oneLine(vgs.stderr) || vgs.shortMessage}`}` }];
   if (vgs.exitCode === 0 && b.thinPool) {
     const lvs = await execa('lvs', ['--noheadings', '-o', 'lv_name', `${b.volumeGroup}/${b.thinPool}`], { env, extendEnv: false, reject: false });
-    findings.push({ ok: lvs.exitCode === 0, what: `backend ${b.name}: thin pool ${b.thinPool}${lvs.exitCode === 0 ? ' present' : `: ${lvs.stderr.trim()}`}` });
+    findings.push({ ok: lvs.exitCode === 0, what: `backend ${b.name}: thin pool ${b.thinPool}${lvs.exitCode === 0 ? ' present' : `: ${oneLine(lvs.stderr) || lvs.shortMessage}`}` });
   }
   return findings;
 }

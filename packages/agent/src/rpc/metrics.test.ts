@@ -146,7 +146,7 @@ describe('/metrics', () => {
       provisioned: value('kindling_backend_provisioned_bytes'),
       data: value('kindling_backend_thin_pool_data_percent'),
       metadata: value('kindling_backend_thin_pool_metadata_percent'),
-      mdaFree: value('kindling_backend_vg_metadata_free_bytes'),
+      mdaFree: value('kindling_backend_vg_mda_free_bytes'),
       strays: value('kindling_storage_strays'),
     }).toEqual({ free: String(2.5 * 2 ** 30), provisioned: String(40 * 2 ** 30), data: '75.5', metadata: '12', mdaFree: '500000', strays: '2' });
   });

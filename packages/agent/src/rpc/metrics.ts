@@ -24,8 +24,8 @@ export type Refusal = 'bad_token' | 'read_only' | 'host' | 'origin';
 const EXTRAS: [key: string, name: string, help: string][] = [
   ['thinPoolDataPercent', 'kindling_backend_thin_pool_data_percent', 'Data space used in the LVM thin pool, in percent (as lvs data_percent).'],
   ['thinPoolMetadataPercent', 'kindling_backend_thin_pool_metadata_percent', 'Metadata space used in the LVM thin pool, in percent.'],
-  ['vgMdaFreeBytes', 'kindling_backend_vg_metadata_free_bytes', 'Free space in the volume group metadata area (vg_mda_free).'],
-  ['vgMdaSizeBytes', 'kindling_backend_vg_metadata_size_bytes', 'Size of the volume group metadata area (vg_mda_size).'],
+  ['vgMdaFreeBytes', 'kindling_backend_vg_mda_free_bytes', 'Free space in the volume group metadata area (vg_mda_free).'],
+  ['vgMdaSizeBytes', 'kindling_backend_vg_mda_size_bytes', 'Size of the volume group metadata area (vg_mda_size).'],
 ];
 
 /**
