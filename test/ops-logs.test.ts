@@ -1,7 +1,8 @@
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { immutableUnavailable, whileImmutable } from './support/cinderlib.js';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { AGENT_BIN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
 // What an operator reads on the agent's stderr (JSON lines when it is not a terminal).
@@ -81,5 +82,24 @@ describe('agent logs', () => {
     expect(metrics).toMatch(/^kindling_auth_refusals_total\{reason="bad_token"\} 2$/m);
     expect(metrics).toMatch(/^kindling_auth_refusals_total\{reason="read_only"\} 1$/m);
     for (const secret of [TOKEN, READ_TOKEN, wrong]) expect(proc.stderr()).not.toContain(secret);
+  });
+});
+
+describe('secrets in failed commands', () => {
+  it('logs a CHAP password argument (as targetcli takes it) by its key only', () => {
+    // The agent's own runner in a process of its own, so its stderr is the log to read.
+    const runner = resolve(AGENT_BIN, '../exec/run.js');
+    const script = `import { run } from ${JSON.stringify(runner)};
+      await run(['sh', '-c', 'echo refused >&2; exit 3', 'sh', 'set', 'auth', 'userid=u1', 'password=hunter2-chap-secret']).catch(() => {});`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const [line, ...more] = r.stderr.split('\n').filter(Boolean);
+    expect(more).toEqual([]);
+    expect(JSON.parse(line!)).toMatchObject({
+      level: 'warn',
+      command: ['sh', '-c', 'echo refused >&2; exit 3', 'sh', 'set', 'auth', 'userid=u1', 'password=[redacted]'],
+      exitCode: 3,
+      stderrTail: 'refused',
+    });
+    expect(r.stderr).not.toContain('hunter2');
   });
 });
