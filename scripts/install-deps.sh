@@ -11,6 +11,8 @@ command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # promtool, for the test that lints /metrics as `promtool check metrics` does (~95 MB installed).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# systemd-analyze, for the test that verifies deploy/systemd/kindling-agent.service.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "install-deps: missing ${need[*]}; run as root or install them: apt-get install -y ${need[*]}" >&2
