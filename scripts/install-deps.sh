@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a bare Debian 12 machine lacks to build, run and test Kindling: lvm2 and qemu-utils
-# (the drivers' commands), pnpm, and the workspace's packages. Quick when everything is there.
+# (the drivers' commands), prometheus (for promtool), pnpm, and the workspace's packages. Quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,10 @@ command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
 command -v blkid >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# promtool, for the test that lints /metrics as `promtool check metrics` does (~95 MB installed).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# systemd-analyze, for the test that verifies deploy/systemd/kindling-agent.service.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "install-deps: missing ${need[*]}; run as root or install them: apt-get install -y ${need[*]}" >&2

@@ -66,6 +66,6 @@ describe('agent HTTP', () => {
     expect(text).toMatch(/^kindling_ops_total\{op="volume.create",outcome="BACKEND_ERROR"\} 1$/m);
     expect(text).toMatch(/^kindling_op_duration_seconds_count\{op="volume.create"\} 2$/m);
     expect(text).toMatch(/^kindling_backend_ready\{backend="lvm"\} 0$/m);
-    expect(text).toMatch(/^kindling_backend_capacity_total_gb\{backend="nfs"\} [\d.]+$/m);
+    expect(text).toMatch(/^kindling_backend_capacity_bytes\{backend="nfs"\} \d+$/m);
   });
 });

@@ -131,6 +131,6 @@ describe('auth on the upgrade', () => {
     const text = await metrics.text();
     expect(text).toMatch(/kindling_ops_total\{op="volume.create",outcome="ok"\} 1/);
     expect(text).toMatch(/kindling_ops_total\{op="volume.create",outcome="INVALID_ARGUMENT"\} \d+/);
-    expect(text).toMatch(/kindling_backend_capacity_free_gb\{backend="nfs"\} [\d.]+/);
+    expect(text).toMatch(/kindling_backend_free_bytes\{backend="nfs"\} \d+/);
   });
 });

@@ -1,6 +1,9 @@
+import { messageOf } from '@kindling/protocol';
 import type { AgentConfig } from './config.js';
 import { Children } from './exec/children.js';
 import { createRunner, type Runner } from './exec/run.js';
+import { EXIT, StartupError } from './exit.js';
+import { log } from './log.js';
 import { startServer, type RpcServer } from './rpc/server.js';
 import { openServices, type Services } from './services.js';
 
@@ -20,16 +23,32 @@ const DRAIN_MS = 30_000;
 /** Once their commands are ended, operations only record their failure: this bounds that wait. */
 const SETTLE_MS = 15_000;
 
+/** Errors of listen(2) that mean "not here, not now", worded for the operator. */
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'the port is in use (another agent?)',
+  EADDRNOTAVAIL: 'the address is not one of this host',
+  EACCES: 'permission denied (a port below 1024 needs root)',
+};
+
+async function open(config: AgentConfig, runner: Runner): Promise<Services> {
+  try {
+    return await openServices(config, runner);
+  } catch (err) {
+    throw new StartupError(`cannot open the index under ${config.dataDir}: ${messageOf(err)}`, EXIT.INDEX);
+  }
+}
+
 /** Opens the index, starts the backends, resolves interrupted operations, then serves. */
 export async function startAgent(config: AgentConfig, runner?: Runner, options: StopOptions = {}): Promise<RunningAgent> {
   const children = new Children(config.limits);
-  const services = await openServices(config, runner ?? createRunner(children));
+  const services = await open(config, runner ?? createRunner(children));
   let server: RpcServer;
   try {
     server = await startServer(config, services, children);
   } catch (err) {
     await services.close();
-    throw err;
+    const why = LISTEN_ERRORS[(err as { code?: string }).code ?? ''];
+    throw why ? new StartupError(`cannot listen on ${config.listen.host}:${config.listen.port}: ${why}`, EXIT.LISTEN) : err;
   }
   return {
     url: server.url,
@@ -39,7 +58,9 @@ export async function startAgent(config: AgentConfig, runner?: Runner, options: 
       const closed = server.close();
       const drainMs = options.drainMs ?? DRAIN_MS;
       const drained = await server.idle(drainMs);
-      if (!drained) console.error(`kindling-agent: stopping: operations still running after ${drainMs} ms; ending the ${children.count} command(s) running`);
+      if (!drained) {
+        log.warn({ drainMs, commands: children.count }, `stopping: operations still running after ${drainMs} ms; ending the ${children.count} command(s) running`);
+      }
       // From here no command starts, and those still running are ended: their operations fail and
       // write their error records through the usual failure path, so nothing half-done reads as done.
       children.endAll();

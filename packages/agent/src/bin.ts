@@ -1,10 +1,15 @@
 #!/usr/bin/env node
+import { messageOf } from '@kindling/protocol';
 import { startAgent } from './agent.js';
-import { readCli, USAGE, UsageRequested } from './cli.js';
-import { ConfigError } from './config.js';
+import { checkConfig } from './check-config.js';
+import { readCli, USAGE } from './cli.js';
+import { checkLocalShares, checkTlsFiles } from './config.js';
+import { EXIT, StartupError } from './exit.js';
+import { log } from './log.js';
 import { reindex } from './reindex.js';
 import { reconcile } from './service/reconcile.js';
 import { recoveryLines } from './service/recovery.js';
+import { AGENT_VERSION } from './version.js';
 
 /** KINDLING_DRAIN_MS: how long a stop waits for operations in flight (tests shorten it). */
 function drainMsFromEnv(): number | undefined {
@@ -12,51 +17,70 @@ function drainMsFromEnv(): number | undefined {
   return process.env.KINDLING_DRAIN_MS && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }
 
-async function main(): Promise<void> {
-  const { command, config } = await readCli(process.argv.slice(2), process.cwd());
-  if (command === 'reindex') {
-    process.exitCode = await reindex(config);
-    return;
+/** Runs the command; a number is the exit code, nothing means the agent serves until a signal stops it. */
+async function main(): Promise<number | undefined> {
+  const cli = await readCli(process.argv.slice(2), process.cwd());
+  if (!('config' in cli)) {
+    console.log(cli.command === 'help' ? USAGE : AGENT_VERSION);
+    return EXIT.OK;
   }
+  log.level = cli.logLevel;
+  const { config } = cli;
+  if (cli.command === 'check-config') return checkConfig(config, (line) => console.log(line));
+  // Both before the index opens: a typo must not start backends on the wrong folder.
+  await checkLocalShares(config);
+  if (cli.command === 'reindex') return reindex(config);
+  await checkTlsFiles(config);
+
   const agent = await startAgent(config, undefined, { drainMs: drainMsFromEnv() });
   // Before anything else: the agent serves from here on, and a stop must wait for what it started.
   let stopping = false;
-  const stop = () => {
+  const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
+    log.info({ signal }, 'stopping');
     agent.stop().then(
-      () => process.exit(0),
+      () => {
+        log.info('stopped');
+        process.exit(EXIT.OK);
+      },
       (err: unknown) => {
-        console.error(err);
-        process.exit(1);
+        log.error({ err }, `stop failed: ${messageOf(err)}`);
+        process.exit(EXIT.FINDINGS);
       },
     );
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  for (const line of recoveryLines(agent.services.recovery)) console.error(`kindling-agent: ${line}`);
+  for (const line of recoveryLines(agent.services.recovery)) log.warn({ recovery: true }, line);
   // One JSON line on stdout says where it listens: scripts and tests read it (port 0 picks a free port).
   console.log(JSON.stringify({ event: 'listening', url: agent.url, port: agent.port, hostId: agent.services.hostId }));
+  log.info({ url: agent.url, hostId: agent.services.hostId, version: AGENT_VERSION, dataDir: config.dataDir }, 'listening');
   for (const r of await agent.services.backends.readiness()) {
-    if (!r.ready) console.error(`kindling-agent: backend ${r.name} is not ready: ${r.reason ?? 'unknown'}`);
+    if (!r.ready) log.warn({ backend: r.name }, `backend ${r.name} is not ready: ${r.reason ?? 'unknown'}`);
   }
   // The start-time check reads all of storage, so it runs after serving starts and only reports.
   void reconcile(agent.services, false).then((reports) => {
     for (const r of reports) {
-      if (r.error) console.error(`kindling-agent: index check of ${r.backend} failed: ${r.error}`);
       const extra = r.missingFromIndex.map((m) => `${m.kind} ${m.id}`);
       const lost = r.missingFromStorage.map((m) => `${m.kind} ${m.id}`);
-      if (extra.length) console.error(`kindling-agent: ${r.backend} holds what the index lacks (run reindex): ${extra.join(', ')}`);
-      if (lost.length) console.error(`kindling-agent: the index has what ${r.backend} lacks: ${lost.join(', ')}`);
+      const fields = { backend: r.backend };
+      if (r.error) log.error(fields, `index check of ${r.backend} failed: ${r.error}`);
+      if (extra.length) log.warn(fields, `${r.backend} holds what the index lacks (run reindex): ${extra.join(', ')}`);
+      if (lost.length) log.warn(fields, `the index has what ${r.backend} lacks: ${lost.join(', ')}`);
     }
   });
+  return undefined;
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof UsageRequested) {
-    console.log(USAGE);
-    return;
-  }
-  console.error(`kindling-agent: ${err instanceof ConfigError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-  process.exit(2);
-});
+main().then(
+  (code) => {
+    if (code !== undefined) process.exitCode = code;
+  },
+  (err: unknown) => {
+    // A start-up failure is one line; anything else is a bug, logged with its stack.
+    if (err instanceof StartupError) log.fatal(err.message);
+    else log.fatal({ err }, `cannot start: ${messageOf(err)}`);
+    process.exit(err instanceof StartupError ? err.exitCode : EXIT.INTERNAL);
+  },
+);

@@ -1,43 +1,93 @@
 import { parseArgs } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { DEFAULT_CONFIG, loadConfigFile, parseConfig, type AgentConfig } from './config.js';
+import { messageOf } from '@kindling/protocol';
+import { ConfigError, DEFAULT_CONFIG, loadConfigFile, parseConfig, type AgentConfig } from './config.js';
+import { EXIT, StartupError } from './exit.js';
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS, isLogLevel, type LogLevel } from './log.js';
 
-export interface CliOptions {
-  command: 'serve' | 'reindex';
-  config: AgentConfig;
+const COMMANDS = ['serve', 'reindex', 'check-config'] as const;
+type Command = (typeof COMMANDS)[number];
+
+export type CliOptions =
+  | { command: Command; config: AgentConfig; logLevel: LogLevel }
+  | { command: 'help' | 'version' };
+
+export const USAGE = `usage: kindling-agent [serve|reindex|check-config] [options]
+  serve          run the agent (the default)
+  reindex        compare the index with what storage holds and report (never deletes storage)
+  check-config   validate the config against this host (volume groups, shares, tools) without serving
+
+options:
+  -c, --config FILE     YAML or JSON config (/etc/kindling/agent.yaml under systemd); without it, the embedded
+                        default: LevelDB under ./var/kindling and a local-folder share ./var/share
+      --host H          listen address (overrides listen.host)
+      --port N          listen port, 0 for any free one (overrides listen.port)
+      --data-dir DIR    where the index lives (overrides dataDir)
+      --token-file F    read the admin token from a file (or set KINDLING_TOKEN); --token T shows it in ps
+      --log-level L     ${LOG_LEVELS.join(', ')} (default ${DEFAULT_LOG_LEVEL}); JSON lines on stderr,
+                        coloured lines when stderr is a terminal
+  -h, --help            this text
+  -v, --version         the agent's version`;
+
+const usageError = (message: string): StartupError => new StartupError(`${message} (see kindling-agent --help)`, EXIT.USAGE);
+
+/** The admin token: a flag beats the file, the file beats KINDLING_TOKEN, which beats the config file. */
+async function tokenFrom(values: { token?: string | undefined; 'token-file'?: string | undefined }): Promise<string | undefined> {
+  if (values.token !== undefined) return values.token;
+  const file = values['token-file'];
+  if (file !== undefined) {
+    const text = await readFile(file, 'utf8').catch((err: unknown) => {
+      throw new ConfigError(`cannot read token file ${file}: ${messageOf(err)}`);
+    });
+    return text.trim();
+  }
+  return process.env.KINDLING_TOKEN || undefined;
 }
-
-export const USAGE = `usage: kindling-agent [reindex] [--config FILE] [--host H] [--port N] [--data-dir DIR] [--token T]
-  With no --config, the embedded default: LevelDB under ./var/kindling and a local-folder share ./var/share.
-  reindex   compare the index with what storage holds and report (never deletes storage)`;
 
 /** Reads flags and the config file; flags override the file's values. */
 export async function readCli(argv: string[], cwd: string): Promise<CliOptions> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'data-dir': { type: 'string' },
-      token: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) throw new UsageRequested();
-  const command = positionals[0] ?? 'serve';
-  if (command !== 'serve' && command !== 'reindex') throw new Error(`unknown command ${command}\n${USAGE}`);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'data-dir': { type: 'string' },
+        token: { type: 'string' },
+        'token-file': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    // node's own wording ("Unknown option '--x'. To specify a positional argument ...") is already one line.
+    throw usageError(messageOf(err).split('. ')[0] ?? messageOf(err));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { command: 'help' };
+  if (values.version) return { command: 'version' };
+  const [command = 'serve', ...extra] = positionals;
+  if (!(COMMANDS as readonly string[]).includes(command)) throw usageError(`unknown command ${command}`);
+  if (extra.length) throw usageError(`unexpected argument ${extra[0]}`);
+  const logLevel = values['log-level'] ?? DEFAULT_LOG_LEVEL;
+  if (!isLogLevel(logLevel)) throw usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  if (values.port !== undefined && !/^\d+$/.test(values.port)) throw usageError(`--port must be a number, not ${values.port}`);
+
   const raw = (values.config ? await loadConfigFile(values.config) : structuredClone(DEFAULT_CONFIG)) as Record<string, unknown>;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${values.config}: not a map of settings`);
   const listen = { ...(raw.listen as Record<string, unknown> | undefined) };
   if (values.host !== undefined) listen.host = values.host;
   if (values.port !== undefined) listen.port = Number(values.port);
   raw.listen = listen;
   if (values['data-dir'] !== undefined) raw.dataDir = values['data-dir'];
-  if (values.token !== undefined) raw.token = values.token;
+  const token = await tokenFrom(values);
+  if (token !== undefined) raw.token = token;
   // Paths in a config file are relative to the file; flags and the default to the working directory.
   const baseDir = values.config ? dirname(values.config) : cwd;
-  return { command, config: parseConfig(raw, baseDir) };
+  return { command: command as Command, config: parseConfig(raw, baseDir), logLevel };
 }
-
-export class UsageRequested extends Error {}

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from './config.js';
+import { ConfigError, checkLocalShares, parseConfig } from './config.js';
 import { readCli } from './cli.js';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { EXIT } from './exit.js';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -50,6 +51,38 @@ describe('config', () => {
     expect(message).toMatch(/backends\.2/);
   });
 
+  it('takes the annotated example config of deploy/ as the systemd unit runs it', async () => {
+    const file = join(import.meta.dirname, '../../../deploy/examples/agent.yaml');
+    const dir = await mkdtemp(join(tmpdir(), 'kindling-example-'));
+    await writeFile(join(dir, 'token'), 'example-admin-token-0123456789\n');
+    const cli = await readCli(['--config', file, '--token-file', join(dir, 'token'), '--log-level', 'info'], '/');
+    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    expect(config.token).toBe('example-admin-token-0123456789');
+    expect(config).toMatchObject({ dataDir: '/var/lib/kindling', listen: { host: '0.0.0.0', port: 8600 }, allowPlaintext: false });
+    expect(config.backends.map((b) => [b.name, b.driver])).toEqual([
+      ['lvm', 'lvm'],
+      ['nfs', 'nfs'],
+    ]);
+    expect(config.backends[1]).toMatchObject({ createShares: false, shares: ['nfs-server.example.internal:/export/kindling', '/srv/kindling-share'] });
+  });
+
+  it('names an unknown key plainly', () => {
+    expect(() => parseConfig({ backends: [{ ...nfs, sahres: ['x'] }], dataDri: 'x' }, '/x')).toThrow(
+      /^invalid config: backends\.0\.sahres: unknown key[^;]*; dataDri: unknown key/,
+    );
+  });
+
+  it('refuses a missing local share unless createShares, and a share that is a file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kindling-shares-'));
+    const refused = parseConfig({ backends: [{ ...nfs, shares: ['typo'], createShares: false }] }, dir);
+    await expect(checkLocalShares(refused)).rejects.toThrow(`backend nfs: share ${join(dir, 'typo')} does not exist (set createShares: true`);
+    await mkdir(join(dir, 'typo'));
+    await expect(checkLocalShares(refused)).resolves.toBeUndefined();
+    await expect(checkLocalShares(parseConfig({ backends: [{ ...nfs, shares: ['new'], createShares: true }] }, dir))).resolves.toBeUndefined();
+    await writeFile(join(dir, 'file'), '');
+    await expect(checkLocalShares(parseConfig({ backends: [{ ...nfs, shares: ['file'] }] }, dir))).rejects.toThrow(/is not a directory/);
+  });
+
   it('refuses two backends with one name, and an LVM name lvm2 would not take', () => {
     expect(() => parseConfig({ backends: [nfs, nfs] }, '/x')).toThrow(/unique/);
     expect(() => parseConfig({ backends: [{ name: 'l', driver: 'lvm', volumeGroup: 'vg; rm -rf /' }] }, '/x')).toThrow(/VG name/);
@@ -61,16 +94,41 @@ describe('command line', () => {
     const dir = await mkdtemp(join(tmpdir(), 'kindling-cli-'));
     const file = join(dir, 'agent.yaml');
     await writeFile(file, 'listen: { host: 127.0.0.1, port: 9000 }\ndataDir: data\nbackends:\n  - { name: nfs, driver: nfs, shares: [share] }\n');
-    const { command, config } = await readCli(['--config', file, '--port', '9100', '--token', 'flag-token-0123456789'], '/cwd');
-    expect(command).toBe('serve');
+    const cli = await readCli(['--config', file, '--port', '9100', '--token', 'flag-token-0123456789'], '/cwd');
+    expect(cli.command).toBe('serve');
+    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
     expect(config.listen.port).toBe(9100);
     expect(config.token).toBe('flag-token-0123456789');
     expect(config.dataDir).toBe(join(dir, 'data'));
   });
 
   it('runs the embedded default without a config file', async () => {
-    const { config } = await readCli([], '/srv/kindling');
+    const cli = await readCli([], '/srv/kindling');
+    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
     expect(config.dataDir).toBe('/srv/kindling/var/kindling');
     expect(config.backends).toMatchObject([{ name: 'nfs', driver: 'nfs', shares: ['/srv/kindling/var/share'] }]);
+  });
+
+  it('reads the token from --token-file, else KINDLING_TOKEN', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kindling-token-'));
+    await writeFile(join(dir, 'token'), 'file-token-0123456789\n');
+    const fromFile = await readCli(['--token-file', join(dir, 'token')], dir);
+    expect('config' in fromFile && fromFile.config.token).toBe('file-token-0123456789');
+    process.env.KINDLING_TOKEN = 'env-token-0123456789';
+    try {
+      const fromEnv = await readCli([], dir);
+      expect('config' in fromEnv && fromEnv.config.token).toBe('env-token-0123456789');
+    } finally {
+      delete process.env.KINDLING_TOKEN;
+    }
+    await expect(readCli(['--token-file', join(dir, 'none')], dir)).rejects.toThrow(/cannot read token file/);
+  });
+
+  it('answers --help and --version, and refuses unknown flags and commands with the usage exit code', async () => {
+    expect(await readCli(['--version'], '/x')).toEqual({ command: 'version' });
+    expect(await readCli(['-h'], '/x')).toEqual({ command: 'help' });
+    await expect(readCli(['--bogus'], '/x')).rejects.toMatchObject({ exitCode: EXIT.USAGE, message: expect.stringMatching(/^Unknown option '--bogus' \(see/) });
+    await expect(readCli(['serv'], '/x')).rejects.toMatchObject({ exitCode: EXIT.USAGE, message: expect.stringMatching(/unknown command serv/) });
+    await expect(readCli(['--log-level', 'loud'], '/x')).rejects.toMatchObject({ exitCode: EXIT.USAGE });
   });
 });

@@ -1,7 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import * as v from 'valibot';
 import { parse as parseYaml } from 'yaml';
+import { messageOf } from '@kindling/protocol';
+import { EXIT, StartupError } from './exit.js';
 
 const name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, _ . -'));
 const percentage = v.pipe(v.number(), v.minValue(0), v.maxValue(100));
@@ -34,6 +37,12 @@ const nfsBackend = v.strictObject({
   snapshotSupport: v.optional(v.boolean(), true),
   reservedPercentage: v.optional(percentage, 0),
   maxOverSubscriptionRatio: v.optional(ratio, 1),
+  /**
+   * Whether a local-folder share that does not exist is created. `false` refuses such a share at start:
+   * a mistyped path would otherwise put volumes on the wrong filesystem. Unset still creates, as before
+   * (the test fixtures rely on it); the example config sets false.
+   */
+  createShares: v.optional(v.boolean()),
 });
 
 export const configSchema = v.strictObject({
@@ -87,13 +96,17 @@ export type LvmBackendConfig = v.InferOutput<typeof lvmBackend>;
 export type NfsBackendConfig = v.InferOutput<typeof nfsBackend>;
 export type BackendConfig = LvmBackendConfig | NfsBackendConfig;
 
-export class ConfigError extends Error {}
+export class ConfigError extends StartupError {
+  constructor(message: string) {
+    super(message, EXIT.CONFIG);
+  }
+}
 
-/** The embedded default: LevelDB and a local-folder share under ./var. */
+/** The embedded default: LevelDB and a local-folder share under ./var, made on first start. */
 export const DEFAULT_CONFIG = {
   listen: { host: '127.0.0.1', port: 8600 },
   dataDir: './var/kindling',
-  backends: [{ name: 'nfs', driver: 'nfs', shares: ['./var/share'], format: 'qcow2' }],
+  backends: [{ name: 'nfs', driver: 'nfs', shares: ['./var/share'], format: 'qcow2', createShares: true }],
 };
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -103,10 +116,13 @@ export const isLoopback = (host: string): boolean => LOOPBACK.has(host) || host.
 export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
   const result = v.safeParse(configSchema, raw);
   if (!result.success) {
-    const lines = result.issues.map(
-      (i) => `  ${(i.path ?? []).map((p) => String(p.key)).join('.') || '(root)'}: ${i.message}`,
-    );
-    throw new ConfigError(`invalid config:\n${lines.join('\n')}`);
+    const lines = result.issues.map((i) => {
+      const where = (i.path ?? []).map((p) => String(p.key)).join('.') || '(root)';
+      // valibot words an unknown key as "Expected never"; an operator needs to hear which key is not a setting.
+      return `${where}: ${i.type === 'strict_object' ? 'unknown key (not a setting here, check its spelling)' : i.message}`;
+    });
+    // One line, so a start-up failure stays one log line.
+    throw new ConfigError(`invalid config: ${lines.join('; ')}`);
   }
   const config = result.output;
   if (!config.token && !isLoopback(config.listen.host)) {
@@ -129,7 +145,7 @@ export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
     if (b.driver === 'nfs') {
       b.mountPointBase = abs(b.mountPointBase);
       // host:/path stays as is (mounted by the agent); a local folder is resolved to an absolute path.
-      b.shares = b.shares.map((s) => (/^[^/]+:\//.test(s) ? s : abs(s)));
+      b.shares = b.shares.map((s) => (isLocalShare(s) ? abs(s) : s));
     } else if (b.lvmConfFile) {
       b.lvmConfFile = abs(b.lvmConfFile);
     }
@@ -137,8 +153,40 @@ export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
   return config;
 }
 
+/** `host:/export` is mounted by the agent; anything else is a local folder. */
+export const isLocalShare = (share: string): boolean => !/^[^/]+:\//.test(share);
+
+/**
+ * Refuses local-folder shares that are missing (unless the backend says `createShares`) or not folders,
+ * before any backend starts: the NFS driver would otherwise create a mistyped path and report ready.
+ */
+export async function checkLocalShares(config: AgentConfig): Promise<void> {
+  for (const b of config.backends) {
+    if (b.driver !== 'nfs') continue;
+    for (const share of b.shares.filter(isLocalShare)) {
+      const found = await stat(share).catch(() => null);
+      if (found && !found.isDirectory()) throw new ConfigError(`backend ${b.name}: share ${share} is not a directory`);
+      if (!found && b.createShares === false) {
+        throw new ConfigError(`backend ${b.name}: share ${share} does not exist (set createShares: true to have it created)`);
+      }
+    }
+  }
+}
+
+/** TLS files are read when serving starts: a missing one is a config error, found before the index opens. */
+export async function checkTlsFiles(config: AgentConfig): Promise<void> {
+  const files = config.tls ? Object.entries(config.tls).filter((e): e is [string, string] => e[1] !== undefined) : [];
+  for (const [key, path] of files) {
+    await access(path, constants.R_OK).catch((err: unknown) => {
+      throw new ConfigError(`cannot read tls.${key} ${path}: ${messageOf(err)}`);
+    });
+  }
+}
+
 export async function loadConfigFile(path: string): Promise<unknown> {
-  const text = await readFile(path, 'utf8');
+  const text = await readFile(path, 'utf8').catch((err: unknown) => {
+    throw new ConfigError(`cannot read config file ${path}: ${messageOf(err)}`);
+  });
   try {
     return path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {

@@ -1,5 +1,7 @@
 import { messageOf } from '@kindling/protocol';
 import type { AgentConfig } from './config.js';
+import { EXIT } from './exit.js';
+import { log } from './log.js';
 import { openServices } from './services.js';
 import { reconcile } from './service/reconcile.js';
 
@@ -12,8 +14,8 @@ export async function reindex(config: AgentConfig): Promise<number> {
   try {
     services = await openServices(config);
   } catch (err) {
-    console.error(`kindling-agent reindex: cannot open the index: ${messageOf(err)}`);
-    return 2;
+    log.error(`reindex: cannot open the index: ${messageOf(err)}`);
+    return EXIT.INDEX;
   }
   try {
     const { recovery } = services;
@@ -25,7 +27,7 @@ export async function reindex(config: AgentConfig): Promise<number> {
         !r.error &&
         [r.missingFromIndex, r.missingFromStorage, r.leftovers, r.strays].every((l) => l.length === 0),
     );
-    return recovered && clean ? 0 : 1;
+    return recovered && clean ? EXIT.OK : EXIT.FINDINGS;
   } finally {
     await services.close();
   }

@@ -2,6 +2,7 @@ import { execa } from 'execa';
 import { BackendError, TimeoutError } from '@kindling/protocol';
 import { Children } from './children.js';
 import { lineTap } from './line-tap.js';
+import { log } from '../log.js';
 
 export interface RunOptions {
   /** Added to a clean base environment (PATH, LC_ALL=C); never the agent's whole environment. */
@@ -91,12 +92,18 @@ export function createRunner(children: Children): Runner {
         ? cause.message
         : `exit ${exitCode}`;
     const details = failure(exitCode, stderr.slice(-STDERR_TAIL).trim() || why);
-    if (result.timedOut) throw new TimeoutError(`${file} timed out after ${timeout} ms`, details);
     // A signal says more than the last words of the command it cut short.
     const last = result.isTerminated ? why : (details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why);
-    throw new BackendError(`${file} failed (exit ${exitCode ?? 'signal'}): ${last}`, details);
+    const message = result.timedOut ? `${file} timed out after ${timeout} ms` : `${file} failed (exit ${exitCode ?? 'signal'}): ${last}`;
+    // Every failed storage command is logged whole, whoever catches the error (a retry, a cleanup) and whatever it tells the client.
+    log.warn({ command: masked(command), exitCode, signal: result.signal ?? null, timedOut: result.timedOut, stderrTail: details.stderrTail }, message);
+    if (result.timedOut) throw new TimeoutError(message, details);
+    throw new BackendError(message, details);
   };
 }
+
+/** targetcli takes CHAP secrets as `password=...` arguments: the log shows the key, never the value. */
+const masked = (command: readonly string[]): string[] => command.map((arg) => arg.replace(/^((?:mutual_)?password)=.*/i, '$1=[redacted]'));
 
 /** The default runner, for one agent per process. */
 export const run: Runner = createRunner(new Children());

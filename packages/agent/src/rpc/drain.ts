@@ -3,6 +3,11 @@ export class Drain {
   private running = 0;
   private waiters: (() => void)[] = [];
 
+  /** Operations in flight now (the requests-in-flight gauge). */
+  get inFlight(): number {
+    return this.running;
+  }
+
   async track<T>(work: Promise<T>): Promise<T> {
     this.running++;
     try {

@@ -40,13 +40,15 @@ export function originAllowed(origin: string | undefined, policy: EdgePolicy): b
   return origin === undefined || policy.allowedOrigins.includes(origin);
 }
 
-/** Refuses requests with a foreign Host (421) or a foreign Origin (403) before any route runs. */
-export function edgeGuard(policy: EdgePolicy): MiddlewareHandler {
+/** Refuses requests with a foreign Host (421) or a foreign Origin (403) before any route runs; `refused` hears of each. */
+export function edgeGuard(policy: EdgePolicy, refused: (reason: 'host' | 'origin', value: string) => void = () => {}): MiddlewareHandler {
   return async (c, next) => {
     if (!hostAllowed(c.req.header('host'), policy)) {
+      refused('host', c.req.header('host') ?? '');
       return c.json({ error: 'this agent does not answer to that Host name', code: 'UNAUTHORIZED' }, 421);
     }
     if (!originAllowed(c.req.header('origin'), policy)) {
+      refused('origin', c.req.header('origin') ?? '');
       return c.json({ error: 'requests from that Origin are not allowed', code: 'UNAUTHORIZED' }, 403);
     }
     await next();

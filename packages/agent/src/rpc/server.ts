@@ -1,11 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server';
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AgentConfig } from '../config.js';
 import type { Children } from '../exec/children.js';
+import { log } from '../log.js';
 import type { Services } from '../services.js';
 import { CHALLENGE, roleOf } from './auth.js';
 import { edgeGuard } from './edge.js';
@@ -49,10 +52,26 @@ export async function startServer(config: AgentConfig, services: Services, child
 
   const app = new Hono();
   const credentials = { token: config.token, readTokens: config.readTokens };
+  /** The peer's address, for refusal and session logs (hono's node adapter keeps the request as env.incoming). */
+  const peer = (c: Context): string | undefined => (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress;
   // Reading needs any credential; /rpc sessions carry their role and refuse changes to readers.
-  const authorized = (header: string | undefined) => roleOf(header, credentials) !== null;
+  const authorized = (c: Context): boolean => {
+    if (roleOf(c.req.header('authorization'), credentials) !== null) return true;
+    metrics.refused('bad_token');
+    // Whether a credential came at all tells a misconfigured client from a probe; the credential itself is never logged.
+    const presented = c.req.header('authorization') !== undefined;
+    log.warn({ peer: peer(c), path: c.req.path, presented }, `refused ${c.req.path}: ${presented ? 'wrong credential' : 'no credential'}`);
+    return false;
+  };
   const challenge = { 'www-authenticate': CHALLENGE };
-  app.use('*', edgeGuard({ allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins, listenHost: config.listen.host }));
+  const edge = { allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins, listenHost: config.listen.host };
+  app.use(
+    '*',
+    edgeGuard(edge, (reason, value) => {
+      metrics.refused(reason);
+      log.warn({ [reason]: value }, `refused a request from ${reason} ${value}`);
+    }),
+  );
 
   app.get('/healthz', (c) => c.json({ status: 'ok', hostId: services.hostId, version: services.agentVersion }));
   app.get('/readyz', async (c) => {
@@ -60,18 +79,16 @@ export async function startServer(config: AgentConfig, services: Services, child
     const ready = backends.every((b) => b.ready);
     return c.json({ ready, hostId: services.hostId, backends }, ready ? 200 : 503);
   });
-  app.use('/metrics', async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401, challenge)));
-  app.use('/v1/*', async (c, next) =>
-    authorized(c.req.header('authorization')) ? next() : c.json({ error: 'unauthorized' }, 401, challenge),
-  );
+  app.use('/metrics', async (c, next) => (authorized(c) ? next() : c.text('unauthorized\n', 401, challenge)));
+  app.use('/v1/*', async (c, next) => (authorized(c) ? next() : c.json({ error: 'unauthorized' }, 401, challenge)));
   app.get('/metrics', async (c) => {
     const readiness = await services.backends.readiness();
     const stats = await Promise.all(
       readiness.filter((r) => r.ready).map((r) => services.backends.stats(r.name, false).catch(() => null)),
     );
-    const load = { sessions: sessions.size, commandsRunning: children.count, commandsWaiting: children.waiting };
-    const text = metrics.render(stats.filter((s) => s !== null), readiness, load);
-    return c.text(text, 200, { 'content-type': 'text/plain; version=0.0.4' });
+    const load = { sessions: sessions.size, requestsInFlight: drain.inFlight, commandsRunning: children.count, commandsWaiting: children.waiting };
+    const text = await metrics.render(stats.filter((s) => s !== null), readiness, load);
+    return c.text(text, 200, { 'content-type': metrics.contentType });
   });
   app.get('/v1/backends', async (c) => c.json(await services.backends.readiness()));
   app.get('/v1/backends/:name/stats', async (c) => {
@@ -85,9 +102,10 @@ export async function startServer(config: AgentConfig, services: Services, child
   });
   app.get(
     '/rpc',
-    async (c, next) => (authorized(c.req.header('authorization')) ? next() : c.text('unauthorized\n', 401, challenge)),
+    async (c, next) => (authorized(c) ? next() : c.text('unauthorized\n', 401, challenge)),
     upgradeWebSocket((c) => {
       const role = roleOf(c.req.header('authorization'), credentials) ?? 'read';
+      const sessionLog = log.child({ session: randomUUID().slice(0, 8), peer: peer(c), role });
       let session: Session | undefined;
       return {
         onOpen(_event, ws) {
@@ -96,17 +114,19 @@ export async function startServer(config: AgentConfig, services: Services, child
             send: (bytes: Uint8Array) => raw.send(bytes),
             unsentBytes: () => raw.bufferedAmount,
             terminate: (reason: string) => {
-              console.error(`kindling-agent: ending a session: ${reason}`);
+              sessionLog.warn(`ending a session: ${reason}`);
               raw.terminate();
             },
           };
-          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger }, role);
+          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger }, role, sessionLog);
           sessions.add(session);
+          sessionLog.debug('session opened');
         },
         onMessage(event) {
           void session?.receive(event.data instanceof ArrayBuffer ? new Uint8Array(event.data) : null);
         },
         onClose() {
+          sessionLog.debug('session closed');
           if (session) sessions.delete(session);
         },
       };

@@ -17,11 +17,13 @@ import {
   type OpName,
   type ReplyFrame,
 } from '@kindling/protocol';
+import { log as rootLog, type Logger } from '../log.js';
 import { inRequest } from '../progress.js';
 import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
 import type { Metrics } from './metrics.js';
+import { logRequest } from './request-log.js';
 import type { CallContext, RequestLedger } from './requests.js';
 
 /** The socket as a session sees it. */
@@ -68,6 +70,8 @@ export class Session {
     deps: SessionDeps,
     /** What the connection's credential allows: a `read` session changes nothing. */
     private readonly role: Role,
+    /** Carries the session's id (and peer) on every line it logs. */
+    private readonly log: Logger = rootLog,
   ) {
     ({ handlers: this.handlers, metrics: this.metrics, drain: this.drain, limits: this.limits, ledger: this.ledger } = deps);
   }
@@ -92,6 +96,9 @@ export class Session {
     let op: OpName | 'invalid' = 'invalid';
     let reply: ReplyFrame;
     let counted = false;
+    let requestId: string | undefined;
+    let args: unknown;
+    let bug: unknown;
     try {
       if (bytes === null) throw new ProtocolError('frames must be binary msgpack, not text');
       const decoded = decode(bytes);
@@ -100,7 +107,11 @@ export class Session {
       if (!isOpName(frame.op)) throw new ProtocolError(`unknown op ${JSON.stringify(frame.op)}`, { op: frame.op });
       op = frame.op;
       if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
+      requestId = frame.requestId;
+      args = frame.args;
       if (this.role === 'read' && MUTATING_OPS.has(op)) {
+        this.metrics.refused('read_only');
+        this.log.warn({ op }, `refused ${op}: the credential is read-only`);
         throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
       }
       const checked = validateArgs(op, frame.args);
@@ -120,7 +131,6 @@ export class Session {
         }
         this.inFlight++;
         counted = true;
-        const { requestId } = frame;
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
         const work = async (call: CallContext) => inRequest(request, () => handler(checked.args, call));
         const result = await this.drain.track(
@@ -132,11 +142,13 @@ export class Session {
       }
     } catch (err) {
       // A non-Kindling error is a bug of ours: keep its stack in the log, not on the wire.
-      if (!(err instanceof KindlingError)) console.error(`kindling-agent: ${op} failed:`, err);
+      if (!(err instanceof KindlingError)) bug = err;
       reply = { id, ok: false, error: toErrorInfo(err) };
     }
     if (counted) this.inFlight--;
-    this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, (performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, seconds);
+    logRequest(this.log, { op, requestId, args, reply, seconds, bug });
     this.send(encode(reply));
   }
 }

@@ -212,7 +212,7 @@ describe('leftovers and strays found at start', () => {
     const [nfs] = await s.backends.readiness();
     expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 1, strays: 0 } });
     expect(nfs!.warnings).toEqual([expect.stringMatching(/1 leftover\(s\).*could not be removed.*share\/stuck/)]);
-    const metrics = new Metrics().render([], await s.backends.readiness(), { sessions: 0, commandsRunning: 0, commandsWaiting: 0 });
+    const metrics = await new Metrics().render([], await s.backends.readiness(), { sessions: 0, requestsInFlight: 0, commandsRunning: 0, commandsWaiting: 0 });
     expect(metrics).toMatch(/^kindling_storage_leftovers\{backend="nfs"\} 1$/m);
     expect(recoveryLines(report)).toEqual([
       `recovered volume ${volume.id}: creating -> available`,
@@ -260,7 +260,7 @@ describe('leftovers and strays found at start', () => {
     const [nfs] = await s.backends.readiness();
     expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 0, strays: 1 } });
     expect(nfs!.warnings).toEqual([expect.stringMatching(/1 item\(s\) on storage that are not Kindling's.*volume-not-a-uuid/)]);
-    expect(new Metrics().render([], [nfs!], { sessions: 0, commandsRunning: 0, commandsWaiting: 0 })).toMatch(/^kindling_storage_strays\{backend="nfs"\} 1$/m);
+    expect(await new Metrics().render([], [nfs!], { sessions: 0, requestsInFlight: 0, commandsRunning: 0, commandsWaiting: 0 })).toMatch(/^kindling_storage_strays\{backend="nfs"\} 1$/m);
   });
 
   it('a clean start reports nothing and warns of nothing', async () => {
