@@ -8,5 +8,6 @@ export default defineConfig({
     // Storage tests share loop devices and VGs; two cores do not gain from wide parallelism.
     maxWorkers: 2,
     reporters: ['default', './test/support/summary-reporter.ts'],
+    setupFiles: ['./test/support/client-token.ts'],
   },
 });

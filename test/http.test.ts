@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, BackendError } from '@kindling/sdk';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // What probes and humans see on the agent's HTTP side, on the same port as /rpc.
 let proc: AgentProcess;
@@ -48,20 +48,20 @@ describe('agent HTTP', () => {
   });
 
   it('serves backends and stats as JSON', async () => {
-    const backends = (await (await fetch(`${base}/v1/backends`)).json()) as { name: string; driver: string }[];
+    const backends = (await (await fetch(`${base}/v1/backends`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).json()) as { name: string; driver: string }[];
     expect(backends.map((b) => [b.name, b.driver])).toEqual([
       ['nfs', 'nfs'],
       ['lvm', 'lvm'],
     ]);
-    const stats = await fetch(`${base}/v1/backends/nfs/stats?refresh=true`);
+    const stats = await fetch(`${base}/v1/backends/nfs/stats?refresh=true`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
     expect(stats.status).toBe(200);
     expect(await stats.json()).toMatchObject({ backendName: 'nfs', driver: 'nfs', storageProtocol: 'nfs' });
-    expect((await fetch(`${base}/v1/backends/nope/stats`)).status).toBe(404);
-    expect((await fetch(`${base}/v1/backends/lvm/stats`)).status).toBe(503);
+    expect((await fetch(`${base}/v1/backends/nope/stats`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).status).toBe(404);
+    expect((await fetch(`${base}/v1/backends/lvm/stats`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).status).toBe(503);
   });
 
   it('exposes Prometheus metrics with kindling_ names', async () => {
-    const text = await (await fetch(`${base}/metrics`)).text();
+    const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text();
     expect(text).toMatch(/^# TYPE kindling_ops_total counter$/m);
     expect(text).toMatch(/^kindling_ops_total\{op="volume.create",outcome="BACKEND_ERROR"\} 1$/m);
     expect(text).toMatch(/^kindling_op_duration_seconds_count\{op="volume.create"\} 2$/m);

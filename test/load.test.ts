@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReplyFrame, VolumeListing, VolumeRecord } from '@kindling/protocol';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
 // Many clients at once: storage commands wait for a slot instead of exhausting the agent's descriptors.
@@ -19,7 +19,7 @@ describe('2,000 concurrent requests from 20 clients', () => {
   it('all answered, no EMFILE, no error record storage did not cause, commands bounded', async () => {
     const clients = await Promise.all(Array.from({ length: CLIENTS }, () => RawClient.connect(proc.url)));
     const gauge = async (name: string) =>
-      Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${proc.port}/metrics`)).text())?.[1]);
+      Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${proc.port}/metrics`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text())?.[1]);
     let peak = 0;
     let watching = true;
     const watcher = (async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, type Backend } from '@kindling/sdk';
 import { BackendError, ConflictError } from '@kindling/protocol';
 import { createLoopVg, loopVgUnavailable, requires, type LoopVg } from '@kindling/agent/testing';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // Real lvm2 on a loop-backed VG. This kernel has no device-mapper, so the VG runs with activation
 // disabled: linear create/extend/delete and reports are real here; snapshot, thin, attach and dd must
@@ -83,7 +83,7 @@ suite('LVM backend through the agent, on real lvm2', () => {
   it('readyz sees the VG and metrics carry its metadata-area gauges', async () => {
     const ready = await fetch(`http://127.0.0.1:${proc.port}/readyz`);
     expect(ready.status).toBe(200);
-    const metrics = await (await fetch(`http://127.0.0.1:${proc.port}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${proc.port}/metrics`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text();
     expect(metrics).toMatch(/^kindling_backend_vg_mda_free_bytes\{backend="lvm"\} \d+$/m);
     expect(metrics).toMatch(/^kindling_backend_warnings\{backend="lvm"\} 0$/m);
   });

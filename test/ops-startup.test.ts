@@ -17,7 +17,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const nfs = () => ({ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] });
+const nfs = () => ({ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], createShares: true });
 
 /** Writes a config file in the test folder and returns its path. */
 async function configFile(name: string, config: Record<string, unknown>): Promise<string> {
@@ -45,8 +45,8 @@ const cases: Case[] = [
     /^invalid config: backends\.0\.sahres: unknown key \(not a setting here, check its spelling\)$/,
   ],
   [
-    'a missing share without createShares',
-    async () => ['--config', await configFile('share.json', { backends: [{ ...nfs(), shares: [join(dir, 'tpyo')], createShares: false }] })],
+    'a missing share (createShares is off by default)',
+    async () => ['--config', await configFile('share.json', { backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'tpyo')] }] })],
     78,
     /^backend nfs: share .*tpyo does not exist \(set createShares: true to have it created\)$/,
   ],
@@ -87,7 +87,7 @@ describe('kindling-agent check-config', () => {
     await mkdir(join(dir, 'check-share'));
     const file = await configFile('check.json', {
       backends: [
-        { name: 'nfs', driver: 'nfs', shares: [join(dir, 'check-share'), join(dir, 'check-new')] },
+        { name: 'nfs', driver: 'nfs', shares: [join(dir, 'check-share'), join(dir, 'check-new')], createShares: true },
         { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg' },
       ],
     });

@@ -6,7 +6,7 @@ import { RawClient } from './support/raw-client.js';
 // A client that stops reading must not grow the agent's memory without bound.
 let proc: AgentProcess;
 beforeAll(async () => {
-  proc = await startAgentProcess();
+  proc = await startAgentProcess({ config: { limits: { unsentBytes: 4 * 1024 * 1024 } } });
 });
 afterAll(async () => {
   await proc?.dispose();

@@ -126,6 +126,8 @@ describe('TLS and credentials', () => {
     const tokenFile = join(dir, 'token');
     await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     process.env.KINDLING_TOKEN_FILE = tokenFile;
+    const envToken = process.env.KINDLING_TOKEN;
+    delete process.env.KINDLING_TOKEN;
     try {
       const agent = await Agent.connect(proc.url, { tls: { ca: pem.ca, cert: pem.clientCert, key: pem.clientKey } });
       const vol = await (await agent.backend('nfs')).createVolume({ size: 1 });
@@ -134,6 +136,7 @@ describe('TLS and credentials', () => {
       await agent.close();
     } finally {
       delete process.env.KINDLING_TOKEN_FILE;
+      if (envToken !== undefined) process.env.KINDLING_TOKEN = envToken;
     }
   });
 });

@@ -37,7 +37,7 @@ case "${1:-}" in
   kill)
     pid="$(cat "$RUN/agent.pid")"
     kill -KILL -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
     echo "agent $pid still running" >&2
     exit 1
     ;;

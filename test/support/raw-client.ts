@@ -20,7 +20,7 @@ export class RawClient {
     });
   }
 
-  static async connect(url: string, token?: string, hello = true): Promise<RawClient> {
+  static async connect(url: string, token: string | undefined = process.env.KINDLING_TOKEN, hello = true): Promise<RawClient> {
     const ws = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());

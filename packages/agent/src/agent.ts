@@ -6,6 +6,7 @@ import { EXIT, StartupError } from './exit.js';
 import { log } from './log.js';
 import { startServer, type RpcServer } from './rpc/server.js';
 import { openServices, type Services } from './services.js';
+import { ensureToken } from './token.js';
 
 export interface RunningAgent {
   url: string;
@@ -38,8 +39,16 @@ async function open(config: AgentConfig, runner: Runner): Promise<Services> {
   }
 }
 
+async function generatedToken(dataDir: string): Promise<string> {
+  const { token, file, created } = await ensureToken(dataDir);
+  log.info({ file }, created ? `made the agent's token in ${file}` : `using the agent's token from ${file}`);
+  return token;
+}
+
 /** Opens the index, starts the backends, resolves interrupted operations, then serves. */
-export async function startAgent(config: AgentConfig, runner?: Runner, options: StopOptions = {}): Promise<RunningAgent> {
+export async function startAgent(given: AgentConfig, runner?: Runner, options: StopOptions = {}): Promise<RunningAgent> {
+  // No agent serves unauthenticated: without a configured token it uses (or makes) <dataDir>/token.
+  const config = given.token ? given : { ...given, token: await generatedToken(given.dataDir) };
   const children = new Children(config.limits);
   const services = await open(config, runner ?? createRunner(children));
   let server: RpcServer;

@@ -166,7 +166,7 @@ export async function checkLocalShares(config: AgentConfig): Promise<void> {
     for (const share of b.shares.filter(isLocalShare)) {
       const found = await stat(share).catch(() => null);
       if (found && !found.isDirectory()) throw new ConfigError(`backend ${b.name}: share ${share} is not a directory`);
-      if (!found && b.createShares === false) {
+      if (!found && !b.createShares) {
         throw new ConfigError(`backend ${b.name}: share ${share} does not exist (set createShares: true to have it created)`);
       }
     }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -31,7 +31,11 @@ export interface AgentProcess {
 export interface AgentOptions {
   /** Backends; default: one NFS backend `nfs` on a local-folder share in the temp dir. */
   backends?: (dir: string) => unknown[];
-  token?: string;
+  /**
+   * The agent's token: default TEST_TOKEN (which test/support puts in KINDLING_TOKEN, where the SDK and the
+   * CLI look); null configures none, so the agent makes its own in <dataDir>/token.
+   */
+  token?: string | null;
   host?: string;
   /** Default 0: any free port (a fleet given a host's URL before it starts needs a fixed one). */
   port?: number;
@@ -44,18 +48,26 @@ export interface AgentOptions {
   pathPrefix?: string[];
 }
 
+/** The token test agents get unless a test gives another (or null). */
+export const TEST_TOKEN = 'kindling-test-token-0123456789abcdef';
+
 /** Starts a real `kindling-agent` process on a free loopback port with its own data dir and share. */
 export async function startAgentProcess(options: AgentOptions = {}): Promise<AgentProcess> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'kindling-agent-')));
   const config = {
     listen: { host: options.host ?? '127.0.0.1', port: options.port ?? 0 },
     dataDir: join(dir, 'data'),
-    ...(options.token ? { token: options.token } : {}),
+    ...(options.token === null ? {} : { token: options.token ?? TEST_TOKEN }),
     // Test hosts in network namespaces are on veth pairs made for the test: no TLS needed there.
     ...(options.host && options.host !== '127.0.0.1' ? { allowPlaintext: true } : {}),
     backends: options.backends?.(dir) ?? [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' }],
     ...options.config,
   };
+  // The share folders exist, as an operator makes them: the agent refuses a missing one.
+  for (const backend of config.backends as { driver?: string; shares?: string[] }[]) {
+    if (backend.driver !== 'nfs') continue;
+    for (const share of backend.shares ?? []) if (share.startsWith('/')) await mkdir(share, { recursive: true });
+  }
   const configFile = join(dir, 'agent.json');
   await writeFile(configFile, JSON.stringify(config));
   return launch(dir, configFile, config, options);
@@ -65,7 +77,9 @@ async function launch(dir: string, configFile: string, config: Record<string, un
   const argv = [process.execPath, AGENT_BIN, '--config', configFile];
   const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv;
   const path = [...(options.pathPrefix ?? []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
-  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: path } });
+  // The test process's KINDLING_TOKEN is for clients: the agent takes its token from its config only.
+  const { KINDLING_TOKEN: _client, KINDLING_TOKEN_FILE: _clientFile, ...env } = process.env;
+  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, PATH: path } });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
