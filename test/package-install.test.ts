@@ -39,6 +39,8 @@ async function filesUnder(dir: string): Promise<string[]> {
 const exists = (path: string) => stat(path).then(() => true, () => false);
 
 let work: string;
+let sdkUser: string;
+let agentHost: string;
 const tarballs: Record<'protocol' | 'sdk' | 'agent', string> = { protocol: '', sdk: '', agent: '' };
 
 /** A project of its own with these tarballs installed by npm, as `npm install ./x.tgz` does for a user. */
@@ -59,11 +61,18 @@ beforeAll(async () => {
   await cp(join(ROOT, 'packages'), join(clone, 'packages'), { recursive: true, verbatimSymlinks: true, filter: (src) => !skip(src) });
   await run('pnpm', ['install', '--offline', '--frozen-lockfile', '--reporter=silent'], clone);
   const out = join(work, 'tarballs');
-  for (const name of ['protocol', 'sdk', 'agent'] as const) {
+  const pack = async (name: keyof typeof tarballs) => {
     await run('pnpm', ['pack', '--pack-destination', out], join(clone, 'packages', name));
     tarballs[name] = join(out, `kindling-${name}-0.1.0.tgz`);
     expect(await exists(tarballs[name]), `pnpm pack made no ${tarballs[name]}`).toBe(true);
-  }
+  };
+  // The protocol first: the SDK's and the agent's builds then only read its output, and may run side by side.
+  await pack('protocol');
+  await Promise.all([pack('sdk'), pack('agent')]);
+  [sdkUser, agentHost] = await Promise.all([
+    npmProject('sdk-user', tarballs.protocol, tarballs.sdk),
+    npmProject('agent-host', tarballs.protocol, tarballs.agent),
+  ]);
 }, 120_000);
 
 afterAll(async () => {
@@ -97,28 +106,27 @@ async function expectPublishable(pkgDir: string): Promise<void> {
 }
 
 describe('protocol and SDK installed from their tarballs', () => {
-  let project: string;
   let agent: AgentProcess;
   beforeAll(async () => {
-    [project, agent] = await Promise.all([npmProject('sdk-user', tarballs.protocol, tarballs.sdk), startAgentProcess({ token: TOKEN })]);
-  }, 120_000);
+    agent = await startAgentProcess({ token: TOKEN });
+  });
   afterAll(async () => {
     await agent?.dispose();
   });
 
   it('carry a license, a README, built code, the sources their maps name, and nothing of the workspace', async () => {
-    await expectPublishable(join(project, 'node_modules', '@kindling', 'protocol'));
-    await expectPublishable(join(project, 'node_modules', '@kindling', 'sdk'));
+    await expectPublishable(join(sdkUser, 'node_modules', '@kindling', 'protocol'));
+    await expectPublishable(join(sdkUser, 'node_modules', '@kindling', 'sdk'));
   });
 
   it('type-check strictly in a project that names no types of its own, and drive a real agent', async () => {
     // No `types` in the project's config: the SDK's types bring Node's along themselves.
     await writeFile(
-      join(project, 'tsconfig.json'),
+      join(sdkUser, 'tsconfig.json'),
       JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', strict: true, skipLibCheck: false }, files: ['main.ts'] }),
     );
     await writeFile(
-      join(project, 'main.ts'),
+      join(sdkUser, 'main.ts'),
       [
         "import { PROTOCOL_VERSION } from '@kindling/protocol';",
         "import { Agent, NotFoundError, type VolumeJson } from '@kindling/sdk';",
@@ -133,33 +141,29 @@ describe('protocol and SDK installed from their tarballs', () => {
         '',
       ].join('\n'),
     );
-    await run(TSC, ['-p', '.'], project);
-    const out = await exec(process.execPath, ['main.js'], { cwd: project, env: { ...env, KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN } });
+    await run(TSC, ['-p', '.'], sdkUser);
+    const out = await exec(process.execPath, ['main.js'], { cwd: sdkUser, env: { ...env, KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN } });
     expect(JSON.parse(out.stdout)).toEqual({ protocol: 1, name: 'from-a-tarball', size: 1, status: 'available', missing: 'NOT_FOUND' });
   });
 });
 
 describe('the agent installed from its tarball', () => {
-  let project: string;
-  beforeAll(async () => {
-    project = await npmProject('agent-host', tarballs.protocol, tarballs.agent);
-  }, 120_000);
 
   it('carries a license, a README, built code and the sources its maps name, without the test helpers', async () => {
-    await expectPublishable(join(project, 'node_modules', '@kindling', 'agent'));
+    await expectPublishable(join(agentHost, 'node_modules', '@kindling', 'agent'));
     const probe = "import('@kindling/agent/testing').then(() => console.log('exported'), (e) => console.log(e.code))";
-    const { stdout } = await exec(process.execPath, ['--input-type=module', '-e', probe], { cwd: project, env });
+    const { stdout } = await exec(process.execPath, ['--input-type=module', '-e', probe], { cwd: agentHost, env });
     expect(stdout.trim()).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
   });
 
   it('starts as the kindling-agent bin on a config of its own and answers /healthz', async () => {
-    const dir = join(project, 'state');
+    const dir = join(agentHost, 'state');
     await mkdir(join(dir, 'share'), { recursive: true });
     const config = join(dir, 'agent.json');
     const backends = [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' }];
     await writeFile(config, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, dataDir: join(dir, 'data'), token: TOKEN, backends }));
 
-    const child = spawn(join(project, 'node_modules', '.bin', 'kindling-agent'), ['--config', config], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(join(agentHost, 'node_modules', '.bin', 'kindling-agent'), ['--config', config], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
