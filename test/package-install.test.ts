@@ -148,7 +148,6 @@ describe('protocol and SDK installed from their tarballs', () => {
 });
 
 describe('the agent installed from its tarball', () => {
-
   it('carries a license, a README, built code and the sources its maps name, without the test helpers', async () => {
     await expectPublishable(join(agentHost, 'node_modules', '@kindling', 'agent'));
     const probe = "import('@kindling/agent/testing').then(() => console.log('exported'), (e) => console.log(e.code))";
@@ -169,10 +168,19 @@ describe('the agent installed from its tarball', () => {
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     try {
       const listening = await new Promise<{ port: number }>((res, rej) => {
+        // A guard, not a measure: a hung start fails with what the agent said instead of a bare timeout.
+        const timer = setTimeout(() => rej(new Error(`the installed kindling-agent did not listen in 20 s:\n${stderr}`)), 20_000);
         createInterface({ input: child.stdout }).on('line', (line) => {
-          if (line.includes('"listening"')) res(JSON.parse(line) as { port: number });
+          if (!line.startsWith('{')) return;
+          const msg = JSON.parse(line) as { event?: string; port: number };
+          if (msg.event !== 'listening') return;
+          clearTimeout(timer);
+          res(msg);
         });
-        void exited.then(([code]) => rej(new Error(`the installed kindling-agent exited with ${code} before listening:\n${stderr}`)));
+        void exited.then(([code]) => {
+          clearTimeout(timer);
+          rej(new Error(`the installed kindling-agent exited with ${code} before listening:\n${stderr}`));
+        });
       });
       const health = await fetch(`http://127.0.0.1:${listening.port}/healthz`);
       expect(health.status).toBe(200);
