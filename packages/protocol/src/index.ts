@@ -1,3 +1,5 @@
+// The published types use Node's (Buffer, EventEmitter): the reference makes a consumer load them without naming them.
+/// <reference types="node" preserve="true" />
 export * from './version.js';
 export * from './errors.js';
 export * from './codec.js';

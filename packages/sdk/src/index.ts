@@ -1,3 +1,5 @@
+// The published types use Node's (Buffer, EventEmitter): the reference makes a consumer load them without naming them.
+/// <reference types="node" preserve="true" />
 export { Agent, type AgentEvents } from './agent.js';
 export { Backend, type CreateVolumeOptions, type VolumesFilter } from './backend.js';
 export { Volume, type CloneOptions, type CreateSnapshotOptions } from './volume.js';
