@@ -18,6 +18,7 @@
  */
 import {
   InvalidArgumentError,
+  isObject,
   type ConnectionRecord,
   type SnapshotRecord,
   type VolumeRecord,
@@ -79,8 +80,6 @@ export function pick<T, K extends keyof T>(from: T, keys: readonly K[]): Pick<T,
 }
 
 type FieldType = 'string' | 'number' | 'boolean' | 'object';
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-
 function expectFields(x: unknown, what: string, spec: Record<string, FieldType>): Record<string, unknown> {
   if (!isObject(x)) throw new InvalidArgumentError(`${what} must be an object`);
   for (const [field, type] of Object.entries(spec)) {

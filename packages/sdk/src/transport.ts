@@ -14,6 +14,7 @@ import {
   decode,
   encode,
   errorFromInfo,
+  isObject,
   messageOf,
   parseRequestFrame,
   validateArgs,
@@ -137,8 +138,6 @@ export function rpcUrl(url: string): string {
   if (parsed.pathname === '' || parsed.pathname === '/') parsed.pathname = '/rpc';
   return parsed.toString();
 }
-
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 /** msgpack would carry `undefined` as an extension type; leaving the key out means the same to the agent. */
 function withoutUndefined(args: unknown): unknown {
