@@ -1,7 +1,13 @@
 import type { ConnectionInfo, ConnectionRecord, ConnectorInfo } from '@kindling/protocol';
 import { CONNECTION_FIELDS, SCHEMA_VERSION, pick, type ConnectionJson, type SerializedText } from './serialization.js';
-import type { Session } from './session.js';
-import type { Volume } from './volume.js';
+import type { Classes, Registry } from './registry.js';
+
+declare module './registry.js' {
+  interface Classes {
+    Connection: Connection;
+  }
+}
+type Volume = Classes['Volume'];
 
 /** A volume exported to a host: the agent's own (`vol.attach()`, with a local `path`) or another's (`vol.connect()`). */
 export class Connection {
@@ -13,11 +19,11 @@ export class Connection {
   declare readonly path: string | null;
   declare readonly attached: boolean;
   declare readonly createdAt: string;
-  readonly #session: Session;
+  readonly #registry: Registry;
 
-  /** @internal Made by the session's identity map only. */
-  constructor(session: Session, volume: Volume, record: ConnectionRecord) {
-    this.#session = session;
+  /** @internal Made by the identity map only. */
+  constructor(registry: Registry, volume: Volume, record: ConnectionRecord) {
+    this.#registry = registry;
     this.id = record.id;
     this.volume = volume;
     this.applyRecord(record);
@@ -33,14 +39,14 @@ export class Connection {
   }
 
   async disconnect(): Promise<void> {
-    const { volume, connection } = await this.#session.call('connection.delete', { id: this.id });
-    this.#session.volumeFrom(volume);
-    this.#session.forgetConnection(this, connection);
+    const { volume, connection } = await this.#registry.call('connection.delete', { id: this.id });
+    this.#registry.volumeFrom(volume);
+    this.#registry.connectionEnded(connection);
   }
 
   /** Tells the host side about a grown volume; resolves with the size it now sees, in bytes. */
   async extend(): Promise<number> {
-    return (await this.#session.call('connection.extend', { id: this.id })).sizeBytes;
+    return (await this.#registry.call('connection.extend', { id: this.id })).sizeBytes;
   }
 
   toDict(): ConnectionRecord {

@@ -1,9 +1,15 @@
 import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
+import type { Classes, Registry } from './registry.js';
 import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SerializedText, type SnapshotJson } from './serialization.js';
-import type { Session } from './session.js';
 import { Tracked } from './tracked.js';
-import type { Volume } from './volume.js';
+
+declare module './registry.js' {
+  interface Classes {
+    Snapshot: Snapshot;
+  }
+}
+type Volume = Classes['Volume'];
 
 export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'> & CallOptions;
 
@@ -19,12 +25,12 @@ export class Snapshot extends Tracked<SnapshotStatus> {
   declare readonly location: Location;
   /** The last failure, kept while the snapshot is in an error status. */
   declare readonly error: ErrorInfo | null;
-  readonly #session: Session;
+  readonly #registry: Registry;
 
-  /** @internal Made by the session's identity map only. */
-  constructor(session: Session, volume: Volume, record: SnapshotRecord) {
+  /** @internal Made by the identity map only. */
+  constructor(registry: Registry, volume: Volume, record: SnapshotRecord) {
     super();
-    this.#session = session;
+    this.#registry = registry;
     this.id = record.id;
     this.volume = volume;
     this.applyRecord(record);
@@ -42,22 +48,22 @@ export class Snapshot extends Tracked<SnapshotStatus> {
 
   /** Removes it from `volume.snapshots`; the object shows status `deleted`. */
   async delete(options: CallOptions = {}): Promise<void> {
-    await this.#session.call('snapshot.delete', { id: this.id }, { ...options, origin: this });
-    this.#session.forgetSnapshot(this);
+    await this.#registry.call('snapshot.delete', { id: this.id }, { ...options, origin: this });
+    this.#registry.snapshotGone(this);
   }
 
-  /** The new volume; this snapshot emits the copy's `progress`, as does the volume once the session holds it. */
+  /** The new volume; this snapshot emits the copy's `progress`, as does the volume once the identity map holds it. */
   async createVolume(options: NewVolumeOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
-    const record = await this.#session.call('snapshot.createVolume', { id: this.id, ...args }, { ...call, origin: this });
-    return this.#session.volumeFrom(record, { fresh: true });
+    const record = await this.#registry.call('snapshot.createVolume', { id: this.id, ...args }, { ...call, origin: this });
+    return this.#registry.volumeFrom(record, { fresh: true });
   }
 
   async refresh(): Promise<void> {
     try {
-      this.#session.snapshotFrom(await this.#session.call('snapshot.get', { id: this.id }), this.volume);
+      this.#registry.snapshotFrom(await this.#registry.call('snapshot.get', { id: this.id }), this.volume);
     } catch (err) {
-      if (err instanceof NotFoundError) this.#session.forgetSnapshot(this);
+      if (err instanceof NotFoundError) this.#registry.snapshotGone(this);
       throw err;
     }
   }

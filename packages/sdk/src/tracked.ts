@@ -5,7 +5,7 @@ export type ResourceEvents<S extends string> = {
   /** Fired on every change, whether a reply or an agent push brought it. */
   status: [status: S, previous: S];
   /**
-   * How far a long copy has got: one for this resource (the new volume of a clone, once this session
+   * How far a long copy has got: one for this resource (the new volume of a clone, once this Agent
    * holds it), or one a call on this object started (the source of a clone, the snapshot a volume is
    * made from, the volume being reverted or zeroed).
    */
