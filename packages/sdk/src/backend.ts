@@ -28,17 +28,31 @@ export interface VolumesFilter {
 /** A storage backend as the agent configured it, by name. */
 export class Backend {
   readonly name: string;
-  /** null only for a stub: a backend named by loaded JSON that this agent does not have. */
-  declare readonly driver: DriverName | null;
-  /** False for a stub; its objects can be serialized, but calls for them get the agent's NOT_FOUND. */
-  declare readonly configured: boolean;
   readonly #registry: Registry;
+  #driver: DriverName | null;
+  #configured: boolean;
 
   /** @internal Made by the identity map only. */
   constructor(registry: Registry, name: string, driver: DriverName | null) {
     this.#registry = registry;
     this.name = name;
-    Object.assign(this, { driver, configured: driver !== null });
+    this.#driver = driver;
+    this.#configured = driver !== null;
+  }
+
+  /** null only for a stub: a backend named by loaded JSON that this agent does not have. */
+  get driver(): DriverName | null {
+    return this.#driver;
+  }
+  /** False for a stub (or one the agent no longer lists); its objects can be serialized, but calls for them get the agent's NOT_FOUND. */
+  get configured(): boolean {
+    return this.#configured;
+  }
+
+  /** @internal From each hello: the agent lists it with this driver, or (null) no longer lists it, which keeps the driver last known. */
+  applyHello(driver: DriverName | null): void {
+    if (driver !== null) this.#driver = driver;
+    this.#configured = driver !== null;
   }
 
   /** The agent (host) this backend lives on: `vol.backend.agent.hostId`. */

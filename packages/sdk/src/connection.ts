@@ -8,25 +8,39 @@ declare module './registry.js' {
   }
 }
 type Volume = Classes['Volume'];
+type ConnectionFields = Pick<ConnectionRecord, (typeof CONNECTION_FIELDS)[number]>;
 
 /** A volume exported to a host: the agent's own (`vol.attach()`, with a local `path`) or another's (`vol.connect()`). */
 export class Connection {
   readonly id: string;
   readonly volume: Volume;
-  declare readonly connectorInfo: ConnectorInfo;
-  declare readonly connectionInfo: ConnectionInfo;
-  /** The device or file on the agent's host, for a local attach. */
-  declare readonly path: string | null;
-  declare readonly attached: boolean;
-  declare readonly createdAt: string;
   readonly #registry: Registry;
+  /** The agent's record as last heard: replies and pushes replace it, the getters read it. */
+  #fields: ConnectionFields;
 
   /** @internal Made by the identity map only. */
   constructor(registry: Registry, volume: Volume, record: ConnectionRecord) {
     this.#registry = registry;
     this.id = record.id;
     this.volume = volume;
-    this.applyRecord(record);
+    this.#fields = pick(record, CONNECTION_FIELDS);
+  }
+
+  get connectorInfo(): ConnectorInfo {
+    return this.#fields.connectorInfo;
+  }
+  get connectionInfo(): ConnectionInfo {
+    return this.#fields.connectionInfo;
+  }
+  /** The device or file on the agent's host, for a local attach. */
+  get path(): string | null {
+    return this.#fields.path;
+  }
+  get attached(): boolean {
+    return this.#fields.attached;
+  }
+  get createdAt(): string {
+    return this.#fields.createdAt;
   }
 
   get volumeId(): string {
@@ -35,7 +49,7 @@ export class Connection {
 
   /** @internal */
   applyRecord(record: ConnectionRecord): void {
-    Object.assign(this, pick(record, CONNECTION_FIELDS));
+    this.#fields = pick(record, CONNECTION_FIELDS);
   }
 
   async disconnect(): Promise<void> {
@@ -51,7 +65,7 @@ export class Connection {
 
   toDict(): ConnectionRecord {
     // A copy: what a caller does with the dict must not reach the live object.
-    return structuredClone({ id: this.id, backend: this.volume.backend.name, volumeId: this.volume.id, ...pick(this, CONNECTION_FIELDS) });
+    return structuredClone({ id: this.id, backend: this.volume.backend.name, volumeId: this.volume.id, ...this.#fields });
   }
   get json(): ConnectionJson {
     return { schemaVersion: SCHEMA_VERSION, kind: 'connection', ...this.toDict(), volume: this.volume.toDict() };

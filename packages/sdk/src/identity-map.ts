@@ -91,11 +91,11 @@ export class IdentityMap implements Registry {
   adoptBackends(infos: readonly BackendInfo[]): void {
     const listed = new Set(infos.map((info) => info.name));
     for (const backend of this.backends.values()) {
-      if (!listed.has(backend.name)) Object.assign(backend, { configured: false });
+      if (!listed.has(backend.name)) backend.applyHello(null);
     }
     for (const { name, driver } of infos) {
       const known = this.backends.get(name);
-      if (known) Object.assign(known, { driver, configured: true });
+      if (known) known.applyHello(driver);
       else this.backends.set(name, new Backend(this, name, driver));
     }
   }

@@ -10,6 +10,7 @@ declare module './registry.js' {
   }
 }
 type Volume = Classes['Volume'];
+type SnapshotFields = Pick<SnapshotRecord, (typeof SNAPSHOT_FIELDS)[number]>;
 
 export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'> & CallOptions;
 
@@ -17,23 +18,40 @@ export class Snapshot extends Tracked<SnapshotStatus> {
   readonly id: string;
   /** The very Volume object it was taken of. */
   readonly volume: Volume;
-  declare readonly name: string | null;
-  declare readonly description: string | null;
-  declare readonly volumeSize: number;
-  declare readonly createdAt: string;
-  declare readonly updatedAt: string;
-  declare readonly location: Location;
-  /** The last failure, kept while the snapshot is in an error status. */
-  declare readonly error: ErrorInfo | null;
   readonly #registry: Registry;
+  /** The agent's record as last heard: replies and pushes replace it, the getters read it. */
+  #fields: SnapshotFields;
 
   /** @internal Made by the identity map only. */
   constructor(registry: Registry, volume: Volume, record: SnapshotRecord) {
-    super();
+    super(record.status);
     this.#registry = registry;
     this.id = record.id;
     this.volume = volume;
-    this.applyRecord(record);
+    this.#fields = pick(record, SNAPSHOT_FIELDS);
+  }
+
+  get name(): string | null {
+    return this.#fields.name;
+  }
+  get description(): string | null {
+    return this.#fields.description;
+  }
+  get volumeSize(): number {
+    return this.#fields.volumeSize;
+  }
+  get createdAt(): string {
+    return this.#fields.createdAt;
+  }
+  get updatedAt(): string {
+    return this.#fields.updatedAt;
+  }
+  get location(): Location {
+    return this.#fields.location;
+  }
+  /** The last failure, kept while the snapshot is in an error status. */
+  get error(): ErrorInfo | null {
+    return this.#fields.error;
   }
 
   get volumeId(): string {
@@ -42,7 +60,7 @@ export class Snapshot extends Tracked<SnapshotStatus> {
 
   /** @internal */
   applyRecord(record: SnapshotRecord): void {
-    Object.assign(this, pick(record, SNAPSHOT_FIELDS));
+    this.#fields = pick(record, SNAPSHOT_FIELDS);
     this.setStatus(record.status);
   }
 
@@ -75,7 +93,7 @@ export class Snapshot extends Tracked<SnapshotStatus> {
       backend: this.volume.backend.name,
       volumeId: this.volume.id,
       status: this.status,
-      ...pick(this, SNAPSHOT_FIELDS),
+      ...this.#fields,
     });
   }
   get json(): SnapshotJson {

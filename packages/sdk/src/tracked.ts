@@ -14,13 +14,21 @@ export type ResourceEvents<S extends string> = {
 
 /** A resource with a status that the agent changes under it: compares and emits on each update. */
 export abstract class Tracked<S extends string> extends EventEmitter<ResourceEvents<S>> {
-  declare readonly status: S;
+  #status: S;
+
+  constructor(status: S) {
+    super();
+    this.#status = status;
+  }
+
+  get status(): S {
+    return this.#status;
+  }
 
   protected setStatus(next: S): void {
-    const previous = this.status;
+    const previous = this.#status;
     if (previous === next) return;
-    Object.assign(this, { status: next });
-    // The first assignment is construction, not a change.
-    if (previous !== undefined) this.emit('status', next, previous);
+    this.#status = next;
+    this.emit('status', next, previous);
   }
 }

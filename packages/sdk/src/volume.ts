@@ -21,6 +21,7 @@ declare module './registry.js' {
 type Backend = Classes['Backend'];
 type Connection = Classes['Connection'];
 type Snapshot = Classes['Snapshot'];
+type VolumeFields = Pick<VolumeRecord, (typeof VOLUME_FIELDS)[number]>;
 
 export type CreateSnapshotOptions = Omit<OpArgs<'snapshot.create'>, 'volumeId'> & CallOptions;
 export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions;
@@ -35,37 +36,60 @@ export class Volume extends Tracked<VolumeStatus> {
   readonly id: string;
   /** The Backend it lives on (a stub when loaded from JSON of a backend this agent lacks). */
   readonly backend: Backend;
-  declare readonly name: string | null;
-  declare readonly description: string | null;
-  /** GiB. */
-  declare readonly size: number;
-  declare readonly metadata: Record<string, string>;
-  declare readonly createdAt: string;
-  declare readonly updatedAt: string;
-  /** The volume it was cloned from, else null. */
-  declare readonly sourceVolId: string | null;
-  /** The snapshot it was created from, else null. */
-  declare readonly snapshotId: string | null;
-  declare readonly location: Location;
-  /** The last failure, kept while the volume is in an error status. */
-  declare readonly error: ErrorInfo | null;
   /** Tracked locally: the snapshots this agent connection knows of, each the same object every time. */
   readonly snapshots = new Set<Snapshot>();
   readonly connections: Connection[] = [];
   readonly #registry: Registry;
+  /** The agent's record as last heard: replies and pushes replace it, the getters read it. */
+  #fields: VolumeFields;
 
   /** @internal Made by the identity map only. */
   constructor(registry: Registry, backend: Backend, record: VolumeRecord) {
-    super();
+    super(record.status);
     this.#registry = registry;
     this.id = record.id;
     this.backend = backend;
-    this.applyRecord(record);
+    this.#fields = pick(record, VOLUME_FIELDS);
+  }
+
+  get name(): string | null {
+    return this.#fields.name;
+  }
+  get description(): string | null {
+    return this.#fields.description;
+  }
+  /** GiB. */
+  get size(): number {
+    return this.#fields.size;
+  }
+  get metadata(): Record<string, string> {
+    return this.#fields.metadata;
+  }
+  get createdAt(): string {
+    return this.#fields.createdAt;
+  }
+  get updatedAt(): string {
+    return this.#fields.updatedAt;
+  }
+  /** The volume it was cloned from, else null. */
+  get sourceVolId(): string | null {
+    return this.#fields.sourceVolId;
+  }
+  /** The snapshot it was created from, else null. */
+  get snapshotId(): string | null {
+    return this.#fields.snapshotId;
+  }
+  get location(): Location {
+    return this.#fields.location;
+  }
+  /** The last failure, kept while the volume is in an error status. */
+  get error(): ErrorInfo | null {
+    return this.#fields.error;
   }
 
   /** @internal */
   applyRecord(record: VolumeRecord): void {
-    Object.assign(this, pick(record, VOLUME_FIELDS));
+    this.#fields = pick(record, VOLUME_FIELDS);
     this.setStatus(record.status);
   }
 
@@ -149,7 +173,7 @@ export class Volume extends Tracked<VolumeStatus> {
 
   toDict(): VolumeRecord {
     // A copy: what a caller does with the dict must not reach the live object.
-    return structuredClone({ id: this.id, backend: this.backend.name, status: this.status, ...pick(this, VOLUME_FIELDS) });
+    return structuredClone({ id: this.id, backend: this.backend.name, status: this.status, ...this.#fields });
   }
   get json(): VolumeJson {
     return { schemaVersion: SCHEMA_VERSION, kind: 'volume', ...this.toDict() };
