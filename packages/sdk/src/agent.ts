@@ -1,14 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { UnavailableError, type EventFrame, type HelloResult } from '@kindling/protocol';
 import type { Backend } from './backend.js';
-import type { Connection } from './connection.js';
 import { KeyValueStore } from './kv.js';
-import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
+import type { VolumeDump } from './serialization.js';
 import { IdentityMap } from './identity-map.js';
-import type { Resource } from './registry.js';
-import type { Snapshot } from './snapshot.js';
+import type { Load } from './registry.js';
 import { Transport, type ConnectOptions } from './transport.js';
-import type { Volume } from './volume.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -40,6 +37,12 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** As given, e.g. `ws://127.0.0.1:8600`. */
   readonly url: string;
   readonly kv: KeyValueStore;
+  /**
+   * Live, identity-mapped objects from `json`/`dump` output (or its text), with no round trip: loading
+   * an id this Agent holds updates and returns that same object. A backend this agent lacks becomes
+   * a stub Backend, so an attach-only user can load what a controller sent.
+   */
+  readonly load: Load;
   readonly #transport: Transport;
   readonly #identities: IdentityMap;
   #hello: HelloResult | null = null;
@@ -50,6 +53,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#transport = new Transport(url, options);
     this.#identities = new IdentityMap(this.#transport, this);
     this.kv = new KeyValueStore(this.#transport);
+    this.load = this.#identities.loader();
     this.#transport.on('event', (frame) => {
       this.#identities.applyEvent(frame);
       this.emit('event', frame);
@@ -99,19 +103,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.#identities.configuredBackends();
   }
 
-  /**
-   * Live, identity-mapped objects from `json`/`dump` output (or its text), with no round trip: loading
-   * an id this Agent holds updates and returns that same object. A backend this agent lacks becomes
-   * a stub Backend, so an attach-only user can load what a controller sent.
-   */
-  load(data: VolumeJson | VolumeDump | SerializedText<VolumeJson | VolumeDump>): Volume;
-  load(data: SnapshotJson | SerializedText<SnapshotJson>): Snapshot;
-  load(data: ConnectionJson | SerializedText<ConnectionJson>): Connection;
-  load(data: readonly Serialized[]): Resource[];
-  load(data: unknown): Resource | Resource[];
-  load(data: unknown): Resource | Resource[] {
-    return this.#identities.load(data);
-  }
 
   /** Every volume this Agent holds, with its snapshots and connections inlined. */
   dump(): VolumeDump[] {

@@ -6,8 +6,7 @@ import {
   type OpArgs,
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
-import type { Classes, Registry, Resource } from './registry.js';
-import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
+import type { Classes, Load, Registry } from './registry.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -15,8 +14,6 @@ declare module './registry.js' {
   }
 }
 type Agent = Classes['Agent'];
-type Connection = Classes['Connection'];
-type Snapshot = Classes['Snapshot'];
 type Volume = Classes['Volume'];
 
 export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & CallOptions;
@@ -28,6 +25,8 @@ export interface VolumesFilter {
 /** A storage backend as the agent configured it, by name. */
 export class Backend {
   readonly name: string;
+  /** As `agent.load`, for resources of this backend only (InvalidArgumentError otherwise, nothing loaded). */
+  readonly load: Load;
   readonly #registry: Registry;
   #driver: DriverName | null;
   #configured: boolean;
@@ -36,6 +35,7 @@ export class Backend {
   constructor(registry: Registry, name: string, driver: DriverName | null) {
     this.#registry = registry;
     this.name = name;
+    this.load = registry.loader(name);
     this.#driver = driver;
     this.#configured = driver !== null;
   }
@@ -90,13 +90,4 @@ export class Backend {
     await this.#registry.call('backend.validateConnector', { backend: this.name, connector: connectorInfo });
   }
 
-  /** As `agent.load`, for resources of this backend only (InvalidArgumentError otherwise, nothing loaded). */
-  load(data: VolumeJson | VolumeDump | SerializedText<VolumeJson | VolumeDump>): Volume;
-  load(data: SnapshotJson | SerializedText<SnapshotJson>): Snapshot;
-  load(data: ConnectionJson | SerializedText<ConnectionJson>): Connection;
-  load(data: readonly Serialized[]): Resource[];
-  load(data: unknown): Resource | Resource[];
-  load(data: unknown): Resource | Resource[] {
-    return this.#registry.load(data, this.name);
-  }
 }

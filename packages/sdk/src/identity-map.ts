@@ -19,7 +19,7 @@ import { Backend } from './backend.js';
 import type { CallOptions } from './call-options.js';
 import { Following } from './following.js';
 import { Connection } from './connection.js';
-import type { Classes, Origin, Registry, Resource } from './registry.js';
+import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
 import type { Transport } from './transport.js';
@@ -280,7 +280,12 @@ export class IdentityMap implements Registry {
    * `agent.load` / `backend.load`: live objects from serialized ones, without a round trip. One object in,
    * one out; an array in, an array out. `backend` restricts it to that backend's resources.
    */
-  load(data: unknown, backend?: string): Resource | Resource[] {
+  loader(backend?: string): Load {
+    // One implementation behind Load's overloads, which only type the result by the input.
+    return ((data: unknown) => this.#load(data, backend)) as Load;
+  }
+
+  #load(data: unknown, backend: string | undefined): Resource | Resource[] {
     const { items, many } = parseSerialized(data);
     const foreign = backend === undefined ? undefined : items.find((item) => item.backend !== backend);
     if (foreign) throw new InvalidArgumentError(`${foreign.kind} ${foreign.id} is of backend ${foreign.backend}, not ${backend}`);

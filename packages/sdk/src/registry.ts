@@ -1,5 +1,6 @@
 import type { ConnectionRecord, OpArgs, OpName, OpResult, SnapshotRecord, VolumeListing, VolumeRecord } from '@kindling/protocol';
 import type { CallOptions } from './call-options.js';
+import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
 
 /**
  * The SDK's object classes by name. Each class's own file adds itself here (declaration merging), so
@@ -14,6 +15,18 @@ type Snapshot = Classes['Snapshot'];
 type Connection = Classes['Connection'];
 
 export type Resource = Volume | Snapshot | Connection;
+
+/**
+ * `agent.load` / `backend.load`: one object in, one out, typed by what it is (its JSON text too, when
+ * typed as `jsons`/`dumps` output); an array in, an array out.
+ */
+export interface Load {
+  (data: VolumeJson | VolumeDump | SerializedText<VolumeJson | VolumeDump>): Volume;
+  (data: SnapshotJson | SerializedText<SnapshotJson>): Snapshot;
+  (data: ConnectionJson | SerializedText<ConnectionJson>): Connection;
+  (data: readonly Serialized[]): Resource[];
+  (data: unknown): Resource | Resource[];
+}
 
 /** The object a call was made on: it hears the progress of what the call started. */
 export type Origin = Volume | Snapshot;
@@ -38,8 +51,8 @@ export interface Registry {
   connectionFrom(record: ConnectionRecord, volume: Volume): Connection;
   /** A `volume.list` answer: each volume with its relations in full. */
   listing(listing: VolumeListing): Volume[];
-  /** Live objects from serialized ones; `backend` restricts it to that backend's resources. */
-  load(data: unknown, backend?: string): Resource | Resource[];
+  /** Live objects from serialized ones, without a round trip: `backend` restricts it to that backend's resources. */
+  loader(backend?: string): Load;
 
   /** Whether this map holds all of the volume's snapshots and connections, so a refresh reloads them. */
   hasRelations(volume: Volume): boolean;
