@@ -9,7 +9,7 @@ import { Transport, type ConnectOptions } from './transport.js';
 
 declare module './registry.js' {
   interface Classes {
-    Agent: Agent;
+    Agent: InstanceType<typeof Agent>;
   }
 }
 

@@ -6,15 +6,13 @@ import {
   type OpArgs,
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
-import type { Classes, Load, Registry } from './registry.js';
+import type { Agent, Load, Registry, Volume } from './registry.js';
 
 declare module './registry.js' {
   interface Classes {
-    Backend: Backend;
+    Backend: InstanceType<typeof Backend>;
   }
 }
-type Agent = Classes['Agent'];
-type Volume = Classes['Volume'];
 
 export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & CallOptions;
 export interface VolumesFilter {

@@ -1,13 +1,12 @@
 import type { ConnectionInfo, ConnectionRecord, ConnectorInfo } from '@kindling/protocol';
 import { CONNECTION_FIELDS, SCHEMA_VERSION, pick, type ConnectionJson, type SerializedText } from './serialization.js';
-import type { Classes, Registry } from './registry.js';
+import type { Registry, Volume } from './registry.js';
 
 declare module './registry.js' {
   interface Classes {
-    Connection: Connection;
+    Connection: InstanceType<typeof Connection>;
   }
 }
-type Volume = Classes['Volume'];
 type ConnectionFields = Pick<ConnectionRecord, (typeof CONNECTION_FIELDS)[number]>;
 
 /** A volume exported to a host: the agent's own (`vol.attach()`, with a local `path`) or another's (`vol.connect()`). */

@@ -1,7 +1,12 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { Agent } from './agent.js';
+import type { Backend } from './backend.js';
+import type { Connection } from './connection.js';
+import type { Snapshot } from './snapshot.js';
+import type { Volume } from './volume.js';
 
 const SRC = dirname(fileURLToPath(import.meta.url));
 
@@ -43,5 +48,16 @@ describe('the SDK import graph', () => {
     const graph = new Map(sourceFiles(SRC).map((file) => [file, importsOf(file)]));
     expect(graph.size).toBeGreaterThan(10);
     expect(cycles(graph)).toEqual([]);
+  });
+
+  // Checked by the build's type-check of tests: the classes name each other through registry.ts, and a
+  // slip there would turn these types into `any` without any other error.
+  it('leaves the classes naming each other by their real types', () => {
+    expectTypeOf<Snapshot['volume']>().toEqualTypeOf<Volume>();
+    expectTypeOf<Connection['volume']>().toEqualTypeOf<Volume>();
+    expectTypeOf<Volume['backend']>().toEqualTypeOf<Backend>();
+    expectTypeOf<Volume['snapshots']>().toEqualTypeOf<Set<Snapshot>>();
+    expectTypeOf<Backend['agent']>().toEqualTypeOf<Agent>();
+    expectTypeOf<ReturnType<Volume['createSnapshot']>>().toEqualTypeOf<Promise<Snapshot>>();
   });
 });

@@ -6,13 +6,17 @@ import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDu
  * The SDK's object classes by name. Each class's own file adds itself here (declaration merging), so
  * that a Snapshot can say its `volume` is a Volume, and a Volume that its `snapshots` are Snapshots,
  * without the two files importing each other: the import graph stays a tree, read from this file up.
+ * (A file adds `Name: InstanceType<typeof Name>`: inside the merge, a bare `Name` would be the alias
+ * below, not the file's class.)
  */
 export interface Classes {}
 
-type Agent = Classes['Agent'];
-type Volume = Classes['Volume'];
-type Snapshot = Classes['Snapshot'];
-type Connection = Classes['Connection'];
+/** The classes as types, for the files that name them without importing their files. */
+export type Agent = Classes['Agent'];
+export type Backend = Classes['Backend'];
+export type Volume = Classes['Volume'];
+export type Snapshot = Classes['Snapshot'];
+export type Connection = Classes['Connection'];
 
 export type Resource = Volume | Snapshot | Connection;
 

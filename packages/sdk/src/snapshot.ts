@@ -1,15 +1,14 @@
 import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
-import type { Classes, Registry } from './registry.js';
+import type { Registry, Volume } from './registry.js';
 import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SerializedText, type SnapshotJson } from './serialization.js';
 import { Tracked } from './tracked.js';
 
 declare module './registry.js' {
   interface Classes {
-    Snapshot: Snapshot;
+    Snapshot: InstanceType<typeof Snapshot>;
   }
 }
-type Volume = Classes['Volume'];
 type SnapshotFields = Pick<SnapshotRecord, (typeof SNAPSHOT_FIELDS)[number]>;
 
 export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'> & CallOptions;

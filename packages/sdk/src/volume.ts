@@ -9,18 +9,15 @@ import {
   type VolumeStatus,
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
-import type { Classes, Registry } from './registry.js';
+import type { Backend, Connection, Registry, Snapshot } from './registry.js';
 import { SCHEMA_VERSION, VOLUME_FIELDS, pick, type SerializedText, type VolumeDump, type VolumeJson } from './serialization.js';
 import { Tracked } from './tracked.js';
 
 declare module './registry.js' {
   interface Classes {
-    Volume: Volume;
+    Volume: InstanceType<typeof Volume>;
   }
 }
-type Backend = Classes['Backend'];
-type Connection = Classes['Connection'];
-type Snapshot = Classes['Snapshot'];
 type VolumeFields = Pick<VolumeRecord, (typeof VOLUME_FIELDS)[number]>;
 
 export type CreateSnapshotOptions = Omit<OpArgs<'snapshot.create'>, 'volumeId'> & CallOptions;
