@@ -1,7 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import {
   InvalidArgumentError,
-  MUTATING_OPS,
   NotFoundError,
   TimeoutError,
   UnavailableError,
@@ -22,7 +20,7 @@ import { Connection } from './connection.js';
 import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
-import type { Transport } from './transport.js';
+import { requestIdFor, type Transport } from './transport.js';
 import { Volume } from './volume.js';
 
 function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<string, R[]> {
@@ -61,7 +59,7 @@ export class IdentityMap implements Registry {
    * naming it (progress) reach `origin`, the object the call was made on, and `onProgress`.
    */
   async call<O extends OpName>(op: O, args: OpArgs<O>, { origin, onProgress, requestId, timeoutMs }: CallOptions & { origin?: Origin } = {}): Promise<OpResult<O>> {
-    const id = requestId ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
+    const id = requestIdFor(op, requestId);
     if (id === undefined) return this.transport.request(op, args, { timeoutMs });
     this.following.start(id, op, origin, onProgress);
     let unknownOutcome = false;
