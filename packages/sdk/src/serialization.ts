@@ -19,6 +19,7 @@
 import {
   InvalidArgumentError,
   isObject,
+  messageOf,
   type ConnectionRecord,
   type SnapshotRecord,
   type VolumeRecord,
@@ -140,7 +141,7 @@ export function parseSerialized(input: unknown): { items: Serialized[]; many: bo
     try {
       data = JSON.parse(input);
     } catch (err) {
-      throw new InvalidArgumentError(`not JSON: ${(err as Error).message}`);
+      throw new InvalidArgumentError(`not JSON: ${messageOf(err)}`);
     }
   }
   const many = Array.isArray(data);
