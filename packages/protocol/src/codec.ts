@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import { ProtocolError } from './errors.js';
+import { ProtocolError, messageOf } from './errors.js';
 
 // Plain maps and no record extension: frames stay readable by any msgpack peer.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
@@ -12,6 +12,6 @@ export function decode(bytes: Uint8Array): unknown {
   try {
     return packr.unpack(bytes);
   } catch (err) {
-    throw new ProtocolError(`undecodable frame: ${(err as Error).message}`);
+    throw new ProtocolError(`undecodable frame: ${messageOf(err)}`);
   }
 }

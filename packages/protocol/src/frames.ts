@@ -2,6 +2,7 @@ import type { ErrorInfo } from './errors.js';
 import { ProtocolError } from './errors.js';
 import type { OpName } from './ops.js';
 import type { BackendStats, ConnectionRecord, SnapshotRecord, VolumeRecord } from './records.js';
+import { isObject } from './util.js';
 
 export interface RequestFrame {
   id: number;
@@ -50,8 +51,6 @@ export type ServerFrame = ReplyFrame | EventFrame;
 
 /** A request id: printable, at most 128 characters (a UUID is the SDK's choice). */
 const REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
-
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 /** The id of a request frame, when it has a valid one, so even a malformed frame gets a reply it can match. */
 export function requestIdOf(frame: unknown): number | null {

@@ -6,3 +6,4 @@ export * from './codec.js';
 export * from './records.js';
 export * from './ops.js';
 export * from './frames.js';
+export * from './util.js';

@@ -1,13 +1,17 @@
 import { EventEmitter } from 'node:events';
 import { UnavailableError, type EventFrame, type HelloResult } from '@kindling/protocol';
 import type { Backend } from './backend.js';
-import type { Connection } from './connection.js';
 import { KeyValueStore } from './kv.js';
-import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
-import { Session, type Resource } from './session.js';
-import type { Snapshot } from './snapshot.js';
+import type { VolumeDump } from './serialization.js';
+import { IdentityMap } from './identity-map.js';
+import type { Load } from './registry.js';
 import { Transport, type ConnectOptions } from './transport.js';
-import type { Volume } from './volume.js';
+
+declare module './registry.js' {
+  interface Classes {
+    Agent: InstanceType<typeof Agent>;
+  }
+}
 
 export type AgentEvents = {
   /** Every agent push (status and capacity changes), after the objects it concerns were updated. */
@@ -18,7 +22,7 @@ export type AgentEvents = {
    */
   disconnect: [error: UnavailableError];
   /**
-   * The agent is back, said hello again, and every volume this session holds (with its snapshots and
+   * The agent is back, said hello again, and every volume this Agent holds (with its snapshots and
    * connections) was reloaded in one call: what changed while the link was down shows, and what went
    * is marked `deleted`.
    */
@@ -33,30 +37,37 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** As given, e.g. `ws://127.0.0.1:8600`. */
   readonly url: string;
   readonly kv: KeyValueStore;
+  /**
+   * Live, identity-mapped objects from `json`/`dump` output (or its text), with no round trip: loading
+   * an id this Agent holds updates and returns that same object. A backend this agent lacks becomes
+   * a stub Backend, so an attach-only user can load what a controller sent.
+   */
+  readonly load: Load;
   readonly #transport: Transport;
-  readonly #session: Session;
+  readonly #identities: IdentityMap;
   #hello: HelloResult | null = null;
 
   constructor(url: string, options: ConnectOptions = {}) {
     super();
     this.url = url;
     this.#transport = new Transport(url, options);
-    this.#session = new Session(this.#transport, this);
+    this.#identities = new IdentityMap(this.#transport, this);
     this.kv = new KeyValueStore(this.#transport);
+    this.load = this.#identities.loader();
     this.#transport.on('event', (frame) => {
-      this.#session.applyEvent(frame);
+      this.#identities.applyEvent(frame);
       this.emit('event', frame);
     });
     this.#transport.on('up', (hello) => {
       this.#adopt(hello);
-      // Pushes sent while the link was down were missed: bring what this session holds up to date first.
-      this.#session.resync().then(
+      // Pushes sent while the link was down were missed: bring what this Agent holds up to date first.
+      this.#identities.resync().then(
         () => this.emit('reconnect'),
         () => this.emit('reconnect'),
       );
     });
     this.#transport.on('down', (error) => this.emit('disconnect', error));
-    this.#transport.on('late', (reply) => this.#session.adoptLate(reply));
+    this.#transport.on('late', (reply) => this.#identities.adoptLate(reply));
   }
 
   /** Connects, authenticates (UnauthorizedError on a refused token) and says hello. */
@@ -85,30 +96,17 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** A configured backend by name; NotFoundError otherwise. */
   async backend(name: string): Promise<Backend> {
-    return this.#session.configuredBackend(name);
+    return this.#identities.configuredBackend(name);
   }
 
   async backends(): Promise<Backend[]> {
-    return this.#session.configuredBackends();
+    return this.#identities.configuredBackends();
   }
 
-  /**
-   * Live, identity-mapped objects from `json`/`dump` output (or its text), with no round trip: loading
-   * an id this session holds updates and returns that same object. A backend this agent lacks becomes
-   * a stub Backend, so an attach-only user can load what a controller sent.
-   */
-  load(data: VolumeJson | VolumeDump | SerializedText<VolumeJson | VolumeDump>): Volume;
-  load(data: SnapshotJson | SerializedText<SnapshotJson>): Snapshot;
-  load(data: ConnectionJson | SerializedText<ConnectionJson>): Connection;
-  load(data: readonly Serialized[]): Resource[];
-  load(data: unknown): Resource | Resource[];
-  load(data: unknown): Resource | Resource[] {
-    return this.#session.load(data);
-  }
 
-  /** Every volume this session holds, with its snapshots and connections inlined. */
+  /** Every volume this Agent holds, with its snapshots and connections inlined. */
   dump(): VolumeDump[] {
-    return this.#session.dump();
+    return this.#identities.dump();
   }
 
   async close(): Promise<void> {
@@ -117,7 +115,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   #adopt(hello: HelloResult): void {
     this.#hello = hello;
-    this.#session.adoptBackends(hello.backends);
+    this.#identities.adoptBackends(hello.backends);
   }
 
   #helloOrThrow(): HelloResult {

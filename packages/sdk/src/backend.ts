@@ -5,13 +5,14 @@ import {
   type DriverName,
   type OpArgs,
 } from '@kindling/protocol';
-import type { Agent } from './agent.js';
 import { splitCall, type CallOptions } from './call-options.js';
-import type { Connection } from './connection.js';
-import type { ConnectionJson, Serialized, SerializedText, SnapshotJson, VolumeDump, VolumeJson } from './serialization.js';
-import type { Resource, Session } from './session.js';
-import type { Snapshot } from './snapshot.js';
-import type { Volume } from './volume.js';
+import type { Agent, Load, Registry, Volume } from './registry.js';
+
+declare module './registry.js' {
+  interface Classes {
+    Backend: InstanceType<typeof Backend>;
+  }
+}
 
 export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & CallOptions;
 export interface VolumesFilter {
@@ -22,61 +23,69 @@ export interface VolumesFilter {
 /** A storage backend as the agent configured it, by name. */
 export class Backend {
   readonly name: string;
-  /** null only for a stub: a backend named by loaded JSON that this agent does not have. */
-  declare readonly driver: DriverName | null;
-  /** False for a stub; its objects can be serialized, but calls for them get the agent's NOT_FOUND. */
-  declare readonly configured: boolean;
-  readonly #session: Session;
+  /** As `agent.load`, for resources of this backend only (InvalidArgumentError otherwise, nothing loaded). */
+  readonly load: Load;
+  readonly #registry: Registry;
+  #driver: DriverName | null;
+  #configured: boolean;
 
-  /** @internal Made by the session only. */
-  constructor(session: Session, name: string, driver: DriverName | null) {
-    this.#session = session;
+  /** @internal Made by the identity map only. */
+  constructor(registry: Registry, name: string, driver: DriverName | null) {
+    this.#registry = registry;
     this.name = name;
-    Object.assign(this, { driver, configured: driver !== null });
+    this.load = registry.loader(name);
+    this.#driver = driver;
+    this.#configured = driver !== null;
+  }
+
+  /** null only for a stub: a backend named by loaded JSON that this agent does not have. */
+  get driver(): DriverName | null {
+    return this.#driver;
+  }
+  /** False for a stub (or one the agent no longer lists); its objects can be serialized, but calls for them get the agent's NOT_FOUND. */
+  get configured(): boolean {
+    return this.#configured;
+  }
+
+  /** @internal From each hello: the agent lists it with this driver, or (null) no longer lists it, which keeps the driver last known. */
+  applyHello(driver: DriverName | null): void {
+    if (driver !== null) this.#driver = driver;
+    this.#configured = driver !== null;
   }
 
   /** The agent (host) this backend lives on: `vol.backend.agent.hostId`. */
   get agent(): Agent {
-    return this.#session.agent;
+    return this.#registry.agent;
   }
 
   async stats({ refresh = false }: { refresh?: boolean } = {}): Promise<BackendStats> {
-    return this.#session.call('backend.stats', { backend: this.name, refresh });
+    return this.#registry.call('backend.stats', { backend: this.name, refresh });
   }
 
   /** Resolves once the volume is `available`. */
   async createVolume(options: CreateVolumeOptions): Promise<Volume> {
     const { args, call } = splitCall(options);
-    const record = await this.#session.call('volume.create', { backend: this.name, ...args }, call);
-    return this.#session.volumeFrom(record, { fresh: true });
+    const record = await this.#registry.call('volume.create', { backend: this.name, ...args }, call);
+    return this.#registry.volumeFrom(record, { fresh: true });
   }
 
   /** Every volume of this backend, each with its snapshots and connections loaded. */
   async volumes(): Promise<Volume[]> {
-    return this.#session.listing(await this.#session.call('volume.list', { backend: this.name }));
+    return this.#registry.listing(await this.#registry.call('volume.list', { backend: this.name }));
   }
 
   async volumesFiltered({ volumeId, volumeName }: VolumesFilter = {}): Promise<Volume[]> {
-    const listing = await this.#session.call('volume.list', { backend: this.name, id: volumeId, name: volumeName });
-    return this.#session.listing(listing);
+    const listing = await this.#registry.call('volume.list', { backend: this.name, id: volumeId, name: volumeName });
+    return this.#registry.listing(listing);
   }
 
   async capabilities(): Promise<Capabilities> {
-    return this.#session.call('backend.capabilities', { backend: this.name });
+    return this.#registry.call('backend.capabilities', { backend: this.name });
   }
 
   /** Rejects with InvalidArgumentError when the connector lacks what this backend's protocol needs. */
   async validateConnector(connectorInfo: ConnectorInfo): Promise<void> {
-    await this.#session.call('backend.validateConnector', { backend: this.name, connector: connectorInfo });
+    await this.#registry.call('backend.validateConnector', { backend: this.name, connector: connectorInfo });
   }
 
-  /** As `agent.load`, for resources of this backend only (InvalidArgumentError otherwise, nothing loaded). */
-  load(data: VolumeJson | VolumeDump | SerializedText<VolumeJson | VolumeDump>): Volume;
-  load(data: SnapshotJson | SerializedText<SnapshotJson>): Snapshot;
-  load(data: ConnectionJson | SerializedText<ConnectionJson>): Connection;
-  load(data: readonly Serialized[]): Resource[];
-  load(data: unknown): Resource | Resource[];
-  load(data: unknown): Resource | Resource[] {
-    return this.#session.load(data, this.name);
-  }
 }

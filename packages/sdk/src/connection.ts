@@ -1,26 +1,45 @@
 import type { ConnectionInfo, ConnectionRecord, ConnectorInfo } from '@kindling/protocol';
 import { CONNECTION_FIELDS, SCHEMA_VERSION, pick, type ConnectionJson, type SerializedText } from './serialization.js';
-import type { Session } from './session.js';
-import type { Volume } from './volume.js';
+import type { Registry, Volume } from './registry.js';
+
+declare module './registry.js' {
+  interface Classes {
+    Connection: InstanceType<typeof Connection>;
+  }
+}
+type ConnectionFields = Pick<ConnectionRecord, (typeof CONNECTION_FIELDS)[number]>;
 
 /** A volume exported to a host: the agent's own (`vol.attach()`, with a local `path`) or another's (`vol.connect()`). */
 export class Connection {
   readonly id: string;
   readonly volume: Volume;
-  declare readonly connectorInfo: ConnectorInfo;
-  declare readonly connectionInfo: ConnectionInfo;
-  /** The device or file on the agent's host, for a local attach. */
-  declare readonly path: string | null;
-  declare readonly attached: boolean;
-  declare readonly createdAt: string;
-  readonly #session: Session;
+  readonly #registry: Registry;
+  /** The agent's record as last heard: replies and pushes replace it, the getters read it. */
+  #fields: ConnectionFields;
 
-  /** @internal Made by the session's identity map only. */
-  constructor(session: Session, volume: Volume, record: ConnectionRecord) {
-    this.#session = session;
+  /** @internal Made by the identity map only. */
+  constructor(registry: Registry, volume: Volume, record: ConnectionRecord) {
+    this.#registry = registry;
     this.id = record.id;
     this.volume = volume;
-    this.applyRecord(record);
+    this.#fields = pick(record, CONNECTION_FIELDS);
+  }
+
+  get connectorInfo(): ConnectorInfo {
+    return this.#fields.connectorInfo;
+  }
+  get connectionInfo(): ConnectionInfo {
+    return this.#fields.connectionInfo;
+  }
+  /** The device or file on the agent's host, for a local attach. */
+  get path(): string | null {
+    return this.#fields.path;
+  }
+  get attached(): boolean {
+    return this.#fields.attached;
+  }
+  get createdAt(): string {
+    return this.#fields.createdAt;
   }
 
   get volumeId(): string {
@@ -29,23 +48,23 @@ export class Connection {
 
   /** @internal */
   applyRecord(record: ConnectionRecord): void {
-    Object.assign(this, pick(record, CONNECTION_FIELDS));
+    this.#fields = pick(record, CONNECTION_FIELDS);
   }
 
   async disconnect(): Promise<void> {
-    const { volume, connection } = await this.#session.call('connection.delete', { id: this.id });
-    this.#session.volumeFrom(volume);
-    this.#session.forgetConnection(this, connection);
+    const { volume, connection } = await this.#registry.call('connection.delete', { id: this.id });
+    this.#registry.volumeFrom(volume);
+    this.#registry.connectionEnded(connection);
   }
 
   /** Tells the host side about a grown volume; resolves with the size it now sees, in bytes. */
   async extend(): Promise<number> {
-    return (await this.#session.call('connection.extend', { id: this.id })).sizeBytes;
+    return (await this.#registry.call('connection.extend', { id: this.id })).sizeBytes;
   }
 
   toDict(): ConnectionRecord {
     // A copy: what a caller does with the dict must not reach the live object.
-    return structuredClone({ id: this.id, backend: this.volume.backend.name, volumeId: this.volume.id, ...pick(this, CONNECTION_FIELDS) });
+    return structuredClone({ id: this.id, backend: this.volume.backend.name, volumeId: this.volume.id, ...this.#fields });
   }
   get json(): ConnectionJson {
     return { schemaVersion: SCHEMA_VERSION, kind: 'connection', ...this.toDict(), volume: this.volume.toDict() };

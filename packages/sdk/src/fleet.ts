@@ -4,6 +4,7 @@ import {
   NotFoundError,
   TimeoutError,
   UnavailableError,
+  messageOf,
   validateArgs,
   type BackendStats,
   type DriverName,
@@ -246,7 +247,7 @@ export class Fleet {
       try {
         readyz = await probeReadyz(member.url, timeoutMs);
       } catch (err) {
-        readyzError = new UnavailableError(err instanceof Error ? err.message : String(err), { url: member.url });
+        readyzError = new UnavailableError(messageOf(err), { url: member.url });
       }
       return {
         url: member.url,

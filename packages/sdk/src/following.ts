@@ -1,9 +1,5 @@
 import { CREATING_OPS, type OpName, type Progress } from '@kindling/protocol';
-import type { Snapshot } from './snapshot.js';
-import type { Volume } from './volume.js';
-
-/** The object a call was made on: it hears the progress of what the call started. */
-export type Origin = Volume | Snapshot;
+import type { Origin } from './registry.js';
 
 interface Followed {
   op: OpName;
@@ -13,11 +9,11 @@ interface Followed {
   making: Set<string>;
 }
 
-/** Creating calls whose outcome is unknown (TIMEOUT, UNAVAILABLE) stay followed; the oldest are forgotten past this. */
+/** Creating calls whose outcome is unknown (TIMEOUT, UNAVAILABLE) stay followed; the oldest are evicted past this. */
 const LINGERING_MAX = 256;
 
 /**
- * A session's calls that pushes may speak of, by requestId: progress reaches the object the call was
+ * An identity map's calls that pushes may speak of, by requestId: progress reaches the object the call was
  * made on and the call's `onProgress`, and a creating call learns the id of the volume it makes, so
  * that pushes for that volume are adopted instead of dropped. A creating call that timed out is kept
  * until its late reply, for the work goes on at the agent.
@@ -49,7 +45,7 @@ export class Following {
     this.#lingering.delete(requestId);
   }
 
-  /** Whether a volume this session does not hold is one of its own calls' making. */
+  /** Whether a volume the identity map does not hold is one of its own calls' making. */
   makes(volumeId: string): boolean {
     for (const followed of [...this.#calls.values(), ...this.#lingering.values()]) if (followed.making.has(volumeId)) return true;
     return false;

@@ -6,7 +6,7 @@ export { Volume, type CloneOptions, type CreateSnapshotOptions } from './volume.
 export { Snapshot, type NewVolumeOptions } from './snapshot.js';
 export { Connection } from './connection.js';
 export { KeyValueStore } from './kv.js';
-export type { Resource } from './session.js';
+export type { Resource } from './registry.js';
 export type { ResourceEvents } from './tracked.js';
 export type { CallOptions } from './call-options.js';
 export type { ConnectOptions, ReconnectOptions, TlsOptions } from './transport.js';

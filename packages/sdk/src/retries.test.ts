@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BusyError, MUTATING_OPS, TimeoutError, UnavailableError, type OpName } from '@kindling/protocol';
 import { Agent } from './agent.js';
 import type { ConnectOptions } from './transport.js';
+import type { Volume } from './volume.js';
 import { StandInAgent } from './testing/stand-in-agent.js';
 
 const open: { close(): Promise<void> }[] = [];
@@ -40,6 +41,15 @@ function slowClone(server: StandInAgent): { release(): void } {
   return { release: release.open };
 }
 
+/** A fresh volume and its clone, sent and held at the stand-in until `release()`. */
+async function cloneInFlight(server: StandInAgent, agent: Agent): Promise<{ vol: Volume; release(): void; cloning: Promise<Volume> }> {
+  const vol = await (await agent.backend('lvm')).createVolume({ size: 1 });
+  const { release } = slowClone(server);
+  const cloning = vol.clone();
+  await expect.poll(() => sent(server, 'volume.clone').length).toBe(1);
+  return { vol, release, cloning };
+}
+
 describe('request ids', () => {
   it('every mutating call carries a fresh one; reads carry none', async () => {
     const server = await standIn();
@@ -76,11 +86,7 @@ describe('request ids', () => {
 describe('a link dropped mid-call', () => {
   it('is redialled and the call sent again with the same request id: it resolves once, the work ran once', async () => {
     const server = await standIn();
-    const agent = await connect(server);
-    const vol = await (await agent.backend('lvm')).createVolume({ size: 1 });
-    const { release } = slowClone(server);
-    const cloning = vol.clone();
-    await expect.poll(() => sent(server, 'volume.clone').length).toBe(1);
+    const { vol, release, cloning } = await cloneInFlight(server, await connect(server));
     server.cut();
     await expect.poll(() => sent(server, 'volume.clone').length).toBe(2);
     release();
@@ -121,11 +127,7 @@ describe('a link dropped mid-call', () => {
 
   it('survives an agent restart within the wait: the call in flight resolves', async () => {
     const server = await standIn();
-    const agent = await connect(server);
-    const vol = await (await agent.backend('lvm')).createVolume({ size: 1 });
-    const { release } = slowClone(server);
-    const cloning = vol.clone();
-    await expect.poll(() => sent(server, 'volume.clone').length).toBe(1);
+    const { vol, release, cloning } = await cloneInFlight(server, await connect(server));
     await server.stop();
     await server.listen();
     await expect.poll(() => sent(server, 'volume.clone').length).toBe(2);
@@ -138,10 +140,9 @@ describe('a link dropped mid-call', () => {
   it('past the wait, rejects UNAVAILABLE with the request id; asking again with it hands back the volume made meanwhile', async () => {
     const server = await standIn();
     const agent = await connect(server, { reconnect: { initialDelayMs: 10, maxDelayMs: 20, waitMs: 100 } });
-    const vol = await (await agent.backend('lvm')).createVolume({ size: 1 });
-    const { release } = slowClone(server);
-    const cloning = vol.clone().catch((e: unknown) => e);
-    await expect.poll(() => sent(server, 'volume.clone').length).toBe(1);
+    const inFlight = await cloneInFlight(server, agent);
+    const { vol, release } = inFlight;
+    const cloning = inFlight.cloning.catch((e: unknown) => e);
     await server.stop();
     const err = await cloning;
     expect(err).toBeInstanceOf(UnavailableError);

@@ -18,6 +18,8 @@
  */
 import {
   InvalidArgumentError,
+  isObject,
+  messageOf,
   type ConnectionRecord,
   type SnapshotRecord,
   type VolumeRecord,
@@ -79,8 +81,6 @@ export function pick<T, K extends keyof T>(from: T, keys: readonly K[]): Pick<T,
 }
 
 type FieldType = 'string' | 'number' | 'boolean' | 'object';
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-
 function expectFields(x: unknown, what: string, spec: Record<string, FieldType>): Record<string, unknown> {
   if (!isObject(x)) throw new InvalidArgumentError(`${what} must be an object`);
   for (const [field, type] of Object.entries(spec)) {
@@ -141,7 +141,7 @@ export function parseSerialized(input: unknown): { items: Serialized[]; many: bo
     try {
       data = JSON.parse(input);
     } catch (err) {
-      throw new InvalidArgumentError(`not JSON: ${(err as Error).message}`);
+      throw new InvalidArgumentError(`not JSON: ${messageOf(err)}`);
     }
   }
   const many = Array.isArray(data);

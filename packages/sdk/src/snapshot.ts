@@ -1,9 +1,15 @@
 import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
+import type { Registry, Volume } from './registry.js';
 import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SerializedText, type SnapshotJson } from './serialization.js';
-import type { Session } from './session.js';
 import { Tracked } from './tracked.js';
-import type { Volume } from './volume.js';
+
+declare module './registry.js' {
+  interface Classes {
+    Snapshot: InstanceType<typeof Snapshot>;
+  }
+}
+type SnapshotFields = Pick<SnapshotRecord, (typeof SNAPSHOT_FIELDS)[number]>;
 
 export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'> & CallOptions;
 
@@ -11,23 +17,40 @@ export class Snapshot extends Tracked<SnapshotStatus> {
   readonly id: string;
   /** The very Volume object it was taken of. */
   readonly volume: Volume;
-  declare readonly name: string | null;
-  declare readonly description: string | null;
-  declare readonly volumeSize: number;
-  declare readonly createdAt: string;
-  declare readonly updatedAt: string;
-  declare readonly location: Location;
-  /** The last failure, kept while the snapshot is in an error status. */
-  declare readonly error: ErrorInfo | null;
-  readonly #session: Session;
+  readonly #registry: Registry;
+  /** The agent's record as last heard: replies and pushes replace it, the getters read it. */
+  #fields: SnapshotFields;
 
-  /** @internal Made by the session's identity map only. */
-  constructor(session: Session, volume: Volume, record: SnapshotRecord) {
-    super();
-    this.#session = session;
+  /** @internal Made by the identity map only. */
+  constructor(registry: Registry, volume: Volume, record: SnapshotRecord) {
+    super(record.status);
+    this.#registry = registry;
     this.id = record.id;
     this.volume = volume;
-    this.applyRecord(record);
+    this.#fields = pick(record, SNAPSHOT_FIELDS);
+  }
+
+  get name(): string | null {
+    return this.#fields.name;
+  }
+  get description(): string | null {
+    return this.#fields.description;
+  }
+  get volumeSize(): number {
+    return this.#fields.volumeSize;
+  }
+  get createdAt(): string {
+    return this.#fields.createdAt;
+  }
+  get updatedAt(): string {
+    return this.#fields.updatedAt;
+  }
+  get location(): Location {
+    return this.#fields.location;
+  }
+  /** The last failure, kept while the snapshot is in an error status. */
+  get error(): ErrorInfo | null {
+    return this.#fields.error;
   }
 
   get volumeId(): string {
@@ -36,28 +59,28 @@ export class Snapshot extends Tracked<SnapshotStatus> {
 
   /** @internal */
   applyRecord(record: SnapshotRecord): void {
-    Object.assign(this, pick(record, SNAPSHOT_FIELDS));
+    this.#fields = pick(record, SNAPSHOT_FIELDS);
     this.setStatus(record.status);
   }
 
   /** Removes it from `volume.snapshots`; the object shows status `deleted`. */
   async delete(options: CallOptions = {}): Promise<void> {
-    await this.#session.call('snapshot.delete', { id: this.id }, { ...options, origin: this });
-    this.#session.forgetSnapshot(this);
+    await this.#registry.call('snapshot.delete', { id: this.id }, { ...options, origin: this });
+    this.#registry.snapshotGone(this);
   }
 
-  /** The new volume; this snapshot emits the copy's `progress`, as does the volume once the session holds it. */
+  /** The new volume; this snapshot emits the copy's `progress`, as does the volume once the identity map holds it. */
   async createVolume(options: NewVolumeOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
-    const record = await this.#session.call('snapshot.createVolume', { id: this.id, ...args }, { ...call, origin: this });
-    return this.#session.volumeFrom(record, { fresh: true });
+    const record = await this.#registry.call('snapshot.createVolume', { id: this.id, ...args }, { ...call, origin: this });
+    return this.#registry.volumeFrom(record, { fresh: true });
   }
 
   async refresh(): Promise<void> {
     try {
-      this.#session.snapshotFrom(await this.#session.call('snapshot.get', { id: this.id }), this.volume);
+      this.#registry.snapshotFrom(await this.#registry.call('snapshot.get', { id: this.id }), this.volume);
     } catch (err) {
-      if (err instanceof NotFoundError) this.#session.forgetSnapshot(this);
+      if (err instanceof NotFoundError) this.#registry.snapshotGone(this);
       throw err;
     }
   }
@@ -69,7 +92,7 @@ export class Snapshot extends Tracked<SnapshotStatus> {
       backend: this.volume.backend.name,
       volumeId: this.volume.id,
       status: this.status,
-      ...pick(this, SNAPSHOT_FIELDS),
+      ...this.#fields,
     });
   }
   get json(): SnapshotJson {

@@ -5,7 +5,7 @@ export type ResourceEvents<S extends string> = {
   /** Fired on every change, whether a reply or an agent push brought it. */
   status: [status: S, previous: S];
   /**
-   * How far a long copy has got: one for this resource (the new volume of a clone, once this session
+   * How far a long copy has got: one for this resource (the new volume of a clone, once this Agent
    * holds it), or one a call on this object started (the source of a clone, the snapshot a volume is
    * made from, the volume being reverted or zeroed).
    */
@@ -14,13 +14,21 @@ export type ResourceEvents<S extends string> = {
 
 /** A resource with a status that the agent changes under it: compares and emits on each update. */
 export abstract class Tracked<S extends string> extends EventEmitter<ResourceEvents<S>> {
-  declare readonly status: S;
+  #status: S;
+
+  constructor(status: S) {
+    super();
+    this.#status = status;
+  }
+
+  get status(): S {
+    return this.#status;
+  }
 
   protected setStatus(next: S): void {
-    const previous = this.status;
+    const previous = this.#status;
     if (previous === next) return;
-    Object.assign(this, { status: next });
-    // The first assignment is construction, not a change.
-    if (previous !== undefined) this.emit('status', next, previous);
+    this.#status = next;
+    this.emit('status', next, previous);
   }
 }

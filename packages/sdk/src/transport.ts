@@ -14,6 +14,7 @@ import {
   decode,
   encode,
   errorFromInfo,
+  isObject,
   messageOf,
   parseRequestFrame,
   validateArgs,
@@ -138,12 +139,15 @@ export function rpcUrl(url: string): string {
   return parsed.toString();
 }
 
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-
 /** msgpack would carry `undefined` as an extension type; leaving the key out means the same to the agent. */
 function withoutUndefined(args: unknown): unknown {
   if (!isObject(args)) return args;
   return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined));
+}
+
+/** The id a call goes out with: the caller's, else a fresh UUID for a mutating op (so a resend is answered from its outcome), else none. */
+export function requestIdFor(op: OpName, given: string | undefined): string | undefined {
+  return given ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
 }
 
 /** A caller's own request id, checked by the agent's rule before anything is sent. */
@@ -229,7 +233,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     const timeoutMs = options.timeoutMs ?? (LONG_OPS.has(op) ? this.longTimeoutMs : this.timeoutMs);
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs must be a non-negative number of ms', { timeoutMs });
     if (options.requestId !== undefined) checkRequestId(op, options.requestId);
-    const requestId = options.requestId ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
+    const requestId = requestIdFor(op, options.requestId);
     const frame: Frame = { op, args: withoutUndefined(checked.args), ...(requestId === undefined ? {} : { requestId }) };
     const ids = requestId === undefined ? { op } : { op, requestId };
     const call = deadline(timeoutMs, () => new TimeoutError(`${op} got no reply within ${timeoutMs} ms`, { ...ids, timeoutMs }));

@@ -8,13 +8,17 @@ import {
   type VolumeRecord,
   type VolumeStatus,
 } from '@kindling/protocol';
-import type { Backend } from './backend.js';
 import { splitCall, type CallOptions } from './call-options.js';
-import type { Connection } from './connection.js';
+import type { Backend, Connection, Registry, Snapshot } from './registry.js';
 import { SCHEMA_VERSION, VOLUME_FIELDS, pick, type SerializedText, type VolumeDump, type VolumeJson } from './serialization.js';
-import type { Session } from './session.js';
-import type { Snapshot } from './snapshot.js';
 import { Tracked } from './tracked.js';
+
+declare module './registry.js' {
+  interface Classes {
+    Volume: InstanceType<typeof Volume>;
+  }
+}
+type VolumeFields = Pick<VolumeRecord, (typeof VOLUME_FIELDS)[number]>;
 
 export type CreateSnapshotOptions = Omit<OpArgs<'snapshot.create'>, 'volumeId'> & CallOptions;
 export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions;
@@ -29,84 +33,106 @@ export class Volume extends Tracked<VolumeStatus> {
   readonly id: string;
   /** The Backend it lives on (a stub when loaded from JSON of a backend this agent lacks). */
   readonly backend: Backend;
-  declare readonly name: string | null;
-  declare readonly description: string | null;
-  /** GiB. */
-  declare readonly size: number;
-  declare readonly metadata: Record<string, string>;
-  declare readonly createdAt: string;
-  declare readonly updatedAt: string;
-  /** The volume it was cloned from, else null. */
-  declare readonly sourceVolId: string | null;
-  /** The snapshot it was created from, else null. */
-  declare readonly snapshotId: string | null;
-  declare readonly location: Location;
-  /** The last failure, kept while the volume is in an error status. */
-  declare readonly error: ErrorInfo | null;
-  /** Tracked locally: the snapshots this session knows of, each the same object every time. */
+  /** Tracked locally: the snapshots this agent connection knows of, each the same object every time. */
   readonly snapshots = new Set<Snapshot>();
   readonly connections: Connection[] = [];
-  readonly #session: Session;
+  readonly #registry: Registry;
+  /** The agent's record as last heard: replies and pushes replace it, the getters read it. */
+  #fields: VolumeFields;
 
-  /** @internal Made by the session's identity map only. */
-  constructor(session: Session, backend: Backend, record: VolumeRecord) {
-    super();
-    this.#session = session;
+  /** @internal Made by the identity map only. */
+  constructor(registry: Registry, backend: Backend, record: VolumeRecord) {
+    super(record.status);
+    this.#registry = registry;
     this.id = record.id;
     this.backend = backend;
-    this.applyRecord(record);
+    this.#fields = pick(record, VOLUME_FIELDS);
+  }
+
+  get name(): string | null {
+    return this.#fields.name;
+  }
+  get description(): string | null {
+    return this.#fields.description;
+  }
+  /** GiB. */
+  get size(): number {
+    return this.#fields.size;
+  }
+  get metadata(): Record<string, string> {
+    return this.#fields.metadata;
+  }
+  get createdAt(): string {
+    return this.#fields.createdAt;
+  }
+  get updatedAt(): string {
+    return this.#fields.updatedAt;
+  }
+  /** The volume it was cloned from, else null. */
+  get sourceVolId(): string | null {
+    return this.#fields.sourceVolId;
+  }
+  /** The snapshot it was created from, else null. */
+  get snapshotId(): string | null {
+    return this.#fields.snapshotId;
+  }
+  get location(): Location {
+    return this.#fields.location;
+  }
+  /** The last failure, kept while the volume is in an error status. */
+  get error(): ErrorInfo | null {
+    return this.#fields.error;
   }
 
   /** @internal */
   applyRecord(record: VolumeRecord): void {
-    Object.assign(this, pick(record, VOLUME_FIELDS));
+    this.#fields = pick(record, VOLUME_FIELDS);
     this.setStatus(record.status);
   }
 
   /** The new snapshot, also added to `vol.snapshots`. */
   async createSnapshot(options: CreateSnapshotOptions = {}): Promise<Snapshot> {
     const { args, call } = splitCall(options);
-    const record = await this.#session.call('snapshot.create', { volumeId: this.id, ...args }, { ...call, origin: this });
-    return this.#session.snapshotFrom(record, this);
+    const record = await this.#registry.call('snapshot.create', { volumeId: this.id, ...args }, { ...call, origin: this });
+    return this.#registry.snapshotFrom(record, this);
   }
 
   /** The agent refuses (ConflictError) while snapshots exist. Afterwards the object shows status `deleted`. */
   async delete(options: CallOptions = {}): Promise<void> {
-    await this.#session.call('volume.delete', { id: this.id }, { ...options, origin: this });
-    this.#session.forgetVolume(this);
+    await this.#registry.call('volume.delete', { id: this.id }, { ...options, origin: this });
+    this.#registry.volumeGone(this);
   }
 
   /** Grows to `newSize` GiB; `vol.size` follows. */
   async extend(newSize: number, options: CallOptions = {}): Promise<void> {
-    this.#session.volumeFrom(await this.#session.call('volume.extend', { id: this.id, size: newSize }, { ...options, origin: this }));
+    this.#registry.volumeFrom(await this.#registry.call('volume.extend', { id: this.id, size: newSize }, { ...options, origin: this }));
   }
 
-  /** The new volume; this one emits the copy's `progress`, as does the clone once the session holds it. */
+  /** The new volume; this one emits the copy's `progress`, as does the clone once the identity map holds it. */
   async clone(options: CloneOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
-    const record = await this.#session.call('volume.clone', { id: this.id, ...args }, { ...call, origin: this });
-    return this.#session.volumeFrom(record, { fresh: true });
+    const record = await this.#registry.call('volume.clone', { id: this.id, ...args }, { ...call, origin: this });
+    return this.#registry.volumeFrom(record, { fresh: true });
   }
 
   /** Attaches on the agent's own host; `conn.path` is the local device or file. */
   async attach(): Promise<Connection> {
-    const { volume, connection } = await this.#session.call('volume.attach', { id: this.id });
-    this.#session.volumeFrom(volume);
-    return this.#session.connectionFrom(connection, this);
+    const { volume, connection } = await this.#registry.call('volume.attach', { id: this.id });
+    this.#registry.volumeFrom(volume);
+    return this.#registry.connectionFrom(connection, this);
   }
 
   async detach(): Promise<void> {
-    const { volume, connection } = await this.#session.call('volume.detach', { id: this.id });
-    this.#session.volumeFrom(volume);
-    const conn = this.#session.connections.get(connection.id);
-    if (conn) this.#session.forgetConnection(conn, connection);
+    const { volume, connection } = await this.#registry.call('volume.detach', { id: this.id });
+    this.#registry.volumeFrom(volume);
+    this.#registry.connectionEnded(connection);
   }
 
   /** Exports the volume to the host that `connectorInfo` describes. */
   async connect(connectorInfo: ConnectorInfo): Promise<Connection> {
-    const { volume, connection } = await this.#session.call('volume.connect', { id: this.id, connector: connectorInfo });
-    this.#session.volumeFrom(volume);
-    return this.#session.connectionFrom(connection, this);
+    const { volume, connection } = await this.#registry.call('volume.connect', { id: this.id, connector: connectorInfo });
+    this.#registry.volumeFrom(volume);
+    return this.#registry.connectionFrom(connection, this);
   }
 
   async disconnect(connection: Connection): Promise<void> {
@@ -116,35 +142,35 @@ export class Volume extends Tracked<VolumeStatus> {
 
   async revertToSnapshot(snapshot: Snapshot, options: CallOptions = {}): Promise<void> {
     if (snapshot.volume !== this) throw new InvalidArgumentError(`snapshot ${snapshot.id} is not of volume ${this.id}`);
-    const record = await this.#session.call('volume.revert', { id: this.id, snapshotId: snapshot.id }, { ...options, origin: this });
-    this.#session.volumeFrom(record);
+    const record = await this.#registry.call('volume.revert', { id: this.id, snapshotId: snapshot.id }, { ...options, origin: this });
+    this.#registry.volumeFrom(record);
   }
 
   /**
-   * Reloads from the agent's index, and reloads the snapshots and connections only if this session had
+   * Reloads from the agent's index, and reloads the snapshots and connections only if this Agent had
    * them all (as cinderlib's lazy relations); the objects stay the same, and a local attachment survives
    * (cinderlib bug #1868153).
    */
   async refresh(): Promise<void> {
-    const session = this.#session;
-    const withRelations = session.hasRelations(this);
+    const registry = this.#registry;
+    const withRelations = registry.hasRelations(this);
     try {
       const [record, snapshots, connections] = await Promise.all([
-        session.call('volume.get', { id: this.id }),
-        withRelations ? session.call('snapshot.list', { volumeId: this.id }) : null,
-        withRelations ? session.call('connection.list', { volumeId: this.id }) : null,
+        registry.call('volume.get', { id: this.id }),
+        withRelations ? registry.call('snapshot.list', { volumeId: this.id }) : null,
+        withRelations ? registry.call('connection.list', { volumeId: this.id }) : null,
       ]);
-      session.volumeFrom(record);
-      if (snapshots && connections) session.syncRelations(this, snapshots, connections);
+      registry.volumeFrom(record);
+      if (snapshots && connections) registry.syncRelations(this, snapshots, connections);
     } catch (err) {
-      if (err instanceof NotFoundError) session.forgetVolume(this);
+      if (err instanceof NotFoundError) registry.volumeGone(this);
       throw err;
     }
   }
 
   toDict(): VolumeRecord {
     // A copy: what a caller does with the dict must not reach the live object.
-    return structuredClone({ id: this.id, backend: this.backend.name, status: this.status, ...pick(this, VOLUME_FIELDS) });
+    return structuredClone({ id: this.id, backend: this.backend.name, status: this.status, ...this.#fields });
   }
   get json(): VolumeJson {
     return { schemaVersion: SCHEMA_VERSION, kind: 'volume', ...this.toDict() };

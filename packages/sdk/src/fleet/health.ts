@@ -1,4 +1,4 @@
-import type { DriverName } from '@kindling/protocol';
+import { isObject, type DriverName } from '@kindling/protocol';
 import { rpcUrl } from '../transport.js';
 
 /** One backend as the agent's `/readyz` reports it. */
@@ -25,8 +25,6 @@ export function readyzUrl(agentUrl: string): string {
   url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
   return url.toString();
 }
-
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 function isReadiness(x: unknown): x is BackendReadiness {
   return isObject(x) && typeof x.name === 'string' && typeof x.driver === 'string' && typeof x.ready === 'boolean';

@@ -1,7 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import {
   InvalidArgumentError,
-  MUTATING_OPS,
   NotFoundError,
   TimeoutError,
   UnavailableError,
@@ -17,15 +15,13 @@ import {
 } from '@kindling/protocol';
 import { Backend } from './backend.js';
 import type { CallOptions } from './call-options.js';
-import { Following, type Origin } from './following.js';
+import { Following } from './following.js';
 import { Connection } from './connection.js';
+import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
-import type { Agent } from './agent.js';
-import type { Transport } from './transport.js';
+import { requestIdFor, type Transport } from './transport.js';
 import { Volume } from './volume.js';
-
-export type Resource = Volume | Snapshot | Connection;
 
 function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<string, R[]> {
   const groups = new Map<string, R[]>();
@@ -40,21 +36,22 @@ function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<st
 /**
  * The identity map of one Agent connection: one object per id, updated in place from replies, pushes
  * and loads. Every way a record enters the SDK goes through here, which is what makes
- * `snap === [...vol.snapshots][0]` and `vol === snap.volume` hold.
+ * `snap === [...vol.snapshots][0]` and `vol === snap.volume` hold. (The agent's per-socket state is
+ * its `Session`; this is the client's.)
  */
-export class Session {
+export class IdentityMap implements Registry {
   readonly volumes = new Map<string, Volume>();
   readonly snapshots = new Map<string, Snapshot>();
   readonly connections = new Map<string, Connection>();
   private readonly backends = new Map<string, Backend>();
-  /** Volumes whose snapshots and connections this session knows in full, so refresh() reloads them. */
+  /** Volumes whose snapshots and connections this map holds in full, so refresh() reloads them. */
   private readonly withRelations = new WeakSet<Volume>();
   private readonly following = new Following();
 
   constructor(
     private readonly transport: Transport,
     /** The Agent this identity map belongs to: every object knows its host through its backend. */
-    readonly agent: Agent,
+    readonly agent: Classes['Agent'],
   ) {}
 
   /**
@@ -62,7 +59,7 @@ export class Session {
    * naming it (progress) reach `origin`, the object the call was made on, and `onProgress`.
    */
   async call<O extends OpName>(op: O, args: OpArgs<O>, { origin, onProgress, requestId, timeoutMs }: CallOptions & { origin?: Origin } = {}): Promise<OpResult<O>> {
-    const id = requestId ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
+    const id = requestIdFor(op, requestId);
     if (id === undefined) return this.transport.request(op, args, { timeoutMs });
     this.following.start(id, op, origin, onProgress);
     let unknownOutcome = false;
@@ -76,7 +73,7 @@ export class Session {
     }
   }
 
-  /** The reply to a creating call that had timed out: what it made joins the session (a retry by its requestId gives this object). */
+  /** The reply to a creating call that had timed out: what it made joins the map (a retry by its requestId gives this object). */
   adoptLate({ op, requestId, result }: { op: OpName; requestId: string; result: unknown }): void {
     this.following.settled(requestId);
     if (op !== 'snapshot.create') {
@@ -92,11 +89,11 @@ export class Session {
   adoptBackends(infos: readonly BackendInfo[]): void {
     const listed = new Set(infos.map((info) => info.name));
     for (const backend of this.backends.values()) {
-      if (!listed.has(backend.name)) Object.assign(backend, { configured: false });
+      if (!listed.has(backend.name)) backend.applyHello(null);
     }
     for (const { name, driver } of infos) {
       const known = this.backends.get(name);
-      if (known) Object.assign(known, { driver, configured: true });
+      if (known) known.applyHello(driver);
       else this.backends.set(name, new Backend(this, name, driver));
     }
   }
@@ -169,7 +166,7 @@ export class Session {
   }
 
   /**
-   * After a reconnect: one `volume.list` brings every volume this session holds up to date. One of this
+   * After a reconnect: one `volume.list` brings every volume this map holds up to date. One of this
    * agent's backends that the agent no longer lists is gone; stubs (loaded for a backend the agent
    * lacks) are left as they are.
    */
@@ -178,7 +175,7 @@ export class Session {
     const listing = await this.call('volume.list', {});
     const listed = new Set(listing.volumes.map((v) => v.id));
     for (const volume of [...this.volumes.values()]) {
-      if (!listed.has(volume.id) && volume.backend.configured) this.forgetVolume(volume);
+      if (!listed.has(volume.id) && volume.backend.configured) this.volumeGone(volume);
     }
     const held = (id: string) => this.volumes.has(id);
     this.listing({
@@ -192,33 +189,40 @@ export class Session {
     return this.withRelations.has(volume);
   }
 
-  /** The agent's full list of a volume's relations: the same objects updated, the ones it no longer has forgotten. */
   syncRelations(volume: Volume, snapshots: SnapshotRecord[], connections: ConnectionRecord[]): void {
     const snapshotIds = new Set(snapshots.map((r) => r.id));
-    for (const snapshot of [...volume.snapshots]) if (!snapshotIds.has(snapshot.id)) this.forgetSnapshot(snapshot);
+    for (const snapshot of [...volume.snapshots]) if (!snapshotIds.has(snapshot.id)) this.snapshotGone(snapshot);
     for (const record of snapshots) this.snapshotFrom(record, volume);
     const connectionIds = new Set(connections.map((r) => r.id));
-    for (const connection of [...volume.connections]) if (!connectionIds.has(connection.id)) this.forgetConnection(connection);
+    for (const connection of [...volume.connections]) if (!connectionIds.has(connection.id)) this.#detached(connection);
     for (const record of connections) this.connectionFrom(record, volume);
     this.withRelations.add(volume);
   }
 
-  /** The index no longer has it: the object in hand shows `deleted` and leaves the map. */
-  forgetVolume(volume: Volume): void {
-    for (const snapshot of [...volume.snapshots]) this.forgetSnapshot(snapshot);
-    for (const connection of [...volume.connections]) this.forgetConnection(connection);
+  volumeGone(volume: Volume): void {
+    for (const snapshot of [...volume.snapshots]) this.snapshotGone(snapshot);
+    for (const connection of [...volume.connections]) this.#detached(connection);
     this.volumes.delete(volume.id);
     volume.applyRecord({ ...volume.toDict(), status: 'deleted' });
   }
 
-  forgetSnapshot(snapshot: Snapshot): void {
+  snapshotGone(snapshot: Snapshot): void {
     this.snapshots.delete(snapshot.id);
     snapshot.volume.snapshots.delete(snapshot);
     snapshot.applyRecord({ ...snapshot.toDict(), status: 'deleted' });
   }
 
-  /** `record`: the agent's last word on it (e.g. from a detach); otherwise it is simply no longer attached. */
-  forgetConnection(connection: Connection, record: ConnectionRecord = { ...connection.toDict(), attached: false }): void {
+  connectionEnded(record: ConnectionRecord): void {
+    const connection = this.connections.get(record.id);
+    if (connection) this.#leave(connection, record);
+  }
+
+  /** Its volume went, or the agent's list of the volume's connections no longer has it: it is no longer attached. */
+  #detached(connection: Connection): void {
+    this.#leave(connection, { ...connection.toDict(), attached: false });
+  }
+
+  #leave(connection: Connection, record: ConnectionRecord): void {
     this.connections.delete(connection.id);
     const list = connection.volume.connections;
     const at = list.indexOf(connection);
@@ -227,15 +231,15 @@ export class Session {
   }
 
   /**
-   * Pushes about resources this session does not hold are dropped, unless their volume is held or one of
-   * this session's calls is making it.
+   * Pushes about resources this map does not hold are dropped, unless their volume is held or one of
+   * this map's calls is making it.
    */
   applyEvent(frame: EventFrame): void {
     switch (frame.event) {
       case 'volume': {
         const record = frame.resource;
         const volume = this.volumes.get(record.id);
-        if (volume && record.status === 'deleted') this.forgetVolume(volume);
+        if (volume && record.status === 'deleted') this.volumeGone(volume);
         else if (volume) volume.applyRecord(record);
         else if (record.status !== 'deleted' && this.following.makes(record.id)) this.volumeFrom(record, { fresh: true });
         return;
@@ -244,7 +248,7 @@ export class Session {
         const record = frame.resource;
         const snapshot = this.snapshots.get(record.id);
         if (record.status === 'deleted') {
-          if (snapshot) this.forgetSnapshot(snapshot);
+          if (snapshot) this.snapshotGone(snapshot);
           return;
         }
         const volume = this.volumes.get(record.volumeId);
@@ -257,8 +261,7 @@ export class Session {
         return;
       }
       case 'connection.deleted': {
-        const connection = this.connections.get(frame.resource.id);
-        if (connection) this.forgetConnection(connection, frame.resource);
+        this.connectionEnded(frame.resource);
         return;
       }
       case 'capacity':
@@ -275,7 +278,12 @@ export class Session {
    * `agent.load` / `backend.load`: live objects from serialized ones, without a round trip. One object in,
    * one out; an array in, an array out. `backend` restricts it to that backend's resources.
    */
-  load(data: unknown, backend?: string): Resource | Resource[] {
+  loader(backend?: string): Load {
+    // One implementation behind Load's overloads, which only type the result by the input.
+    return ((data: unknown) => this.#load(data, backend)) as Load;
+  }
+
+  #load(data: unknown, backend: string | undefined): Resource | Resource[] {
     const { items, many } = parseSerialized(data);
     const foreign = backend === undefined ? undefined : items.find((item) => item.backend !== backend);
     if (foreign) throw new InvalidArgumentError(`${foreign.kind} ${foreign.id} is of backend ${foreign.backend}, not ${backend}`);
@@ -283,7 +291,7 @@ export class Session {
     return many ? loaded : (loaded[0] as Resource);
   }
 
-  /** Adds or updates, never forgets: a dump may be older than what this session holds. */
+  /** Adds or updates, never removes: a dump may be older than what this map holds. */
   private materialize(items: readonly Serialized[]): Resource[] {
     return items.map((item): Resource => {
       switch (item.kind) {
