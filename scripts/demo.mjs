@@ -1,6 +1,7 @@
 // The quick start's second half: the agent on its embedded default (LevelDB under ./var/kindling, a
 // local-folder share ./var/share), then cinderlib's snapshot page over the SDK. The agent keeps running.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Agent } from '@kindling/sdk';
@@ -23,9 +24,16 @@ const listening = await new Promise((res) => {
 });
 console.log(`kindling-agent listening on ${listening.url} (host ${listening.hostId}), index in ./var/kindling, share ./var/share`);
 
+// The agent made its token on first start in its data dir (mode 0600); local tools read it from there.
+const args = process.argv.slice(2);
+const dataDir = resolve(root, args[args.indexOf('--data-dir') + 1] && args.includes('--data-dir') ? args[args.indexOf('--data-dir') + 1] : 'var/kindling');
+const tokenFile = resolve(dataDir, 'token');
+const token = process.env.KINDLING_TOKEN ?? readFileSync(tokenFile, 'utf8').trim();
+console.log(`token: ${tokenFile} (give it to clients as KINDLING_TOKEN_FILE=${tokenFile})`);
+
 const step = (text) => console.log(`  ${text}`);
 try {
-  const agent = await Agent.connect(listening.url);
+  const agent = await Agent.connect(listening.url, { token });
   const nfs = await agent.backend('nfs');
   console.log(`\nSDK demo, agent ${agent.agentVersion}, backends: ${(await agent.backends()).map((b) => `${b.name} (${b.driver})`).join(', ')}`);
   const vol = await nfs.createVolume({ size: 1, name: 'demo' });
@@ -44,6 +52,20 @@ try {
   const stats = await nfs.stats({ refresh: true });
   step(`nfs stats: ${stats.freeCapacityGb} GiB free of ${stats.totalCapacityGb} GiB, ${stats.totalVolumes} volumes`);
   await agent.close();
+
+  // The same from a terminal: the CLI finds the local agent and its token by itself.
+  const cli = (...argv) =>
+    execFileSync(process.execPath, [resolve(root, 'packages/cli/dist/bin.js'), '--url', listening.url, ...argv], {
+      cwd: root,
+      env: { ...process.env, KINDLING_TOKEN: token },
+      encoding: 'utf8',
+    });
+  console.log('\nCLI demo (node packages/cli/dist/bin.js, or `kindling` once installed):');
+  cli('volume', 'create', '--size', '1', '--name', 'cli-demo');
+  console.log('$ kindling volume create --size 1 --name cli-demo && kindling volume list');
+  process.stdout.write(cli('volume', 'list'));
+  cli('volume', 'delete', 'cli-demo');
+  console.log('$ kindling volume delete cli-demo');
   const base = listening.url.replace(/^ws/, 'http').replace(/\/rpc$/, '');
   console.log(`\nThe agent keeps running: ${base}/readyz, ${base}/metrics, ${base}/v1/backends. Ctrl-C stops it.`);
 } catch (err) {
