@@ -116,9 +116,6 @@ export class IndexStore {
   allSnapshots(): IterableIterator<SnapshotRecord> {
     return this.snapshots.values();
   }
-  allConnections(): IterableIterator<ConnectionRecord> {
-    return this.connections.values();
-  }
 
   private pick<T>(map: Map<string, T>, ids: Iterable<string>): T[] {
     const out: T[] = [];

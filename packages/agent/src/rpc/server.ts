@@ -27,7 +27,6 @@ const HEARTBEAT_MS = 30_000;
 export interface RpcServer {
   url: string;
   port: number;
-  sessions(): number;
   /** Stops taking work: no new connection, every session ended. Resolves once the listener has closed. */
   close(): Promise<void>;
   /** Whether no operation is in flight, waiting up to `timeoutMs` for that. */
@@ -160,7 +159,6 @@ export async function startServer(config: AgentConfig, services: Services, child
   return {
     url: `${tls ? 'wss' : 'ws'}://${host}:${port}/rpc`,
     port,
-    sessions: () => sessions.size,
     close: () => {
       clearInterval(heartbeat);
       clearInterval(pruning);

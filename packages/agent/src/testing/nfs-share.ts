@@ -1,3 +1,4 @@
+import { GIB } from '@kindling/protocol';
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -5,7 +6,6 @@ import { promisify } from 'node:util';
 import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 
 const exec = promisify(execFile);
-const GiB = 1024 ** 3;
 
 /** Statuses a restart must never leave behind. */
 const TRANSIENT = new Set(['creating', 'deleting', 'extending', 'reverting']);
@@ -82,7 +82,7 @@ export async function auditNfsShare(
       continue;
     }
     const size = await virtualSize(join(shareDir, active), format);
-    if (size !== volume.size * GiB) {
+    if (size !== volume.size * GIB) {
       audit.broken.push(`volume ${volume.id} (${volume.status}): ${active} holds ${size} bytes, the record says ${volume.size} GiB`);
     }
     for (const snap of snaps.filter((s) => s.status === 'available')) {

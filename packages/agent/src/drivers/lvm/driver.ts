@@ -2,8 +2,10 @@ import { access, stat } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import {
   BackendError,
+  GIB,
   InvalidArgumentError,
   KindlingError,
+  messageOf,
   type Capabilities,
   type ConnectionRecord,
   type ConnectorInfo,
@@ -31,7 +33,7 @@ import {
 import { parseLvs, type LvInfo, type Report } from './report.js';
 import { scanReport } from './scan.js';
 import { TargetCli, checkInitiator } from './targetcli.js';
-import { GIB, THIN_POOL_SHARE, VgCache, lvIsThin, type VgWriter } from './vg-cache.js';
+import { THIN_POOL_SHARE, VgCache, lvIsThin, type VgWriter } from './vg-cache.js';
 
 /** Warn well before the metadata area fills: LVM hangs on every command once it is full. */
 const MDA_WARN_FREE_RATIO = 0.25;
@@ -65,7 +67,7 @@ const lvmReason = (err: unknown): string =>
   stderrOf(err)
     .split('\n')
     .map((l) => l.trim())
-    .find((l) => l && !l.startsWith('WARNING')) ?? (err instanceof Error ? err.message : String(err));
+    .find((l) => l && !l.startsWith('WARNING')) ?? messageOf(err);
 
 /**
  * Kindling's LVM driver, cinder's LVMVolumeDriver: each operation a short sequence of named lvm2

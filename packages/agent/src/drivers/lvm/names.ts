@@ -1,6 +1,4 @@
-import { InvalidArgumentError } from '@kindling/protocol';
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { InvalidArgumentError, UUID_RE } from '@kindling/protocol';
 
 // Ids become LV names and tags in argv; checking them keeps anything odd from reaching lvm2.
 function checkId(id: string, what: string): string {

@@ -1,7 +1,8 @@
+import { GIB } from '@kindling/protocol';
 import type { Leftover, ScanResult } from '../driver.js';
 import { TAG_ID, TAG_VOLUME_OF, isUuid, parseLvName } from './names.js';
 import type { LvInfo, Report } from './report.js';
-import { GIB, lvIsThin } from './vg-cache.js';
+import { lvIsThin } from './vg-cache.js';
 
 const tagValue = (lv: LvInfo, prefix: string): string | undefined =>
   lv.tags.find((t) => t.startsWith(prefix))?.slice(prefix.length);

@@ -1,9 +1,8 @@
-import { ConflictError } from '@kindling/protocol';
+import { ConflictError, GIB } from '@kindling/protocol';
 import type { LvmCommands } from './commands.js';
 import { withVgLock } from './queue.js';
 import { parseFullReport, type LvInfo, type Report } from './report.js';
 
-export const GIB = 1024 ** 3;
 /** cinder's create_thin_pool leaves 5% of the VG's free space for pool metadata and spare. */
 export const THIN_POOL_SHARE = 0.95;
 

@@ -1,11 +1,10 @@
 import { stat } from 'node:fs/promises';
-import { BackendError, ConflictError } from '@kindling/protocol';
+import { BackendError, ConflictError, GIB } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Provisioned } from './provisioned.js';
 import { isMounted, isRemoteShare, shareDir, shareSpace, usableBytes } from './shares.js';
 
-const GiB = 1024 ** 3;
-export const toGb = (bytes: number): number => Math.round((bytes / GiB) * 100) / 100;
+export const toGb = (bytes: number): number => Math.round((bytes / GIB) * 100) / 100;
 
 interface Figures {
   totalBytes: number;
@@ -75,7 +74,7 @@ export class Capacity {
       const room = await this.room(share);
       most = Math.max(most, room);
       const provisioned = await this.provisioned.bytes(share);
-      if (room > sizeGb * GiB && (best === null || provisioned < best.provisioned)) best = { share, provisioned };
+      if (room > sizeGb * GIB && (best === null || provisioned < best.provisioned)) best = { share, provisioned };
     }
     if (best === null) {
       throw new ConflictError(`no share of backend ${this.config.name} has room for ${sizeGb} GiB`, {
@@ -90,7 +89,7 @@ export class Capacity {
   async checkRoom(share: string, addGb: number): Promise<void> {
     if (addGb <= 0) return;
     const room = await this.room(share);
-    if (room <= addGb * GiB) {
+    if (room <= addGb * GIB) {
       throw new ConflictError(`share ${share} of backend ${this.config.name} has no room for ${addGb} GiB more`, {
         requestedGb: addGb,
         freeGb: toGb(room),

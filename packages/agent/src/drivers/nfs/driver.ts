@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   BackendError,
   ConflictError,
+  GIB,
   InvalidArgumentError,
   KindlingError,
   NotFoundError,
@@ -26,8 +27,6 @@ import type { ImageFormat } from './qemu-img.js';
 import { createAllocated, createSparse } from './raw-file.js';
 import { scanShare, type ShareScan } from './scan.js';
 import { isMounted, isRemoteShare, mountShare, prepareLocalShare, probeWritable } from './shares.js';
-
-const GiB = 1024 ** 3;
 
 export interface NfsDriverDeps {
   run: Runner;
@@ -187,7 +186,7 @@ export class NfsDriver implements Driver {
     await this.capacity.checkRoom(placement.share, newSize - volume.size);
     // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
     await qemuImg.resize(this.run, active!.path, active!.format, newSize, active!.format === 'raw' && !this.config.sparse);
-    this.capacity.provisioned.set(volume.id, placement.share, newSize * GiB);
+    this.capacity.provisioned.set(volume.id, placement.share, newSize * GIB);
     return this.location(placement, active!.file);
   }
 
@@ -280,7 +279,7 @@ export class NfsDriver implements Driver {
   async scan(): Promise<ScanResult> {
     const found = await this.scanShares();
     return {
-      volumes: found.volumes.map((f) => ({ id: f.id, size: Math.ceil(f.virtualSize / GiB), location: f.location })),
+      volumes: found.volumes.map((f) => ({ id: f.id, size: Math.ceil(f.virtualSize / GIB), location: f.location })),
       snapshots: found.volumes.flatMap((f) =>
         f.snapshots.map((s) => ({ id: s.id, volumeId: f.id, location: { share: f.share, file: s.file } })),
       ),
@@ -356,7 +355,7 @@ export class NfsDriver implements Driver {
   }
 
   private checkFits(volume: VolumeRef, image: Image): void {
-    if (volume.size * GiB < image.virtualSize) {
+    if (volume.size * GIB < image.virtualSize) {
       throw new InvalidArgumentError(`a ${volume.size} GiB volume cannot hold a ${toGb(image.virtualSize)} GiB image`, {
         size: volume.size,
         sourceGb: toGb(image.virtualSize),
@@ -382,7 +381,7 @@ export class NfsDriver implements Driver {
       await rm(join(dir, part), { force: true });
       throw err;
     }
-    this.capacity.provisioned.set(volume.id, share, volume.size * GiB);
+    this.capacity.provisioned.set(volume.id, share, volume.size * GIB);
     return { share, format: this.config.format, activeFile: file };
   }
 
@@ -391,7 +390,7 @@ export class NfsDriver implements Driver {
     const format = this.config.format;
     const preallocate = format === 'raw' && !this.config.sparse;
     await qemuImg.convert(this.run, image, { path, format }, preallocate, image.virtualSize);
-    if (sizeGb * GiB > image.virtualSize) await qemuImg.resize(this.run, path, format, sizeGb, preallocate);
+    if (sizeGb * GIB > image.virtualSize) await qemuImg.resize(this.run, path, format, sizeGb, preallocate);
   }
 
   private async scanShares(): Promise<ShareScan> {

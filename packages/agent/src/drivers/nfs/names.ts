@@ -1,10 +1,8 @@
-import { InvalidArgumentError } from '@kindling/protocol';
+import { InvalidArgumentError, UUID_PATTERN, UUID_RE } from '@kindling/protocol';
 
-const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-const UUID_RE = new RegExp(`^${UUID}$`, 'i');
 /** Internal snapshots taken to clone a volume, named as cinder names them. */
 const TEMP_PREFIX = 'tmp-snap-';
-const SNAPSHOT_ID = `(?:${TEMP_PREFIX})?${UUID}`;
+const SNAPSHOT_ID = `(?:${TEMP_PREFIX})?${UUID_PATTERN}`;
 const SNAPSHOT_ID_RE = new RegExp(`^${SNAPSHOT_ID}$`, 'i');
 const HEX8 = '[0-9a-f]{8}';
 
@@ -49,7 +47,7 @@ export type ShareName =
   | { kind: 'probe' };
 
 const NAME_RE = new RegExp(
-  `^volume-(${UUID})(?:\\.(part|info|info\\.tmp-${HEX8})|\\.(${SNAPSHOT_ID})(\\.revert)?)?$`,
+  `^volume-(${UUID_PATTERN})(?:\\.(part|info|info\\.tmp-${HEX8})|\\.(${SNAPSHOT_ID})(\\.revert)?)?$`,
   'i',
 );
 const PROBE_RE = new RegExp(`^\\.kindling-probe-${HEX8}$`);
