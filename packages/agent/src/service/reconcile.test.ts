@@ -1,26 +1,23 @@
-import { mkdtemp, rm, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { parseConfig } from '../config.js';
 import type { ScanResult } from '../drivers/driver.js';
-import { openServices, type Services } from '../services.js';
+import type { Services } from '../services.js';
+import { tempServices, type TempServices } from '../testing/temp-services.js';
 import { reconcile } from './reconcile.js';
 
 // The index check while the agent serves: operations run during the scan, and only real drift counts.
+let t: TempServices;
 let dir: string;
 let s: Services;
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kindling-reconcile-'));
-  s = await openServices(
-    parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir),
-  );
+  t = await tempServices('reconcile');
+  ({ dir, services: s } = t);
 });
 afterEach(async () => {
   vi.restoreAllMocks();
-  await s.close();
-  await rm(dir, { recursive: true, force: true });
+  await t.dispose();
 });
 
 /** Runs `meanwhile` after storage was read and before the scan returns, as a concurrent operation would. */

@@ -1,25 +1,19 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, ConflictError, type VolumeRecord } from '@kindling/protocol';
-import { parseConfig } from '../config.js';
-import { openServices, type Services } from '../services.js';
+import type { Services } from '../services.js';
+import { tempServices, type TempServices } from '../testing/temp-services.js';
 
 // Snapshot operations and revert on real NFS-driver storage in a temp dir.
-let dir: string;
+let t: TempServices;
 let s: Services;
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kindling-snapshots-'));
-  s = await openServices(
-    parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir),
-  );
+  t = await tempServices('snapshots');
+  s = t.services;
 });
 afterEach(async () => {
   vi.restoreAllMocks();
-  await s.close();
-  await rm(dir, { recursive: true, force: true });
+  await t.dispose();
 });
 
 /** The volume records pushed to sessions from now on. */

@@ -1,26 +1,23 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, InvalidArgumentError, type VolumeRecord } from '@kindling/protocol';
-import { parseConfig } from '../config.js';
-import { openServices, type Services } from '../services.js';
+import type { Services } from '../services.js';
+import { tempServices, type TempServices } from '../testing/temp-services.js';
 
 // Volume operations racing each other and refused by the driver, on real NFS-driver storage in a temp dir.
+let t: TempServices;
 let dir: string;
 let s: Services;
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kindling-volumes-'));
-  s = await openServices(
-    parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir),
-  );
+  t = await tempServices('volumes');
+  ({ dir, services: s } = t);
 });
 afterEach(async () => {
   vi.restoreAllMocks();
-  await s.close();
-  await rm(dir, { recursive: true, force: true });
+  await t.dispose();
 });
 
 const ids = () => s.volumes.list({ backend: 'nfs' }).volumes.map((v) => v.id);

@@ -1,0 +1,26 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../config.js';
+import { openServices, type Services } from '../services.js';
+
+export interface TempServices {
+  dir: string;
+  services: Services;
+  dispose(): Promise<void>;
+}
+
+/** The agent's services below the wire over one NFS backend `nfs` on a share in a temp dir: real LevelDB, real files. */
+export async function tempServices(name: string): Promise<TempServices> {
+  const dir = await mkdtemp(join(tmpdir(), `kindling-${name}-`));
+  const config = parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir);
+  const services = await openServices(config);
+  return {
+    dir,
+    services,
+    dispose: async () => {
+      await services.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
