@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run, type Runner } from '../../exec/run.js';
+import { nfsConfig, newVolume, newSnapshot } from '../../testing/nfs-driver.js';
 import type { Leftover, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -40,34 +41,8 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
   let share: string;
 
   const makeDriver = (runner: Runner = run, over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(
-      {
-        name: 'nfs',
-        driver: 'nfs',
-        shares: [share],
-        mountPointBase: join(share, 'never-used'),
-        format,
-        sparse: true,
-        snapshotSupport: true,
-        reservedPercentage: 0,
-        maxOverSubscriptionRatio: 1,
-        ...over,
-      },
-      { run: runner },
-    );
+    new NfsDriver(nfsConfig(share, { format, ...over }), { run: runner });
 
-  const newVolume = async (driver: NfsDriver, size = 1): Promise<VolumeRef> => {
-    const ref: VolumeRef = { id: randomUUID(), size, location: {} };
-    ref.location = await driver.createVolume(ref);
-    return ref;
-  };
-  const snapshot = async (driver: NfsDriver, volume: VolumeRef): Promise<SnapshotRef> => {
-    const ref: SnapshotRef = { id: randomUUID(), volumeId: volume.id, volumeSize: volume.size, location: {} };
-    const out = await driver.createSnapshot(ref, volume);
-    ref.location = out.snapshot;
-    volume.location = out.volume;
-    return ref;
-  };
   const path = (file: unknown) => join(share, String(file));
   const activeOf = async (volume: VolumeRef) =>
     path((JSON.parse(await readFile(path(`volume-${volume.id}.info`), 'utf8')) as { active: string }).active);
@@ -145,7 +120,7 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
       async (driver) => {
         const src = await newVolume(driver);
         await write(path(`volume-${src.id}`), format, '0x11');
-        const snap = await snapshot(driver, src);
+        const snap = await newSnapshot(driver, src);
         await write(path(src.location.activeFile), 'qcow2', '0x22');
         const info = await readFile(path(`volume-${src.id}.info`), 'utf8');
         return { src, snap, info, clone: { id: randomUUID(), size: 2, location: {} } };
@@ -188,7 +163,7 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
       async (driver) => {
         const src = await newVolume(driver);
         await write(path(`volume-${src.id}`), format, '0x11');
-        const snap = await snapshot(driver, src);
+        const snap = await newSnapshot(driver, src);
         return { src, snap, vol: { id: randomUUID(), size: 2, location: {} } };
       },
       (driver, { src, snap, vol }) => driver.createVolumeFromSnapshot(vol, snap, src),
@@ -228,9 +203,9 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
     async function setup(driver: NfsDriver) {
       const vol = await newVolume(driver);
       await write(path(`volume-${vol.id}`), format, '0x11');
-      const a = await snapshot(driver, vol);
+      const a = await newSnapshot(driver, vol);
       await write(path(vol.location.activeFile), 'qcow2', '0x22');
-      const b = await snapshot(driver, vol);
+      const b = await newSnapshot(driver, vol);
       await write(path(vol.location.activeFile), 'qcow2', '0x33', '1M');
       return { vol, a, b };
     }
@@ -291,7 +266,7 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
       async (driver) => {
         const vol = await newVolume(driver);
         await write(path(`volume-${vol.id}`), format, '0x11');
-        const snap = await snapshot(driver, vol);
+        const snap = await newSnapshot(driver, vol);
         await write(path(vol.location.activeFile), 'qcow2', '0x22');
         return { vol, snap };
       },
@@ -313,7 +288,7 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
   it('volume delete stopped after removing the record: found with its base, its overlays orphans; a retry deletes all', async () => {
     const driver = makeDriver();
     const vol = await newVolume(driver);
-    await snapshot(driver, vol);
+    await newSnapshot(driver, vol);
     await rm(path(`volume-${vol.id}.info`));
     const scan = await makeDriver().scan();
     expect(ids(scan)).toEqual([vol.id]);
@@ -325,7 +300,7 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
   it('removeLeftover refuses what is not a leftover, and changes nothing', async () => {
     const driver = makeDriver();
     const vol = await newVolume(driver);
-    const snap = await snapshot(driver, vol);
+    const snap = await newSnapshot(driver, vol);
     const before = (await readdir(share)).sort();
     const overlay = path(`volume-${vol.id}.${snap.id}`);
     await expect(driver.removeLeftover({ kind: 'orphan-overlay', id: vol.id, where: overlay })).rejects.toBeInstanceOf(ConflictError);

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError, ConflictError, UnsupportedError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
+import { nfsConfig, newVolume, newSnapshot } from '../../testing/nfs-driver.js';
 import type { Driver, SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -45,35 +46,7 @@ describe('NfsDriver on a local folder share', () => {
   let share: string;
 
   const makeDriver = (over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(
-      {
-        name: 'nfs',
-        driver: 'nfs',
-        shares: [share],
-        mountPointBase: join(share, 'never-used'),
-        format: 'qcow2',
-        sparse: true,
-        snapshotSupport: true,
-        reservedPercentage: 0,
-        maxOverSubscriptionRatio: 1,
-        ...over,
-      },
-      { run },
-    );
-
-  const newVolume = async (driver: NfsDriver, size = 1): Promise<VolumeRef> => {
-    const ref: VolumeRef = { id: randomUUID(), size, location: {} };
-    ref.location = await driver.createVolume(ref);
-    return ref;
-  };
-
-  const snapshot = async (driver: NfsDriver, volume: VolumeRef): Promise<SnapshotRef> => {
-    const ref: SnapshotRef = { id: randomUUID(), volumeId: volume.id, volumeSize: volume.size, location: {} };
-    const out = await driver.createSnapshot(ref, volume);
-    ref.location = out.snapshot;
-    volume.location = out.volume;
-    return ref;
-  };
+    new NfsDriver(nfsConfig(share, { format: 'qcow2', ...over }), { run });
 
   const activePath = (volume: VolumeRef): string => join(share, String(volume.location.activeFile));
   const readInfoFile = async (volume: VolumeRef): Promise<unknown> =>
@@ -143,8 +116,8 @@ describe('NfsDriver on a local folder share', () => {
       const driver = makeDriver();
       const keep = await newVolume(driver);
       const vol = await newVolume(driver);
-      await snapshot(driver, vol);
-      await snapshot(driver, vol);
+      await newSnapshot(driver, vol);
+      await newSnapshot(driver, vol);
       // What interrupted operations leave goes too.
       await writeFile(join(share, `volume-${vol.id}.part`), '');
       await writeFile(join(share, `volume-${vol.id}.info.tmp-0badc0de`), '');
@@ -163,11 +136,11 @@ describe('NfsDriver on a local folder share', () => {
       const vol = await newVolume(driver);
       const base = `volume-${vol.id}`;
       await write(join(share, base), format, '0x11');
-      const a = await snapshot(driver, vol);
+      const a = await newSnapshot(driver, vol);
       expect(a.location).toEqual({ share, file: `${base}.${a.id}` });
       expect(vol.location).toEqual({ share, format, activeFile: `${base}.${a.id}` });
       await write(activePath(vol), 'qcow2', '0x22');
-      const b = await snapshot(driver, vol);
+      const b = await newSnapshot(driver, vol);
       await write(activePath(vol), 'qcow2', '0x33');
 
       expect(await readInfoFile(vol)).toEqual({ active: `${base}.${b.id}`, [a.id]: `${base}.${a.id}`, [b.id]: `${base}.${b.id}` });
@@ -218,9 +191,9 @@ describe('NfsDriver on a local folder share', () => {
       const driver = makeDriver({ format });
       const vol = await newVolume(driver);
       await write(join(share, `volume-${vol.id}`), format, '0x11');
-      const a = await snapshot(driver, vol);
+      const a = await newSnapshot(driver, vol);
       await write(activePath(vol), 'qcow2', '0x22');
-      const b = await snapshot(driver, vol);
+      const b = await newSnapshot(driver, vol);
       await write(activePath(vol), 'qcow2', '0x33');
       await write(activePath(vol), 'qcow2', '0x44', '1M');
 
@@ -249,7 +222,7 @@ describe('NfsDriver on a local folder share', () => {
       const driver = makeDriver({ format });
       const src = await newVolume(driver);
       await write(join(share, `volume-${src.id}`), format, '0x11');
-      const a = await snapshot(driver, src);
+      const a = await newSnapshot(driver, src);
       await write(activePath(src), 'qcow2', '0x22');
       const before = await readInfoFile(src);
 
@@ -273,7 +246,7 @@ describe('NfsDriver on a local folder share', () => {
       const driver = makeDriver({ format });
       const vol = await newVolume(driver);
       await write(join(share, `volume-${vol.id}`), format, '0x11');
-      const a = await snapshot(driver, vol);
+      const a = await newSnapshot(driver, vol);
       expect(await driver.extendVolume(vol, 2)).toEqual(vol.location);
       vol.size = 2;
       await write(activePath(vol), 'qcow2', '0x22', '1536M');
@@ -305,7 +278,7 @@ describe('NfsDriver on a local folder share', () => {
         },
       });
 
-      const snap = await snapshot(driver, vol);
+      const snap = await newSnapshot(driver, vol);
       const remote = await driver.connect(vol);
       expect(remote).toEqual({
         path: null,
@@ -368,8 +341,8 @@ describe('NfsDriver on a local folder share', () => {
       const driver = makeDriver({ format: 'raw' });
       const plain = await newVolume(driver, 2);
       const vol = await newVolume(driver);
-      const a = await snapshot(driver, vol);
-      const b = await snapshot(driver, vol);
+      const a = await newSnapshot(driver, vol);
+      const b = await newSnapshot(driver, vol);
       await driver.extendVolume(vol, 3);
       await writeFile(join(share, 'unrelated.txt'), 'x');
 

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
+import { nfsConfig, newVolume } from '../../testing/nfs-driver.js';
 import type { SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -27,26 +28,7 @@ describe('NFS driver on a hostile share', () => {
   let secret: string;
 
   const makeDriver = (format: 'qcow2' | 'raw' = 'qcow2', over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(
-      {
-        name: 'nfs',
-        driver: 'nfs',
-        shares: [share],
-        mountPointBase: join(share, 'never-used'),
-        format,
-        sparse: true,
-        snapshotSupport: true,
-        reservedPercentage: 0,
-        maxOverSubscriptionRatio: 1,
-        ...over,
-      },
-      { run },
-    );
-  const newVolume = async (driver: NfsDriver): Promise<VolumeRef> => {
-    const ref: VolumeRef = { id: randomUUID(), size: 1, location: {} };
-    ref.location = await driver.createVolume(ref);
-    return ref;
-  };
+    new NfsDriver(nfsConfig(share, { format, ...over }), { run });
   const snapshot = async (driver: NfsDriver, volume: VolumeRef): Promise<SnapshotRef> => {
     const ref: SnapshotRef = { id: randomUUID(), volumeId: volume.id, volumeSize: volume.size, location: {} };
     volume.location = (await driver.createSnapshot(ref, volume)).volume;

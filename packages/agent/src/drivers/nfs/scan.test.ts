@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
-import type { VolumeRef } from '../driver.js';
+import { nfsConfig, newVolume } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
 import { Provisioned } from './provisioned.js';
 
@@ -13,26 +13,7 @@ describe('NFS scan and capacity', () => {
   let share: string;
 
   const makeDriver = (format: 'qcow2' | 'raw' = 'qcow2', over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(
-      {
-        name: 'nfs',
-        driver: 'nfs',
-        shares: [share],
-        mountPointBase: join(share, 'never-used'),
-        format,
-        sparse: true,
-        snapshotSupport: true,
-        reservedPercentage: 0,
-        maxOverSubscriptionRatio: 1000,
-        ...over,
-      },
-      { run },
-    );
-  const newVolume = async (driver: NfsDriver, size = 1): Promise<VolumeRef> => {
-    const ref: VolumeRef = { id: randomUUID(), size, location: {} };
-    ref.location = await driver.createVolume(ref);
-    return ref;
-  };
+    new NfsDriver(nfsConfig(share, { format, maxOverSubscriptionRatio: 1000, ...over }), { run });
   const path = (file: string) => join(share, file);
 
   beforeEach(async () => {

@@ -1,0 +1,35 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import type { NfsBackendConfig } from '../config.js';
+import type { SnapshotRef, VolumeRef } from '../drivers/driver.js';
+import type { NfsDriver } from '../drivers/nfs/driver.js';
+
+/** An NFS backend on one local-folder share, as the driver tests build it; `over` changes any key. */
+export const nfsConfig = (share: string, over: Partial<NfsBackendConfig> = {}): NfsBackendConfig => ({
+  name: 'nfs',
+  driver: 'nfs',
+  shares: [share],
+  mountPointBase: join(share, 'never-used'),
+  format: 'qcow2',
+  sparse: true,
+  snapshotSupport: true,
+  reservedPercentage: 0,
+  maxOverSubscriptionRatio: 1,
+  ...over,
+});
+
+/** A new volume made by the driver, with the location it returned. */
+export async function newVolume(driver: NfsDriver, size = 1): Promise<VolumeRef> {
+  const ref: VolumeRef = { id: randomUUID(), size, location: {} };
+  ref.location = await driver.createVolume(ref);
+  return ref;
+}
+
+/** A new snapshot of `volume` made by the driver; the volume's location follows its chain. */
+export async function newSnapshot(driver: NfsDriver, volume: VolumeRef): Promise<SnapshotRef> {
+  const ref: SnapshotRef = { id: randomUUID(), volumeId: volume.id, volumeSize: volume.size, location: {} };
+  const out = await driver.createSnapshot(ref, volume);
+  ref.location = out.snapshot;
+  volume.location = out.volume;
+  return ref;
+}
