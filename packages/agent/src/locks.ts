@@ -1,30 +1,62 @@
-/** Per-key mutual exclusion, in arrival order: the service locks resources with it, the LVM driver its VG queues. */
+import { ConflictError } from '@kindling/protocol';
+import { currentRequest } from './request-context.js';
+
+/**
+ * Per-key mutual exclusion, in arrival order: the service locks resources with it, the LVM driver its
+ * VG queues. With `cancellable`, a request its client cancels while it still waits for its locks is
+ * refused at once (CONFLICT: nothing ran); the service's locks are taken before any storage work, so
+ * only they are cancellable, never a driver's queue in the middle of an operation.
+ */
 export class KeyedLocks {
   private readonly tails = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly cancellable = false) {}
 
   async with<T>(keys: string[], work: () => Promise<T>): Promise<T> {
     // Sorted so two operations needing the same pair of locks cannot deadlock.
     const ordered = [...new Set(keys)].sort();
+    const request = this.cancellable ? currentRequest() : undefined;
+    if (request) request.queued = true;
     const acquire = async (i: number): Promise<T> => {
       const key = ordered[i];
-      if (key === undefined) return work();
-      return this.withOne(key, () => acquire(i + 1));
+      if (key !== undefined) return this.withOne(key, () => acquire(i + 1), request?.signal);
+      if (request) request.queued = false;
+      return work();
     };
     return acquire(0);
   }
 
-  private async withOne<T>(key: string, work: () => Promise<T>): Promise<T> {
+  private async withOne<T>(key: string, work: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
-    const current = previous.then(work, work);
+    let started = false;
+    const turn = async (): Promise<T> => {
+      if (signal?.aborted) throw cancelled();
+      started = true;
+      return work();
+    };
+    const current = previous.then(turn, turn);
     const tail = current.then(
       () => undefined,
       () => undefined,
     );
     this.tails.set(key, tail);
     try {
-      return await current;
+      return await (signal ? cancelledWhileWaiting(current, signal, () => started) : current);
     } finally {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
+}
+
+const cancelled = () => new ConflictError('cancelled by the client before it started', { cancelled: true });
+
+/** `work`'s outcome, or a refusal as soon as `signal` aborts while it has not started. */
+function cancelledWhileWaiting<T>(work: Promise<T>, signal: AbortSignal, started: () => boolean): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      if (!started()) reject(cancelled());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { Progress } from '@kindling/protocol';
-import { forSubject, inRequest, progressMeter, qemuImgFraction } from './progress.js';
+import { forSubject, progressMeter, qemuImgFraction } from './progress.js';
+import { inRequest } from './request-context.js';
 
 describe('progress', () => {
   it('reports bytes done for the resource and request the copy runs for, first and last always', () => {
     const seen: Progress[] = [];
     const publish = (p: Progress) => seen.push(p);
-    inRequest({ op: 'volume.clone', requestId: 'r-1' }, () =>
+    inRequest({ op: 'volume.clone', requestId: 'r-1', queued: false }, () =>
       forSubject({ kind: 'volume', id: 'v-1', publish }, () => {
         const meter = progressMeter(100);
         meter(0);

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { OpName, Progress } from '@kindling/protocol';
+import type { Progress } from '@kindling/protocol';
+import { currentRequest } from './request-context.js';
 
 /**
  * How far a long copy has got, reported from the driver that runs it to every session, without
@@ -7,22 +8,13 @@ import type { OpName, Progress } from '@kindling/protocol';
  * and where to publish, and the driver reports bytes done. Outside an operation nothing is reported.
  */
 
-interface Request {
-  op: OpName;
-  requestId?: string;
-}
-
 export interface Subject {
   kind: Progress['kind'];
   id: string;
   publish(progress: Progress): void;
 }
 
-const request = new AsyncLocalStorage<Request>();
 const subject = new AsyncLocalStorage<Subject>();
-
-/** Runs a request's handler (rpc layer). */
-export const inRequest = <T>(r: Request, fn: () => T): T => request.run(r, fn);
 
 /** Runs the storage work for one resource (service layer). */
 export const forSubject = <T>(s: Subject, fn: () => T): T => subject.run(s, fn);
@@ -36,7 +28,7 @@ const EVERY_MS = 500;
  */
 export function progressMeter(totalBytes: number, op?: Progress['op']): (doneBytes: number) => void {
   const s = subject.getStore();
-  const r = request.getStore();
+  const r = currentRequest();
   const name = op ?? r?.op;
   if (!s || !name) return () => undefined;
   let last = 0;

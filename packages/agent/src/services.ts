@@ -40,7 +40,7 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       events,
     );
     await backends.start();
-    const ctx: ServiceContext = { index, backends, events, locks: new KeyedLocks(), hostname: hostname() };
+    const ctx: ServiceContext = { index, backends, events, locks: new KeyedLocks(true), hostname: hostname() };
     const volumes = new VolumeService(ctx);
     const snapshots = new SnapshotService(ctx, volumes);
     const connections = new ConnectionService(ctx, volumes);

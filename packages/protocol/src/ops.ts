@@ -95,6 +95,9 @@ export const opSchemas = {
   'kv.get': v.strictObject({ key: kvKey }),
   'kv.set': v.strictObject({ key: kvKey, value: kvValue }),
   'kv.delete': v.strictObject({ key: kvKey }),
+
+  /** Cancels the caller's request that still waits for its turn (by the requestId it was sent with). */
+  'request.cancel': v.strictObject({ requestId: v.pipe(v.string(), v.regex(/^[\x21-\x7e]{1,128}$/, 'is not a request id')) }),
 } as const;
 
 export type OpName = keyof typeof opSchemas;
@@ -176,6 +179,7 @@ export interface OpResults {
   'kv.get': { value: string | null };
   'kv.set': { ok: true };
   'kv.delete': { existed: boolean };
+  'request.cancel': { cancelled: boolean };
 }
 export type OpResult<O extends OpName> = OpResults[O];
 

@@ -103,6 +103,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.#identities.configuredBackends();
   }
 
+  /**
+   * Takes back a call made with `{ requestId }` that still waits for its turn on the agent: that call
+   * then rejects with CONFLICT (`details.cancelled`) and nothing of it ran. False when it has already
+   * started (it runs on), finished, or is unknown.
+   */
+  async cancel(requestId: string): Promise<boolean> {
+    return (await this.#identities.call('request.cancel', { requestId })).cancelled;
+  }
+
 
   /** Every volume this Agent holds, with its snapshots and connections inlined. */
   dump(): VolumeDump[] {

@@ -6,13 +6,13 @@ import {
   type ParsedOpArgs,
 } from '@kindling/protocol';
 import type { Services } from '../services.js';
-import type { CallContext } from './requests.js';
+import type { CallContext, RequestLedger } from './requests.js';
 
 type Handler<O extends OpName> = (args: ParsedOpArgs<O>, call: CallContext) => Promise<OpResult<O>> | OpResult<O>;
 export type Handlers = { [O in OpName]: Handler<O> };
 
 /** The RPC surface: each op, already validated against its schema, handed to its service. */
-export function createHandlers(s: Services): Handlers {
+export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
   return {
     hello: (args) => {
       if (args.protocolVersion !== PROTOCOL_VERSION) {
@@ -54,5 +54,6 @@ export function createHandlers(s: Services): Handlers {
       return { ok: true };
     },
     'kv.delete': async (a) => ({ existed: await s.index.kvDelete(a.key) }),
+    'request.cancel': async (a) => ({ cancelled: await ledger.cancel(a.requestId) }),
   };
 }

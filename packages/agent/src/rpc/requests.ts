@@ -37,6 +37,8 @@ export interface ResourceLookup {
 /** What a call needs to know of its request: the id of the resource it makes, fixed before it runs. */
 export interface CallContext {
   newId: string;
+  /** Aborted when the client cancels the request (only requests with a requestId can be). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -45,7 +47,7 @@ export interface CallContext {
  * started (its id was recorded before it ran), or runs again with that same id if it never got that far.
  */
 export class RequestLedger {
-  private readonly running = new Map<string, { op: OpName; outcome: Promise<Outcome> }>();
+  private readonly running = new Map<string, { op: OpName; outcome: Promise<Outcome>; cancel: AbortController }>();
 
   constructor(
     private readonly index: IndexStore,
@@ -66,13 +68,27 @@ export class RequestLedger {
       const found = this.found(op, entry.resourceId);
       if (found) return settle(found);
     }
-    const outcome = this.start(requestId, op, entry?.resourceId, work);
-    this.running.set(requestId, { op, outcome });
+    const cancel = new AbortController();
+    const outcome = this.start(requestId, op, entry?.resourceId, (call) => work({ ...call, signal: cancel.signal }));
+    this.running.set(requestId, { op, outcome, cancel });
     try {
       return settle(await outcome);
     } finally {
       this.running.delete(requestId);
     }
+  }
+
+  /**
+   * Cancels a request that still waits for its turn (its locks): it is refused with CONFLICT and changes
+   * nothing. True when it was cancelled; false when it is unknown, finished, or already running.
+   */
+  async cancel(requestId: string): Promise<boolean> {
+    const live = this.running.get(requestId);
+    if (!live) return false;
+    live.cancel.abort();
+    // A waiter refuses at once; one that already started runs on, and its outcome is not awaited here.
+    const settled = await Promise.race([live.outcome, new Promise<null>((r) => setTimeout(() => r(null), 1000).unref())]);
+    return settled !== null && !settled.ok && settled.error.details?.cancelled === true;
   }
 
   /** Drops outcomes older than the retention. */

@@ -36,11 +36,11 @@ export interface RpcServer {
 /** hono's HTTP endpoints and the `/rpc` WebSocket on one port. */
 export async function startServer(config: AgentConfig, services: Services, children: Children): Promise<RpcServer> {
   const metrics = new Metrics();
-  const handlers = createHandlers(services);
   const ledger = new RequestLedger(services.index, {
     volume: (id) => services.index.getVolume(id),
     snapshot: (id) => services.index.getSnapshot(id),
   });
+  const handlers = createHandlers(services, ledger);
   await ledger.prune();
   const pruning = setInterval(() => void ledger.prune().catch(() => undefined), 60 * 60 * 1000);
   const sessions = new Set<Session>();

@@ -18,7 +18,7 @@ import {
   type ReplyFrame,
 } from '@kindling/protocol';
 import { log as rootLog, type Logger } from '../log.js';
-import { inRequest } from '../progress.js';
+import { inRequest } from '../request-context.js';
 import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
@@ -132,7 +132,8 @@ export class Session {
         this.inFlight++;
         counted = true;
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
-        const work = async (call: CallContext) => inRequest(request, () => handler(checked.args, call));
+        const work = async (call: CallContext) =>
+          inRequest({ ...request, ...(call.signal ? { signal: call.signal } : {}), queued: false }, () => handler(checked.args, call));
         const result = await this.drain.track(
           requestId !== undefined && MUTATING_OPS.has(op)
             ? this.ledger.run(requestId, op, work)
