@@ -16,6 +16,7 @@ const VOLUMES = Number(process.env.FLEET_BENCH_VOLUMES ?? 1000);
 const RUNS = 20;
 const AGENT_BIN = resolve(import.meta.dirname, '../packages/agent/dist/bin.js');
 const GiB = 1024 ** 3;
+const TOKEN = 'fleet-bench-token-0123456789';
 
 const root = await mkdtemp(join(tmpdir(), 'kindling-fleet-bench-'));
 const children = [];
@@ -39,6 +40,7 @@ async function startAgent(i) {
   const config = {
     listen: { host: '127.0.0.1', port: 0 },
     dataDir: join(dir, 'data'),
+    token: TOKEN,
     backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'raw', sparse: true, maxOverSubscriptionRatio: 100 }],
   };
   await writeFile(join(dir, 'agent.json'), JSON.stringify(config));
@@ -92,7 +94,7 @@ async function main() {
   console.log(`  ${AGENTS * VOLUMES} volumes indexed and served after ${elapsed()}`);
   const setup = elapsed();
 
-  const fleet = await Fleet.connect(urls);
+  const fleet = await Fleet.connect(urls, { token: TOKEN });
   try {
     const up = fleet.agents.filter((a) => a.state === 'up').length;
     if (up !== AGENTS) throw new Error(`only ${up} of ${AGENTS} agents up`);

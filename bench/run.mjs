@@ -11,11 +11,13 @@ import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
 import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
-import { createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
+import { TEST_TOKEN, createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
 import { index, load } from './load.mjs';
 import { ratio, row, sample, samplePair } from './stats.mjs';
 
 const execFile = promisify(execFileCb);
+// Bench agents run with the test token; the SDK finds it where users put theirs.
+process.env.KINDLING_TOKEN ??= TEST_TOKEN;
 const only = process.argv[2];
 const lines = [];
 const say = (line) => {

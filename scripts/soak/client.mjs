@@ -23,8 +23,8 @@ export class SoakClient {
     ws.on('error', () => undefined);
   }
 
-  static async connect(url) {
-    const ws = new WebSocket(url);
+  static async connect(url, token = process.env.KINDLING_TOKEN) {
+    const ws = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
     await new Promise((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);

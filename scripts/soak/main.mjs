@@ -5,7 +5,10 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { auditNfsShare, readsPattern, snapshotReadsPattern, startAgentProcess, writePattern } from '@kindling/agent/testing';
+import { TEST_TOKEN, auditNfsShare, readsPattern, snapshotReadsPattern, startAgentProcess, writePattern } from '@kindling/agent/testing';
+
+// The soak's agent runs with the test token; its clients find it where users put theirs.
+process.env.KINDLING_TOKEN ??= TEST_TOKEN;
 import { SoakClient } from './client.mjs';
 import { Model } from './model.mjs';
 
