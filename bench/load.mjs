@@ -19,8 +19,10 @@ const INDEXED = Number(process.env.INDEX_BENCH_VOLUMES ?? 100_000);
 const AGENT_BIN = resolve(import.meta.dirname, '../packages/agent/dist/bin.js');
 
 const rssMiB = async (pid) => Number(/^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
-const gauge = async (port, name) =>
-  Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
+const gauge = async (port, name) => {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${process.env.KINDLING_TOKEN}` } });
+  return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await res.text())?.[1] ?? 0);
+};
 
 /** Samples the agent's RSS and running commands until stopped; returns the peaks. */
 function watch(proc) {
@@ -42,7 +44,7 @@ function watch(proc) {
 
 export async function load() {
   const lvmWhy = loopVgUnavailable();
-  const vg = lvmWhy ? null : await createLoopVg({ sizeMiB: 262144 });
+  const vg = lvmWhy ? null : await createLoopVg({ sizeMiB: 1048576 });
   const backends = (dir) => [
     { name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2', maxOverSubscriptionRatio: 100 },
     ...(vg ? [{ name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmConfFile: vg.lvmConfFile, volumeClear: 'none' }] : []),
