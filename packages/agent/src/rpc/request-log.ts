@@ -41,6 +41,10 @@ function resources(args: unknown, op: string, reply: ReplyFrame): Record<string,
  */
 export function logRequest(log: Logger, r: RequestRecord): void {
   const outcome = r.reply.ok ? 'ok' : r.reply.error.code;
+  const changes = isOpName(r.op) && MUTATING_OPS.has(r.op);
+  const level = SERVER_SIDE.has(outcome) ? 'warn' : outcome === 'INTERNAL' ? 'error' : changes || !r.reply.ok ? 'info' : 'debug';
+  // Reads are most requests: at the usual levels their line is not even built.
+  if (!log.isLevelEnabled(level)) return;
   const fields = {
     op: r.op,
     ...(r.requestId ? { requestId: r.requestId } : {}),
@@ -50,7 +54,5 @@ export function logRequest(log: Logger, r: RequestRecord): void {
     ...(r.reply.ok ? {} : { error: r.reply.error.message }),
     ...(r.bug === undefined ? {} : { err: r.bug }),
   };
-  const changes = isOpName(r.op) && MUTATING_OPS.has(r.op);
-  const level = SERVER_SIDE.has(outcome) ? 'warn' : outcome === 'INTERNAL' ? 'error' : changes || !r.reply.ok ? 'info' : 'debug';
   log[level](fields, `${r.op} ${outcome}`);
 }
