@@ -125,7 +125,8 @@ export async function index() {
       await file.truncate(1024 ** 3);
       await file.close();
     }
-    const token = 'index-bench-token-0123456789';
+    // The agent reads KINDLING_TOKEN before its config: the bench's own client token is the one.
+    const token = process.env.KINDLING_TOKEN ?? 'index-bench-token-0123456789';
     const config = {
       listen: { host: '127.0.0.1', port: 0 },
       token,
