@@ -78,7 +78,7 @@ export async function startAgent(given: AgentConfig, runner?: Runner, options: S
         throw new Error('operations still running after their commands were ended; the index was not closed');
       }
       await closed;
-      await services.close();
+      await services.close(drained);
     },
   };
 }

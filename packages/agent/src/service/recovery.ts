@@ -31,8 +31,10 @@ const interrupted = (what: string, more = ''): ErrorInfo => ({
  * finished), finishes interrupted reverts, then removes the leftovers the scans found. Nothing
  * transient survives a restart.
  */
+export const nothingToRecover = (): RecoveryReport => ({ resolved: [], removed: [], failed: [], strays: [], unscanned: [] });
+
 export async function recoverTransient(ctx: ServiceContext): Promise<RecoveryReport> {
-  const report: RecoveryReport = { resolved: [], removed: [], failed: [], strays: [], unscanned: [] };
+  const report = nothingToRecover();
   const drivers = new Map(ctx.backends.drivers().map((d) => [d.name, d]));
   const scans = new Map<string, ScanResult>();
   const scan = async (driver: Driver) => {
