@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -36,5 +36,15 @@ describe('the token made on first start', () => {
     await rm(file);
     await writeFile(file, 'short\n', { mode: 0o600 });
     await expect(ensureToken(dir)).rejects.toThrow(/no token of at least 16/);
+  });
+
+  it('a first start killed mid-write leaves only a temporary file, which blocks nothing', async () => {
+    const data = join(dir, 'data');
+    await mkdir(data, { recursive: true });
+    await writeFile(join(data, 'token.tmp-deadbeef'), '', { mode: 0o600 });
+    const made = await ensureToken(data);
+    expect(made.created).toBe(true);
+    expect((await readdir(data)).filter((n) => n.startsWith('token'))).toEqual(['token', 'token.tmp-deadbeef']);
+    expect((await ensureToken(data)).token).toBe(made.token);
   });
 });
