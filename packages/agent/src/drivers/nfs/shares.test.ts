@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
+import { nfsConfig } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
 import { parseMountPoints, usableBytes } from './shares.js';
 
@@ -27,18 +28,8 @@ describe('NFS share mounting', () => {
   let tmp: string;
   let mountInfo: string;
   let base: string;
-  const config = (over: Partial<NfsBackendConfig> = {}): NfsBackendConfig => ({
-    name: 'nfs',
-    driver: 'nfs',
-    shares: ['server:/export'],
-    mountPointBase: base,
-    format: 'qcow2',
-    sparse: true,
-    snapshotSupport: true,
-    reservedPercentage: 0,
-    maxOverSubscriptionRatio: 1,
-    ...over,
-  });
+  const config = (over: Partial<NfsBackendConfig> = {}): NfsBackendConfig =>
+    nfsConfig('server:/export', { mountPointBase: base, ...over });
 
   beforeEach(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'kindling-nfs-mount-'));
