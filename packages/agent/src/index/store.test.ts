@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
+import { volumeRecord } from '../testing/records.js';
 import { IndexStore } from './store.js';
 
 let dir: string;
@@ -13,21 +14,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const volume = (id: string, backend: string, name: string | null): VolumeRecord => ({
-  id,
-  backend,
-  name,
-  description: null,
-  size: 1,
-  status: 'available',
-  metadata: {},
-  createdAt: '2026-01-01T00:00:00.000Z',
-  updatedAt: '2026-01-01T00:00:00.000Z',
-  sourceVolId: null,
-  snapshotId: null,
-  location: {},
-  error: null,
-});
+const volume = (id: string, backend: string, name: string | null): VolumeRecord => volumeRecord(id, { backend, name });
 const snapshot = (id: string, volumeId: string): SnapshotRecord => ({
   id,
   backend: 'a',

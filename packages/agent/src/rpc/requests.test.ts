@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, InvalidArgumentError, type VolumeRecord } from '@kindling/protocol';
 import { IndexStore } from '../index/store.js';
+import { volumeRecord } from '../testing/records.js';
 import { REQUEST_RETENTION_MS, RequestLedger, type CallContext } from './requests.js';
 
 let dir: string;
@@ -21,21 +22,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const record = (id: string, status: VolumeRecord['status'] = 'available'): VolumeRecord => ({
-  id,
-  backend: 'nfs',
-  name: null,
-  description: null,
-  size: 1,
-  status,
-  metadata: {},
-  createdAt: '2026-01-01T00:00:00.000Z',
-  updatedAt: '2026-01-01T00:00:00.000Z',
-  sourceVolId: null,
-  snapshotId: null,
-  location: {},
-  error: status === 'error' ? { code: 'BACKEND_ERROR', message: 'the agent stopped while the create was in progress' } : null,
-});
+const record = (id: string, status: VolumeRecord['status'] = 'available'): VolumeRecord =>
+  volumeRecord(id, {
+    status,
+    error: status === 'error' ? { code: 'BACKEND_ERROR', message: 'the agent stopped while the create was in progress' } : null,
+  });
 
 describe('exactly-once requests', () => {
   it('answers a retry of a finished request with its outcome, without running it again', async () => {
