@@ -1,17 +1,18 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { GiB, fitsRange, sizeInGiB, unsupportedCapability } from './capabilities.js';
+import { GIB } from '@kindling/sdk';
+import { fitsRange, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import type { AccessModeName } from './types.js';
 
 describe('sizes', () => {
   it('round up to whole GiB and respect the limit', () => {
     expect(sizeInGiB(null)).toBe(1);
-    expect(sizeInGiB({ requiredBytes: GiB + 1, limitBytes: 0 })).toBe(2);
+    expect(sizeInGiB({ requiredBytes: GIB + 1, limitBytes: 0 })).toBe(2);
     expect(sizeInGiB({ requiredBytes: 0, limitBytes: 0 }, 5)).toBe(5);
-    expect(() => sizeInGiB({ requiredBytes: GiB + 1, limitBytes: GiB + 2 })).toThrow(expect.objectContaining({ code: status.OUT_OF_RANGE }) as Error);
+    expect(() => sizeInGiB({ requiredBytes: GIB + 1, limitBytes: GIB + 2 })).toThrow(expect.objectContaining({ code: status.OUT_OF_RANGE }) as Error);
     expect(() => sizeInGiB({ requiredBytes: 3, limitBytes: 2 })).toThrow(expect.objectContaining({ code: status.OUT_OF_RANGE }) as Error);
-    expect(fitsRange(2, { requiredBytes: GiB, limitBytes: 0 })).toBe(true);
-    expect(fitsRange(2, { requiredBytes: GiB, limitBytes: GiB })).toBe(false);
+    expect(fitsRange(2, { requiredBytes: GIB, limitBytes: 0 })).toBe(true);
+    expect(fitsRange(2, { requiredBytes: GIB, limitBytes: GIB })).toBe(false);
   });
 });
 

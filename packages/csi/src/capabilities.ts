@@ -1,8 +1,8 @@
 import { status } from '@grpc/grpc-js';
+import { GIB } from '@kindling/sdk';
 import { CsiError, invalid } from './errors.js';
 import type { CapacityRange, VolumeCapability } from './types.js';
 
-export const GiB = 1024 ** 3;
 export const FILESYSTEMS = ['ext4', 'xfs'] as const;
 export type Filesystem = (typeof FILESYSTEMS)[number];
 
@@ -41,8 +41,8 @@ export function sizeInGiB(range: CapacityRange | null, minimumGiB = 1): number {
   const limit = range?.limitBytes ?? 0;
   if (required < 0 || limit < 0) throw invalid('capacity_range must not be negative');
   if (limit && required > limit) throw new CsiError(status.OUT_OF_RANGE, `required_bytes ${required} is above limit_bytes ${limit}`);
-  const size = Math.max(Math.ceil(required / GiB), minimumGiB, 1);
-  if (limit && size * GiB > limit) {
+  const size = Math.max(Math.ceil(required / GIB), minimumGiB, 1);
+  if (limit && size * GIB > limit) {
     throw new CsiError(status.OUT_OF_RANGE, `volumes come in whole GiB: ${size} GiB is above limit_bytes ${limit}`);
   }
   return size;
@@ -50,6 +50,6 @@ export function sizeInGiB(range: CapacityRange | null, minimumGiB = 1): number {
 
 /** A volume of `sizeGiB` fits the range (an existing one, for idempotent creates). */
 export function fitsRange(sizeGiB: number, range: CapacityRange | null): boolean {
-  const bytes = sizeGiB * GiB;
+  const bytes = sizeGiB * GIB;
   return bytes >= (range?.requiredBytes ?? 0) && (!range?.limitBytes || bytes <= range.limitBytes);
 }

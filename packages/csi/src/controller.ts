@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
-import type { Fleet, Snapshot, Volume } from '@kindling/sdk';
-import { GiB, fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
+import { GIB, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
+import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
@@ -159,12 +159,12 @@ export class Controller {
     const { stats } = await this.#fleet.stats({ driver: params.driver });
     const rooms = stats
       .filter((c) => (!params.backend || c.backend.name === params.backend) && (!host || c.agent.hostId === host))
-      .map((c) => Math.max(0, Math.floor(roomGb(c.stats))) * GiB);
+      .map((c) => Math.max(0, Math.floor(roomGb(c.stats))) * GIB);
     return {
       availableCapacity: rooms.reduce((a, b) => a + b, 0),
       // One volume lives on one backend: the largest is the biggest a create can get.
       maximumVolumeSize: { value: Math.max(0, ...rooms) },
-      minimumVolumeSize: { value: GiB },
+      minimumVolumeSize: { value: GIB },
     };
   }
 
@@ -191,7 +191,7 @@ export class Controller {
       const size = sizeInGiB(range);
       // Volumes only grow; a smaller ask is already met (the spec's idempotent repeat).
       if (size > volume.size) await volume.extend(size);
-      return { capacityBytes: volume.size * GiB, nodeExpansionRequired: !req.volumeCapability?.block };
+      return { capacityBytes: volume.size * GIB, nodeExpansionRequired: !req.volumeCapability?.block };
     });
   }
 }

@@ -1,8 +1,8 @@
 import { mkdir, rmdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { NotFoundError, type Agent, type Volume } from '@kindling/sdk';
-import { GiB, filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
+import { GIB, NotFoundError, type Agent, type Volume } from '@kindling/sdk';
+import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
 import { attachDevice, detachDevice, deviceNumber, filesystemOn } from './devices.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
@@ -212,7 +212,7 @@ export class Node {
         else if (mounted.fsType.startsWith('ext')) await must('resize2fs', [device]);
         else throw new CsiError(status.FAILED_PRECONDITION, `cannot grow a ${mounted.fsType} filesystem`);
       }
-      return { capacityBytes: volume.size * GiB };
+      return { capacityBytes: volume.size * GIB };
     });
   }
 }

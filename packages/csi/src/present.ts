@@ -1,5 +1,4 @@
-import type { Snapshot, Volume } from '@kindling/sdk';
-import { GiB } from './capabilities.js';
+import { GIB, type Snapshot, type Volume } from '@kindling/sdk';
 import { snapshotHandle, volumeHandle } from './ids.js';
 import { TOPOLOGY_KEY } from './plugin.js';
 import type { CsiSnapshot, CsiVolume, Timestamp, Topology, VolumeContentSource } from './types.js';
@@ -25,7 +24,7 @@ export function snapshotIdOf(snapshot: Snapshot, hostId: string): string {
 
 export function csiVolume(volume: Volume, hostId: string, contentSource: VolumeContentSource | null): CsiVolume {
   return {
-    capacityBytes: volume.size * GiB,
+    capacityBytes: volume.size * GIB,
     volumeId: volumeIdOf(volume, hostId),
     volumeContext: { backend: volume.backend.name, driver: volume.backend.driver ?? '' },
     contentSource,
@@ -35,7 +34,7 @@ export function csiVolume(volume: Volume, hostId: string, contentSource: VolumeC
 
 export function csiSnapshot(snapshot: Snapshot, hostId: string): CsiSnapshot {
   return {
-    sizeBytes: snapshot.volumeSize * GiB,
+    sizeBytes: snapshot.volumeSize * GIB,
     snapshotId: snapshotIdOf(snapshot, hostId),
     sourceVolumeId: volumeIdOf(snapshot.volume, hostId),
     creationTime: timestamp(snapshot.createdAt),

@@ -60,7 +60,7 @@ export function requestIdOf(frame: unknown): number | null {
 }
 
 /** Shape check of a decoded client frame; the op's own schema checks `args` after this. */
-export function parseRequestFrame(frame: unknown): { id: number; op: unknown; args: unknown; requestId?: string } {
+export function parseRequestFrame(frame: unknown): Omit<RequestFrame, 'op'> & { op: unknown } {
   if (!isObject(frame)) throw new ProtocolError('a request frame must be a map');
   const { id, op, args, requestId } = frame;
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {

@@ -24,6 +24,7 @@ export {
   BackendError,
   BusyError,
   ConflictError,
+  GIB,
   InternalError,
   InvalidArgumentError,
   KindlingError,

@@ -25,6 +25,7 @@ import {
   type OpArgs,
   type OpName,
   type OpResult,
+  type RequestFrame,
 } from '@kindling/protocol';
 import { LONG_OPS, busyDelay, deadline, pause } from './deadlines.js';
 
@@ -96,11 +97,8 @@ export type TransportEvents = {
 };
 
 /** A request as sent, kept for the call's life so that a re-send is the very same request. */
-interface Frame {
-  op: OpName;
-  args: unknown;
-  requestId?: string;
-}
+/** A request frame before the socket it goes out on numbers it. */
+type Frame = Omit<RequestFrame, 'id'>;
 
 /** How one exchange ended: a reply, or the link went before one came. */
 type Outcome = { ok: true; result: unknown } | { ok: false; error: KindlingError } | { ok: 'lost' };

@@ -1,11 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { PROTOCOL_VERSION, type BackendStats } from '@kindling/protocol';
+import { GIB, PROTOCOL_VERSION, type BackendStats } from '@kindling/protocol';
 import type { BackendReadiness } from '../service/backends.js';
 import { AGENT_VERSION } from '../version.js';
 
 /** From a millisecond lookup to the longest thick copies and qcow2 conversions (hours). */
 const LATENCY_BUCKETS = [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400];
-const GIB = 2 ** 30;
 /** Stats are in GiB with decimals; Prometheus wants bytes, whole. */
 const bytes = (gib: number): number => Math.round(gib * GIB);
 
