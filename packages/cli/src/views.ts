@@ -20,6 +20,10 @@ export interface ConnectionView {
   agent: AgentRef;
 }
 
+/** Lists read oldest first; the id breaks ties so the order is stable across calls. */
+export const byCreation = (a: { record: { createdAt: string; id: string } }, b: { record: { createdAt: string; id: string } }): number =>
+  a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id);
+
 export const orDash = (s: string | null | undefined): string => (s === null || s === undefined || s === '' ? '-' : s);
 
 /** The AGENT column comes first over a fleet, where the same backend name can be on many hosts. */

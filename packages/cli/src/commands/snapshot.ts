@@ -1,8 +1,13 @@
 import { Command } from 'commander';
 import { allVolumes, findSnapshot, findVolume, snapshotView } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
-import { SNAPSHOT_COLUMNS, snapshotFields, snapshotJson, withAgent } from '../views.js';
+import type { Scope } from '../scope.js';
+import { byCreation, SNAPSHOT_COLUMNS, snapshotFields, snapshotJson, withAgent, type SnapshotView } from '../views.js';
 import { untilStarted } from '../waiting.js';
+
+function showSnapshot(scope: Scope, view: SnapshotView): void {
+  scope.out.item(snapshotFields(view), snapshotJson(view));
+}
 
 export function snapshotCommand(runtime: Runtime): Command {
   const snapshot = new Command('snapshot').description('snapshots: list, create, delete');
@@ -17,7 +22,7 @@ export function snapshotCommand(runtime: Runtime): Command {
         const volumes = opts.volume !== undefined ? [await findVolume(scope, opts.volume, opts.backend)] : await allVolumes(scope, { backend: opts.backend });
         const views = volumes
           .flatMap(({ item, agent }) => [...item.snapshots].map((s) => snapshotView(s, agent)))
-          .sort((a, b) => a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id));
+          .sort(byCreation);
         scope.out.list(views, withAgent(scope.settings.fleet, SNAPSHOT_COLUMNS), snapshotJson);
       }),
     );
@@ -30,8 +35,7 @@ export function snapshotCommand(runtime: Runtime): Command {
     .action(
       act<{ volume?: string }>(runtime, async (scope, [ref], opts) => {
         const { item, agent } = await findSnapshot(scope, ref!, opts.volume);
-        const view = snapshotView(item, agent);
-        scope.out.item(snapshotFields(view), snapshotJson(view));
+        showSnapshot(scope, snapshotView(item, agent));
       }),
     );
 
@@ -45,8 +49,7 @@ export function snapshotCommand(runtime: Runtime): Command {
       act<{ name?: string; description?: string }>(runtime, async (scope, [ref], opts) => {
         const { item, agent } = await findVolume(scope, ref!);
         const snap = await item.createSnapshot({ name: opts.name, description: opts.description });
-        const view = snapshotView(snap, agent);
-        scope.out.item(snapshotFields(view), snapshotJson(view));
+        showSnapshot(scope, snapshotView(snap, agent));
       }),
     );
 

@@ -6,7 +6,7 @@ import type { VolumeRecord } from '../records.js';
 import { agentRef, allVolumes, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
 import type { Scope } from '../scope.js';
-import { connectionFields, connectionJson, volumeFields, volumeJson, VOLUME_COLUMNS, withAgent, type VolumeView } from '../views.js';
+import { byCreation, connectionFields, connectionJson, volumeFields, volumeJson, VOLUME_COLUMNS, withAgent, type VolumeView } from '../views.js';
 import { untilStarted } from '../waiting.js';
 
 interface NewVolumeFlags {
@@ -55,7 +55,7 @@ export function volumeCommand(runtime: Runtime): Command {
       act<{ backend?: string; driver?: DriverName; name?: string }>(runtime, async (scope, _args, opts) => {
         const views = (await allVolumes(scope, opts))
           .map(({ item, agent }) => volumeView(item, agent))
-          .sort((a, b) => a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id));
+          .sort(byCreation);
         scope.out.list(views, withAgent(scope.settings.fleet, VOLUME_COLUMNS), volumeJson);
       }),
     );
