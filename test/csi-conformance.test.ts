@@ -288,3 +288,42 @@ describe('ControllerExpandVolume', () => {
     expect(await codeOf(controller.ControllerExpandVolume({ volumeId: vol.volumeId, capacityRange: { requiredBytes: 3 * GiB, limitBytes: 2.5 * GiB } }))).toBe(status.OUT_OF_RANGE);
   });
 });
+
+// What the CSI spec's own sanity suite (csi-test's csi-sanity) checks beyond the rules above.
+describe('as the spec’s sanity suite checks', () => {
+  const longName = (what: string) => `${what}-${process.pid}-${++names}-`.padEnd(128, 'x');
+
+  it('takes names of the maximum length (128 characters) for volumes and snapshots, idempotently', async () => {
+    const name = longName('pvc');
+    const { volume } = await controller.CreateVolume({ name, volumeCapabilities: [mount] });
+    expect((await controller.CreateVolume({ name, volumeCapabilities: [mount] })).volume).toEqual(volume);
+    const snapName = longName('snap');
+    const { snapshot } = await controller.CreateSnapshot({ name: snapName, sourceVolumeId: volume.volumeId });
+    expect((await controller.CreateSnapshot({ name: snapName, sourceVolumeId: volume.volumeId })).snapshot).toEqual(snapshot);
+    await controller.DeleteSnapshot({ snapshotId: snapshot.snapshotId });
+    await controller.DeleteVolume({ volumeId: volume.volumeId });
+  });
+
+  it('pages on when the last volume of a page is deleted and another is added between pages', async () => {
+    await Promise.all([1, 2, 3].map(() => newVolume()));
+    const ids = (r: Record<string, unknown>) => (r['entries'] as { volume: { volumeId: string } }[]).map((e) => e.volume.volumeId);
+    const before = ids(await controller.ListVolumes({}));
+    const first = await controller.ListVolumes({ maxEntries: 2 });
+    expect(ids(first)).toEqual(before.slice(0, 2));
+    const gone = ids(first)[1]!;
+    await controller.DeleteVolume({ volumeId: gone });
+    const added = await newVolume();
+    const rest = ids(await controller.ListVolumes({ startingToken: first.nextToken }));
+    expect(rest).not.toContain(gone);
+    expect(rest).toEqual(expect.arrayContaining(before.slice(2)));
+    const after = ids(await controller.ListVolumes({}));
+    expect(after).toHaveLength(before.length);
+    expect(after).toContain(added.volumeId);
+  });
+
+  it('gives NOT_FOUND for a content source that does not exist', async () => {
+    const missing = 'host-a:nfs:00000000-0000-4000-8000-000000000000';
+    expect(await codeOf(newVolume({ volumeContentSource: { volume: { volumeId: missing } } }))).toBe(status.NOT_FOUND);
+    expect(await codeOf(newVolume({ volumeContentSource: { snapshot: { snapshotId: `${missing}:00000000-0000-4000-8000-000000000001` } } }))).toBe(status.NOT_FOUND);
+  });
+});
