@@ -81,7 +81,7 @@ describe('NFS scans racing creates and deletes', () => {
       proc = await proc.restart();
     }
     expect(problems).toEqual([]);
-  });
+  }, 120_000); // 16 agent starts: a hang guard, generous for a loaded machine
 
   it('a clone racing an extend of its source succeeds, sized as the source was when it was copied', async () => {
     const client = await RawClient.connect(proc.url);
@@ -104,7 +104,7 @@ describe('NFS scans racing creates and deletes', () => {
     }
     client.close();
     expect(problems).toEqual([]);
-  });
+  }, 120_000);
 
   it('a zero-byte or foreign volume-<id> file on the share blocks no create, stats or start, and is left where it is', async () => {
     const empty = join(share, `volume-${randomUUID()}`);
