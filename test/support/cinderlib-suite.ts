@@ -138,6 +138,24 @@ export function cinderlibSuite(probe: StorageProbe, options: SuiteOptions = {}):
       if (layout.driver !== 'lvm') throw new Error(`${probe.backend} has no LVs`);
       return lv(run, layout.vg, name);
     }
+    /** Extends an attached 1 GiB volume holding A to 2 GiB: in-use still, the connection sees the new size, the data stays. */
+    async function extendsAttached(vol: Volume, conn: Connection): Promise<void> {
+      await vol.extend(2);
+      expect(vol.size).toBe(2);
+      expect(vol.status).toBe('in-use');
+      expect(await conn.extend()).toBe(2 * GiB);
+      expect(await readerSize(run, conn)).toBe(2 * GiB);
+      expect(await readsPattern(run, conn, A)).toBe(true);
+    }
+    /** Writes `pattern` over the first and the last 4 MiB of a 1 GiB volume. */
+    const writeEnds = (vol: Volume, pattern: number): Promise<void> =>
+      whileAttached(vol, async (conn) => {
+        await writePattern(run, conn, pattern);
+        await writePattern(run, conn, pattern, END);
+      });
+    /** True when the first and the last 4 MiB of a 1 GiB volume read as `pattern`. */
+    const readsEnds = async (conn: Connection, pattern: number): Promise<boolean> =>
+      (await readsPattern(run, conn, pattern)) && (await readsPattern(run, conn, pattern, END));
 
     it('stats: driver, protocol and capacity figures match the storage’s', async () => {
       const stats = await ctx.backend.stats({ refresh: true });
@@ -403,12 +421,7 @@ export function cinderlibSuite(probe: StorageProbe, options: SuiteOptions = {}):
       const conn = await vol.attach();
       await writePattern(run, conn, A);
       expect(await readerSize(run, conn)).toBe(1 * GiB);
-      await vol.extend(2);
-      expect(vol.size).toBe(2);
-      expect(vol.status).toBe('in-use');
-      expect(await conn.extend()).toBe(2 * GiB);
-      expect(await readerSize(run, conn)).toBe(2 * GiB);
-      expect(await readsPattern(run, conn, A)).toBe(true);
+      await extendsAttached(vol, conn);
       await vol.detach();
       expect(vol.status).toBe('available');
       expect(vol.size).toBe(2);
@@ -482,21 +495,13 @@ export function cinderlibSuite(probe: StorageProbe, options: SuiteOptions = {}):
         expect(snap.status).toBe('available');
         return;
       }
-      await vol.extend(2);
-      expect(vol.size).toBe(2);
-      expect(vol.status).toBe('in-use');
-      expect(await conn.extend()).toBe(2 * GiB);
-      expect(await readerSize(run, conn)).toBe(2 * GiB);
-      expect(await readsPattern(run, conn, A)).toBe(true);
+      await extendsAttached(vol, conn);
       expect(snap.status).toBe('available');
     });
 
     it('clone: same size, same data end to end, its own copy, no temporary snapshot left', async () => {
       const vol = await createVol(1);
-      await whileAttached(vol, async (conn) => {
-        await writePattern(run, conn, A);
-        await writePattern(run, conn, A, END);
-      });
+      await writeEnds(vol, A);
       const clone = track(await vol.clone());
       expect(clone.id).not.toBe(vol.id);
       expect(clone.size).toBe(1);
@@ -506,8 +511,7 @@ export function cinderlibSuite(probe: StorageProbe, options: SuiteOptions = {}):
       await whileAttached(clone, async (conn) => {
         expect(conn.path).toBe(expectedPath(layout, clone));
         expect(await readerSize(run, conn)).toBe(1 * GiB);
-        expect(await readsPattern(run, conn, A)).toBe(true);
-        expect(await readsPattern(run, conn, A, END)).toBe(true);
+        expect(await readsEnds(conn, A)).toBe(true);
         await writePattern(run, conn, B); // the clone is its own copy
       });
       await whileAttached(vol, async (conn) => expect(await readsPattern(run, conn, A)).toBe(true));
@@ -523,16 +527,10 @@ export function cinderlibSuite(probe: StorageProbe, options: SuiteOptions = {}):
 
     it('create volume from snapshot: the data as it was at snapshot time, snapshotId recorded', async () => {
       const vol = await createVol(1);
-      await whileAttached(vol, async (conn) => {
-        await writePattern(run, conn, A);
-        await writePattern(run, conn, A, END);
-      });
+      await writeEnds(vol, A);
       const snap = await vol.createSnapshot();
       expect(snap.volumeSize).toBe(1);
-      await whileAttached(vol, async (conn) => {
-        await writePattern(run, conn, B);
-        await writePattern(run, conn, B, END);
-      });
+      await writeEnds(vol, B);
       const fromSnap = track(await snap.createVolume());
       expect(fromSnap.size).toBe(1);
       expect(fromSnap.snapshotId).toBe(snap.id);
@@ -540,29 +538,23 @@ export function cinderlibSuite(probe: StorageProbe, options: SuiteOptions = {}):
       expect(fromSnap.status).toBe('available');
       await whileAttached(fromSnap, async (conn) => {
         expect(await readerSize(run, conn)).toBe(1 * GiB);
-        expect(await readsPattern(run, conn, A)).toBe(true);
-        expect(await readsPattern(run, conn, A, END)).toBe(true);
+        expect(await readsEnds(conn, A)).toBe(true);
       });
       await whileAttached(vol, async (conn) => {
-        expect(await readsPattern(run, conn, B)).toBe(true);
-        expect(await readsPattern(run, conn, B, END)).toBe(true);
+        expect(await readsEnds(conn, B)).toBe(true);
       });
     });
 
     it('create a larger volume from a snapshot: the snapshot’s data, then room up to the new size', async () => {
       const vol = await createVol(1);
-      await whileAttached(vol, async (conn) => {
-        await writePattern(run, conn, A);
-        await writePattern(run, conn, A, END);
-      });
+      await writeEnds(vol, A);
       const snap = await vol.createSnapshot();
       const bigger = track(await snap.createVolume({ size: 2 }));
       expect(bigger.size).toBe(2);
       if (lvm) expect(Number((await lvOf(lvName(bigger)))!.lv_size)).toBe(2 * GiB);
       await whileAttached(bigger, async (conn) => {
         expect(await readerSize(run, conn)).toBe(2 * GiB);
-        expect(await readsPattern(run, conn, A)).toBe(true);
-        expect(await readsPattern(run, conn, A, END)).toBe(true);
+        expect(await readsEnds(conn, A)).toBe(true);
         if (layout.thin) expect(await readsPattern(run, conn, 0, '1G')).toBe(true); // thick: old extents
         await writePattern(run, conn, B, `${2048 - 4}M`);
         expect(await readsPattern(run, conn, B, `${2048 - 4}M`)).toBe(true);
