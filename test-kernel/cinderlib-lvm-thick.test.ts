@@ -1,6 +1,7 @@
-// cinderlib's functional suite and the seed's snapshot snippets on the guest's `lvm-thick` backend
-// (test-kernel/support/scenarios.ts); one file per backend so the backends run side by side.
-import { cinderlibSuite, seedSuite } from './support/scenarios.js';
+// cinderlib's functional suite and the seed's snapshot snippets (test/support/cinderlib-suite.ts, the host's
+// too) on the guest's `lvm-thick` backend; one file per backend so the backends run side by side.
+import { cinderlibSuite, seedSuite } from '../test/support/cinderlib-suite.js';
+import { guestProbe } from './support/data.js';
 
-cinderlibSuite('lvm-thick');
-seedSuite('lvm-thick');
+cinderlibSuite(guestProbe('lvm-thick'));
+seedSuite(guestProbe('lvm-thick'));

@@ -1,6 +1,7 @@
-// cinderlib's functional suite and the seed's snapshot snippets on the guest's `nfs` backend
-// (test-kernel/support/scenarios.ts); one file per backend so the backends run side by side.
-import { cinderlibSuite, seedSuite } from './support/scenarios.js';
+// cinderlib's functional suite and the seed's snapshot snippets (test/support/cinderlib-suite.ts, the host's
+// too) on the guest's `nfs` backend; one file per backend so the backends run side by side.
+import { cinderlibSuite, seedSuite } from '../test/support/cinderlib-suite.js';
+import { guestProbe } from './support/data.js';
 
-cinderlibSuite('nfs');
-seedSuite('nfs');
+cinderlibSuite(guestProbe('nfs'));
+seedSuite(guestProbe('nfs'));

@@ -3,56 +3,32 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Connection, Volume } from '@kindling/sdk';
+import type { Connection } from '@kindling/sdk';
+import { runLocal } from './host-probe.js';
+import {
+  imageInfo,
+  readsPattern as readsPatternAt,
+  writePattern as writePatternAt,
+  type ImageFormat,
+} from './storage-probe.js';
 
-// Shared helpers for the cinderlib-parity scenarios: real qemu-io I/O on attached files, real
-// immutable-file failures, and waiting for pushed status changes.
+// Shared helpers for the host's cinderlib-parity scenarios: real qemu-io I/O on attached files (the
+// storage-probe checks, run here), real immutable-file failures, and waiting for pushed status changes.
 
 const exec = promisify(execFile);
-export const GiB = 1024 ** 3;
-
-export type ImageFormat = 'raw' | 'qcow2';
-
-/** The format of the file an attachment points at (the active file: a qcow2 overlay once snapshotted). */
-export function formatOf(conn: Connection): ImageFormat {
-  const format = conn.connectionInfo.data.format;
-  if (format !== 'raw' && format !== 'qcow2') throw new Error(`connection ${conn.id} has no usable format: ${String(format)}`);
-  return format;
-}
+export { GiB, whileAttached } from './storage-probe.js';
 
 /** Writes `pattern` (a byte) over [offset, offset+length) of the attached file with qemu-io. */
-export async function writePattern(conn: Connection, pattern: number, offset = '0', length = '1M'): Promise<void> {
-  if (!conn.path) throw new Error(`connection ${conn.id} has no local path`);
-  await exec('qemu-io', ['-f', formatOf(conn), '-c', `write -P 0x${pattern.toString(16)} ${offset} ${length}`, conn.path]);
-}
+export const writePattern = (conn: Connection, pattern: number, offset?: string, length?: string): Promise<void> =>
+  writePatternAt(runLocal, conn, pattern, offset, length);
 
 /** True when every byte of [offset, offset+length) of the attached file reads as `pattern`. */
-export async function readsPattern(conn: Connection, pattern: number, offset = '0', length = '1M'): Promise<boolean> {
-  if (!conn.path) throw new Error(`connection ${conn.id} has no local path`);
-  try {
-    const { stdout } = await exec('qemu-io', ['-f', formatOf(conn), '-c', `read -P 0x${pattern.toString(16)} ${offset} ${length}`, conn.path]);
-    return !stdout.includes('Pattern verification failed');
-  } catch (err) {
-    const out = String((err as { stdout?: string }).stdout ?? '');
-    if (out.includes('Pattern verification failed')) return false;
-    throw err;
-  }
-}
+export const readsPattern = (conn: Connection, pattern: number, offset?: string, length?: string): Promise<boolean> =>
+  readsPatternAt(runLocal, conn, pattern, offset, length);
 
-/** The size the attached file shows a reader, in bytes (cinderlib's _get_vol_size). */
+/** The size the image file shows a reader, in bytes (cinderlib's _get_vol_size). */
 export async function virtualSize(path: string, format: ImageFormat): Promise<number> {
-  const { stdout } = await exec('qemu-img', ['info', '--output=json', '-U', '-f', format, path]);
-  return (JSON.parse(stdout) as { 'virtual-size': number })['virtual-size'];
-}
-
-/** Attaches, runs `fn` on the connection, detaches (also when `fn` throws). */
-export async function whileAttached<T>(vol: Volume, fn: (conn: Connection) => Promise<T>): Promise<T> {
-  const conn = await vol.attach();
-  try {
-    return await fn(conn);
-  } finally {
-    await vol.detach();
-  }
+  return (await imageInfo(runLocal, path, format))['virtual-size'];
 }
 
 export async function chattr(path: string, flag: '+i' | '-i'): Promise<void> {
