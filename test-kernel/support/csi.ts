@@ -9,7 +9,10 @@ import { guestExec, guestSh, kernelEnv, type ExecResult } from './kernel.js';
 
 const RUN = '/run/kl-csi';
 const LOG = '/run/kl-out/csi-node.log';
-const LISTENING = `grep -c '"event":"listening"' ${LOG} 2>/dev/null || true`;
+// a count even before the log exists (grep -c prints 0 and exits 1 on no match)
+const LISTENING = `cat ${LOG} 2>/dev/null | grep -c '"event":"listening"' || true`;
+// node's start-up under emulation takes seconds; the start script gives up after 120 s
+const START_MS = 180_000;
 
 // setsid: the plugin leads its own process group, so a kill takes its mkfs or mount with it. Started once it
 // logs that it listens (a new line in the log); a plugin that dies first fails the start with its log.
@@ -31,10 +34,15 @@ echo "the CSI node plugin did not start; its log:" >&2
 tail -n 30 ${LOG} >&2
 exit 1`;
 
+// procps' kill: dash's builtin takes no process group. Gone once no process or only its zombie is left
+// (PID 1, guest-init.sh, may not reap it at once).
 const KILL = `pid=$(cat ${RUN}/pid)
-kill -KILL -- "-$pid" 2>/dev/null || true
-for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
-echo "node plugin $pid still running" >&2
+/bin/kill -KILL -- "-$pid" 2>/dev/null || true
+for _ in $(seq 1 100); do
+  case "$(ps -o stat= -p "$pid")" in ''|Z*) exit 0 ;; esac
+  sleep 0.1
+done
+echo "node plugin $pid still running: $(ps -o pid,stat,args -g "$pid")" >&2
 exit 1`;
 
 export interface GuestNodePlugin {
@@ -48,7 +56,7 @@ export interface GuestNodePlugin {
 export async function startGuestNodePlugin(): Promise<GuestNodePlugin> {
   const address = process.env.KINDLING_KERNEL_CSI_URL;
   if (!address) throw new Error('KINDLING_KERNEL_CSI_URL is not set: run these through scripts/kernel-lane/run.sh');
-  await guestSh(START);
+  await guestSh(START, START_MS);
   let client = csiClient('Node', address);
   const stop = async () => {
     client.close();
@@ -59,7 +67,7 @@ export async function startGuestNodePlugin(): Promise<GuestNodePlugin> {
     stop,
     restart: async () => {
       await stop();
-      await guestSh(START);
+      await guestSh(START, START_MS);
       client = csiClient('Node', address);
     },
   };
