@@ -7,6 +7,7 @@ import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { csiClient, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
 import { requires } from '@kindling/agent/testing';
 import { cleanUpHost, hasCapability, nodeUnavailable } from '../packages/csi/src/testing/host.js';
+import { mountAt } from '../packages/csi/src/mounts.js';
 import { pvcLife } from '../packages/csi/src/testing/pvc-life.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
@@ -64,6 +65,7 @@ requires('the PVC scenario (loop devices, mkfs, mount)', nodeUnavailable(), desc
         write: (path, text) => writeFile(path, text),
         read: (path) => readFile(path, 'utf8'),
         exists: async (path) => existsSync(path),
+        fsType: async (path) => (await mountAt(path))?.fsType ?? '',
       },
     });
   });

@@ -5,7 +5,8 @@
 # Output: .cache/kernel-lane/img-<key>/ with
 #   vmlinuz      the kernel of linux-image-cloud-amd64
 #   initrd.img   a tiny busybox initrd that loads virtio_blk, mounts the root disk and switches to it
-#   root.img     raw ext4 root filesystem (1 GiB, sparse): minbase bookworm + lvm2, thin tools, NFS, qemu-utils
+#   root.img     raw ext4 root filesystem (1 GiB, sparse): minbase bookworm + lvm2, thin tools, NFS, qemu-utils,
+#                e2fsprogs and xfsprogs (the CSI node plugin's mkfs and online grow)
 #   kver         the kernel version
 # <key> hashes this script and the package list (both define the image), so a second run reuses it.
 # Nothing of Kindling and no Node binary is baked in: run.sh passes those on a payload disk per run.
@@ -22,7 +23,7 @@ SUITE=bookworm
 PACKAGES=(
   lvm2 thin-provisioning-tools
   nfs-kernel-server nfs-common rpcbind
-  qemu-utils kmod iproute2 util-linux procps e2fsprogs
+  qemu-utils kmod iproute2 util-linux procps e2fsprogs xfsprogs
   targetcli-fb open-iscsi dbus
   busybox-static
 )

@@ -107,6 +107,8 @@ if [[ "$MODE" != smoke ]]; then
     mkdir -p "$A/packages/$name"
     cp "$pkg/package.json" "$A/packages/$name/"
     [[ -d "$pkg/dist" ]] && cp -a "$pkg/dist" "$A/packages/$name/"
+    # kindling-csi loads its gRPC schema at run time from proto/, next to dist/
+    [[ -d "$pkg/proto" ]] && cp -a "$pkg/proto" "$A/packages/$name/"
     [[ -d "$pkg/node_modules" ]] && cp -a "$pkg/node_modules" "$A/packages/$name/"
   done
   # drop the heaviest build-only packages (compiler and bundler binaries) the agent never loads
@@ -120,6 +122,7 @@ fi
 AGENT_GUEST_PORT=8600
 EXEC_GUEST_PORT=8601
 CRASH_GUEST_PORT=8602
+CSI_GUEST_PORT=8603
 cat >"$P/kindling.json" <<EOF
 {
   "listen": { "host": "0.0.0.0", "port": $AGENT_GUEST_PORT },
@@ -154,6 +157,7 @@ KL_MODE=$GUEST_MODE
 KL_TOKEN=$TOKEN
 KL_AGENT_PORT=$AGENT_GUEST_PORT
 KL_EXEC_PORT=$EXEC_GUEST_PORT
+KL_CSI_PORT=$CSI_GUEST_PORT
 KL_VG_THICK=kindling-thick
 KL_VG_THIN=kindling-thin
 KL_THIN_POOL=kindling-thin-pool
@@ -177,6 +181,8 @@ EXEC_PORT="$(free_port)"
 while [[ "$EXEC_PORT" == "$PORT" ]]; do EXEC_PORT="$(free_port)"; done
 CRASH_PORT="$(free_port)"
 while [[ "$CRASH_PORT" == "$PORT" || "$CRASH_PORT" == "$EXEC_PORT" ]]; do CRASH_PORT="$(free_port)"; done
+CSI_PORT="$(free_port)"
+while [[ "$CSI_PORT" == "$PORT" || "$CSI_PORT" == "$EXEC_PORT" || "$CSI_PORT" == "$CRASH_PORT" ]]; do CSI_PORT="$(free_port)"; done
 
 # --- 3. boot ---
 disk() { # disk FILE SERIAL [extra drive options]
@@ -209,7 +215,7 @@ qemu-system-x86_64 \
   -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
   -append "console=ttyS0 panic=-1 loglevel=4 mitigations=off" \
   "${DISKS[@]}" \
-  -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:$AGENT_GUEST_PORT,hostfwd=tcp:127.0.0.1:$EXEC_PORT-:$EXEC_GUEST_PORT,hostfwd=tcp:127.0.0.1:$CRASH_PORT-:$CRASH_GUEST_PORT" \
+  -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:$AGENT_GUEST_PORT,hostfwd=tcp:127.0.0.1:$EXEC_PORT-:$EXEC_GUEST_PORT,hostfwd=tcp:127.0.0.1:$CRASH_PORT-:$CRASH_GUEST_PORT,hostfwd=tcp:127.0.0.1:$CSI_PORT-:$CSI_GUEST_PORT" \
   -device virtio-net-pci,netdev=n0,romfile= \
   >"$RUN/qemu.log" 2>&1 &
 QEMU_PID=$!
@@ -281,9 +287,11 @@ export KINDLING_KERNEL_TOKEN="$TOKEN"
 export KINDLING_KERNEL_EXEC_URL="http://127.0.0.1:$EXEC_PORT"
 export KINDLING_KERNEL_BACKENDS="lvm-thick,lvm-thin,nfs"
 export KINDLING_KERNEL_CRASH_URL="ws://127.0.0.1:$CRASH_PORT"
+# the CSI node plugin the csi-* scenarios start in the guest (gRPC over TCP, no scheme)
+export KINDLING_KERNEL_CSI_URL="127.0.0.1:$CSI_PORT"
 
 if [[ "$MODE" == shell ]]; then
-  log "shell mode: KINDLING_KERNEL_URL=$KINDLING_KERNEL_URL KINDLING_KERNEL_TOKEN=$TOKEN KINDLING_KERNEL_EXEC_URL=$KINDLING_KERNEL_EXEC_URL"
+  log "shell mode: KINDLING_KERNEL_URL=$KINDLING_KERNEL_URL KINDLING_KERNEL_TOKEN=$TOKEN KINDLING_KERNEL_EXEC_URL=$KINDLING_KERNEL_EXEC_URL KINDLING_KERNEL_CSI_URL=$KINDLING_KERNEL_CSI_URL"
   log "Ctrl-C (or the lane timeout, $(left)s left) stops the VM"
   while kill -0 "$QEMU_PID" 2>/dev/null && ((SECONDS < DEADLINE)); do sleep 2; done
   exit 0

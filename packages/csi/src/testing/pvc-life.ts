@@ -9,6 +9,8 @@ export interface NodeFiles {
   write(path: string, text: string): Promise<void>;
   read(path: string): Promise<string>;
   exists(path: string): Promise<boolean>;
+  /** The type of the filesystem mounted at `path`, as the node's mount table shows it. */
+  fsType(path: string): Promise<string>;
 }
 
 export interface PvcLifeOptions {
@@ -30,8 +32,10 @@ export interface PvcLifeOptions {
 /**
  * One PVC's life through the calls Kubernetes makes, in their order: external-provisioner (controller),
  * kubelet (node), external-resizer, external-snapshotter, then the provisioner again for a restore.
- * The node plugin restarts in the middle and must find its state in the mount table and the agent's
- * index. Data written through the mount is read back after unstage and re-stage, and from the restore.
+ * Checked on the node: the filesystem staging made, the pod path as a bind of it, the filesystem's
+ * online growth (NodeGetVolumeStats), a read-only publish refusing writes. The node plugin restarts in
+ * the middle and must find its state in the mount table and the agent's index. Data written through
+ * the mount is read back after the restart, after unstage and re-stage, and from the restore.
  */
 export async function pvcLife(o: PvcLifeOptions): Promise<void> {
   const { provisioner, files } = o;
@@ -61,8 +65,12 @@ export async function pvcLife(o: PvcLifeOptions): Promise<void> {
   const stage = { volumeId: volume.volumeId, stagingTargetPath: staging, volumeCapability: cap, volumeContext: volume.volumeContext };
   const publish = { ...stage, targetPath: podPath };
   await o.kubelet().NodeStageVolume(stage);
+  // A blank volume: staging made the filesystem asked for.
+  expect(await files.fsType(staging)).toBe(o.fsType);
   await o.kubelet().NodePublishVolume(publish);
   await files.write(`${podPath}/db.txt`, 'row 1\n');
+  // The pod's path is a bind of the staged filesystem, not a second mount of the device.
+  expect(await files.read(`${staging}/db.txt`)).toBe('row 1\n');
 
   // The node plugin restarts: it keeps no state, so it finds the same mounts and answers as before.
   await o.restartNodePlugin();
@@ -70,12 +78,14 @@ export async function pvcLife(o: PvcLifeOptions): Promise<void> {
   await o.kubelet().NodePublishVolume(publish);
   expect(await files.read(`${podPath}/db.txt`)).toBe('row 1\n');
 
-  // external-resizer, then kubelet's node expansion on the mounted volume.
+  // external-resizer, then kubelet's node expansion on the mounted volume: the filesystem grows online.
+  const bytes = async () =>
+    ((await o.kubelet().NodeGetVolumeStats({ volumeId: volume.volumeId, volumePath: podPath })).usage as { unit: string; total: number }[]).find((u) => u.unit === 'BYTES')!.total;
+  expect(await bytes()).toBeLessThanOrEqual(GiB);
   const resized = await provisioner.ControllerExpandVolume({ volumeId: volume.volumeId, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: cap });
   expect(resized).toEqual({ capacityBytes: 2 * GiB, nodeExpansionRequired: true });
   await o.kubelet().NodeExpandVolume({ volumeId: volume.volumeId, volumePath: podPath, stagingTargetPath: staging, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: cap });
-  const usage = (await o.kubelet().NodeGetVolumeStats({ volumeId: volume.volumeId, volumePath: podPath })).usage as { unit: string; total: number }[];
-  expect(usage.find((u) => u.unit === 'BYTES')!.total).toBeGreaterThan(1.8 * GiB);
+  expect(await bytes()).toBeGreaterThan(1.8 * GiB);
   await files.write(`${podPath}/db.txt`, 'row 1\nrow 2\n');
 
   // The pod goes: kubelet unpublishes (the target goes too) and unstages.
@@ -114,6 +124,7 @@ export async function pvcLife(o: PvcLifeOptions): Promise<void> {
   await o.kubelet().NodeStageVolume(restoredStage);
   await o.kubelet().NodePublishVolume({ ...restoredStage, targetPath: `${restoredDir}/mount`, readonly: true });
   expect(await files.read(`${restoredDir}/mount/db.txt`)).toBe('row 1\nrow 2\n');
+  await expect(files.write(`${restoredDir}/mount/db.txt`, 'row 3\n')).rejects.toThrow(/read-only/i);
   await o.kubelet().NodeUnpublishVolume({ volumeId: restored.volumeId, targetPath: `${restoredDir}/mount` });
   await o.kubelet().NodeUnstageVolume(restoredStage);
 
