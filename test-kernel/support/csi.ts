@@ -4,7 +4,8 @@
 import { Agent } from '@kindling/sdk';
 import { csiClient, type CsiServiceClient } from '../../packages/csi/src/testing/client.js';
 import type { NodeFiles } from '../../packages/csi/src/testing/pvc-life.js';
-import { guestTest } from './data.js';
+import { testPath } from '../../test/support/storage-probe.js';
+import { runInGuest } from './data.js';
 import { guestExec, guestSh, kernelEnv, type ExecResult } from './kernel.js';
 
 const RUN = '/run/kl-csi';
@@ -84,7 +85,7 @@ export const guestFiles: NodeFiles = {
   mkdir: async (path) => void (await must(['mkdir', '-p', path])),
   write: async (path, text) => void (await must(['/bin/sh', '-c', 'cat >"$1"', 'write', path], text)),
   read: async (path) => (await must(['cat', path])).stdout,
-  exists: (path) => guestTest('-e', path),
+  exists: (path) => testPath(runInGuest, '-e', path),
   // findmnt lists stacked mounts in order: the last one is what the path shows
   fsType: async (path) => (await guestExec(['findmnt', '-n', '-o', 'FSTYPE', '--mountpoint', path])).stdout.trim().split('\n').at(-1) ?? '',
 };
