@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -150,6 +150,51 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
     await node.NodeUnstageVolume(stage);
     await controller.DeleteVolume({ volumeId: vol.volumeId });
+  });
+
+  it('finds its mounts when the CO spells the paths another way (a doubled slash, a symlinked parent)', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    const linked = join(dir, `link${++count}`);
+    await symlink(join(target, '..'), linked);
+    const odd = { staging: staging.replace(/\/staging$/, '//staging'), target: join(linked, 'mount') };
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: odd.staging, volumeCapability: ext4 };
+    await node.NodeStageVolume(stage);
+    await node.NodeStageVolume({ ...stage, stagingTargetPath: staging });
+    await node.NodePublishVolume({ ...stage, targetPath: odd.target });
+    await node.NodePublishVolume({ ...stage, stagingTargetPath: staging, targetPath: target });
+    // One stage and one publish, not a mount stacked per spelling.
+    expect(execFileSync('findmnt', ['-n', '-o', 'TARGET', '--source', loopsOfVolume(vol.volumeId).split(':')[0] ?? ''], { encoding: 'utf8' }).trim().split('\n').sort()).toEqual([target, staging].sort());
+    expect((await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: odd.target })).usage).toHaveLength(2);
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: odd.target });
+    expect(existsSync(target)).toBe(false);
+    await node.NodeUnstageVolume(stage);
+    expect(isMountPoint(staging)).toBe(false);
+    expect(loopsOfVolume(vol.volumeId)).toBe('');
+  });
+
+  it("leaves another volume's mounts alone, and undoes a stage that attached but never mounted", async () => {
+    const [mine, theirs] = [await volume(), await volume()];
+    const { staging, target } = await paths();
+    await node.NodeStageVolume({ volumeId: theirs.volumeId, stagingTargetPath: staging, volumeCapability: ext4 });
+    await node.NodePublishVolume({ volumeId: theirs.volumeId, stagingTargetPath: staging, targetPath: target, volumeCapability: ext4 });
+    await writeFile(join(target, 'theirs'), 'still here');
+    // A CO that names the wrong volume for these paths gets OK (this volume is not there) and unmounts nothing.
+    await node.NodeUnpublishVolume({ volumeId: mine.volumeId, targetPath: target });
+    await node.NodeUnstageVolume({ volumeId: mine.volumeId, stagingTargetPath: staging });
+    expect(await readFile(join(target, 'theirs'), 'utf8')).toBe('still here');
+    expect(loopsOfVolume(theirs.volumeId)).toMatch(/^\/dev\/loop\d+:/);
+    // Staging onto a path that holds another volume is refused.
+    expect(await codeOf(node.NodeStageVolume({ volumeId: mine.volumeId, stagingTargetPath: staging, volumeCapability: ext4 }))).toBe(status.ALREADY_EXISTS);
+    // That refusal came after the attach (the node plugin stopped there, as a crash would): unstage detaches it.
+    expect(loopsOfVolume(mine.volumeId)).toMatch(/^\/dev\/loop\d+:/);
+    const elsewhere = (await paths()).staging;
+    await node.NodeUnstageVolume({ volumeId: mine.volumeId, stagingTargetPath: elsewhere });
+    expect(loopsOfVolume(mine.volumeId)).toBe('');
+    await node.NodeUnpublishVolume({ volumeId: theirs.volumeId, targetPath: target });
+    await node.NodeUnstageVolume({ volumeId: theirs.volumeId, stagingTargetPath: staging });
+    expect(loopsOfVolume(theirs.volumeId)).toBe('');
+    for (const v of [mine, theirs]) await controller.DeleteVolume({ volumeId: v.volumeId });
   });
 
   it('publishes read-only when asked', async () => {

@@ -1,13 +1,26 @@
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
+import { relative } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { Volume } from '@kindling/sdk';
 import { CsiError } from './errors.js';
 import { must, run } from './exec.js';
+import { mountTable, type MountEntry } from './mounts.js';
 
-/** major:minor of a device node, as the mount table writes it. */
-export async function deviceNumber(device: string): Promise<string> {
-  const { rdev } = await stat(device);
-  return `${Math.floor(rdev / 256) & 0xfff}:${(rdev & 0xff) | ((rdev >> 12) & 0xfff00)}`;
+/** A dev_t as the mount table writes it (major:minor). */
+const majorMinor = (n: number): string => `${Math.floor(n / 256) & 0xfff}:${(n & 0xff) | ((n >> 12) & 0xfff00)}`;
+
+/**
+ * Every mount of `device` on this node: its filesystem (a stage and the binds of a publish) and binds
+ * of the device node itself (block mode, which the table shows as a path below /dev). What the node
+ * unmounts is only ever one of these, never whatever else a path happens to hold.
+ */
+export async function mountsOf(device: string): Promise<MountEntry[]> {
+  const node = await realpath(device);
+  const { rdev, dev } = await stat(node);
+  const filesystem = majorMinor(rdev);
+  const holder = majorMinor(dev);
+  const root = `/${relative('/dev', node)}`;
+  return (await mountTable()).filter((m) => m.device === filesystem || (m.device === holder && m.root === root));
 }
 
 /** Loop devices backed by `file` (`losetup -j`), so a restarted plugin finds what it set up. */
@@ -17,6 +30,15 @@ export async function loopsOf(file: string): Promise<string[]> {
     .split('\n')
     .map((line) => line.split(':')[0] ?? '')
     .filter((d) => d.startsWith('/dev/'));
+}
+
+/** The device attachDevice made for the volume, without attaching: null when it has none here. */
+export async function attachedDevice(volume: Volume): Promise<string | null> {
+  const path = volume.connections.find((c) => c.attached && c.path)?.path;
+  if (!path) return null;
+  if ((await stat(path)).isBlockDevice()) return path;
+  const [loop] = await loopsOf(path);
+  return loop ?? null;
 }
 
 /**

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /** One line of /proc/self/mountinfo: what the node's mount table says, the only record kept. */
 export interface MountEntry {
@@ -36,4 +37,15 @@ export async function mountTable(): Promise<MountEntry[]> {
 export async function mountAt(path: string): Promise<MountEntry | null> {
   const found = (await mountTable()).filter((m) => m.mountPoint === path);
   return found[found.length - 1] ?? null;
+}
+
+/**
+ * `path` as the mount table writes it: `//` and `..` folded and a symlinked parent resolved, so a
+ * path handed over in another spelling still finds its mount. The last part is kept as given: a
+ * target that is itself a symlink is never followed out of the CO's folder.
+ */
+export async function canonical(path: string): Promise<string> {
+  const full = resolve(path);
+  const parent = await realpath(dirname(full)).catch(() => dirname(full));
+  return join(parent, basename(full));
 }

@@ -3,12 +3,12 @@ import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { GIB, NotFoundError, type Agent, type Volume } from '@kindling/sdk';
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
-import { attachDevice, detachDevice, deviceNumber, filesystemOn } from './devices.js';
+import { attachDevice, attachedDevice, detachDevice, filesystemOn, mountsOf } from './devices.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
 import { parseVolumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
-import { mountAt, mountTable } from './mounts.js';
+import { canonical, mountAt } from './mounts.js';
 import { topologyOf } from './present.js';
 import type {
   NodeExpandVolumeRequest,
@@ -74,25 +74,31 @@ export class Node {
     throw notFound(`volume ${id} does not exist`);
   }
 
+  /** The volume, or null when it is not (or no longer) this node's to act on. */
+  async #volumeIfHere(id: string): Promise<Volume | null> {
+    return this.#volume(id).catch((err: unknown) => {
+      if (err instanceof CsiError && err.code === status.NOT_FOUND) return null;
+      throw err;
+    });
+  }
+
   async nodeStageVolume(req: NodeStageVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
-    const staging = required(req.stagingTargetPath, 'staging_target_path');
+    const given = required(req.stagingTargetPath, 'staging_target_path');
     const cap = capability(req.volumeCapability);
     return this.#inFlight.run([`volume:${id}`], async () => {
+      const staging = await canonical(given);
       const volume = await this.#volume(id);
       const device = await attachDevice(volume);
+      const at = cap.block ? join(staging, BLOCK_FILE) : staging;
+      if ((await mountsOf(device)).some((m) => m.mountPoint === at)) return {};
+      const other = await mountAt(at);
+      if (other) throw new CsiError(status.ALREADY_EXISTS, `${at} holds another device (${other.source})`);
       if (cap.block) {
-        const file = join(staging, BLOCK_FILE);
-        if (await mountAt(file)) return {};
         await mkdir(staging, { recursive: true });
-        await writeFile(file, '', { flag: 'a' });
-        await must('mount', ['--bind', device, file]);
+        await writeFile(at, '', { flag: 'a' });
+        await must('mount', ['--bind', device, at]);
         return {};
-      }
-      const mounted = await mountAt(staging);
-      if (mounted) {
-        if (mounted.device === (await deviceNumber(device))) return {};
-        throw new CsiError(status.ALREADY_EXISTS, `${staging} holds another device (${mounted.source})`);
       }
       const wanted = filesystemOf(cap);
       const found = await filesystemOn(device);
@@ -110,22 +116,27 @@ export class Node {
 
   async nodeUnstageVolume(req: NodeUnstageVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
-    const staging = required(req.stagingTargetPath, 'staging_target_path');
+    const given = required(req.stagingTargetPath, 'staging_target_path');
     return this.#inFlight.run([`volume:${id}`], async () => {
+      const staging = await canonical(given);
       const file = join(staging, BLOCK_FILE);
-      const staged = (await mountAt(file)) ?? (await mountAt(staging));
+      const volume = await this.#volumeIfHere(id);
+      const device = volume && (await attachedDevice(volume));
+      const mounts = device ? await mountsOf(device) : [];
+      const staged = mounts.find((m) => m.mountPoint === staging || m.mountPoint === file);
+      // In use at another path: not staged here, so nothing here to undo and the device stays.
+      if (mounts.length && !staged) return {};
       if (staged) {
-        const others = (await mountTable()).filter((m) => m.device === staged.device && m.root === staged.root && m.mountPoint !== staged.mountPoint);
+        const others = mounts.filter((m) => m !== staged);
         if (others.length) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is still published at ${others.map((m) => m.mountPoint).join(', ')}`);
         await must('umount', [staged.mountPoint]);
       }
-      await unlink(file).catch((err: unknown) => {
-        if (!isMissing(err)) throw err;
-      });
-      const volume = await this.#volume(id).catch((err: unknown) => {
-        if (err instanceof CsiError && err.code === status.NOT_FOUND) return null;
-        throw err;
-      });
+      // Whatever else the path holds (another volume's stage) is not this volume's to unmount.
+      if (!(await mountAt(file))) {
+        await unlink(file).catch((err: unknown) => {
+          if (!isMissing(err)) throw err;
+        });
+      }
       if (volume) await detachDevice(volume);
       return {};
     });
@@ -133,10 +144,11 @@ export class Node {
 
   async nodePublishVolume(req: NodePublishVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
-    const staging = required(req.stagingTargetPath, 'staging_target_path');
-    const target = required(req.targetPath, 'target_path');
+    const givenStaging = required(req.stagingTargetPath, 'staging_target_path');
+    const givenTarget = required(req.targetPath, 'target_path');
     const cap = capability(req.volumeCapability);
     return this.#inFlight.run([`volume:${id}`], async () => {
+      const [staging, target] = await Promise.all([canonical(givenStaging), canonical(givenTarget)]);
       await this.#volume(id);
       const source = cap.block ? join(staging, BLOCK_FILE) : staging;
       const staged = await mountAt(source);
@@ -161,9 +173,15 @@ export class Node {
 
   async nodeUnpublishVolume(req: NodeUnpublishVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
-    const target = required(req.targetPath, 'target_path');
+    const given = required(req.targetPath, 'target_path');
     return this.#inFlight.run([`volume:${id}`], async () => {
-      while (await mountAt(target)) await must('umount', [target]);
+      const target = await canonical(given);
+      const volume = await this.#volumeIfHere(id);
+      const device = volume && (await attachedDevice(volume));
+      const published = async () => device !== null && (await mountsOf(device)).some((m) => m.mountPoint === target);
+      while (await published()) await must('umount', [target]);
+      // A mount left at the target is another volume's: this one is not published there.
+      if (await mountAt(target)) return {};
       try {
         if ((await stat(target)).isDirectory()) await rmdir(target);
         else await unlink(target);
@@ -176,7 +194,7 @@ export class Node {
 
   async nodeGetVolumeStats(req: NodeGetVolumeStatsRequest) {
     const id = required(req.volumeId, 'volume_id');
-    const path = required(req.volumePath, 'volume_path');
+    const path = await canonical(required(req.volumePath, 'volume_path'));
     await this.#volume(id);
     const info = await stat(path).catch((err: unknown) => {
       if (isMissing(err)) throw notFound(`${path} does not exist`);
@@ -199,8 +217,9 @@ export class Node {
 
   async nodeExpandVolume(req: NodeExpandVolumeRequest) {
     const id = required(req.volumeId, 'volume_id');
-    const path = required(req.volumePath, 'volume_path');
+    const given = required(req.volumePath, 'volume_path');
     return this.#inFlight.run([`volume:${id}`], async () => {
+      const path = await canonical(given);
       const volume = await this.#volume(id);
       const mounted = await mountAt(path);
       if (!mounted) throw notFound(`volume ${id} is not mounted at ${path}`);
