@@ -40,6 +40,7 @@ export async function startServer(config: AgentConfig, services: Services, child
   const ledger = new RequestLedger(services.index, {
     volume: (id) => services.index.getVolume(id),
     snapshot: (id) => services.index.getSnapshot(id),
+    connection: (id) => services.index.getConnection(id),
   });
   const handlers = createHandlers(services, ledger);
   await ledger.prune();

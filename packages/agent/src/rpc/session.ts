@@ -137,7 +137,10 @@ export class Session {
         counted = true;
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
         const work = async (call: CallContext) =>
-          inRequest({ ...request, ...(call.signal ? { signal: call.signal } : {}), queued: false }, () => handler(checked.args, call));
+          inRequest(
+            { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), queued: false },
+            () => handler(checked.args, call),
+          );
         const result = await this.drain.track(
           requestId !== undefined && MUTATING_OPS.has(op)
             ? this.ledger.run(requestId, op, work)
