@@ -3,9 +3,15 @@ import type { OpName } from '@kindling/protocol';
 import type { RequestMark } from './index/store.js';
 
 /**
- * The client request the current code runs for, set by the rpc layer around a handler: read where a
- * layer below needs it without threading it through each call (progress reports, cancellation of a
- * request still waiting for its locks).
+ * The client request the current code runs for. The rpc session sets it around each handler
+ * (`inRequest`); three places below read it:
+ * - progress.ts names the op and requestId on `progress` events of a copy deep in a driver;
+ * - locks.ts flags the request `queued` while it waits for its resource locks and refuses it there
+ *   when `signal` aborts (`request.cancel`): a cancel never interrupts storage work;
+ * - the service's first write of a change takes the ledger's `mark` into its batch (`requestMark`).
+ * Why not plain parameters: every service method and driver call between the session and those three
+ * readers would take a context argument only to pass it on. Outside a request (recovery at start, a
+ * test calling a service) nothing is set, and each reader does nothing.
  */
 export interface RequestContext {
   op: OpName;
