@@ -199,12 +199,15 @@ export class IndexStore {
   }
 
   /** Writes a connection with its volume's new status in one batch. */
-  async putConnection(record: ConnectionRecord, volume: VolumeRecord): Promise<void> {
-    await this.write([
-      { type: 'put', key: keys.connection(record.id), value: record },
-      { type: 'put', key: keys.connectionOf(record.volumeId, record.id), value: '' },
-      { type: 'put', key: keys.volume(volume.id), value: volume },
-    ]);
+  async putConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
+    await this.write(
+      [
+        { type: 'put', key: keys.connection(record.id), value: record },
+        { type: 'put', key: keys.connectionOf(record.volumeId, record.id), value: '' },
+        { type: 'put', key: keys.volume(volume.id), value: volume },
+      ],
+      mark,
+    );
     this.connections.set(record.id, record);
     this.connectionsByVolume.add(record.volumeId, record.id);
     this.volumes.set(volume.id, volume);

@@ -62,6 +62,16 @@ describe('exactly-once across a crash', () => {
     expect(retried).toMatchObject({ id: snap.id, status: 'deleted' });
   });
 
+  it('a connect: the retry answers the connection it made, and makes no second one', async () => {
+    const vol = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const connect = () => s.connections.connect(vol.id, { host: 'peer' });
+    await crashAfter('volume.connect', 'r-connect', connect);
+    const [made] = s.index.connectionsOf(vol.id);
+    const retried = (await ledger().run('r-connect', 'volume.connect', request('volume.connect', 'r-connect', connect))) as AttachmentResult;
+    expect(retried.connection.id).toBe(made?.id);
+    expect(s.index.connectionsOf(vol.id).map((c) => c.id)).toEqual([made?.id]);
+  });
+
   it('a disconnect: the retry answers the volume and the connection gone', async () => {
     const vol = await s.volumes.create({ backend: 'nfs', size: 1 });
     const { connection } = await s.connections.connect(vol.id, { host: 'peer' });

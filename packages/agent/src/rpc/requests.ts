@@ -55,7 +55,7 @@ export interface CallContext {
  * Exactly-once mutations by client request id, the agent's one ledger. A request id is claimed in the
  * same turn its frame arrives, so a second frame with it (a retry racing the first) waits for the first.
  * A retry of a finished request gets its recorded outcome. One cut short by a crash is answered from its
- * mark and what recovery left: a create hands back the resource it started, a delete or disconnect whose
+ * mark and what recovery left: a create or connect hands back what it made, a delete or disconnect whose
  * resource is gone answers success, an extend whose volume has grown or a revert the state it settled
  * in; otherwise it runs again, which the services make safe (deletes and reverts resume).
  */
@@ -139,6 +139,12 @@ export class RequestLedger {
         return this.resources.volume(id) ? undefined : { ok: true, result: { ...(entry.record as VolumeRecord), status: 'deleted' } };
       case 'snapshot.delete':
         return this.resources.snapshot(id) ? undefined : { ok: true, result: { ...(entry.record as SnapshotRecord), status: 'deleted' } };
+      case 'volume.attach':
+      case 'volume.connect': {
+        const connection = this.resources.connection(id);
+        const volume = connection && this.resources.volume(connection.volumeId);
+        return connection && volume ? { ok: true, result: { volume, connection } } : undefined;
+      }
       case 'volume.detach':
       case 'connection.delete': {
         const connection = entry.record as ConnectionRecord;
