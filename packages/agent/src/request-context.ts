@@ -31,8 +31,8 @@ export const inRequest = <T>(context: RequestContext, fn: () => T): T => current
 export const currentRequest = (): RequestContext | undefined => current.getStore();
 
 /**
- * What the service writes with the first change a mutating op makes (its transient status, or a
- * disconnect's removal), in the same batch: the request's ledger entry naming `record`. A retry after a
+ * What the service writes with the first change a mutating op makes (its transient status, or the
+ * connection it makes or removes), in the same batch: the request's ledger entry naming `record`. A retry after a
  * crash then finds the entry exactly when the change was made, and answers from it (rpc/requests.ts).
  * Undefined outside a request with a requestId.
  */
