@@ -62,4 +62,13 @@ describe('the agent edge', () => {
     expect(await upgrade({ ...auth, host: `rebind.attacker.test:${proc.port}` })).toBe(421);
     expect(await get('/v1/backends', { ...auth, host: `localhost:${proc.port}` })).toBe(200);
   });
+
+  it('takes loopback names strictly: a name that only starts like 127. is a foreign name', async () => {
+    const auth = { authorization: `Bearer ${token}` };
+    for (const host of [`127.attacker.test:${proc.port}`, '127.0.0.1.attacker.test', `localhost.attacker.test:${proc.port}`]) {
+      expect(await get('/v1/backends', { ...auth, host }), host).toBe(421);
+      expect(await upgrade({ ...auth, host }), host).toBe(421);
+    }
+    for (const host of [`127.0.0.1:${proc.port}`, `[::1]:${proc.port}`, 'localhost']) expect(await get('/v1/backends', { ...auth, host }), host).toBe(200);
+  });
 });

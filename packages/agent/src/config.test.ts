@@ -29,6 +29,13 @@ describe('config', () => {
     expect(() => parseConfig({ listen: { host: '127.0.0.2' }, backends: [nfs] }, '/x')).not.toThrow();
   });
 
+  it('waives the token and TLS only for a loopback address, not for a name that starts like one', () => {
+    for (const host of ['127.attacker.test', '127.0.0.1.attacker.test', 'localhost.attacker.test']) {
+      expect(() => parseConfig({ listen: { host }, backends: [nfs] }, '/x'), host).toThrow(/token is required/);
+      expect(() => parseConfig({ listen: { host }, token: 'a-long-enough-token', backends: [nfs] }, '/x'), host).toThrow(/TLS/);
+    }
+  });
+
   it('requires TLS beyond loopback unless plaintext is explicitly allowed', () => {
     const beyond = { listen: { host: '0.0.0.0' }, token: 'a-long-enough-token', backends: [nfs] };
     expect(() => parseConfig(beyond, '/x')).toThrow(/TLS .* is required when listening on 0\.0\.0\.0/);

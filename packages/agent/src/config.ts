@@ -1,6 +1,7 @@
 import { access, readFile, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { isIPv4 } from 'node:net';
 import * as v from 'valibot';
 import { parse as parseYaml } from 'yaml';
 import { messageOf } from '@kindling/protocol';
@@ -109,8 +110,13 @@ export const DEFAULT_CONFIG = {
   backends: [{ name: 'nfs', driver: 'nfs', shares: ['./var/share'], format: 'qcow2', createShares: true }],
 };
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-export const isLoopback = (host: string): boolean => LOOPBACK.has(host) || host.startsWith('127.');
+/**
+ * Loopback exactly: `localhost`, `::1`, or an IPv4 literal in 127.0.0.0/8. A name that merely starts
+ * with `127.` (`127.attacker.test`) resolves wherever its owner likes: it waives neither TLS nor the
+ * Host check.
+ */
+export const isLoopback = (host: string): boolean =>
+  host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
 
 /** Validates a raw config object; relative paths are resolved against `baseDir`. */
 export function parseConfig(raw: unknown, baseDir: string): AgentConfig {

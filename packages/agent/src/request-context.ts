@@ -1,10 +1,17 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { OpName } from '@kindling/protocol';
+import type { RequestMark } from './index/store.js';
 
 /**
- * The client request the current code runs for, set by the rpc layer around a handler: read where a
- * layer below needs it without threading it through each call (progress reports, cancellation of a
- * request still waiting for its locks).
+ * The client request the current code runs for. The rpc session sets it around each handler
+ * (`inRequest`); three places below read it:
+ * - progress.ts names the op and requestId on `progress` events of a copy deep in a driver;
+ * - locks.ts flags the request `queued` while it waits for its resource locks and refuses it there
+ *   when `signal` aborts (`request.cancel`): a cancel never interrupts storage work;
+ * - the service's first write of a change takes the ledger's `mark` into its batch (`requestMark`).
+ * Why not plain parameters: every service method and driver call between the session and those three
+ * readers would take a context argument only to pass it on. Outside a request (recovery at start, a
+ * test calling a service) nothing is set, and each reader does nothing.
  */
 export interface RequestContext {
   op: OpName;
@@ -13,6 +20,8 @@ export interface RequestContext {
   signal?: AbortSignal;
   /** True while the request waits for the service locks its operation needs: nothing has started yet. */
   queued: boolean;
+  /** The request's ledger entry for `record` (only with a requestId): see requestMark. */
+  mark?: (record: { id: string }) => RequestMark;
 }
 
 const current = new AsyncLocalStorage<RequestContext>();
@@ -20,3 +29,11 @@ const current = new AsyncLocalStorage<RequestContext>();
 export const inRequest = <T>(context: RequestContext, fn: () => T): T => current.run(context, fn);
 
 export const currentRequest = (): RequestContext | undefined => current.getStore();
+
+/**
+ * What the service writes with the first change a mutating op makes (its transient status, or the
+ * connection it makes or removes), in the same batch: the request's ledger entry naming `record`. A retry after a
+ * crash then finds the entry exactly when the change was made, and answers from it (rpc/requests.ts).
+ * Undefined outside a request with a requestId.
+ */
+export const requestMark = (record: { id: string }): RequestMark | undefined => current.getStore()?.mark?.(record);

@@ -121,6 +121,25 @@ export const MUTATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'kv.delete',
 ]);
 
+/**
+ * The ops a read-only credential may call: they look and change nothing. Anything else (mutating ops,
+ * control ops such as `request.cancel`, and any op added later until it is listed here) is admin-only.
+ */
+export const READ_OPS: ReadonlySet<OpName> = new Set<OpName>([
+  'hello',
+  'backend.list',
+  'backend.stats',
+  'backend.capabilities',
+  'backend.validateConnector',
+  'volume.get',
+  'volume.list',
+  'connection.get',
+  'connection.list',
+  'snapshot.get',
+  'snapshot.list',
+  'kv.get',
+]);
+
 /** Ops that make a new resource: a retry of one interrupted by an agent restart hands back that resource. */
 export const CREATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'volume.create',

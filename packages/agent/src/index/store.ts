@@ -7,6 +7,15 @@ const SCHEMA_VERSION = 1;
 
 type Batch = ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[];
 
+/**
+ * A client request's ledger entry (rpc/requests.ts), written in the same synced batch as the first
+ * change its op makes: after a crash, the entry exists exactly when that change does.
+ */
+export interface RequestMark {
+  requestId: string;
+  entry: unknown;
+}
+
 /** One secondary index: a key (backend, name, volume id) to the ids under it, mirrored from LevelDB. */
 class Postings {
   private readonly map = new Map<string, Set<string>>();
@@ -96,7 +105,8 @@ export class IndexStore {
     await this.db.close();
   }
 
-  private write(batch: Batch): Promise<void> {
+  private write(batch: Batch, mark?: RequestMark): Promise<void> {
+    if (mark) batch.push({ type: 'put', key: keys.request(mark.requestId), value: mark.entry });
     return this.db.batch(batch, { sync: true });
   }
 
@@ -139,13 +149,13 @@ export class IndexStore {
     return this.pick(this.connections, this.connectionsByVolume.ids(volumeId));
   }
 
-  async putVolume(record: VolumeRecord): Promise<void> {
+  async putVolume(record: VolumeRecord, mark?: RequestMark): Promise<void> {
     const batch: Batch = [
       { type: 'put', key: keys.volume(record.id), value: record },
       { type: 'put', key: keys.byBackend(record.backend, record.id), value: '' },
     ];
     if (record.name !== null) batch.push({ type: 'put', key: keys.byName(record.backend, record.name, record.id), value: '' });
-    await this.write(batch);
+    await this.write(batch, mark);
     this.volumes.set(record.id, record);
     this.byBackend.add(record.backend, record.id);
     if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
@@ -164,13 +174,13 @@ export class IndexStore {
   }
 
   /** Writes a snapshot and, when given, its volume's new state in the same batch. */
-  async putSnapshot(record: SnapshotRecord, volume?: VolumeRecord): Promise<void> {
+  async putSnapshot(record: SnapshotRecord, volume?: VolumeRecord, mark?: RequestMark): Promise<void> {
     const batch: Batch = [
       { type: 'put', key: keys.snapshot(record.id), value: record },
       { type: 'put', key: keys.snapshotOf(record.volumeId, record.id), value: '' },
     ];
     if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
-    await this.write(batch);
+    await this.write(batch, mark);
     this.snapshots.set(record.id, record);
     this.snapshotsByVolume.add(record.volumeId, record.id);
     if (volume) this.volumes.set(volume.id, volume);
@@ -189,23 +199,29 @@ export class IndexStore {
   }
 
   /** Writes a connection with its volume's new status in one batch. */
-  async putConnection(record: ConnectionRecord, volume: VolumeRecord): Promise<void> {
-    await this.write([
-      { type: 'put', key: keys.connection(record.id), value: record },
-      { type: 'put', key: keys.connectionOf(record.volumeId, record.id), value: '' },
-      { type: 'put', key: keys.volume(volume.id), value: volume },
-    ]);
+  async putConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
+    await this.write(
+      [
+        { type: 'put', key: keys.connection(record.id), value: record },
+        { type: 'put', key: keys.connectionOf(record.volumeId, record.id), value: '' },
+        { type: 'put', key: keys.volume(volume.id), value: volume },
+      ],
+      mark,
+    );
     this.connections.set(record.id, record);
     this.connectionsByVolume.add(record.volumeId, record.id);
     this.volumes.set(volume.id, volume);
   }
 
-  async deleteConnection(record: ConnectionRecord, volume: VolumeRecord): Promise<void> {
-    await this.write([
-      { type: 'del', key: keys.connection(record.id) },
-      { type: 'del', key: keys.connectionOf(record.volumeId, record.id) },
-      { type: 'put', key: keys.volume(volume.id), value: volume },
-    ]);
+  async deleteConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
+    await this.write(
+      [
+        { type: 'del', key: keys.connection(record.id) },
+        { type: 'del', key: keys.connectionOf(record.volumeId, record.id) },
+        { type: 'put', key: keys.volume(volume.id), value: volume },
+      ],
+      mark,
+    );
     this.connections.delete(record.id);
     this.connectionsByVolume.remove(record.volumeId, record.id);
     this.volumes.set(volume.id, volume);
@@ -228,9 +244,9 @@ export class IndexStore {
   async getRequest(requestId: string): Promise<unknown> {
     return this.db.get(keys.request(requestId));
   }
-  /** `durable`: synced, for what must survive a power loss (a create's resource id); else it survives a crash of the agent. */
-  async putRequest(requestId: string, entry: unknown, durable: boolean): Promise<void> {
-    await this.db.put(keys.request(requestId), entry, { sync: durable });
+  /** A request's outcome: not synced, so it survives a crash of the agent but not of the host (its mark does). */
+  async putRequest(requestId: string, entry: unknown): Promise<void> {
+    await this.db.put(keys.request(requestId), entry);
   }
   /** Removes the entries `stale` picks; returns how many. */
   async pruneRequests(stale: (entry: unknown) => boolean): Promise<number> {

@@ -10,7 +10,7 @@ import { REQUEST_RETENTION_MS, RequestLedger, type CallContext } from './request
 let dir: string;
 let index: IndexStore;
 const volumes = new Map<string, VolumeRecord>();
-const ledger = () => new RequestLedger(index, { volume: (id) => volumes.get(id), snapshot: () => undefined });
+const ledger = () => new RequestLedger(index, { volume: (id) => volumes.get(id), snapshot: () => undefined, connection: () => undefined });
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kindling-requests-'));
@@ -75,13 +75,13 @@ describe('exactly-once requests', () => {
   });
 
   it('after a restart, hands back the resource a creating request had started, or makes it with the same id', async () => {
-    // A create whose id was recorded, then the agent died: recovery left its record (here: error).
-    await index.putRequest('r5', { op: 'volume.create', at: Date.now(), resourceId: 'vol-5' }, true);
+    // A create whose record was written with its mark, then the agent died: recovery left it in error.
+    await index.putRequest('r5', { op: 'volume.create', at: Date.now(), resourceId: 'vol-5' });
     volumes.set('vol-5', record('vol-5', 'error'));
     await expect(ledger().run('r5', 'volume.create', async () => 'ran again')).rejects.toThrow(/stopped while the create/);
 
-    // One that died before its record was written runs again, making the very id it was given.
-    await index.putRequest('r6', { op: 'volume.create', at: Date.now(), resourceId: 'vol-6' }, true);
+    // One whose record is gone since runs again, making the very id it was given.
+    await index.putRequest('r6', { op: 'volume.create', at: Date.now(), resourceId: 'vol-6' });
     const made = await ledger().run('r6', 'volume.create', async ({ newId }) => record(newId));
     expect((made as VolumeRecord).id).toBe('vol-6');
   });
@@ -90,7 +90,7 @@ describe('exactly-once requests', () => {
     const l = ledger();
     await l.run('old', 'kv.set', async () => ({ ok: true }));
     await l.run('new', 'kv.set', async () => ({ ok: true }));
-    await index.putRequest('old', { op: 'kv.set', at: Date.now() - REQUEST_RETENTION_MS - 1, outcome: { ok: true, result: 1 } }, false);
+    await index.putRequest('old', { op: 'kv.set', at: Date.now() - REQUEST_RETENTION_MS - 1, outcome: { ok: true, result: 1 } });
     expect(await l.prune()).toBe(1);
     expect(await index.getRequest('old')).toBeUndefined();
     expect(await index.getRequest('new')).toBeDefined();

@@ -4,21 +4,28 @@ import {
   InvalidArgumentError,
   errorFromInfo,
   toErrorInfo,
+  type ConnectionRecord,
   type ErrorInfo,
   type OpName,
   type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
-import type { IndexStore } from '../index/store.js';
+import type { IndexStore, RequestMark } from '../index/store.js';
 
 /** What a finished request answered. */
 export type Outcome = { ok: true; result: unknown } | { ok: false; error: ErrorInfo };
 
-/** `started` is written (synced) before a creating op runs, naming the resource it makes; `done` after. */
+/**
+ * A request's entry. Its mark (`resourceId`, `record`) is written by the service in the same synced
+ * batch as the op's first change (see requestMark); `outcome` replaces it when the request ends.
+ */
 interface Entry {
   op: OpName;
   at: number;
+  /** The resource the op makes or changes. */
   resourceId?: string;
+  /** That resource as the op's first change wrote it: what a delete cut by a crash answers. */
+  record?: unknown;
   outcome?: Outcome;
 }
 
@@ -28,10 +35,11 @@ const isEntry = (x: unknown): x is Entry =>
 /** How long outcomes are kept for retries: long enough for a client to ride out an agent restart or a long copy. */
 export const REQUEST_RETENTION_MS = 24 * 60 * 60 * 1000;
 
-/** Where a creating op's resource is found again after a restart. */
+/** Where a request's resource is found again after a restart. */
 export interface ResourceLookup {
   volume(id: string): VolumeRecord | undefined;
   snapshot(id: string): SnapshotRecord | undefined;
+  connection(id: string): ConnectionRecord | undefined;
 }
 
 /** What a call needs to know of its request: the id of the resource it makes, fixed before it runs. */
@@ -39,12 +47,17 @@ export interface CallContext {
   newId: string;
   /** Aborted when the client cancels the request (only requests with a requestId can be). */
   signal?: AbortSignal;
+  /** The request's ledger entry for the resource its first change writes (request-context's requestMark). */
+  mark?: (record: { id: string }) => RequestMark;
 }
 
 /**
- * Exactly-once mutations by client request id. A retry of a finished request gets its recorded outcome;
- * one still running waits for it; a creating op cut short by a restart hands back the resource it had
- * started (its id was recorded before it ran), or runs again with that same id if it never got that far.
+ * Exactly-once mutations by client request id, the agent's one ledger. A request id is claimed in the
+ * same turn its frame arrives, so a second frame with it (a retry racing the first) waits for the first.
+ * A retry of a finished request gets its recorded outcome. One cut short by a crash is answered from its
+ * mark and what recovery left: a create or connect hands back what it made, a delete or disconnect whose
+ * resource is gone answers success, an extend whose volume has grown or a revert the state it settled
+ * in; otherwise it runs again, which the services make safe (deletes and reverts resume).
  */
 export class RequestLedger {
   private readonly running = new Map<string, { op: OpName; outcome: Promise<Outcome>; cancel: AbortController }>();
@@ -54,28 +67,16 @@ export class RequestLedger {
     private readonly resources: ResourceLookup,
   ) {}
 
-  async run(requestId: string, op: OpName, work: (call: CallContext) => Promise<unknown>): Promise<unknown> {
+  run(requestId: string, op: OpName, work: (call: CallContext) => Promise<unknown>): Promise<unknown> {
     const live = this.running.get(requestId);
-    if (live) {
-      this.sameOp(requestId, live.op, op);
-      return settle(await live.outcome);
-    }
-    const stored = await this.index.getRequest(requestId);
-    const entry = isEntry(stored) ? stored : undefined;
-    if (entry) this.sameOp(requestId, entry.op, op);
-    if (entry?.outcome) return settle(entry.outcome);
-    if (entry?.resourceId) {
-      const found = this.found(op, entry.resourceId);
-      if (found) return settle(found);
-    }
+    if (live) return live.op === op ? live.outcome.then(settle) : Promise.reject(reused(requestId, live.op, op));
+    // Check and claim with no await between them.
     const cancel = new AbortController();
-    const outcome = this.start(requestId, op, entry?.resourceId, (call) => work({ ...call, signal: cancel.signal }));
+    const outcome = this.answer(requestId, op, (call) => work({ ...call, signal: cancel.signal }));
     this.running.set(requestId, { op, outcome, cancel });
-    try {
-      return settle(await outcome);
-    } finally {
-      this.running.delete(requestId);
-    }
+    const release = () => this.running.delete(requestId);
+    outcome.then(release, release);
+    return outcome.then(settle);
   }
 
   /**
@@ -96,38 +97,75 @@ export class RequestLedger {
     return this.index.pruneRequests((e) => !isEntry(e) || now - e.at > REQUEST_RETENTION_MS);
   }
 
-  private async start(
-    requestId: string,
-    op: OpName,
-    knownId: string | undefined,
-    work: (call: CallContext) => Promise<unknown>,
-  ): Promise<Outcome> {
-    const newId = knownId ?? randomUUID();
+  private async answer(requestId: string, op: OpName, work: (call: CallContext) => Promise<unknown>): Promise<Outcome> {
+    const stored = await this.index.getRequest(requestId);
+    const entry = isEntry(stored) ? stored : undefined;
+    if (entry && entry.op !== op) return { ok: false, error: toErrorInfo(reused(requestId, entry.op, op)) };
+    if (entry?.outcome) return entry.outcome;
+    const found = entry && this.found(op, entry);
+    if (found) return found;
+    // A create that had written its record and lost it since runs again under the id it recorded.
+    const newId = (CREATING_OPS.has(op) && entry?.resourceId) || randomUUID();
     const at = Date.now();
-    if (CREATING_OPS.has(op) && !knownId) await this.index.putRequest(requestId, { op, at, resourceId: newId }, true);
+    const mark = (record: { id: string }): RequestMark => ({ requestId, entry: { op, at, resourceId: record.id, record } });
     let outcome: Outcome;
     try {
-      outcome = { ok: true, result: await work({ newId }) };
+      outcome = { ok: true, result: await work({ newId, mark }) };
     } catch (err) {
       outcome = { ok: false, error: toErrorInfo(err) };
     }
-    await this.index.putRequest(requestId, { op, at, resourceId: newId, outcome }, false);
+    await this.index.putRequest(requestId, { op, at, outcome } satisfies Entry);
     return outcome;
   }
 
-  /** The outcome a restarted creating op already reached: its record, or the error it was left in. */
-  private found(op: OpName, id: string): Outcome | undefined {
-    const record = op === 'snapshot.create' ? this.resources.snapshot(id) : this.resources.volume(id);
-    if (!record) return undefined;
-    return record.status === 'error' && record.error ? { ok: false, error: record.error } : { ok: true, result: record };
-  }
-
-  private sameOp(requestId: string, was: OpName, now: OpName): void {
-    if (was !== now) {
-      throw new InvalidArgumentError(`requestId ${requestId} was used for ${was}, not ${now}`, { requestId, op: was });
+  /** The outcome a request cut short by a crash reached, read from its mark and the index; undefined: run it again. */
+  private found(op: OpName, entry: Entry): Outcome | undefined {
+    const id = entry.resourceId;
+    if (id === undefined) return undefined;
+    switch (op) {
+      case 'volume.create':
+      case 'volume.clone':
+      case 'snapshot.createVolume':
+      case 'volume.revert':
+        return reached(this.resources.volume(id));
+      case 'snapshot.create':
+        return reached(this.resources.snapshot(id));
+      case 'volume.extend': {
+        // Grown since the extend started: recovery found the new size on storage, so the extend is done.
+        const volume = this.resources.volume(id);
+        return volume && volume.size > (entry.record as VolumeRecord).size ? reached(volume) : undefined;
+      }
+      case 'volume.delete':
+        return this.resources.volume(id) ? undefined : { ok: true, result: { ...(entry.record as VolumeRecord), status: 'deleted' } };
+      case 'snapshot.delete':
+        return this.resources.snapshot(id) ? undefined : { ok: true, result: { ...(entry.record as SnapshotRecord), status: 'deleted' } };
+      case 'volume.attach':
+      case 'volume.connect': {
+        const connection = this.resources.connection(id);
+        const volume = connection && this.resources.volume(connection.volumeId);
+        return connection && volume ? { ok: true, result: { volume, connection } } : undefined;
+      }
+      case 'volume.detach':
+      case 'connection.delete': {
+        const connection = entry.record as ConnectionRecord;
+        const volume = this.resources.volume(connection.volumeId);
+        if (this.resources.connection(id) || !volume) return undefined;
+        return { ok: true, result: { volume, connection: { ...connection, attached: false } } };
+      }
+      default:
+        return undefined;
     }
   }
 }
+
+/** The state recovery settled a resource in: its kept error, or the record. */
+function reached(record: VolumeRecord | SnapshotRecord | undefined): Outcome | undefined {
+  if (!record) return undefined;
+  return record.status === 'error' && record.error ? { ok: false, error: record.error } : { ok: true, result: record };
+}
+
+const reused = (requestId: string, was: OpName, now: OpName) =>
+  new InvalidArgumentError(`requestId ${requestId} was used for ${was}, not ${now}`, { requestId, op: was });
 
 function settle(outcome: Outcome): unknown {
   if (outcome.ok) return outcome.result;

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { withoutSecrets } from '@kindling/protocol';
 import type { AgentConfig } from '../config.js';
 import type { Children } from '../exec/children.js';
 import { log } from '../log.js';
@@ -39,6 +40,7 @@ export async function startServer(config: AgentConfig, services: Services, child
   const ledger = new RequestLedger(services.index, {
     volume: (id) => services.index.getVolume(id),
     snapshot: (id) => services.index.getSnapshot(id),
+    connection: (id) => services.index.getConnection(id),
   });
   const handlers = createHandlers(services, ledger);
   await ledger.prune();
@@ -89,11 +91,13 @@ export async function startServer(config: AgentConfig, services: Services, child
     const text = await metrics.render(stats.filter((s) => s !== null), readiness, load);
     return c.text(text, 200, { 'content-type': metrics.contentType });
   });
-  app.get('/v1/backends', async (c) => c.json(await services.backends.readiness()));
+  /** /v1 answers a read credential as /rpc does a read session: without secrets. */
+  const v1 = <T>(c: Context, body: T) => c.json(roleOf(c.req.header('authorization'), credentials) === 'admin' ? body : withoutSecrets(body));
+  app.get('/v1/backends', async (c) => v1(c, await services.backends.readiness()));
   app.get('/v1/backends/:name/stats', async (c) => {
     const name = c.req.param('name');
     try {
-      return c.json(await services.backends.stats(name, c.req.query('refresh') === 'true'));
+      return v1(c, await services.backends.stats(name, c.req.query('refresh') === 'true'));
     } catch (err) {
       const code = (err as { code?: string }).code;
       return c.json({ error: (err as Error).message, code }, code === 'NOT_FOUND' ? 404 : 503);

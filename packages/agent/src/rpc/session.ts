@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import {
   BusyError,
   MUTATING_OPS,
+  READ_OPS,
   InvalidArgumentError,
   KindlingError,
   ProtocolError,
@@ -13,9 +14,11 @@ import {
   requestIdOf,
   toErrorInfo,
   validateArgs,
+  withoutSecrets,
   type EventFrame,
   type OpName,
   type ReplyFrame,
+  type ServerFrame,
 } from '@kindling/protocol';
 import { log as rootLog, type Logger } from '../log.js';
 import { inRequest } from '../request-context.js';
@@ -77,12 +80,13 @@ export class Session {
   }
 
   push(event: EventFrame): void {
-    if (this.greeted) this.send(encode(event));
+    if (this.greeted) this.send(event);
   }
 
-  private send(bytes: Uint8Array): void {
+  /** Every frame to the client leaves here: a read session's lose their secrets (SECRET_CONNECTION_FIELDS). */
+  private send(frame: ServerFrame): void {
     if (this.ended) return;
-    this.sink.send(bytes);
+    this.sink.send(encode(this.role === 'read' ? withoutSecrets(frame) : frame));
     if (this.sink.unsentBytes() > this.limits.unsentBytes) {
       this.ended = true;
       this.sink.terminate(`more than ${this.limits.unsentBytes} bytes unread`);
@@ -109,7 +113,7 @@ export class Session {
       if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
       requestId = frame.requestId;
       args = frame.args;
-      if (this.role === 'read' && MUTATING_OPS.has(op)) {
+      if (this.role === 'read' && !READ_OPS.has(op)) {
         this.metrics.refused('read_only');
         this.log.warn({ op }, `refused ${op}: the credential is read-only`);
         throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
@@ -133,7 +137,10 @@ export class Session {
         counted = true;
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
         const work = async (call: CallContext) =>
-          inRequest({ ...request, ...(call.signal ? { signal: call.signal } : {}), queued: false }, () => handler(checked.args, call));
+          inRequest(
+            { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), queued: false },
+            () => handler(checked.args, call),
+          );
         const result = await this.drain.track(
           requestId !== undefined && MUTATING_OPS.has(op)
             ? this.ledger.run(requestId, op, work)
@@ -150,6 +157,6 @@ export class Session {
     const seconds = (performance.now() - started) / 1000;
     this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, seconds);
     logRequest(this.log, { op, requestId, args, reply, seconds, bug });
-    this.send(encode(reply));
+    this.send(reply);
   }
 }

@@ -8,6 +8,7 @@ import {
   type VolumeRecord,
 } from '@kindling/protocol';
 import type { Attachment } from '../drivers/driver.js';
+import { requestMark } from '../request-context.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { requireCapability } from './capabilities.js';
 import { now } from './lifecycle.js';
@@ -105,7 +106,7 @@ export class ConnectionService {
       createdAt: now(),
     };
     const inUse: VolumeRecord = { ...volume, status: 'in-use', updatedAt: now() };
-    await this.ctx.index.putConnection(connection, inUse);
+    await this.ctx.index.putConnection(connection, inUse, requestMark(connection));
     this.ctx.events.publish({ event: 'connection', resource: connection });
     this.volumes.publish(inUse);
     return { volume: inUse, connection };
@@ -120,7 +121,8 @@ export class ConnectionService {
     // An error (an extend that failed while connected) is kept: disconnecting does not mend the volume.
     const status = volumePhase(volume.status) === 'settled' ? (stillConnected ? 'in-use' : 'available') : volume.status;
     const after: VolumeRecord = { ...volume, status, updatedAt: now() };
-    await this.ctx.index.deleteConnection(connection, after);
+    // The request's mark goes with the change (here and in record): a retry after a crash answers from it.
+    await this.ctx.index.deleteConnection(connection, after, requestMark(connection));
     const gone = { ...connection, attached: false };
     this.ctx.events.publish({ event: 'connection.deleted', resource: gone });
     this.volumes.publish(after);

@@ -7,9 +7,12 @@ import {
   type ErrorInfo,
 } from '@kindling/protocol';
 
+import type { RequestMark } from '../index/store.js';
 import { forSubject, type Subject } from '../progress.js';
+import { requestMark } from '../request-context.js';
 
 interface Tracked {
+  id: string;
   status: string;
   error: ErrorInfo | null;
   updatedAt: string;
@@ -44,7 +47,8 @@ export type Lifecycle<T extends Tracked> = Step<T> & Ending<T>;
 export type Transition<T extends Tracked> = Lifecycle<T> & {
   /** Added to a failure's details, so the caller learns which record was left in error (cinderlib's exception.resource). */
   subject: Record<string, string>;
-  save: (record: T) => Promise<void>;
+  /** `mark`, given with the transient status only, goes into the same batch (exactly-once retries). */
+  save: (record: T, mark?: RequestMark) => Promise<void>;
   publish: (record: T) => void;
   /** The resource long copies in the work report progress for. */
   progress: Subject;
@@ -65,7 +69,7 @@ const isRefusal = (err: unknown): boolean =>
  */
 export async function transition<T extends Tracked>(t: Transition<T>): Promise<T> {
   const during: T = { ...t.record, ...t.note, status: t.during, updatedAt: now() };
-  await t.save(during);
+  await t.save(during, requestMark(during));
   t.publish(during);
   let changes: Partial<T>;
   try {

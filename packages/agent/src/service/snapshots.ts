@@ -6,6 +6,7 @@ import {
   type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
+import type { RequestMark } from '../index/store.js';
 import { refuseWhileInUse, requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
@@ -32,7 +33,7 @@ export class SnapshotService {
     return [...this.ctx.index.allSnapshots()].filter((s) => args.backend === undefined || s.backend === args.backend);
   }
 
-  private save = (record: SnapshotRecord): Promise<void> => this.ctx.index.putSnapshot(record);
+  private save = (record: SnapshotRecord, mark?: RequestMark): Promise<void> => this.ctx.index.putSnapshot(record, undefined, mark);
   private publish = (record: SnapshotRecord): void => this.ctx.events.publish({ event: 'snapshot', resource: record });
 
   async create(args: ParsedOpArgs<'snapshot.create'>, id: string = randomUUID()): Promise<SnapshotRecord> {

@@ -8,6 +8,7 @@ import {
   type VolumeRecord,
 } from '@kindling/protocol';
 import type { Driver } from '../drivers/driver.js';
+import type { RequestMark } from '../index/store.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition, type Lifecycle } from './lifecycle.js';
 import { refuseWhileInUse, requireCapability } from './capabilities.js';
@@ -181,7 +182,7 @@ export class VolumeService {
     return requested;
   }
 
-  save = async (record: VolumeRecord): Promise<void> => this.ctx.index.putVolume(record);
+  save = async (record: VolumeRecord, mark?: RequestMark): Promise<void> => this.ctx.index.putVolume(record, mark);
 
   /** Writes back a record as it was before an operation the driver refused. */
   restore = async (record: VolumeRecord): Promise<void> => {
