@@ -24,7 +24,9 @@ export function storageError(err: unknown): unknown {
 
 /**
  * The driver as the service sees it: every failure of a call typed as the driver contract says. One
- * wrapper here instead of a try/catch around each file call in each driver.
+ * wrapper here instead of a try/catch around each file call in each driver. A Proxy rather than a
+ * wrapper class: it covers every driver method, including ones added later, without listing them, and
+ * calls each on the real driver, so `this` and its state are unchanged; only how failures are typed changes.
  */
 export function withStorageErrors(driver: Driver): Driver {
   return new Proxy(driver, {
