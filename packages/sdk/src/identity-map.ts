@@ -20,7 +20,8 @@ import { Connection } from './connection.js';
 import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
-import { requestIdFor, type Transport } from './transport.js';
+import { requestIdFor } from './ledger.js';
+import type { Transport } from './transport.js';
 import { Volume } from './volume.js';
 
 function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<string, R[]> {
