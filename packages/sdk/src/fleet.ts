@@ -114,6 +114,11 @@ export interface AgentHealth {
   readyz: Readyz | null;
   /** Why `/readyz` could not be read. */
   readyzError: KindlingError | null;
+  /**
+   * Why it is not ready, in words, whichever part failed: the RPC link's error, the probe's, or each
+   * not-ready backend's reason from `/readyz`. null when ready.
+   */
+  reason: string | null;
   /** How long the probe took. */
   elapsedMs: number;
 }
@@ -284,14 +289,18 @@ export class Fleet {
       } catch (err) {
         readyzError = new UnavailableError(messageOf(err), { url: member.url });
       }
+      const ready = readyz?.ready ?? false;
+      const notReady = readyz?.backends.filter((b) => !b.ready).map((b) => `backend ${b.name}: ${b.reason ?? 'not ready'}`) ?? [];
+      const why = [member.lastError?.message, readyzError?.message, ...notReady].filter((x): x is string => Boolean(x));
       return {
         url: member.url,
         hostId: readyz?.hostId ?? member.hostId,
         state: member.state,
         lastError: member.lastError,
-        ready: readyz?.ready ?? false,
+        ready,
         readyz,
         readyzError,
+        reason: ready ? null : why.join('; ') || 'not ready',
         elapsedMs: performance.now() - started,
       };
     });

@@ -147,6 +147,16 @@ describe('a fleet with an agent down', () => {
   });
 });
 
+describe('health', () => {
+  it('says why an agent is not ready even when its RPC link is up (reason), so a loop printing it never prints null', async () => {
+    const server = await standIn();
+    const fleet = await fleetOf([server.url]);
+    const [health] = await fleet.health();
+    expect(health).toMatchObject({ state: 'up', lastError: null, ready: false });
+    expect(health?.reason).toMatch(/readyz.*without a readiness report/);
+  });
+});
+
 describe('a 100 ms link drop during a clone, with the SDK defaults', () => {
   it('resends with the same request id and returns the one volume', async () => {
     const server = await standIn();
