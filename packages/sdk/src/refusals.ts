@@ -7,7 +7,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { ProtocolError, UnauthorizedError, UnavailableError, type KindlingError } from '@kindling/protocol';
 
 /** A dial failure no redial will cure until someone changes a token or a config. */
-export function isFinal(err: KindlingError | null): boolean {
+export function isFinal(err: KindlingError | null): err is KindlingError {
   return err?.code === 'UNAUTHORIZED' || err?.code === 'PROTOCOL';
 }
 

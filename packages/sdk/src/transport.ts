@@ -52,21 +52,6 @@ function withoutUndefined(args: unknown): unknown {
   return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined));
 }
 
-/** A promise with its settlers, shared by every call that waits for the link. */
-interface Waiters {
-  promise: Promise<void>;
-  resolve(): void;
-  reject(err: KindlingError): void;
-}
-
-function waiters(): Waiters {
-  let resolve!: () => void;
-  let reject!: (err: KindlingError) => void;
-  const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-  promise.catch(() => undefined); // nobody may be waiting when it rejects
-  return { promise, resolve, reject };
-}
-
 /**
  * One WebSocket to one agent: frames matched to replies, per-call deadlines, pushes re-emitted, and a
  * background redial after a drop. Calls outlive a drop or a BUSY refusal by being sent again: how, and
@@ -91,8 +76,8 @@ export class Transport extends EventEmitter<TransportEvents> {
   private hello: HelloResult | null = null;
   /** Why the last redial failed: a final refusal (isFinal) ends every wait at once. */
   private redialError: KindlingError | null = null;
-  /** The calls waiting for the next redial, as one promise: waiting adds no listener per call. */
-  private waiting: Waiters | null = null;
+  /** The calls waiting for the next redial, each its own settler: waiting adds no listener to this emitter. */
+  private readonly waiting = new Set<(err?: KindlingError) => void>();
   /** The ledger's view of this link. */
   private readonly link: Link = {
     whenOpen: (signal) => this.whenOpen(signal),
@@ -279,10 +264,9 @@ export class Transport extends EventEmitter<TransportEvents> {
 
   /** Ends the calls' wait for the link: it is up (no error), or will not come up for them (`err`). */
   private wake(err?: KindlingError): void {
-    const waiting = this.waiting;
-    this.waiting = null;
-    if (err) waiting?.reject(err);
-    else waiting?.resolve();
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const done of waiting) done(err);
   }
 
   /** Resolves once the link is open: at once, or after a redial within `waitMs`; rejects when the signal aborts first. */
@@ -301,21 +285,23 @@ export class Transport extends EventEmitter<TransportEvents> {
     }
     const last = this.redialError;
     if (isFinal(last)) throw last;
-    this.waiting ??= waiters();
-    const up = this.waiting.promise;
     await new Promise<void>((resolve, reject) => {
+      const done = (err?: KindlingError): void => {
+        clearTimeout(timer);
+        this.waiting.delete(done);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
       const unreachable = (): KindlingError =>
         new UnavailableError(`the agent at ${this.endpoint} is unreachable`, {
           waitedMs: reconnect.waitMs,
           ...(this.redialError ? { lastError: this.redialError.message } : {}),
         });
-      const timer = setTimeout(() => reject(unreachable()), reconnect.waitMs);
-      const onAbort = (): void => reject(signal?.reason as KindlingError);
+      const timer = setTimeout(() => done(unreachable()), reconnect.waitMs);
+      const onAbort = (): void => done(signal?.reason as KindlingError);
       signal?.addEventListener('abort', onAbort, { once: true });
-      up.then(resolve, reject).finally(() => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      });
+      this.waiting.add(done);
     });
   }
 
