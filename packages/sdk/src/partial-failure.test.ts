@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { NotFoundError, TimeoutError, UnauthorizedError, UnavailableError } from '@kindling/protocol';
+import { NotFoundError, ProtocolError, TimeoutError, UnauthorizedError, UnavailableError } from '@kindling/protocol';
 import { Agent } from './agent.js';
 import { Fleet } from './fleet.js';
 import { Relay } from './testing/relay.js';
@@ -73,6 +73,13 @@ describe('clear refusals', () => {
       if (saved.token !== undefined) process.env.KINDLING_TOKEN = saved.token;
       if (saved.file !== undefined) process.env.KINDLING_TOKEN_FILE = saved.file;
     }
+  });
+
+  it('wss:// to an agent that does not speak TLS says so', async () => {
+    const server = await standIn();
+    const err = await Agent.connect(server.url.replace(/^ws:/, 'wss:'), { reconnect: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as Error).message).toMatch(/does not speak TLS: connect with ws:\/\//);
   });
 
   it('HTTP 421 (a Host the agent does not answer to) is a final UNAUTHORIZED, at connect and for a call waiting on a redial', async () => {
