@@ -24,9 +24,6 @@ import { LateReplies, deliver, requestIdFor, type Frame, type Link, type Outcome
 import { rpcUrl, tokenFromEnv, type ConnectOptions, type ReconnectOptions, type RequestOptions, type TlsOptions } from './options.js';
 import { dialFailed, isFinal, upgradeRefused } from './refusals.js';
 
-export { rpcUrl, tokenFromEnv } from './options.js';
-export type { ConnectOptions, ReconnectOptions, RequestOptions, TlsOptions } from './options.js';
-
 export type TransportEvents = {
   /** An agent push. */
   event: [frame: EventFrame];
@@ -36,7 +33,6 @@ export type TransportEvents = {
   down: [error: UnavailableError];
   /** The reply to a creating call that had timed out: the work got done, and what it made can be adopted. */
   late: [reply: { op: OpName; requestId: string; result: unknown }];
-  closed: [];
 };
 
 interface Pending {
@@ -144,7 +140,6 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.emit('closed');
     this.wake(new UnavailableError('the client closed the connection'));
     this.losePending();
     const socket = this.socket;
