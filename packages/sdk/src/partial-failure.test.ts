@@ -4,7 +4,7 @@ import { Agent } from './agent.js';
 import { Fleet } from './fleet.js';
 import { Relay } from './testing/relay.js';
 import { StandInAgent, type StandInOptions } from './testing/stand-in-agent.js';
-import type { ConnectOptions } from './transport.js';
+import type { ConnectOptions } from './options.js';
 
 // Issue 23: the SDK when an agent, a link or a share is down.
 const open: { close(): Promise<void> }[] = [];
