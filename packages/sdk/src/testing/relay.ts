@@ -39,6 +39,15 @@ export class Relay {
     for (const s of this.#sockets) s.destroy();
   }
 
+  /** Data stops flowing but no socket closes: a dead host or a dropped route, as the client sees it. */
+  freeze(): void {
+    this.#open = false;
+    for (const s of this.#sockets) {
+      s.unpipe();
+      s.pause();
+    }
+  }
+
   heal(): void {
     this.#open = true;
   }
