@@ -1,47 +1,8 @@
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '@kindling/sdk';
+import { Relay } from '../packages/sdk/src/testing/relay.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
-
-/** A TCP relay to the agent that can cut every link and refuse new ones: a network partition. */
-class Relay {
-  private readonly sockets = new Set<Socket>();
-  private open = true;
-  readonly server: Server;
-  constructor(private readonly target: number) {
-    this.server = createServer((client) => {
-      if (!this.open) return client.destroy();
-      const upstream = connect(this.target, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => this.sockets.delete(s));
-      }
-      client.pipe(upstream).pipe(client);
-    });
-  }
-  async listen(): Promise<number> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return (this.server.address() as { port: number }).port;
-  }
-  cut(): void {
-    this.open = false;
-    for (const s of this.sockets) s.destroy();
-  }
-  /** Data stops flowing but no socket closes: a dead host or a dropped route, as the client sees it. */
-  freeze(): void {
-    this.open = false;
-    for (const s of this.sockets) {
-      s.unpipe();
-      s.pause();
-    }
-  }
-  heal(): void {
-    this.open = true;
-  }
-}
 
 let proc: AgentProcess;
 let relay: Relay;
@@ -50,15 +11,14 @@ let direct: Agent;
 
 beforeAll(async () => {
   proc = await startAgentProcess();
-  relay = new Relay(proc.port);
-  const port = await relay.listen();
-  watcher = await Agent.connect(`ws://127.0.0.1:${port}`, { reconnect: { initialDelayMs: 50, maxDelayMs: 200 }, keepaliveMs: 100 });
+  relay = await Relay.start(proc.port);
+  watcher = await Agent.connect(relay.url, { reconnect: { initialDelayMs: 50, maxDelayMs: 200 }, keepaliveMs: 100 });
   direct = await Agent.connect(proc.url);
 });
 afterAll(async () => {
   await watcher?.close();
   await direct?.close();
-  relay?.server.close();
+  await relay?.close();
   await proc?.dispose();
 });
 

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, decode, encode, type ReplyFrame } from '@kindling/protocol';
-import { Agent } from '@kindling/sdk';
+import { Agent, Fleet, ProtocolError } from '@kindling/sdk';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // TLS with client certificates, made here with a CA of the test's own; and read-only credentials.
@@ -138,5 +138,23 @@ describe('TLS and credentials', () => {
       delete process.env.KINDLING_TOKEN_FILE;
       if (envToken !== undefined) process.env.KINDLING_TOKEN = envToken;
     }
+  });
+
+  it('Fleet.health() probes /readyz with the same TLS options as the RPC link: a mutual-TLS agent reads ready', async () => {
+    const fleet = await Fleet.connect([{ url: proc.url, token: TOKEN, tls: { ca: pem.ca, cert: pem.clientCert, key: pem.clientKey } }]);
+    try {
+      const [health] = await fleet.health();
+      expect(health).toMatchObject({ state: 'up', ready: true, readyzError: null });
+      expect(health?.readyz?.backends.map((b) => b.ready)).toEqual([true]);
+    } finally {
+      await fleet.close();
+    }
+  });
+
+  it('ws:// to an agent that speaks TLS says so, not "socket hang up"', async () => {
+    const plain = proc.url.replace(/^wss:/, 'ws:');
+    const err = await Agent.connect(plain, { token: TOKEN, reconnect: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as Error).message).toMatch(/speaks TLS: connect with wss:\/\//);
   });
 });

@@ -5,7 +5,8 @@ import { KeyValueStore } from './kv.js';
 import type { VolumeDump } from './serialization.js';
 import { IdentityMap } from './identity-map.js';
 import type { Load } from './registry.js';
-import { Transport, type ConnectOptions } from './transport.js';
+import type { ConnectOptions } from './options.js';
+import { Transport } from './transport.js';
 
 declare module './registry.js' {
   interface Classes {

@@ -1,4 +1,5 @@
-import type { KindlingError, OpName } from '@kindling/protocol';
+import { MUTATING_OPS, type KindlingError, type OpName } from '@kindling/protocol';
+import type { ConnectOptions } from './options.js';
 
 /**
  * Ops that copy or zero data and so take as long as the data is big: a 100 GiB clone outlasts any fixed
@@ -14,6 +15,26 @@ export const LONG_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'volume.delete',
   'snapshot.delete',
 ]);
+
+/** Each kind of call's deadline, from the options: one place that says which op waits how long. */
+export class Deadlines {
+  readonly connectMs: number;
+  readonly readMs: number;
+  readonly changeMs: number;
+  readonly longMs: number;
+
+  constructor(options: ConnectOptions, keepaliveMs: number) {
+    this.changeMs = options.timeoutMs ?? 120_000;
+    this.connectMs = options.connectTimeoutMs ?? Math.min(this.changeMs, 10_000);
+    this.readMs = options.readTimeoutMs ?? Math.min(this.changeMs, 30_000);
+    // Without pings nothing notices a dead link, so long calls fall back to the short deadline.
+    this.longMs = options.longTimeoutMs ?? (keepaliveMs > 0 ? 0 : this.changeMs);
+  }
+
+  of(op: OpName): number {
+    return LONG_OPS.has(op) ? this.longMs : MUTATING_OPS.has(op) ? this.changeMs : this.readMs;
+  }
+}
 
 /** Default BUSY back-off when the agent names none, and the most the SDK waits on its word. */
 const BUSY_DEFAULT_MS = 100;

@@ -16,19 +16,33 @@ import { Member, kindlingOrRethrow, type FleetAgent, type FleetAgentState, type 
 import { rank, type Candidate, type Ranked } from './fleet/placement.js';
 import { mapLimit } from './fleet/pool.js';
 import { Snapshot } from './snapshot.js';
-import type { ReconnectOptions, TlsOptions } from './transport.js';
+import type { ReconnectOptions, TlsOptions } from './options.js';
 import { Volume } from './volume.js';
 
 export type { FleetAgent, FleetAgentState } from './fleet/member.js';
 export type { BackendReadiness, Readyz } from './fleet/health.js';
 
-export interface FleetOptions {
-  /** Sent to every agent (`Authorization: Bearer TOKEN`); default from the environment, as ConnectOptions. */
+/** One agent of a fleet with its own credentials; what it leaves out comes from FleetOptions. */
+export interface FleetAgentSpec {
+  url: string;
+  /** This agent's token (agents of one fleet need not share one). */
   token?: string;
+  /** This agent's TLS options (RPC and health probes alike). */
   tls?: TlsOptions;
+}
+
+export interface FleetOptions {
+  /** Sent to every agent without a token of its own (FleetAgentSpec); default from the environment, as ConnectOptions. */
+  token?: string;
+  /** For every agent without TLS options of its own: its RPC link and its `/readyz` probe. */
+  tls?: TlsOptions;
+  /** Per connect attempt to one agent (upgrade and hello); see ConnectOptions. Default `timeoutMs`, at most 10000. */
+  connectTimeoutMs?: number;
+  /** Per read (lists, gets, stats) from one agent; see ConnectOptions. Default `timeoutMs`, at most 30000. */
+  readTimeoutMs?: number;
   /** Agents a fan-out asks at once. Default 32. */
   concurrency?: number;
-  /** Per short request to one agent (and per connect attempt, up to 10 s of it). Default 30000. */
+  /** Per short change sent to one agent. Default 30000. */
   timeoutMs?: number;
   /** Per long operation (clone, revert, deletes, ...): see ConnectOptions. Default none while keepalive watches the link. */
   longTimeoutMs?: number;
@@ -100,6 +114,11 @@ export interface AgentHealth {
   readyz: Readyz | null;
   /** Why `/readyz` could not be read. */
   readyzError: KindlingError | null;
+  /**
+   * Why it is not ready, in words, whichever part failed: the RPC link's error, the probe's, or each
+   * not-ready backend's reason from `/readyz`. null when ready.
+   */
+  reason: string | null;
   /** How long the probe took. */
   elapsedMs: number;
 }
@@ -137,17 +156,24 @@ export class Fleet {
   }
 
   /**
-   * Connects to every agent in parallel and resolves once each answered or failed its first attempt.
-   * Never rejects for an unreachable agent; rejects (InvalidArgumentError) for a malformed URL or option.
+   * Connects to every agent in parallel and resolves once each answered or failed its first attempt
+   * (the hello only: no call waits for backend stats it does not need). Each agent is a URL, or a
+   * FleetAgentSpec with its own token and TLS options. Never rejects for an unreachable agent; rejects
+   * (InvalidArgumentError) for a malformed URL or option.
    */
-  static async connect(urls: readonly string[], options: FleetOptions = {}): Promise<Fleet> {
+  static async connect(agents: readonly (string | FleetAgentSpec)[], options: FleetOptions = {}): Promise<Fleet> {
     const concurrency = options.concurrency ?? 32;
     const timeoutMs = options.timeoutMs ?? 30_000;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError('concurrency must be a positive integer', { concurrency });
+    const specs = agents.map((a): FleetAgentSpec => (typeof a === 'string' ? { url: a } : a));
+    const urls = specs.map((s) => s.url);
     if (new Set(urls).size !== urls.length) throw new InvalidArgumentError('an agent URL is listed twice', { urls });
     const delays = { ...DEFAULT_DELAYS, ...options.reconnect };
-    const connect = { token: options.token, tls: options.tls, timeoutMs, longTimeoutMs: options.longTimeoutMs, reconnect: options.reconnect ?? true };
-    const members = urls.map((url) => new Member(url, connect, delays));
+    const { connectTimeoutMs, readTimeoutMs, longTimeoutMs } = options;
+    const shared = { connectTimeoutMs, readTimeoutMs, timeoutMs, longTimeoutMs, reconnect: options.reconnect ?? true };
+    const members = specs.map(
+      ({ url, token = options.token, tls = options.tls }) => new Member(url, { ...shared, token, tls }, delays),
+    );
     await mapLimit(members, concurrency, (member) => member.start());
     return new Fleet(members, concurrency, timeoutMs);
   }
@@ -178,6 +204,20 @@ export class Fleet {
     const { results, failed } = await this.#perBackend(driver, (backend) => backend.volumesFiltered({ volumeName: exact }));
     const volumes = results.flat();
     return { volumes: name instanceof RegExp ? volumes.filter((v) => v.name !== null && name.test(v.name)) : volumes, failed };
+  }
+
+  /**
+   * The volume with this id, from whichever agent has it. Down is not gone: when no agent that answered
+   * has it and some did not answer, this rejects with UnavailableError (`details.failed`: who did not
+   * answer), never NotFoundError; NotFoundError only when every agent answered.
+   */
+  async volume(id: string): Promise<Volume> {
+    const { results, failed } = await this.#perBackend(undefined, (backend) => backend.volumesFiltered({ volumeId: id }));
+    const [found] = results.flat();
+    if (found) return found;
+    if (failed.length === 0) throw new NotFoundError(`no agent of the fleet has volume ${id}`, { id });
+    const down = failed.map((f) => ({ url: f.url, hostId: f.hostId, ...(f.backend ? { backend: f.backend } : {}), message: f.error.message }));
+    throw new UnavailableError(`volume ${id} is on none of the agents that answered, and ${failed.length} did not answer`, { id, failed: down });
   }
 
   /** Each backend's stats, asked now (`refresh`: the agent rescans storage first); also refreshes placement's cache. */
@@ -245,18 +285,22 @@ export class Fleet {
       let readyz: Readyz | null = null;
       let readyzError: KindlingError | null = null;
       try {
-        readyz = await probeReadyz(member.url, timeoutMs);
+        readyz = await probeReadyz(member.url, timeoutMs, member.tls);
       } catch (err) {
         readyzError = new UnavailableError(messageOf(err), { url: member.url });
       }
+      const ready = readyz?.ready ?? false;
+      const notReady = readyz?.backends.filter((b) => !b.ready).map((b) => `backend ${b.name}: ${b.reason ?? 'not ready'}`) ?? [];
+      const why = [member.lastError?.message, readyzError?.message, ...notReady].filter((x): x is string => Boolean(x));
       return {
         url: member.url,
         hostId: readyz?.hostId ?? member.hostId,
         state: member.state,
         lastError: member.lastError,
-        ready: readyz?.ready ?? false,
+        ready,
         readyz,
         readyzError,
+        reason: ready ? null : why.join('; ') || 'not ready',
         elapsedMs: performance.now() - started,
       };
     });

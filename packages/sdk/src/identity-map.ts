@@ -20,7 +20,8 @@ import { Connection } from './connection.js';
 import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
-import { requestIdFor, type Transport } from './transport.js';
+import { requestIdFor } from './ledger.js';
+import type { Transport } from './transport.js';
 import { Volume } from './volume.js';
 
 function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<string, R[]> {
@@ -31,6 +32,11 @@ function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<st
     else groups.set(record.volumeId, [record]);
   }
   return groups;
+}
+
+/** Whether the live object's record is newer than a loaded one's. */
+function newer(live: { updatedAt: string }, loaded: { updatedAt: string }): boolean {
+  return Date.parse(live.updatedAt) > Date.parse(loaded.updatedAt);
 }
 
 /**
@@ -47,6 +53,12 @@ export class IdentityMap implements Registry {
   /** Volumes whose snapshots and connections this map holds in full, so refresh() reloads them. */
   private readonly withRelations = new WeakSet<Volume>();
   private readonly following = new Following();
+  /**
+   * Ids this session saw deleted, to the object that showed it, so that a load never brings one back
+   * (nor makes a second object for it). Weak: an object nobody holds may go; a load then gets a new
+   * one that shows `deleted` and joins nothing.
+   */
+  readonly #deleted = new Map<string, WeakRef<Resource>>();
 
   constructor(
     private readonly transport: Transport,
@@ -123,8 +135,10 @@ export class IdentityMap implements Registry {
   /** `fresh`: the agent just made it, so it is known to have no snapshots or connections yet. */
   volumeFrom(record: VolumeRecord, { fresh = false } = {}): Volume {
     let volume = this.volumes.get(record.id);
-    if (volume) volume.applyRecord(record);
-    else {
+    if (volume) {
+      if (volume.backend.name !== record.backend) volume.rehome(this.backendNamed(record.backend));
+      volume.applyRecord(record);
+    } else {
       volume = new Volume(this, this.backendNamed(record.backend), record);
       this.volumes.set(record.id, volume);
     }
@@ -203,11 +217,13 @@ export class IdentityMap implements Registry {
     for (const snapshot of [...volume.snapshots]) this.snapshotGone(snapshot);
     for (const connection of [...volume.connections]) this.#detached(connection);
     this.volumes.delete(volume.id);
+    this.#deleted.set(volume.id, new WeakRef(volume));
     volume.applyRecord({ ...volume.toDict(), status: 'deleted' });
   }
 
   snapshotGone(snapshot: Snapshot): void {
     this.snapshots.delete(snapshot.id);
+    this.#deleted.set(snapshot.id, new WeakRef(snapshot));
     snapshot.volume.snapshots.delete(snapshot);
     snapshot.applyRecord({ ...snapshot.toDict(), status: 'deleted' });
   }
@@ -224,6 +240,7 @@ export class IdentityMap implements Registry {
 
   #leave(connection: Connection, record: ConnectionRecord): void {
     this.connections.delete(connection.id);
+    this.#deleted.set(connection.id, new WeakRef(connection));
     const list = connection.volume.connections;
     const at = list.indexOf(connection);
     if (at >= 0) list.splice(at, 1);
@@ -291,25 +308,60 @@ export class IdentityMap implements Registry {
     return many ? loaded : (loaded[0] as Resource);
   }
 
-  /** Adds or updates, never removes: a dump may be older than what this map holds. */
+  /**
+   * Adds or updates, never removes: a dump may be older than what this map holds. Stale JSON never wins:
+   * a live object with a newer `updatedAt` is kept as it is (a live connection, which has none, too), and
+   * what this session saw deleted stays deleted.
+   */
   private materialize(items: readonly Serialized[]): Resource[] {
     return items.map((item): Resource => {
       switch (item.kind) {
         case 'volume': {
-          const volume = this.volumeFrom(item);
-          if ('snapshots' in item) {
-            for (const record of item.snapshots) this.snapshotFrom(record, volume);
-            for (const record of item.connections) this.connectionFrom(record, volume);
-            this.withRelations.add(volume);
+          const live = this.volumes.get(item.id);
+          const volume = this.#loadVolume(item);
+          if ('snapshots' in item && this.volumes.has(volume.id)) {
+            for (const record of item.snapshots) this.#loadSnapshot(record, volume);
+            for (const record of item.connections) this.#loadConnection(record, volume);
+            if (!live || !newer(live, item)) this.withRelations.add(volume);
           }
           return volume;
         }
         case 'snapshot':
-          return this.snapshotFrom(item, this.volumeFrom(item.volume));
+          return this.#loadSnapshot(item, this.#loadVolume(item.volume));
         case 'connection':
-          return this.connectionFrom(item, this.volumeFrom(item.volume));
+          return this.#loadConnection(item, this.#loadVolume(item.volume));
       }
     });
+  }
+
+  /** The object the session saw deleted under this id (`orphan()` when nobody holds it any more), else undefined. */
+  #seenDeleted<T extends Resource>(id: string, orphan: () => T): T | undefined {
+    const ref = this.#deleted.get(id);
+    if (!ref) return undefined;
+    return (ref.deref() as T | undefined) ?? orphan();
+  }
+
+  #loadVolume(record: VolumeRecord): Volume {
+    const deleted = { ...record, status: 'deleted' as const };
+    const gone = this.#seenDeleted(record.id, () => new Volume(this, this.backendNamed(record.backend), deleted));
+    if (gone) return gone;
+    const live = this.volumes.get(record.id);
+    return live && newer(live, record) ? live : this.volumeFrom(record);
+  }
+
+  /** Of a volume the session saw deleted, the snapshot is gone too (a volume with snapshots cannot be deleted). */
+  #loadSnapshot(record: SnapshotRecord, volume: Volume): Snapshot {
+    const orphan = (): Snapshot => new Snapshot(this, volume, { ...record, status: 'deleted' });
+    const gone = this.#seenDeleted(record.id, orphan) ?? (this.volumes.has(volume.id) ? undefined : orphan());
+    if (gone) return gone;
+    const live = this.snapshots.get(record.id);
+    return live && newer(live, record) ? live : this.snapshotFrom(record, volume);
+  }
+
+  #loadConnection(record: ConnectionRecord, volume: Volume): Connection {
+    const orphan = (): Connection => new Connection(this, volume, { ...record, attached: false });
+    const gone = this.#seenDeleted(record.id, orphan) ?? (this.volumes.has(volume.id) ? undefined : orphan());
+    return gone ?? this.connections.get(record.id) ?? this.connectionFrom(record, volume);
   }
 
   dump(): VolumeDump[] {

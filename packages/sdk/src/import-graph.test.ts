@@ -50,6 +50,14 @@ describe('the SDK import graph', () => {
     expect(cycles(graph)).toEqual([]);
   });
 
+  it('keeps the exactly-once ledger in one module (only ledger.ts mints request ids and resends) and every file under 450 lines', () => {
+    const files = sourceFiles(SRC);
+    const minting = files.filter((f) => /\brandomUUID\b|(?<!function )\bbusyDelay\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(SRC, f));
+    expect(minting.filter((f) => !f.startsWith('testing/'))).toEqual(['ledger.ts']);
+    const long = files.map((f) => [relative(SRC, f), readFileSync(f, 'utf8').split('\n').length] as const).filter(([, n]) => n > 450);
+    expect(long).toEqual([]);
+  });
+
   // Checked by the build's type-check of tests: the classes name each other through registry.ts, and a
   // slip there would turn these types into `any` without any other error.
   it('leaves the classes naming each other by their real types', () => {

@@ -9,7 +9,7 @@ export { KeyValueStore } from './kv.js';
 export type { Resource } from './registry.js';
 export type { ResourceEvents } from './tracked.js';
 export type { CallOptions } from './call-options.js';
-export type { ConnectOptions, ReconnectOptions, TlsOptions } from './transport.js';
+export type { ConnectOptions, ReconnectOptions, TlsOptions } from './options.js';
 export {
   SCHEMA_VERSION,
   type ConnectionJson,
@@ -52,6 +52,7 @@ export {
   type BackendCapacity,
   type BackendReadiness,
   type FleetAgent,
+  type FleetAgentSpec,
   type FleetAgentState,
   type FleetCreateVolumeOptions,
   type FleetOptions,

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BusyError, MUTATING_OPS, TimeoutError, UnavailableError, type OpName } from '@kindling/protocol';
 import { Agent } from './agent.js';
-import type { ConnectOptions } from './transport.js';
+import type { ConnectOptions } from './options.js';
 import type { Volume } from './volume.js';
 import { StandInAgent } from './testing/stand-in-agent.js';
 

@@ -114,4 +114,46 @@ describe('load', () => {
     expect(() => nfs.load(vol.json)).toThrow(InvalidArgumentError);
     expect(lvm.load(vol.json)).toBe(vol);
   });
+
+  it('keeps the newer of the loaded and the live record: stale JSON never wins (updatedAt)', async () => {
+    const vol = await lvm.createVolume({ size: 1, name: 'live' });
+    const snap = await vol.createSnapshot({ name: 'live-snap' });
+    const old = '2000-01-01T00:00:00.000Z';
+    expect(agent.load({ ...vol.json, size: 7, name: 'stale', updatedAt: old })).toBe(vol);
+    expect([vol.size, vol.name]).toEqual([1, 'live']);
+    expect(agent.load({ ...snap.json, name: 'stale', updatedAt: old })).toBe(snap);
+    expect(snap.name).toBe('live-snap');
+    expect(agent.load({ ...vol.dump, updatedAt: old, snapshots: [{ ...snap.toDict(), name: 'stale', updatedAt: old }] })).toBe(vol);
+    expect([...vol.snapshots].map((s) => s.name)).toEqual(['live-snap']);
+  });
+
+  it('never brings back what the session saw deleted, nor makes a second object for one id', async () => {
+    const vol = await lvm.createVolume({ size: 1 });
+    const snap = await vol.createSnapshot();
+    const oldDump = vol.dump;
+    const oldSnap = snap.json;
+    await snap.delete();
+    expect(agent.load(oldSnap)).toBe(snap);
+    expect(agent.load(oldDump)).toBe(vol);
+    expect(snap.status).toBe('deleted');
+    expect(vol.snapshots.size).toBe(0);
+    expect(agent.dump()).toEqual([vol.dump]);
+
+    const gone = await lvm.createVolume({ size: 1 });
+    const goneJson = gone.json;
+    await gone.delete();
+    expect(agent.load(goneJson)).toBe(gone);
+    expect(gone.status).toBe('deleted');
+    expect(agent.dump().map((d) => d.id)).toEqual([vol.id]);
+  });
+
+  it('refresh() re-homes an object loaded with the wrong backend to the one the agent reports', async () => {
+    const record = server.newVolume({ backend: 'lvm', size: 1 });
+    const vol = agent.load({ schemaVersion: 1, kind: 'volume', ...record, backend: 'elsewhere' });
+    expect(vol.backend.name).toBe('elsewhere');
+    await vol.refresh();
+    expect(vol.backend).toBe(lvm);
+    expect(vol.json.backend).toBe('lvm');
+    expect(agent.load(vol.json)).toBe(vol);
+  });
 });

@@ -11,7 +11,7 @@ import {
 } from '@kindling/protocol';
 import { Agent } from './agent.js';
 import { StandInAgent } from './testing/stand-in-agent.js';
-import { rpcUrl } from './transport.js';
+import { rpcUrl } from './options.js';
 
 const open: { close(): Promise<void> }[] = [];
 async function standIn(options?: Parameters<typeof StandInAgent.start>[0]): Promise<StandInAgent> {

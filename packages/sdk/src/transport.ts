@@ -1,22 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import {
-  CREATING_OPS,
-  MUTATING_OPS,
   PROTOCOL_VERSION,
   InvalidArgumentError,
   ProtocolError,
   TimeoutError,
-  UnauthorizedError,
   UnavailableError,
   decode,
   encode,
   errorFromInfo,
   isObject,
-  messageOf,
-  parseRequestFrame,
   validateArgs,
   type ErrorInfo,
   type EventFrame,
@@ -25,64 +18,11 @@ import {
   type OpArgs,
   type OpName,
   type OpResult,
-  type RequestFrame,
 } from '@kindling/protocol';
-import { LONG_OPS, busyDelay, deadline, pause } from './deadlines.js';
-
-export interface ReconnectOptions {
-  /** Delay before the first redial after a drop; doubles per failed attempt. Default 100. */
-  initialDelayMs?: number;
-  /** Ceiling of the redial delay. Default 5000. */
-  maxDelayMs?: number;
-  /**
-   * How long a call waits for the link to come back: one made while disconnected, and one in flight when
-   * the link dropped (sent again, with the same requestId, once the agent is back). Default 2000.
-   */
-  waitMs?: number;
-}
-
-/** Certificates for `wss://` with a private CA or mutual TLS (PEM text or bytes). */
-export interface TlsOptions {
-  /** CA bundle the agent's certificate must chain to. */
-  ca?: string | Buffer;
-  /** This client's certificate and key, for an agent that asks for one (`tls.clientCa`). */
-  cert?: string | Buffer;
-  key?: string | Buffer;
-}
-
-export interface ConnectOptions {
-  /**
-   * Sent as `Authorization: Bearer TOKEN` on the upgrade request. Default: `KINDLING_TOKEN`, else the
-   * contents of the file `KINDLING_TOKEN_FILE` names.
-   */
-  token?: string;
-  tls?: TlsOptions;
-  /** Deadline of each short request (reads, attach, snapshot and volume create, ...). Default 120000. The upgrade waits at most 10 s of it. */
-  timeoutMs?: number;
-  /**
-   * Deadline of the long operations, which copy or zero data (clone, volume from snapshot, revert, extend,
-   * deletes). Default none while keepalive watches the link, as they take as long as the data is big;
-   * `timeoutMs` when keepalive is off. 0: none.
-   */
-  longTimeoutMs?: number;
-  /** Redial in the background after the socket drops. Default on; `false` makes calls fail at once while down. */
-  reconnect?: boolean | ReconnectOptions;
-  /**
-   * A ping this often; a link that has not answered the previous one is dropped (and redialled), so a
-   * silently dead agent or network is noticed without waiting for a call to time out. Default 15000; 0: off.
-   */
-  keepaliveMs?: number;
-  /** How often a call refused with BUSY is sent again, after the agent's `retryAfterMs`, before the BusyError reaches the caller. Default 3. */
-  busyRetries?: number;
-}
-
-/** Per call. */
-export interface RequestOptions {
-  /** The request id to send; default a fresh UUID for a mutating op (MUTATING_OPS), none for a read. */
-  requestId?: string;
-  /** This call's deadline; default by op (see ConnectOptions). 0: none. */
-  timeoutMs?: number;
-}
+import { Deadlines, deadline } from './deadlines.js';
+import { LateReplies, deliver, requestIdFor, type Frame, type Link, type Outcome } from './ledger.js';
+import { rpcUrl, tokenFromEnv, type ConnectOptions, type ReconnectOptions, type RequestOptions, type TlsOptions } from './options.js';
+import { dialFailed, isFinal, upgradeRefused } from './refusals.js';
 
 export type TransportEvents = {
   /** An agent push. */
@@ -93,15 +33,7 @@ export type TransportEvents = {
   down: [error: UnavailableError];
   /** The reply to a creating call that had timed out: the work got done, and what it made can be adopted. */
   late: [reply: { op: OpName; requestId: string; result: unknown }];
-  closed: [];
 };
-
-/** A request as sent, kept for the call's life so that a re-send is the very same request. */
-/** A request frame before the socket it goes out on numbers it. */
-type Frame = Omit<RequestFrame, 'id'>;
-
-/** How one exchange ended: a reply, or the link went before one came. */
-type Outcome = { ok: true; result: unknown } | { ok: false; error: KindlingError } | { ok: 'lost' };
 
 interface Pending {
   settle(outcome: Outcome): void;
@@ -110,65 +42,23 @@ interface Pending {
 /** `idle` before the first dial, `down` between a drop and a successful redial, `closed` for good. */
 type State = 'idle' | 'open' | 'down' | 'closed';
 
-/** The token the environment gives: `KINDLING_TOKEN`, else the file `KINDLING_TOKEN_FILE` names. */
-export function tokenFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (env.KINDLING_TOKEN) return env.KINDLING_TOKEN;
-  const file = env.KINDLING_TOKEN_FILE;
-  if (!file) return undefined;
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    throw new InvalidArgumentError(`cannot read the token file KINDLING_TOKEN_FILE=${file}: ${messageOf(err)}`, { file });
-  }
-}
-
-/** The agent's RPC endpoint for a user-given URL: `/rpc` is added when the URL has no path. */
-export function rpcUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new InvalidArgumentError(`not a URL: ${url}`);
-  }
-  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
-    throw new InvalidArgumentError(`an agent URL is ws:// or wss://, not ${parsed.protocol}//`, { url });
-  }
-  if (parsed.pathname === '' || parsed.pathname === '/') parsed.pathname = '/rpc';
-  return parsed.toString();
-}
-
 /** msgpack would carry `undefined` as an extension type; leaving the key out means the same to the agent. */
 function withoutUndefined(args: unknown): unknown {
   if (!isObject(args)) return args;
   return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined));
 }
 
-/** The id a call goes out with: the caller's, else a fresh UUID for a mutating op (so a resend is answered from its outcome), else none. */
-export function requestIdFor(op: OpName, given: string | undefined): string | undefined {
-  return given ?? (MUTATING_OPS.has(op) ? randomUUID() : undefined);
-}
-
-/** A caller's own request id, checked by the agent's rule before anything is sent. */
-function checkRequestId(op: OpName, requestId: string): void {
-  try {
-    parseRequestFrame({ id: 0, op, args: null, requestId });
-  } catch (err) {
-    throw new InvalidArgumentError(messageOf(err), { op, requestId });
-  }
-}
-
 /**
- * One WebSocket to one agent: request ids matched to replies, per-call deadlines, pushes re-emitted, a
- * background redial after a drop, and calls that outlive a drop or a BUSY refusal by being sent again
- * (the same frame, the same requestId: the agent answers a retry with the first outcome). Knows
- * frames, not resources.
+ * One WebSocket to one agent: frames matched to replies, per-call deadlines, pushes re-emitted, and a
+ * background redial after a drop. Calls outlive a drop or a BUSY refusal by being sent again: how, and
+ * with which request id, is the ledger's (ledger.ts). Knows frames, not resources.
  */
 export class Transport extends EventEmitter<TransportEvents> {
   /** The `/rpc` endpoint actually dialled. */
   readonly endpoint: string;
   private readonly token: string | undefined;
-  private readonly timeoutMs: number;
-  private readonly longTimeoutMs: number;
+  private readonly tls: TlsOptions;
+  private readonly deadlines: Deadlines;
   private readonly keepaliveMs: number;
   private readonly busyRetries: number;
   private readonly reconnect: Required<ReconnectOptions> | null;
@@ -176,25 +66,31 @@ export class Transport extends EventEmitter<TransportEvents> {
   private state: State = 'idle';
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  /** Frames of creating calls that timed out, by frame id, whose reply is still worth adopting. */
-  private readonly late = new Map<number, Frame>();
+  private readonly late = new LateReplies();
   private retryTimer: NodeJS.Timeout | null = null;
   private dialing: Promise<HelloResult> | null = null;
   private hello: HelloResult | null = null;
-  /** Why the last redial failed: a refused token is worth telling callers as such. */
+  /** Why the last redial failed: a final refusal (isFinal) ends every wait at once. */
   private redialError: KindlingError | null = null;
-
-  private readonly tls: TlsOptions;
+  /** The calls waiting for the next redial, each its own settler: waiting adds no listener to this emitter. */
+  private readonly waiting = new Set<(err?: KindlingError) => void>();
+  /** The ledger's view of this link. */
+  private readonly link: Link = {
+    whenOpen: (signal) => this.whenOpen(signal),
+    exchange: (frame, signal) => this.exchange(this.socket, frame, signal),
+    lost: () =>
+      this.reconnect && this.state !== 'closed'
+        ? null
+        : new UnavailableError(this.state === 'closed' ? 'the client closed the connection' : `the connection to the agent at ${this.endpoint} closed`),
+  };
 
   constructor(url: string, options: ConnectOptions = {}) {
     super();
     this.endpoint = rpcUrl(url);
     this.token = options.token ?? tokenFromEnv();
     this.tls = options.tls ?? {};
-    this.timeoutMs = options.timeoutMs ?? 120_000;
     this.keepaliveMs = options.keepaliveMs ?? 15_000;
-    // Without pings nothing notices a dead link, so long calls fall back to the short deadline.
-    this.longTimeoutMs = options.longTimeoutMs ?? (this.keepaliveMs > 0 ? 0 : this.timeoutMs);
+    this.deadlines = new Deadlines(options, this.keepaliveMs);
     this.busyRetries = options.busyRetries ?? 3;
     const reconnect = options.reconnect ?? true;
     this.reconnect =
@@ -220,27 +116,21 @@ export class Transport extends EventEmitter<TransportEvents> {
   }
 
   /**
-   * Validates, sends and resolves with the reply's result. A mutating call carries a requestId for its
-   * whole life: sent again after a drop (once redialled, within `waitMs`) and after a BUSY refusal, it is
-   * still one operation. A TIMEOUT or UNAVAILABLE rejection of a call with a requestId names it in
-   * `details.requestId`, so the caller can ask again for the outcome.
+   * Validates, sends and resolves with the reply's result, within the op's deadline (Deadlines). A
+   * mutating call carries a requestId for its whole life (ledger.ts): a TIMEOUT or UNAVAILABLE rejection
+   * names it in `details.requestId`, so the caller can ask again for the outcome.
    */
   async request<O extends OpName>(op: O, args: OpArgs<O>, options: RequestOptions = {}): Promise<OpResult<O>> {
     const checked = validateArgs(op, args);
     if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
-    const timeoutMs = options.timeoutMs ?? (LONG_OPS.has(op) ? this.longTimeoutMs : this.timeoutMs);
+    const timeoutMs = options.timeoutMs ?? this.deadlines.of(op);
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs must be a non-negative number of ms', { timeoutMs });
-    if (options.requestId !== undefined) checkRequestId(op, options.requestId);
     const requestId = requestIdFor(op, options.requestId);
     const frame: Frame = { op, args: withoutUndefined(checked.args), ...(requestId === undefined ? {} : { requestId }) };
     const ids = requestId === undefined ? { op } : { op, requestId };
     const call = deadline(timeoutMs, () => new TimeoutError(`${op} got no reply within ${timeoutMs} ms`, { ...ids, timeoutMs }));
     try {
-      return (await this.attempts(frame, call.signal)) as OpResult<O>;
-    } catch (err) {
-      // The outcome is unknown: the id lets the caller ask for it.
-      if (requestId !== undefined && err instanceof UnavailableError) throw new UnavailableError(err.message, { ...err.details, ...ids }, { cause: err });
-      throw err;
+      return (await deliver(this.link, frame, call.signal, this.busyRetries)) as OpResult<O>;
     } finally {
       call.clear();
     }
@@ -250,7 +140,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.emit('closed');
+    this.wake(new UnavailableError('the client closed the connection'));
     this.losePending();
     const socket = this.socket;
     if (!socket || socket.readyState === WebSocket.CLOSED) return;
@@ -262,31 +152,14 @@ export class Transport extends EventEmitter<TransportEvents> {
     });
   }
 
-  /** Sends `frame` until it gets a reply that is not BUSY (or BUSY too often), redialling after drops. */
-  private async attempts(frame: Frame, signal: AbortSignal): Promise<unknown> {
-    for (let busy = 0; ; ) {
-      await this.whenOpen(signal);
-      const outcome = await this.exchange(this.socket, frame, signal);
-      if (outcome.ok === true) return outcome.result;
-      if (outcome.ok === 'lost') {
-        if (this.reconnect && this.state !== 'closed') continue;
-        throw new UnavailableError(
-          this.state === 'closed' ? 'the client closed the connection' : `the connection to the agent at ${this.endpoint} closed`,
-        );
-      }
-      if (outcome.error.code !== 'BUSY' || busy >= this.busyRetries) throw outcome.error;
-      busy++;
-      await pause(busyDelay(outcome.error), signal);
-    }
-  }
-
   private dial(): Promise<HelloResult> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+      const connectMs = this.deadlines.connectMs;
       const ws = new WebSocket(this.endpoint, {
         headers,
         ...this.tls,
-        handshakeTimeout: Math.min(this.timeoutMs, 10_000),
+        ...(connectMs > 0 ? { handshakeTimeout: connectMs } : {}),
         // No compression: frames are small and latency is what counts.
         perMessageDeflate: false,
         // One frame per turn, as in browsers: what a caller does on a reply (in microtasks) happens before
@@ -295,23 +168,20 @@ export class Transport extends EventEmitter<TransportEvents> {
         allowSynchronousEvents: false,
       });
       this.socket = ws;
-      let failure: KindlingError | null = null;
+      let failure: KindlingError | Promise<KindlingError> | null = null;
 
       ws.on('unexpected-response', (_req, res) => {
-        failure =
-          res.statusCode === 401 || res.statusCode === 403
-            ? new UnauthorizedError(`the agent at ${this.endpoint} refused the token`, { status: res.statusCode })
-            : new UnavailableError(`the agent at ${this.endpoint} answered the upgrade with HTTP ${res.statusCode}`);
+        failure = upgradeRefused(this.endpoint, res.statusCode ?? 0, Boolean(this.token));
         res.resume();
         ws.terminate();
       });
       ws.on('error', (err) => {
-        failure ??= new UnavailableError(`cannot reach the agent at ${this.endpoint}: ${err.message}`);
+        failure ??= dialFailed(this.endpoint, err);
       });
       ws.on('message', (data) => this.receive(data as Buffer)); // binaryType is the default 'nodebuffer'
       const stopKeepalive = this.keepalive(ws);
       ws.on('open', () => {
-        const limit = deadline(this.timeoutMs, () => new TimeoutError(`hello got no reply within ${this.timeoutMs} ms`, { op: 'hello' }));
+        const limit = deadline(connectMs, () => new TimeoutError(`hello got no reply within ${connectMs} ms`, { op: 'hello', timeoutMs: connectMs }));
         const frame: Frame = { op: 'hello', args: { protocolVersion: PROTOCOL_VERSION } };
         this.exchange(ws, frame, limit.signal)
           .then((outcome) => {
@@ -337,7 +207,8 @@ export class Transport extends EventEmitter<TransportEvents> {
         if (wasOpen) this.state = 'down';
         this.losePending();
         if (!wasOpen) {
-          reject(this.state === 'closed' ? new UnavailableError('the client closed the connection') : (failure ?? lost));
+          if (this.state === 'closed') reject(new UnavailableError('the client closed the connection'));
+          else void Promise.resolve(failure ?? lost).then(reject);
           return;
         }
         this.emit('down', lost);
@@ -369,9 +240,13 @@ export class Transport extends EventEmitter<TransportEvents> {
       () => {
         this.retryTimer = null;
         this.dial().then(
-          (hello) => this.emit('up', hello),
+          (hello) => {
+            this.wake();
+            this.emit('up', hello);
+          },
           (err: KindlingError) => {
             this.redialError = err;
+            if (isFinal(err)) this.wake(err);
             this.scheduleRedial(Math.min(delayMs * 2, maxDelayMs));
           },
         );
@@ -380,6 +255,13 @@ export class Transport extends EventEmitter<TransportEvents> {
     );
     // A dead agent alone must not keep the process alive; a waiting call holds its own timer.
     this.retryTimer.unref();
+  }
+
+  /** Ends the calls' wait for the link: it is up (no error), or will not come up for them (`err`). */
+  private wake(err?: KindlingError): void {
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const done of waiting) done(err);
   }
 
   /** Resolves once the link is open: at once, or after a redial within `waitMs`; rejects when the signal aborts first. */
@@ -396,30 +278,25 @@ export class Transport extends EventEmitter<TransportEvents> {
             : `not connected to the agent at ${this.endpoint}`,
       );
     }
+    const last = this.redialError;
+    if (isFinal(last)) throw last;
     await new Promise<void>((resolve, reject) => {
       const done = (err?: KindlingError): void => {
         clearTimeout(timer);
-        this.off('up', onUp);
-        this.off('closed', onClosed);
+        this.waiting.delete(done);
         signal?.removeEventListener('abort', onAbort);
         if (err) reject(err);
         else resolve();
       };
-      const onUp = (): void => done();
-      const onClosed = (): void => done(new UnavailableError('the client closed the connection'));
-      const onAbort = (): void => done(signal?.reason as KindlingError);
-      const unreachable = (): KindlingError => {
-        const last = this.redialError;
-        if (last?.code === 'UNAUTHORIZED') return last;
-        return new UnavailableError(`the agent at ${this.endpoint} is unreachable`, {
+      const unreachable = (): KindlingError =>
+        new UnavailableError(`the agent at ${this.endpoint} is unreachable`, {
           waitedMs: reconnect.waitMs,
-          ...(last ? { lastError: last.message } : {}),
+          ...(this.redialError ? { lastError: this.redialError.message } : {}),
         });
-      };
       const timer = setTimeout(() => done(unreachable()), reconnect.waitMs);
-      this.on('up', onUp);
-      this.on('closed', onClosed);
+      const onAbort = (): void => done(signal?.reason as KindlingError);
       signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.add(done);
     });
   }
 
@@ -433,7 +310,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         this.pending.delete(id);
-        if (frame.requestId !== undefined && CREATING_OPS.has(frame.op)) this.late.set(id, frame);
+        this.late.abandoned(id, frame);
         reject(signal.reason as KindlingError);
       };
       signal.addEventListener('abort', onAbort, { once: true });
@@ -476,10 +353,8 @@ export class Transport extends EventEmitter<TransportEvents> {
       entry.settle(outcome);
       return;
     }
-    const late = this.late.get(frame.id);
-    if (!late?.requestId) return;
-    this.late.delete(frame.id);
-    if (outcome.ok === true) this.emit('late', { op: late.op, requestId: late.requestId, result: outcome.result });
+    const late = this.late.take(frame.id, outcome);
+    if (late) this.emit('late', late);
   }
 
   /** The link is gone: no reply will come for what is pending (each call decides whether to send again). */

@@ -31,12 +31,11 @@ export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions;
  */
 export class Volume extends Tracked<VolumeStatus> {
   readonly id: string;
-  /** The Backend it lives on (a stub when loaded from JSON of a backend this agent lacks). */
-  readonly backend: Backend;
   /** Tracked locally: the snapshots this agent connection knows of, each the same object every time. */
   readonly snapshots = new Set<Snapshot>();
   readonly connections: Connection[] = [];
   readonly #registry: Registry;
+  #backend: Backend;
   /** The agent's record as last heard: replies and pushes replace it, the getters read it. */
   #fields: VolumeFields;
 
@@ -45,8 +44,16 @@ export class Volume extends Tracked<VolumeStatus> {
     super(record.status);
     this.#registry = registry;
     this.id = record.id;
-    this.backend = backend;
+    this.#backend = backend;
     this.#fields = pick(record, VOLUME_FIELDS);
+  }
+
+  /**
+   * The Backend it lives on (a stub when loaded from JSON of a backend this agent lacks); the one the
+   * agent's record names once a reply or push brings it (e.g. after `refresh()`).
+   */
+  get backend(): Backend {
+    return this.#backend;
   }
 
   get name(): string | null {
@@ -82,6 +89,11 @@ export class Volume extends Tracked<VolumeStatus> {
   /** The last failure, kept while the volume is in an error status. */
   get error(): ErrorInfo | null {
     return this.#fields.error;
+  }
+
+  /** @internal The identity map moves it to the backend the agent's record names. */
+  rehome(backend: Backend): void {
+    this.#backend = backend;
   }
 
   /** @internal */

@@ -1,5 +1,7 @@
-import { isObject, type DriverName } from '@kindling/protocol';
-import { rpcUrl } from '../transport.js';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isObject, messageOf, type DriverName } from '@kindling/protocol';
+import { rpcUrl, type TlsOptions } from '../options.js';
 
 /** One backend as the agent's `/readyz` reports it. */
 export interface BackendReadiness {
@@ -34,28 +36,41 @@ function isReadyz(x: unknown): x is Readyz {
   return isObject(x) && typeof x.ready === 'boolean' && typeof x.hostId === 'string' && Array.isArray(x.backends) && x.backends.every(isReadiness);
 }
 
-/**
- * Reads an agent's `/readyz`. Rejects (with a message naming the URL) when the agent cannot be
- * reached in `timeoutMs` or answers with something that is not a readiness report; a 503 with a
- * report is an answer, not a failure.
- */
-export async function probeReadyz(agentUrl: string, timeoutMs: number): Promise<Readyz> {
-  const url = readyzUrl(agentUrl);
-  let response: Response;
-  try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  } catch (err) {
-    const why = err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : describe(err);
-    throw new Error(`GET ${url}: ${why}`);
-  }
-  const body: unknown = await response.json().catch(() => null);
-  if (!isReadyz(body)) throw new Error(`GET ${url}: HTTP ${response.status} without a readiness report`);
-  return body;
+/** One GET with the client's TLS options (node's fetch takes none): status and body text, within `timeoutMs`. */
+function get(url: string, tls: TlsOptions, timeoutMs: number): Promise<{ status: number; body: string }> {
+  const request = url.startsWith('https:') ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ...tls, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
-/** fetch hides the socket error (ECONNREFUSED, ...) in `cause`; that is the useful part. */
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = err.cause;
-  return cause instanceof Error ? `${err.message}: ${cause.message}` : err.message;
+/**
+ * Reads an agent's `/readyz`, with the same TLS options as its RPC link. Rejects (with a message naming
+ * the URL) when the agent cannot be reached in `timeoutMs` or answers with something that is not a
+ * readiness report; a 503 with a report is an answer, not a failure.
+ */
+export async function probeReadyz(agentUrl: string, timeoutMs: number, tls: TlsOptions = {}): Promise<Readyz> {
+  const url = readyzUrl(agentUrl);
+  let response: { status: number; body: string };
+  try {
+    response = await get(url, tls, timeoutMs);
+  } catch (err) {
+    const why = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError') ? `no answer within ${timeoutMs} ms` : messageOf(err);
+    throw new Error(`GET ${url}: ${why}`);
+  }
+  let body: unknown = null;
+  try {
+    body = JSON.parse(response.body);
+  } catch {
+    // not JSON: reported below
+  }
+  if (!isReadyz(body)) throw new Error(`GET ${url}: HTTP ${response.status} without a readiness report`);
+  return body;
 }

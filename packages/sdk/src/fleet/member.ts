@@ -1,7 +1,7 @@
 import { KindlingError, UnavailableError, type BackendStats } from '@kindling/protocol';
 import { Agent } from '../agent.js';
 import type { Backend } from '../backend.js';
-import type { ConnectOptions } from '../transport.js';
+import type { ConnectOptions, TlsOptions } from '../options.js';
 
 /**
  * `connecting` during the first attempt; `up` while the RPC link is open; `down` while it is not (the
@@ -41,6 +41,8 @@ export function kindlingOrRethrow(err: unknown): KindlingError {
 export class Member implements FleetAgent {
   readonly url: string;
   readonly agent: Agent;
+  /** The TLS options its Agent uses, for the health probe too. */
+  readonly tls: TlsOptions | undefined;
   hostId: string | null = null;
   state: FleetAgentState = 'connecting';
   lastError: KindlingError | null = null;
@@ -64,6 +66,7 @@ export class Member implements FleetAgent {
   constructor(url: string, options: ConnectOptions, delays: RetryDelays) {
     this.url = url;
     this.agent = new Agent(url, options);
+    this.tls = options.tls;
     this.#delays = delays;
     this.#delayMs = delays.initialDelayMs;
     this.agent.on('event', (frame) => {
@@ -154,8 +157,9 @@ export class Member implements FleetAgent {
     this.state = 'up';
     this.lastError = null;
     this.#delayMs = this.#delays.initialDelayMs;
+    // Not awaited: joining (and so Fleet.connect) must not wait for a share that hangs its stats;
+    // placement waits for it, within the read deadline.
     this.capacityLoaded = this.#loadCapacity();
-    await this.capacityLoaded;
   }
 
   async #loadCapacity(): Promise<void> {

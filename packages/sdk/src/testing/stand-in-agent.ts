@@ -67,6 +67,8 @@ export class StandInAgent {
   private readonly outcomes = new Map<string, Promise<Outcome>>();
   private readonly runs = new Map<string, number>();
   private busy: { count: number; retryAfterMs: number } = { count: 0, retryAfterMs: 0 };
+  /** When set, every upgrade is answered with this HTTP status (421: a Host the agent does not answer to). */
+  private upgradeStatus: number | null = null;
   private readonly token: string | undefined;
   private readonly handlers = new Map<string, Handler>();
   private readonly sockets = new Set<WebSocket>();
@@ -109,6 +111,11 @@ export class StandInAgent {
     this.busy = { count, retryAfterMs };
   }
 
+  /** Answers every upgrade with `status` (as the agent's edge does for a foreign Host, 421), or again normally (null). */
+  refuseUpgrades(status: number | null): void {
+    this.upgradeStatus = status;
+  }
+
   /** The network dropping every link; the agent goes on (work under way finishes) and takes new ones. */
   cut(): void {
     for (const ws of this.sockets) ws.terminate();
@@ -135,6 +142,10 @@ export class StandInAgent {
     server.on('upgrade', (req, socket, head) => {
       if (req.url !== '/rpc') {
         socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+        return;
+      }
+      if (this.upgradeStatus !== null) {
+        socket.end(`HTTP/1.1 ${this.upgradeStatus} Refused\r\nContent-Length: 0\r\n\r\n`);
         return;
       }
       if (this.token && req.headers.authorization !== `Bearer ${this.token}`) {
