@@ -53,3 +53,37 @@ it('refuses contradictory or unreadable settings with a clear message', () => {
   expect(() => resolveSettings({ config: 'missing.yaml' }, env())).toThrow(`cannot read client config ${join(dir, 'missing.yaml')}: ENOENT`);
   expect(() => resolveSettings({ timeout: '-1' }, env())).toThrow('--timeout takes a positive number of seconds, not -1');
 });
+
+it('reads no client config at all when KINDLING_CONFIG is empty, not the current folder', () => {
+  const withConfig = (vars: NodeJS.ProcessEnv): Environment => ({ env: vars, cwd: dir, home: join(dir, 'home') });
+  expect(resolveSettings({}, withConfig({ KINDLING_CONFIG: '' }))).toMatchObject({ urls: ['ws://127.0.0.1:8600'], token: undefined });
+});
+
+it('gives each agent of a client config its own token, and flags or env one for all', async () => {
+  const config = join(dir, 'per-agent.yaml');
+  await writeFile(join(dir, 'b-token'), 'token-b\n');
+  await writeFile(config, 'token: fleet-wide\nagents:\n  - ws://a:8600\n  - url: ws://b:8600\n    tokenFile: b-token\n  - url: ws://c:8600\n    token: token-c\n');
+  const settings = resolveSettings({ config }, env());
+  expect(settings.urls).toEqual(['ws://a:8600', 'ws://b:8600', 'ws://c:8600']);
+  expect(settings.urls.map((u) => settings.tokens[u])).toEqual(['fleet-wide', 'token-b', 'token-c']);
+  const overridden = resolveSettings({ config }, env({ KINDLING_TOKEN: 'from-env' }));
+  expect(overridden.urls.map((u) => overridden.tokens[u])).toEqual(['from-env', 'from-env', 'from-env']);
+  await writeFile(config, 'agents:\n  - url: ws://a:8600\n    tokn: x\n');
+  expect(() => resolveSettings({ config }, env())).toThrow(`the client config ${config}: agents[0] has unknown keys: tokn (known: url, token, tokenFile)`);
+});
+
+it('pins one agent of the fleet with --agent', () => {
+  expect(resolveSettings({ agents: 'ws://a:8600,ws://b:8600', agent: 'ws://b:8600' }, env())).toMatchObject({ urls: ['ws://b:8600'], fleet: true });
+  expect(() => resolveSettings({ agents: 'ws://a:8600', agent: 'ws://z:8600' }, env())).toThrow('--agent ws://z:8600 is not one of the agents: ws://a:8600');
+});
+
+it('reads TLS files from flags over env over the client config', async () => {
+  for (const f of ['ca', 'cert', 'key', 'ca2']) await writeFile(join(dir, `${f}.pem`), `${f} pem\n`);
+  const config = join(dir, 'tls.yaml');
+  await writeFile(config, `url: wss://h:8600\nca: ${join(dir, 'ca.pem')}\ncert: ${join(dir, 'cert.pem')}\nkey: ${join(dir, 'key.pem')}\n`);
+  const text = (s: { tls: Record<string, Buffer | undefined> }) => Object.fromEntries(Object.entries(s.tls).map(([k, v]) => [k, v?.toString().trim()]));
+  expect(text(resolveSettings({ config }, env()))).toEqual({ ca: 'ca pem', cert: 'cert pem', key: 'key pem' });
+  expect(text(resolveSettings({ config }, env({ KINDLING_CA: 'ca2.pem' })))).toMatchObject({ ca: 'ca2 pem' });
+  expect(text(resolveSettings({ config, ca: 'ca.pem' }, env({ KINDLING_CA: 'ca2.pem' })))).toMatchObject({ ca: 'ca pem' });
+  expect(() => resolveSettings({ cert: 'cert.pem' }, env())).toThrow('give --cert and --key together');
+});
