@@ -22,6 +22,8 @@ function report(err: unknown, debug: boolean, runtime: Runtime): number {
   if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
   if (err instanceof KindlingError) {
     runtime.stderr(`error: ${err.code}: ${firstLine(err.message)}\n`);
+    const resend = resendHint(err);
+    if (resend) runtime.stderr(resend);
     if (debug) runtime.stderr(debugDetails(err));
     return exitCodeOf(err.code);
   }
@@ -29,6 +31,18 @@ function report(err: unknown, debug: boolean, runtime: Runtime): number {
   runtime.stderr(`error: ${firstLine(error.message)}\n`);
   if (debug && error.stack) runtime.stderr(error.stack + '\n');
   return EXIT.FAILURE;
+}
+
+/**
+ * A change whose outcome is unknown (the link or the deadline gave out, the agent may have finished):
+ * its request id, always, so that a rerun adopts that outcome instead of doing the work a second time.
+ * A placed create names where it went, which the rerun must name too.
+ */
+function resendHint(err: KindlingError): string | null {
+  const { requestId, url, backend } = err.details as Record<string, unknown>;
+  if ((err.code !== 'UNAVAILABLE' && err.code !== 'TIMEOUT') || typeof requestId !== 'string') return null;
+  const where = typeof url === 'string' && typeof backend === 'string' ? ` --url ${url} --backend ${backend}` : '';
+  return `request id: ${requestId} (its outcome is unknown: run the same command with${where} --request-id ${requestId} to get it)\n`;
 }
 
 const firstLine = (text: string): string => text.split('\n')[0] ?? '';

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { resolveSettings, type Environment } from './settings.js';
+import { resolveSettings, type Environment, type Settings } from './settings.js';
 
 let dir: string;
 let env: (vars?: NodeJS.ProcessEnv, cwd?: string) => Environment;
@@ -81,7 +81,7 @@ it('reads TLS files from flags over env over the client config', async () => {
   for (const f of ['ca', 'cert', 'key', 'ca2']) await writeFile(join(dir, `${f}.pem`), `${f} pem\n`);
   const config = join(dir, 'tls.yaml');
   await writeFile(config, `url: wss://h:8600\nca: ${join(dir, 'ca.pem')}\ncert: ${join(dir, 'cert.pem')}\nkey: ${join(dir, 'key.pem')}\n`);
-  const text = (s: { tls: Record<string, Buffer | undefined> }) => Object.fromEntries(Object.entries(s.tls).map(([k, v]) => [k, v?.toString().trim()]));
+  const text = (s: Settings) => Object.fromEntries(Object.entries(s.tls).map(([k, v]: [string, Buffer]) => [k, v.toString().trim()]));
   expect(text(resolveSettings({ config }, env()))).toEqual({ ca: 'ca pem', cert: 'cert pem', key: 'key pem' });
   expect(text(resolveSettings({ config }, env({ KINDLING_CA: 'ca2.pem' })))).toMatchObject({ ca: 'ca2 pem' });
   expect(text(resolveSettings({ config, ca: 'ca.pem' }, env({ KINDLING_CA: 'ca2.pem' })))).toMatchObject({ ca: 'ca pem' });
