@@ -143,7 +143,9 @@ function pick<T>(scope: Scope, { values, failures }: Gathered<T>, intent: Intent
     if (!scope.settings.fleet && agentDown) throw agentDown.error;
     const unanswered = { notAnswered: failures.map((f) => ({ url: f.url, backend: f.backend, code: f.error.code, message: f.error.message })) };
     if (!first) throw new UnavailableError(`${what} is not on the agents that answered; did not answer: ${silent}`, unanswered);
-    if (intent === 'change' && !(byId && rest.length === 0)) {
+    if (intent === 'change') {
+      // The one resource the id names, whoever else is silent: the change is whole, not partial.
+      if (byId && rest.length === 0) return first;
       throw new UnavailableError(`${what}: refused, as it may also name something on what did not answer: ${silent} (give the id, or --agent URL to pick an agent)`, unanswered);
     }
     scope.failed(failures);
