@@ -21,14 +21,14 @@ afterAll(async () => {
 
 it('takes flags over env over the client config', () => {
   const withConfig = (vars: NodeJS.ProcessEnv = {}): Environment => ({ env: vars, cwd: dir, home: join(dir, 'home') });
-  expect(resolveSettings({}, withConfig())).toMatchObject({ urls: ['ws://config-host:8600'], token: 'from-config', fleet: false });
+  expect(resolveSettings({}, withConfig())).toMatchObject({ urls: ['ws://config-host:8600'], tokens: { 'ws://config-host:8600': 'from-config' }, fleet: false });
   expect(resolveSettings({}, withConfig({ KINDLING_URL: 'ws://env-host:8600', KINDLING_TOKEN: 'from-env' }))).toMatchObject({
     urls: ['ws://env-host:8600'],
-    token: 'from-env',
+    tokens: { 'ws://env-host:8600': 'from-env' },
   });
   expect(resolveSettings({ url: 'ws://flag-host:8600', token: 'from-flag' }, withConfig({ KINDLING_URL: 'ws://env-host:8600', KINDLING_TOKEN: 'x' }))).toMatchObject({
     urls: ['ws://flag-host:8600'],
-    token: 'from-flag',
+    tokens: { 'ws://flag-host:8600': 'from-flag' },
   });
   // An agent list given as a flag is a fleet, and overrides KINDLING_URL.
   expect(resolveSettings({ agents: 'ws://a:8600, ws://b:8600' }, withConfig({ KINDLING_URL: 'ws://env-host:8600' }))).toMatchObject({
@@ -39,11 +39,11 @@ it('takes flags over env over the client config', () => {
 
 it("finds the local agent's token file for a loopback agent only", () => {
   const host = join(dir, 'host');
-  expect(resolveSettings({}, env({}, host))).toMatchObject({ urls: ['ws://127.0.0.1:8600'], token: 'local-token' });
-  expect(resolveSettings({ url: 'ws://localhost:9000' }, env({}, host))).toMatchObject({ token: 'local-token' });
+  expect(resolveSettings({}, env({}, host))).toMatchObject({ tokens: { 'ws://127.0.0.1:8600': 'local-token' } });
+  expect(resolveSettings({ url: 'ws://localhost:9000' }, env({}, host))).toMatchObject({ tokens: { 'ws://localhost:9000': 'local-token' } });
   // This host's secret is never sent to another host.
-  expect(resolveSettings({ url: 'wss://storage-2:8600' }, env({}, host))).toMatchObject({ token: undefined });
-  expect(resolveSettings({}, env({}, dir))).toMatchObject({ token: undefined });
+  expect(resolveSettings({ url: 'wss://storage-2:8600' }, env({}, host))).toEqual(expect.objectContaining({ tokens: { 'wss://storage-2:8600': undefined } }));
+  expect(resolveSettings({}, env({}, dir))).toEqual(expect.objectContaining({ tokens: { 'ws://127.0.0.1:8600': undefined } }));
 });
 
 it('refuses contradictory or unreadable settings with a clear message', () => {
@@ -56,7 +56,7 @@ it('refuses contradictory or unreadable settings with a clear message', () => {
 
 it('reads no client config at all when KINDLING_CONFIG is empty, not the current folder', () => {
   const withConfig = (vars: NodeJS.ProcessEnv): Environment => ({ env: vars, cwd: dir, home: join(dir, 'home') });
-  expect(resolveSettings({}, withConfig({ KINDLING_CONFIG: '' }))).toMatchObject({ urls: ['ws://127.0.0.1:8600'], token: undefined });
+  expect(resolveSettings({}, withConfig({ KINDLING_CONFIG: '' }))).toEqual(expect.objectContaining({ urls: ['ws://127.0.0.1:8600'], tokens: { 'ws://127.0.0.1:8600': undefined } }));
 });
 
 it('gives each agent of a client config its own token, and flags or env one for all', async () => {

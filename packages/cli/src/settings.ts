@@ -34,14 +34,10 @@ export interface Settings {
   urls: string[];
   /** Many agents asked for (`--agents`, `--agents-file`, `agents:` in the config): fleet output and exit codes. */
   fleet: boolean;
-  /** The token for agents that have none of their own. */
-  token: string | undefined;
   /** By URL: the token each agent is sent. */
   tokens: Record<string, string | undefined>;
   tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   timeouts: Timeouts;
-  /** Where the token came from, for `--debug` (never the token itself). */
-  tokenSource: string;
 }
 
 /** What the process sees: passed in so tests and the bin agree on one source. */
@@ -74,10 +70,10 @@ export function resolveSettings(flags: ConnectionFlags, environment: Environment
   const all = agents ?? [explicitUrl ?? config.url ?? DEFAULT_URL];
   if (all.length === 0) throw new InvalidArgumentError('the agent list is empty');
   const urls = pinned(all, flags.agent);
-  const { token, tokenSource, forAll } = resolveToken(flags, env, config, urls, cwd);
+  const { token, forAll } = resolveToken(flags, env, config, urls, cwd);
   const own = (url: string) => configAgents?.find((a) => a.url === url);
   const tokens = Object.fromEntries(urls.map((url) => [url, forAll ? token : (agentToken(own(url), cwd) ?? token)]));
-  return { urls, fleet: agents !== undefined, token, tokens, tokenSource, tls: tlsFiles(flags, env, config, cwd), timeouts: timeouts(flags.timeout) };
+  return { urls, fleet: agents !== undefined, tokens, tls: tlsFiles(flags, env, config, cwd), timeouts: timeouts(flags.timeout) };
 }
 
 /** `--agent`: one agent of the list, so that a name means what that agent holds even while others are down. */
@@ -101,38 +97,37 @@ const splitList = (items: string[]): string[] => items.map((s) => s.trim()).filt
 
 interface ResolvedToken {
   token: string | undefined;
-  tokenSource: string;
   /** Given by flag or environment: it goes to every agent, over their own in the config. */
   forAll: boolean;
 }
 
 function resolveToken(flags: ConnectionFlags, env: NodeJS.ProcessEnv, config: ClientConfig, urls: string[], cwd: string): ResolvedToken {
   if (flags.token !== undefined && flags.tokenFile !== undefined) throw new InvalidArgumentError('give --token or --token-file, not both');
-  if (flags.token !== undefined) return { token: flags.token, tokenSource: '--token', forAll: true };
-  if (flags.tokenFile !== undefined) return { ...fromFile(resolve(cwd, flags.tokenFile), '--token-file'), forAll: true };
-  if (env.KINDLING_TOKEN) return { token: env.KINDLING_TOKEN, tokenSource: 'KINDLING_TOKEN', forAll: true };
-  if (env.KINDLING_TOKEN_FILE) return { ...fromFile(resolve(cwd, env.KINDLING_TOKEN_FILE), 'KINDLING_TOKEN_FILE'), forAll: true };
-  if (config.token !== undefined) return { token: config.token, tokenSource: 'client config token', forAll: false };
-  if (config.tokenFile !== undefined) return { ...fromFile(resolve(cwd, config.tokenFile), 'client config tokenFile'), forAll: false };
+  if (flags.token !== undefined) return { token: flags.token, forAll: true };
+  if (flags.tokenFile !== undefined) return { token: fromFile(resolve(cwd, flags.tokenFile), '--token-file'), forAll: true };
+  if (env.KINDLING_TOKEN) return { token: env.KINDLING_TOKEN, forAll: true };
+  if (env.KINDLING_TOKEN_FILE) return { token: fromFile(resolve(cwd, env.KINDLING_TOKEN_FILE), 'KINDLING_TOKEN_FILE'), forAll: true };
+  if (config.token !== undefined) return { token: config.token, forAll: false };
+  if (config.tokenFile !== undefined) return { token: fromFile(resolve(cwd, config.tokenFile), 'client config tokenFile'), forAll: false };
   // The local agent's own token goes only to a loopback agent: never hand this host's secret to another.
   if (urls.every(isLoopback)) {
     for (const file of LOCAL_TOKEN_FILES.map((f) => resolve(cwd, f))) {
-      if (existsSync(file)) return { ...fromFile(file, file), forAll: false };
+      if (existsSync(file)) return { token: fromFile(file, file), forAll: false };
     }
   }
-  return { token: undefined, tokenSource: 'none', forAll: false };
+  return { token: undefined, forAll: false };
 }
 
 function agentToken(agent: ConfigAgent | undefined, cwd: string): string | undefined {
   if (agent?.token !== undefined) return agent.token;
-  if (agent?.tokenFile !== undefined) return fromFile(resolve(cwd, agent.tokenFile), `client config tokenFile of ${agent.url}`).token;
+  if (agent?.tokenFile !== undefined) return fromFile(resolve(cwd, agent.tokenFile), `client config tokenFile of ${agent.url}`);
   return undefined;
 }
 
-function fromFile(file: string, source: string): { token: string; tokenSource: string } {
+function fromFile(file: string, source: string): string {
   const token = readText(file, source).trim();
   if (token === '') throw new InvalidArgumentError(`the token file ${file} (${source}) is empty`);
-  return { token, tokenSource: `${source} (${file})` };
+  return token;
 }
 
 function isLoopback(url: string): boolean {
