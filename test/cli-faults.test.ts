@@ -94,6 +94,31 @@ describe('kindling when the link drops', { timeout: 90_000 }, () => {
     expect(standIn.executions(requestId!)).toBe(1);
     expect(standIn.volumes.size).toBe(2);
   });
+
+  it('names the agent and backend of a placed create whose outcome it could not learn, for the rerun to adopt it', async () => {
+    standIn = await StandInAgent.start({ token: TOKEN });
+    const reply = gate();
+    const made = gate();
+    standIn.handle('volume.create', async (a) => {
+      made.open();
+      await reply.promise;
+      return standIn.newVolume(a as { backend: string; size: number; name: string });
+    });
+    const run = kindling(['--timeout', '2', 'volume', 'create', '--size', '1', '--name', 'placed']);
+    await made.promise;
+    await standIn.stop();
+    const failed = await run;
+    expect(failed.code).toBe(7);
+    const [requestId] = [...new Set(standIn.requests.filter((r) => r.op === 'volume.create').map((r) => r.requestId))];
+    expect(failed.stderr).toContain(`--url ${standIn.url} --backend lvm --request-id ${requestId!}`);
+
+    reply.open();
+    await standIn.listen();
+    const adopted = await kindling(['volume', 'create', '--size', '1', '--name', 'placed', '--backend', 'lvm', '--request-id', requestId!, '--json']);
+    expect({ code: adopted.code, stderr: adopted.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(standIn.executions(requestId!)).toBe(1);
+    expect(standIn.volumes.size).toBe(1);
+  });
 });
 
 describe('kindling with a sick share, a closed pipe, secrets and per-agent tokens', { timeout: 90_000 }, () => {
@@ -140,9 +165,9 @@ describe('kindling with a sick share, a closed pipe, secrets and per-agent token
     expect(hidden.connections[0]!.connectionInfo.data).toEqual({ target_iqn: 'iqn.2026-12.test:v', auth_method: 'CHAP' });
   });
 
-  it('sends each agent of a fleet its own token from the client config', async () => {
+  it('sends each agent of a fleet its own token from the client config, and places a new volume on the one with most room', async () => {
     standIn = await StandInAgent.start({ token: TOKEN, hostId: 'host-a' });
-    const other = await StandInAgent.start({ token: 'other-agent-token-0123456789', hostId: 'host-b' });
+    const other = await StandInAgent.start({ token: 'other-agent-token-0123456789', hostId: 'host-b', capacityGb: 200 });
     try {
       standIn.newVolume({ backend: 'lvm', size: 1, name: 'on-a' });
       other.newVolume({ backend: 'lvm', size: 1, name: 'on-b' });
@@ -153,6 +178,10 @@ describe('kindling with a sick share, a closed pipe, secrets and per-agent token
       const r = await runCli(['volume', 'list', '-o', 'jsonl'], { env: { KINDLING_CONFIG: config }, killAfterMs: 60_000 });
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
       expect(r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { name: string }).name).sort()).toEqual(['on-a', 'on-b']);
+      const placed = await runCli(['volume', 'create', '--size', '1', '--name', 'placed', '--json'], { env: { KINDLING_CONFIG: config }, killAfterMs: 60_000 });
+      expect({ code: placed.code, stderr: placed.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(JSON.parse(placed.stdout)).toMatchObject({ name: 'placed', agent: { url: other.url, hostId: 'host-b' } });
+      expect([...other.volumes.values()].map((v) => v.name).sort()).toEqual(['on-b', 'placed']);
     } finally {
       await other.stop();
     }

@@ -1,6 +1,7 @@
 import {
   Fleet,
   InvalidArgumentError,
+  NotFoundError,
   UnavailableError,
   type AgentFailure,
   type AgentHealth,
@@ -81,7 +82,8 @@ export class Scope {
   agentOf(resource: Volume | Snapshot | Backend): AgentRef {
     const backend = resource instanceof Volume ? resource.backend : resource instanceof Snapshot ? resource.volume.backend : resource;
     const link = this.#links.find((l) => l.agent === backend.agent);
-    return { url: link?.url ?? backend.agent.url, hostId: link?.hostId ?? backend.agent.hostId };
+    if (!link) throw new NotFoundError(`backend ${backend.name} is not on one of this command's agents`);
+    return { url: link.url, hostId: link.hostId };
   }
 
   /** For commands about one agent's own state (kv): refused over a fleet of more than one. */
