@@ -129,6 +129,10 @@ describe('kindling with a sick share, a closed pipe, secrets and per-agent token
     const r = await kindling(['volume', 'list', '-o', 'jsonl']);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     expect((JSON.parse(r.stdout) as { name: string }).name).toBe('one');
+    // health reports on it (the stand-in serves no /readyz: not ready, exit 7) instead of hanging.
+    const health = await kindling(['health', '--json']);
+    expect(health.code).toBe(7);
+    expect(JSON.parse(health.stdout)).toMatchObject([{ link: 'up', ready: false }]);
   });
 
   it('exits 0 quietly when the reader of its output goes away (kindling volume list | head)', async () => {
