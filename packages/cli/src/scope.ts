@@ -126,13 +126,9 @@ export class Scope {
   async createPlaced(options: FleetCreateVolumeOptions & { size: number }): Promise<{ volume: Volume; agent: AgentRef }> {
     const fleets = await this.#fleetsByToken(this.#links.filter((l) => l.state === 'up').map((l) => l.url));
     if (fleets.length === 0) throw new UnavailableError('no agent answered', { down: this.down().map((f) => f.url) });
-    const offers = await Promise.allSettled(fleets.map((fleet) => fleet.place({ size: options.size, driver: options.driver })));
-    const best = offers
-      .map((offer, i) => ({ offer, fleet: fleets[i]! }))
-      .filter((o): o is { offer: PromiseFulfilledResult<Awaited<ReturnType<Fleet['place']>>>; fleet: Fleet } => o.offer.status === 'fulfilled')
-      .sort((x, y) => y.offer.value.roomGb - x.offer.value.roomGb)[0];
-    // Nothing fits anywhere: the fleet's own refusal says why.
-    const fleet = best?.fleet ?? fleets[0]!;
+    // Each fleet's best room, -1 where nothing fits; with none fitting anywhere, the first fleet's own refusal says why.
+    const room = await Promise.all(fleets.map((f) => f.place({ size: options.size, driver: options.driver }).then((p) => p.roomGb, () => -1)));
+    const fleet = fleets[room.indexOf(Math.max(...room))]!;
     const volume = await fleet.createVolume(options);
     const agent = fleet.agentOf(volume);
     return { volume, agent: { url: agent.url, hostId: agent.hostId } };

@@ -49,6 +49,7 @@ it("finds the local agent's token file for a loopback agent only", () => {
 it('refuses contradictory or unreadable settings with a clear message', () => {
   expect(() => resolveSettings({ url: 'ws://a:1', agents: 'ws://b:1' }, env())).toThrow('give either --url or --agents/--agents-file, not both');
   expect(() => resolveSettings({ token: 't', tokenFile: 'f' }, env())).toThrow('give --token or --token-file, not both');
+  expect(() => resolveSettings({ agents: 'ws://a:1,ws://b:1,ws://a:1' }, env())).toThrow('the agent ws://a:1 is listed twice');
   expect(() => resolveSettings({ tokenFile: 'missing' }, env())).toThrow(`cannot read --token-file ${join(dir, 'missing')}: ENOENT`);
   expect(() => resolveSettings({ config: 'missing.yaml' }, env())).toThrow(`cannot read client config ${join(dir, 'missing.yaml')}: ENOENT`);
   expect(() => resolveSettings({ timeout: '-1' }, env())).toThrow('--timeout takes a positive number of seconds, not -1');

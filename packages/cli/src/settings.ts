@@ -69,6 +69,8 @@ export function resolveSettings(flags: ConnectionFlags, environment: Environment
   const agents = flagAgents ?? configAgents?.map((a) => a.url);
   const all = agents ?? [explicitUrl ?? config.url ?? DEFAULT_URL];
   if (all.length === 0) throw new InvalidArgumentError('the agent list is empty');
+  const twice = all.find((url, i) => all.indexOf(url) !== i);
+  if (twice !== undefined) throw new InvalidArgumentError(`the agent ${twice} is listed twice`);
   const urls = pinned(all, flags.agent);
   const { token, forAll } = resolveToken(flags, env, config, urls, cwd);
   const own = (url: string) => configAgents?.find((a) => a.url === url);
