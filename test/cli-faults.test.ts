@@ -119,6 +119,23 @@ describe('kindling when the link drops', { timeout: 90_000 }, () => {
     expect(standIn.executions(requestId!)).toBe(1);
     expect(standIn.volumes.size).toBe(1);
   });
+
+  it('prints the request id of a change it cannot resend (kv set) without offering a --request-id it does not take', async () => {
+    standIn = await StandInAgent.start({ token: TOKEN });
+    const reached = gate();
+    standIn.handle('kv.set', () => {
+      reached.open();
+      return new Promise(() => undefined);
+    });
+    const run = kindling(['--timeout', '2', 'kv', 'set', 'node-1', 'connector']);
+    await reached.promise;
+    await standIn.stop();
+    const failed = await run;
+    expect(failed.code).toBe(7);
+    const [requestId] = standIn.requests.filter((r) => r.op === 'kv.set').map((r) => r.requestId);
+    expect(failed.stderr).toContain(`request id: ${requestId!} (its outcome is unknown: look before running it again)\n`);
+    expect(failed.stderr).not.toContain('--request-id');
+  });
 });
 
 describe('kindling with a sick share, a closed pipe, secrets and per-agent tokens', { timeout: 90_000 }, () => {
