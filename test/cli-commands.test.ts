@@ -92,18 +92,18 @@ describe('kindling against one agent', SCENARIO, () => {
       "
     `);
 
-    const refused = await kindling('volume', 'delete', 'gamma');
+    const refused = await kindling('volume', 'delete', 'gamma', '--yes');
     expect(refused.code).toBe(4);
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toMatch(/^error: CONFLICT: .*snapshot.*\n$/);
     expect(json(await kindling('volume', 'show', 'gamma', '--json'))).toMatchObject({ status: 'available' });
 
-    expect(json(await kindling('volume', 'revert', 'gamma', 'before', '--json'))).toMatchObject({ status: 'available' });
+    expect(json(await kindling('volume', 'revert', 'gamma', 'before', '--yes', '--json'))).toMatchObject({ status: 'available' });
     const restored = json<{ id: string }>(await kindling('volume', 'create', '--snapshot', 'before', '--name', 'restored', '--json'));
     expect(restored).toMatchObject({ name: 'restored', size: 1, status: 'available', snapshotId: snap.id });
-    expect(json(await kindling('volume', 'delete', restored.id, '--no-wait', '--json'))).toEqual({ kind: 'volume', id: restored.id, status: expect.stringMatching(/^delet(ing|ed)$/) });
-    expect(json(await kindling('snapshot', 'delete', snap.id, '--json'))).toEqual({ kind: 'snapshot', id: snap.id, status: 'deleted' });
-    const deleted = await kindling('volume', 'delete', 'gamma');
+    expect(json(await kindling('volume', 'delete', restored.id, '--no-wait', '--yes', '--json'))).toEqual({ kind: 'volume', id: restored.id, status: expect.stringMatching(/^delet(ing|ed)$/) });
+    expect(json(await kindling('snapshot', 'delete', snap.id, '--yes', '--json'))).toEqual({ kind: 'snapshot', id: snap.id, status: 'deleted' });
+    const deleted = await kindling('volume', 'delete', 'gamma', '--yes');
     expect(deleted).toMatchObject({ code: 0, stderr: '' });
     expect(deleted.stdout).toMatch(/^volume [0-9a-f-]{36} deleted\n$/);
     expect((await kindling('volume', 'show', 'gamma')).code).toBe(3);
@@ -253,6 +253,6 @@ describe('connection settings', SCENARIO, () => {
     await writeFile(config, `url: ${agent.url}\ntokn: x\n`);
     const r = await list({}, ['--config', config]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe(`error: INVALID_ARGUMENT: the client config ${config} has unknown keys: tokn (known: url, agents, token, tokenFile)\n`);
+    expect(r.stderr).toBe(`error: INVALID_ARGUMENT: the client config ${config} has unknown keys: tokn (known: url, agents, token, tokenFile, ca, cert, key)\n`);
   });
 });

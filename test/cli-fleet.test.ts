@@ -94,4 +94,44 @@ describe('kindling over a fleet', { timeout: 120_000 }, () => {
     const r = await kindling('--agents', `${a.url},${b.url}`, 'kv', 'get', 'k');
     expect(r).toEqual({ code: 2, stdout: '', stderr: 'error: INVALID_ARGUMENT: kv talks to one agent: give --url, not a fleet\n' });
   });
+
+  it('wants --yes for a destructive command when there is no terminal to ask on (exit 2, nothing deleted)', async () => {
+    const vol = parse<{ id: string }>(await kindling('--url', a.url, 'volume', 'create', '--size', '1', '--name', 'kept', '--json'));
+    for (const args of [['volume', 'delete', vol.id], ['snapshot', 'delete', 'no-such-snapshot'], ['volume', 'revert', vol.id, 'no-such-snapshot']]) {
+      const r = await kindling('--url', a.url, ...args);
+      expect({ args, ...r }).toEqual({ args, code: 2, stdout: '', stderr: `error: INVALID_ARGUMENT: ${args[0]} ${args[1]} destroys data: confirm with --yes (no terminal to ask on)\n` });
+    }
+    expect(parse(await kindling('--url', a.url, 'volume', 'show', vol.id, '--json'))).toMatchObject({ name: 'kept', status: 'available' });
+    expect(parse(await kindling('--url', a.url, 'volume', 'delete', vol.id, '--yes', '--json'))).toEqual({ kind: 'volume', id: vol.id, status: 'deleted' });
+  });
+
+  // Last: it stops agent b.
+  it('with an agent down, refuses changes by name (exit 7, naming it) unless --agent pins one, and reads a volume there as UNAVAILABLE, not NOT_FOUND', async () => {
+    const agents = `${a.url},${b.url}`;
+    const onA = parse<{ id: string }>(await kindling('--url', a.url, 'volume', 'create', '--size', '1', '--name', 'db', '--json'));
+    parse(await kindling('--url', b.url, 'volume', 'create', '--size', '1', '--name', 'db', '--json'));
+    const onlyB = parse<{ id: string }>(await kindling('--url', b.url, 'volume', 'create', '--size', '1', '--name', 'only-b', '--json'));
+    parse(await kindling('--url', a.url, 'snapshot', 'create', onA.id, '--name', 'before', '--json'));
+    await b.stop();
+
+    for (const args of [['volume', 'delete', 'db', '--yes'], ['volume', 'revert', 'db', 'before', '--yes'], ['snapshot', 'delete', 'before', '--yes'], ['volume', 'extend', 'db', '2']]) {
+      const r = await kindling('--agents', agents, ...args);
+      expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 7, stdout: '' });
+      expect(r.stderr).toMatch(new RegExp(`^error: UNAVAILABLE: .*did not answer: ${b.url.replace(/[/.]/g, '\\$&')}`));
+    }
+    expect(parse(await kindling('--url', a.url, 'volume', 'show', onA.id, '--json'))).toMatchObject({ name: 'db', size: 1, snapshots: [{ name: 'before' }] });
+
+    // A volume only the down agent holds is not "not found".
+    for (const ref of ['only-b', onlyB.id]) {
+      const r = await kindling('--agents', agents, 'volume', 'show', ref);
+      expect({ ref, code: r.code, stdout: r.stdout }).toEqual({ ref, code: 7, stdout: '' });
+      expect(r.stderr).toContain(b.url);
+    }
+
+    // An id is unique: found on an agent that answered, it is that volume.
+    expect(parse(await kindling('--agents', agents, 'volume', 'extend', onA.id, '2', '--json'))).toMatchObject({ id: onA.id, size: 2 });
+    // Pinned to the agent that answered, the name means its volume.
+    expect((await kindling('--agents', agents, '--agent', a.url, 'snapshot', 'delete', 'before', '--yes')).code).toBe(0);
+    expect(parse(await kindling('--agents', agents, '--agent', a.url, 'volume', 'delete', 'db', '--yes', '--json'))).toEqual({ kind: 'volume', id: onA.id, status: 'deleted' });
+  });
 });

@@ -11,6 +11,10 @@ export interface Runtime {
   stderr(text: string): void;
   /** Progress bars only where someone watches. */
   stderrIsTTY: boolean;
+  /** Someone to ask before destroying data. */
+  stdinIsTTY: boolean;
+  /** Asks on the terminal; resolves with the answer. */
+  ask(question: string): Promise<string>;
   environment: Environment;
   /** Set by a command that printed a result but not all of it (a fleet with agents down). */
   exitCode: number;
@@ -22,6 +26,7 @@ export interface GlobalFlags extends ConnectionFlags {
   output?: string;
   debug?: boolean;
   progress?: boolean;
+  showSecrets?: boolean;
 }
 
 export function outputFormat(flags: GlobalFlags): Format {
@@ -42,7 +47,13 @@ export function act<O>(runtime: Runtime, fn: (scope: Scope, args: string[], opts
     const out = new Output(outputFormat(flags), runtime.stdout);
     const settings = resolveSettings(flags, runtime.environment);
     const warn = (line: string) => runtime.stderr(line + '\n');
-    const scope = await Scope.open(settings, out, runtime.stderrIsTTY && flags.progress !== false, warn);
+    const scope = await Scope.open(settings, {
+      out,
+      progress: runtime.stderrIsTTY && flags.progress !== false,
+      showSecrets: flags.showSecrets === true,
+      warn,
+      ask: runtime.ask,
+    });
     try {
       await fn(scope, command.args, command.opts() as O);
       if (scope.partial) runtime.exitCode = EXIT.PARTIAL;

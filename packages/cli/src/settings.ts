@@ -1,28 +1,43 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { InvalidArgumentError } from '@kindling/sdk';
-import { parse as parseYaml } from 'yaml';
+import { readBytes, readClientConfig, readText, type ClientConfig, type ConfigAgent } from './client-config.js';
 
 /** The connection flags every command takes (commander's camelCase names). */
 export interface ConnectionFlags {
   url?: string;
   agents?: string;
   agentsFile?: string;
+  /** Of the fleet, this one agent only. */
+  agent?: string;
   token?: string;
   tokenFile?: string;
   config?: string;
   timeout?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** How long the CLI waits, by kind of wait (see the README's "Timeouts"). */
+export interface Timeouts {
+  /** Each read and each short change (attach, snapshot create, ...); health's probe. */
+  shortMs: number;
+  /** Copies and deletes, which take as long as the data is big: 0, none while keepalive sees the link live. */
+  longMs: number;
+  /** How long a call waits for a dropped link to come back before it is resent (same request id) or given up. */
+  linkWaitMs: number;
 }
 
 export interface Settings {
   urls: string[];
   /** Many agents asked for (`--agents`, `--agents-file`, `agents:` in the config): fleet output and exit codes. */
   fleet: boolean;
-  token: string | undefined;
-  timeoutMs: number;
-  /** Where the token came from, for `--debug` (never the token itself). */
-  tokenSource: string;
+  /** By URL: the token each agent is sent. */
+  tokens: Record<string, string | undefined>;
+  tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  timeouts: Timeouts;
 }
 
 /** What the process sees: passed in so tests and the bin agree on one source. */
@@ -37,16 +52,10 @@ export const processEnvironment = (): Environment => ({ env: process.env, cwd: p
 export const DEFAULT_URL = 'ws://127.0.0.1:8600';
 /** Where a local agent keeps the token it generated: the packaged data dir, then the quick start's. */
 const LOCAL_TOKEN_FILES = ['/var/lib/kindling/token', 'var/kindling/token'];
-const CONFIG_KEYS = ['url', 'agents', 'token', 'tokenFile'] as const;
-/** Long copies on real storage take a while: one request waits up to an hour unless told otherwise. */
-const DEFAULT_TIMEOUT_S = 3600;
-
-interface ClientConfig {
-  url?: string;
-  agents?: string[];
-  token?: string;
-  tokenFile?: string;
-}
+/** A read or short change that takes longer is stuck (a hung share): say so rather than hang the script. */
+const SHORT_TIMEOUT_MS = 30_000;
+/** A link back within a minute was a blip: the call is resent with its request id and the command goes on. */
+const LINK_WAIT_MS = 60_000;
 
 /** Flags, then env, then the client config file, then the local agent's own address and token file. */
 export function resolveSettings(flags: ConnectionFlags, environment: Environment): Settings {
@@ -56,11 +65,24 @@ export function resolveSettings(flags: ConnectionFlags, environment: Environment
   if (flagAgents && flags.url !== undefined) throw new InvalidArgumentError('give either --url or --agents/--agents-file, not both');
   // Flags over env over the config file: an explicit agent list overrides KINDLING_URL, a URL overrides the config's list.
   const explicitUrl = flags.url ?? (flagAgents ? undefined : env.KINDLING_URL);
-  const agents = flagAgents ?? (explicitUrl === undefined && config.url === undefined ? config.agents : undefined);
-  const urls = agents ?? [explicitUrl ?? config.url ?? DEFAULT_URL];
-  if (urls.length === 0) throw new InvalidArgumentError('the agent list is empty');
-  const { token, tokenSource } = resolveToken(flags, env, config, urls, cwd);
-  return { urls, fleet: agents !== undefined, token, tokenSource, timeoutMs: timeoutMs(flags.timeout) };
+  const configAgents = explicitUrl === undefined && config.url === undefined ? config.agents : undefined;
+  const agents = flagAgents ?? configAgents?.map((a) => a.url);
+  const all = agents ?? [explicitUrl ?? config.url ?? DEFAULT_URL];
+  if (all.length === 0) throw new InvalidArgumentError('the agent list is empty');
+  const twice = all.find((url, i) => all.indexOf(url) !== i);
+  if (twice !== undefined) throw new InvalidArgumentError(`the agent ${twice} is listed twice`);
+  const urls = pinned(all, flags.agent);
+  const { token, forAll } = resolveToken(flags, env, config, urls, cwd);
+  const own = (url: string) => configAgents?.find((a) => a.url === url);
+  const tokens = Object.fromEntries(urls.map((url) => [url, forAll ? token : (agentToken(own(url), cwd) ?? token)]));
+  return { urls, fleet: agents !== undefined, tokens, tls: tlsFiles(flags, env, config, cwd), timeouts: timeouts(flags.timeout) };
+}
+
+/** `--agent`: one agent of the list, so that a name means what that agent holds even while others are down. */
+function pinned(urls: string[], agent: string | undefined): string[] {
+  if (agent === undefined) return urls;
+  if (!urls.includes(agent)) throw new InvalidArgumentError(`--agent ${agent} is not one of the agents: ${urls.join(', ')}`);
+  return [agent];
 }
 
 function agentList(flags: ConnectionFlags, cwd: string): string[] | undefined {
@@ -75,33 +97,39 @@ function agentList(flags: ConnectionFlags, cwd: string): string[] | undefined {
 
 const splitList = (items: string[]): string[] => items.map((s) => s.trim()).filter((s) => s !== '');
 
-function resolveToken(
-  flags: ConnectionFlags,
-  env: NodeJS.ProcessEnv,
-  config: ClientConfig,
-  urls: string[],
-  cwd: string,
-): { token: string | undefined; tokenSource: string } {
+interface ResolvedToken {
+  token: string | undefined;
+  /** Given by flag or environment: it goes to every agent, over their own in the config. */
+  forAll: boolean;
+}
+
+function resolveToken(flags: ConnectionFlags, env: NodeJS.ProcessEnv, config: ClientConfig, urls: string[], cwd: string): ResolvedToken {
   if (flags.token !== undefined && flags.tokenFile !== undefined) throw new InvalidArgumentError('give --token or --token-file, not both');
-  if (flags.token !== undefined) return { token: flags.token, tokenSource: '--token' };
-  if (flags.tokenFile !== undefined) return fromFile(resolve(cwd, flags.tokenFile), '--token-file');
-  if (env.KINDLING_TOKEN) return { token: env.KINDLING_TOKEN, tokenSource: 'KINDLING_TOKEN' };
-  if (env.KINDLING_TOKEN_FILE) return fromFile(resolve(cwd, env.KINDLING_TOKEN_FILE), 'KINDLING_TOKEN_FILE');
-  if (config.token !== undefined) return { token: config.token, tokenSource: 'client config token' };
-  if (config.tokenFile !== undefined) return fromFile(resolve(cwd, config.tokenFile), 'client config tokenFile');
+  if (flags.token !== undefined) return { token: flags.token, forAll: true };
+  if (flags.tokenFile !== undefined) return { token: fromFile(resolve(cwd, flags.tokenFile), '--token-file'), forAll: true };
+  if (env.KINDLING_TOKEN) return { token: env.KINDLING_TOKEN, forAll: true };
+  if (env.KINDLING_TOKEN_FILE) return { token: fromFile(resolve(cwd, env.KINDLING_TOKEN_FILE), 'KINDLING_TOKEN_FILE'), forAll: true };
+  if (config.token !== undefined) return { token: config.token, forAll: false };
+  if (config.tokenFile !== undefined) return { token: fromFile(resolve(cwd, config.tokenFile), 'client config tokenFile'), forAll: false };
   // The local agent's own token goes only to a loopback agent: never hand this host's secret to another.
   if (urls.every(isLoopback)) {
     for (const file of LOCAL_TOKEN_FILES.map((f) => resolve(cwd, f))) {
-      if (existsSync(file)) return fromFile(file, file);
+      if (existsSync(file)) return { token: fromFile(file, file), forAll: false };
     }
   }
-  return { token: undefined, tokenSource: 'none' };
+  return { token: undefined, forAll: false };
 }
 
-function fromFile(file: string, source: string): { token: string; tokenSource: string } {
+function agentToken(agent: ConfigAgent | undefined, cwd: string): string | undefined {
+  if (agent?.token !== undefined) return agent.token;
+  if (agent?.tokenFile !== undefined) return fromFile(resolve(cwd, agent.tokenFile), `client config tokenFile of ${agent.url}`);
+  return undefined;
+}
+
+function fromFile(file: string, source: string): string {
   const token = readText(file, source).trim();
   if (token === '') throw new InvalidArgumentError(`the token file ${file} (${source}) is empty`);
-  return { token, tokenSource: `${source} (${file})` };
+  return token;
 }
 
 function isLoopback(url: string): boolean {
@@ -113,54 +141,22 @@ function isLoopback(url: string): boolean {
   }
 }
 
-function timeoutMs(flag: string | undefined): number {
-  if (flag === undefined) return DEFAULT_TIMEOUT_S * 1000;
+/** PEM files, each from its flag, else KINDLING_CA/CERT/KEY, else the client config. */
+function tlsFiles(flags: ConnectionFlags, env: NodeJS.ProcessEnv, config: ClientConfig, cwd: string): Settings['tls'] {
+  const tls: Settings['tls'] = {};
+  for (const key of ['ca', 'cert', 'key'] as const) {
+    const file = flags[key] ?? (env[`KINDLING_${key.toUpperCase()}`] || undefined) ?? config[key];
+    if (file !== undefined) tls[key] = readBytes(resolve(cwd, file), `--${key} file`);
+  }
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw new InvalidArgumentError('give --cert and --key together (a client certificate and its key)');
+  return tls;
+}
+
+function timeouts(flag: string | undefined): Timeouts {
+  if (flag === undefined) return { shortMs: SHORT_TIMEOUT_MS, longMs: 0, linkWaitMs: LINK_WAIT_MS };
   const seconds = Number(flag);
   if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentError(`--timeout takes a positive number of seconds, not ${flag}`);
-  return seconds * 1000;
-}
-
-/** `--config`/KINDLING_CONFIG must exist; the default `~/.config/kindling/client.yaml` may be absent. */
-function readClientConfig(explicit: string | undefined, { env, cwd, home }: Environment): ClientConfig {
-  const file = explicit !== undefined ? resolve(cwd, explicit) : join(env.XDG_CONFIG_HOME || join(home, '.config'), 'kindling', 'client.yaml');
-  if (explicit === undefined && !existsSync(file)) return {};
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(readText(file, 'client config'));
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw err;
-    throw new InvalidArgumentError(`the client config ${file} is not valid YAML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
-  }
-  return checkConfig(parsed ?? {}, file);
-}
-
-function checkConfig(parsed: unknown, file: string): ClientConfig {
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError(`the client config ${file} is not a mapping`);
-  const entries = parsed as Record<string, unknown>;
-  const unknown = Object.keys(entries).filter((k) => !(CONFIG_KEYS as readonly string[]).includes(k));
-  if (unknown.length > 0) throw new InvalidArgumentError(`the client config ${file} has unknown keys: ${unknown.join(', ')} (known: ${CONFIG_KEYS.join(', ')})`);
-  const config: ClientConfig = {};
-  for (const key of ['url', 'token', 'tokenFile'] as const) {
-    const value = entries[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'string') throw new InvalidArgumentError(`the client config ${file}: ${key} must be a string`);
-    config[key] = value;
-  }
-  if (entries.url !== undefined && entries.agents !== undefined) throw new InvalidArgumentError(`the client config ${file} has both url and agents: keep one`);
-  if (entries.agents !== undefined) {
-    if (!Array.isArray(entries.agents) || !entries.agents.every((a): a is string => typeof a === 'string')) {
-      throw new InvalidArgumentError(`the client config ${file}: agents must be a list of URLs`);
-    }
-    config.agents = entries.agents;
-  }
-  return config;
-}
-
-function readText(file: string, what: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
-    throw new InvalidArgumentError(`cannot read ${what} ${file}: ${reason}`);
-  }
+  // One deadline for the whole command, whatever it waits for.
+  const ms = seconds * 1000;
+  return { shortMs: ms, longMs: ms, linkWaitMs: ms };
 }

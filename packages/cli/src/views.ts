@@ -20,9 +20,29 @@ export interface ConnectionView {
   agent: AgentRef;
 }
 
+/**
+ * Credentials in a connection's `connectionInfo` (iSCSI CHAP, cinderlib's names): printed only with
+ * `--show-secrets`, so that `--json` output pasted into a ticket or a log leaks nothing.
+ */
+const SECRET_KEYS = new Set(['auth_username', 'auth_password', 'discovery_auth_username', 'discovery_auth_password']);
+
+function withoutSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutSecrets);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(Object.entries(value).filter(([k]) => !SECRET_KEYS.has(k)).map(([k, v]) => [k, withoutSecrets(v)]));
+}
+
+/** A connection record as printed: its credentials left out unless `showSecrets`. */
+export function connectionRecord(record: ConnectionRecord, showSecrets: boolean): ConnectionRecord {
+  return showSecrets ? record : { ...record, connectionInfo: withoutSecrets(record.connectionInfo) as ConnectionRecord['connectionInfo'] };
+}
+
 /** Lists read oldest first; the id breaks ties so the order is stable across calls. */
 export const byCreation = (a: { record: { createdAt: string; id: string } }, b: { record: { createdAt: string; id: string } }): number =>
   a.record.createdAt.localeCompare(b.record.createdAt) || a.record.id.localeCompare(b.record.id);
+
+/** An id, with the name a person knows it by. */
+export const named = (r: { id: string; name: string | null }): string => (r.name ? `${r.id} (${r.name})` : r.id);
 
 export const orDash = (s: string | null | undefined): string => (s === null || s === undefined || s === '' ? '-' : s);
 

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import type { Backend, BackendStats, DriverName } from '@kindling/sdk';
+import type { BackendStats, DriverName } from '@kindling/sdk';
 import type { Column, Fields } from '../output.js';
 import type { AgentRef } from '../records.js';
 import { agentRef, eachBackend, findBackend } from '../resolve.js';
@@ -39,9 +39,11 @@ export function backendCommand(runtime: Runtime): Command {
     .option('--driver <driver>', 'only backends of this driver (lvm, nfs)')
     .action(
       act<{ driver?: DriverName }>(runtime, async (scope, _args, opts) => {
-        const { backends, failed } = await scope.fleet.backends({ driver: opts.driver });
-        scope.failed(failed);
-        const rows = backends.map((b: Backend) => ({ name: b.name, driver: b.driver, agent: agentRef(scope.fleet.agentOf(b)) }));
+        // The backends each agent named in its hello: no round trip, no stats.
+        const perAgent = await Promise.all(scope.up().map(async (agent) => ({ agent, backends: await agent.agent.backends() })));
+        const rows = perAgent.flatMap(({ agent, backends }) =>
+          backends.filter((b) => opts.driver === undefined || b.driver === opts.driver).map((b) => ({ name: b.name, driver: b.driver, agent: agentRef(agent) })),
+        );
         scope.out.list(rows, withAgent(scope.settings.fleet, BACKEND_COLUMNS), (r) => r);
       }),
     );

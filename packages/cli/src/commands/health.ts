@@ -32,7 +32,7 @@ export function healthCommand(runtime: Runtime): Command {
     .description('is each agent reachable, and is each backend ready (exit 0 only when all are)')
     .action(
       act(runtime, async (scope) => {
-        const report = await scope.fleet.health();
+        const report = await scope.health();
         scope.out.list(report, HEALTH_COLUMNS, (h) => ({
           url: h.url,
           hostId: h.hostId,

@@ -1,8 +1,9 @@
 import { Command } from 'commander';
+import { destructive, resendable, type ResendFlags } from '../changes.js';
 import { allVolumes, findSnapshot, findVolume, snapshotView } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
 import type { Scope } from '../scope.js';
-import { byCreation, SNAPSHOT_COLUMNS, snapshotFields, snapshotJson, withAgent, type SnapshotView } from '../views.js';
+import { byCreation, named, SNAPSHOT_COLUMNS, snapshotFields, snapshotJson, withAgent, type SnapshotView } from '../views.js';
 import { untilStarted } from '../waiting.js';
 
 function showSnapshot(scope: Scope, view: SnapshotView): void {
@@ -19,7 +20,7 @@ export function snapshotCommand(runtime: Runtime): Command {
     .option('--backend <name>', 'only this backend')
     .action(
       act<{ volume?: string; backend?: string }>(runtime, async (scope, _args, opts) => {
-        const volumes = opts.volume !== undefined ? [await findVolume(scope, opts.volume, opts.backend)] : await allVolumes(scope, { backend: opts.backend });
+        const volumes = opts.volume !== undefined ? [await findVolume(scope, opts.volume, 'read', opts.backend)] : await allVolumes(scope, { backend: opts.backend });
         const views = volumes
           .flatMap(({ item, agent }) => [...item.snapshots].map((s) => snapshotView(s, agent)))
           .sort(byCreation);
@@ -34,36 +35,35 @@ export function snapshotCommand(runtime: Runtime): Command {
     .option('--volume <volume>', 'look among the snapshots of this volume only')
     .action(
       act<{ volume?: string }>(runtime, async (scope, [ref], opts) => {
-        const { item, agent } = await findSnapshot(scope, ref!, opts.volume);
+        const { item, agent } = await findSnapshot(scope, ref!, 'read', opts.volume);
         showSnapshot(scope, snapshotView(item, agent));
       }),
     );
 
-  snapshot
-    .command('create')
+  resendable(snapshot.command('create'))
     .description('take a snapshot of a volume')
     .argument('<volume>', 'volume id or name')
     .option('--name <name>', 'name of the snapshot')
     .option('--description <text>', 'description of the snapshot')
     .action(
-      act<{ name?: string; description?: string }>(runtime, async (scope, [ref], opts) => {
-        const { item, agent } = await findVolume(scope, ref!);
-        const snap = await item.createSnapshot({ name: opts.name, description: opts.description });
+      act<{ name?: string; description?: string } & ResendFlags>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findVolume(scope, ref!, 'change');
+        const snap = await item.createSnapshot({ name: opts.name, description: opts.description, requestId: opts.requestId });
         showSnapshot(scope, snapshotView(snap, agent));
       }),
     );
 
-  snapshot
-    .command('delete')
+  destructive(resendable(snapshot.command('delete')), runtime)
     .description('delete a snapshot')
     .argument('<snapshot>', 'snapshot id or name')
     .option('--volume <volume>', 'look among the snapshots of this volume only')
     .option('--wait', 'wait until it is gone (default)')
     .option('--no-wait', 'return once the agent has started deleting')
     .action(
-      act<{ volume?: string; wait?: boolean }>(runtime, async (scope, [ref], opts) => {
-        const { item, agent } = await findSnapshot(scope, ref!, opts.volume);
-        const outcome = await untilStarted(agent.agent, item.delete(), opts.wait !== false, (f) =>
+      act<{ volume?: string; wait?: boolean; yes?: boolean } & ResendFlags>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findSnapshot(scope, ref!, 'change', opts.volume);
+        await scope.confirm(opts.yes, `delete snapshot ${named(item)} of volume ${item.volumeId} on ${agent.url}`);
+        const outcome = await untilStarted(agent.agent, item.delete({ requestId: opts.requestId }), opts.wait !== false, (f) =>
           f.event === 'snapshot' && f.resource.id === item.id && f.resource.status === 'deleting' ? f.resource : undefined,
         );
         const status = 'done' in outcome ? 'deleted' : 'deleting';

@@ -1,15 +1,16 @@
 import { Command } from 'commander';
 import { InvalidArgumentError, NotFoundError, type ConnectorInfo, type DriverName, type Volume } from '@kindling/sdk';
+import { destructive, resendable, type ResendFlags } from '../changes.js';
 import { collect, parseJsonArg, parseMetadata, parseSize } from '../parse.js';
 import { followProgress } from '../progress.js';
 import type { VolumeRecord } from '../records.js';
 import { agentRef, allVolumes, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
 import type { Scope } from '../scope.js';
-import { byCreation, connectionFields, connectionJson, volumeFields, volumeJson, VOLUME_COLUMNS, withAgent, type VolumeView } from '../views.js';
+import { byCreation, named, connectionFields, connectionJson, connectionRecord, volumeFields, volumeJson, VOLUME_COLUMNS, withAgent, type VolumeView } from '../views.js';
 import { untilStarted } from '../waiting.js';
 
-interface NewVolumeFlags {
+interface NewVolumeFlags extends ResendFlags {
   size?: string;
   name?: string;
   description?: string;
@@ -22,20 +23,21 @@ const newVolumeOptions = (flags: NewVolumeFlags) => ({
   ...(flags.name !== undefined ? { name: flags.name } : {}),
   ...(flags.description !== undefined ? { description: flags.description } : {}),
   ...(flags.metadata ? { metadata: parseMetadata(flags.metadata) } : {}),
+  ...(flags.requestId !== undefined ? { requestId: flags.requestId } : {}),
 });
 
 function showVolume(scope: Scope, view: VolumeView): void {
   scope.out.item(volumeFields(view), volumeJson(view));
 }
 
-const showLive = (scope: Scope, volume: Volume) => showVolume(scope, volumeView(volume, scope.fleet.agentOf(volume)));
+const showLive = (scope: Scope, volume: Volume) => showVolume(scope, volumeView(scope, volume, scope.agentOf(volume)));
 
 /** A new volume that the agent announced as `creating` (`--no-wait`): it has no relations yet. */
 const showBegun = (scope: Scope, located: Located<unknown>, record: VolumeRecord) =>
   showVolume(scope, { record, snapshots: [], connections: [], agent: agentRef(located.agent) });
 
 const newVolumeFlags = (command: Command): Command =>
-  command
+  resendable(command)
     .option('--name <name>', 'name of the new volume')
     .option('--description <text>', 'description of the new volume')
     .option('--metadata <key=value>', 'metadata entry (repeatable)', collect)
@@ -54,7 +56,7 @@ export function volumeCommand(runtime: Runtime): Command {
     .action(
       act<{ backend?: string; driver?: DriverName; name?: string }>(runtime, async (scope, _args, opts) => {
         const views = (await allVolumes(scope, opts))
-          .map(({ item, agent }) => volumeView(item, agent))
+          .map(({ item, agent }) => volumeView(scope, item, agent))
           .sort(byCreation);
         scope.out.list(views, withAgent(scope.settings.fleet, VOLUME_COLUMNS), volumeJson);
       }),
@@ -67,8 +69,8 @@ export function volumeCommand(runtime: Runtime): Command {
     .option('--backend <name>', 'look in this backend only')
     .action(
       act<{ backend?: string }>(runtime, async (scope, [ref], opts) => {
-        const { item, agent } = await findVolume(scope, ref!, opts.backend);
-        showVolume(scope, volumeView(item, agent));
+        const { item, agent } = await findVolume(scope, ref!, 'read', opts.backend);
+        showVolume(scope, volumeView(scope, item, agent));
       }),
     );
 
@@ -85,7 +87,7 @@ export function volumeCommand(runtime: Runtime): Command {
       const options = newVolumeOptions(opts);
       if (opts.snapshot !== undefined) {
         if (opts.backend !== undefined || opts.driver !== undefined) throw new InvalidArgumentError('a volume from --snapshot goes on the snapshot\'s backend: drop --backend/--driver');
-        const snap = await findSnapshot(scope, opts.snapshot);
+        const snap = await findSnapshot(scope, opts.snapshot, 'change');
         const agent = snap.agent.agent;
         const stop = followProgress(agent, scope.progress, (p) => p.op === 'snapshot.createVolume');
         try {
@@ -103,24 +105,27 @@ export function volumeCommand(runtime: Runtime): Command {
       if (size === undefined) throw new InvalidArgumentError('--size is required (except with --snapshot)');
       if (opts.backend !== undefined) {
         if (opts.driver !== undefined) throw new InvalidArgumentError('give --backend or --driver, not both');
-        const { item } = await findBackend(scope, opts.backend);
+        const { item } = await findBackend(scope, opts.backend, 'change');
         return showLive(scope, await item.createVolume({ ...options, size }));
       }
+      // A placed create may go elsewhere on a rerun: the id is only worth giving with the backend it went to.
+      if (opts.requestId !== undefined) throw new InvalidArgumentError('--request-id needs the --backend (and --url) the failed try printed');
       scope.up();
-      showLive(scope, await scope.fleet.createVolume({ ...options, size, driver: opts.driver }));
+      const placed = await scope.createPlaced({ ...options, size, driver: opts.driver });
+      showVolume(scope, volumeView(scope, placed.volume, placed.agent));
     }),
   );
 
-  volume
-    .command('delete')
+  destructive(resendable(volume.command('delete')), runtime)
     .description('delete a volume (refused while it has snapshots)')
     .argument('<volume>', 'volume id or name')
     .option('--wait', 'wait until it is gone (default)')
     .option('--no-wait', 'return once the agent has started deleting')
     .action(
-      act<{ wait?: boolean }>(runtime, async (scope, [ref], opts) => {
-        const { item, agent } = await findVolume(scope, ref!);
-        const outcome = await untilStarted(agent.agent, item.delete(), opts.wait !== false, (f) =>
+      act<{ wait?: boolean; yes?: boolean } & ResendFlags>(runtime, async (scope, [ref], opts) => {
+        const { item, agent } = await findVolume(scope, ref!, 'change');
+        await scope.confirm(opts.yes, `delete volume ${named(item)} on ${agent.url}`);
+        const outcome = await untilStarted(agent.agent, item.delete({ requestId: opts.requestId }), opts.wait !== false, (f) =>
           f.event === 'volume' && f.resource.id === item.id && f.resource.status === 'deleting' ? f.resource : undefined,
         );
         const status = 'done' in outcome ? 'deleted' : 'deleting';
@@ -128,16 +133,15 @@ export function volumeCommand(runtime: Runtime): Command {
       }),
     );
 
-  volume
-    .command('extend')
+  resendable(volume.command('extend'))
     .description('grow a volume')
     .argument('<volume>', 'volume id or name')
     .argument('<size>', 'new size in GiB')
     .action(
-      act(runtime, async (scope, [ref, size]) => {
+      act<ResendFlags>(runtime, async (scope, [ref, size], opts) => {
         const newSize = parseSize(size!, 'the new size');
-        const { item } = await findVolume(scope, ref!);
-        await item.extend(newSize);
+        const { item } = await findVolume(scope, ref!, 'change');
+        await item.extend(newSize, { requestId: opts.requestId });
         showLive(scope, item);
       }),
     );
@@ -151,7 +155,7 @@ export function volumeCommand(runtime: Runtime): Command {
   ).action(
     act<NewVolumeFlags>(runtime, async (scope, [ref], opts) => {
       const options = newVolumeOptions(opts);
-      const source = await findVolume(scope, ref!);
+      const source = await findVolume(scope, ref!, 'change');
       const agent = source.agent.agent;
       const stop = followProgress(agent, scope.progress, (p) => p.op === 'volume.clone');
       try {
@@ -166,24 +170,24 @@ export function volumeCommand(runtime: Runtime): Command {
     }),
   );
 
-  volume
-    .command('revert')
-    .description("put a volume's data back to one of its snapshots")
+  destructive(resendable(volume.command('revert')), runtime)
+    .description("put a volume's data back to one of its snapshots (what was written since is lost)")
     .argument('<volume>', 'volume id or name')
     .argument('<snapshot>', 'snapshot id or name, of this volume')
     .option('--wait', 'wait until the data is back (default)')
     .option('--no-wait', 'return once the agent has started reverting')
     .action(
-      act<{ wait?: boolean }>(runtime, async (scope, [ref, snapRef], opts) => {
-        const { item, agent } = await findVolume(scope, ref!);
-        const snap = (await findSnapshot(scope, snapRef!, item.id)).item;
+      act<{ wait?: boolean; yes?: boolean } & ResendFlags>(runtime, async (scope, [ref, snapRef], opts) => {
+        const { item, agent } = await findVolume(scope, ref!, 'change');
+        const snap = (await findSnapshot(scope, snapRef!, 'change', item.id)).item;
+        await scope.confirm(opts.yes, `revert volume ${named(item)} on ${agent.url} to snapshot ${named(snap)}, losing what was written since`);
         const stop = followProgress(agent.agent, scope.progress, (p) => p.op === 'volume.revert' && p.id === item.id);
         try {
-          const outcome = await untilStarted(agent.agent, item.revertToSnapshot(snap), opts.wait !== false, (f) =>
+          const outcome = await untilStarted(agent.agent, item.revertToSnapshot(snap, { requestId: opts.requestId }), opts.wait !== false, (f) =>
             f.event === 'volume' && f.resource.id === item.id && f.resource.status === 'reverting' ? f.resource : undefined,
           );
           if ('done' in outcome) showLive(scope, item);
-          else showVolume(scope, { ...volumeView(item, agent), record: outcome.began });
+          else showVolume(scope, { ...volumeView(scope, item, agent), record: outcome.began });
         } finally {
           stop();
         }
@@ -196,9 +200,9 @@ export function volumeCommand(runtime: Runtime): Command {
     .argument('<volume>', 'volume id or name')
     .action(
       act(runtime, async (scope, [ref]) => {
-        const { item, agent } = await findVolume(scope, ref!);
+        const { item, agent } = await findVolume(scope, ref!, 'change');
         const conn = await item.attach();
-        const view = { record: conn.toDict(), agent: agentRef(agent) };
+        const view = { record: connectionRecord(conn.toDict(), scope.showSecrets), agent: agentRef(agent) };
         scope.out.item(connectionFields(view), connectionJson(view));
       }),
     );
@@ -209,7 +213,7 @@ export function volumeCommand(runtime: Runtime): Command {
     .argument('<volume>', 'volume id or name')
     .action(
       act(runtime, async (scope, [ref]) => {
-        const { item } = await findVolume(scope, ref!);
+        const { item } = await findVolume(scope, ref!, 'change');
         await item.detach();
         scope.out.text(`volume ${item.id} detached`, { kind: 'volume', id: item.id, status: item.status });
       }),
@@ -223,9 +227,9 @@ export function volumeCommand(runtime: Runtime): Command {
     .action(
       act<{ connector: string }>(runtime, async (scope, [ref], opts) => {
         const connector = parseJsonArg(opts.connector, '--connector') as unknown as ConnectorInfo;
-        const { item, agent } = await findVolume(scope, ref!);
+        const { item, agent } = await findVolume(scope, ref!, 'change');
         const conn = await item.connect(connector);
-        const view = { record: conn.toDict(), agent: agentRef(agent) };
+        const view = { record: connectionRecord(conn.toDict(), scope.showSecrets), agent: agentRef(agent) };
         scope.out.item(connectionFields(view), connectionJson(view));
       }),
     );
@@ -237,7 +241,7 @@ export function volumeCommand(runtime: Runtime): Command {
     .argument('[connection]', 'connection id (needed when there are several)')
     .action(
       act(runtime, async (scope, [ref, connId]) => {
-        const { item } = await findVolume(scope, ref!);
+        const { item } = await findVolume(scope, ref!, 'change');
         const conn = pickConnection(item, connId);
         await item.disconnect(conn);
         scope.out.text(`connection ${conn.id} of volume ${item.id} removed`, { kind: 'connection', id: conn.id, volumeId: item.id, status: 'deleted' });

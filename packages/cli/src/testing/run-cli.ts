@@ -15,6 +15,10 @@ export interface RunOptions {
   env?: Record<string, string>;
   cwd?: string;
   home?: string;
+  /** Close the reading end of stdout at once, as `kindling ... | head` does once it has its lines. */
+  closeStdout?: boolean;
+  /** Kill the CLI (code null) if it has not ended by then: a hang is a failure the test reports, not waits out. */
+  killAfterMs?: number;
 }
 
 /** Runs `kindling ...args` to its end. No KINDLING_* from the test's own environment leaks in. */
@@ -23,11 +27,16 @@ export function runCli(args: readonly string[], options: RunOptions = {}): Promi
   const child = spawn(process.execPath, [CLI_BIN, ...args], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  if (options.closeStdout) child.stdout.destroy();
+  else child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const killer = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
   return new Promise((res, rej) => {
     child.once('error', rej);
-    child.once('close', (code) => res({ code, stdout, stderr }));
+    child.once('close', (code) => {
+      clearTimeout(killer);
+      res({ code, stdout, stderr });
+    });
   });
 }
 
