@@ -1,4 +1,4 @@
-import { SCHEMA_VERSION } from '@kindling/sdk';
+import { SCHEMA_VERSION, withoutSecrets } from '@kindling/sdk';
 import type { Column, Fields } from './output.js';
 import type { AgentRef, ConnectionRecord, SnapshotRecord, VolumeRecord } from './records.js';
 
@@ -21,20 +21,11 @@ export interface ConnectionView {
 }
 
 /**
- * Credentials in a connection's `connectionInfo` (iSCSI CHAP, cinderlib's names): printed only with
- * `--show-secrets`, so that `--json` output pasted into a ticket or a log leaks nothing.
+ * A connection record as printed: its credentials (the protocol's secret fields) left out unless
+ * `showSecrets`, so that `--json` output pasted into a ticket or a log leaks nothing.
  */
-const SECRET_KEYS = new Set(['auth_username', 'auth_password', 'discovery_auth_username', 'discovery_auth_password']);
-
-function withoutSecrets(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(withoutSecrets);
-  if (typeof value !== 'object' || value === null) return value;
-  return Object.fromEntries(Object.entries(value).filter(([k]) => !SECRET_KEYS.has(k)).map(([k, v]) => [k, withoutSecrets(v)]));
-}
-
-/** A connection record as printed: its credentials left out unless `showSecrets`. */
 export function connectionRecord(record: ConnectionRecord, showSecrets: boolean): ConnectionRecord {
-  return showSecrets ? record : { ...record, connectionInfo: withoutSecrets(record.connectionInfo) as ConnectionRecord['connectionInfo'] };
+  return showSecrets ? record : withoutSecrets(record);
 }
 
 /** Lists read oldest first; the id breaks ties so the order is stable across calls. */

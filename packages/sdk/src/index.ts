@@ -34,6 +34,8 @@ export {
   UnauthorizedError,
   UnavailableError,
   UnsupportedError,
+  SECRET_CONNECTION_FIELDS,
+  withoutSecrets,
   type BackendStats,
   type Capabilities,
   type ConnectionInfo,
