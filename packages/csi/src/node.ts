@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { GIB, NotFoundError, type Agent, type Volume } from '@kindling/sdk';
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
-import { attachDevice, attachedDevice, detachDevice, filesystemOn, mountsOf } from './devices.js';
+import { attachDevice, attachedDevice, contentsOf, detachDevice, mountsOf, undoAttach } from './devices.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
 import { parseVolumeHandle } from './ids.js';
@@ -89,29 +89,39 @@ export class Node {
     return this.#inFlight.run([`volume:${id}`], async () => {
       const staging = await canonical(given);
       const volume = await this.#volume(id);
-      const device = await attachDevice(volume);
-      const at = cap.block ? join(staging, BLOCK_FILE) : staging;
-      if ((await mountsOf(device)).some((m) => m.mountPoint === at)) return {};
-      const other = await mountAt(at);
-      if (other) throw new CsiError(status.ALREADY_EXISTS, `${at} holds another device (${other.source})`);
-      if (cap.block) {
-        await mkdir(staging, { recursive: true });
-        await writeFile(at, '', { flag: 'a' });
-        await must('mount', ['--bind', device, at]);
-        return {};
+      // All or nothing: kubelet never calls NodeUnstage after a final error, so a failed stage
+      // that left the volume attached would keep it in-use for good.
+      try {
+        await this.#stage(id, await attachDevice(volume), staging, cap);
+      } catch (err) {
+        throw await undoAttach(volume, err);
       }
-      const wanted = filesystemOf(cap);
-      const found = await filesystemOn(device);
-      // Only a blank device is formatted: existing data is never overwritten.
-      if (!found) await must(`mkfs.${wanted}`, ['-q', device]);
-      else if (cap.mount?.fsType && found !== wanted) {
-        throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} holds ${found}, not the ${wanted} asked for`);
-      }
-      await mkdir(staging, { recursive: true });
-      const flags = cap.mount?.mountFlags ?? [];
-      await must('mount', ['-t', found ?? wanted, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
       return {};
     });
+  }
+
+  async #stage(id: string, device: string, staging: string, cap: VolumeCapability): Promise<void> {
+    const at = cap.block ? join(staging, BLOCK_FILE) : staging;
+    if ((await mountsOf(device)).some((m) => m.mountPoint === at)) return;
+    const other = await mountAt(at);
+    if (other) throw new CsiError(status.ALREADY_EXISTS, `${at} holds another device (${other.source})`);
+    if (cap.block) {
+      await mkdir(staging, { recursive: true });
+      await writeFile(at, '', { flag: 'a' });
+      await must('mount', ['--bind', device, at]);
+      return;
+    }
+    const wanted = filesystemOf(cap);
+    const contents = await contentsOf(device);
+    // Only a blank device is formatted: whatever holds a signature of any kind is never overwritten.
+    if (contents.blank) await must(`mkfs.${wanted}`, ['-q', device]);
+    else if (!contents.filesystem) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is not blank and holds no filesystem: found ${contents.found}`);
+    else if (cap.mount?.fsType && contents.filesystem !== wanted) {
+      throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} holds ${contents.filesystem}, not the ${wanted} asked for`);
+    }
+    await mkdir(staging, { recursive: true });
+    const flags = cap.mount?.mountFlags ?? [];
+    await must('mount', ['-t', contents.blank ? wanted : contents.filesystem!, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
   }
 
   async nodeUnstageVolume(req: NodeUnstageVolumeRequest): Promise<Record<string, never>> {
