@@ -42,7 +42,8 @@ export async function attachedDevice(volume: Volume): Promise<string | null> {
   return loop ?? null;
 }
 
-const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+/** ENOENT: the path names nothing. */
+export const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
 /** The attachment's path, null when it names nothing on this host now (a stale record). */
 async function presentPath(connection: Connection): Promise<string | null> {

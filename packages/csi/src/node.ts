@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { GIB, NotFoundError, type Agent, type Volume } from '@kindling/sdk';
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
-import { attachDevice, attachedDevice, contentsOf, detachDevice, mountsOf, undoAttach } from './devices.js';
+import { attachDevice, attachedDevice, contentsOf, detachDevice, isMissing, mountsOf, undoAttach } from './devices.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
 import { parseVolumeHandle } from './ids.js';
@@ -29,8 +29,6 @@ function capability(cap: VolumeCapability | null): VolumeCapability {
   if (why) throw invalid(why);
   return checked;
 }
-
-const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
 export interface NodeOptions {
   /** 0: no limit. */
