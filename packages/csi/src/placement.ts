@@ -1,8 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { ConflictError, type BackendStats, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
-import { CsiError, invalid } from './errors.js';
+import { CsiError, invalid, notFound } from './errors.js';
+import { parseSnapshotHandle, parseVolumeHandle } from './ids.js';
 import { TOPOLOGY_KEY } from './plugin.js';
-import type { Topology } from './types.js';
+import type { Topology, VolumeContentSource } from './types.js';
 
 /** What a StorageClass may say; the CO's own `csi.storage.k8s.io/` keys are passed and ignored. */
 export interface ClassParameters {
@@ -35,6 +36,26 @@ export function hostOrder(requirements: { requisite: Topology[]; preferred: Topo
   if (!requirements || (!requirements.requisite.length && !requirements.preferred.length)) return null;
   const hosts = [...requirements.preferred, ...requirements.requisite].map(hostOfTopology);
   return [...new Set(hosts)];
+}
+
+/** The requisite hosts, which bound where a volume can be; null: anywhere. */
+export function requisiteHosts(requirements: { requisite: Topology[] } | null): string[] | null {
+  return requirements?.requisite.length ? [...new Set(requirements.requisite.map(hostOfTopology))] : null;
+}
+
+/** What a content source names, read from its handle alone (no agent asked); NOT_FOUND for a handle never given out. */
+export function sourceRef(source: VolumeContentSource | null): { hostId: string; snapshotId: string | null; volumeId: string | null } | null {
+  if (source?.snapshot) {
+    const ref = parseSnapshotHandle(source.snapshot.snapshotId);
+    if (!ref) throw notFound(`snapshot ${source.snapshot.snapshotId} does not exist`);
+    return { hostId: ref.hostId, snapshotId: ref.snapshotId, volumeId: null };
+  }
+  if (source?.volume) {
+    const ref = parseVolumeHandle(source.volume.volumeId);
+    if (!ref) throw notFound(`volume ${source.volume.volumeId} does not exist`);
+    return { hostId: ref.hostId, snapshotId: null, volumeId: ref.volumeId };
+  }
+  return null;
 }
 
 /** GiB a backend can still take: thin pools count over-subscription, thick ones free space. */

@@ -49,6 +49,20 @@ export class Router {
     return [...(volume?.snapshots ?? [])].find((s) => s.id === ref.snapshotId && s.status !== 'deleted') ?? null;
   }
 
+  /**
+   * The volumes on `hosts` (null: on every agent, which must all answer), only those named `name`
+   * if given. An agent outside `hosts` is never asked: one host down does not stop work pinned to another.
+   */
+  async volumesOn(hosts: readonly string[] | null, name?: string): Promise<Volume[]> {
+    if (!hosts) return whole(await this.fleet.volumes({ name })).volumes;
+    const found: Volume[] = [];
+    for (const host of hosts) {
+      const agent = this.agent(host);
+      for (const backend of agent ? await agent.agent.backends() : []) found.push(...(await backend.volumesFiltered({ volumeName: name })));
+    }
+    return found;
+  }
+
   /** The host id of an object this fleet handed out. */
   hostOf(resource: Volume | Snapshot): string {
     return this.fleet.agentOf(resource).hostId ?? '';
