@@ -2,10 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { csiClient } from '../packages/csi/src/testing/client.js';
+import { freePort } from '../packages/csi/src/testing/host.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // kindling-csi as Kubernetes runs it: the built bin, flags and environment, Probe following the agent.
@@ -33,13 +33,7 @@ function startBin(args: string[], env: Record<string, string>): { child: ChildPr
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kindling-csi-bin-'));
   // A fixed port, so the agent comes back where the plugin looks for it after a restart.
-  const port = await new Promise<number>((res) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port: free } = probe.address() as AddressInfo;
-      probe.close(() => res(free));
-    });
-  });
-  agent = await startAgentProcess({ token: TOKEN, port });
+  agent = await startAgentProcess({ token: TOKEN, port: await freePort() });
 });
 
 afterAll(async () => {
@@ -48,7 +42,7 @@ afterAll(async () => {
 });
 
 describe('kindling-csi', () => {
-  it('serves on a unix socket with the token from the environment, and its Probe follows the agent', async () => {
+  it('serves on a unix socket with the token from the environment, and stays ready while its agent is away', async () => {
     const endpoint = `unix://${join(dir, 'csi.sock')}`;
     const bin = startBin(['--mode', 'node', '--endpoint', endpoint], { KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN });
     expect((await bin.listening).endpoint).toBe(endpoint);
@@ -56,12 +50,27 @@ describe('kindling-csi', () => {
     const node = csiClient('Node', endpoint);
     expect((await node.NodeGetInfo({})).nodeId).toBe(agent.hostId);
     expect(await identity.Probe({})).toEqual({ ready: { value: true } });
+    // Node-local work goes on without the agent: a liveness restart would not bring the agent back.
     await agent.stop();
-    await expect.poll(async () => (await identity.Probe({})).ready.value).toBe(false);
+    await node.NodeUnpublishVolume({ volumeId: `${agent.hostId}:nfs:00000000-0000-4000-8000-000000000000`, targetPath: join(dir, 'never-published') });
+    expect(await identity.Probe({})).toEqual({ ready: { value: true } });
     agent = await agent.restart();
-    await expect.poll(async () => (await identity.Probe({})).ready.value, { timeout: 15_000 }).toBe(true);
+    await expect.poll(async () => (await node.NodeGetInfo({})).nodeId, { timeout: 15_000 }).toBe(agent.hostId);
     identity.close();
     node.close();
+    bin.child.kill('SIGTERM');
+    expect(await bin.exit).toBe(0);
+    // A stop, a restart and a redial with backoff: room for a loaded machine, not a timing claim.
+  }, 60_000);
+
+  it('starts without its agent and connects when it comes', async () => {
+    const port = await freePort();
+    const endpoint = `unix://${join(dir, 'early.sock')}`;
+    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', `ws://127.0.0.1:${port}/rpc`], { KINDLING_TOKEN: TOKEN });
+    expect((await bin.listening).endpoint).toBe(endpoint);
+    const identity = csiClient('Identity', endpoint);
+    expect(await identity.Probe({})).toEqual({ ready: { value: true } });
+    identity.close();
     bin.child.kill('SIGTERM');
     expect(await bin.exit).toBe(0);
   });

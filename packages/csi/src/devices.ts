@@ -1,27 +1,9 @@
-import { realpath, stat } from 'node:fs/promises';
-import { relative } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import type { Connection, Volume } from '@kindling/sdk';
 import { CsiError, grpcStatusOf } from './errors.js';
 import { must, run } from './exec.js';
-import { mountTable, type MountEntry } from './mounts.js';
-
-/** A dev_t as the mount table writes it (major:minor). */
-const majorMinor = (n: number): string => `${Math.floor(n / 256) & 0xfff}:${(n & 0xff) | ((n >> 12) & 0xfff00)}`;
-
-/**
- * Every mount of `device` on this node: its filesystem (a stage and the binds of a publish) and binds
- * of the device node itself (block mode, which the table shows as a path below /dev). What the node
- * unmounts is only ever one of these, never whatever else a path happens to hold.
- */
-export async function mountsOf(device: string): Promise<MountEntry[]> {
-  const node = await realpath(device);
-  const { rdev, dev } = await stat(node);
-  const filesystem = majorMinor(rdev);
-  const holder = majorMinor(dev);
-  const root = `/${relative('/dev', node)}`;
-  return (await mountTable()).filter((m) => m.device === filesystem || (m.device === holder && m.root === root));
-}
+import { mountsOfVolume } from './local.js';
 
 /** Loop devices backed by `file` (`losetup -j`), so a restarted plugin finds what it set up. */
 export async function loopsOf(file: string): Promise<string[]> {
@@ -30,16 +12,6 @@ export async function loopsOf(file: string): Promise<string[]> {
     .split('\n')
     .map((line) => line.split(':')[0] ?? '')
     .filter((d) => d.startsWith('/dev/'));
-}
-
-/** The device attachDevice made for the volume, without attaching: null when it has none here. */
-export async function attachedDevice(volume: Volume): Promise<string | null> {
-  const connection = volume.connections.find((c) => c.attached && c.path);
-  const path = connection && (await presentPath(connection));
-  if (!path) return null;
-  if ((await stat(path)).isBlockDevice()) return path;
-  const [loop] = await loopsOf(path);
-  return loop ?? null;
 }
 
 /** ENOENT: the path names nothing. */
@@ -104,8 +76,7 @@ export async function detachDevice(volume: Volume): Promise<void> {
  */
 export async function undoAttach(volume: Volume, cause: unknown): Promise<unknown> {
   try {
-    const device = await attachedDevice(volume);
-    if (!device || !(await mountsOf(device)).length) await detachDevice(volume);
+    if (!(await mountsOfVolume(volume.id)).length) await detachDevice(volume);
     return cause;
   } catch (err) {
     const { code, details } = grpcStatusOf(cause);

@@ -1,10 +1,11 @@
 import { mkdir, rmdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { GIB, NotFoundError, type Agent, type Volume } from '@kindling/sdk';
+import { GIB, NotFoundError, UnavailableError, type Agent, type Volume } from '@kindling/sdk';
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
-import { attachDevice, attachedDevice, contentsOf, detachDevice, isMissing, mountsOf, undoAttach } from './devices.js';
-import { CsiError, invalid, notFound, required } from './errors.js';
+import { attachDevice, contentsOf, detachDevice, isMissing, undoAttach } from './devices.js';
+import { detachLoopsOf, mountsOfVolume } from './local.js';
+import { CsiError, grpcStatusOf, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
 import { parseVolumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
@@ -33,20 +34,30 @@ function capability(cap: VolumeCapability | null): VolumeCapability {
 export interface NodeOptions {
   /** 0: no limit. */
   maxVolumesPerNode: number;
+  /** Where the node says what it could not finish (stderr in kindling-csi). */
+  log?: (line: string) => void;
 }
 
 /**
- * The CSI Node service for the host of one agent. Keeps nothing: what is staged and published is
- * read from the mount table, what is attached from the agent's connections and `losetup`.
+ * The CSI Node service for the host of one agent. Keeps nothing but the unstages whose agent half
+ * waits for the agent: what is staged and published is read from the mount table and sysfs, what is
+ * attached from the agent's connections and `losetup`.
  */
 export class Node {
   readonly #agent: Agent;
   readonly #options: NodeOptions;
   readonly #inFlight = new InFlight();
+  /** Volumes unstaged while the agent was away, whose attachment the agent still records. */
+  readonly #pending = new Set<string>();
 
   constructor(agent: Agent, options: NodeOptions) {
     this.#agent = agent;
     this.#options = options;
+    agent.on('reconnect', () => void this.#finishPending());
+  }
+
+  #log(line: string): void {
+    (this.#options.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(line);
   }
 
   nodeGetInfo() {
@@ -89,8 +100,9 @@ export class Node {
       const volume = await this.#volume(id);
       // All or nothing: kubelet never calls NodeUnstage after a final error, so a failed stage
       // that left the volume attached would keep it in-use for good.
+      this.#pending.delete(id);
       try {
-        await this.#stage(id, await attachDevice(volume), staging, cap);
+        await this.#stage(volume, await attachDevice(volume), staging, cap);
       } catch (err) {
         throw await undoAttach(volume, err);
       }
@@ -98,9 +110,10 @@ export class Node {
     });
   }
 
-  async #stage(id: string, device: string, staging: string, cap: VolumeCapability): Promise<void> {
+  async #stage(volume: Volume, device: string, staging: string, cap: VolumeCapability): Promise<void> {
+    const id = volume.id;
     const at = cap.block ? join(staging, BLOCK_FILE) : staging;
-    if ((await mountsOf(device)).some((m) => m.mountPoint === at)) return;
+    if ((await mountsOfVolume(volume.id)).some((m) => m.mountPoint === at)) return;
     const other = await mountAt(at);
     if (other) throw new CsiError(status.ALREADY_EXISTS, `${at} holds another device (${other.source})`);
     if (cap.block) {
@@ -122,15 +135,15 @@ export class Node {
     await must('mount', ['-t', contents.blank ? wanted : contents.filesystem!, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
   }
 
+  /** Works from the mount table alone; the agent's half (its attachment) waits for the agent if it is away. */
   async nodeUnstageVolume(req: NodeUnstageVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
     const given = required(req.stagingTargetPath, 'staging_target_path');
     return this.#inFlight.run([`volume:${id}`], async () => {
       const staging = await canonical(given);
       const file = join(staging, BLOCK_FILE);
-      const volume = await this.#volumeIfHere(id);
-      const device = volume && (await attachedDevice(volume));
-      const mounts = device ? await mountsOf(device) : [];
+      const ref = parseVolumeHandle(id);
+      const mounts = ref ? await mountsOfVolume(ref.volumeId) : [];
       const staged = mounts.find((m) => m.mountPoint === staging || m.mountPoint === file);
       // In use at another path: not staged here, so nothing here to undo and the device stays.
       if (mounts.length && !staged) return {};
@@ -145,9 +158,38 @@ export class Node {
           if (!isMissing(err)) throw err;
         });
       }
-      if (volume) await detachDevice(volume);
+      if (ref) {
+        await detachLoopsOf(ref.volumeId);
+        await this.#detachThroughAgent(id);
+      }
       return {};
     });
+  }
+
+  /** The agent's half of an unstage. Deferred while the agent is away: the next link up finishes it. */
+  async #detachThroughAgent(id: string): Promise<void> {
+    this.#pending.add(id);
+    if (!this.#agent.connected) return;
+    try {
+      const volume = await this.#volumeIfHere(id);
+      if (volume) await detachDevice(volume);
+      this.#pending.delete(id);
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) throw err;
+    }
+  }
+
+  /** Unstages whose agent half waited: each is finished now, unless the volume was staged again meanwhile. */
+  async #finishPending(): Promise<void> {
+    for (const id of [...this.#pending]) {
+      const ref = parseVolumeHandle(id);
+      await this.#inFlight
+        .run([`volume:${id}`], async () => {
+          if (ref && (await mountsOfVolume(ref.volumeId)).length) this.#pending.delete(id);
+          else await this.#detachThroughAgent(id);
+        })
+        .catch((err: unknown) => this.#log(`detaching volume ${id} after its unstage failed, tried again at the next reconnect: ${grpcStatusOf(err).details}`));
+    }
   }
 
   async nodePublishVolume(req: NodePublishVolumeRequest): Promise<Record<string, never>> {
@@ -179,14 +221,14 @@ export class Node {
     });
   }
 
+  /** Works from the mount table alone: no agent asked. */
   async nodeUnpublishVolume(req: NodeUnpublishVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
     const given = required(req.targetPath, 'target_path');
     return this.#inFlight.run([`volume:${id}`], async () => {
       const target = await canonical(given);
-      const volume = await this.#volumeIfHere(id);
-      const device = volume && (await attachedDevice(volume));
-      const published = async () => device !== null && (await mountsOf(device)).some((m) => m.mountPoint === target);
+      const ref = parseVolumeHandle(id);
+      const published = async () => ref !== null && (await mountsOfVolume(ref.volumeId)).some((m) => m.mountPoint === target);
       while (await published()) await must('umount', [target]);
       // A mount left at the target is another volume's: this one is not published there.
       if (await mountAt(target)) return {};

@@ -53,6 +53,24 @@ function unary(impl: object, methods: readonly string[]): UntypedServiceImplemen
 
 const names = (service: object): string[] => Object.values(service).map((m: { originalName?: string; path: string }) => m.path.split('/').pop()!);
 
+/** Opens the agent's link in the background until it answers once; the SDK redials it after that. */
+function keepOpening(agent: Agent): { stop(): void } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const attempt = (delayMs: number): void => {
+    agent.open().catch(() => {
+      if (!stopped) timer = setTimeout(() => attempt(Math.min(delayMs * 2, 5000)), delayMs);
+    });
+  };
+  attempt(100);
+  return {
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
 /** Starts the Identity service and, by mode, the Controller and Node services on one endpoint. */
 export async function startCsiServer(options: CsiServerOptions): Promise<CsiServer> {
   const connect = { ...(options.token ? { token: options.token } : {}), ...(options.tls ? { tls: options.tls } : {}) };
@@ -71,12 +89,18 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
     if (options.mode !== 'controller') {
       const url = options.nodeAgent ?? options.agents[0];
       if (!url) throw new Error('the node service needs its host agent URL (--node-agent, --agents or KINDLING_URL)');
-      const agent = await Agent.connect(url, { ...connect, reconnect: true });
-      closers.push(() => agent.close());
-      ready.push(async () => agent.connected);
+      // Unpublish and unstage need no agent: the node serves (and Probe is ready) while it is away.
+      const agent = new Agent(url, { ...connect, reconnect: true });
+      const opening = keepOpening(agent);
+      closers.push(async () => {
+        opening.stop();
+        await agent.close();
+      });
+      ready.push(async () => true);
       server.addService(NodeService, unary(new Node(agent, { maxVolumesPerNode: options.maxVolumesPerNode ?? 0 }), names(NodeService)));
     }
-    const identity = new Identity(options.mode, async () => (await Promise.all(ready.map((r) => r()))).every(Boolean));
+    // Ready while any service here can work: a liveness restart would not bring an agent back.
+    const identity = new Identity(options.mode, async () => (await Promise.all(ready.map((r) => r()))).some(Boolean));
     server.addService(IdentityService, unary(identity, names(IdentityService)));
     if (options.endpoint.startsWith('unix://')) await rm(options.endpoint.slice('unix://'.length), { force: true });
     const port = await new Promise<number>((resolve, reject) =>
