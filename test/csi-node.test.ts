@@ -243,6 +243,22 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     await node.NodeUnstageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging });
   });
 
+  it('refuses to publish at a target that holds the volume with the other readonly setting', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 };
+    await node.NodeStageVolume(stage);
+    await node.NodePublishVolume({ ...stage, targetPath: target });
+    expect(await codeOf(node.NodePublishVolume({ ...stage, targetPath: target, readonly: true }))).toBe(status.ALREADY_EXISTS);
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodePublishVolume({ ...stage, targetPath: target, readonly: true });
+    await node.NodePublishVolume({ ...stage, targetPath: target, readonly: true });
+    expect(await codeOf(node.NodePublishVolume({ ...stage, targetPath: target }))).toBe(status.ALREADY_EXISTS);
+    await expect(writeFile(join(target, 'nope'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
+  });
+
   it('never formats a device that holds a filesystem, and refuses another one than asked', async () => {
     const vol = await volume();
     const { staging } = await paths();

@@ -203,10 +203,12 @@ export class Node {
       const source = cap.block ? join(staging, BLOCK_FILE) : staging;
       const staged = await mountAt(source);
       if (!staged) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is not staged at ${staging}`);
+      const readonly = req.readonly || cap.accessMode?.mode === 'SINGLE_NODE_READER_ONLY';
       const published = await mountAt(target);
       if (published) {
-        if (published.device === staged.device && published.root === staged.root) return {};
-        throw new CsiError(status.ALREADY_EXISTS, `${target} holds another mount (${published.source})`);
+        if (published.device !== staged.device || published.root !== staged.root) throw new CsiError(status.ALREADY_EXISTS, `${target} holds another mount (${published.source})`);
+        if (published.options.includes('ro') !== readonly) throw new CsiError(status.ALREADY_EXISTS, `${target} holds volume ${id} published ${readonly ? 'read-write' : 'read-only'}`);
+        return {};
       }
       if (cap.block) {
         await mkdir(dirname(target), { recursive: true });
@@ -215,8 +217,14 @@ export class Node {
         await mkdir(target, { recursive: true });
       }
       await must('mount', ['--bind', source, target]);
-      // A bind takes the source's flags; read-only needs a remount of the bind itself.
-      if (req.readonly || cap.accessMode?.mode === 'SINGLE_NODE_READER_ONLY') await must('mount', ['-o', 'remount,bind,ro', target]);
+      // A bind takes the source's flags; read-only needs a remount of the bind itself. Should that
+      // fail, the writable bind goes too: a retry must not find it and answer OK.
+      if (readonly) {
+        await must('mount', ['-o', 'remount,bind,ro', target]).catch(async (err: unknown) => {
+          await must('umount', [target]);
+          throw err;
+        });
+      }
       return {};
     });
   }
