@@ -1,11 +1,12 @@
 import { status } from '@grpc/grpc-js';
+import { roomGbOf } from '@kindling/protocol';
 import { GIB, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
 import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
 import { page } from './paging.js';
-import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, roomGb, sourceRef } from './placement.js';
+import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
 import { csiVolume, snapshotIdOf } from './present.js';
 import { Router, whole } from './router.js';
@@ -160,7 +161,7 @@ export class Controller {
     const { stats } = await this.#fleet.stats({ driver: params.driver });
     const rooms = stats
       .filter((c) => (!params.backend || c.backend.name === params.backend) && (!host || c.agent.hostId === host))
-      .map((c) => Math.max(0, Math.floor(roomGb(c.stats))) * GIB);
+      .map((c) => Math.floor(roomGbOf(c.stats)) * GIB);
     return {
       availableCapacity: rooms.reduce((a, b) => a + b, 0),
       // One volume lives on one backend: the largest is the biggest a create can get.

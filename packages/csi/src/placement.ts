@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
-import { ConflictError, type BackendStats, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
+import { roomGbOf } from '@kindling/protocol';
+import { ConflictError, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
 import { CsiError, invalid, notFound } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle } from './ids.js';
 import { TOPOLOGY_KEY } from './plugin.js';
@@ -58,13 +59,6 @@ export function sourceRef(source: VolumeContentSource | null): { hostId: string;
   return null;
 }
 
-/** GiB a backend can still take: thin pools count over-subscription, thick ones free space. */
-export function roomGb(stats: BackendStats): number {
-  return stats.thinProvisioningSupport
-    ? stats.totalCapacityGb * stats.maxOverSubscriptionRatio - stats.provisionedCapacityGb
-    : stats.freeCapacityGb;
-}
-
 export interface NewVolume {
   size: number;
   name: string;
@@ -81,7 +75,7 @@ export async function placeVolume(fleet: Fleet, create: NewVolume, params: Class
   const { stats, failed } = await fleet.stats({ driver: params.driver });
   const candidates = stats
     .filter((c) => (!params.backend || c.backend.name === params.backend) && (!hosts || hosts.includes(c.agent.hostId ?? '')))
-    .map((c) => ({ ...c, rank: hosts ? hosts.indexOf(c.agent.hostId ?? '') : 0, room: roomGb(c.stats) }))
+    .map((c) => ({ ...c, rank: hosts ? hosts.indexOf(c.agent.hostId ?? '') : 0, room: roomGbOf(c.stats) }))
     .sort((a, b) => a.rank - b.rank || b.room - a.room);
   for (const candidate of candidates) {
     if (candidate.room < create.size) continue;

@@ -7,3 +7,4 @@ export * from './records.js';
 export * from './ops.js';
 export * from './frames.js';
 export * from './util.js';
+export * from './capacity.js';
