@@ -36,12 +36,14 @@ export class SnapshotRpcs {
   }
 
   /**
-   * The live snapshot made under this CSI name, looked for on the source's host only (a snapshot
-   * lives with its volume; no other agent is asked); a failed earlier attempt is removed so the
-   * create can run again.
+   * The live snapshot made under this CSI name; a failed earlier attempt is removed so the create can
+   * run again. The source's host must answer (the snapshot lives there); another host that is down
+   * only cannot say whether it holds the name for another volume, which must not stop this one.
    */
   async #byName(name: string, hostId: string): Promise<Snapshot | null> {
-    const volumes = await this.router.volumesOn([hostId]);
+    const { volumes, failed } = await this.fleet.volumes();
+    const source = failed.find((f) => f.hostId === hostId || f.hostId === null);
+    if (source) throw new CsiError(status.UNAVAILABLE, `the agent that may hold host ${hostId} did not answer (${source.url}): ${source.error.message}`);
     const named = volumes.flatMap((v) => [...v.snapshots]).filter((s) => s.name === name && s.status !== 'deleted');
     for (const s of named) {
       if (s.status === 'creating') throw new CsiError(status.ABORTED, `snapshot ${name} is still being taken`);
