@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { csiClient } from '../packages/csi/src/testing/client.js';
+import { codeOf, csiClient, status } from '../packages/csi/src/testing/client.js';
 import { freePort } from '../packages/csi/src/testing/host.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
@@ -15,11 +15,16 @@ const TOKEN = 'csi-bin-token-0123456789abcdef';
 let agent: AgentProcess;
 let dir: string;
 
-function startBin(args: string[], env: Record<string, string>): { child: ChildProcess; listening: Promise<{ endpoint: string }>; exit: Promise<number | null> } {
+function startBin(args: string[], env: Record<string, string>): { child: ChildProcess; listening: Promise<{ endpoint: string }>; exit: Promise<number | null>; stdout: () => string; stderr: () => string } {
   const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exit = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   const listening = new Promise<{ endpoint: string }>((res, rej) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{')) return;
       const msg = JSON.parse(line) as { event: string; endpoint: string };
       if (msg.event === 'listening') res(msg);
     });
@@ -27,7 +32,7 @@ function startBin(args: string[], env: Record<string, string>): { child: ChildPr
   });
   // A bin that exits at once never listens: that is the caller's to assert, not an unhandled rejection.
   listening.catch(() => {});
-  return { child, listening, exit };
+  return { child, listening, exit, stdout: () => stdout, stderr: () => stderr };
 }
 
 beforeAll(async () => {
@@ -63,7 +68,7 @@ describe('kindling-csi', () => {
     // A stop, a restart and a redial with backoff: room for a loaded machine, not a timing claim.
   }, 60_000);
 
-  it('starts without its agent and connects when it comes', async () => {
+  it('starts and is ready without its agent', async () => {
     const port = await freePort();
     const endpoint = `unix://${join(dir, 'early.sock')}`;
     const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', `ws://127.0.0.1:${port}/rpc`], { KINDLING_TOKEN: TOKEN });
@@ -73,6 +78,29 @@ describe('kindling-csi', () => {
     identity.close();
     bin.child.kill('SIGTERM');
     expect(await bin.exit).toBe(0);
+  });
+
+  it('logs every RPC with its method, duration and code, and no secret', async () => {
+    const endpoint = `unix://${join(dir, 'logged.sock')}`;
+    const bin = startBin(['--mode', 'node', '--endpoint', endpoint], { KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN });
+    await bin.listening;
+    const node = csiClient('Node', endpoint);
+    const stage = { volumeId: `${agent.hostId}:nfs:00000000-0000-4000-8000-000000000000`, stagingTargetPath: join(dir, 'st'), volumeCapability: { mount: { fsType: 'ext4' }, accessMode: { mode: 'SINGLE_NODE_WRITER' } }, secrets: { password: 'do-not-log-me' } };
+    expect(await codeOf(node.NodeStageVolume(stage))).toBe(status.NOT_FOUND);
+    await node.NodeGetCapabilities({});
+    node.close();
+    bin.child.kill('SIGTERM');
+    expect(await bin.exit).toBe(0);
+    const lines = bin.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toContainEqual(expect.objectContaining({ event: 'rpc', method: 'NodeStageVolume', code: 'NOT_FOUND', durationMs: expect.any(Number) }));
+    expect(lines).toContainEqual(expect.objectContaining({ event: 'rpc', method: 'NodeGetCapabilities', code: 'OK' }));
+    expect(bin.stderr() + bin.stdout()).not.toContain('do-not-log-me');
+  });
+
+  it('answers --help with the usage and exit 0', async () => {
+    const bin = startBin(['--help'], {});
+    expect(await bin.exit).toBe(0);
+    expect(bin.stdout()).toMatch(/^usage: kindling-csi --mode/);
   });
 
   it('exits 2 with the usage on bad flags', async () => {

@@ -34,8 +34,8 @@ function capability(cap: VolumeCapability | null): VolumeCapability {
 export interface NodeOptions {
   /** 0: no limit. */
   maxVolumesPerNode: number;
-  /** Where the node says what it could not finish (stderr in kindling-csi). */
-  log?: (line: string) => void;
+  /** Where the node says what it could not finish. */
+  log: (line: string) => void;
 }
 
 /**
@@ -57,7 +57,7 @@ export class Node {
   }
 
   #log(line: string): void {
-    (this.#options.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(line);
+    this.#options.log(JSON.stringify({ event: 'node', message: line }));
   }
 
   nodeGetInfo() {
