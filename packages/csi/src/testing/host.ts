@@ -13,7 +13,7 @@ export function nodeUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
   if (!existsSync('/dev/loop-control')) return 'no loop devices';
   const tool = (name: string) => ['/usr/sbin', '/sbin', '/usr/bin'].some((d) => existsSync(`${d}/${name}`));
-  if (!['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid'].every(tool)) return 'e2fsprogs, xfsprogs or util-linux missing (scripts/install-deps.sh)';
+  if (!['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid', 'wipefs', 'sfdisk'].every(tool)) return 'e2fsprogs, xfsprogs, util-linux or fdisk missing (scripts/install-deps.sh)';
   return null;
 }
 
