@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeOf, csiClient, status } from '../packages/csi/src/testing/client.js';
@@ -11,6 +12,7 @@ import { startAgentProcess, type AgentProcess } from './support/agent-process.js
 // kindling-csi as Kubernetes runs it: the built bin, flags and environment, Probe following the agent.
 const BIN = resolve(import.meta.dirname, '../packages/csi/dist/bin.js');
 const TOKEN = 'csi-bin-token-0123456789abcdef';
+const sh = promisify(execFile);
 
 let agent: AgentProcess;
 let dir: string;
@@ -95,6 +97,32 @@ describe('kindling-csi', () => {
     expect(lines).toContainEqual(expect.objectContaining({ event: 'rpc', method: 'NodeStageVolume', code: 'NOT_FOUND', durationMs: expect.any(Number) }));
     expect(lines).toContainEqual(expect.objectContaining({ event: 'rpc', method: 'NodeGetCapabilities', code: 'OK' }));
     expect(bin.stderr() + bin.stdout()).not.toContain('do-not-log-me');
+  });
+
+  it('reaches a mutual-TLS agent with the CA, certificate and key it is given', async () => {
+    const tls = await mkdtemp(join(dir, 'tls-'));
+    // Self-signed: the agent's certificate is the plugin's CA, the plugin's certificate the agent's client CA.
+    const selfSigned = (name: string, subject: string, san: string) =>
+      sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(tls, `${name}.key`), '-out', join(tls, `${name}.pem`), '-days', '1', '-subj', `/CN=${subject}`, '-addext', san]);
+    await selfSigned('server', 'localhost', 'subjectAltName=IP:127.0.0.1');
+    await selfSigned('client', 'kindling-csi', 'basicConstraints=critical,CA:TRUE');
+    const secured = await startAgentProcess({ token: TOKEN, config: { tls: { cert: join(tls, 'server.pem'), key: join(tls, 'server.key'), clientCa: join(tls, 'client.pem') } } });
+    const endpoint = `unix://${join(dir, 'tls.sock')}`;
+    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', secured.url, '--tls-cert', join(tls, 'client.pem'), '--tls-key', join(tls, 'client.key')], {
+      KINDLING_TOKEN: TOKEN,
+      KINDLING_TLS_CA: join(tls, 'server.pem'),
+    });
+    try {
+      await bin.listening;
+      const node = csiClient('Node', endpoint);
+      expect(secured.url).toMatch(/^wss:/);
+      expect((await node.NodeGetInfo({})).nodeId).toBe(secured.hostId);
+      node.close();
+    } finally {
+      bin.child.kill('SIGTERM');
+      await bin.exit;
+      await secured.dispose();
+    }
   });
 
   it('answers --help with the usage and exit 0', async () => {

@@ -9,7 +9,8 @@ export const USAGE = `usage: kindling-csi --mode controller|node|all --endpoint 
   --token TOKEN | --token-file FILE   (default KINDLING_TOKEN or KINDLING_TOKEN_FILE, read by the SDK)
   --tls-ca FILE --tls-cert FILE --tls-key FILE   the agents' CA, and a client certificate for mutual TLS
                           (default KINDLING_TLS_CA, KINDLING_TLS_CERT, KINDLING_TLS_KEY)
-  --max-volumes-per-node N            reported by NodeGetInfo (default 0: no limit)`;
+  --max-volumes-per-node N            reported by NodeGetInfo (default 0: no limit)
+  --help                  this text`;
 
 /** Flags over environment, as the other Kindling commands do. Throws with the usage on bad input; null for --help. */
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptions | null {
