@@ -3,16 +3,7 @@ import { status } from '@grpc/grpc-js';
 import type { Connection, Volume } from '@kindling/sdk';
 import { CsiError, grpcStatusOf } from './errors.js';
 import { must, run } from './exec.js';
-import { mountsOfVolume } from './local.js';
-
-/** Loop devices backed by `file` (`losetup -j`), so a restarted plugin finds what it set up. */
-export async function loopsOf(file: string): Promise<string[]> {
-  const out = await must('losetup', ['--associated', file]);
-  return out
-    .split('\n')
-    .map((line) => line.split(':')[0] ?? '')
-    .filter((d) => d.startsWith('/dev/'));
-}
+import { detachLoopsOf, loopsOfVolume, mountsOfVolume } from './local.js';
 
 /** ENOENT: the path names nothing. */
 export const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
@@ -39,7 +30,8 @@ export async function attachDevice(volume: Volume): Promise<string> {
   const recorded = volume.connections.find((c) => c.attached && c.path);
   let connection = recorded ?? (await volume.attach());
   let path = await presentPath(connection);
-  if (!path && recorded) {
+  // Never detached under a mount: a device node gone while its filesystem is mounted is the kernel's to explain.
+  if (!path && recorded && !(await mountsOfVolume(volume.id)).length) {
     await volume.detach();
     try {
       connection = await volume.attach();
@@ -55,19 +47,14 @@ export async function attachDevice(volume: Volume): Promise<string> {
   if (format !== 'raw') {
     throw new CsiError(status.FAILED_PRECONDITION, `volume ${volume.id} is a ${String(format)} file; only raw files can be staged (a snapshot of an NFS volume turns its active file into a qcow2 overlay)`);
   }
-  const [loop] = await loopsOf(path);
+  const [loop] = await loopsOfVolume(volume.id);
   return loop ?? (await must('losetup', ['--find', '--show', path])).trim();
 }
 
 /** Undoes attachDevice: the loop devices over the file, then the agent's attachment. */
 export async function detachDevice(volume: Volume): Promise<void> {
-  const connection = volume.connections.find((c) => c.attached);
-  if (!connection) return;
-  const path = connection.path && (await presentPath(connection));
-  if (path && (await stat(path)).isFile()) {
-    for (const loop of await loopsOf(path)) await must('losetup', ['--detach', loop]);
-  }
-  await volume.detach();
+  await detachLoopsOf(volume.id);
+  if (volume.connections.some((c) => c.attached)) await volume.detach();
 }
 
 /**

@@ -11,6 +11,8 @@ import { mountTable, type MountEntry } from './mounts.js';
 export const majorMinor = (n: number): string => `${Math.floor(n / 256) & 0xfff}:${(n & 0xff) | ((n >> 12) & 0xfff00)}`;
 
 const fileName = (volumeId: string): string => `volume-${volumeId}`;
+/** The volume's file, or one of its chain (`volume-<id>.<snapshot id>`), by the NFS driver's names. */
+const isVolumeFile = (file: string, volumeId: string): boolean => basename(file) === fileName(volumeId) || basename(file).startsWith(`${fileName(volumeId)}.`);
 const readOrNull = (path: string): Promise<string | null> => readFile(path, 'utf8').then((s) => s.trim(), () => null);
 
 /** The file behind a loop device, as sysfs names it (a deleted one carries a suffix). */
@@ -20,7 +22,7 @@ const loopFile = async (sysDir: string): Promise<string | null> => (await readOr
 async function isVolumeDevice(dev: string, volumeId: string): Promise<boolean> {
   const sys = `/sys/dev/block/${dev}`;
   const file = await loopFile(sys);
-  if (file !== null) return basename(file) === fileName(volumeId);
+  if (file !== null) return isVolumeFile(file, volumeId);
   // device-mapper writes an LV as vg-lv with each '-' inside a name doubled.
   const dm = await readOrNull(join(sys, 'dm', 'name'));
   return dm !== null && dm.endsWith(`-${fileName(volumeId).replace(/-/g, '--')}`);
@@ -42,10 +44,17 @@ export async function mountsOfVolume(volumeId: string): Promise<MountEntry[]> {
   return mine;
 }
 
-/** Detaches the loop devices over the volume's file: the local half of a detach, which needs no agent. */
-export async function detachLoopsOf(volumeId: string): Promise<void> {
+/** The loop devices over the volume's file, so a restarted plugin finds what it set up. */
+export async function loopsOfVolume(volumeId: string): Promise<string[]> {
+  const loops: string[] = [];
   for (const name of (await readdir('/sys/block')).filter((n) => n.startsWith('loop'))) {
     const file = await loopFile(join('/sys/block', name));
-    if (file !== null && basename(file) === fileName(volumeId)) await must('losetup', ['--detach', `/dev/${name}`]);
+    if (file !== null && isVolumeFile(file, volumeId)) loops.push(`/dev/${name}`);
   }
+  return loops;
+}
+
+/** Detaches the loop devices over the volume's file: the local half of a detach, which needs no agent. */
+export async function detachLoopsOf(volumeId: string): Promise<void> {
+  for (const loop of await loopsOfVolume(volumeId)) await must('losetup', ['--detach', loop]);
 }

@@ -102,7 +102,7 @@ export class Node {
       // that left the volume attached would keep it in-use for good.
       this.#pending.delete(id);
       try {
-        await this.#stage(volume, await attachDevice(volume), staging, cap);
+        await this.#stage(id, volume, await attachDevice(volume), staging, cap);
       } catch (err) {
         throw await undoAttach(volume, err);
       }
@@ -110,8 +110,7 @@ export class Node {
     });
   }
 
-  async #stage(volume: Volume, device: string, staging: string, cap: VolumeCapability): Promise<void> {
-    const id = volume.id;
+  async #stage(id: string, volume: Volume, device: string, staging: string, cap: VolumeCapability): Promise<void> {
     const at = cap.block ? join(staging, BLOCK_FILE) : staging;
     if ((await mountsOfVolume(volume.id)).some((m) => m.mountPoint === at)) return;
     const other = await mountAt(at);
@@ -159,6 +158,7 @@ export class Node {
         });
       }
       if (ref) {
+        // The loop devices go now, the agent's attachment when it answers.
         await detachLoopsOf(ref.volumeId);
         await this.#detachThroughAgent(id);
       }
