@@ -40,8 +40,8 @@ export interface NodeOptions {
 
 /**
  * The CSI Node service for the host of one agent. Keeps nothing but the unstages whose agent half
- * waits for the agent: what is staged and published is read from the mount table and sysfs, what is
- * attached from the agent's connections and `losetup`.
+ * waits for the agent: what is staged and published, and which volume a device is, are read from the
+ * mount table and sysfs (local.ts); what is attached from the agent's connections.
  */
 export class Node {
   readonly #agent: Agent;
@@ -98,9 +98,10 @@ export class Node {
     return this.#inFlight.run([`volume:${id}`], async () => {
       const staging = await canonical(given);
       const volume = await this.#volume(id);
+      // Staged again: an earlier unstage's deferred detach no longer applies.
+      this.#pending.delete(id);
       // All or nothing: kubelet never calls NodeUnstage after a final error, so a failed stage
       // that left the volume attached would keep it in-use for good.
-      this.#pending.delete(id);
       try {
         await this.#stage(id, volume, await attachDevice(volume), staging, cap);
       } catch (err) {
@@ -123,15 +124,19 @@ export class Node {
     }
     const wanted = filesystemOf(cap);
     const contents = await contentsOf(device);
+    let type: string = wanted;
     // Only a blank device is formatted: whatever holds a signature of any kind is never overwritten.
     if (contents.blank) await must(`mkfs.${wanted}`, ['-q', device]);
-    else if (!contents.filesystem) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is not blank and holds no filesystem: found ${contents.found}`);
-    else if (cap.mount?.fsType && contents.filesystem !== wanted) {
-      throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} holds ${contents.filesystem}, not the ${wanted} asked for`);
+    else {
+      if (!contents.filesystem) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is not blank and holds no filesystem: found ${contents.found}`);
+      if (cap.mount?.fsType && contents.filesystem !== wanted) {
+        throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} holds ${contents.filesystem}, not the ${wanted} asked for`);
+      }
+      type = contents.filesystem;
     }
     await mkdir(staging, { recursive: true });
     const flags = cap.mount?.mountFlags ?? [];
-    await must('mount', ['-t', contents.blank ? wanted : contents.filesystem!, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
+    await must('mount', ['-t', type, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
   }
 
   /** Works from the mount table alone; the agent's half (its attachment) waits for the agent if it is away. */
