@@ -72,8 +72,10 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
       const { snapshot } = await controller.CreateSnapshot(snap);
       expect(snapshot.readyToUse).toBe(true);
       expect((await controller.CreateSnapshot(snap)).snapshot.snapshotId).toBe(snapshot.snapshotId);
-      // What may live on the down host is not answered as absent.
+      // What may live on the down host is not answered as absent, nor its room as none.
       expect(await codeOf(controller.CreateVolume({ ...request, name: `pvc-down-${++count}`, ...on('node-b') }))).toBe(status.UNAVAILABLE);
+      expect((await controller.GetCapacity({ accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-a' } } })).availableCapacity).toBeGreaterThan(0);
+      expect(await codeOf(controller.GetCapacity({ accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-b' } } }))).toBe(status.UNAVAILABLE);
     } finally {
       b = await b.restart();
     }

@@ -158,9 +158,8 @@ export class Controller {
   async getCapacity(req: GetCapacityRequest) {
     const params = classParameters(req.parameters);
     const host = req.accessibleTopology && Object.keys(req.accessibleTopology.segments).length ? hostOfTopology(req.accessibleTopology) : null;
-    const { stats } = await this.#fleet.stats({ driver: params.driver });
-    const rooms = stats
-      .filter((c) => (!params.backend || c.backend.name === params.backend) && (!host || c.agent.hostId === host))
+    const rooms = (await this.#router.statsOn(host, params.driver))
+      .filter((c) => !params.backend || c.backend.name === params.backend)
       .map((c) => Math.floor(roomGbOf(c.stats)) * GIB);
     return {
       availableCapacity: rooms.reduce((a, b) => a + b, 0),

@@ -1,4 +1,4 @@
-import { NotFoundError, type Backend, type Fleet, type FleetAgent, type Snapshot, type Volume } from '@kindling/sdk';
+import { NotFoundError, type Backend, type BackendStats, type DriverName, type Fleet, type FleetAgent, type Snapshot, type Volume } from '@kindling/sdk';
 import { status } from '@grpc/grpc-js';
 import { CsiError } from './errors.js';
 import type { SnapshotRef, VolumeRef } from './ids.js';
@@ -61,6 +61,17 @@ export class Router {
       for (const backend of agent ? await agent.agent.backends() : []) found.push(...(await backend.volumesFiltered({ volumeName: name })));
     }
     return found;
+  }
+
+  /**
+   * Each backend's stats (of `driver`), on `host` only when given (UNAVAILABLE while its agent is
+   * down: its room is unknown, not none), else on every agent that answers.
+   */
+  async statsOn(host: string | null, driver: DriverName | undefined): Promise<{ backend: Backend; stats: BackendStats }[]> {
+    if (!host) return (await this.fleet.stats({ driver })).stats;
+    const agent = this.agent(host);
+    const backends = (agent ? await agent.agent.backends() : []).filter((b) => driver === undefined || b.driver === driver);
+    return Promise.all(backends.map(async (backend) => ({ backend, stats: await backend.stats() })));
   }
 
   /** The host id of an object this fleet handed out. */
