@@ -12,6 +12,8 @@ command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
 command -v blkid >/dev/null 2>&1 || need+=(util-linux)
+# sfdisk, for the CSI node test that stages a device holding only a partition table.
+command -v sfdisk >/dev/null 2>&1 || need+=(fdisk)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # promtool, for the test that lints /metrics as `promtool check metrics` does (~95 MB installed).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)

@@ -321,6 +321,22 @@ describe('as the spec’s sanity suite checks', () => {
     expect(after).toContain(added.volumeId);
   });
 
+  it('answers a retried restore by its name even when the snapshot is gone by then', async () => {
+    const vol = await newVolume();
+    const { snapshot } = await controller.CreateSnapshot({ name: fresh('snap'), sourceVolumeId: vol.volumeId });
+    const request = { name: fresh(), volumeCapabilities: [mount], volumeContentSource: { snapshot: { snapshotId: snapshot.snapshotId } } };
+    const first = (await controller.CreateVolume(request)).volume;
+    // The reply was lost, then the VolumeSnapshot was deleted before the provisioner retried.
+    await controller.DeleteSnapshot({ snapshotId: snapshot.snapshotId });
+    expect((await controller.CreateVolume(request)).volume.volumeId).toBe(first.volumeId);
+    const clone = { name: fresh(), volumeCapabilities: [mount], volumeContentSource: { volume: { volumeId: vol.volumeId } } };
+    const cloned = (await controller.CreateVolume(clone)).volume;
+    await controller.DeleteVolume({ volumeId: vol.volumeId });
+    expect((await controller.CreateVolume(clone)).volume.volumeId).toBe(cloned.volumeId);
+    // Another source under the same name is still ALREADY_EXISTS.
+    expect(await codeOf(controller.CreateVolume({ ...clone, volumeContentSource: request.volumeContentSource }))).toBe(status.ALREADY_EXISTS);
+  });
+
   it('gives NOT_FOUND for a content source that does not exist', async () => {
     const missing = 'host-a:nfs:00000000-0000-4000-8000-000000000000';
     expect(await codeOf(newVolume({ volumeContentSource: { volume: { volumeId: missing } } }))).toBe(status.NOT_FOUND);

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
 import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
 import { requires } from '@kindling/agent/testing';
+import { Agent } from '@kindling/sdk';
 import { cleanUpHost, nodeUnavailable } from '../packages/csi/src/testing/host.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
@@ -28,6 +29,7 @@ let dir: string;
 let controller: CsiServiceClient;
 let node: CsiServiceClient;
 let identity: CsiServiceClient;
+let sdk: Agent;
 let count = 0;
 
 const paths = async () => {
@@ -39,9 +41,35 @@ const on = (host: string) => ({ accessibilityRequirements: { requisite: [{ segme
 /** A volume on this node's host (node-a) unless placed elsewhere. */
 const volume = async (size = 1, placed: object = on('node-a')) =>
   (await controller.CreateVolume({ name: `pvc-node-${process.pid}-${++count}`, volumeCapabilities: [ext4], capacityRange: { requiredBytes: size * GiB }, ...placed })).volume;
-const loopsOfVolume = (volumeId: string): string => {
-  const file = join(agent.dir, 'share', `volume-${volumeId.split(':')[2]}`);
-  return execFileSync('losetup', ['--associated', file], { encoding: 'utf8' });
+const fileOf = (volumeId: string): string => join(agent.dir, 'share', `volume-${volumeId.split(':')[2]}`);
+const loopsOfVolume = (volumeId: string): string => execFileSync('losetup', ['--associated', fileOf(volumeId)], { encoding: 'utf8' });
+/** What a full blkid probe sees in a volume's file (its signatures, whatever their kind). */
+const probe = (volumeId: string): string => {
+  try {
+    return execFileSync('blkid', ['--probe', '--output', 'export', fileOf(volumeId)], { encoding: 'utf8' });
+  } catch {
+    return '';
+  }
+};
+/** A GPT with one partition and nothing in it, as a VM disk or a Block volume carries. */
+const writeGpt = (file: string): void => {
+  execFileSync('sfdisk', ['--quiet', file], { input: 'label: gpt\n,,L\n' });
+};
+/** An LVM physical volume signature, made through a loop device with an lvm.conf that sees only it. */
+const writePv = (file: string): void => {
+  const loop = execFileSync('losetup', ['--find', '--show', file], { encoding: 'utf8' }).trim();
+  const conf = mkdtempSync(join(dir, 'lvm-'));
+  try {
+    writeFileSync(join(conf, 'lvm.conf'), `devices { use_devicesfile = 0 obtain_device_list_from_udev = 0 filter = [ "a|^${loop}$|", "r|.*|" ] }\nbackup { backup = 0 archive = 0 }\n`);
+    execFileSync('pvcreate', ['-y', loop], { env: { ...process.env, LVM_SYSTEM_DIR: conf, LVM_SUPPRESS_FD_WARNINGS: '1' }, stdio: 'ignore' });
+  } finally {
+    execFileSync('losetup', ['--detach', loop]);
+  }
+};
+/** Whether the agent's index holds an attachment of the volume on its host (what makes it in-use). */
+const attached = async (volumeId: string): Promise<boolean> => {
+  const [found] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: volumeId.split(':')[2]! });
+  return found!.connections.some((c) => c.attached);
 };
 const isMountPoint = (path: string): boolean => {
   try {
@@ -64,10 +92,12 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     controller = csiClient('Controller', server.address);
     node = csiClient('Node', server.address);
     identity = csiClient('Identity', server.address);
+    sdk = await Agent.connect(agent.url, { token: TOKEN });
   });
 
   afterAll(async () => {
     for (const c of [controller, node, identity]) c?.close();
+    await sdk?.close();
     await server?.close();
     if (dir) cleanUpHost(dir, [agent, other].filter(Boolean).map((a) => a.dir));
     await Promise.all([agent, other].filter(Boolean).map((a) => a.dispose()));
@@ -186,11 +216,14 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     expect(loopsOfVolume(theirs.volumeId)).toMatch(/^\/dev\/loop\d+:/);
     // Staging onto a path that holds another volume is refused.
     expect(await codeOf(node.NodeStageVolume({ volumeId: mine.volumeId, stagingTargetPath: staging, volumeCapability: ext4 }))).toBe(status.ALREADY_EXISTS);
-    // That refusal came after the attach (the node plugin stopped there, as a crash would): unstage detaches it.
-    expect(loopsOfVolume(mine.volumeId)).toMatch(/^\/dev\/loop\d+:/);
-    const elsewhere = (await paths()).staging;
-    await node.NodeUnstageVolume({ volumeId: mine.volumeId, stagingTargetPath: elsewhere });
+    // That refusal came after the attach, which it undid.
     expect(loopsOfVolume(mine.volumeId)).toBe('');
+    expect(await attached(mine.volumeId)).toBe(false);
+    // An attach left by a plugin that stopped mid-stage (as a crash would) is undone by unstage.
+    const [left] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: mine.volumeId.split(':')[2]! });
+    await left!.attach();
+    await node.NodeUnstageVolume({ volumeId: mine.volumeId, stagingTargetPath: (await paths()).staging });
+    expect(await attached(mine.volumeId)).toBe(false);
     await node.NodeUnpublishVolume({ volumeId: theirs.volumeId, targetPath: target });
     await node.NodeUnstageVolume({ volumeId: theirs.volumeId, stagingTargetPath: staging });
     expect(loopsOfVolume(theirs.volumeId)).toBe('');
@@ -210,6 +243,22 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     await node.NodeUnstageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging });
   });
 
+  it('refuses to publish at a target that holds the volume with the other readonly setting', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 };
+    await node.NodeStageVolume(stage);
+    await node.NodePublishVolume({ ...stage, targetPath: target });
+    expect(await codeOf(node.NodePublishVolume({ ...stage, targetPath: target, readonly: true }))).toBe(status.ALREADY_EXISTS);
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodePublishVolume({ ...stage, targetPath: target, readonly: true });
+    await node.NodePublishVolume({ ...stage, targetPath: target, readonly: true });
+    expect(await codeOf(node.NodePublishVolume({ ...stage, targetPath: target }))).toBe(status.ALREADY_EXISTS);
+    await expect(writeFile(join(target, 'nope'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
+  });
+
   it('never formats a device that holds a filesystem, and refuses another one than asked', async () => {
     const vol = await volume();
     const { staging } = await paths();
@@ -222,6 +271,57 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     await node.NodeStageVolume({ ...stage, volumeCapability: { ...ext4, mount: { fsType: '', mountFlags: [] } } });
     expect(await readFile(join(staging, 'data'), 'utf8')).toBe('precious');
     await node.NodeUnstageVolume(stage);
+  });
+
+  it.for([
+    ['a partition table', 'PTTYPE=gpt', writeGpt],
+    ['an LVM physical volume', 'TYPE=LVM2_member', writePv],
+  ] as const)('never formats a device that holds %s, and leaves it detached', async ([, signature, write]) => {
+    const vol = await volume();
+    write(fileOf(vol.volumeId));
+    const { staging } = await paths();
+    const err = await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: status.FAILED_PRECONDITION });
+    expect((err as { details: string }).details).toMatch(signature.split('=')[1]!);
+    expect(probe(vol.volumeId)).toContain(signature);
+    expect(probe(vol.volumeId)).not.toContain('TYPE=ext4');
+    // A final error is never followed by NodeUnstage: the stage undid its own attach.
+    expect(loopsOfVolume(vol.volumeId)).toBe('');
+    expect(await attached(vol.volumeId)).toBe(false);
+    await controller.DeleteVolume({ volumeId: vol.volumeId });
+  });
+
+  it('undoes the attach when mkfs or the mount fails', async () => {
+    const vol = await volume();
+    const { staging } = await paths();
+    // An option ext4 does not know makes the mount fail after the attach and the mkfs.
+    const bad = { ...ext4, mount: { fsType: 'ext4', mountFlags: ['no_such_option_here'] } };
+    expect(await codeOf(node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: bad }))).not.toBe('ok');
+    expect(isMountPoint(staging)).toBe(false);
+    expect(loopsOfVolume(vol.volumeId)).toBe('');
+    expect(await attached(vol.volumeId)).toBe(false);
+    await controller.DeleteVolume({ volumeId: vol.volumeId });
+  });
+
+  it('attaches again a recorded attachment whose file is gone, refusing clearly while it stays gone', async () => {
+    const vol = await volume();
+    const { staging } = await paths();
+    const file = fileOf(vol.volumeId);
+    // The agent's index holds an attachment (an earlier stage, a crash) whose path is not there now.
+    const [recorded] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: vol.volumeId.split(':')[2]! });
+    await recorded!.attach();
+    await rename(file, `${file}.away`);
+    const err = await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: status.FAILED_PRECONDITION });
+    expect((err as { details: string }).details).toContain(file);
+    expect(await attached(vol.volumeId)).toBe(false);
+    await rename(`${file}.away`, file);
+    await recorded!.attach();
+    await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 });
+    expect(isMountPoint(staging)).toBe(true);
+    await node.NodeUnstageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging });
+    expect(await attached(vol.volumeId)).toBe(false);
+    await controller.DeleteVolume({ volumeId: vol.volumeId });
   });
 
   it('stages and publishes a block volume as the device itself', async () => {

@@ -182,9 +182,9 @@ describe('fleet over several agent processes', () => {
   });
 });
 
-describe('fleet placement falls back when the chosen backend refuses for space', () => {
-  // `split` sums two shares in its stats (room for 3 T at ratio 1.5) but each share alone holds only
-  // 1.5 T, so a 1.8 T volume is placed there first and refused; `roomy` (one share at ratio 2) takes it.
+describe('fleet placement counts the room of one share, where a volume must fit', () => {
+  // `split` has two shares (room for 3 T summed, at ratio 1.5) but each alone holds only 1.5 T: its
+  // agent reports that as maxVolumeSizeGb, so a 1.8 T volume goes to `roomy` (one share at ratio 2).
   let split: AgentProcess;
   let roomy: AgentProcess;
   let pair: Fleet;
@@ -203,11 +203,11 @@ describe('fleet placement falls back when the chosen backend refuses for space',
     await Promise.all([split?.dispose(), roomy?.dispose()]);
   });
 
-  it('tries the next best backend after a ConflictError', async () => {
+  it('places a volume that no single share of a backend holds where one share does', async () => {
     const { stats } = await pair.stats();
     const shareGb = stats.find((s) => s.agent.url === roomy.url)?.stats.totalCapacityGb ?? 0;
     const size = Math.ceil(1.8 * shareGb);
-    expect((await pair.place({ size })).agent.url).toBe(split.url);
+    expect((await pair.place({ size })).agent.url).toBe(roomy.url);
     const vol = await pair.createVolume({ size, name: 'big' });
     expect(pair.agentOf(vol).url).toBe(roomy.url);
     expect(vol.size).toBe(size);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { parseCli } from './main.js';
+import { parseCli, USAGE } from './main.js';
 import { startCsiServer } from './server.js';
 
 let options;
@@ -8,6 +8,10 @@ try {
 } catch (err) {
   process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(2);
+}
+if (!options) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
 }
 const server = await startCsiServer(options);
 process.stdout.write(`${JSON.stringify({ event: 'listening', endpoint: server.address, mode: options.mode })}\n`);

@@ -1,11 +1,12 @@
 import { status } from '@grpc/grpc-js';
+import { roomGbOf } from '@kindling/sdk';
 import { GIB, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
 import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
 import { page } from './paging.js';
-import { classParameters, hostOfTopology, hostOrder, placeVolume, roomGb } from './placement.js';
+import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
 import { csiVolume, snapshotIdOf } from './present.js';
 import { Router, whole } from './router.js';
@@ -58,19 +59,21 @@ export class Controller {
     }
     const params = classParameters(req.parameters);
     const hosts = hostOrder(req.accessibilityRequirements);
+    const given = sourceRef(req.volumeContentSource);
     return this.#inFlight.run([`name:${name}`], async () => {
-      const source = await this.#contentSource(req.volumeContentSource);
-      const size = sizeInGiB(req.capacityRange, source?.sizeGiB ?? 1);
-      if (source && hosts && !hosts.includes(source.hostId)) {
-        throw invalid(`the content source lives on host ${source.hostId}, which the requisite topology excludes`);
-      }
-      const existing = await this.#byName(name);
+      // The name first: a retry whose first reply was lost is answered even when its source is gone now.
+      const existing = await this.#byName(name, given ? [given.hostId] : requisiteHosts(req.accessibilityRequirements));
       if (existing) {
-        const sameSource = source ? existing.snapshotId === source.snapshotId && existing.sourceVolId === source.volumeId : !existing.snapshotId && !existing.sourceVolId;
+        const sameSource = existing.snapshotId === (given?.snapshotId ?? null) && existing.sourceVolId === (given?.volumeId ?? null);
         if (!sameSource || !fitsRange(existing.size, req.capacityRange)) {
           throw new CsiError(status.ALREADY_EXISTS, `volume ${name} exists with another size or source`);
         }
         return { volume: csiVolume(existing, this.#router.hostOf(existing), req.volumeContentSource) };
+      }
+      const source = await this.#contentSource(req.volumeContentSource);
+      const size = sizeInGiB(req.capacityRange, source?.sizeGiB ?? 1);
+      if (source && hosts && !hosts.includes(source.hostId)) {
+        throw invalid(`the content source lives on host ${source.hostId}, which the requisite topology excludes`);
       }
       const create = { size, name, metadata: { [CSI_NAME_KEY]: name } };
       const volume = source ? await source.make(create) : await placeVolume(this.#fleet, create, params, hosts);
@@ -78,10 +81,9 @@ export class Controller {
     });
   }
 
-  /** The live volume made for this CSI name; a failed earlier attempt is removed so the create can run again. */
-  async #byName(name: string): Promise<Volume | null> {
-    const { volumes } = whole(await this.#fleet.volumes({ name }));
-    const mine = volumes.filter((v) => v.status !== 'deleted' && v.metadata[CSI_NAME_KEY] === name);
+  /** The live volume made for this CSI name on `hosts`; a failed earlier attempt is removed so the create can run again. */
+  async #byName(name: string, hosts: string[] | null): Promise<Volume | null> {
+    const mine = (await this.#router.volumesOn(hosts, name)).filter((v) => v.status !== 'deleted' && v.metadata[CSI_NAME_KEY] === name);
     for (const v of mine) {
       if (v.status === 'creating') throw new CsiError(status.ABORTED, `volume ${name} is still being created`);
       if (v.status === 'error') await v.delete();
@@ -156,10 +158,9 @@ export class Controller {
   async getCapacity(req: GetCapacityRequest) {
     const params = classParameters(req.parameters);
     const host = req.accessibleTopology && Object.keys(req.accessibleTopology.segments).length ? hostOfTopology(req.accessibleTopology) : null;
-    const { stats } = await this.#fleet.stats({ driver: params.driver });
-    const rooms = stats
-      .filter((c) => (!params.backend || c.backend.name === params.backend) && (!host || c.agent.hostId === host))
-      .map((c) => Math.max(0, Math.floor(roomGb(c.stats))) * GIB);
+    const rooms = (await this.#router.statsOn(host, params.driver))
+      .filter((c) => !params.backend || c.backend.name === params.backend)
+      .map((c) => Math.floor(roomGbOf(c.stats)) * GIB);
     return {
       availableCapacity: rooms.reduce((a, b) => a + b, 0),
       // One volume lives on one backend: the largest is the biggest a create can get.

@@ -1,80 +1,100 @@
-import { realpath, stat } from 'node:fs/promises';
-import { relative } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
-import type { Volume } from '@kindling/sdk';
-import { CsiError } from './errors.js';
+import type { Connection, Volume } from '@kindling/sdk';
+import { CsiError, grpcStatusOf } from './errors.js';
 import { must, run } from './exec.js';
-import { mountTable, type MountEntry } from './mounts.js';
+import { detachLoopsOf, loopsOfVolume, mountsOfVolume } from './local.js';
 
-/** A dev_t as the mount table writes it (major:minor). */
-const majorMinor = (n: number): string => `${Math.floor(n / 256) & 0xfff}:${(n & 0xff) | ((n >> 12) & 0xfff00)}`;
+/** ENOENT: the path names nothing. */
+export const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
-/**
- * Every mount of `device` on this node: its filesystem (a stage and the binds of a publish) and binds
- * of the device node itself (block mode, which the table shows as a path below /dev). What the node
- * unmounts is only ever one of these, never whatever else a path happens to hold.
- */
-export async function mountsOf(device: string): Promise<MountEntry[]> {
-  const node = await realpath(device);
-  const { rdev, dev } = await stat(node);
-  const filesystem = majorMinor(rdev);
-  const holder = majorMinor(dev);
-  const root = `/${relative('/dev', node)}`;
-  return (await mountTable()).filter((m) => m.device === filesystem || (m.device === holder && m.root === root));
-}
-
-/** Loop devices backed by `file` (`losetup -j`), so a restarted plugin finds what it set up. */
-export async function loopsOf(file: string): Promise<string[]> {
-  const out = await must('losetup', ['--associated', file]);
-  return out
-    .split('\n')
-    .map((line) => line.split(':')[0] ?? '')
-    .filter((d) => d.startsWith('/dev/'));
-}
-
-/** The device attachDevice made for the volume, without attaching: null when it has none here. */
-export async function attachedDevice(volume: Volume): Promise<string | null> {
-  const path = volume.connections.find((c) => c.attached && c.path)?.path;
-  if (!path) return null;
-  if ((await stat(path)).isBlockDevice()) return path;
-  const [loop] = await loopsOf(path);
-  return loop ?? null;
+/** The attachment's path, null when it names nothing on this host now (a stale record). */
+async function presentPath(connection: Connection): Promise<string | null> {
+  if (!connection.path) throw new CsiError(status.INTERNAL, `the agent attached volume ${connection.volume.id} without a local path`);
+  try {
+    await stat(connection.path);
+    return connection.path;
+  } catch (err) {
+    if (isMissing(err)) return null;
+    throw err;
+  }
 }
 
 /**
  * The block device of a volume on this host: attaches through the local agent (or reuses the
  * attachment the agent's index already holds) and, for a file volume, backs it with a loop device.
+ * A recorded attachment whose path is gone is attached afresh once; still gone is refused.
  * A qcow2 file is refused: mounting one needs qemu-nbd, which this driver does not run.
  */
 export async function attachDevice(volume: Volume): Promise<string> {
-  const existing = volume.connections.find((c) => c.attached && c.path);
-  const connection = existing ?? (await volume.attach());
-  const path = connection.path;
-  if (!path) throw new CsiError(status.INTERNAL, `the agent attached volume ${volume.id} without a local path`);
+  const recorded = volume.connections.find((c) => c.attached && c.path);
+  let connection = recorded ?? (await volume.attach());
+  let path = await presentPath(connection);
+  // Never detached under a mount: a device node gone while its filesystem is mounted is the kernel's to explain.
+  if (!path && recorded && !(await mountsOfVolume(volume.id)).length) {
+    await volume.detach();
+    try {
+      connection = await volume.attach();
+    } catch (err) {
+      throw new CsiError(status.FAILED_PRECONDITION, `volume ${volume.id} was attached at ${recorded.path}, which is gone, and attaching it again failed: ${grpcStatusOf(err).details}`);
+    }
+    path = await presentPath(connection);
+  }
+  if (!path) throw new CsiError(status.FAILED_PRECONDITION, `the agent attached volume ${volume.id} at ${connection.path}, which does not exist on this host`);
   const info = await stat(path);
   if (info.isBlockDevice()) return path;
   const format = connection.connectionInfo.data['format'];
   if (format !== 'raw') {
     throw new CsiError(status.FAILED_PRECONDITION, `volume ${volume.id} is a ${String(format)} file; only raw files can be staged (a snapshot of an NFS volume turns its active file into a qcow2 overlay)`);
   }
-  const [loop] = await loopsOf(path);
+  const [loop] = await loopsOfVolume(volume.id);
   return loop ?? (await must('losetup', ['--find', '--show', path])).trim();
 }
 
 /** Undoes attachDevice: the loop devices over the file, then the agent's attachment. */
 export async function detachDevice(volume: Volume): Promise<void> {
-  const connection = volume.connections.find((c) => c.attached);
-  if (!connection) return;
-  if (connection.path && (await stat(connection.path)).isFile()) {
-    for (const loop of await loopsOf(connection.path)) await must('losetup', ['--detach', loop]);
-  }
-  await volume.detach();
+  await detachLoopsOf(volume.id);
+  if (volume.connections.some((c) => c.attached)) await volume.detach();
 }
 
-/** The filesystem on a device, null when blkid finds none (exit 2: a blank device). */
-export async function filesystemOn(device: string): Promise<string | null> {
-  const r = await run('blkid', ['--probe', '--match-tag', 'TYPE', '--output', 'value', device]);
-  if (r.code === 2) return null;
+/**
+ * After a failed stage: detaches the volume unless a mount still uses its device (a stage at
+ * another path). Returns the error to throw, which names an undo that failed too.
+ */
+export async function undoAttach(volume: Volume, cause: unknown): Promise<unknown> {
+  try {
+    if (!(await mountsOfVolume(volume.id)).length) await detachDevice(volume);
+    return cause;
+  } catch (err) {
+    const { code, details } = grpcStatusOf(cause);
+    return new CsiError(code, `${details}; undoing its attach failed too (NodeUnstageVolume detaches it): ${grpcStatusOf(err).details}`);
+  }
+}
+
+/** What a device holds, as a full probe of every kind of signature sees it. */
+export type Contents = { blank: true } | { blank: false; filesystem: string | null; found: string };
+
+const parseExport = (text: string): Map<string, string> =>
+  new Map(text.split('\n').flatMap((line) => (line.includes('=') ? [[line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as [string, string]] : [])));
+
+/**
+ * Blank means no signature at all: no filesystem, partition table, RAID, LVM or LUKS header, by
+ * blkid's full probe (exit 2: nothing) and by wipefs, which also lists what blkid sets aside (a
+ * backup GPT header). `filesystem` is set only for a device that holds a filesystem and nothing else.
+ */
+export async function contentsOf(device: string): Promise<Contents> {
+  const r = await run('blkid', ['--probe', '--output', 'export', device]);
+  if (r.code === 2) {
+    const signatures = (await must('wipefs', ['--no-act', '--noheadings', '--output', 'TYPE', device])).split('\n').map((l) => l.trim()).filter(Boolean);
+    return signatures.length ? { blank: false, filesystem: null, found: `signatures ${signatures.join(', ')}` } : { blank: true };
+  }
+  // Exit 8: signatures of more than one kind, which no mount could pick between.
+  if (r.code === 8) return { blank: false, filesystem: null, found: 'more than one signature (blkid: ambivalent probe)' };
   if (r.code !== 0) throw new CsiError(status.INTERNAL, `blkid ${device} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout.trim() || null;
+  const tags = parseExport(r.stdout);
+  const table = tags.get('PTTYPE');
+  if (table) return { blank: false, filesystem: null, found: `a ${table} partition table` };
+  const type = tags.get('TYPE') ?? 'an unnamed';
+  if (tags.get('USAGE') !== 'filesystem') return { blank: false, filesystem: null, found: `a ${type} signature (${tags.get('USAGE') ?? 'unknown use'})` };
+  return { blank: false, filesystem: type, found: `a ${type} filesystem` };
 }

@@ -2,7 +2,7 @@ import { CSI_SPEC_VERSION, PLUGIN_NAME, PLUGIN_VERSION } from './plugin.js';
 
 export type Mode = 'controller' | 'node' | 'all';
 
-/** The CSI Identity service; `ready` is the agents' health as the running services see it. */
+/** The CSI Identity service; `ready`: whether any running service can work (the node always can, from its mount table). */
 export class Identity {
   constructor(
     private readonly mode: Mode,

@@ -22,9 +22,15 @@ describe('kindling-csi flags', () => {
   it('reads the agents\' CA and client certificate from files', async () => {
     const ca = join(await mkdtemp(join(tmpdir(), 'csi-main-')), 'ca.pem');
     await writeFile(ca, '-----BEGIN CERTIFICATE-----\n');
-    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x', '--tls-ca', ca], {}).tls).toEqual({ ca: '-----BEGIN CERTIFICATE-----\n', cert: undefined, key: undefined });
-    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], { KINDLING_TLS_CA: ca }).tls?.ca).toMatch(/BEGIN/);
-    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], {}).tls).toBeUndefined();
+    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x', '--tls-ca', ca], {})).toMatchObject({ tls: { ca: '-----BEGIN CERTIFICATE-----\n', cert: undefined, key: undefined } });
+    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], { KINDLING_TLS_CA: ca })).toMatchObject({ tls: { ca: expect.stringMatching(/BEGIN/) } });
+    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], {})).toEqual(expect.objectContaining({ mode: 'all' }));
+    expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], {})).not.toHaveProperty('tls');
+  });
+
+  it('answers --help with the usage (null: nothing to start)', () => {
+    expect(parseCli(['--help'], {})).toBeNull();
+    expect(parseCli(['-h'], {})).toBeNull();
   });
 
   it('refuses a missing mode or endpoint and unknown flags', () => {

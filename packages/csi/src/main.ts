@@ -3,16 +3,17 @@ import { parseArgs } from 'node:util';
 import type { Mode } from './identity.js';
 import type { CsiServerOptions } from './server.js';
 
-const USAGE = `usage: kindling-csi --mode controller|node|all --endpoint unix:///csi/csi.sock
+export const USAGE = `usage: kindling-csi --mode controller|node|all --endpoint unix:///csi/csi.sock
   --agents URL[,URL...]   agents the controller reaches (default KINDLING_URL)
   --node-agent URL        this host's agent, for the node service (default the first agent)
   --token TOKEN | --token-file FILE   (default KINDLING_TOKEN or KINDLING_TOKEN_FILE, read by the SDK)
   --tls-ca FILE --tls-cert FILE --tls-key FILE   the agents' CA, and a client certificate for mutual TLS
                           (default KINDLING_TLS_CA, KINDLING_TLS_CERT, KINDLING_TLS_KEY)
-  --max-volumes-per-node N            reported by NodeGetInfo (default 0: no limit)`;
+  --max-volumes-per-node N            reported by NodeGetInfo (default 0: no limit)
+  --help                  this text`;
 
-/** Flags over environment, as the other Kindling commands do. Throws with the usage on bad input. */
-export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptions {
+/** Flags over environment, as the other Kindling commands do. Throws with the usage on bad input; null for --help. */
+export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptions | null {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -26,9 +27,11 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptio
       'tls-ca': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
+  if (values.help) return null;
   const mode = values.mode;
   if (mode !== 'controller' && mode !== 'node' && mode !== 'all') throw new Error(`--mode must be controller, node or all\n${USAGE}`);
   const endpoint = values.endpoint ?? env['CSI_ENDPOINT'];

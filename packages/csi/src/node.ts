@@ -1,10 +1,11 @@
 import { mkdir, rmdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { GIB, NotFoundError, type Agent, type Volume } from '@kindling/sdk';
+import { GIB, NotFoundError, UnavailableError, type Agent, type Volume } from '@kindling/sdk';
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
-import { attachDevice, attachedDevice, detachDevice, filesystemOn, mountsOf } from './devices.js';
-import { CsiError, invalid, notFound, required } from './errors.js';
+import { attachDevice, contentsOf, detachDevice, isMissing, undoAttach } from './devices.js';
+import { detachLoopsOf, mountsOfVolume } from './local.js';
+import { CsiError, grpcStatusOf, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
 import { parseVolumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
@@ -30,25 +31,33 @@ function capability(cap: VolumeCapability | null): VolumeCapability {
   return checked;
 }
 
-const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
-
 export interface NodeOptions {
   /** 0: no limit. */
   maxVolumesPerNode: number;
+  /** Where the node says what it could not finish. */
+  log: (line: string) => void;
 }
 
 /**
- * The CSI Node service for the host of one agent. Keeps nothing: what is staged and published is
- * read from the mount table, what is attached from the agent's connections and `losetup`.
+ * The CSI Node service for the host of one agent. Keeps nothing but the unstages whose agent half
+ * waits for the agent: what is staged and published, and which volume a device is, are read from the
+ * mount table and sysfs (local.ts); what is attached from the agent's connections.
  */
 export class Node {
   readonly #agent: Agent;
   readonly #options: NodeOptions;
   readonly #inFlight = new InFlight();
+  /** Volumes unstaged while the agent was away, whose attachment the agent still records. */
+  readonly #pending = new Set<string>();
 
   constructor(agent: Agent, options: NodeOptions) {
     this.#agent = agent;
     this.#options = options;
+    agent.on('reconnect', () => void this.#finishPending());
+  }
+
+  #log(line: string): void {
+    this.#options.log(JSON.stringify({ event: 'node', message: line }));
   }
 
   nodeGetInfo() {
@@ -89,40 +98,56 @@ export class Node {
     return this.#inFlight.run([`volume:${id}`], async () => {
       const staging = await canonical(given);
       const volume = await this.#volume(id);
-      const device = await attachDevice(volume);
-      const at = cap.block ? join(staging, BLOCK_FILE) : staging;
-      if ((await mountsOf(device)).some((m) => m.mountPoint === at)) return {};
-      const other = await mountAt(at);
-      if (other) throw new CsiError(status.ALREADY_EXISTS, `${at} holds another device (${other.source})`);
-      if (cap.block) {
-        await mkdir(staging, { recursive: true });
-        await writeFile(at, '', { flag: 'a' });
-        await must('mount', ['--bind', device, at]);
-        return {};
+      // Staged again: an earlier unstage's deferred detach no longer applies.
+      this.#pending.delete(id);
+      // All or nothing: kubelet never calls NodeUnstage after a final error, so a failed stage
+      // that left the volume attached would keep it in-use for good.
+      try {
+        await this.#stage(id, volume, await attachDevice(volume), staging, cap);
+      } catch (err) {
+        throw await undoAttach(volume, err);
       }
-      const wanted = filesystemOf(cap);
-      const found = await filesystemOn(device);
-      // Only a blank device is formatted: existing data is never overwritten.
-      if (!found) await must(`mkfs.${wanted}`, ['-q', device]);
-      else if (cap.mount?.fsType && found !== wanted) {
-        throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} holds ${found}, not the ${wanted} asked for`);
-      }
-      await mkdir(staging, { recursive: true });
-      const flags = cap.mount?.mountFlags ?? [];
-      await must('mount', ['-t', found ?? wanted, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
       return {};
     });
   }
 
+  async #stage(id: string, volume: Volume, device: string, staging: string, cap: VolumeCapability): Promise<void> {
+    const at = cap.block ? join(staging, BLOCK_FILE) : staging;
+    if ((await mountsOfVolume(volume.id)).some((m) => m.mountPoint === at)) return;
+    const other = await mountAt(at);
+    if (other) throw new CsiError(status.ALREADY_EXISTS, `${at} holds another device (${other.source})`);
+    if (cap.block) {
+      await mkdir(staging, { recursive: true });
+      await writeFile(at, '', { flag: 'a' });
+      await must('mount', ['--bind', device, at]);
+      return;
+    }
+    const wanted = filesystemOf(cap);
+    const contents = await contentsOf(device);
+    let type: string = wanted;
+    // Only a blank device is formatted: whatever holds a signature of any kind is never overwritten.
+    if (contents.blank) await must(`mkfs.${wanted}`, ['-q', device]);
+    else {
+      if (!contents.filesystem) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is not blank and holds no filesystem: found ${contents.found}`);
+      if (cap.mount?.fsType && contents.filesystem !== wanted) {
+        throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} holds ${contents.filesystem}, not the ${wanted} asked for`);
+      }
+      type = contents.filesystem;
+    }
+    await mkdir(staging, { recursive: true });
+    const flags = cap.mount?.mountFlags ?? [];
+    await must('mount', ['-t', type, ...(flags.length ? ['-o', flags.join(',')] : []), device, staging]);
+  }
+
+  /** Works from the mount table alone; the agent's half (its attachment) waits for the agent if it is away. */
   async nodeUnstageVolume(req: NodeUnstageVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
     const given = required(req.stagingTargetPath, 'staging_target_path');
     return this.#inFlight.run([`volume:${id}`], async () => {
       const staging = await canonical(given);
       const file = join(staging, BLOCK_FILE);
-      const volume = await this.#volumeIfHere(id);
-      const device = volume && (await attachedDevice(volume));
-      const mounts = device ? await mountsOf(device) : [];
+      const ref = parseVolumeHandle(id);
+      const mounts = ref ? await mountsOfVolume(ref.volumeId) : [];
       const staged = mounts.find((m) => m.mountPoint === staging || m.mountPoint === file);
       // In use at another path: not staged here, so nothing here to undo and the device stays.
       if (mounts.length && !staged) return {};
@@ -137,9 +162,39 @@ export class Node {
           if (!isMissing(err)) throw err;
         });
       }
-      if (volume) await detachDevice(volume);
+      if (ref) {
+        // The loop devices go now, the agent's attachment when it answers.
+        await detachLoopsOf(ref.volumeId);
+        await this.#detachThroughAgent(id);
+      }
       return {};
     });
+  }
+
+  /** The agent's half of an unstage. Deferred while the agent is away: the next link up finishes it. */
+  async #detachThroughAgent(id: string): Promise<void> {
+    this.#pending.add(id);
+    if (!this.#agent.connected) return;
+    try {
+      const volume = await this.#volumeIfHere(id);
+      if (volume) await detachDevice(volume);
+      this.#pending.delete(id);
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) throw err;
+    }
+  }
+
+  /** Unstages whose agent half waited: each is finished now, unless the volume was staged again meanwhile. */
+  async #finishPending(): Promise<void> {
+    for (const id of [...this.#pending]) {
+      const ref = parseVolumeHandle(id);
+      await this.#inFlight
+        .run([`volume:${id}`], async () => {
+          if (ref && (await mountsOfVolume(ref.volumeId)).length) this.#pending.delete(id);
+          else await this.#detachThroughAgent(id);
+        })
+        .catch((err: unknown) => this.#log(`detaching volume ${id} after its unstage failed, tried again at the next reconnect: ${grpcStatusOf(err).details}`));
+    }
   }
 
   async nodePublishVolume(req: NodePublishVolumeRequest): Promise<Record<string, never>> {
@@ -153,10 +208,12 @@ export class Node {
       const source = cap.block ? join(staging, BLOCK_FILE) : staging;
       const staged = await mountAt(source);
       if (!staged) throw new CsiError(status.FAILED_PRECONDITION, `volume ${id} is not staged at ${staging}`);
+      const readonly = req.readonly || cap.accessMode?.mode === 'SINGLE_NODE_READER_ONLY';
       const published = await mountAt(target);
       if (published) {
-        if (published.device === staged.device && published.root === staged.root) return {};
-        throw new CsiError(status.ALREADY_EXISTS, `${target} holds another mount (${published.source})`);
+        if (published.device !== staged.device || published.root !== staged.root) throw new CsiError(status.ALREADY_EXISTS, `${target} holds another mount (${published.source})`);
+        if (published.options.includes('ro') !== readonly) throw new CsiError(status.ALREADY_EXISTS, `${target} holds volume ${id} published ${readonly ? 'read-write' : 'read-only'}`);
+        return {};
       }
       if (cap.block) {
         await mkdir(dirname(target), { recursive: true });
@@ -165,20 +222,26 @@ export class Node {
         await mkdir(target, { recursive: true });
       }
       await must('mount', ['--bind', source, target]);
-      // A bind takes the source's flags; read-only needs a remount of the bind itself.
-      if (req.readonly || cap.accessMode?.mode === 'SINGLE_NODE_READER_ONLY') await must('mount', ['-o', 'remount,bind,ro', target]);
+      // A bind takes the source's flags; read-only needs a remount of the bind itself. Should that
+      // fail, the writable bind goes too: a retry must not find it and answer OK.
+      if (readonly) {
+        await must('mount', ['-o', 'remount,bind,ro', target]).catch(async (err: unknown) => {
+          await must('umount', [target]);
+          throw err;
+        });
+      }
       return {};
     });
   }
 
+  /** Works from the mount table alone: no agent asked. */
   async nodeUnpublishVolume(req: NodeUnpublishVolumeRequest): Promise<Record<string, never>> {
     const id = required(req.volumeId, 'volume_id');
     const given = required(req.targetPath, 'target_path');
     return this.#inFlight.run([`volume:${id}`], async () => {
       const target = await canonical(given);
-      const volume = await this.#volumeIfHere(id);
-      const device = volume && (await attachedDevice(volume));
-      const published = async () => device !== null && (await mountsOf(device)).some((m) => m.mountPoint === target);
+      const ref = parseVolumeHandle(id);
+      const published = async () => ref !== null && (await mountsOfVolume(ref.volumeId)).some((m) => m.mountPoint === target);
       while (await published()) await must('umount', [target]);
       // A mount left at the target is another volume's: this one is not published there.
       if (await mountAt(target)) return {};

@@ -1,8 +1,10 @@
 import { status } from '@grpc/grpc-js';
-import { ConflictError, type BackendStats, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
-import { CsiError, invalid } from './errors.js';
+import { roomGbOf } from '@kindling/sdk';
+import { ConflictError, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
+import { CsiError, invalid, notFound } from './errors.js';
+import { parseSnapshotHandle, parseVolumeHandle } from './ids.js';
 import { TOPOLOGY_KEY } from './plugin.js';
-import type { Topology } from './types.js';
+import type { Topology, VolumeContentSource } from './types.js';
 
 /** What a StorageClass may say; the CO's own `csi.storage.k8s.io/` keys are passed and ignored. */
 export interface ClassParameters {
@@ -37,11 +39,24 @@ export function hostOrder(requirements: { requisite: Topology[]; preferred: Topo
   return [...new Set(hosts)];
 }
 
-/** GiB a backend can still take: thin pools count over-subscription, thick ones free space. */
-export function roomGb(stats: BackendStats): number {
-  return stats.thinProvisioningSupport
-    ? stats.totalCapacityGb * stats.maxOverSubscriptionRatio - stats.provisionedCapacityGb
-    : stats.freeCapacityGb;
+/** The requisite hosts, which bound where a volume can be; null: anywhere. */
+export function requisiteHosts(requirements: { requisite: Topology[] } | null): string[] | null {
+  return requirements?.requisite.length ? [...new Set(requirements.requisite.map(hostOfTopology))] : null;
+}
+
+/** What a content source names, read from its handle alone (no agent asked); NOT_FOUND for a handle never given out. */
+export function sourceRef(source: VolumeContentSource | null): { hostId: string; snapshotId: string | null; volumeId: string | null } | null {
+  if (source?.snapshot) {
+    const ref = parseSnapshotHandle(source.snapshot.snapshotId);
+    if (!ref) throw notFound(`snapshot ${source.snapshot.snapshotId} does not exist`);
+    return { hostId: ref.hostId, snapshotId: ref.snapshotId, volumeId: null };
+  }
+  if (source?.volume) {
+    const ref = parseVolumeHandle(source.volume.volumeId);
+    if (!ref) throw notFound(`volume ${source.volume.volumeId} does not exist`);
+    return { hostId: ref.hostId, snapshotId: null, volumeId: ref.volumeId };
+  }
+  return null;
 }
 
 export interface NewVolume {
@@ -60,7 +75,7 @@ export async function placeVolume(fleet: Fleet, create: NewVolume, params: Class
   const { stats, failed } = await fleet.stats({ driver: params.driver });
   const candidates = stats
     .filter((c) => (!params.backend || c.backend.name === params.backend) && (!hosts || hosts.includes(c.agent.hostId ?? '')))
-    .map((c) => ({ ...c, rank: hosts ? hosts.indexOf(c.agent.hostId ?? '') : 0, room: roomGb(c.stats) }))
+    .map((c) => ({ ...c, rank: hosts ? hosts.indexOf(c.agent.hostId ?? '') : 0, room: roomGbOf(c.stats) }))
     .sort((a, b) => a.rank - b.rank || b.room - a.room);
   for (const candidate of candidates) {
     if (candidate.room < create.size) continue;

@@ -1,4 +1,4 @@
-import { NotFoundError, type Backend, type Fleet, type FleetAgent, type Snapshot, type Volume } from '@kindling/sdk';
+import { NotFoundError, type Backend, type BackendStats, type DriverName, type Fleet, type FleetAgent, type Snapshot, type Volume } from '@kindling/sdk';
 import { status } from '@grpc/grpc-js';
 import { CsiError } from './errors.js';
 import type { SnapshotRef, VolumeRef } from './ids.js';
@@ -47,6 +47,31 @@ export class Router {
   async snapshot(ref: SnapshotRef): Promise<Snapshot | null> {
     const volume = await this.volume(ref);
     return [...(volume?.snapshots ?? [])].find((s) => s.id === ref.snapshotId && s.status !== 'deleted') ?? null;
+  }
+
+  /**
+   * The volumes on `hosts` (null: on every agent, which must all answer), only those named `name`
+   * if given. An agent outside `hosts` is never asked: one host down does not stop work pinned to another.
+   */
+  async volumesOn(hosts: readonly string[] | null, name?: string): Promise<Volume[]> {
+    if (!hosts) return whole(await this.fleet.volumes({ name })).volumes;
+    const found: Volume[] = [];
+    for (const host of hosts) {
+      const agent = this.agent(host);
+      for (const backend of agent ? await agent.agent.backends() : []) found.push(...(await backend.volumesFiltered({ volumeName: name })));
+    }
+    return found;
+  }
+
+  /**
+   * Each backend's stats (of `driver`), on `host` only when given (UNAVAILABLE while its agent is
+   * down: its room is unknown, not none), else on every agent that answers.
+   */
+  async statsOn(host: string | null, driver: DriverName | undefined): Promise<{ backend: Backend; stats: BackendStats }[]> {
+    if (!host) return (await this.fleet.stats({ driver })).stats;
+    const agent = this.agent(host);
+    const backends = (agent ? await agent.agent.backends() : []).filter((b) => driver === undefined || b.driver === driver);
+    return Promise.all(backends.map(async (backend) => ({ backend, stats: await backend.stats() })));
   }
 
   /** The host id of an object this fleet handed out. */

@@ -20,23 +20,30 @@ export class SnapshotRpcs {
     const name = required(req.name, 'name');
     const sourceId = required(req.sourceVolumeId, 'source_volume_id');
     return this.inFlight.run([`snapshot-name:${name}`, `volume:${sourceId}`], async () => {
-      const existing = await this.#byName(name);
+      const ref = parseVolumeHandle(sourceId);
+      if (!ref) throw notFound(`volume ${sourceId} does not exist`);
+      const existing = await this.#byName(name, ref.hostId);
       if (existing) {
         const host = this.router.hostOf(existing);
         if (volumeIdOf(existing.volume, host) !== sourceId) throw new CsiError(status.ALREADY_EXISTS, `snapshot ${name} exists for another volume`);
         return { snapshot: csiSnapshot(existing, host) };
       }
-      const ref = parseVolumeHandle(sourceId);
-      const volume = ref && (await this.router.volume(ref));
-      if (!ref || !volume) throw notFound(`volume ${sourceId} does not exist`);
+      const volume = await this.router.volume(ref);
+      if (!volume) throw notFound(`volume ${sourceId} does not exist`);
       const snapshot = await volume.createSnapshot({ name });
       return { snapshot: csiSnapshot(snapshot, ref.hostId) };
     });
   }
 
-  /** The live snapshot made under this CSI name; a failed earlier attempt is removed so the create can run again. */
-  async #byName(name: string): Promise<Snapshot | null> {
-    const { volumes } = whole(await this.fleet.volumes());
+  /**
+   * The live snapshot made under this CSI name; a failed earlier attempt is removed so the create can
+   * run again. The source's host must answer (the snapshot lives there); another host that is down
+   * only cannot say whether it holds the name for another volume, which must not stop this one.
+   */
+  async #byName(name: string, hostId: string): Promise<Snapshot | null> {
+    const { volumes, failed } = await this.fleet.volumes();
+    const source = failed.find((f) => f.hostId === hostId || f.hostId === null);
+    if (source) throw new CsiError(status.UNAVAILABLE, `the agent that may hold host ${hostId} did not answer (${source.url}): ${source.error.message}`);
     const named = volumes.flatMap((v) => [...v.snapshots]).filter((s) => s.name === name && s.status !== 'deleted');
     for (const s of named) {
       if (s.status === 'creating') throw new CsiError(status.ABORTED, `snapshot ${name} is still being taken`);

@@ -8,3 +8,4 @@ export * from './ops.js';
 export * from './frames.js';
 export * from './util.js';
 export * from './secrets.js';
+export * from './capacity.js';

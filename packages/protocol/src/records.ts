@@ -100,6 +100,11 @@ export interface BackendStats {
   reservedPercentage: number;
   totalVolumes: number;
   totalSnapshots: number;
+  /**
+   * GiB the largest new volume may take, by the capacity rule (capacity.ts), where that differs from
+   * the rule over the sums above: an NFS backend's volume must fit on one share.
+   */
+  maxVolumeSizeGb?: number;
   /** Driver-specific gauges (thin pool data%, VG metadata area free, ...). */
   extra?: Record<string, number | string | boolean>;
 }

@@ -36,6 +36,8 @@ export {
   UnsupportedError,
   SECRET_CONNECTION_FIELDS,
   withoutSecrets,
+  roomFor,
+  roomGbOf,
   type BackendStats,
   type Capabilities,
   type ConnectionInfo,

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 
 /** Whether this process holds a Linux capability (its bit in CapEff; 24 is CAP_SYS_RESOURCE). */
 export function hasCapability(bit: number): boolean {
@@ -12,7 +13,7 @@ export function nodeUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
   if (!existsSync('/dev/loop-control')) return 'no loop devices';
   const tool = (name: string) => ['/usr/sbin', '/sbin', '/usr/bin'].some((d) => existsSync(`${d}/${name}`));
-  if (!['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid'].every(tool)) return 'e2fsprogs, xfsprogs or util-linux missing (scripts/install-deps.sh)';
+  if (!['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid', 'wipefs', 'sfdisk'].every(tool)) return 'e2fsprogs, xfsprogs, util-linux or fdisk missing (scripts/install-deps.sh)';
   return null;
 }
 
@@ -25,4 +26,14 @@ export function cleanUpHost(dir: string, files: string[]): void {
     const [loop, file] = line.trim().split(/\s+/);
     if (loop && file && files.some((f) => file.startsWith(f))) execFileSync('losetup', ['--detach', loop]);
   }
+}
+
+/** A loopback port free now, for an agent that must come back where its clients look for it after a restart. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }

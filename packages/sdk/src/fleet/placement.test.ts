@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BackendStats } from '@kindling/protocol';
-import { rank, roomGb, type Candidate } from './placement.js';
+import { rank, type Candidate } from './placement.js';
 
 function stats(over: Partial<BackendStats>): BackendStats {
   return {
@@ -22,7 +22,6 @@ function stats(over: Partial<BackendStats>): BackendStats {
   };
 }
 
-const thin = { thinProvisioningSupport: true, thickProvisioningSupport: false };
 const candidate = (order: string, over: Partial<BackendStats>, pendingGb = 0, pendingVolumes = 0): Candidate<string> => ({
   key: order,
   stats: stats(over),
@@ -31,27 +30,12 @@ const candidate = (order: string, over: Partial<BackendStats>, pendingGb = 0, pe
   order,
 });
 
-describe('roomGb', () => {
-  it('thick: free space beyond the reserve', () => {
-    expect(roomGb(stats({ freeCapacityGb: 60, reservedPercentage: 10 }))).toBe(50);
-  });
-
-  it('thin: the over-subscribed total less what is provisioned and the reserve, whatever is free', () => {
-    expect(roomGb(stats({ ...thin, freeCapacityGb: 40, provisionedCapacityGb: 150, maxOverSubscriptionRatio: 2 }))).toBe(50);
-  });
-
-  it('nothing once free space is inside the reserve, thin or thick', () => {
-    expect(roomGb(stats({ ...thin, freeCapacityGb: 70, reservedPercentage: 99.9, maxOverSubscriptionRatio: 20 }))).toBe(0);
-    expect(roomGb(stats({ freeCapacityGb: 5, reservedPercentage: 10 }))).toBe(0);
-  });
-
-  it('never negative, and nothing on a backend that reports no capacity', () => {
-    expect(roomGb(stats({ ...thin, provisionedCapacityGb: 500 }))).toBe(0);
-    expect(roomGb(stats({ totalCapacityGb: 0, freeCapacityGb: 0 }))).toBe(0);
-  });
-});
-
 describe('rank', () => {
+  it('applies the capacity rule: the reserve is not room, and a backend of several shares has the room of its best one', () => {
+    const ranked = rank([candidate('reserved', { freeCapacityGb: 60, reservedPercentage: 50 }), candidate('shares', { maxVolumeSizeGb: 8 })], 9);
+    expect(ranked.map((r) => [r.key, r.roomGb])).toEqual([['reserved', 10]]);
+  });
+
   it('most room first, only those where the size fits', () => {
     const ranked = rank([candidate('a', { freeCapacityGb: 30 }), candidate('b', { freeCapacityGb: 80 }), candidate('c', { freeCapacityGb: 5 })], 10);
     expect(ranked.map((r) => [r.key, r.roomGb])).toEqual([

@@ -1,21 +1,4 @@
-import type { BackendStats } from '@kindling/protocol';
-
-/**
- * GiB a new volume may still take on a backend, by cinder's capacity rules as the agent applies them:
- * the reserve (`reservedPercentage` of the total) is never handed out, and nothing is once free space
- * has fallen into it; a thin backend may promise `total × maxOverSubscriptionRatio` minus what is
- * already provisioned; a thick one only what is free beyond the reserve.
- */
-export function roomGb(stats: BackendStats): number {
-  const { totalCapacityGb: total, freeCapacityGb: free } = stats;
-  if (total <= 0) return 0;
-  const reserved = (total * stats.reservedPercentage) / 100;
-  if (free <= reserved) return 0;
-  const room = stats.thinProvisioningSupport
-    ? total * stats.maxOverSubscriptionRatio - stats.provisionedCapacityGb - reserved
-    : free - reserved;
-  return Math.max(0, room);
-}
+import { roomGbOf, type BackendStats } from '@kindling/protocol';
 
 /** One backend as placement sees it: the last capacity it pushed, less what this client is creating there now. */
 export interface Candidate<K> {
@@ -44,7 +27,7 @@ export interface Ranked<K> {
  */
 export function rank<K>(candidates: readonly Candidate<K>[], sizeGb: number): Ranked<K>[] {
   return candidates
-    .map((c) => ({ c, room: roomGb(c.stats) - c.pendingGb, volumes: c.stats.totalVolumes + c.pendingVolumes }))
+    .map((c) => ({ c, room: roomGbOf(c.stats) - c.pendingGb, volumes: c.stats.totalVolumes + c.pendingVolumes }))
     .filter(({ room }) => room >= sizeGb)
     .sort((a, b) => Math.floor(b.room) - Math.floor(a.room) || a.volumes - b.volumes || a.c.order.localeCompare(b.c.order))
     .map(({ c, room }) => ({ key: c.key, stats: c.stats, roomGb: room }));

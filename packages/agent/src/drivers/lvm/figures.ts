@@ -1,6 +1,7 @@
 import type { LvmBackendConfig } from '../../config.js';
 import type { DriverStats } from '../driver.js';
 import type { Report } from './report.js';
+import { roomGbFromBytes } from '@kindling/protocol';
 import { toGb, type VgCache } from './vg-cache.js';
 
 const DRIVER_VERSION = '1.0.0';
@@ -17,6 +18,8 @@ export function lvmStats(report: Readonly<Report>, cache: VgCache, thin: boolean
     thickProvisioningSupport: !thin,
     maxOverSubscriptionRatio: config.maxOverSubscriptionRatio,
     reservedPercentage: config.reservedPercentage,
+    // From bytes: the GiB figures above are rounded, and the rule over them could overstate the room.
+    maxVolumeSizeGb: roomGbFromBytes(cache.roomBytes(thin)),
   };
   const extra: Record<string, number> = { vgMdaFreeBytes: vg.mdaFree, vgMdaSizeBytes: vg.mdaSize };
   if (thin && pool) {

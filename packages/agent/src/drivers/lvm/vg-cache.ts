@@ -1,4 +1,4 @@
-import { ConflictError, GIB } from '@kindling/protocol';
+import { ConflictError, GIB, roomFor } from '@kindling/protocol';
 import type { LvmCommands } from './commands.js';
 import { withVgLock } from './queue.js';
 import { parseFullReport, type LvInfo, type Report } from './report.js';
@@ -96,22 +96,30 @@ export class VgCache {
     return this.report;
   }
 
-  /** Thick against the VG's free space less the reserve, thin against the pool times the over-subscription ratio. */
-  private checkSpace(sizeGb: number, thin: boolean): void {
+  /**
+   * Bytes one new volume may take, by the capacity rule (protocol capacity.ts): thick against the
+   * VG, thin against the pool (or the pool the first thin volume makes) with its over-subscription.
+   */
+  roomBytes(thin: boolean): number {
     const report = this.report;
-    if (!report || sizeGb <= 0) return;
+    if (!report) return 0;
+    const policy = { thin, maxOverSubscriptionRatio: this.policy.maxOverSubscriptionRatio, reservedPercentage: this.policy.reservedPercentage };
+    if (!thin) return roomFor({ ...policy, total: report.vg.size, free: report.vg.free, provisioned: report.vg.size - report.vg.free });
+    const pool = report.lvs.get(this.pool);
+    const poolSize = pool?.size ?? Math.floor(report.vg.free * THIN_POOL_SHARE);
+    const poolFree = pool ? poolSize * (1 - (pool.dataPercent ?? 0) / 100) : poolSize;
+    return roomFor({ ...policy, total: poolSize, free: poolFree, provisioned: this.thinProvisioned() });
+  }
+
+  /** Refuses what the capacity rule says cannot fit. */
+  private checkSpace(sizeGb: number, thin: boolean): void {
+    if (!this.report || sizeGb <= 0) return;
     const requested = this.roundToExtent(sizeGb * GIB);
-    let free: number;
-    if (thin) {
-      const poolSize = report.lvs.get(this.pool)?.size ?? Math.floor(report.vg.free * THIN_POOL_SHARE);
-      free = poolSize * this.policy.maxOverSubscriptionRatio - this.thinProvisioned();
-    } else {
-      free = report.vg.free - report.vg.size * (this.policy.reservedPercentage / 100);
-    }
-    if (requested > free) {
+    const room = this.roomBytes(thin);
+    if (requested > room) {
       throw new ConflictError(`not enough space in ${this.vg}${thin ? `/${this.pool}` : ''} for ${sizeGb} GiB`, {
         requestedGb: sizeGb,
-        freeGb: toGb(Math.max(0, free)),
+        freeGb: toGb(room),
       });
     }
   }

@@ -1,8 +1,8 @@
 import { stat } from 'node:fs/promises';
-import { BackendError, ConflictError, GIB } from '@kindling/protocol';
+import { BackendError, ConflictError, GIB, roomFor, roomGbFromBytes } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Provisioned } from './provisioned.js';
-import { isMounted, isRemoteShare, shareDir, shareSpace, usableBytes } from './shares.js';
+import { isMounted, isRemoteShare, shareDir, shareSpace } from './shares.js';
 
 export const toGb = (bytes: number): number => Math.round((bytes / GIB) * 100) / 100;
 
@@ -10,6 +10,8 @@ interface Figures {
   totalBytes: number;
   freeBytes: number;
   provisionedBytes: number;
+  /** GiB of the largest volume one share takes: a volume never spans shares. */
+  maxVolumeSizeGb: number;
 }
 
 /** Which shares are usable, how much room each has, and which one a new volume goes to (cinder's _find_share). */
@@ -45,20 +47,26 @@ export class Capacity {
     const provisionedBytes = await this.provisioned.bytes(undefined, recount);
     let totalBytes = 0;
     let freeBytes = 0;
+    let mostRoom = 0;
     for (const share of await this.usableShares()) {
       const space = await shareSpace(this.dirOf(share));
       totalBytes += space.totalBytes;
       freeBytes += space.freeBytes;
+      mostRoom = Math.max(mostRoom, await this.room(share));
     }
-    return { totalBytes, freeBytes, provisionedBytes };
+    return { totalBytes, freeBytes, provisionedBytes, maxVolumeSizeGb: roomGbFromBytes(mostRoom) };
   }
 
+  /** Bytes one new volume may take on the share, by the capacity rule. */
   private async room(share: string): Promise<number> {
     const space = await shareSpace(this.dirOf(share));
-    return usableBytes(space, await this.provisioned.bytes(share), {
-      reservedPercentage: this.config.reservedPercentage,
-      maxOverSubscriptionRatio: this.config.maxOverSubscriptionRatio,
+    return roomFor({
+      total: space.totalBytes,
+      free: space.freeBytes,
+      provisioned: await this.provisioned.bytes(share),
       thin: this.thin,
+      maxOverSubscriptionRatio: this.config.maxOverSubscriptionRatio,
+      reservedPercentage: this.config.reservedPercentage,
     });
   }
 
@@ -74,7 +82,7 @@ export class Capacity {
       const room = await this.room(share);
       most = Math.max(most, room);
       const provisioned = await this.provisioned.bytes(share);
-      if (room > sizeGb * GIB && (best === null || provisioned < best.provisioned)) best = { share, provisioned };
+      if (room >= sizeGb * GIB && (best === null || provisioned < best.provisioned)) best = { share, provisioned };
     }
     if (best === null) {
       throw new ConflictError(`no share of backend ${this.config.name} has room for ${sizeGb} GiB`, {
@@ -89,7 +97,7 @@ export class Capacity {
   async checkRoom(share: string, addGb: number): Promise<void> {
     if (addGb <= 0) return;
     const room = await this.room(share);
-    if (room <= addGb * GIB) {
+    if (room < addGb * GIB) {
       throw new ConflictError(`share ${share} of backend ${this.config.name} has no room for ${addGb} GiB more`, {
         requestedGb: addGb,
         freeGb: toGb(room),

@@ -141,6 +141,7 @@ export class NfsDriver implements Driver {
       thickProvisioningSupport: !this.capacity.thin,
       maxOverSubscriptionRatio: this.config.maxOverSubscriptionRatio,
       reservedPercentage: this.config.reservedPercentage,
+      maxVolumeSizeGb: figures.maxVolumeSizeGb,
     };
   }
 

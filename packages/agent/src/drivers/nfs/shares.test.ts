@@ -7,7 +7,7 @@ import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
 import { nfsConfig } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
-import { parseMountPoints, usableBytes } from './shares.js';
+import { parseMountPoints } from './shares.js';
 
 // No NFS server or nfs kernel module here: mounting is checked by the exact argv it would run.
 const recorder = (fail?: (argv: readonly string[]) => Error | null) => {
@@ -120,26 +120,5 @@ describe('parseMountPoints', () => {
       '',
     ].join('\n');
     expect([...parseMountPoints(text)]).toEqual(['/', '/var/mnt/with space']);
-  });
-});
-
-describe('usableBytes (cinder _is_share_eligible)', () => {
-  const G = 1024 ** 3;
-  const policy = { reservedPercentage: 0, maxOverSubscriptionRatio: 1, thin: true };
-
-  it('is the over-subscribed size less what is provisioned', () => {
-    expect(usableBytes({ totalBytes: 100 * G, freeBytes: 90 * G }, 30 * G, policy)).toBe(70 * G);
-    expect(usableBytes({ totalBytes: 100 * G, freeBytes: 90 * G }, 30 * G, { ...policy, maxOverSubscriptionRatio: 2 })).toBe(
-      170 * G,
-    );
-  });
-
-  it('is nothing once the used fraction passes the reserve', () => {
-    expect(usableBytes({ totalBytes: 100 * G, freeBytes: 5 * G }, 0, { ...policy, reservedPercentage: 10 })).toBe(0);
-    expect(usableBytes({ totalBytes: 100 * G, freeBytes: 15 * G }, 0, { ...policy, reservedPercentage: 10 })).toBe(100 * G);
-  });
-
-  it('caps thick volumes at the free space', () => {
-    expect(usableBytes({ totalBytes: 100 * G, freeBytes: 20 * G }, 10 * G, { ...policy, thin: false })).toBe(20 * G);
   });
 });

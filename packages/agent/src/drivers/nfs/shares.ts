@@ -77,23 +77,3 @@ export async function shareSpace(dir: string): Promise<ShareSpace> {
   const s = await statfs(dir);
   return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
 }
-
-export interface CapacityPolicy {
-  reservedPercentage: number;
-  maxOverSubscriptionRatio: number;
-  /** Thin volumes may over-subscribe; thick ones also need the space to be free now. */
-  thin: boolean;
-}
-
-/**
- * How many bytes a new volume may take on the share, after cinder's _is_share_eligible: nothing once
- * the used fraction passes (100 - reserved)%, else the over-subscribed size minus what volumes are
- * already provisioned there (and, for thick volumes, no more than is free).
- */
-export function usableBytes(space: ShareSpace, provisionedBytes: number, policy: CapacityPolicy): number {
-  if (space.totalBytes <= 0) return 0;
-  const usedRatio = (space.totalBytes - space.freeBytes) / space.totalBytes;
-  if (usedRatio > (100 - policy.reservedPercentage) / 100) return 0;
-  const apparent = Math.max(0, space.totalBytes * policy.maxOverSubscriptionRatio - provisionedBytes);
-  return policy.thin ? apparent : Math.min(apparent, space.freeBytes);
-}
