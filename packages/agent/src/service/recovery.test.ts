@@ -10,7 +10,7 @@ import type { Leftover } from '../drivers/driver.js';
 import { IndexStore } from '../index/store.js';
 import { Metrics } from '../rpc/metrics.js';
 import { openServices, type Services } from '../services.js';
-import { recoverTransient, recoveryLines } from './recovery.js';
+import { recoverBackend, recoveryLines } from './recovery.js';
 
 // A crash leaves records in a transient status; the next start settles each against real storage
 // (NFS driver files and qemu-img in a temp dir), finishes reverts, and removes leftovers.
@@ -122,7 +122,7 @@ describe('recovery of interrupted operations at start', () => {
     await s.index.putVolume({ ...orphan, status: 'reverting', revertingTo: 'a-snapshot-that-is-gone' });
     vi.spyOn(s.backends.get('nfs'), 'revertToSnapshot').mockRejectedValue(new BackendError('qemu-img rebase failed'));
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(s.volumes.get(volume.id)).toMatchObject({
       status: 'error',
       error: { code: 'BACKEND_ERROR', message: 'qemu-img rebase failed', details: { volumeId: volume.id, snapshotId: snapshot.id } },
@@ -172,7 +172,7 @@ describe('recovery of interrupted operations at start', () => {
     await s.index.putVolume({ ...volume, status: 'creating' });
     vi.spyOn(s.backends.get('nfs'), 'scan').mockRejectedValue(new Error('share went away'));
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(s.volumes.get(volume.id)).toMatchObject({ status: 'error', error: { message: expect.stringMatching(/could not be read/) } });
     expect(report.unscanned).toEqual([{ backend: 'nfs', error: 'share went away' }]);
     const [nfs] = await s.backends.readiness();
@@ -203,7 +203,7 @@ describe('leftovers and strays found at start', () => {
       if (l.where === 'share/stuck') throw new Error('EBUSY');
     });
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(lockedDuringRemoval).toEqual([true, true]);
     expect(report.removed).toEqual([{ ...found[0], backend: 'nfs' }]);
     expect(report.failed).toEqual([{ ...found[1], backend: 'nfs', error: 'EBUSY' }]);
@@ -239,7 +239,7 @@ describe('leftovers and strays found at start', () => {
     });
     const remove = vi.spyOn(driver, 'removeLeftover');
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(s.volumes.get(volume.id).status).toBe('available');
     expect(remove).not.toHaveBeenCalled();
     expect(report.removed).toEqual([]);
@@ -253,7 +253,7 @@ describe('leftovers and strays found at start', () => {
     vi.spyOn(driver, 'scan').mockImplementation(async () => ({ ...(await scan()), strays }));
     const remove = vi.spyOn(driver, 'removeLeftover');
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(remove).not.toHaveBeenCalled();
     expect(report.strays).toEqual([{ ...strays[0], backend: 'nfs' }]);
     expect(recoveryLines(report)).toEqual([`left alone on nfs, not Kindling's: ${strays[0]!.where} (not a Kindling name)`]);

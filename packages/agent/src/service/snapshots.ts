@@ -73,6 +73,7 @@ export class SnapshotService {
         save: this.save,
         publish: this.publish,
         progress: { kind: 'snapshot', id: record.id, publish: this.ctx.events.progress },
+        oweScan: () => this.ctx.backends.oweScan(record.backend),
         work: async () => {
           const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume));
           volumeAfter = result.volume;
@@ -114,6 +115,7 @@ export class SnapshotService {
         save: this.save,
         publish: this.publish,
         progress: { kind: 'snapshot', id: snapshot.id, publish: this.ctx.events.progress },
+        oweScan: () => this.ctx.backends.oweScan(snapshot.backend),
         work: async () => {
           ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
           return {};
