@@ -76,7 +76,10 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       recovery,
       close: async (clean = false) => {
         backends.close();
-        if (clean) await index.setMeta('cleanStop', true);
+        if (clean) {
+          await backends.oweScansWhereAmiss();
+          await index.setMeta('cleanStop', true);
+        }
         await index.close();
       },
     };

@@ -176,6 +176,21 @@ export class Backends {
     return (await this.index.getMeta(scanOwedKey(name))) === true;
   }
 
+  /**
+   * At a clean stop: a started backend that is not ready or warns of anything (a driver reports there a
+   * cleanup it could not finish during an operation that succeeded) is scanned at the next start.
+   */
+  async oweScansWhereAmiss(): Promise<void> {
+    const started = [...this.entries.values()].filter((entry) => entry.startError === null);
+    await Promise.all(
+      started.map(async (entry) => {
+        entry.ready = null;
+        const readiness = await this.checked(entry);
+        if (!readiness.ready || (readiness.warnings ?? []).length > 0) await this.oweScan(entry.driver.name);
+      }),
+    );
+  }
+
   /** A scan found every leftover of the backend removed. */
   async scanPaid(name: string): Promise<void> {
     await this.index.setMeta(scanOwedKey(name), false);

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -261,6 +262,22 @@ describe('leftovers and strays found at start', () => {
     expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 0, strays: 1 } });
     expect(nfs!.warnings).toEqual([expect.stringMatching(/1 item\(s\) on storage that are not Kindling's.*volume-not-a-uuid/)]);
     expect(await new Metrics().render([], [nfs!], { sessions: 0, requestsInFlight: 0, commandsRunning: 0, commandsWaiting: 0 })).toMatch(/^kindling_storage_strays\{backend="nfs"\} 1$/m);
+  });
+
+  it('a backend not ready at a clean stop is scanned at the next start all the same', async () => {
+    const s = await open();
+    const leftover = join(share(), `volume-${randomUUID()}.part`);
+    await writeFile(leftover, '');
+    // Immutable, the share cannot be written: the backend is not ready as the agent stops.
+    execFileSync('chattr', ['+i', share()]);
+    try {
+      await s.close(true);
+    } finally {
+      execFileSync('chattr', ['-i', share()]);
+    }
+    services = undefined;
+    await open();
+    expect(existsSync(leftover)).toBe(false);
   });
 
   it('a clean start reports nothing and warns of nothing', async () => {
