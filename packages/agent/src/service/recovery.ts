@@ -1,4 +1,12 @@
-import { asKindlingError, messageOf, toErrorInfo, type ErrorInfo, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
+import {
+  asKindlingError,
+  messageOf,
+  toErrorInfo,
+  type ErrorInfo,
+  type KindlingError,
+  type SnapshotRecord,
+  type VolumeRecord,
+} from '@kindling/protocol';
 import type { Driver, Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
@@ -156,6 +164,17 @@ async function resolveVolume(
   }
 }
 
+/**
+ * A revert that failed after its snapshot's storage went (an LVM merge consumes it; the driver says
+ * `details.snapshotPresent: false`): the snapshot no longer reads available but `error`, to be deleted.
+ */
+export async function settleRevertSnapshot(ctx: ServiceContext, snapshot: SnapshotRecord, err: KindlingError): Promise<void> {
+  if (err.details.snapshotPresent !== false) return;
+  const failed: SnapshotRecord = { ...snapshot, status: 'error', error: toErrorInfo(err), updatedAt: now() };
+  await ctx.index.putSnapshot(failed);
+  ctx.events.publish({ event: 'snapshot', resource: failed });
+}
+
 /** Drivers' reverts are resumable: called again, the revert finishes; a failure leaves the volume in error. */
 async function finishRevert(ctx: ServiceContext, volume: VolumeRecord, driver: Driver, settled: 'available' | 'in-use') {
   const snapshot = volume.revertingTo === undefined ? undefined : ctx.index.getSnapshot(volume.revertingTo);
@@ -168,6 +187,7 @@ async function finishRevert(ctx: ServiceContext, volume: VolumeRecord, driver: D
   } catch (err) {
     const error = asKindlingError(err);
     Object.assign(error.details, { volumeId: volume.id, snapshotId: snapshot.id });
+    await settleRevertSnapshot(ctx, snapshot, error);
     return settle(ctx, volume, { status: 'error', error: toErrorInfo(error) });
   }
 }
