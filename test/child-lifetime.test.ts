@@ -11,7 +11,7 @@ import { RawClient } from './support/raw-client.js';
  * into a command that never ends (standing for a long copy): `sleep` with a number unique to the
  * test, so a scan of /proc finds it and nothing else.
  */
-async function stallingQemuImg(dir: string) {
+async function stallingQemuImg(dir: string, { fork = false } = {}) {
   const bin = join(dir, 'bin');
   const flag = join(dir, 'stall');
   const marker = `3600.${randomInt(1e9)}`;
@@ -19,7 +19,8 @@ async function stallingQemuImg(dir: string) {
   const shim = join(bin, 'qemu-img');
   await writeFile(
     shim,
-    `#!/bin/sh\nif [ "$1" = create ] && [ -e ${flag} ]; then exec sleep ${marker}; fi\nexec /usr/bin/qemu-img "$@"\n`,
+    // Forking, the sleep stands for a helper the command starts (`mount` starting `mount.nfs`).
+    `#!/bin/sh\nif [ "$1" = create ] && [ -e ${flag} ]; then ${fork ? `sleep ${marker} & wait` : `exec sleep ${marker}`}; fi\nexec /usr/bin/qemu-img "$@"\n`,
   );
   await chmod(shim, 0o755);
   return { bin, flag, marker };
@@ -90,6 +91,16 @@ describe('no command outlives the agent', () => {
   it('ends the commands of an agent killed with SIGKILL', async () => {
     dir = await mkdtemp(join(tmpdir(), 'kindling-children-'));
     const shim = await stallingQemuImg(dir);
+    proc = await withEnv({ PATH: `${shim.bin}:${process.env.PATH}` }, () => startAgentProcess());
+    const client = await stallCreate(proc, shim);
+    await proc.kill();
+    client.close();
+    expect(await eventually(() => survivors(shim.marker), (p) => p.length === 0)).toEqual([]);
+  });
+
+  it('ends what the commands of an agent killed with SIGKILL forked', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kindling-children-'));
+    const shim = await stallingQemuImg(dir, { fork: true });
     proc = await withEnv({ PATH: `${shim.bin}:${process.env.PATH}` }, () => startAgentProcess());
     const client = await stallCreate(proc, shim);
     await proc.kill();

@@ -2,13 +2,15 @@ import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { immutableUnavailable, whileImmutable } from './support/cinderlib.js';
+import { requires } from '@kindling/agent/testing';
 import { AGENT_BIN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
 // What an operator reads on the agent's stderr (JSON lines when it is not a terminal).
 const TOKEN = 'logs-admin-token-0123456789';
 const READ_TOKEN = 'logs-read-token-0123456789';
-const noChattr = immutableUnavailable();
+// A host without `chattr +i` fails this scenario, not skips it (unless skips are asked for).
+const itFails = requires('this failure scenario (an immutable file, chattr +i)', immutableUnavailable(), it, it.skip);
 
 let proc: AgentProcess;
 beforeAll(async () => {
@@ -33,7 +35,7 @@ async function logged(match: (e: Entry) => boolean): Promise<Entry[]> {
 }
 
 describe('agent logs', () => {
-  it.skipIf(noChattr)('log a storage command that really failed, with argv, exit code and stderr tail, and its request', async () => {
+  itFails('log a storage command that really failed, with argv, exit code and stderr tail, and its request', async () => {
     const client = await RawClient.connect(proc.url, TOKEN);
     const created = await client.call('volume.create', { backend: 'nfs', size: 1, name: 'logged' });
     const volume = (created.ok ? created.result : null) as { id: string; location: { share: string; activeFile: string } };

@@ -97,6 +97,7 @@ describe('kindling-agent check-config', () => {
     expect(lines).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^ok {4}tool setpriv installed$/),
+        expect.stringMatching(/^ok {4}tool timeout installed$/),
         expect.stringMatching(/^ok {4}tool qemu-img installed$/),
         expect.stringMatching(/^ok {4}backend nfs: share .*check-share is writable$/),
         expect.stringMatching(/^ok {4}backend nfs: share .*check-new will be created \(createShares\)$/),

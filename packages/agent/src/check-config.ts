@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { messageOf } from '@kindling/protocol';
 import { checkLocalShares, checkTlsFiles, isLocalShare, type AgentConfig, type LvmBackendConfig } from './config.js';
 import { EXIT } from './exit.js';
+import { WRAPPER_TOOLS } from './exec/run.js';
 
 interface Finding {
   ok: boolean;
@@ -73,7 +74,7 @@ export async function checkConfig(config: AgentConfig, print: (line: string) => 
   const lvm = config.backends.filter((b) => b.driver === 'lvm');
   const nfs = config.backends.filter((b) => b.driver === 'nfs');
   const tools = [
-    'setpriv',
+    ...WRAPPER_TOOLS,
     ...(lvm.length ? ['lvm', 'vgs', 'lvs'] : []),
     ...(nfs.length ? ['qemu-img'] : []),
     ...(nfs.some((b) => b.shares.some((s) => !isLocalShare(s))) ? ['mount.nfs'] : []),

@@ -11,7 +11,8 @@ import { ConnectionService } from './service/connections.js';
 import type { ServiceContext } from './service/context.js';
 import { EventBus } from './service/events.js';
 import { KeyedLocks } from './locks.js';
-import { nothingToRecover, recoverTransient, type RecoveryReport } from './service/recovery.js';
+import { addReport, nothingToRecover, recoverBackend, recoveryLines, type RecoveryReport } from './service/recovery.js';
+import { log } from './log.js';
 import { isTransientSnapshot, isTransientVolume } from './service/status.js';
 import { SnapshotService } from './service/snapshots.js';
 import { VolumeService } from './service/volumes.js';
@@ -29,8 +30,10 @@ export interface Services extends ServiceContext {
   close(clean?: boolean): Promise<void>;
 }
 
-const hasTransient = (index: IndexStore): boolean =>
-  [...index.allVolumes()].some(isTransientVolume) || [...index.allSnapshots()].some(isTransientSnapshot);
+/** Whether a record of the backend was left in a transient status: an operation of it was cut short. */
+const hasTransient = (index: IndexStore, backend: string): boolean =>
+  index.volumesOfBackend(backend).some(isTransientVolume) ||
+  [...index.allSnapshots()].some((s) => s.backend === backend && isTransientSnapshot(s));
 
 export async function openServices(config: AgentConfig, runner: Runner = run): Promise<Services> {
   const index = await IndexStore.open(join(config.dataDir, 'index'));
@@ -44,16 +47,25 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       index,
       events,
     );
-    await backends.start();
     const ctx: ServiceContext = { index, backends, events, locks: new KeyedLocks(true), hostname: hostname() };
     const volumes = new VolumeService(ctx);
     const snapshots = new SnapshotService(ctx, volumes);
     const connections = new ConnectionService(ctx, volumes);
-    // After a stop that let every operation finish, nothing is left to recover: the scans that find a
-    // crash's leftovers (seconds for tens of thousands of volumes) are skipped. Any other start runs them.
-    const clean = (await index.getMeta('cleanStop')) === true && !hasTransient(index);
+    // After a stop that let every operation finish, a backend has nothing to recover unless a cleanup
+    // on it failed (or may have): the scans that find a crash's leftovers (seconds for tens of thousands
+    // of volumes) are skipped. Any other start runs them.
+    const cleanStop = (await index.getMeta('cleanStop')) === true;
     await index.setMeta('cleanStop', false);
-    const recovery = clean ? nothingToRecover() : await recoverTransient(ctx);
+    const recovery = nothingToRecover();
+    let serving = false;
+    // A backend not ready at start is recovered when it comes: its records wait for it, untouched.
+    await backends.start(async (driver) => {
+      if (cleanStop && !hasTransient(index, driver.name) && !(await backends.scanOwed(driver.name))) return;
+      const report = await recoverBackend(ctx, driver);
+      if (!serving) addReport(recovery, report);
+      else for (const line of recoveryLines(report)) log.warn({ recovery: true, backend: driver.name }, line);
+    });
+    serving = true;
     return {
       ...ctx,
       hostId,
@@ -64,7 +76,10 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       recovery,
       close: async (clean = false) => {
         backends.close();
-        if (clean) await index.setMeta('cleanStop', true);
+        if (clean) {
+          await backends.oweScansWhereAmiss();
+          await index.setMeta('cleanStop', true);
+        }
         await index.close();
       },
     };

@@ -80,6 +80,8 @@ export const opSchemas = {
   'volume.attach': v.strictObject({ id }),
   'volume.detach': v.strictObject({ id }),
   'volume.connect': v.strictObject({ id, connector }),
+  /** An operator's way out of `error`: the agent settles the record against storage (admin only). */
+  'volume.resetState': v.strictObject({ id }),
 
   'connection.get': v.strictObject({ id }),
   'connection.list': v.strictObject({ volumeId: id }),
@@ -112,6 +114,7 @@ export const MUTATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'volume.attach',
   'volume.detach',
   'volume.connect',
+  'volume.resetState',
   'connection.delete',
   'connection.extend',
   'snapshot.create',
@@ -186,6 +189,8 @@ export interface OpResults {
   'volume.attach': AttachmentResult;
   'volume.detach': AttachmentResult;
   'volume.connect': AttachmentResult;
+  /** The settled record (`deleted` when a delete had got through on storage). */
+  'volume.resetState': VolumeRecord;
   'connection.get': ConnectionRecord;
   'connection.list': ConnectionRecord[];
   'connection.delete': AttachmentResult;

@@ -57,6 +57,7 @@ describe('request ids', () => {
     const lvm = await agent.backend('lvm');
     const vol = await lvm.createVolume({ size: 1 });
     await vol.extend(2);
+    await vol.resetState();
     const snap = await vol.createSnapshot();
     const fromSnap = await snap.createVolume();
     const copy = await vol.clone();

@@ -120,6 +120,19 @@ export class Volume extends Tracked<VolumeStatus> {
     this.#registry.volumeFrom(await this.#registry.call('volume.extend', { id: this.id, size: newSize }, { ...options, origin: this }));
   }
 
+  /**
+   * Settles this volume's record against storage (admin only), for a volume left in `error`: it reads
+   * `available` (or `in-use`) again when storage holds it whole; refused (ConflictError) when storage
+   * does not, or when a delete was started (delete it again). A delete that had got through on storage
+   * leaves it `deleted`.
+   */
+  async resetState(options: CallOptions = {}): Promise<Volume> {
+    const record = await this.#registry.call('volume.resetState', { id: this.id }, { ...options, origin: this });
+    if (record.status !== 'deleted') return this.#registry.volumeFrom(record);
+    this.#registry.volumeGone(this);
+    return this;
+  }
+
   /** The new volume; this one emits the copy's `progress`, as does the clone once the identity map holds it. */
   async clone(options: CloneOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);

@@ -1,5 +1,4 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +6,19 @@ import { BackendError, TimeoutError } from '@kindling/protocol';
 import { run } from './run.js';
 
 let dir: string;
+
+/** Whether the process has exited (a zombie waiting for its reaper counts), polled for a generous while. */
+async function gone(pid: string): Promise<boolean> {
+  const state = async () => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+    return stat === null ? 'X' : stat.slice(stat.lastIndexOf(')') + 2)[0];
+  };
+  for (let i = 0; i < 500; i++) {
+    if (['Z', 'X'].includes((await state())!)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kindling-run-'));
 });
@@ -31,17 +43,10 @@ describe('run', () => {
     expect(await run(['sh', '-c', 'printf "out\\n"; printf "err\\n" >&2'])).toEqual({ stdout: 'out\n', stderr: 'err\n' });
   });
 
-  it('runs every command with a parent-death signal, so it dies with the agent', async () => {
-    // prctl(PR_GET_PDEATHSIG) as the command sees it: 9 is SIGKILL.
-    const probe = 'import ctypes; s = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); print(s.value)';
-    expect((await run(['python3', '-c', probe])).stdout.trim()).toBe('9');
-  });
-
-  it('runs every command in its own process group, out of reach of a Ctrl-C meant for the agent', async () => {
-    const stat = (await run(['cat', '/proc/self/stat'])).stdout;
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    expect(state).toBe('R');
-    expect(pgrp).toBe(stat.split(' ')[0]);
+  it('runs every command in a process group of its own, out of reach of a Ctrl-C meant for the agent', async () => {
+    const group = (stat: string) => stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2];
+    const command = (await run(['cat', '/proc/self/stat'])).stdout;
+    expect(group(command)).not.toBe(group(await readFile('/proc/self/stat', 'utf8')));
   });
 
   it('reports a failure with the command line as given, exit code and stderr tail', async () => {
@@ -67,8 +72,24 @@ describe('run', () => {
     const script = `echo $$ > ${pidFile}; trap '' TERM; exec sleep 60`;
     const err = await run(['sh', '-c', script], { timeoutMs: 200 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TimeoutError);
+    expect(await gone((await readFile(pidFile, 'utf8')).trim())).toBe(true);
+  });
+
+  it('kills the whole process group of a timed-out command, the processes it forked too', async () => {
+    const pidFile = join(dir, 'forked.pid');
+    // The shell dies of the timeout's SIGTERM; the sleep it forked is what must not survive it.
+    const err = await run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; wait`], { timeoutMs: 200 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
     const pid = (await readFile(pidFile, 'utf8')).trim();
-    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(await gone(pid)).toBe(true);
+  });
+
+  it('kills a forked process that ignores SIGTERM along with its timed-out parent', async () => {
+    const pidFile = join(dir, 'stubborn-child.pid');
+    const script = `(trap '' TERM; exec sleep 60) & echo $! > ${pidFile}; trap '' TERM; wait`;
+    const err = await run(['sh', '-c', script], { timeoutMs: 200 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(await gone((await readFile(pidFile, 'utf8')).trim())).toBe(true);
   });
 
   it('reports a missing program as a backend error naming it', async () => {

@@ -29,12 +29,28 @@ const FORCE_KILL_MS = 2000;
 const STDERR_TAIL = 2000;
 
 /**
- * The kernel sends SIGKILL to the command when the agent dies, however it dies (a SIGKILL cannot be
- * caught to clean up). PR_SET_PDEATHSIG fires when the forking *thread* exits: Node forks from its
- * main thread (checked with strace on Node 20), which lives as long as the process. setpriv execs
- * in place, so the pid is the command's own.
+ * No process a command starts outlives the agent, however the agent dies (a SIGKILL cannot be caught
+ * to clean up), and forked ones included (`mount` forks `mount.nfs`). Each command runs in its own
+ * process group (`detached`) under coreutils' `timeout`, with no time limit of its own: the parent-death
+ * signal (set by setpriv, which execs in place) is SIGALRM, which `timeout` reads as its time being up
+ * and answers by sending `--signal` (SIGKILL) to the command and to its whole process group. A
+ * parent-death signal set on the command itself would reach it alone: a forked child does not inherit it.
+ * PR_SET_PDEATHSIG fires when the forking *thread* exits: Node forks from its main thread (checked
+ * with strace on Node 20), which lives as long as the process.
  */
-const DIE_WITH_AGENT = ['setpriv', '--pdeathsig', 'KILL', '--'] as const;
+const DIE_WITH_AGENT = ['setpriv', '--pdeathsig', 'ALRM', '--', 'timeout', '--signal', 'KILL', '0'] as const;
+/** The programs every command runs under, which `check-config` looks for. */
+export const WRAPPER_TOOLS = ['setpriv', 'timeout'] as const;
+
+/** Ends every process left in a command's group: a forked child that outlived its parent's kill. */
+const killGroup = (pgid: number | undefined): void => {
+  if (pgid === undefined) return;
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group is empty, all gone already.
+  }
+};
 
 const baseEnv = (): Record<string, string> => ({
   PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -66,7 +82,8 @@ export function createRunner(children: Children): Runner {
       stdout: options.onStdoutLine ? [lineTap(options.onStdoutLine), 'pipe'] : 'pipe',
       stderr: options.onStderrLine ? [lineTap(options.onStderrLine), 'pipe'] : 'pipe',
       stripFinalNewline: false,
-      // Its own process group: a Ctrl-C on the agent's terminal is the agent's to handle (a graceful stop), not the copy's.
+      // Its own process group, to be killed whole, and out of reach of a Ctrl-C on the agent's terminal
+      // (the agent's to handle as a graceful stop).
       detached: true,
       timeout,
       killSignal: 'SIGTERM',
@@ -74,6 +91,12 @@ export function createRunner(children: Children): Runner {
       // The parent-death signal covers every way the agent exits; execa's exit hook would only add a listener per call.
       cleanup: false,
       reject: false,
+    });
+    // A command ended by a signal (a timeout, a stop) takes what it forked with it: `timeout` passes a
+    // SIGTERM on to its group, but the SIGKILL after the grace period reaches the group's leader alone.
+    // On its exit, not its streams' close: a forked child still holding them would keep those open.
+    subprocess.once('exit', (_code, signal) => {
+      if (signal !== null) killGroup(subprocess.pid);
     });
     const forget = children.add(subprocess);
     const result = await subprocess.finally(() => {

@@ -39,6 +39,7 @@ export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
     'volume.attach': (a) => s.connections.attach(a.id),
     'volume.detach': (a) => s.connections.detach(a.id),
     'volume.connect': (a) => s.connections.connect(a.id, a.connector),
+    'volume.resetState': (a) => s.volumes.resetState(a.id),
     'connection.get': (a) => s.connections.get(a.id),
     'connection.list': (a) => s.connections.list(a.volumeId),
     'connection.delete': (a) => s.connections.disconnect(a.id),

@@ -11,7 +11,10 @@ export interface BackendReadiness extends Readiness, BackendInfo {
 
 interface Entry {
   driver: Driver;
-  /** Why start() failed; such a backend takes no operations until a retry of its start succeeds. */
+  /**
+   * Why the backend takes no operations: not started yet, or why start() or the recovery after it
+   * failed (a retry of both follows). Null once started and recovered.
+   */
   startError: string | null;
   /** The next start attempt of a backend that failed, and the delay before the one after it. */
   retry: { timer: NodeJS.Timeout | null; delayMs: number };
@@ -30,6 +33,12 @@ export interface BackendTiming {
   readinessTimeoutMs: number;
 }
 
+/** What runs once a backend has started and before it takes operations: recovery of its interrupted ones. */
+export type OnStarted = (driver: Driver) => Promise<void>;
+
+/** The index key saying a backend's storage must be scanned at the next start, clean stop or not. */
+const scanOwedKey = (backend: string) => `scanOwed:${backend}`;
+
 export const DEFAULT_TIMING: BackendTiming = { firstRetryMs: 1000, maxRetryMs: 60_000, readinessTtlMs: 5000, readinessTimeoutMs: 5000 };
 
 /** The configured backends, their drivers and readiness, and the stats the index completes. */
@@ -39,6 +48,7 @@ export class Backends {
   private readonly found = new Map<string, Findings>();
 
   private closed = false;
+  private onStarted: OnStarted | undefined;
 
   constructor(
     drivers: Driver[],
@@ -48,21 +58,24 @@ export class Backends {
   ) {
     for (const driver of drivers) {
       const retry = { timer: null, delayMs: timing.firstRetryMs };
-      this.entries.set(driver.name, { driver, startError: null, retry, ready: null, checking: null });
+      this.entries.set(driver.name, { driver, startError: 'not started yet', retry, ready: null, checking: null });
     }
   }
 
   /**
-   * Starts every driver; one that fails stays listed, not ready, with its reason (never fatal to the
-   * agent), and is tried again with backoff until its storage comes (a slow NFS server, a VG assembled late).
+   * Starts every driver, each then recovered by `onStarted` before it takes operations; one that fails
+   * stays listed, not ready, with its reason (never fatal to the agent), and is tried again with backoff
+   * until its storage comes (a slow NFS server, a VG assembled late): its records wait for it untouched.
    */
-  async start(): Promise<void> {
+  async start(onStarted?: OnStarted): Promise<void> {
+    this.onStarted = onStarted;
     await Promise.all([...this.entries.values()].map((entry) => this.startOne(entry)));
   }
 
   private async startOne(entry: Entry): Promise<void> {
     try {
       await entry.driver.start();
+      await this.onStarted?.(entry.driver);
       entry.startError = null;
       entry.ready = null;
     } catch (err) {
@@ -152,6 +165,35 @@ export class Backends {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Records durably that the backend's storage may hold a leftover only a scan finds (a cleanup failed, or may have). */
+  async oweScan(name: string): Promise<void> {
+    await this.index.setMeta(scanOwedKey(name), true);
+  }
+
+  async scanOwed(name: string): Promise<boolean> {
+    return (await this.index.getMeta(scanOwedKey(name))) === true;
+  }
+
+  /**
+   * At a clean stop: a started backend that is not ready or warns of anything (a driver reports there a
+   * cleanup it could not finish during an operation that succeeded) is scanned at the next start.
+   */
+  async oweScansWhereAmiss(): Promise<void> {
+    const started = [...this.entries.values()].filter((entry) => entry.startError === null);
+    await Promise.all(
+      started.map(async (entry) => {
+        entry.ready = null;
+        const readiness = await this.checked(entry);
+        if (!readiness.ready || (readiness.warnings ?? []).length > 0) await this.oweScan(entry.driver.name);
+      }),
+    );
+  }
+
+  /** A scan found every leftover of the backend removed. */
+  async scanPaid(name: string): Promise<void> {
+    await this.index.setMeta(scanOwedKey(name), false);
   }
 
   /** Records what a scan of the backend found: lists left out keep their previous value, a scan error does not. */

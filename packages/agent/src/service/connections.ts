@@ -38,6 +38,9 @@ export class ConnectionService {
       const volume = this.volumes.get(volumeId);
       const driver = this.volumes.driverOf(volume);
       requireCapability(driver, 'attach', 'local attach');
+      // Idempotent per host: a retry (or a second caller) gets the attachment this host already has.
+      const local = this.ctx.index.connectionsOf(volumeId).find((c) => c.attached);
+      if (local) return { volume, connection: local };
       requireStatus(volume, READABLE, 'attach volume');
       const attachment = await driver.attach(volumeRef(volume));
       return this.record(volume, { host: this.ctx.hostname }, attachment, true);

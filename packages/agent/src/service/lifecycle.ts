@@ -1,6 +1,7 @@
 import {
   ConflictError,
   InvalidArgumentError,
+  KindlingError,
   UnsupportedError,
   asKindlingError,
   toErrorInfo,
@@ -33,6 +34,12 @@ export interface Step<T extends Tracked> {
    * create). Used instead of the failure status when the driver refused before touching storage.
    */
   undo: () => Promise<void>;
+  /**
+   * After a failure that may have changed storage: the record settled against what storage holds
+   * (recovery's rules), or null when storage does not hold the resource whole. Without it, or when it
+   * gives null or cannot read storage, the record takes the failure status.
+   */
+  settleOnStorage?: () => Promise<T | null>;
 }
 
 /** How a successful call ends: one of two contracts. */
@@ -52,16 +59,25 @@ export type Transition<T extends Tracked> = Lifecycle<T> & {
   publish: (record: T) => void;
   /** The resource long copies in the work report progress for. */
   progress: Subject;
+  /**
+   * Records that the backend may now hold a leftover only a scan finds (the failed work's cleanup may
+   * have failed too), so the next start scans it even after a clean stop.
+   */
+  oweScan: () => Promise<void>;
 };
 
 export const now = (): string => new Date().toISOString();
 
 /**
- * What drivers throw when they refused before changing anything on storage: no room, not the latest
- * snapshot (conflict), a size that cannot hold the image (invalid argument), a feature switched off.
+ * A failure that changed nothing on storage: a refusal before any command ran (no room, not the latest
+ * snapshot (conflict), a size that cannot hold the image (invalid argument), a feature switched off),
+ * or a driver error that says so (`details.storageChanged === false`).
  */
-const isRefusal = (err: unknown): boolean =>
-  err instanceof ConflictError || err instanceof InvalidArgumentError || err instanceof UnsupportedError;
+const changedNothing = (err: unknown): boolean =>
+  err instanceof ConflictError ||
+  err instanceof InvalidArgumentError ||
+  err instanceof UnsupportedError ||
+  (err instanceof KindlingError && err.details.storageChanged === false);
 
 /**
  * cinderlib's status machine for one driver call: transient status, then the end status with the
@@ -75,14 +91,17 @@ export async function transition<T extends Tracked>(t: Transition<T>): Promise<T
   try {
     changes = await forSubject(t.progress, t.work);
   } catch (err) {
-    if (isRefusal(err)) {
+    if (changedNothing(err)) {
       await t.undo();
       throw err;
     }
     // A foreign error (a bug, the index) is INTERNAL, with its cause: never reported as a storage failure.
     const error = asKindlingError(err);
     Object.assign(error.details, t.subject);
-    const failed: T = { ...t.record, status: t.failure, error: toErrorInfo(error), updatedAt: now() };
+    await t.oweScan();
+    // The caller learns of the failure from the error; the record says what storage holds.
+    const settled = await t.settleOnStorage?.().catch(() => null);
+    const failed: T = settled ?? { ...t.record, status: t.failure, error: toErrorInfo(error), updatedAt: now() };
     await t.save(failed);
     t.publish(failed);
     throw error;

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -10,7 +11,7 @@ import type { Leftover } from '../drivers/driver.js';
 import { IndexStore } from '../index/store.js';
 import { Metrics } from '../rpc/metrics.js';
 import { openServices, type Services } from '../services.js';
-import { recoverTransient, recoveryLines } from './recovery.js';
+import { recoverBackend, recoveryLines } from './recovery.js';
 
 // A crash leaves records in a transient status; the next start settles each against real storage
 // (NFS driver files and qemu-img in a temp dir), finishes reverts, and removes leftovers.
@@ -122,7 +123,7 @@ describe('recovery of interrupted operations at start', () => {
     await s.index.putVolume({ ...orphan, status: 'reverting', revertingTo: 'a-snapshot-that-is-gone' });
     vi.spyOn(s.backends.get('nfs'), 'revertToSnapshot').mockRejectedValue(new BackendError('qemu-img rebase failed'));
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(s.volumes.get(volume.id)).toMatchObject({
       status: 'error',
       error: { code: 'BACKEND_ERROR', message: 'qemu-img rebase failed', details: { volumeId: volume.id, snapshotId: snapshot.id } },
@@ -172,7 +173,7 @@ describe('recovery of interrupted operations at start', () => {
     await s.index.putVolume({ ...volume, status: 'creating' });
     vi.spyOn(s.backends.get('nfs'), 'scan').mockRejectedValue(new Error('share went away'));
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(s.volumes.get(volume.id)).toMatchObject({ status: 'error', error: { message: expect.stringMatching(/could not be read/) } });
     expect(report.unscanned).toEqual([{ backend: 'nfs', error: 'share went away' }]);
     const [nfs] = await s.backends.readiness();
@@ -203,7 +204,7 @@ describe('leftovers and strays found at start', () => {
       if (l.where === 'share/stuck') throw new Error('EBUSY');
     });
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(lockedDuringRemoval).toEqual([true, true]);
     expect(report.removed).toEqual([{ ...found[0], backend: 'nfs' }]);
     expect(report.failed).toEqual([{ ...found[1], backend: 'nfs', error: 'EBUSY' }]);
@@ -239,7 +240,7 @@ describe('leftovers and strays found at start', () => {
     });
     const remove = vi.spyOn(driver, 'removeLeftover');
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(s.volumes.get(volume.id).status).toBe('available');
     expect(remove).not.toHaveBeenCalled();
     expect(report.removed).toEqual([]);
@@ -253,7 +254,7 @@ describe('leftovers and strays found at start', () => {
     vi.spyOn(driver, 'scan').mockImplementation(async () => ({ ...(await scan()), strays }));
     const remove = vi.spyOn(driver, 'removeLeftover');
 
-    const report = await recoverTransient(s);
+    const report = await recoverBackend(s, s.backends.get('nfs'));
     expect(remove).not.toHaveBeenCalled();
     expect(report.strays).toEqual([{ ...strays[0], backend: 'nfs' }]);
     expect(recoveryLines(report)).toEqual([`left alone on nfs, not Kindling's: ${strays[0]!.where} (not a Kindling name)`]);
@@ -261,6 +262,22 @@ describe('leftovers and strays found at start', () => {
     expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 0, strays: 1 } });
     expect(nfs!.warnings).toEqual([expect.stringMatching(/1 item\(s\) on storage that are not Kindling's.*volume-not-a-uuid/)]);
     expect(await new Metrics().render([], [nfs!], { sessions: 0, requestsInFlight: 0, commandsRunning: 0, commandsWaiting: 0 })).toMatch(/^kindling_storage_strays\{backend="nfs"\} 1$/m);
+  });
+
+  it('a backend not ready at a clean stop is scanned at the next start all the same', async () => {
+    const s = await open();
+    const leftover = join(share(), `volume-${randomUUID()}.part`);
+    await writeFile(leftover, '');
+    // Immutable, the share cannot be written: the backend is not ready as the agent stops.
+    execFileSync('chattr', ['+i', share()]);
+    try {
+      await s.close(true);
+    } finally {
+      execFileSync('chattr', ['-i', share()]);
+    }
+    services = undefined;
+    await open();
+    expect(existsSync(leftover)).toBe(false);
   });
 
   it('a clean start reports nothing and warns of nothing', async () => {

@@ -1,4 +1,12 @@
-import { asKindlingError, messageOf, toErrorInfo, type ErrorInfo, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
+import {
+  asKindlingError,
+  messageOf,
+  toErrorInfo,
+  type ErrorInfo,
+  type KindlingError,
+  type SnapshotRecord,
+  type VolumeRecord,
+} from '@kindling/protocol';
 import type { Driver, Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
@@ -11,7 +19,7 @@ export interface RecoveryReport {
   resolved: { id: string; kind: 'volume' | 'snapshot'; from: string; to: string }[];
   /** Kindling's own leftovers of interrupted operations, removed. */
   removed: On<Leftover>[];
-  /** Leftovers whose removal failed: kept, and reported by /readyz and the metrics. */
+  /** Leftovers whose removal failed: kept, reported by /readyz and the metrics, and tried again at the next start. */
   failed: On<Leftover & { error: string }>[];
   /** What storage holds that is not provably Kindling's: reported, never removed. */
   strays: On<Stray>[];
@@ -24,63 +32,90 @@ const interrupted = (what: string, more = ''): ErrorInfo => ({
   message: `the agent stopped while the ${what} was in progress${more}`,
 });
 
-
-/**
- * Runs at start, before serving, with no operation running. Resolves every record a crash left in a
- * transient status against what storage holds (the final name on storage means the operation
- * finished), finishes interrupted reverts, then removes the leftovers the scans found. Nothing
- * transient survives a restart.
- */
 export const nothingToRecover = (): RecoveryReport => ({ resolved: [], removed: [], failed: [], strays: [], unscanned: [] });
 
-export async function recoverTransient(ctx: ServiceContext): Promise<RecoveryReport> {
+/** Adds one backend's report to another. */
+export function addReport(to: RecoveryReport, from: RecoveryReport): void {
+  to.resolved.push(...from.resolved);
+  to.removed.push(...from.removed);
+  to.failed.push(...from.failed);
+  to.strays.push(...from.strays);
+  to.unscanned.push(...from.unscanned);
+}
+
+/** What storage holds of one volume: published volumes only (the final name means complete). */
+export type OnStorage = ScanResult['volumes'][number];
+
+/** The volume as one scan of storage lists it, if it does. */
+export async function findOnStorage(driver: Driver, id: string): Promise<OnStorage | undefined> {
+  return (await driver.scan()).volumes.find((v) => v.id === id);
+}
+
+/**
+ * The one rule for settling a volume against storage: published at (at least) the recorded size, it
+ * is whole, at the size storage holds, available (in-use while connected); otherwise null.
+ */
+export function settledOnStorage(ctx: ServiceContext, volume: VolumeRecord, found: OnStorage | undefined): VolumeRecord | null {
+  if (!found || found.size < volume.size) return null;
+  const status = ctx.index.connectionsOf(volume.id).length > 0 ? 'in-use' : 'available';
+  const record: VolumeRecord = { ...volume, status, size: found.size, location: found.location, error: null, updatedAt: now() };
+  delete record.revertingTo;
+  return record;
+}
+
+/**
+ * Resolves, against what its storage holds, every record of one backend a crash left in a transient
+ * status (the final name on storage means the operation finished), finishes interrupted reverts, then
+ * removes the leftovers the scan found. Runs when the backend has started and before it takes any
+ * operation (at the agent's start, or when a backend that was not ready comes), so no operation of its
+ * runs meanwhile and whatever the scan finds besides volumes and snapshots is provably a leftover.
+ */
+export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promise<RecoveryReport> {
   const report = nothingToRecover();
-  const drivers = new Map(ctx.backends.drivers().map((d) => [d.name, d]));
-  const scans = new Map<string, ScanResult>();
-  const scan = async (driver: Driver) => {
+  const backend = driver.name;
+  const scan = async (): Promise<ScanResult | undefined> => {
     try {
-      scans.set(driver.name, await driver.scan());
+      return await driver.scan();
     } catch (err) {
-      scans.delete(driver.name);
-      report.unscanned.push({ backend: driver.name, error: messageOf(err) });
-      ctx.backends.noteFindings(driver.name, { scanError: messageOf(err) });
+      report.unscanned.push({ backend, error: messageOf(err) });
+      ctx.backends.noteFindings(backend, { scanError: messageOf(err) });
+      return undefined;
     }
   };
-  await Promise.all([...drivers.values()].map(scan));
+  let found = await scan();
+  if (!found) await ctx.backends.oweScan(backend);
 
   // At most one operation per volume chain runs at a time (they share the volume's lock), so the
   // order below never settles a snapshot from a scan that an interrupted revert makes stale.
-  for (const snapshot of [...ctx.index.allSnapshots()].filter(isTransientSnapshot)) {
-    const to = await resolveSnapshot(ctx, snapshot, scans.get(snapshot.backend));
+  for (const snapshot of [...ctx.index.allSnapshots()].filter((s) => s.backend === backend && isTransientSnapshot(s))) {
+    const to = await resolveSnapshot(ctx, snapshot, found);
     report.resolved.push({ id: snapshot.id, kind: 'snapshot', from: snapshot.status, to });
   }
-  const reverted = new Set<Driver>();
-  for (const volume of [...ctx.index.allVolumes()].filter(isTransientVolume)) {
-    const driver = drivers.get(volume.backend);
-    const found = scans.get(volume.backend);
-    const to = driver && found ? await resolveVolume(ctx, volume, driver, found) : await settle(ctx, volume, unreadable(volume));
-    if (volume.status === 'reverting' && driver) reverted.add(driver);
+  let reverted = false;
+  for (const volume of ctx.index.volumesOfBackend(backend).filter(isTransientVolume)) {
+    const to = found ? await resolveVolume(ctx, volume, driver, found) : await settle(ctx, volume, unreadable(volume));
+    reverted ||= volume.status === 'reverting';
     report.resolved.push({ id: volume.id, kind: 'volume', from: volume.status, to });
   }
   // A finished revert changed storage: what is left over is read again.
-  for (const driver of reverted) if (scans.has(driver.name)) await scan(driver);
+  if (found && reverted) found = await scan();
+  if (!found) return report;
 
-  for (const [name, driver] of drivers) {
-    const found = scans.get(name);
-    if (!found) continue;
-    const failed: Leftover[] = [];
-    for (const leftover of found.leftovers) {
-      try {
-        await ctx.locks.with([leftover.id], () => driver.removeLeftover(leftover));
-        report.removed.push({ ...leftover, backend: name });
-      } catch (err) {
-        failed.push(leftover);
-        report.failed.push({ ...leftover, backend: name, error: messageOf(err) });
-      }
+  const failed: Leftover[] = [];
+  for (const leftover of found.leftovers) {
+    try {
+      await ctx.locks.with([leftover.id], () => driver.removeLeftover(leftover));
+      report.removed.push({ ...leftover, backend });
+    } catch (err) {
+      failed.push(leftover);
+      report.failed.push({ ...leftover, backend, error: messageOf(err) });
     }
-    report.strays.push(...found.strays.map((s) => ({ ...s, backend: name })));
-    ctx.backends.noteFindings(name, { leftovers: failed, strays: found.strays });
   }
+  report.strays.push(...found.strays.map((s) => ({ ...s, backend })));
+  ctx.backends.noteFindings(backend, { leftovers: failed, strays: found.strays });
+  // A leftover still there is looked for again at the next start, even one after a clean stop.
+  if (failed.length > 0) await ctx.backends.oweScan(backend);
+  else await ctx.backends.scanPaid(backend);
   return report;
 }
 
@@ -108,27 +143,36 @@ async function resolveVolume(
   scan: ScanResult,
 ): Promise<string> {
   const found = scan.volumes.find((v) => v.id === volume.id);
-  const settled = ctx.index.connectionsOf(volume.id).length > 0 ? 'in-use' : 'available';
+  const whole = settledOnStorage(ctx, volume, found);
   switch (volume.status) {
     case 'creating':
-      // Published means complete, but a file with a smaller size than recorded is not the volume asked for.
-      if (found && found.size >= volume.size) return settle(ctx, volume, { status: 'available', location: found.location, error: null });
+    case 'extending':
+      // Published means complete, but a file smaller than recorded is not the volume asked for; an
+      // extend's size on storage is the truth (the record still has the size before the extend).
+      if (whole) return settle(ctx, volume, whole);
       return settle(ctx, volume, {
         status: 'error',
-        error: interrupted('create', found ? `; storage holds ${found.size} GiB of ${volume.size}` : ''),
+        error: interrupted(volume.status === 'creating' ? 'create' : 'extend', found ? `; storage holds ${found.size} GiB of ${volume.size}` : '; the volume is not on storage'),
       });
     case 'deleting':
       // Drivers' deletes are resumable: a retry of error_deleting finishes the job.
       if (found) return settle(ctx, volume, { status: 'error_deleting', error: interrupted('delete') });
       await ctx.index.deleteVolume(volume);
       return 'deleted';
-    case 'extending':
-      // The size storage reports is the truth (the record still has the size before the extend).
-      if (!found) return settle(ctx, volume, { status: 'error', error: interrupted('extend', '; the volume is not on storage') });
-      return settle(ctx, volume, { status: settled, size: Math.max(volume.size, found.size), location: found.location, error: null });
     case 'reverting':
-      return finishRevert(ctx, volume, driver, settled);
+      return finishRevert(ctx, volume, driver, ctx.index.connectionsOf(volume.id).length > 0 ? 'in-use' : 'available');
   }
+}
+
+/**
+ * A revert that failed after its snapshot's storage went (an LVM merge consumes it; the driver says
+ * `details.snapshotPresent: false`): the snapshot no longer reads available but `error`, to be deleted.
+ */
+export async function settleRevertSnapshot(ctx: ServiceContext, snapshot: SnapshotRecord, err: KindlingError): Promise<void> {
+  if (err.details.snapshotPresent !== false) return;
+  const failed: SnapshotRecord = { ...snapshot, status: 'error', error: toErrorInfo(err), updatedAt: now() };
+  await ctx.index.putSnapshot(failed);
+  ctx.events.publish({ event: 'snapshot', resource: failed });
 }
 
 /** Drivers' reverts are resumable: called again, the revert finishes; a failure leaves the volume in error. */
@@ -143,6 +187,7 @@ async function finishRevert(ctx: ServiceContext, volume: VolumeRecord, driver: D
   } catch (err) {
     const error = asKindlingError(err);
     Object.assign(error.details, { volumeId: volume.id, snapshotId: snapshot.id });
+    await settleRevertSnapshot(ctx, snapshot, error);
     return settle(ctx, volume, { status: 'error', error: toErrorInfo(error) });
   }
 }

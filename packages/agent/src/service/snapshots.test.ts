@@ -59,6 +59,24 @@ describe('revert', () => {
     expect(failed.revertingTo).toBeUndefined();
   });
 
+  it('a revert that failed after its snapshot\'s storage went (an LVM merge) leaves that snapshot in error, not available', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const snapshot = await s.snapshots.create({ volumeId: volume.id });
+    const kept = await s.snapshots.create({ volumeId: volume.id });
+    const driver = s.backends.get('nfs');
+    const merged = new BackendError('the merge did not finish', { storageChanged: true, snapshotPresent: false });
+    vi.spyOn(driver, 'revertToSnapshot').mockRejectedValueOnce(merged);
+    await expect(s.snapshots.revert(volume.id, snapshot.id)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    expect(s.snapshots.get(snapshot.id)).toMatchObject({ status: 'error', error: { message: 'the merge did not finish' } });
+    expect(s.snapshots.get(kept.id).status).toBe('available');
+
+    // One whose snapshot is still there keeps it available.
+    await s.volumes.resetState(volume.id);
+    vi.spyOn(driver, 'revertToSnapshot').mockRejectedValueOnce(new BackendError('lvconvert failed', { snapshotPresent: true }));
+    await expect(s.snapshots.revert(volume.id, kept.id)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    expect(s.snapshots.get(kept.id).status).toBe('available');
+  });
+
   it('a revert the driver refuses before changing anything puts the volume back as it was', async () => {
     const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
     const snapshot = await s.snapshots.create({ volumeId: volume.id });

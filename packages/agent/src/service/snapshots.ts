@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   InvalidArgumentError,
+  KindlingError,
   NotFoundError,
   type ParsedOpArgs,
   type SnapshotRecord,
@@ -10,6 +11,7 @@ import type { RequestMark } from '../index/store.js';
 import { refuseWhileInUse, requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
+import { settleRevertSnapshot } from './recovery.js';
 import { READABLE, requireStatus, SNAPSHOT_DELETABLE, SNAPSHOT_READY } from './status.js';
 import type { VolumeService } from './volumes.js';
 
@@ -74,6 +76,7 @@ export class SnapshotService {
         save: this.save,
         publish: this.publish,
         progress: { kind: 'snapshot', id: record.id, publish: this.ctx.events.progress },
+        oweScan: () => this.ctx.backends.oweScan(record.backend),
         work: async () => {
           const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume));
           volumeAfter = result.volume;
@@ -115,6 +118,7 @@ export class SnapshotService {
         save: this.save,
         publish: this.publish,
         progress: { kind: 'snapshot', id: snapshot.id, publish: this.ctx.events.progress },
+        oweScan: () => this.ctx.backends.oweScan(snapshot.backend),
         work: async () => {
           ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
           return {};
@@ -163,15 +167,21 @@ export class SnapshotService {
       requireStatus(snapshot, SNAPSHOT_READY, 'revert to snapshot');
       // The data goes back to the snapshot's (cinder shrinks nothing: a grown volume keeps its size).
       // `reverting` names the snapshot, so that recovery finishes an interrupted revert (drivers resume it).
-      return this.volumes.transition({
-        record: volume,
-        during: 'reverting',
-        note: { revertingTo: snapshot.id },
-        work: async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
-        settle: volume.status,
-        failure: 'error',
-        undo: () => this.volumes.restore(volume),
-      });
+      // Both records settle whatever the outcome: a snapshot whose storage went with a failed revert is not left available.
+      return this.volumes
+        .transition({
+          record: volume,
+          during: 'reverting',
+          note: { revertingTo: snapshot.id },
+          work: async () => ({ location: await driver.revertToSnapshot(volumeRef(volume), snapshotRef(snapshot)) }),
+          settle: volume.status,
+          failure: 'error',
+          undo: () => this.volumes.restore(volume),
+        })
+        .catch(async (err: unknown) => {
+          if (err instanceof KindlingError) await settleRevertSnapshot(this.ctx, snapshot, err);
+          throw err;
+        });
     });
   }
 }

@@ -57,3 +57,8 @@ export const isTransientVolume = <V extends { status: VolumeStatus }>(v: V): v i
   VOLUME_PHASE[v.status] === 'transient';
 export const isTransientSnapshot = <S extends { status: SnapshotStatus }>(s: S): s is S & { status: TransientSnapshotStatus } =>
   SNAPSHOT_PHASE[s.status] === 'transient';
+
+/** Statuses no operation is running in: an operator may settle the record against storage. */
+export const SETTLED_OR_FAILED: readonly VolumeStatus[] = (Object.keys(VOLUME_PHASE) as VolumeStatus[]).filter(
+  (status) => VOLUME_PHASE[status] === 'settled' || VOLUME_PHASE[status] === 'error',
+);

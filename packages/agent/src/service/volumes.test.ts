@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, InvalidArgumentError, type VolumeRecord } from '@kindling/protocol';
@@ -104,12 +104,14 @@ describe('nothing is stuck for good', () => {
   it('a connected volume whose extend failed stays in error once disconnected, and can then be deleted', async () => {
     const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
     const { connection } = await s.connections.connect(volume.id, { host: 'compute-1' });
-    vi.spyOn(s.backends.get('nfs'), 'extendVolume').mockRejectedValueOnce(new BackendError('qemu-img resize failed'));
-    await expect(s.volumes.extend(volume.id, 2)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    // Gone from storage: the resize fails, and storage cannot settle the record.
+    await rm(join(dir, 'share', String(volume.location.activeFile)));
+    const failure = await s.volumes.extend(volume.id, 2).catch((e: unknown) => e);
+    expect(failure).toMatchObject({ code: 'NOT_FOUND' });
     const seen = statuses(volume.id);
 
     const { volume: after } = await s.connections.disconnect(connection.id);
-    expect(after).toMatchObject({ status: 'error', error: { message: 'qemu-img resize failed' } });
+    expect(after).toMatchObject({ status: 'error', error: { code: 'NOT_FOUND' } });
     expect(seen).toEqual(['error']);
     await s.volumes.delete(volume.id);
     expect(ids()).toEqual([]);

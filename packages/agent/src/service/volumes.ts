@@ -12,7 +12,8 @@ import type { RequestMark } from '../index/store.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition, type Lifecycle } from './lifecycle.js';
 import { refuseWhileInUse, requireCapability } from './capabilities.js';
-import { DELETABLE, READABLE, requireStatus } from './status.js';
+import { findOnStorage, settledOnStorage } from './recovery.js';
+import { DELETABLE, READABLE, SETTLED_OR_FAILED, requireStatus } from './status.js';
 
 type NewVolume = { size?: number; name?: string; description?: string; metadata?: Record<string, string> };
 
@@ -151,6 +152,8 @@ export class VolumeService {
         settle: volume.status,
         failure: 'error',
         undo: () => this.restore(volume),
+        // A resize that failed part way may have grown the volume: what storage holds is its size.
+        settleOnStorage: async () => settledOnStorage(this.ctx, volume, await findOnStorage(driver, id)),
       });
       this.ctx.backends.capacityChanged(volume.backend);
       return extended;
@@ -167,6 +170,30 @@ export class VolumeService {
       const size = this.sizeFrom(args.size, source.size, 'source volume');
       const record = this.draft(id, source.backend, { ...args, size }, { sourceVolId: source.id });
       return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(source)));
+    });
+  }
+
+  /**
+   * An operator's way out of `error` (and of `error_deleting` whose delete got through): the record is
+   * settled against storage by recovery's rules, refused (CONFLICT) when storage does not hold the
+   * volume whole or a delete may have cleared part of it.
+   */
+  async resetState(id: string): Promise<VolumeRecord> {
+    return this.ctx.locks.with([id], async () => {
+      const volume = this.get(id);
+      requireStatus(volume, SETTLED_OR_FAILED, 'reset the state of volume');
+      const found = await findOnStorage(this.driverOf(volume), id);
+      if (volume.status === 'error_deleting') {
+        if (!found) return this.forget({ ...volume, status: 'deleted', updatedAt: now() });
+        throw new ConflictError(`volume ${id}'s delete was started and may have cleared part of it; delete it again`, { id });
+      }
+      const settled = settledOnStorage(this.ctx, volume, found);
+      if (!settled) {
+        const holds = found ? `${found.size} GiB of its ${volume.size}` : 'none of it';
+        throw new ConflictError(`storage does not hold volume ${id} whole (it holds ${holds})`, { id, onStorage: found?.size ?? null });
+      }
+      await this.restore(settled);
+      return settled;
     });
   }
 
@@ -200,7 +227,8 @@ export class VolumeService {
 
   transition(step: Lifecycle<VolumeRecord>): Promise<VolumeRecord> {
     const progress = { kind: 'volume' as const, id: step.record.id, publish: this.ctx.events.progress };
-    return transition({ ...step, subject: { volumeId: step.record.id }, save: this.save, publish: this.publish, progress });
+    const oweScan = () => this.ctx.backends.oweScan(step.record.backend);
+    return transition({ ...step, subject: { volumeId: step.record.id }, save: this.save, publish: this.publish, progress, oweScan });
   }
 
   driverOf(volume: VolumeRecord): Driver {

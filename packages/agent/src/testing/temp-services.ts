@@ -14,13 +14,14 @@ export interface TempServices {
 export async function tempServices(name: string): Promise<TempServices> {
   const dir = await mkdtemp(join(tmpdir(), `kindling-${name}-`));
   const config = parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir);
-  const services = await openServices(config);
-  return {
+  const temp: TempServices = {
     dir,
-    services,
+    services: await openServices(config),
     dispose: async () => {
-      await services.close();
+      // The services in use now: a test may have reopened them over the same folder.
+      await temp.services.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return temp;
 }

@@ -328,6 +328,7 @@ export class StandInAgent {
       return gone;
     });
     h('volume.extend', (a) => this.saveVolume({ ...this.volume(a.id), size: a.size as number }));
+    h('volume.resetState', (a) => this.saveVolume({ ...this.volume(a.id), status: 'available', error: null }));
     h('volume.clone', (a) => {
       const source = this.volume(a.id);
       return this.newVolume({ backend: source.backend, size: source.size, sourceVolId: source.id, ...a, id: randomUUID() });
