@@ -37,6 +37,7 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
     lvmType: 'default',
     lvmConfFile: fx.lvmConfFile,
     volumeClear: 'none',
+    volumeClearMinMiBps: 8,
     reservedPercentage: 0,
     maxOverSubscriptionRatio: 20,
     targetPort: 3260,

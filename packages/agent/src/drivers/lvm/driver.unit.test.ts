@@ -124,6 +124,7 @@ const config = (over: Partial<LvmBackendConfig> = {}): LvmBackendConfig => ({
   lvmType: 'default',
   lvmConfFile: join(CONF_DIR, 'lvm.conf'),
   volumeClear: 'none',
+  volumeClearMinMiBps: 8,
   reservedPercentage: 0,
   maxOverSubscriptionRatio: 20,
   targetIp: '192.0.2.10',
