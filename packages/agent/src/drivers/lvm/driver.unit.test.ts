@@ -104,6 +104,12 @@ function fake(opts: FakeOptions = {}): Fake {
     if (argv[0] === 'lvm' && argv[1] === 'fullreport') return { stdout: reportJson(opts.lvs ?? [], opts), stderr: '' };
     const stdout = opts.output?.([...argv]);
     if (stdout !== undefined) return { stdout, stderr: '' };
+    // One LV's lookup (or where its extents lie): as the report lists it, or lvm2's "not found".
+    if (argv[0] === 'lvs') {
+      const lv = (opts.lvs ?? []).find((l) => argv.at(-1) === `${VG}/${l.name}`);
+      if (!lv) throw new BackendError('lvs failed', { command: [...argv], exitCode: 5, stderrTail: `  Failed to find logical volume "${argv.at(-1)}"` });
+      return { stdout: argv.includes('seg_pe_ranges') ? '  /dev/pv0:256-511\n' : reportJson([lv]), stderr: '' };
+    }
     return { stdout: '', stderr: '' };
   };
   let mark = 0;
@@ -133,7 +139,9 @@ const config = (over: Partial<LvmBackendConfig> = {}): LvmBackendConfig => ({
 });
 
 async function started(f: Fake, over: Partial<LvmBackendConfig> = {}): Promise<LvmDriver> {
-  const driver = new LvmDriver(config(over), { run: f.run, hostname: 'agent-host', deviceExists: async () => true, configfs: CONFIGFS });
+  const driver = new LvmDriver(config(over), {
+    run: f.run, hostId: 'host-a', hostname: 'agent-host', deviceExists: async () => true, configfs: CONFIGFS, sleep: async () => undefined,
+  });
   await driver.start();
   f.reset();
   return driver;
@@ -147,11 +155,13 @@ const snapOf = (v: VolumeRef, id = S1): SnapshotRef => ({
   volumeSize: v.size,
   location: { vg: VG, lv: `_snapshot-${id}`, thin: v.location.thin ?? false },
 });
-const volTags = (id: string): string[] => ['--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_volume'];
+/** This test agent's owner tag (host id `host-a`, backend `lvm`): on every LV it makes. */
+const OWNER = 'kindling_owner_host-a/lvm';
+const volTags = (id: string): string[] => ['--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_volume', '--addtag', OWNER];
 const snapTags = (id: string, vol: string): string[] => [
-  '--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_snapshot', '--addtag', `kindling_vol_${vol}`,
+  '--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_snapshot', '--addtag', `kindling_vol_${vol}`, '--addtag', OWNER,
 ];
-const cloneTags = (id: string): string[] => ['--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_clone-snap'];
+const cloneTags = (id: string): string[] => ['--addtag', `kindling_id_${id}`, '--addtag', 'kindling_kind_clone-snap', '--addtag', OWNER];
 const REMOVE = ['lvremove', '--config', 'activation { retry_deactivation = 1 }', '-f'];
 const ACTIVATE = ['lvchange', '-a', 'y', '--yes', '-K'];
 const pool = { name: `${VG}-pool`, size: 90 * GIB, attr: 'twi-aotz--', data: 12.5, meta: 3.25 };
@@ -333,45 +343,95 @@ describe('LvmDriver argv (recording runner)', () => {
     ]);
   });
 
-  it('reverts a thick volume by merging, then re-creates the snapshot under its name', async () => {
-    const f = fake({ lvs: [{ name: `volume-${V1}`, size: 2 * GIB, attr: 'owi-a-s---' }, { name: `_snapshot-${S1}`, size: 2 * GIB, attr: 'swi-a-s---', origin: `volume-${V1}` }] });
+  /** A thick volume and its snapshot; after the merge lvm2 drops the snapshot, so a lookup finds it no more. */
+  const merging = (over: FakeOptions = {}): Fake => {
+    let merged = false;
+    return fake({
+      lvs: [
+        { name: `volume-${V1}`, size: 2 * GIB, attr: 'owi-a-s---', tags: ['kindling_cow_/dev/pv0:256-511'] },
+        { name: `_snapshot-${S1}`, size: 2 * GIB, attr: 'swi-a-s---', origin: `volume-${V1}` },
+      ],
+      fail: (a) => {
+        if (a[0] === 'lvconvert') merged = true;
+        return merged && a[0] === 'lvs' && a.at(-1) === `${VG}/_snapshot-${S1}` ? `  Failed to find logical volume "${VG}/_snapshot-${S1}"` : undefined;
+      },
+      ...over,
+    });
+  };
+  const LOOKUP = ['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', 'lv_name,lv_size,lv_tags,lv_attr,origin,pool_lv,data_percent,metadata_percent'];
+
+  it('reverts a thick volume by merging, then re-creates the snapshot on its old COW store\'s extents', async () => {
+    const f = merging();
     const driver = await started(f);
     const v = thick(V1, 2);
     await driver.revertToSnapshot(v, snapOf(v));
     expect(f.argv()).toEqual([
       expect.arrayContaining(['lvm', 'fullreport']),
-      ['lvconvert', '--merge', `${VG}/_snapshot-${S1}`],
-      ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
-      [...ACTIVATE, `${VG}/volume-${V1}`],
-      ['lvcreate', '-s', '-k', 'y', '-L', '2g', '-n', `_snapshot-${S1}`, ...snapTags(S1, V1), `${VG}/volume-${V1}`],
+      // Where the COW store lies is on the volume already (tags): nothing to add.
+      ['lvs', '--noheadings', '-o', 'seg_pe_ranges', `${VG}/_snapshot-${S1}`],
+      ['lvconvert', '--background', '--merge', `${VG}/_snapshot-${S1}`],
+      [...LOOKUP, `${VG}/volume-${V1}`],
+      [...LOOKUP, `${VG}/volume-${V1}`],
+      [...LOOKUP, `${VG}/_snapshot-${S1}`],
+      ['lvcreate', '-s', '-k', 'y', '-l', '256', '-n', `_snapshot-${S1}`, ...snapTags(S1, V1), `${VG}/volume-${V1}`, '/dev/pv0:256-511'],
+      [...LOOKUP, `${VG}/volume-${V1}`],
+      ['lvchange', '--deltag', 'kindling_cow_/dev/pv0:256-511', `${VG}/volume-${V1}`],
     ]);
   });
 
-  it('waits for a thick merge lvm2 deferred to the next activation before re-creating the snapshot', async () => {
+  it('waits for a thick merge outside the VG queue: another create completes while the merge runs', async () => {
+    let created = false;
     let polls = 0;
-    const f = fake({
-      lvs: [{ name: `volume-${V1}`, size: GIB, attr: 'owi---s---' }, { name: `_snapshot-${S1}`, size: GIB, attr: 'swi---s---', origin: `volume-${V1}` }],
+    const f = merging({
       output: (a) => {
         if (a[0] === 'lvconvert') return `  Merging of snapshot ${VG}/_snapshot-${S1} will occur on next activation of ${VG}/volume-${V1}.`;
-        // lv_attr 'O' while the merge runs in the background, then a plain volume again.
-        if (a[0] === 'lvs') return reportJson([{ name: `volume-${V1}`, size: GIB, attr: polls++ < 2 ? 'Owi-a-s---' : '-wi-a-----' }]);
+        // lv_attr 'O' while the merge runs, and it runs until another create got through the VG queue.
+        if (a[0] === 'lvs' && a[1] === '--reportformat' && a.at(-1) === `${VG}/volume-${V1}`) {
+          polls++;
+          return reportJson([{ name: `volume-${V1}`, size: GIB, attr: created ? '-wi-a-----' : 'Owi-a-s---' }]);
+        }
         return undefined;
       },
     });
-    const driver = new LvmDriver(config(), { run: f.run, deviceExists: async () => true, sleep: async () => undefined });
+    const driver = new LvmDriver(config(), {
+      run: f.run,
+      hostId: 'host-a',
+      deviceExists: async () => true,
+      sleep: async () => {
+        if (polls === 1) created = (await driver.createVolume(thick(V2, 1)), true);
+      },
+    });
     await driver.start();
     f.reset();
     await driver.revertToSnapshot(thick(V1), snapOf(thick(V1)));
+    expect(created).toBe(true);
     expect(f.argv().map((a) => a.slice(0, 3).join(' '))).toEqual([
       'lvm fullreport --reportformat',
-      'lvconvert --merge cinder-volumes/_snapshot-aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa',
+      'lvs --noheadings -o',
+      'lvconvert --background --merge',
       'lvchange -a n',
       'lvchange -a y',
+      'lvs --reportformat json',
+      'lvcreate -n volume-22222222-2222-4222-8222-222222222222',
       'lvs --reportformat json',
       'lvs --reportformat json',
       'lvs --reportformat json',
       'lvcreate -s -k',
+      'lvs --reportformat json',
     ]);
+  });
+
+  it('tells the service what a failed thick revert left: nothing changed before the merge, the snapshot gone after it', async () => {
+    const before = merging({ fail: (a) => (a[0] === 'lvs' && a.includes('seg_pe_ranges') ? '  read error' : undefined) });
+    const d1 = await started(before);
+    const e1 = await d1.revertToSnapshot(thick(V1, 2), snapOf(thick(V1, 2))).catch((e: unknown) => e);
+    expect((e1 as BackendError).details).toMatchObject({ storageChanged: false, snapshotPresent: true });
+    // The merge never ends: the wait gives up, the volume has the snapshot's data, the snapshot LV is gone.
+    const after = merging({ output: (a) => (a[0] === 'lvs' && a[1] === '--reportformat' && a.at(-1) === `${VG}/volume-${V1}` ? reportJson([{ name: `volume-${V1}`, size: GIB, attr: 'Owi-a-s---' }]) : undefined) });
+    const d2 = await started(after);
+    const e2 = await d2.revertToSnapshot(thick(V1, 2), snapOf(thick(V1, 2))).catch((e: unknown) => e);
+    expect((e2 as BackendError).message).toMatch(/did not finish/);
+    expect((e2 as BackendError).details).toMatchObject({ storageChanged: true, snapshotPresent: false });
   });
 
   it('reverts a thin volume by building it from the snapshot beside the old one, then swapping', async () => {
@@ -424,11 +484,13 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(gone.argv()).toHaveLength(1);
   });
 
-  it('zeroes a thick volume renamed aside before removing it when volumeClear is zero', async () => {
-    const f = fake({ lvs: [{ name: `volume-${V1}`, size: 2 * GIB }] });
+  it('zeroes a thick volume renamed aside before removing it when volumeClear is zero, as large as lvs says it is', async () => {
+    // The record says 1 GiB; the LV is 2: what is zeroed is what lvm2 reports.
+    const f = fake({ lvs: [{ name: `volume-${V1}`, size: 2 * GIB, tags: [OWNER] }] });
     const driver = await started(f, { volumeClear: 'zero' });
-    await driver.deleteVolume(thick(V1, 2));
+    await driver.deleteVolume(thick(V1, 1));
     expect(f.argv()).toEqual([
+      [...LOOKUP, `${VG}/volume-${V1}`],
       [...ACTIVATE, `${VG}/volume-${V1}`],
       ['lvrename', VG, `volume-${V1}`, `clear-volume-${V1}`],
       ['dd', 'if=/dev/zero', `of=/dev/${VG}/clear-volume-${V1}`, 'bs=1M', 'count=2048', 'oflag=direct', 'status=progress'],
@@ -436,22 +498,50 @@ describe('LvmDriver argv (recording runner)', () => {
     ]);
   });
 
-  it('zeroes a thick snapshot copy-on-write store (its dm -cow device) before removing it, as cinder', async () => {
+  it('tags a volume made before owner tags with its owner before it is renamed aside', async () => {
+    const f = fake({ lvs: [{ name: `volume-${V1}`, size: GIB }] });
+    const driver = await started(f, { volumeClear: 'zero' });
+    await driver.deleteVolume(thick(V1, 1));
+    expect(f.argv().slice(1, 4)).toEqual([
+      [...ACTIVATE, `${VG}/volume-${V1}`],
+      ['lvchange', '--addtag', OWNER, `${VG}/volume-${V1}`],
+      ['lvrename', VG, `volume-${V1}`, `clear-volume-${V1}`],
+    ]);
+  });
+
+  it('zeroes a thick snapshot copy-on-write store (its dm -cow device, its COW size) before removing it, as cinder', async () => {
     const f = fake({
       lvs: [
         { name: `volume-${V1}`, size: GIB, attr: 'owi-a-s---' },
-        { name: `_snapshot-${S1}`, size: GIB, attr: 'swi-a-s---', origin: `volume-${V1}` },
+        { name: `_snapshot-${S1}`, size: GIB / 2, attr: 'swi-a-s---', origin: `volume-${V1}`, tags: [OWNER] },
       ],
     });
     const driver = await started(f, { volumeClear: 'zero' });
     const v = thick(V1);
     await driver.deleteSnapshot(snapOf(v), v);
     expect(f.argv()).toEqual([
+      [...LOOKUP, `${VG}/_snapshot-${S1}`],
       [...ACTIVATE, `${VG}/_snapshot-${S1}`],
       ['lvrename', VG, `_snapshot-${S1}`, `clear-_snapshot-${S1}`],
-      ['dd', 'if=/dev/zero', `of=/dev/mapper/cinder--volumes-clear--_snapshot--${S1.replace(/-/g, '--')}-cow`, 'bs=1M', 'count=1024', 'oflag=direct', 'status=progress'],
+      ['dd', 'if=/dev/zero', `of=/dev/mapper/cinder--volumes-clear--_snapshot--${S1.replace(/-/g, '--')}-cow`, 'bs=1M', 'count=512', 'oflag=direct', 'status=progress'],
       [...REMOVE, `${VG}/clear-_snapshot-${S1}`],
     ]);
+  });
+
+  it('kills a zeroing dd only under the configured speed floor, and never with a floor of 0', async () => {
+    const timeouts: (number | undefined)[] = [];
+    const f = fake({ lvs: [{ name: `volume-${V1}`, size: 64 * GIB, tags: [OWNER] }, { name: `volume-${V2}`, size: 64 * GIB, tags: [OWNER] }] });
+    const recording: Runner = (argv, options) => {
+      if (argv[0] === 'dd') timeouts.push(options?.timeoutMs);
+      return f.run(argv, options);
+    };
+    for (const [id, floor] of [[V1, 0], [V2, 1]] as const) {
+      const driver = new LvmDriver(config({ volumeClear: 'zero', volumeClearMinMiBps: floor }), { run: recording, hostId: 'host-a', deviceExists: async () => true });
+      await driver.start();
+      await driver.deleteVolume(thick(id, 64));
+    }
+    // 0: no limit; 1 MiB/s: 64 GiB may take 65536 s.
+    expect(timeouts).toEqual([0, 65_536_000]);
   });
 
   it('attaches by activating and returns the device; detach deactivates', async () => {
@@ -705,7 +795,7 @@ function gate(): { promise: Promise<void>; open: () => void; reached: Promise<vo
 }
 
 describe('LvmDriver and its VG queue (recording runner)', () => {
-  it('a stats refresh racing a create waits for it, and the later delete still zeroes (the record says thick)', async () => {
+  it('a stats refresh racing a create waits for it', async () => {
     const slow = gate();
     // The report never lists the new LV, as a refresh read just before lvcreate finished would not.
     const f = fake({
@@ -725,13 +815,12 @@ describe('LvmDriver and its VG queue (recording runner)', () => {
     slow.open();
     await Promise.all([create, stats]);
     expect(f.argv().map((a) => a[0])).toEqual(['lvcreate', 'lvm']);
-    await driver.deleteVolume(thick(V1, 1));
-    expect(f.argv()).toContainEqual(['dd', 'if=/dev/zero', `of=/dev/${VG}/clear-volume-${V1}`, 'bs=1M', 'count=1024', 'oflag=direct', 'status=progress']);
   });
 
   it('zeroes outside the VG queue: another create completes while a zeroing dd is stalled', async () => {
     const zeroing = gate();
     const f = fake({
+      lvs: [{ name: `volume-${V1}`, size: 8 * GIB, tags: [OWNER] }],
       hold: (a) => {
         if (a[0] !== 'dd') return undefined;
         zeroing.arrive();
@@ -746,6 +835,7 @@ describe('LvmDriver and its VG queue (recording runner)', () => {
     zeroing.open();
     await deleting;
     expect(f.argv().map((a) => a.slice(0, 2).join(' '))).toEqual([
+      'lvs --reportformat',
       'lvchange -a',
       'lvrename cinder-volumes',
       'dd if=/dev/zero',
@@ -755,12 +845,21 @@ describe('LvmDriver and its VG queue (recording runner)', () => {
     ]);
   });
 
-  it('zeroes a thick delete even with a report that lists the volume as thin, and never a thin one', async () => {
-    const f = fake({ lvs: [{ name: `volume-${V1}`, size: GIB, pool: pool.name, attr: 'Vwi-a-tz--' }, { name: `volume-${V2}`, size: GIB }] });
+  it('zeroes from what lvm2 reports now: never from the record or the cached report', async () => {
+    // The cache and the records say V1 is thin and V2 thick; lvs says the opposite, and lvs decides.
+    const f = fake({
+      lvs: [{ name: `volume-${V1}`, size: GIB, pool: pool.name, attr: 'Vwi-a-tz--' }, { name: `volume-${V2}`, size: GIB, tags: [OWNER] }],
+      output: (a) => {
+        if (a[0] !== 'lvs') return undefined;
+        if (a.at(-1) === `${VG}/volume-${V1}`) return reportJson([{ name: `volume-${V1}`, size: GIB, tags: [OWNER] }]);
+        if (a.at(-1) === `${VG}/volume-${V2}`) return reportJson([{ name: `volume-${V2}`, size: GIB, pool: pool.name, attr: 'Vwi-a-tz--' }]);
+        return undefined;
+      },
+    });
     const driver = await started(f, { volumeClear: 'zero' });
-    await driver.deleteVolume(thick(V1));
-    await driver.deleteVolume(thinVol(V2));
-    expect(f.argv().map((a) => a[0])).toEqual(['lvchange', 'lvrename', 'dd', 'lvremove', 'lvremove']);
+    await driver.deleteVolume(thinVol(V1));
+    await driver.deleteVolume(thick(V2));
+    expect(f.argv().map((a) => a[0])).toEqual(['lvs', 'lvchange', 'lvrename', 'dd', 'lvremove', 'lvs', 'lvremove']);
   });
 });
 
@@ -773,6 +872,8 @@ interface WorldLv extends FakeLv {
   cow?: string;
   /** A merging snapshot: lvm2 hides it (`[name]`) until the merge is done. */
   hidden?: boolean;
+  /** A thick LV's physical extents (a snapshot's: its COW store's), as `lvs -o seg_pe_ranges` says. */
+  pe?: string;
 }
 
 const notFound = (argv: readonly string[], what: string): BackendError =>
@@ -792,6 +893,14 @@ class World {
   readonly lvs = new Map<string, WorldLv>();
   /** Thick LVs removed while they (or their COW store) still held data: what the next tenant could read. */
   readonly leaked: string[] = [];
+  /** Extents freed without being zeroed (a merged snapshot's COW store), with what they hold. */
+  readonly freed = new Map<string, string>();
+  private nextPe = 1024;
+
+  /** Free extents that still hold a tenant's old blocks: what the next lvcreate could hand out. */
+  exposed(): string[] {
+    return [...this.freed].filter(([, held]) => held !== 'zeros' && held !== 'empty').map(([pe]) => pe);
+  }
 
   constructor(lvs: WorldLv[]) {
     for (const lv of lvs) this.lvs.set(lv.name, lv);
@@ -808,11 +917,13 @@ class World {
         if (crash.when === 'during') this.apply(argv, true);
         throw new Error('killed');
       }
-      const out = this.apply(argv, false);
-      if (crash?.at === i) {
-        dead = true;
-        throw new Error('killed');
-      }
+      // Dying after a command that failed (an lvs of an LV not there) is dying all the same.
+      const out = await Promise.resolve()
+        .then(() => this.apply(argv, false))
+        .finally(() => {
+          if (crash?.at === i) dead = true;
+        });
+      if (dead) throw new Error('killed');
       return out;
     };
     return { run, calls };
@@ -834,22 +945,30 @@ class World {
       case 'lvm':
         return { stdout: reportJson([...this.lvs.values()].filter((l) => !l.hidden)), stderr: '' };
       case 'lvs':
+        if (argv.includes('seg_pe_ranges')) return { stdout: `  ${this.get(argv, last).pe ?? ''}\n`, stderr: '' };
         return { stdout: JSON.stringify({ report: [{ lv: JSON.parse(reportJson([this.get(argv, last)])).report[0].lv }] }), stderr: '' };
       case 'lvcreate': {
         const name = opt('-n') ?? '';
         if (this.lvs.has(name)) throw new BackendError('lvcreate failed', { command: [...argv], exitCode: 5, stderrTail: `  Logical Volume "${name}" already exists` });
         const gb = (flag: string): number => Number(opt(flag)?.replace('g', '')) * GIB;
+        const pe = (): string => `/dev/pv0:${this.nextPe}-${(this.nextPe += 256) - 1}`;
         if (argv.includes('-s')) {
-          const origin = this.get(argv, last);
-          const thin = !argv.includes('-L');
+          // A COW snapshot pinned to PV ranges (after the origin) gets exactly those extents, and what they hold.
+          const pin = argv.slice(argv.findIndex((a) => a.startsWith(`${VG}/`)) + 1);
+          const origin = this.get(argv, argv.find((a) => a.startsWith(`${VG}/`)));
+          const thin = !argv.includes('-L') && !argv.includes('-l');
+          if (pin.some((r) => !this.freed.has(r))) throw new BackendError('lvcreate failed', { command: [...argv], exitCode: 5, stderrTail: '  Insufficient suitable allocatable extents' });
+          const held = pin.map((r) => this.freed.get(r)).find((c) => c !== undefined);
+          for (const r of pin) this.freed.delete(r);
           this.lvs.set(name, {
-            name, size: thin ? origin.size : gb('-L'), tags, origin: origin.name, content: origin.content,
-            attr: thin ? 'Vwi---tz-k' : 'swi-a-s---', pool: thin ? pool.name : '', cow: thin ? undefined : 'empty',
+            name, size: thin ? origin.size : argv.includes('-l') ? Number(opt('-l')) * EXTENT : gb('-L'), tags, origin: origin.name, content: origin.content,
+            attr: thin ? 'Vwi---tz-k' : 'swi-a-s---', pool: thin ? pool.name : '', cow: thin ? undefined : (held ?? 'empty'),
+            ...(thin ? {} : { pe: pin.length ? pin.join(' ') : pe() }),
           });
         } else if (argv.includes('-T')) {
           this.lvs.set(name, { name, size: gb('-V'), tags, attr: 'Vwi-a-tz--', pool: pool.name, content: 'zeros' });
         } else {
-          this.lvs.set(name, { name, size: gb('-L'), tags, attr: '-wi-a-----', content: 'empty' });
+          this.lvs.set(name, { name, size: gb('-L'), tags, attr: '-wi-a-----', content: 'empty', pe: pe() });
         }
         return ok;
       }
@@ -881,6 +1000,8 @@ class World {
       }
       case 'lvchange': {
         const lv = this.get(argv, last);
+        const tagged = (flag: string): string[] => argv.flatMap((a, i) => (argv[i - 1] === flag ? [a] : []));
+        lv.tags = [...(lv.tags ?? []).filter((t) => !tagged('--deltag').includes(t)), ...tagged('--addtag')];
         const state = opt('-a');
         if (state) lv.attr = `${(lv.attr ?? '-wi-------').slice(0, 4)}${state === 'y' ? 'a' : '-'}${(lv.attr ?? '-wi-------').slice(5)}`;
         // Activating an origin lets a merge lvm2 had to defer (or was interrupted in) run to its end.
@@ -917,6 +1038,8 @@ class World {
   }
 
   private merge(snap: WorldLv): void {
+    // lvm2 drops the merged snapshot: its COW store's extents are freed as they are, unzeroed.
+    if (snap.pe) this.freed.set(snap.pe, snap.cow ?? 'empty');
     const origin = this.lvs.get(snap.origin ?? '');
     if (origin) {
       origin.content = snap.content;
@@ -933,11 +1056,11 @@ const SNAP = 'data:snapshot';
 function sourceWorld(thinLvs: boolean): World {
   const volume = thinLvs
     ? { name: `volume-${V1}`, size: GIB, tags: [`kindling_id_${V1}`, 'kindling_kind_volume'], attr: 'Vwi-a-tz--', pool: pool.name, content: DATA }
-    : { name: `volume-${V1}`, size: GIB, tags: [`kindling_id_${V1}`, 'kindling_kind_volume'], attr: 'owi-a-s---', content: DATA };
+    : { name: `volume-${V1}`, size: GIB, tags: [`kindling_id_${V1}`, 'kindling_kind_volume'], attr: 'owi-a-s---', content: DATA, pe: '/dev/pv0:0-255' };
   const snapshot = {
     name: `_snapshot-${S1}`, size: GIB, origin: `volume-${V1}`, content: SNAP,
     tags: [`kindling_id_${S1}`, 'kindling_kind_snapshot', `kindling_vol_${V1}`],
-    ...(thinLvs ? { attr: 'Vri---tz-k', pool: pool.name } : { attr: 'swi-a-s---', cow: 'data:old blocks' }),
+    ...(thinLvs ? { attr: 'Vri---tz-k', pool: pool.name } : { attr: 'swi-a-s---', cow: 'data:old blocks', pe: '/dev/pv0:256-511' }),
   };
   return new World([...(thinLvs ? [{ ...pool, content: '' }] : []), volume, snapshot]);
 }
@@ -946,6 +1069,7 @@ async function agentOn(world: World, thinLvs: boolean, crash?: Crash): Promise<{
   const { run, calls } = world.agent(crash);
   const driver = new LvmDriver(config({ lvmType: thinLvs ? 'thin' : 'default', volumeClear: 'zero' }), {
     run,
+    hostId: 'host-a',
     hostname: 'agent-host',
     deviceExists: async () => true,
     sleep: async () => undefined,
@@ -1031,6 +1155,11 @@ describe('LvmDriver after a crash at every step (recording runner on a small lvm
         expect(content(world, `_snapshot-${S1}`)).toBe(SNAP);
         expect(names(world)).toEqual([`_snapshot-${S1}`, `volume-${V1}`]);
         expect((await driver.scan()).leftovers).toEqual([]);
+        // The merged COW store's extents are never left free with the old blocks: the snapshot holds them, its delete zeroes them.
+        expect(world.exposed(), JSON.stringify(crash)).toEqual([]);
+        await driver.deleteSnapshot(snapOf(src), src);
+        expect(world.exposed()).toEqual([]);
+        expect(world.leaked).toEqual([]);
       });
     });
 
@@ -1093,7 +1222,7 @@ describe('LvmDriver after a crash at every step (recording runner on a small lvm
 
   it('scan reports each temporary name as the leftover it is, and removeLeftover publishes a revert whose old volume is gone', async () => {
     const tagged = (name: string, id: string, extra: Partial<WorldLv> = {}): WorldLv => ({
-      name, size: GIB, tags: [`kindling_id_${id}`], content: DATA, ...extra,
+      name, size: GIB, tags: [`kindling_id_${id}`, OWNER], content: DATA, ...extra,
     });
     const world = new World([
       { ...pool, content: '' },
@@ -1103,6 +1232,9 @@ describe('LvmDriver after a crash at every step (recording runner on a small lvm
       tagged(`clear-volume-${V3}`, V3),
       tagged(`revert-${V4}`, V4, { pool: pool.name, attr: 'Vwi-a-tz--', content: SNAP }),
       { name: `partial-${V3}`, size: GIB, content: DATA },
+      // Another backend's on the same VG, and one from before owner tags: reported, never taken.
+      { name: `clone-snap-${V3}`, size: GIB, tags: [`kindling_id_${V3}`, 'kindling_owner_host-a/other'], content: DATA, origin: `volume-${V1}`, attr: 'swi-a-s---', cow: 'data:old' },
+      { name: `partial-${S1}`, size: GIB, tags: [`kindling_id_${S1}`], content: DATA },
     ]);
     const { driver } = await agentOn(world, false);
     const scan = await driver.scan();
@@ -1112,9 +1244,14 @@ describe('LvmDriver after a crash at every step (recording runner on a small lvm
       { kind: 'pending-clear', id: V3, where: `${VG}/clear-volume-${V3}` },
       { kind: 'partial-volume', id: V4, where: `${VG}/revert-${V4}` },
     ]);
-    expect(scan.strays).toEqual([{ where: `${VG}/partial-${V3}`, reason: `named as Kindling's, but without its tag kindling_id_${V3}` }]);
+    expect(scan.strays).toEqual([
+      { where: `${VG}/partial-${V3}`, reason: `named as Kindling's, but without its tag kindling_id_${V3}` },
+      { where: `${VG}/clone-snap-${V3}`, reason: 'a leftover of host-a/other, not of this backend: left to its owner' },
+      { where: `${VG}/partial-${S1}`, reason: 'a leftover without an owner tag, not of this backend: left to its owner' },
+    ]);
     for (const leftover of scan.leftovers) await driver.removeLeftover(leftover);
-    expect(names(world)).toEqual([`partial-${V3}`, `volume-${V1}`, `volume-${V4}`]);
+    await expect(driver.removeLeftover({ kind: 'temp-snapshot', id: V1, where: `${VG}/clone-snap-${V3}` })).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(names(world)).toEqual([`clone-snap-${V3}`, `partial-${V3}`, `partial-${S1}`, `volume-${V1}`, `volume-${V4}`]);
     expect(content(world, `volume-${V4}`)).toBe(SNAP);
     expect(world.leaked).toEqual([]);
     await expect(driver.removeLeftover({ kind: 'partial-volume', id: V1, where: `${VG}/volume-${V1}` })).rejects.toBeInstanceOf(InvalidArgumentError);
