@@ -343,6 +343,46 @@ describe('LvmDriver argv (recording runner)', () => {
     ]);
   });
 
+  it('a failed extend of a thick origin with snapshots puts its activation back and says whether storage changed', async () => {
+    const origin = (size: number): FakeLv[] => [
+      { name: `volume-${V1}`, size, attr: 'owi-a-s---' },
+      { name: `_snapshot-${S1}`, size: GIB, attr: 'swi-a-s---', origin: `volume-${V1}` },
+    ];
+    const noSpace = (a: string[]): string | undefined => (a[0] === 'lvextend' ? '  Insufficient free space: 512 extents needed, but only 3 available' : undefined);
+    // lvm2 still reports the old size: nothing changed, the service may keep the volume available.
+    const f = fake({ lvs: origin(GIB), fail: noSpace });
+    const err = await (await started(f)).extendVolume(thick(V1), 3).catch((e: unknown) => e);
+    expect((err as BackendError).details.storageChanged).toBe(false);
+    expect(f.argv()).toEqual([
+      ['lvchange', '-a', 'n', `${VG}/volume-${V1}`],
+      ['lvextend', '-L', '3g', `${VG}/volume-${V1}`],
+      [...ACTIVATE, `${VG}/volume-${V1}`],
+      [...LOOKUP, `${VG}/volume-${V1}`],
+    ]);
+    // lvm2 reports the new size although lvextend failed: storage changed.
+    const grown = fake({ lvs: origin(3 * GIB), fail: noSpace });
+    const err2 = await (await started(grown)).extendVolume(thick(V1), 3).catch((e: unknown) => e);
+    expect((err2 as BackendError).details.storageChanged).toBe(true);
+    // Refused at the first step: nothing changed.
+    const stuck = fake({ lvs: origin(GIB), fail: (a) => (a[0] === 'lvchange' ? '  Logical volume in use.' : undefined) });
+    const err3 = await (await started(stuck)).extendVolume(thick(V1), 3).catch((e: unknown) => e);
+    expect((err3 as BackendError).details.storageChanged).toBe(false);
+  });
+
+  it('reports a cleanup that failed in readiness, and scan lists what it left for the next start', async () => {
+    const f = fake({
+      fail: (a) => {
+        if (a[0] === 'dd') return 'dd: error writing: No space left on device';
+        if (a[0] === 'lvremove' && a.at(-1) === `${VG}/partial-${V2}`) return '  Logical volume is in use.';
+        return undefined;
+      },
+    });
+    const driver = await started(f);
+    await expect(driver.cloneVolume(thick(V2), thick(V1))).rejects.toThrow(/dd failed/);
+    const { warnings } = await driver.readiness();
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^cleanup of ${VG}/partial-${V2} failed \\(retried at the next start\\): lvremove failed`))]);
+  });
+
   /** A thick volume and its snapshot; after the merge lvm2 drops the snapshot, so a lookup finds it no more. */
   const merging = (over: FakeOptions = {}): Fake => {
     let merged = false;
