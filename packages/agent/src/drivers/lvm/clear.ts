@@ -44,9 +44,14 @@ export class Clearer {
     private readonly policy: ClearPolicy,
   ) {}
 
-  /** Cleanups that failed since start, for readiness: `vg/lv: why`. */
+  /** Cleanups that failed since start (and other findings on storage), for readiness. */
   warnings(): string[] {
-    return [...this.unfinished].map(([where, why]) => `cleanup of ${where} failed (retried at the next start): ${why}`);
+    return [...this.unfinished.values()];
+  }
+
+  /** A finding about `where` (`vg/lv`) an operator must hear of, until that LV is settled. */
+  note(where: string, message: string): void {
+    this.unfinished.set(where, message);
   }
 
   /** A leftover taken away by recovery is no longer unfinished. */
@@ -56,7 +61,8 @@ export class Clearer {
 
   /** A cleanup of `lv` that failed: reported until done. */
   failed(lv: string, err: unknown): void {
-    this.unfinished.set(`${this.steps.vg}/${lv}`, messageOf(err));
+    const where = `${this.steps.vg}/${lv}`;
+    this.note(where, `cleanup of ${where} failed (retried at the next start): ${messageOf(err)}`);
   }
 
   /**

@@ -147,7 +147,8 @@ export class Reverter {
       try {
         return await steps.snapshotLocked(w, snap, lv, tags, false, volume.size, pin);
       } catch (err) {
-        this.d.clearer.failed(lv, new BackendError(`the old COW extents ${pin.map(rangeArg).join(' ')} could not be re-pinned: ${messageOf(err)}`));
+        const where = `${steps.vg}/${lv}`;
+        this.d.clearer.note(where, `${where} was reverted, but its snapshot's old COW extents ${pin.map(rangeArg).join(' ')} could not all be re-pinned (they may hold its old blocks): ${messageOf(err)}`);
       }
     }
     await steps.snapshotLocked(w, snap, lv, tags, false, volume.size);
