@@ -1,8 +1,8 @@
 import { dirname } from 'node:path';
-import { BackendError } from '@kindling/protocol';
 import type { RunOptions, RunResult, Runner } from '../../exec/run.js';
 import { progressMeter } from '../../progress.js';
-import { LV_FIELDS, VG_FIELDS } from './report.js';
+import { extentsOf, parseRange, rangeArg, type PeRange } from './extents.js';
+import { LV_FIELDS, VG_FIELDS, parseFreeRanges } from './report.js';
 
 /** cinder's brick: LV removal can race udev, so deactivation is retried. */
 const REMOVE_CONFIG = 'activation { retry_deactivation = 1 }';
@@ -68,8 +68,15 @@ export class LvmCommands {
     return this.lvm(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', LV_FIELDS.join(','), this.path(lv)]);
   }
 
-  createLinear(lv: string, sizeGb: number, tags: string[]): Promise<RunResult> {
-    return this.lvm(['lvcreate', '-n', lv, '-L', `${sizeGb}g`, ...tagArgs(tags), this.vg]);
+  /** `on`: the extents it may take (none: anywhere). */
+  createLinear(lv: string, sizeGb: number, tags: string[], on: PeRange[] = []): Promise<RunResult> {
+    return this.lvm(['lvcreate', '-n', lv, '-L', `${sizeGb}g`, ...tagArgs(tags), this.vg, ...on.map(rangeArg)]);
+  }
+
+  /** The free extents of this VG's PVs. */
+  async freeRanges(): Promise<PeRange[]> {
+    const fields = 'pv_name,vg_name,pvseg_start,pvseg_size,lv_name';
+    return parseFreeRanges((await this.lvm(['pvs', '--segments', '--reportformat', 'json', '-o', fields])).stdout, this.vg);
   }
 
   /** cinder's create_thin_pool: `lvcreate -T -L <size> VG/POOL`. */
@@ -85,9 +92,10 @@ export class LvmCommands {
    * A snapshot with the activation-skip flag set, as cinder's create_lv_snapshot (`-k y`); thick
    * snapshots need a COW size (`sizeGb`), thin ones take none.
    */
-  createSnapshot(lv: string, origin: string, tags: string[], sizeGb: number | null, pin: PeRange[] = []): Promise<RunResult> {
-    const size = pin.length > 0 ? ['-l', String(extentsOf(pin))] : sizeGb === null ? [] : ['-L', `${sizeGb}g`];
-    return this.lvm(['lvcreate', '-s', '-k', 'y', ...size, '-n', lv, ...tagArgs(tags), this.path(origin), ...pin.map(rangeArg)]);
+  createSnapshot(lv: string, origin: string, tags: string[], sizeGb: number | null, on: PeRange[] = [], pinned = false): Promise<RunResult> {
+    // Pinned: exactly the extents `on`, all of them.
+    const size = pinned ? ['-l', String(extentsOf(on))] : sizeGb === null ? [] : ['-L', `${sizeGb}g`];
+    return this.lvm(['lvcreate', '-s', '-k', 'y', ...size, '-n', lv, ...tagArgs(tags), this.path(origin), ...on.map(rangeArg)]);
   }
 
   /** Where an LV's extents lie: one PV range per segment (a thick snapshot's: its COW store's). */
@@ -108,8 +116,8 @@ export class LvmCommands {
     return this.lvm(['lvremove', '--config', retry ? REMOVE_RETRY_CONFIG : REMOVE_CONFIG, '-f', this.path(lv)]);
   }
 
-  extend(lv: string, sizeGb: number): Promise<RunResult> {
-    return this.lvm(['lvextend', '-L', `${sizeGb}g`, this.path(lv)]);
+  extend(lv: string, sizeGb: number, on: PeRange[] = []): Promise<RunResult> {
+    return this.lvm(['lvextend', '-L', `${sizeGb}g`, this.path(lv), ...on.map(rangeArg)]);
   }
 
   /**
@@ -168,22 +176,6 @@ export class LvmCommands {
 
 const tagArgs = (tags: string[]): string[] => tags.flatMap((t) => ['--addtag', t]);
 
-/** Physical extents `first`..`last` (inclusive) of one PV, as lvm2 writes them: `/dev/sdb:256-511`. */
-export interface PeRange {
-  pv: string;
-  first: number;
-  last: number;
-}
-
-export const rangeArg = (r: PeRange): string => `${r.pv}:${r.first}-${r.last}`;
-
-export function parseRange(s: string): PeRange {
-  const m = /^(\/[^:]+):(\d+)-(\d+)$/.exec(s);
-  if (!m) throw new BackendError(`unexpected PE range from lvm2: ${JSON.stringify(s)}`);
-  return { pv: m[1]!, first: Number(m[2]), last: Number(m[3]) };
-}
-
-export const extentsOf = (ranges: PeRange[]): number => ranges.reduce((n, r) => n + r.last - r.first + 1, 0);
 
 /** `dd status=progress` redraws `<bytes> bytes (...) copied, ...` on stderr: progress of a copy of `totalBytes`. */
 function ddMeter(totalBytes: number, op?: 'volume.clear'): { onStderrLine: (line: string) => void } {

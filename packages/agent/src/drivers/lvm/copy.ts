@@ -29,7 +29,7 @@ export class Copier {
       try {
         await steps.snapshotLocked(w, build, source, volumeTags(volume.id), true, sourceGb);
         made = true;
-        if (volume.size > sourceGb) await steps.extendLocked(w, build, volume.size);
+        if (volume.size > sourceGb) await steps.extendLocked(w, build, volume.size, true);
         await steps.activateLocked(build, true);
         if (build !== lv) await steps.renameLocked(w, build, lv);
         return steps.location(lv, true);

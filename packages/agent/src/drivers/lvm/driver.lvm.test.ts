@@ -270,6 +270,33 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
     await driver.deleteVolume(src);
   });
 
+  it('never gives a thick LV the extents a revert holds back (a kindling_cow_ tag), even across a restart', async () => {
+    // A volume whose snapshot's old COW store (the next 64 free extents) is between merge and re-pin.
+    const v = vol(1);
+    await driver.createVolume(v);
+    const ranges = async (name: string): Promise<string[]> =>
+      (await fx.lvm(['lvs', '--noheadings', '-o', 'seg_pe_ranges', `${fx.vg}/${name}`])).stdout.trim().split(/\s+/);
+    const [volumeRange] = await ranges(`volume-${v.id}`);
+    const end = Number(volumeRange?.split('-')[1]);
+    const held = `${fx.device}:${end + 1}-${end + 64}`;
+    await fx.lvm(['lvchange', '--addtag', `kindling_cow_${held}`, `${fx.vg}/volume-${v.id}`]);
+    const restarted = new LvmDriver(config(), { run, hostId: 'host-a' });
+    await restarted.start();
+    const next = vol(1);
+    await restarted.createVolume(next);
+    const extents = (r: string): number[] => {
+      const [first, last] = r.split(':')[1]!.split('-').map(Number);
+      return Array.from({ length: last! - first! + 1 }, (_, i) => first! + i);
+    };
+    const taken = new Set((await ranges(`volume-${next.id}`)).flatMap(extents));
+    expect(extents(held).filter((pe) => taken.has(pe))).toEqual([]);
+    await restarted.deleteVolume(next);
+    await fx.lvm(['lvchange', '--deltag', `kindling_cow_${held}`, `${fx.vg}/volume-${v.id}`]);
+    await driver.deleteVolume(v);
+    // The shared reservations follow storage: the next refresh drops what the tag no longer says.
+    await driver.stats(true);
+  });
+
   it('is ready while its VG is visible', async () => {
     await expect(driver.readiness()).resolves.toEqual({ ready: true });
   });

@@ -4,8 +4,8 @@ import { BackendError } from '@kindling/protocol';
 import { withVgLock } from './queue.js';
 import { LvmDriver } from './driver.js';
 import {
-  ACTIVATE, GIB, LOOKUP, OWNER, S1, V1, V2, VG, config, fake, gate, pool, removeConfDir, reportJson, snapOf, snapTags,
-  started, thick, thinVol, type Fake, type FakeLv, type FakeOptions,
+  ACTIVATE, GIB, LOOKUP, OWNER, S1, V1, V2, V3, VG, config, fake, gate, pool, removeConfDir, reportJson, snapOf, snapTags,
+  started, thick, thinVol, volTags, type Fake, type FakeLv, type FakeOptions,
 } from '../../testing/lvm-fake.js';
 
 afterAll(removeConfDir);
@@ -86,17 +86,23 @@ describe('LvmDriver revert, extend and cleanup failures (recording runner)', () 
     ]);
   });
 
-  it('waits for a thick merge outside the VG queue: another create completes while the merge runs', async () => {
+  it('waits for a thick merge outside the VG queue: a create meanwhile completes, and never on the old COW store', async () => {
     let created = false;
     let polls = 0;
+    const cow = 'kindling_cow_/dev/pv0:256-511';
     const f = merging({
       output: (a) => {
         if (a[0] === 'lvconvert') return `  Merging of snapshot ${VG}/_snapshot-${S1} will occur on next activation of ${VG}/volume-${V1}.`;
         // lv_attr 'O' while the merge runs, and it runs until another create got through the VG queue.
         if (a[0] === 'lvs' && a[1] === '--reportformat' && a.at(-1) === `${VG}/volume-${V1}`) {
           polls++;
-          return reportJson([{ name: `volume-${V1}`, size: GIB, attr: created ? '-wi-a-----' : 'Owi-a-s---' }]);
+          return reportJson([{ name: `volume-${V1}`, size: GIB, attr: created ? '-wi-a-----' : 'Owi-a-s---', tags: [cow] }]);
         }
+        // The PV: extents 0-255 the volume's, 256-511 the old COW store (free once merged), the rest free.
+        const seg = (start: number, size: number, lv: string): Record<string, string> => ({
+          pv_name: '/dev/pv0', vg_name: VG, pvseg_start: String(start), pvseg_size: String(size), lv_name: lv,
+        });
+        if (a[0] === 'pvs') return JSON.stringify({ report: [{ pvseg: [seg(0, 256, `volume-${V1}`), seg(256, 25344, '')] }] });
         return undefined;
       },
     });
@@ -119,13 +125,22 @@ describe('LvmDriver revert, extend and cleanup failures (recording runner)', () 
       'lvchange -a n',
       'lvchange -a y',
       'lvs --reportformat json',
+      'pvs --segments --reportformat',
       'lvcreate -n volume-22222222-2222-4222-8222-222222222222',
       'lvs --reportformat json',
       'lvs --reportformat json',
       'lvs --reportformat json',
       'lvcreate -s -k',
       'lvs --reportformat json',
+      'lvchange --deltag kindling_cow_/dev/pv0:256-511',
     ]);
+    // The create ran while the old store was free: it was given every free extent but those.
+    expect(f.argv()[7]).toEqual(['lvcreate', '-n', `volume-${V2}`, '-L', '1g', ...volTags(V2), VG, '/dev/pv0:512-25599']);
+    expect(f.argv()[11]).toEqual(['lvcreate', '-s', '-k', 'y', '-l', '256', '-n', `_snapshot-${S1}`, ...snapTags(S1, V1), `${VG}/volume-${V1}`, '/dev/pv0:256-511']);
+    // Released: the next thick create goes anywhere again.
+    f.reset();
+    await driver.createVolume(thick(V3, 1));
+    expect(f.argv()).toEqual([['lvcreate', '-n', `volume-${V3}`, '-L', '1g', ...volTags(V3), VG]]);
   });
 
   it('tells the service what a failed thick revert left: nothing changed before the merge, the snapshot gone after it', async () => {

@@ -183,7 +183,7 @@ export class LvmDriver implements Driver {
       const inactive = !thin && this.cache.hasThickSnapshots(lv);
       if (inactive) await this.steps.lvm.deactivate(lv).catch((err: unknown) => Promise.reject(withDetails(err, { storageChanged: false })));
       try {
-        await this.steps.extendLocked(w, lv, newSize);
+        await this.steps.extendLocked(w, lv, newSize, thin);
       } catch (err) {
         if (inactive) await this.steps.activateLocked(lv, false).catch(() => undefined);
         const now = await this.steps.lookup(lv).catch(() => null);

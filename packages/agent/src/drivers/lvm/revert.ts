@@ -1,7 +1,8 @@
 import { BackendError, GIB, messageOf, type Location } from '@kindling/protocol';
 import type { SnapshotRef, VolumeRef } from '../driver.js';
 import type { Clearer } from './clear.js';
-import { parseRange, rangeArg, slowestMs, type PeRange } from './commands.js';
+import { slowestMs } from './commands.js';
+import { parseRange, rangeArg, type PeRange } from './extents.js';
 import { TAG_COW, revertLv, snapshotLv, snapshotTags, volumeLv, volumeTags } from './names.js';
 import type { LvInfo, Report } from './report.js';
 import { withDetails, type LvSteps } from './steps.js';
@@ -66,7 +67,7 @@ export class Reverter {
     }
     try {
       await steps.snapshotLocked(w, next, snapshotLv(snapshot.id), volumeTags(volume.id), true, snapshot.volumeSize);
-      if (volume.size > snapshot.volumeSize) await steps.extendLocked(w, next, volume.size);
+      if (volume.size > snapshot.volumeSize) await steps.extendLocked(w, next, volume.size, true);
       await steps.activateLocked(next, true);
     } catch (err) {
       // A half-made copy left behind would make every later revert start by removing it anyway.
@@ -102,8 +103,11 @@ export class Reverter {
         let cycle = isMergingOrigin(origin);
         if (report.lvs.has(snap) && !cycle) {
           const recorded = new Set(origin?.tags ?? []);
-          const tags = (await steps.lvm.peRanges(snap)).map((r) => `${TAG_COW}${rangeArg(r)}`).filter((t) => !recorded.has(t));
+          const store = await steps.lvm.peRanges(snap);
+          const tags = store.map((r) => `${TAG_COW}${rangeArg(r)}`).filter((t) => !recorded.has(t));
           if (tags.length > 0) await steps.lvm.addTags(lv, tags);
+          // From here no thick allocation of this agent may take them (vg-cache.ts), until step 3 re-pins them.
+          w.reserve(lv, [...cowRanges(origin), ...store]);
           started = true;
           // Deferred when the volume is inactive or open: it starts on the next activation.
           const { stdout, stderr } = await steps.lvm.merge(snap);
@@ -125,7 +129,12 @@ export class Reverter {
       });
       const info = await steps.lookup(lv);
       const tags = (info?.tags ?? []).filter((t) => t.startsWith(TAG_COW));
-      if (tags.length > 0) await steps.cache.locked(() => steps.lvm.delTags(lv, tags));
+      if (tags.length > 0) {
+        await steps.cache.locked(async (w) => {
+          await steps.lvm.delTags(lv, tags);
+          w.reserve(lv, []);
+        });
+      }
     } catch (err) {
       const present = await steps.lookup(snap).then(
         (s) => s !== null,

@@ -1,5 +1,6 @@
-import { BackendError, GIB, KindlingError, messageOf, type Location } from '@kindling/protocol';
-import { LvmCommands, devicePath, isLvNotFound, isSameSize, type PeRange } from './commands.js';
+import { BackendError, ConflictError, GIB, KindlingError, messageOf, type Location } from '@kindling/protocol';
+import { LvmCommands, devicePath, isLvNotFound, isSameSize } from './commands.js';
+import { without, type PeRange } from './extents.js';
 import { parseLvs, type LvInfo } from './report.js';
 import { volumeTags } from './names.js';
 import { THIN_POOL_SHARE, type VgCache, type VgWriter } from './vg-cache.js';
@@ -62,7 +63,7 @@ export class LvSteps {
       w.added({ name: lv, size: sizeGb * GIB, tags, attr: 'Vwi-a-tz--', origin: '', poolLv: this.cache.pool });
     } else {
       w.checkSpace(sizeGb, false);
-      await this.lvm.createLinear(lv, sizeGb, tags);
+      await this.lvm.createLinear(lv, sizeGb, tags, await this.allocatable());
       w.added({ name: lv, size: sizeGb * GIB, tags, attr: '-wi-a-----', origin: '', poolLv: '' });
     }
   }
@@ -81,16 +82,29 @@ export class LvSteps {
   async snapshotLocked(w: VgWriter, lv: string, origin: string, tags: string[], thin: boolean, sizeGb: number, pin: PeRange[] = []): Promise<void> {
     if (!thin && pin.length === 0) w.checkSpace(sizeGb, false);
     const owned = [...tags, this.owner];
-    await this.lvm.createSnapshot(lv, origin, owned, thin ? null : sizeGb, pin);
+    if (pin.length > 0) await this.lvm.createSnapshot(lv, origin, owned, sizeGb, pin, true);
+    else await this.lvm.createSnapshot(lv, origin, owned, thin ? null : sizeGb, thin ? [] : await this.allocatable());
     const poolLv = thin ? this.cache.pool : '';
     w.added({ name: lv, size: sizeGb * GIB, tags: owned, attr: thin ? 'Vwi---tz-k' : 'swi-a-s---', origin, poolLv });
   }
 
-  async extendLocked(w: VgWriter, lv: string, sizeGb: number): Promise<void> {
-    await this.lvm.extend(lv, sizeGb).catch((err: unknown) => {
+  async extendLocked(w: VgWriter, lv: string, sizeGb: number, thin: boolean): Promise<void> {
+    await this.lvm.extend(lv, sizeGb, thin ? [] : await this.allocatable()).catch((err: unknown) => {
       if (!isSameSize(stderrOf(err))) throw err;
     });
     w.resized(lv, sizeGb);
+  }
+
+  /**
+   * Where a new thick LV's extents may come from: anywhere (no PV list) unless some are reserved (a
+   * thick revert's old COW store, recovery.md), then every free extent but those.
+   */
+  private async allocatable(): Promise<PeRange[]> {
+    const reserved = this.cache.reserved();
+    if (reserved.length === 0) return [];
+    const allowed = without(await this.lvm.freeRanges(), reserved);
+    if (allowed.length === 0) throw new ConflictError(`no free extents in ${this.vg} outside those a revert holds back`);
+    return allowed;
   }
 
   async renameLocked(w: VgWriter, from: string, to: string): Promise<void> {
