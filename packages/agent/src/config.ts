@@ -20,6 +20,8 @@ const lvmBackend = v.strictObject({
   lvmConfFile: v.optional(v.string()),
   /** cinder's volume_clear default: a deleted thick volume is zeroed so the next one cannot read its data. */
   volumeClear: v.optional(v.picklist(['zero', 'none']), 'zero'),
+  /** Slowest zeroing (MiB/s) before its dd is killed (then reported and retried at start); 0: never killed. */
+  volumeClearMinMiBps: v.optional(v.pipe(v.number(), v.minValue(0)), 8),
   reservedPercentage: v.optional(percentage, 0),
   maxOverSubscriptionRatio: v.optional(ratio, 20),
   /** Address that iSCSI connections point other hosts at. */

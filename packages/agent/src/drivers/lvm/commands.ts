@@ -1,7 +1,8 @@
 import { dirname } from 'node:path';
 import type { RunOptions, RunResult, Runner } from '../../exec/run.js';
 import { progressMeter } from '../../progress.js';
-import { LV_FIELDS, VG_FIELDS } from './report.js';
+import { extentsOf, parseRange, rangeArg, type PeRange } from './extents.js';
+import { LV_FIELDS, VG_FIELDS, parseFreeRanges } from './report.js';
 
 /** cinder's brick: LV removal can race udev, so deactivation is retried. */
 const REMOVE_CONFIG = 'activation { retry_deactivation = 1 }';
@@ -9,8 +10,11 @@ const REMOVE_CONFIG = 'activation { retry_deactivation = 1 }';
 const REMOVE_RETRY_CONFIG = `${REMOVE_CONFIG} devices { ignore_suspended_devices = 1 }`;
 
 const MIB = 1024 * 1024;
-/** A copy may take a while; allow about 8 MiB/s before the child is killed. */
-const ddTimeoutMs = (mib: number): number => Math.max(120_000, mib * 125);
+/** The slowest copy allowed (MiB/s) before its child is killed. */
+const COPY_MIN_MIBPS = 8;
+/** How long `mib` may take at `minMiBps` (never under two minutes); 0 MiB/s: 0, no limit (the runner's and execa's "none"). */
+export const slowestMs = (mib: number, minMiBps: number): number =>
+  minMiBps > 0 ? Math.max(120_000, Math.ceil((mib * 1000) / minMiBps)) : 0;
 
 export const devicePath = (vg: string, lv: string): string => `/dev/${vg}/${lv}`;
 
@@ -64,8 +68,15 @@ export class LvmCommands {
     return this.lvm(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', LV_FIELDS.join(','), this.path(lv)]);
   }
 
-  createLinear(lv: string, sizeGb: number, tags: string[]): Promise<RunResult> {
-    return this.lvm(['lvcreate', '-n', lv, '-L', `${sizeGb}g`, ...tagArgs(tags), this.vg]);
+  /** `on`: the extents it may take (none: anywhere). */
+  createLinear(lv: string, sizeGb: number, tags: string[], on: PeRange[] = []): Promise<RunResult> {
+    return this.lvm(['lvcreate', '-n', lv, '-L', `${sizeGb}g`, ...tagArgs(tags), this.vg, ...on.map(rangeArg)]);
+  }
+
+  /** The free extents of this VG's PVs. */
+  async freeRanges(): Promise<PeRange[]> {
+    const fields = 'pv_name,vg_name,pvseg_start,pvseg_size,lv_name';
+    return parseFreeRanges((await this.lvm(['pvs', '--segments', '--reportformat', 'json', '-o', fields])).stdout, this.vg);
   }
 
   /** cinder's create_thin_pool: `lvcreate -T -L <size> VG/POOL`. */
@@ -81,17 +92,32 @@ export class LvmCommands {
    * A snapshot with the activation-skip flag set, as cinder's create_lv_snapshot (`-k y`); thick
    * snapshots need a COW size (`sizeGb`), thin ones take none.
    */
-  createSnapshot(lv: string, origin: string, tags: string[], sizeGb: number | null): Promise<RunResult> {
-    const size = sizeGb === null ? [] : ['-L', `${sizeGb}g`];
-    return this.lvm(['lvcreate', '-s', '-k', 'y', ...size, '-n', lv, ...tagArgs(tags), this.path(origin)]);
+  createSnapshot(lv: string, origin: string, tags: string[], sizeGb: number | null, on: PeRange[] = [], pinned = false): Promise<RunResult> {
+    // Pinned: exactly the extents `on`, all of them.
+    const size = pinned ? ['-l', String(extentsOf(on))] : sizeGb === null ? [] : ['-L', `${sizeGb}g`];
+    return this.lvm(['lvcreate', '-s', '-k', 'y', ...size, '-n', lv, ...tagArgs(tags), this.path(origin), ...on.map(rangeArg)]);
+  }
+
+  /** Where an LV's extents lie: one PV range per segment (a thick snapshot's: its COW store's). */
+  async peRanges(lv: string): Promise<PeRange[]> {
+    const { stdout } = await this.lvm(['lvs', '--noheadings', '-o', 'seg_pe_ranges', this.path(lv)]);
+    return stdout.split(/\s+/).filter(Boolean).map(parseRange);
+  }
+
+  addTags(lv: string, tags: string[]): Promise<RunResult> {
+    return this.lvm(['lvchange', ...tagArgs(tags), this.path(lv)]);
+  }
+
+  delTags(lv: string, tags: string[]): Promise<RunResult> {
+    return this.lvm(['lvchange', ...tags.flatMap((t) => ['--deltag', t]), this.path(lv)]);
   }
 
   remove(lv: string, retry = false): Promise<RunResult> {
     return this.lvm(['lvremove', '--config', retry ? REMOVE_RETRY_CONFIG : REMOVE_CONFIG, '-f', this.path(lv)]);
   }
 
-  extend(lv: string, sizeGb: number): Promise<RunResult> {
-    return this.lvm(['lvextend', '-L', `${sizeGb}g`, this.path(lv)]);
+  extend(lv: string, sizeGb: number, on: PeRange[] = []): Promise<RunResult> {
+    return this.lvm(['lvextend', '-L', `${sizeGb}g`, this.path(lv), ...on.map(rangeArg)]);
   }
 
   /**
@@ -110,9 +136,12 @@ export class LvmCommands {
     return this.lvm(['lvchange', '-a', 'n', this.path(lv)]);
   }
 
-  /** Merges a thick snapshot back into its origin; the snapshot LV is consumed. */
+  /**
+   * Starts merging a thick snapshot back into its origin and returns (lvm2 polls it to the end in the
+   * background, then removes the snapshot LV).
+   */
   merge(snapshot: string): Promise<RunResult> {
-    return this.lvm(['lvconvert', '--merge', this.path(snapshot)]);
+    return this.lvm(['lvconvert', '--background', '--merge', this.path(snapshot)]);
   }
 
   rename(from: string, to: string): Promise<RunResult> {
@@ -130,15 +159,15 @@ export class LvmCommands {
         'dd', `if=${devicePath(this.vg, from)}`, `of=${devicePath(this.vg, to)}`, 'bs=1M', `count=${mib}`,
         'iflag=direct', 'oflag=direct', sparse ? 'conv=sparse,fsync' : 'conv=fsync', 'status=progress',
       ],
-      { timeoutMs: ddTimeoutMs(mib), copy: true, ...ddMeter(mib * MIB) },
+      { timeoutMs: slowestMs(mib, COPY_MIN_MIBPS), copy: true, ...ddMeter(mib * MIB) },
     );
   }
 
   /** cinder's volume_clear=zero: overwrites a device (an LV's, or a snapshot's `-cow` store) with zeros. */
-  zero(device: string, sizeBytes: number): Promise<RunResult> {
+  zero(device: string, sizeBytes: number, minMiBps: number): Promise<RunResult> {
     const mib = Math.ceil(sizeBytes / MIB);
     return this.run(['dd', 'if=/dev/zero', `of=${device}`, 'bs=1M', `count=${mib}`, 'oflag=direct', 'status=progress'], {
-      timeoutMs: ddTimeoutMs(mib),
+      timeoutMs: slowestMs(mib, minMiBps),
       copy: true,
       ...ddMeter(mib * MIB, 'volume.clear'),
     });
@@ -146,6 +175,7 @@ export class LvmCommands {
 }
 
 const tagArgs = (tags: string[]): string[] => tags.flatMap((t) => ['--addtag', t]);
+
 
 /** `dd status=progress` redraws `<bytes> bytes (...) copied, ...` on stderr: progress of a copy of `totalBytes`. */
 function ddMeter(totalBytes: number, op?: 'volume.clear'): { onStderrLine: (line: string) => void } {

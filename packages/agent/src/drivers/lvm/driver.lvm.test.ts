@@ -37,6 +37,7 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
     lvmType: 'default',
     lvmConfFile: fx.lvmConfFile,
     volumeClear: 'none',
+    volumeClearMinMiBps: 8,
     reservedPercentage: 0,
     maxOverSubscriptionRatio: 20,
     targetPort: 3260,
@@ -69,7 +70,7 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
 
   beforeAll(async () => {
     fx = await createLoopVg({ sizeMiB: 4096 });
-    driver = new LvmDriver(config(), { run: recording });
+    driver = new LvmDriver(config(), { run: recording, hostId: 'host-a' });
     await driver.start();
   });
 
@@ -83,7 +84,7 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
     expect(location).toEqual({ vg: fx.vg, lv: `volume-${v.id}`, thin: false });
     const row = await lv(`volume-${v.id}`);
     expect(row?.lv_size).toBe(String(GIB));
-    expect(row?.lv_tags.split(',').sort()).toEqual([`kindling_id_${v.id}`, 'kindling_kind_volume']);
+    expect(row?.lv_tags.split(',').sort()).toEqual([`kindling_id_${v.id}`, 'kindling_kind_volume', 'kindling_owner_host-a/lvm']);
     await driver.deleteVolume(v);
   });
 
@@ -226,6 +227,74 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
     await driver.deleteVolume(a);
     await driver.deleteVolume(b);
     await fx.lvm(['lvremove', '-f', `${fx.vg}/not-ours`]);
+  });
+
+  it('two backends on one VG: a leftover is taken away only by the backend that made it', async () => {
+    // Backend `a` dies while copying into its partial LV; `b`, on the same VG, restarts first.
+    let dead = false;
+    const dies: Runner = (argv, options) => {
+      if (dead || argv[0] === 'dd') {
+        dead = true;
+        return Promise.reject(new Error('killed'));
+      }
+      return run(argv, options);
+    };
+    const exists = async (): Promise<boolean> => true;
+    const a = new LvmDriver(config({ name: 'a', volumeClear: 'zero' }), { run: dies, hostId: 'host-a', deviceExists: exists });
+    await a.start();
+    const src = vol(1);
+    await driver.createVolume(src);
+    // A snapshot needs device-mapper: an LV under its name stands in, as the copy never reads it here.
+    const snap: SnapshotRef = { id: randomUUID(), volumeId: src.id, volumeSize: 1, location: { thin: false } };
+    await fx.lvm(['lvcreate', '-n', `_snapshot-${snap.id}`, '-L', '8m', fx.vg]);
+    const made = vol(1);
+    await expect(a.createVolumeFromSnapshot(made, snap, { ...src, location: { thin: false } })).rejects.toThrow('killed');
+    expect(await lv(`partial-${made.id}`)).toBeDefined();
+
+    const b = new LvmDriver(config({ name: 'b', volumeClear: 'zero' }), { run, hostId: 'host-a', deviceExists: exists });
+    await b.start();
+    const seen = await b.scan();
+    expect(seen.leftovers).toEqual([]);
+    expect(seen.strays).toContainEqual({ where: `${fx.vg}/partial-${made.id}`, reason: 'a leftover of host-a/a, not of this backend: left to its owner' });
+    await expect(b.removeLeftover({ kind: 'partial-volume', id: made.id, where: `${fx.vg}/partial-${made.id}` })).rejects.toThrow(/not a leftover of this backend/);
+    expect(await lv(`partial-${made.id}`)).toBeDefined();
+
+    // Its owner, restarted, finds it as its own.
+    const again = new LvmDriver(config({ name: 'a', volumeClear: 'none' }), { run, hostId: 'host-a', deviceExists: exists });
+    await again.start();
+    const own = await again.scan();
+    expect(own.leftovers).toEqual([{ kind: 'partial-volume', id: made.id, where: `${fx.vg}/partial-${made.id}` }]);
+    for (const leftover of own.leftovers) await again.removeLeftover(leftover);
+    expect(await lv(`partial-${made.id}`)).toBeUndefined();
+    await fx.lvm(['lvremove', '-f', `${fx.vg}/_snapshot-${snap.id}`]);
+    await driver.deleteVolume(src);
+  });
+
+  it('never gives a thick LV the extents a revert holds back (a kindling_cow_ tag), even across a restart', async () => {
+    // A volume whose snapshot's old COW store (the next 64 free extents) is between merge and re-pin.
+    const v = vol(1);
+    await driver.createVolume(v);
+    const ranges = async (name: string): Promise<string[]> =>
+      (await fx.lvm(['lvs', '--noheadings', '-o', 'seg_pe_ranges', `${fx.vg}/${name}`])).stdout.trim().split(/\s+/);
+    const [volumeRange] = await ranges(`volume-${v.id}`);
+    const end = Number(volumeRange?.split('-')[1]);
+    const held = `${fx.device}:${end + 1}-${end + 64}`;
+    await fx.lvm(['lvchange', '--addtag', `kindling_cow_${held}`, `${fx.vg}/volume-${v.id}`]);
+    const restarted = new LvmDriver(config(), { run, hostId: 'host-a' });
+    await restarted.start();
+    const next = vol(1);
+    await restarted.createVolume(next);
+    const extents = (r: string): number[] => {
+      const [first, last] = r.split(':')[1]!.split('-').map(Number);
+      return Array.from({ length: last! - first! + 1 }, (_, i) => first! + i);
+    };
+    const taken = new Set((await ranges(`volume-${next.id}`)).flatMap(extents));
+    expect(extents(held).filter((pe) => taken.has(pe))).toEqual([]);
+    await restarted.deleteVolume(next);
+    await fx.lvm(['lvchange', '--deltag', `kindling_cow_${held}`, `${fx.vg}/volume-${v.id}`]);
+    await driver.deleteVolume(v);
+    // The shared reservations follow storage: the next refresh drops what the tag no longer says.
+    await driver.stats(true);
   });
 
   it('is ready while its VG is visible', async () => {

@@ -65,3 +65,16 @@ export const snapshotTags = (snapshotId: string, volumeId: string): string[] => 
 export const defaultThinPool = (vg: string): string => `${vg}-pool`;
 
 export const isUuid = (s: string): boolean => UUID_RE.test(s);
+
+export const TAG_OWNER = 'kindling_owner_';
+
+/**
+ * Which agent (its host id) and backend made an LV: `kindling_owner_<host>/<backend>`. Two backends
+ * or agents on one VG each take away only the leftovers carrying their own (lvm2 tags allow
+ * `A-Za-z0-9_+.-/=!:&#`; anything else in a host id becomes `_`).
+ */
+export const ownerTag = (hostId: string, backend: string): string =>
+  `${TAG_OWNER}${hostId.replace(/[^A-Za-z0-9_+.=!:&#-]/g, '_')}/${backend}`;
+
+/** On a volume being reverted (thick): where its snapshot's COW store lay before the merge freed it. */
+export const TAG_COW = 'kindling_cow_';

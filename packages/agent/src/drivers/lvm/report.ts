@@ -118,6 +118,14 @@ export function parseFullReport(stdout: string, vgName: string): Report {
   throw new BackendError(`volume group ${vgName} not found in the lvm report`);
 }
 
+/** Free segments of `vg`'s PVs from `pvs --segments --reportformat json -o pv_name,vg_name,pvseg_start,pvseg_size,lv_name`. */
+export function parseFreeRanges(stdout: string, vg: string): { pv: string; first: number; last: number }[] {
+  return reportEntries(stdout)
+    .flatMap((entry) => rows(entry.pvseg, 'pvseg'))
+    .filter((r) => r.vg_name === vg && !r.lv_name)
+    .map((r) => ({ pv: r.pv_name ?? '', first: bytes(r, 'pvseg_start'), last: bytes(r, 'pvseg_start') + bytes(r, 'pvseg_size') - 1 }));
+}
+
 /** Parses `lvs --reportformat json --units b --nosuffix` output (one LV). */
 export function parseLvs(stdout: string): LvInfo[] {
   return reportEntries(stdout).flatMap((entry) => rows(entry.lv, 'lv').map(parseLv));

@@ -1,6 +1,6 @@
 import { GIB } from '@kindling/protocol';
 import type { Leftover, ScanResult } from '../driver.js';
-import { TAG_ID, TAG_VOLUME_OF, isUuid, parseLvName } from './names.js';
+import { TAG_ID, TAG_OWNER, TAG_VOLUME_OF, isUuid, parseLvName } from './names.js';
 import type { LvInfo, Report } from './report.js';
 import { lvIsThin } from './vg-cache.js';
 
@@ -12,13 +12,20 @@ const tagValue = (lv: LvInfo, prefix: string): string | undefined =>
  * carries the id tag that name implies (a snapshot may also inherit its origin's tags: the id in the
  * name decides). Only final names are volumes and snapshots; temporary names are leftovers; an LV that
  * looks like Kindling's but cannot be proven so is a stray. Other LVs (the thin pool, foreign LVs) are
- * not Kindling's business.
+ * not Kindling's business. A leftover is this backend's only when it carries `owner` (its owner tag):
+ * another backend's or agent's on the same VG, or one from before owner tags, is reported, not taken.
  */
-export function scanReport(report: Readonly<Report>): ScanResult {
+export function scanReport(report: Readonly<Report>, owner: string): ScanResult {
   const vg = report.vg.name;
   const result: ScanResult = { volumes: [], snapshots: [], leftovers: [], strays: [] };
   const leftover = (kind: Leftover['kind'], id: string, lv: LvInfo): void => {
-    result.leftovers.push({ kind, id, where: `${vg}/${lv.name}` });
+    const where = `${vg}/${lv.name}`;
+    if (lv.tags.includes(owner)) result.leftovers.push({ kind, id, where });
+    else {
+      const other = lv.tags.find((t) => t.startsWith(TAG_OWNER));
+      const whose = other ? `of ${other.slice(TAG_OWNER.length)}` : 'without an owner tag';
+      result.strays.push({ where, reason: `a leftover ${whose}, not of this backend: left to its owner` });
+    }
   };
   for (const lv of report.lvs.values()) {
     const where = `${vg}/${lv.name}`;

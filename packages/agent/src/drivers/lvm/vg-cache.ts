@@ -1,5 +1,7 @@
 import { ConflictError, GIB, roomFor } from '@kindling/protocol';
 import type { LvmCommands } from './commands.js';
+import { parseRange, type PeRange } from './extents.js';
+import { TAG_COW } from './names.js';
 import { withVgLock } from './queue.js';
 import { parseFullReport, type LvInfo, type Report } from './report.js';
 
@@ -9,6 +11,19 @@ export const THIN_POOL_SHARE = 0.95;
 export const toGb = (bytes: number): number => Math.round((bytes / GIB) * 100) / 100;
 
 export const lvIsThin = (lv: Pick<LvInfo, 'poolLv' | 'attr'>): boolean => lv.poolLv !== '' || lv.attr.startsWith('V');
+
+/**
+ * Extents no new thick LV may take, per VG, module-wide (every backend on the VG in this agent obeys):
+ * a thick revert's old COW store, from its merge until the snapshot is re-created on it (revert.ts).
+ * Kept on storage as `kindling_cow_` tags on the volume, read back at every refresh.
+ */
+const reservations = new Map<string, Map<string, PeRange[]>>();
+
+const reservedIn = (vg: string): Map<string, PeRange[]> => {
+  let map = reservations.get(vg);
+  if (!map) reservations.set(vg, (map = new Map()));
+  return map;
+};
 
 export interface SpacePolicy {
   reservedPercentage: number;
@@ -28,6 +43,8 @@ export interface VgWriter {
   forgot(lv: string): void;
   resized(lv: string, sizeGb: number): void;
   renamed(from: string, to: string): void;
+  /** `lv` holds these extents back from every thick allocation (none: released). */
+  reserve(lv: string, ranges: PeRange[]): void;
 }
 
 /**
@@ -50,6 +67,10 @@ export class VgCache {
       forgot: (lv) => this.forgot(lv),
       resized: (lv, sizeGb) => this.resized(lv, sizeGb),
       renamed: (from, to) => this.renamed(from, to),
+      reserve: (lv, ranges) => {
+        if (ranges.length > 0) reservedIn(this.vg).set(lv, ranges);
+        else reservedIn(this.vg).delete(lv);
+      },
     };
   }
 
@@ -77,6 +98,11 @@ export class VgCache {
     return false;
   }
 
+  /** Extents held back from thick allocations on this VG. */
+  reserved(): PeRange[] {
+    return [...reservedIn(this.vg).values()].flat();
+  }
+
   /** The sum of the virtual sizes in the thin pool. */
   thinProvisioned(): number {
     let sum = 0;
@@ -93,6 +119,12 @@ export class VgCache {
   private async refresh(): Promise<Report> {
     const { stdout } = await this.lvm.fullReport();
     this.report = parseFullReport(stdout, this.vg);
+    const reserved = reservedIn(this.vg);
+    reserved.clear();
+    for (const lv of this.report.lvs.values()) {
+      const ranges = lv.tags.filter((t) => t.startsWith(TAG_COW)).map((t) => parseRange(t.slice(TAG_COW.length)));
+      if (ranges.length > 0) reserved.set(lv.name, ranges);
+    }
     return this.report;
   }
 
