@@ -208,6 +208,25 @@ describe('kindling with a sick share, a closed pipe, secrets and per-agent token
     }
   });
 
+  it('places over agents with tokens of their own by the SDK\'s one rule: equal room goes to the fewer volumes', async () => {
+    // Both have 100 GiB free; the first agent listed holds two volumes, the second one.
+    standIn = await StandInAgent.start({ token: TOKEN, hostId: 'host-a', capacityGb: 102 });
+    const other = await StandInAgent.start({ token: 'other-agent-token-0123456789', hostId: 'host-b', capacityGb: 101 });
+    try {
+      standIn.newVolume({ backend: 'lvm', size: 1, name: 'a-1' });
+      standIn.newVolume({ backend: 'lvm', size: 1, name: 'a-2' });
+      other.newVolume({ backend: 'lvm', size: 1, name: 'b-1' });
+      const config = join(dir, 'tie.yaml');
+      await writeFile(config, `agents:\n  - url: ${standIn.url}\n    token: ${TOKEN}\n  - url: ${other.url}\n    token: other-agent-token-0123456789\n`);
+      const placed = await runCli(['volume', 'create', '--size', '1', '--name', 'placed', '--json'], { env: { KINDLING_CONFIG: config }, killAfterMs: 60_000 });
+      expect({ code: placed.code, stderr: placed.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(JSON.parse(placed.stdout)).toMatchObject({ name: 'placed', agent: { url: other.url, hostId: 'host-b' } });
+      expect([...other.volumes.values()].map((v) => v.name).sort()).toEqual(['b-1', 'placed']);
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('says no token was given, not that the token was refused', async () => {
     standIn = await StandInAgent.start({ token: TOKEN });
     const r = await runCli(['--url', standIn.url, 'backend', 'list'], { killAfterMs: 60_000 });

@@ -110,9 +110,7 @@ export function volumeCommand(runtime: Runtime): Command {
       }
       // A placed create may go elsewhere on a rerun: the id is only worth giving with the backend it went to.
       if (opts.requestId !== undefined) throw new InvalidArgumentError('--request-id needs the --backend (and --url) the failed try printed');
-      scope.up();
-      const placed = await scope.createPlaced({ ...options, size, driver: opts.driver });
-      showVolume(scope, volumeView(scope, placed.volume, placed.agent));
+      showLive(scope, await scope.createPlaced({ ...options, size, driver: opts.driver }));
     }),
   );
 
