@@ -35,6 +35,26 @@ function slowClone(agent: StandInAgent): { started: Promise<void>; finish(): voi
 
 const cloneRequestIds = (agent: StandInAgent) => [...new Set(agent.requests.filter((r) => r.op === 'volume.clone').map((r) => r.requestId))];
 
+const OTHER_TOKEN = 'other-agent-token-0123456789';
+
+/** `standIn` as host-a and a second stand-in as host-b with a token of its own (GiB each), stopped after `fn`. */
+async function twoHosts([a, b]: [number, number], fn: (other: StandInAgent) => Promise<void>): Promise<void> {
+  standIn = await StandInAgent.start({ token: TOKEN, hostId: 'host-a', capacityGb: a });
+  const other = await StandInAgent.start({ token: OTHER_TOKEN, hostId: 'host-b', capacityGb: b });
+  try {
+    await fn(other);
+  } finally {
+    await other.stop();
+  }
+}
+
+/** `volume create --name placed` without --backend over the agents of a client config: exit 0, quiet; its JSON. */
+async function createPlaced(config: string): Promise<unknown> {
+  const r = await runCli(['volume', 'create', '--size', '1', '--name', 'placed', '--json'], { env: { KINDLING_CONFIG: config }, killAfterMs: 60_000 });
+  expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+  return JSON.parse(r.stdout);
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kindling-cli-faults-'));
 });
@@ -187,25 +207,32 @@ describe('kindling with a sick share, a closed pipe, secrets and per-agent token
   });
 
   it('sends each agent of a fleet its own token from the client config, and places a new volume on the one with most room', async () => {
-    standIn = await StandInAgent.start({ token: TOKEN, hostId: 'host-a' });
-    const other = await StandInAgent.start({ token: 'other-agent-token-0123456789', hostId: 'host-b', capacityGb: 200 });
-    try {
+    await twoHosts([100, 200], async (other) => {
       standIn.newVolume({ backend: 'lvm', size: 1, name: 'on-a' });
       other.newVolume({ backend: 'lvm', size: 1, name: 'on-b' });
       const tokenFile = join(dir, 'b-token');
-      await writeFile(tokenFile, 'other-agent-token-0123456789\n', { mode: 0o600 });
+      await writeFile(tokenFile, `${OTHER_TOKEN}\n`, { mode: 0o600 });
       const config = join(dir, 'fleet.yaml');
       await writeFile(config, `agents:\n  - url: ${standIn.url}\n    token: ${TOKEN}\n  - url: ${other.url}\n    tokenFile: ${tokenFile}\n`);
       const r = await runCli(['volume', 'list', '-o', 'jsonl'], { env: { KINDLING_CONFIG: config }, killAfterMs: 60_000 });
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
       expect(r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { name: string }).name).sort()).toEqual(['on-a', 'on-b']);
-      const placed = await runCli(['volume', 'create', '--size', '1', '--name', 'placed', '--json'], { env: { KINDLING_CONFIG: config }, killAfterMs: 60_000 });
-      expect({ code: placed.code, stderr: placed.stderr }).toEqual({ code: 0, stderr: '' });
-      expect(JSON.parse(placed.stdout)).toMatchObject({ name: 'placed', agent: { url: other.url, hostId: 'host-b' } });
+      expect(await createPlaced(config)).toMatchObject({ name: 'placed', agent: { url: other.url, hostId: 'host-b' } });
       expect([...other.volumes.values()].map((v) => v.name).sort()).toEqual(['on-b', 'placed']);
-    } finally {
-      await other.stop();
-    }
+    });
+  });
+
+  it('places over agents with tokens of their own by the SDK\'s one rule: equal room goes to the fewer volumes', async () => {
+    // Both have 100 GiB free; the first agent listed holds two volumes, the second one.
+    await twoHosts([102, 101], async (other) => {
+      standIn.newVolume({ backend: 'lvm', size: 1, name: 'a-1' });
+      standIn.newVolume({ backend: 'lvm', size: 1, name: 'a-2' });
+      other.newVolume({ backend: 'lvm', size: 1, name: 'b-1' });
+      const config = join(dir, 'tie.yaml');
+      await writeFile(config, `agents:\n  - url: ${standIn.url}\n    token: ${TOKEN}\n  - url: ${other.url}\n    token: ${OTHER_TOKEN}\n`);
+      expect(await createPlaced(config)).toMatchObject({ name: 'placed', agent: { url: other.url, hostId: 'host-b' } });
+      expect([...other.volumes.values()].map((v) => v.name).sort()).toEqual(['b-1', 'placed']);
+    });
   });
 
   it('says no token was given, not that the token was refused', async () => {

@@ -7,13 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, type CliResult } from '../packages/cli/src/testing/run-cli.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
-// The CLI against an agent that speaks mutual TLS: a self-signed server certificate (the client's CA)
-// and a self-signed client certificate (the agent's client CA).
+// The CLI against agents that speak TLS with a private CA: one that asks for no client certificate, and
+// one that speaks mutual TLS. A self-signed server certificate is the client's CA, a self-signed client
+// certificate the mutual agent's client CA.
 const TOKEN = 'cli-tls-token-0123456789';
 
 let dir: string;
 let agent: AgentProcess;
 let wss: string;
+/** TLS with a private CA only: no client certificate asked for. */
+let serverOnly: AgentProcess;
 const pem = (name: string) => join(dir, `${name}.pem`);
 const key = (name: string) => join(dir, `${name}.key`);
 const kindling = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
@@ -32,9 +35,11 @@ beforeAll(async () => {
   await selfSigned('client', 'cli', 'DNS:cli');
   agent = await startAgentProcess({ token: TOKEN, config: { tls: { cert: pem('server'), key: key('server'), clientCa: pem('client') } } });
   wss = agent.url;
+  serverOnly = await startAgentProcess({ token: TOKEN, config: { tls: { cert: pem('server'), key: key('server') } } });
 });
 afterAll(async () => {
   await agent?.dispose();
+  await serverOnly?.dispose();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -57,6 +62,35 @@ describe('kindling over TLS', { timeout: 120_000 }, () => {
   it('says the agent speaks TLS when given ws://', async () => {
     const ws = wss.replace(/^wss:/, 'ws:');
     const r = await kindling(['--url', ws, 'backend', 'list']);
-    expect(r).toEqual({ code: 7, stdout: '', stderr: `error: UNAVAILABLE: the agent at ${ws} speaks TLS: use wss://\n` });
+    const { host } = new URL(ws);
+    expect(r).toEqual({ code: 10, stdout: '', stderr: `error: PROTOCOL: the agent at ${ws} speaks TLS: connect with wss://${host}\n` });
+  });
+
+  it('health reads ready given the CA, and the client certificate for the agent that asks for one', async () => {
+    const ca = ['--ca', pem('server')];
+    const mutual = [...ca, '--cert', pem('client'), '--key', key('client')];
+    type Row = { url: string; link: string; ready: boolean; problem: string | null };
+    const rows = (r: CliResult) => JSON.parse(r.stdout) as Row[];
+
+    const privateCa = await kindling(['--url', serverOnly.url, ...ca, 'health', '--json']);
+    expect({ code: privateCa.code, stderr: privateCa.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(rows(privateCa)).toEqual([expect.objectContaining({ link: 'up', ready: true, problem: null })]);
+
+    const mtls = await kindling(['--url', wss, ...mutual, 'health', '--json']);
+    expect({ code: mtls.code, stderr: mtls.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(rows(mtls)).toEqual([expect.objectContaining({ link: 'up', ready: true, problem: null })]);
+
+    // Both in one fleet: the same files serve each agent's link and probe.
+    const fleet = await kindling(['--agents', `${serverOnly.url},${wss}`, ...mutual, 'health', '--json']);
+    expect({ code: fleet.code, stderr: fleet.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(rows(fleet).map((h) => [h.url, h.link, h.ready])).toEqual([
+      [serverOnly.url, 'up', true],
+      [wss, 'up', true],
+    ]);
+
+    // Without the CA the certificate is not trusted: not ready (exit 7), saying why.
+    const untrusted = await kindling(['--url', serverOnly.url, 'health', '--json']);
+    expect(untrusted.code).toBe(7);
+    expect(rows(untrusted)).toEqual([expect.objectContaining({ link: 'down', ready: false, problem: expect.stringMatching(/self[- ]signed certificate/) })]);
   });
 });

@@ -1,17 +1,17 @@
 import {
   Fleet,
   InvalidArgumentError,
-  NotFoundError,
   UnavailableError,
   type AgentFailure,
   type AgentHealth,
   type Backend,
   type FleetAgent,
   type FleetCreateVolumeOptions,
-  Snapshot,
-  Volume,
+  type KindlingError,
+  type Snapshot,
+  type Volume,
 } from '@kindling/sdk';
-import { connectOptions, explain, Link } from './links.js';
+import { agentSpec, explain, fleetOptions } from './links.js';
 import type { Output } from './output.js';
 import type { AgentRef } from './records.js';
 import type { Settings } from './settings.js';
@@ -34,27 +34,28 @@ export class Scope {
   readonly out: Output;
   readonly progress: boolean;
   readonly showSecrets: boolean;
-  readonly #links: Link[];
+  readonly #fleet: Fleet;
   readonly #io: ScopeIo;
-  /** Fleets made for placement and health, which need the agents' capacity; closed with the scope. */
-  readonly #fleets: Fleet[] = [];
   #partial = false;
   readonly #warned = new Set<string>();
 
-  private constructor(settings: Settings, links: Link[], io: ScopeIo) {
+  private constructor(settings: Settings, fleet: Fleet, io: ScopeIo) {
     this.settings = settings;
-    this.#links = links;
+    this.#fleet = fleet;
     this.#io = io;
     this.out = io.out;
     this.progress = io.progress;
     this.showSecrets = io.showSecrets;
   }
 
-  /** One agent is a fleet of one, so every command has one code path; it never rejects for a dead agent. */
+  /**
+   * One agent is a fleet of one, so every command has one code path. Connecting is the hello only (no
+   * backend stats), so one hung share cannot hold a command that does not ask about it; it never
+   * rejects for a dead agent.
+   */
   static async open(settings: Settings, io: ScopeIo): Promise<Scope> {
-    const links = settings.urls.map((url) => new Link(url, settings));
-    await Promise.all(links.map((l) => l.open()));
-    return new Scope(settings, links, io);
+    const fleet = await Fleet.connect(settings.urls.map((url) => agentSpec(settings, url)), fleetOptions(settings));
+    return new Scope(settings, fleet, io);
   }
 
   /** Some agents did not answer: the exit status says so even though a result was printed. */
@@ -64,33 +65,31 @@ export class Scope {
 
   /** Every agent asked for, up or not. */
   get agents(): readonly FleetAgent[] {
-    return this.#links;
+    return this.#fleet.agents;
   }
 
   /** The agents that did not answer, as failures (none when all are up). */
   down(): AgentFailure[] {
-    return this.#links.filter((a) => a.state !== 'up').map((a) => ({ url: a.url, hostId: a.hostId, error: a.lastError ?? downError(a) }));
+    return this.agents.filter((a) => a.state !== 'up').map((a) => ({ url: a.url, hostId: a.hostId, error: this.#why(a) }));
   }
 
   /** The agents that answered (a warning for each that did not). Against one agent, its failure is the command's failure. */
   up(): FleetAgent[] {
     this.failed(this.down());
-    return this.#links.filter((a) => a.state === 'up');
+    return this.agents.filter((a) => a.state === 'up');
   }
 
   /** The agent a resource lives on. */
   agentOf(resource: Volume | Snapshot | Backend): AgentRef {
-    const backend = resource instanceof Volume ? resource.backend : resource instanceof Snapshot ? resource.volume.backend : resource;
-    const link = this.#links.find((l) => l.agent === backend.agent);
-    if (!link) throw new NotFoundError(`backend ${backend.name} is not on one of this command's agents`);
-    return { url: link.url, hostId: link.hostId };
+    const { url, hostId } = this.#fleet.agentOf(resource);
+    return { url, hostId };
   }
 
   /** For commands about one agent's own state (kv): refused over a fleet of more than one. */
   single(what: string): FleetAgent {
-    const [only, ...more] = this.#links;
+    const [only, ...more] = this.agents;
     if (!only || more.length > 0) throw new InvalidArgumentError(`${what} talks to one agent: give --url, not a fleet`);
-    if (only.state !== 'up') throw only.lastError ?? downError(only);
+    if (only.state !== 'up') throw this.#why(only);
     return only;
   }
 
@@ -118,51 +117,25 @@ export class Scope {
     if (!/^y(es)?$/i.test(answer.trim())) throw new InvalidArgumentError(`not confirmed: nothing was changed`);
   }
 
-  /**
-   * A volume where the fleet has most room. Placement needs every backend's capacity, so only this
-   * command connects fleets (one per token: agents with tokens of their own are fleets of their own,
-   * each offering its best backend).
-   */
-  async createPlaced(options: FleetCreateVolumeOptions & { size: number }): Promise<{ volume: Volume; agent: AgentRef }> {
-    const fleets = await this.#fleetsByToken(this.#links.filter((l) => l.state === 'up').map((l) => l.url));
-    if (fleets.length === 0) throw new UnavailableError('no agent answered', { down: this.down().map((f) => f.url) });
-    // Each fleet's best room, -1 where nothing fits; with none fitting anywhere, the first fleet's own refusal says why.
-    const room = await Promise.all(fleets.map((f) => f.place({ size: options.size, driver: options.driver }).then((p) => p.roomGb, () => -1)));
-    const fleet = fleets[room.indexOf(Math.max(...room))]!;
-    const volume = await fleet.createVolume(options);
-    const agent = fleet.agentOf(volume);
-    return { volume, agent: { url: agent.url, hostId: agent.hostId } };
+  /** A volume where the SDK's placement puts it: the most room over every agent that answered, ties to the fewest volumes. */
+  async createPlaced(options: FleetCreateVolumeOptions & { size: number }): Promise<Volume> {
+    // Warns for each agent down; against one agent, its failure is the command's.
+    if (this.up().length === 0) throw new UnavailableError('no agent answered', { down: this.down().map((f) => f.url) });
+    return this.#fleet.createVolume(options);
   }
 
   /** Each agent's link and `/readyz`, in the order given; an agent that could not be reached says why. */
   async health(): Promise<AgentHealth[]> {
-    const fleets = await this.#fleetsByToken(this.settings.urls, Math.min(this.settings.timeouts.shortMs, HEALTH_TIMEOUT_MS));
-    const reports = (await Promise.all(fleets.map((f) => f.health()))).flat();
-    return Promise.all(
-      this.settings.urls.map(async (url) => {
-        const report = reports.find((r) => r.url === url)!;
-        if (report.state === 'up' || !report.lastError) return report;
-        return { ...report, lastError: await explain(url, this.settings.tokens[url], report.lastError) };
-      }),
-    );
+    const reports = await this.#fleet.health();
+    return reports.map((report) => (report.lastError ? { ...report, lastError: explain(report.url, this.settings.tokens[report.url], report.lastError) } : report));
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#links.map((l) => l.agent.close()), ...this.#fleets.map((f) => f.close())]);
+    await this.#fleet.close();
   }
 
-  async #fleetsByToken(urls: string[], timeoutMs = this.settings.timeouts.shortMs): Promise<Fleet[]> {
-    const groups = new Map<string | undefined, string[]>();
-    for (const url of urls) groups.set(this.settings.tokens[url], [...(groups.get(this.settings.tokens[url]) ?? []), url]);
-    const fleets = await Promise.all(
-      [...groups].map(([token, group]) => Fleet.connect(group, { ...connectOptions(this.settings, token), timeoutMs })),
-    );
-    this.#fleets.push(...fleets);
-    return fleets;
+  /** Why an agent did not answer, with the CLI's fix for a common slip. */
+  #why(agent: FleetAgent): KindlingError {
+    return explain(agent.url, this.settings.tokens[agent.url], agent.lastError ?? new UnavailableError(`the agent at ${agent.url} is ${agent.state}`));
   }
 }
-
-/** Health is a probe: an agent that takes longer than this to say it is ready is not. */
-const HEALTH_TIMEOUT_MS = 5000;
-
-const downError = (a: FleetAgent) => new UnavailableError(`the agent at ${a.url} is ${a.state}`);

@@ -22,7 +22,7 @@ export interface ConnectionFlags {
 
 /** How long the CLI waits, by kind of wait (see the README's "Timeouts"). */
 export interface Timeouts {
-  /** Each read and each short change (attach, snapshot create, ...); health's probe. */
+  /** Each read and each short change (attach, snapshot create, ...); the SDK caps connect (10 s) and health's probe (5 s) below it. */
   shortMs: number;
   /** Copies and deletes, which take as long as the data is big: 0, none while keepalive sees the link live. */
   longMs: number;

@@ -1,9 +1,9 @@
 import { Command } from 'commander';
-import { InvalidArgumentError, NotFoundError, type ConnectorInfo, type DriverName, type Volume } from '@kindling/sdk';
+import { InvalidArgumentError, NotFoundError, type Connection, type ConnectorInfo, type DriverName, type Volume } from '@kindling/sdk';
 import { destructive, resendable, type ResendFlags } from '../changes.js';
 import { collect, parseJsonArg, parseMetadata, parseSize } from '../parse.js';
 import { followProgress } from '../progress.js';
-import type { VolumeRecord } from '../records.js';
+import type { AgentRef, VolumeRecord } from '../records.js';
 import { agentRef, allVolumes, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
 import type { Scope } from '../scope.js';
@@ -30,11 +30,36 @@ function showVolume(scope: Scope, view: VolumeView): void {
   scope.out.item(volumeFields(view), volumeJson(view));
 }
 
+/** A connection made by attach or connect, its secrets shown only when asked for. */
+function showConnection(scope: Scope, conn: Connection, agent: AgentRef): void {
+  const view = { record: connectionRecord(conn.toDict(), scope.showSecrets), agent: agentRef(agent) };
+  scope.out.item(connectionFields(view), connectionJson(view));
+}
+
 const showLive = (scope: Scope, volume: Volume) => showVolume(scope, volumeView(scope, volume, scope.agentOf(volume)));
 
-/** A new volume that the agent announced as `creating` (`--no-wait`): it has no relations yet. */
-const showBegun = (scope: Scope, located: Located<unknown>, record: VolumeRecord) =>
-  showVolume(scope, { record, snapshots: [], connections: [], agent: agentRef(located.agent) });
+/**
+ * A new volume copied from `source` (a clone, or a volume from a snapshot), its progress followed from before
+ * the call; shown once done, or as the agent announced it `creating` with `--no-wait` (no relations yet).
+ */
+async function showCopy(
+  scope: Scope,
+  source: Located<unknown>,
+  op: 'volume.clone' | 'snapshot.createVolume',
+  copy: () => Promise<Volume>,
+  wait: boolean,
+  isCopy: (record: VolumeRecord) => boolean,
+): Promise<void> {
+  const agent = source.agent.agent;
+  const stop = followProgress(agent, scope.progress, (p) => p.op === op);
+  try {
+    const outcome = await untilStarted(agent, copy(), wait, (f) => (f.event === 'volume' && isCopy(f.resource) && f.resource.status === 'creating' ? f.resource : undefined));
+    if ('done' in outcome) showLive(scope, outcome.done);
+    else showVolume(scope, { record: outcome.began, snapshots: [], connections: [], agent: agentRef(source.agent) });
+  } finally {
+    stop();
+  }
+}
 
 const newVolumeFlags = (command: Command): Command =>
   resendable(command)
@@ -88,18 +113,8 @@ export function volumeCommand(runtime: Runtime): Command {
       if (opts.snapshot !== undefined) {
         if (opts.backend !== undefined || opts.driver !== undefined) throw new InvalidArgumentError('a volume from --snapshot goes on the snapshot\'s backend: drop --backend/--driver');
         const snap = await findSnapshot(scope, opts.snapshot, 'change');
-        const agent = snap.agent.agent;
-        const stop = followProgress(agent, scope.progress, (p) => p.op === 'snapshot.createVolume');
-        try {
-          const outcome = await untilStarted(agent, snap.item.createVolume(options), opts.wait !== false, (f) =>
-            f.event === 'volume' && f.resource.snapshotId === snap.item.id && f.resource.status === 'creating' ? f.resource : undefined,
-          );
-          if ('done' in outcome) showLive(scope, outcome.done);
-          else showBegun(scope, snap, outcome.began);
-        } finally {
-          stop();
-        }
-        return;
+        const fromSnap = (r: VolumeRecord) => r.snapshotId === snap.item.id;
+        return showCopy(scope, snap, 'snapshot.createVolume', () => snap.item.createVolume(options), opts.wait !== false, fromSnap);
       }
       const { size } = options;
       if (size === undefined) throw new InvalidArgumentError('--size is required (except with --snapshot)');
@@ -110,9 +125,7 @@ export function volumeCommand(runtime: Runtime): Command {
       }
       // A placed create may go elsewhere on a rerun: the id is only worth giving with the backend it went to.
       if (opts.requestId !== undefined) throw new InvalidArgumentError('--request-id needs the --backend (and --url) the failed try printed');
-      scope.up();
-      const placed = await scope.createPlaced({ ...options, size, driver: opts.driver });
-      showVolume(scope, volumeView(scope, placed.volume, placed.agent));
+      showLive(scope, await scope.createPlaced({ ...options, size, driver: opts.driver }));
     }),
   );
 
@@ -156,17 +169,8 @@ export function volumeCommand(runtime: Runtime): Command {
     act<NewVolumeFlags>(runtime, async (scope, [ref], opts) => {
       const options = newVolumeOptions(opts);
       const source = await findVolume(scope, ref!, 'change');
-      const agent = source.agent.agent;
-      const stop = followProgress(agent, scope.progress, (p) => p.op === 'volume.clone');
-      try {
-        const outcome = await untilStarted(agent, source.item.clone(options), opts.wait !== false, (f) =>
-          f.event === 'volume' && f.resource.sourceVolId === source.item.id && f.resource.status === 'creating' ? f.resource : undefined,
-        );
-        if ('done' in outcome) showLive(scope, outcome.done);
-        else showBegun(scope, source, outcome.began);
-      } finally {
-        stop();
-      }
+      const fromSource = (r: VolumeRecord) => r.sourceVolId === source.item.id;
+      await showCopy(scope, source, 'volume.clone', () => source.item.clone(options), opts.wait !== false, fromSource);
     }),
   );
 
@@ -201,9 +205,7 @@ export function volumeCommand(runtime: Runtime): Command {
     .action(
       act(runtime, async (scope, [ref]) => {
         const { item, agent } = await findVolume(scope, ref!, 'change');
-        const conn = await item.attach();
-        const view = { record: connectionRecord(conn.toDict(), scope.showSecrets), agent: agentRef(agent) };
-        scope.out.item(connectionFields(view), connectionJson(view));
+        showConnection(scope, await item.attach(), agent);
       }),
     );
 
@@ -228,9 +230,7 @@ export function volumeCommand(runtime: Runtime): Command {
       act<{ connector: string }>(runtime, async (scope, [ref], opts) => {
         const connector = parseJsonArg(opts.connector, '--connector') as unknown as ConnectorInfo;
         const { item, agent } = await findVolume(scope, ref!, 'change');
-        const conn = await item.connect(connector);
-        const view = { record: connectionRecord(conn.toDict(), scope.showSecrets), agent: agentRef(agent) };
-        scope.out.item(connectionFields(view), connectionJson(view));
+        showConnection(scope, await item.connect(connector), agent);
       }),
     );
 
