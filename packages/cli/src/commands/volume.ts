@@ -159,6 +159,18 @@ export function volumeCommand(runtime: Runtime): Command {
       }),
     );
 
+  volume
+    .command('reset-state')
+    .description("settle a volume left in error against what storage holds (admin; refused when storage does not hold it whole)")
+    .argument('<volume>', 'volume id or name')
+    .action(
+      act(runtime, async (scope, [ref]) => {
+        const { item } = await findVolume(scope, ref!, 'change');
+        await item.resetState();
+        showLive(scope, item);
+      }),
+    );
+
   newVolumeFlags(
     volume
       .command('clone')
