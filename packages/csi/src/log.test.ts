@@ -17,4 +17,9 @@ describe('the RPC log', () => {
     for (const secret of ['p4ss-in-secrets', 'chap-user', 'chap-s3cret', 'db-creds']) expect(line).not.toContain(secret);
     expect(JSON.parse(rpcLine('Probe', {}, 1, null))).toMatchObject({ method: 'Probe', code: 'OK' });
   });
+
+  it('keeps the paging tokens of a listing, which are positions, not credentials', () => {
+    const entry = JSON.parse(rpcLine('ListVolumes', { maxEntries: 10, startingToken: '20' }, 1, null)) as { request: unknown };
+    expect(entry.request).toEqual({ maxEntries: 10, startingToken: '20' });
+  });
 });
