@@ -40,7 +40,7 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     if (stored === undefined) await index.setMeta('hostId', hostId);
     const events = new EventBus();
     const backends = new Backends(
-      config.backends.map((b) => createDriver(b, { run: runner, dataDir: config.dataDir })),
+      config.backends.map((b) => createDriver(b, { run: runner, dataDir: config.dataDir, hostId })),
       index,
       events,
     );

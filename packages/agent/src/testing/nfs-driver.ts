@@ -33,3 +33,6 @@ export async function newSnapshot(driver: NfsDriver, volume: VolumeRef): Promise
   volume.location = out.volume;
   return ref;
 }
+
+/** The host id the driver tests give their drivers (the agent passes its own). */
+export const TEST_HOST = 'test-host';

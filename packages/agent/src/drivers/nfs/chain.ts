@@ -1,14 +1,14 @@
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, NotFoundError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
-import { publish, syncDir, syncFile } from './durable.js';
+import { syncDir } from './durable.js';
 import { readHeader } from './image-header.js';
 import { readInfo, writeInfo, type SnapInfo } from './info-file.js';
-import { infoFile, isChainFile, overlayFile, revertFile, volumeFile } from './names.js';
+import { claimFile, infoFile, isChainFile, overlayFile, parseName, revertFile, volumeFile } from './names.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
-import { refusal } from './safe-file.js';
+import { expectHolds, publishNew, refusal, withNewFile } from './safe-file.js';
 
 /**
  * A volume's qcow2 chain, run as cinder's RemoteFSSnapDriver does offline:
@@ -26,6 +26,8 @@ export interface Chain {
   volumeId: string;
   /** Format of the base file `volume-<id>`; every overlay is qcow2. */
   baseFormat: ImageFormat;
+  /** This agent's owner tag (names.ts): its temporary names carry it. */
+  owner: string;
 }
 
 export interface Image {
@@ -38,6 +40,29 @@ export interface Image {
 const infoPath = (c: Chain): string => join(c.dir, infoFile(c.volumeId));
 
 export const readRecord = (c: Chain): Promise<SnapInfo | null> => readInfo(infoPath(c), c.volumeId);
+
+const writeRecord = (c: Chain, info: SnapInfo): Promise<void> => writeInfo(c.dir, c.volumeId, c.owner, info);
+
+/**
+ * Runs `work` while this agent claims `overlay` (names.ts, claimFile): an overlay outside the record
+ * is removed only by its claim's owner. The claim is flushed before `work` starts and removed once it
+ * is done; a failed `work` leaves it, so the next start's scan knows whose the overlay is.
+ */
+async function claimed<T>(c: Chain, overlay: string, work: () => Promise<T>): Promise<T> {
+  const claim = claimFile(overlay, c.owner);
+  await withNewFile(c.dir, claim, () => syncDir(c.dir));
+  const out = await work();
+  await rm(join(c.dir, claim), { force: true });
+  return out;
+}
+
+/** This agent's claims on `overlay` (claims of other agents are theirs to remove). */
+export async function claimsOf(c: Chain, overlay: string): Promise<string[]> {
+  return (await readdir(c.dir)).filter((name) => {
+    const parsed = parseName(name);
+    return parsed?.kind === 'claim' && parsed.owner === c.owner && name.startsWith(`${overlay}.claim-`);
+  });
+}
 
 const formatOf = (c: Chain, file: string): ImageFormat => (file === volumeFile(c.volumeId) ? c.baseFormat : 'qcow2');
 
@@ -111,14 +136,19 @@ export async function createSnapshot(c: Chain, snapshotId: string): Promise<stri
   if (already !== undefined) return already;
   const [active] = await walk(c, info.active);
   const overlay = overlayFile(c.volumeId, snapshotId);
-  const path = join(c.dir, overlay);
-  // An orphan of an earlier attempt, or a planted name: qemu-img create would write through a symlink.
-  await rm(path, { force: true });
-  // The backing file is named relative to the overlay, so the share may be mounted anywhere.
-  await qemuImg.create(c.run, path, 'qcow2', { backing: { file: info.active, format: active!.format } });
-  await syncFile(path);
-  await syncDir(c.dir);
-  await writeInfo(infoPath(c), { ...info, active: overlay, [snapshotId]: overlay });
+  // An orphan of an earlier attempt (the volume is locked: no other call makes it now), or a planted name.
+  await rm(join(c.dir, overlay), { force: true });
+  await claimed(c, overlay, async () => {
+    await withNewFile(c.dir, overlay, async (file) => {
+      // The backing file is named relative to the overlay, so the share may be mounted anywhere.
+      await qemuImg.create(c.run, file.arg, 'qcow2', active!.virtualSize, { file: info.active, format: active!.format });
+      await file.handle.sync();
+      await syncDir(c.dir);
+      // The record must not name a link someone swapped in for the overlay.
+      await expectHolds(file);
+    });
+    await writeRecord(c, { ...info, active: overlay, [snapshotId]: overlay });
+  });
   return overlay;
 }
 
@@ -147,9 +177,12 @@ export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void
       await qemuImg.rebaseUnsafe(c.run, higher.path, base.file, base.format);
     }
   }
-  // Record first, remove after: a crash in between leaves an orphan overlay, never a dangling record.
-  await writeInfo(infoPath(c), next);
-  await rm(join(c.dir, overlay), { force: true });
+  // Record first, remove after: a crash in between leaves an orphan overlay (claimed, so this agent's
+  // to remove), never a dangling record.
+  await claimed(c, overlay, async () => {
+    await writeRecord(c, next);
+    await rm(join(c.dir, overlay), { force: true });
+  });
 }
 
 /** The image holding the snapshot's data (the backing file of its overlay), checked down to the base. */
@@ -177,22 +210,20 @@ export async function revertToSnapshot(c: Chain, snapshotId: string): Promise<vo
   }
   const images = await walk(c, entry.overlay);
   const base = below(images, entry.overlay, c.volumeId)!;
-  const aside = revertFile(entry.overlay);
-  try {
-    await rm(join(c.dir, aside), { force: true });
-    await qemuImg.create(c.run, join(c.dir, aside), 'qcow2', {
-      backing: { file: base.file, format: base.format },
-      size: images[0]!.virtualSize,
-    });
-    await publish(c.dir, aside, entry.overlay);
-  } finally {
-    await rm(join(c.dir, aside), { force: true });
-  }
+  await withNewFile(c.dir, revertFile(entry.overlay, c.owner), async (file) => {
+    try {
+      await qemuImg.create(c.run, file.arg, 'qcow2', images[0]!.virtualSize, { file: base.file, format: base.format });
+      await publishNew(file, entry.overlay);
+    } finally {
+      await rm(file.path, { force: true });
+    }
+  });
 }
 
 /**
  * Removes an overlay no record names and the chain does not pass through (a snapshot create or
- * delete that died between its file and its record). Refused when it is in use after all.
+ * delete that died between its file and its record), with this agent's claims on it. Refused when it
+ * is in use after all, or when this agent never claimed it (another agent's snapshot in progress).
  */
 export async function removeOrphanOverlay(c: Chain, overlay: string): Promise<void> {
   const info = await readRecord(c);
@@ -201,7 +232,10 @@ export async function removeOrphanOverlay(c: Chain, overlay: string): Promise<vo
   if (named || inChain) {
     throw new ConflictError(`${overlay} is part of volume ${c.volumeId}'s chain, not a leftover`, { file: overlay });
   }
+  const claims = await claimsOf(c, overlay);
+  if (claims.length === 0) throw new ConflictError(`${overlay} is not claimed by this agent, not its leftover`, { file: overlay });
   await rm(join(c.dir, overlay), { force: true });
+  for (const claim of claims) await rm(join(c.dir, claim), { force: true });
 }
 
 /**

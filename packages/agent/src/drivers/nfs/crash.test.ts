@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run, type Runner } from '../../exec/run.js';
-import { nfsConfig, newVolume, newSnapshot } from '../../testing/nfs-driver.js';
+import { nfsConfig, newVolume, newSnapshot, TEST_HOST } from '../../testing/nfs-driver.js';
 import type { Leftover, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -41,7 +41,7 @@ describe.each(['qcow2', 'raw'] as const)('NFS crash recovery (%s)', (format) => 
   let share: string;
 
   const makeDriver = (runner: Runner = run, over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(nfsConfig(share, { format, ...over }), { run: runner });
+    new NfsDriver(nfsConfig(share, { format, ...over }), { run: runner, hostId: TEST_HOST });
 
   const path = (file: unknown) => join(share, String(file));
   const activeOf = async (volume: VolumeRef) =>

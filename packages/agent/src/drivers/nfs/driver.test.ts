@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError, ConflictError, UnsupportedError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
-import { nfsConfig, newVolume, newSnapshot } from '../../testing/nfs-driver.js';
+import { nfsConfig, newVolume, newSnapshot, TEST_HOST } from '../../testing/nfs-driver.js';
 import type { Driver, SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -46,7 +46,7 @@ describe('NfsDriver on a local folder share', () => {
   let share: string;
 
   const makeDriver = (over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(nfsConfig(share, { format: 'qcow2', ...over }), { run });
+    new NfsDriver(nfsConfig(share, { format: 'qcow2', ...over }), { run, hostId: TEST_HOST });
 
   const activePath = (volume: VolumeRef): string => join(share, String(volume.location.activeFile));
   const readInfoFile = async (volume: VolumeRef): Promise<unknown> =>
@@ -405,7 +405,7 @@ describe('NfsDriver on a local folder share', () => {
           reservedPercentage: 0,
           maxOverSubscriptionRatio: 1,
         },
-        { run },
+        { run, hostId: TEST_HOST },
       );
       const before = await driver.readiness();
       expect(before.ready).toBe(false);
@@ -431,7 +431,7 @@ describe('NfsDriver on a local folder share', () => {
           reservedPercentage: 0,
           maxOverSubscriptionRatio: 1,
         },
-        { run },
+        { run, hostId: TEST_HOST },
       );
       await expect(driver.start()).rejects.toThrow(`share ${file} is not a folder`);
     });

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
-import { nfsConfig, newVolume } from '../../testing/nfs-driver.js';
+import { nfsConfig, newVolume, TEST_HOST } from '../../testing/nfs-driver.js';
 import type { SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -28,7 +28,7 @@ describe('NFS driver on a hostile share', () => {
   let secret: string;
 
   const makeDriver = (format: 'qcow2' | 'raw' = 'qcow2', over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(nfsConfig(share, { format, ...over }), { run });
+    new NfsDriver(nfsConfig(share, { format, ...over }), { run, hostId: TEST_HOST });
   const snapshot = async (driver: NfsDriver, volume: VolumeRef): Promise<SnapshotRef> => {
     const ref: SnapshotRef = { id: randomUUID(), volumeId: volume.id, volumeSize: volume.size, location: {} };
     volume.location = (await driver.createSnapshot(ref, volume)).volume;

@@ -12,16 +12,20 @@ export type ImageFormat = 'raw' | 'qcow2';
 // Long copies of large images must not be cut short by run()'s default timeout.
 const LONG_MS = 6 * 60 * 60 * 1000;
 
-/** A new image (size in bytes or `<n>G`); with `backing`, an overlay (its size defaults to the backing file's). */
+/**
+ * Writes a new image into `target` (a file the agent made, see safe-file.ts), of `size` bytes or
+ * `<n>G`; with `backing`, an overlay, whose backing file is named as given (relative to the overlay)
+ * and not opened (-u: the target is reached through a descriptor path, not the share folder).
+ */
 export async function create(
   run: Runner,
-  path: string,
+  target: string,
   format: ImageFormat,
-  opts: { size?: `${number}G` | number; backing?: { file: string; format: ImageFormat } },
+  size: `${number}G` | number,
+  backing?: { file: string; format: ImageFormat },
 ): Promise<void> {
-  const backing = opts.backing ? ['-F', opts.backing.format, '-b', opts.backing.file] : [];
-  const size = opts.size !== undefined ? [String(opts.size)] : [];
-  await run(['qemu-img', 'create', '-q', '-f', format, ...backing, path, ...size]);
+  const overlay = backing ? ['-u', '-F', backing.format, '-b', backing.file] : [];
+  await run(['qemu-img', 'create', '-q', '-f', format, ...overlay, target, String(size)]);
 }
 
 /** Writes the overlay's data into its backing file; -d leaves the overlay as is, the caller deletes it. */
@@ -45,7 +49,10 @@ export async function rebaseUnsafe(run: Runner, path: string, backingFile: strin
   await run(['qemu-img', 'rebase', '-q', '-f', 'qcow2', '-u', '-b', backingFile, '-F', backingFormat, path]);
 }
 
-/** Copies an image (flattening its chain) into a new file; `preallocate` writes every block (-S 0). */
+/**
+ * Copies an image (flattening its chain) into an existing, empty image at least as large (-n: qemu-img
+ * never creates or opens the target by a name on the share); `preallocate` writes every block (-S 0).
+ */
 export async function convert(
   run: Runner,
   src: { path: string; format: ImageFormat },
@@ -54,7 +61,20 @@ export async function convert(
   totalBytes: number,
 ): Promise<void> {
   await run(
-    ['qemu-img', 'convert', '-p', '-f', src.format, '-O', dst.format, ...(preallocate ? ['-S', '0'] : []), src.path, dst.path],
+    [
+      'qemu-img',
+      'convert',
+      '-p',
+      '-n',
+      '--target-is-zero',
+      '-f',
+      src.format,
+      '-O',
+      dst.format,
+      ...(preallocate ? ['-S', '0'] : []),
+      src.path,
+      dst.path,
+    ],
     { timeoutMs: LONG_MS, copy: true, ...meter(totalBytes) },
   );
 }

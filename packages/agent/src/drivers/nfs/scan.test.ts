@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
-import { nfsConfig, newVolume } from '../../testing/nfs-driver.js';
+import { nfsConfig, newVolume, TEST_HOST } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
 import { Provisioned } from './provisioned.js';
 
@@ -13,7 +13,7 @@ describe('NFS scan and capacity', () => {
   let share: string;
 
   const makeDriver = (format: 'qcow2' | 'raw' = 'qcow2', over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(nfsConfig(share, { format, maxOverSubscriptionRatio: 1000, ...over }), { run });
+    new NfsDriver(nfsConfig(share, { format, maxOverSubscriptionRatio: 1000, ...over }), { run, hostId: TEST_HOST });
   const path = (file: string) => join(share, file);
 
   beforeEach(async () => {
