@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConflictError, NotFoundError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import { syncDir } from './durable.js';
+import { fault } from './faults.js';
 import { readHeader } from './image-header.js';
 import { readInfo, writeInfo, type SnapInfo } from './info-file.js';
 import { claimFile, infoFile, isChainFile, overlayFile, parseName, revertFile, volumeFile } from './names.js';
@@ -147,7 +148,9 @@ export async function createSnapshot(c: Chain, snapshotId: string): Promise<stri
       // The record must not name a link someone swapped in for the overlay.
       await expectHolds(file);
     });
+    await fault('snapshot-create:overlay-made');
     await writeRecord(c, { ...info, active: overlay, [snapshotId]: overlay });
+    await fault('snapshot-create:recorded');
   });
   return overlay;
 }
@@ -181,6 +184,7 @@ export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void
   // to remove), never a dangling record.
   await claimed(c, overlay, async () => {
     await writeRecord(c, next);
+    await fault('snapshot-delete:recorded');
     await rm(join(c.dir, overlay), { force: true });
   });
 }

@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError, ConflictError, UnsupportedError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
-import { nfsConfig, newVolume, newSnapshot, TEST_HOST } from '../../testing/nfs-driver.js';
+import { nfsConfig, newVolume, newSnapshot, TEST_HOST, TEST_OWNER } from '../../testing/nfs-driver.js';
+import { infoTempFile, partFile } from './names.js';
 import type { Driver, SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -119,8 +120,8 @@ describe('NfsDriver on a local folder share', () => {
       await newSnapshot(driver, vol);
       await newSnapshot(driver, vol);
       // What interrupted operations leave goes too.
-      await writeFile(join(share, `volume-${vol.id}.part`), '');
-      await writeFile(join(share, `volume-${vol.id}.info.tmp-0badc0de`), '');
+      await writeFile(join(share, partFile(vol.id, TEST_OWNER)), '');
+      await writeFile(join(share, infoTempFile(vol.id, TEST_OWNER)), '');
       expect((await readdir(share)).filter((n) => n.includes(vol.id))).toHaveLength(6);
       await driver.deleteVolume(vol);
       expect(await readdir(share)).toEqual([`volume-${keep.id}`]);

@@ -18,6 +18,7 @@ import type { Attachment, Driver, DriverStats, Leftover, Readiness, ScanResult, 
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
 import type { Chain, Image } from './chain.js';
+import { fault } from './faults.js';
 import { removeLeftover } from './leftovers.js';
 import { infoFile, ownerTag, parseName, partFile, tempSnapshotId, volumeFile } from './names.js';
 import { Provisioned } from './provisioned.js';
@@ -169,7 +170,10 @@ export class NfsDriver implements Driver {
         return parsed !== null && parsed.kind !== 'probe' && parsed.volumeId === volume.id;
       });
       const rank = (n: string) => (n === infoFile(volume.id) ? 0 : n === base ? 2 : 1);
-      for (const name of mine.sort((a, b) => rank(a) - rank(b))) await rm(join(dir, name), { force: true });
+      for (const name of mine.sort((a, b) => rank(a) - rank(b))) {
+        await rm(join(dir, name), { force: true });
+        if (name === infoFile(volume.id)) await fault('volume-delete:record-removed');
+      }
     }
     this.capacity.provisioned.delete(volume.id);
   }

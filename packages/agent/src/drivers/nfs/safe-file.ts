@@ -3,6 +3,7 @@ import { lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError } from '@kindling/protocol';
 import { syncDir } from './durable.js';
+import { fault } from './faults.js';
 
 /**
  * Shares are hostile input: anyone who can write the export (typically every compute host) can put a
@@ -113,7 +114,9 @@ export async function expectHolds(file: NewFile, name: string = file.name): Prom
 export async function publishNew(file: NewFile, to: string): Promise<void> {
   await file.handle.sync();
   await syncDir(file.dir);
+  await fault('publish:before-rename');
   await rename(file.path, join(file.dir, to));
+  await fault('publish:after-rename');
   try {
     await expectHolds(file, to);
   } catch (err) {
