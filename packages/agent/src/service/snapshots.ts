@@ -6,7 +6,7 @@ import {
   type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
-import { refuseWhileInUse, requireCapability } from './capabilities.js';
+import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
 import { READABLE, requireStatus, SNAPSHOT_DELETABLE, SNAPSHOT_READY } from './status.js';
@@ -43,7 +43,7 @@ export class SnapshotService {
       requireStatus(volume, READABLE, 'snapshot volume');
       // A connected NFS host keeps writing the old file, which would become the snapshot's base: cinder
       // needs the compute host's help for that, and cinderlib cannot do it either.
-      refuseWhileInUse(driver, volume, 'snapshotInUse', 'snapshot');
+      refuseTornCopy(driver, volume, 'snapshot');
       const at = now();
       const record: SnapshotRecord = {
         id,

@@ -10,7 +10,7 @@ import {
 import type { Driver } from '../drivers/driver.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition, type Lifecycle } from './lifecycle.js';
-import { refuseWhileInUse, requireCapability } from './capabilities.js';
+import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
 import { DELETABLE, READABLE, requireStatus } from './status.js';
 
 type NewVolume = { size?: number; name?: string; description?: string; metadata?: Record<string, string> };
@@ -163,6 +163,7 @@ export class VolumeService {
       const source = this.get(args.id);
       const driver = this.driverOf(source);
       requireStatus(source, READABLE, 'clone volume');
+      refuseTornCopy(driver, source, 'clone');
       const size = this.sizeFrom(args.size, source.size, 'source volume');
       const record = this.draft(id, source.backend, { ...args, size }, { sourceVolId: source.id });
       return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(source)));
