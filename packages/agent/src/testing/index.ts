@@ -5,3 +5,4 @@ export { createCrashShim, type ArmedStall, type CrashShim, type Stall, type Stal
 export { auditNfsShare, virtualSize, type ShareAudit } from './nfs-share.js';
 export { activeFile, imageReadsPattern, readsPattern, snapshotReadsPattern, writePattern, type NfsVolume } from './nfs-data.js';
 export { requires } from './requirement.js';
+export type { FaultPoint } from '../drivers/nfs/faults.js';
