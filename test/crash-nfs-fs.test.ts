@@ -17,6 +17,8 @@ interface FsCase {
   point: FaultPoint;
   name: string;
   snapshots: number;
+  /** Before the fault is armed. */
+  prepare?: (client: RawClient, s: Scene) => Promise<void>;
   op: (s: Scene) => Op;
   settle: (client: RawClient, s: Scene) => Promise<void>;
 }
@@ -77,7 +79,11 @@ const cases: FsCase[] = [
   {
     point: 'volume-delete:record-removed',
     name: 'volume delete',
-    snapshots: 0,
+    snapshots: 1,
+    // A volume whose snapshot was deleted keeps its record (`.info`), which a delete removes first.
+    prepare: async (c, s) => {
+      await call(c, 'snapshot.delete', { id: s.snaps[0]!.id });
+    },
     op: (s) => ['volume.delete', { id: s.vol.id }],
     settle: async (c, s) => {
       const left = await findVolume(c, (v) => v.id === s.vol.id);
@@ -117,6 +123,7 @@ describe('NFS: the agent killed between file-system steps', () => {
         vol = await call<VolumeRecord>(client, 'volume.get', { id: vol.id });
       }
       const scene: Scene = { backend: 'qcow2', share: share(), vol, snaps, name: `fs-new-${index}` };
+      await c.prepare?.(client, scene);
       client.close();
 
       proc = await proc.restart({ KINDLING_NFS_FAULT: c.point });
