@@ -394,20 +394,7 @@ describe('NfsDriver on a local folder share', () => {
 
     it('creates a missing local share on start and is ready once it is writable', async () => {
       const missing = join(share, 'sub', 'share');
-      const driver = new NfsDriver(
-        {
-          name: 'nfs',
-          driver: 'nfs',
-          shares: [missing],
-          mountPointBase: join(share, 'mnt'),
-          format: 'qcow2',
-          sparse: true,
-          snapshotSupport: true,
-          reservedPercentage: 0,
-          maxOverSubscriptionRatio: 1,
-        },
-        { run, hostId: TEST_HOST },
-      );
+      const driver = new NfsDriver(nfsConfig(missing, { mountPointBase: join(share, 'mnt') }), { run, hostId: TEST_HOST });
       const before = await driver.readiness();
       expect(before.ready).toBe(false);
       expect(before.reason).toContain(`share ${missing} is not writable`);
@@ -420,20 +407,7 @@ describe('NfsDriver on a local folder share', () => {
     it('fails start when a local share is a file', async () => {
       const file = join(share, 'not-a-folder');
       await writeFile(file, '');
-      const driver = new NfsDriver(
-        {
-          name: 'nfs',
-          driver: 'nfs',
-          shares: [file],
-          mountPointBase: join(share, 'mnt'),
-          format: 'qcow2',
-          sparse: true,
-          snapshotSupport: true,
-          reservedPercentage: 0,
-          maxOverSubscriptionRatio: 1,
-        },
-        { run, hostId: TEST_HOST },
-      );
+      const driver = new NfsDriver(nfsConfig(file, { mountPointBase: join(share, 'mnt') }), { run, hostId: TEST_HOST });
       await expect(driver.start()).rejects.toThrow(`share ${file} is not a folder`);
     });
   });
