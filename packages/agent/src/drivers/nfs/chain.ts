@@ -1,15 +1,15 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, NotFoundError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import { syncDir } from './durable.js';
 import { fault } from './faults.js';
-import { readHeader } from './image-header.js';
+import { headerOf } from './image-header.js';
 import { readInfo, writeInfo, type SnapInfo } from './info-file.js';
 import { claimFile, infoFile, isChainFile, overlayFile, parseName, revertFile, volumeFile } from './names.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
-import { expectHolds, publishNew, refusal, withNewFile } from './safe-file.js';
+import { expectHolds, openRegular, publishNew, refusal, withNewFile } from './safe-file.js';
 
 /**
  * A volume's qcow2 chain, run as cinder's RemoteFSSnapDriver does offline:
@@ -36,6 +36,17 @@ export interface Image {
   path: string;
   format: ImageFormat;
   virtualSize: number;
+}
+
+/**
+ * An image of a chain held open (withChain): commands reach it only through the descriptors it was
+ * checked through, as qemu's `json:` description (qemu-img.ts), never by a name on the share.
+ */
+export interface HeldImage extends Image {
+  /** This image and the chain below it. */
+  chain: string;
+  /** This image alone (no backing file opened): for commands that change only its own header or size. */
+  alone: string;
 }
 
 const infoPath = (c: Chain): string => join(c.dir, infoFile(c.volumeId));
@@ -74,17 +85,19 @@ const formatOf = (c: Chain, file: string): ImageFormat => (file === volumeFile(c
  * share writer crafted is refused, never followed. With `baseFromHeader` (scan, leftovers: no
  * record at hand), the base's format is the one the overlay above it declares.
  */
-export async function walk(c: Chain, top: string, baseFromHeader = false): Promise<Image[]> {
+async function walkOpen(c: Chain, top: string, baseFromHeader: boolean, handles: FileHandle[]): Promise<HeldImage[]> {
   const base = volumeFile(c.volumeId);
-  const images: Image[] = [];
+  const images: (Image & { arg: string })[] = [];
   for (let file = top, format = formatOf(c, top); ; ) {
     const path = join(c.dir, file);
     if (images.some((i) => i.file === file)) throw refusal(path, 'unexpected-backing-file', 'the backing chain loops');
-    const header = await readHeader(path, format);
-    images.push({ file, path, format, virtualSize: header.virtualSize });
+    const handle = await openRegular(path);
+    handles.push(handle);
+    const header = await headerOf(path, handle, format);
+    images.push({ file, path, format, virtualSize: header.virtualSize, arg: `/proc/${process.pid}/fd/${handle.fd}` });
     const backing = header.backingFile;
     if (backing === null) {
-      if (file === base) return images;
+      if (file === base) return images.map((image, at) => ({ ...image, chain: qemuImg.spec(images.slice(at)), alone: qemuImg.spec([image]) }));
       throw refusal(path, 'unexpected-backing-file', `overlay of volume ${c.volumeId} has no backing file`);
     }
     if (file === base) throw refusal(path, 'base-has-backing-file', `the base image has a backing file ${backing}`, { backingFile: backing });
@@ -105,6 +118,34 @@ export async function walk(c: Chain, top: string, baseFromHeader = false): Promi
   }
 }
 
+/**
+ * Runs `use` on the chain from `top` down to the base, top first, each file checked as it is opened:
+ * a regular file of this volume (safe-file.ts), each backing file one of the volume's own files in
+ * the format the chain says, ending at the base, which has no backing file. A file a guest or a
+ * share writer crafted is refused, never followed. The files stay open until `use` returns, and
+ * commands reach them through those descriptors: a name swapped after the check is never opened.
+ * With `baseFromHeader` (scan, leftovers: no record at hand), the base's format is the one the
+ * overlay above it declares.
+ */
+export async function withChain<T>(c: Chain, top: string, use: (images: HeldImage[]) => Promise<T>, baseFromHeader = false): Promise<T> {
+  const handles: FileHandle[] = [];
+  try {
+    return await use(await walkOpen(c, top, baseFromHeader, handles));
+  } finally {
+    for (const handle of handles) await handle.close();
+  }
+}
+
+/** The checked chain from `top` (withChain), for what only reads headers. */
+export const walk = (c: Chain, top: string, baseFromHeader = false): Promise<Image[]> =>
+  withChain(c, top, async (images) => images.map(({ file, path, format, virtualSize }) => ({ file, path, format, virtualSize })), baseFromHeader);
+
+/** Runs `use` on the chain from the file the volume's data is read from and written to now, held open. */
+export async function withActive<T>(c: Chain, use: (images: HeldImage[]) => Promise<T>): Promise<T> {
+  const info = await readRecord(c);
+  return withChain(c, info?.active ?? volumeFile(c.volumeId), use);
+}
+
 /** The chain from the file the volume's data is read from and written to now, top first. */
 export async function activeChain(c: Chain): Promise<Image[]> {
   const info = await readRecord(c);
@@ -119,7 +160,7 @@ async function snapshotEntry(c: Chain, snapshotId: string): Promise<{ info: Snap
 }
 
 /** The image under `overlay` in a verified chain: the snapshot's point-in-time data. */
-function below(images: Image[], overlay: string, volumeId: string): Image | null {
+function below<I extends Image>(images: I[], overlay: string, volumeId: string): I | null {
   const at = images.findIndex((i) => i.file === overlay);
   if (at === -1) return null;
   const under = images[at + 1];
@@ -168,18 +209,14 @@ export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void
   const { info, overlay } = entry;
   const next: SnapInfo = { ...info };
   delete next[snapshotId];
-  const images = await walk(c, info.active);
-  const base = below(images, overlay, c.volumeId);
-  if (base !== null) {
-    const path = join(c.dir, overlay);
-    await qemuImg.commit(c.run, path, images.find((i) => i.file === overlay)?.virtualSize ?? base.virtualSize);
-    if (overlay === info.active) {
-      next.active = base.file;
-    } else {
-      const higher = images[images.findIndex((i) => i.file === overlay) - 1]!;
-      await qemuImg.rebaseUnsafe(c.run, higher.path, base.file, base.format);
-    }
-  }
+  await withChain(c, info.active, async (images) => {
+    const base = below(images, overlay, c.volumeId);
+    if (base === null) return;
+    const at = images.findIndex((i) => i.file === overlay);
+    await qemuImg.commit(c.run, images[at]!.chain, images[at]!.virtualSize);
+    if (overlay === info.active) next.active = base.file;
+    else await qemuImg.rebaseUnsafe(c.run, images[at - 1]!.alone, base.file, base.format);
+  });
   // Record first, remove after: a crash in between leaves an orphan overlay (claimed, so this agent's
   // to remove), never a dangling record.
   await claimed(c, overlay, async () => {
@@ -189,12 +226,16 @@ export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void
   });
 }
 
-/** The image holding the snapshot's data (the backing file of its overlay), checked down to the base. */
-export async function snapshotImage(c: Chain, snapshotId: string): Promise<Image> {
+/** Runs `use` on the image holding the snapshot's data (the backing file of its overlay), held open down to the base. */
+export async function withSnapshotImage<T>(c: Chain, snapshotId: string, use: (image: HeldImage) => Promise<T>): Promise<T> {
   const entry = await snapshotEntry(c, snapshotId);
-  const base = entry ? below(await walk(c, entry.info.active), entry.overlay, c.volumeId) : null;
-  if (!base) throw new NotFoundError(`snapshot ${snapshotId} of volume ${c.volumeId} is not on the share`, { snapshotId });
-  return base;
+  const missing = () => new NotFoundError(`snapshot ${snapshotId} of volume ${c.volumeId} is not on the share`, { snapshotId });
+  if (!entry) throw missing();
+  return withChain(c, entry.info.active, async (images) => {
+    const image = below(images, entry.overlay, c.volumeId);
+    if (!image) throw missing();
+    return use(image);
+  });
 }
 
 /**

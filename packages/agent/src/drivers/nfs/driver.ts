@@ -17,7 +17,7 @@ import type { Runner } from '../../exec/run.js';
 import type { Attachment, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
-import type { Chain, Image } from './chain.js';
+import type { Chain, HeldImage, Image } from './chain.js';
 import { fault } from './faults.js';
 import { removeLeftover } from './leftovers.js';
 import { infoFile, ownerTag, parseName, partFile, tempSnapshotId, volumeFile } from './names.js';
@@ -186,12 +186,13 @@ export class NfsDriver implements Driver {
       });
     }
     const placement = await this.need(volume);
-    const [active] = await chain.activeChain(placement.chain);
-    await this.capacity.checkRoom(placement.share, newSize - volume.size);
-    // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
-    await qemuImg.resize(this.run, active!.path, active!.format, newSize, active!.format === 'raw' && !this.config.sparse);
-    this.capacity.provisioned.set(volume.id, placement.share, newSize * GIB);
-    return this.location(placement, active!.file);
+    return chain.withActive(placement.chain, async ([active]) => {
+      await this.capacity.checkRoom(placement.share, newSize - volume.size);
+      // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
+      await qemuImg.resize(this.run, active!.alone, newSize, active!.format === 'raw' && !this.config.sparse);
+      this.capacity.provisioned.set(volume.id, placement.share, newSize * GIB);
+      return this.location(placement, active!.file);
+    });
   }
 
   async createSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ snapshot: Location; volume: Location }> {
@@ -212,10 +213,11 @@ export class NfsDriver implements Driver {
   async createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location> {
     this.requireSnapshots();
     const src = await this.need(source);
-    const image = await chain.snapshotImage(src.chain, snapshot.id);
-    this.checkFits(volume, image);
-    const share = await this.capacity.chooseShare(volume.size);
-    return this.build(volume, share, (part) => this.copy(image, part, volume.size));
+    return chain.withSnapshotImage(src.chain, snapshot.id, async (image) => {
+      this.checkFits(volume, image);
+      const share = await this.capacity.chooseShare(volume.size);
+      return this.build(volume, share, (part) => this.copy(image, part, volume.size));
+    });
   }
 
   /**
@@ -228,12 +230,14 @@ export class NfsDriver implements Driver {
     const [active] = await chain.activeChain(src.chain);
     this.checkFits(volume, active!);
     await this.capacity.checkRoom(src.share, volume.size);
-    if (!this.config.snapshotSupport) return this.build(volume, src.share, (part) => this.copy(active!, part, volume.size));
+    if (!this.config.snapshotSupport) {
+      return this.build(volume, src.share, (part) => chain.withActive(src.chain, ([image]) => this.copy(image!, part, volume.size)));
+    }
     const tempId = tempSnapshotId(volume.id, this.owner);
     return this.build(volume, src.share, async (part) => {
       await chain.createSnapshot(src.chain, tempId);
       try {
-        await this.copy(await chain.snapshotImage(src.chain, tempId), part, volume.size);
+        await chain.withSnapshotImage(src.chain, tempId, (image) => this.copy(image, part, volume.size));
       } catch (err) {
         await chain.deleteSnapshot(src.chain, tempId).catch((cleanup: unknown) => {
           throw new BackendError(
@@ -397,10 +401,10 @@ export class NfsDriver implements Driver {
   }
 
   /** Copies a checked image (flattening its chain) into a new volume of `sizeGb` in the backend's format. */
-  private async copy(image: Image, target: NewFile, sizeGb: number): Promise<void> {
+  private async copy(image: HeldImage, target: NewFile, sizeGb: number): Promise<void> {
     await this.createEmpty(target, sizeGb);
     const format = this.config.format;
-    await qemuImg.convert(this.run, image, { path: target.arg, format }, format === 'raw' && !this.config.sparse, image.virtualSize);
+    await qemuImg.convert(this.run, image.chain, { path: target.arg, format }, format === 'raw' && !this.config.sparse, image.virtualSize);
   }
 
   private async scanShares(): Promise<ShareScan> {

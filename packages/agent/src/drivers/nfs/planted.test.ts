@@ -163,3 +163,63 @@ describe.each([false, true])('NFS driver with links planted during each step (sw
     });
   }
 });
+
+// The same attacker against files the agent only opens: a chain file swapped for a link between the
+// driver's checks and the command that writes it (resize, commit).
+describe('NFS driver with a chain file swapped for a link right before its command', () => {
+  let share: string;
+  let host: string;
+  let victim: string;
+
+  beforeEach(async () => {
+    share = await mkdtemp(join(tmpdir(), 'kindling-swapped-'));
+    host = await mkdtemp(join(tmpdir(), 'kindling-victim-'));
+    victim = join(host, 'victim');
+    await writeFile(victim, Buffer.alloc(MiB, 0x5a));
+  });
+  afterEach(async () => {
+    await rm(share, { recursive: true, force: true });
+    await rm(host, { recursive: true, force: true });
+  });
+
+  /** A driver whose `command` runs only after `name` on the share was replaced by a link to the victim. */
+  const swapping = (command: string, name: () => string) =>
+    withStorageErrors(
+      new NfsDriver(nfsConfig(share, { format: 'raw' }), {
+        hostId: TEST_HOST,
+        run: async (argv, options) => {
+          if (argv[1] === command) {
+            await rm(join(share, name()), { force: true });
+            await symlink(victim, join(share, name()));
+          }
+          return run(argv, options);
+        },
+      }),
+    ) as NfsDriver;
+
+  async function victimUntouched(call: Promise<unknown>): Promise<void> {
+    const before = await stat(victim);
+    const outcome = await call.then(
+      () => null,
+      (err: unknown) => err,
+    );
+    if (outcome !== null) expect(outcome, String(outcome)).toBeInstanceOf(KindlingError);
+    const after = await stat(victim);
+    expect({ size: after.size, mtimeMs: after.mtimeMs }).toEqual({ size: before.size, mtimeMs: before.mtimeMs });
+    expect((await readFile(victim)).equals(Buffer.alloc(MiB, 0x5a))).toBe(true);
+  }
+
+  it('extend resizes the volume, never the file a link names', async () => {
+    const vol = await newVolume(driverOn(share));
+    await victimUntouched(swapping('resize', () => `volume-${vol.id}`).extendVolume(vol, 2));
+  });
+
+  it('snapshot delete commits into the volume, never into the file a link names', async () => {
+    const driver = driverOn(share);
+    const vol = await newVolume(driver);
+    const snap = await newSnapshot(driver, vol);
+    await victimUntouched(swapping('commit', () => `volume-${vol.id}`).deleteSnapshot(snap, vol));
+  });
+});
+
+const driverOn = (share: string) => new NfsDriver(nfsConfig(share, { format: 'raw' }), { run, hostId: TEST_HOST });
