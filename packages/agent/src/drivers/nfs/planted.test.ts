@@ -90,23 +90,25 @@ class Planter {
   }
 }
 
-describe.each([false, true])('NFS driver with links planted during each step (swap new files: %s)', (swap) => {
-  let share: string;
-  let host: string;
-  let victim: string;
-  let planter: Planter;
+let share: string;
+let host: string;
+/** A host file outside the share: 1 MiB of 0x5a, never to change. */
+let victim: string;
 
-  beforeEach(async () => {
-    share = await mkdtemp(join(tmpdir(), 'kindling-planted-'));
-    host = await mkdtemp(join(tmpdir(), 'kindling-victim-'));
-    victim = join(host, 'victim');
-    await writeFile(victim, Buffer.alloc(MiB, 0x5a));
-  });
-  afterEach(async () => {
-    planter?.stop();
-    await rm(share, { recursive: true, force: true });
-    await rm(host, { recursive: true, force: true });
-  });
+beforeEach(async () => {
+  share = await mkdtemp(join(tmpdir(), 'kindling-planted-'));
+  host = await mkdtemp(join(tmpdir(), 'kindling-victim-'));
+  victim = join(host, 'victim');
+  await writeFile(victim, Buffer.alloc(MiB, 0x5a));
+});
+afterEach(async () => {
+  await rm(share, { recursive: true, force: true });
+  await rm(host, { recursive: true, force: true });
+});
+
+describe.each([false, true])('NFS driver with links planted during each step (swap new files: %s)', (swap) => {
+  let planter: Planter;
+  afterEach(() => planter?.stop());
 
   const driverFor = (format: 'qcow2' | 'raw', runner: Runner = run) =>
     new NfsDriver(nfsConfig(share, { format }), { run: runner, hostId: TEST_HOST });
@@ -167,21 +169,6 @@ describe.each([false, true])('NFS driver with links planted during each step (sw
 // The same attacker against files the agent only opens: a chain file swapped for a link between the
 // driver's checks and the command that writes it (resize, commit).
 describe('NFS driver with a chain file swapped for a link right before its command', () => {
-  let share: string;
-  let host: string;
-  let victim: string;
-
-  beforeEach(async () => {
-    share = await mkdtemp(join(tmpdir(), 'kindling-swapped-'));
-    host = await mkdtemp(join(tmpdir(), 'kindling-victim-'));
-    victim = join(host, 'victim');
-    await writeFile(victim, Buffer.alloc(MiB, 0x5a));
-  });
-  afterEach(async () => {
-    await rm(share, { recursive: true, force: true });
-    await rm(host, { recursive: true, force: true });
-  });
-
   /** A driver whose `command` runs only after `name` on the share was replaced by a link to the victim. */
   const swapping = (command: string, name: () => string) =>
     withStorageErrors(
@@ -222,4 +209,4 @@ describe('NFS driver with a chain file swapped for a link right before its comma
   });
 });
 
-const driverOn = (share: string) => new NfsDriver(nfsConfig(share, { format: 'raw' }), { run, hostId: TEST_HOST });
+const driverOn = (dir: string) => new NfsDriver(nfsConfig(dir, { format: 'raw' }), { run, hostId: TEST_HOST });
