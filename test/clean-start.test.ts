@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ownerTag, partFile } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // Recovery reads all of storage at start; after a stop that let every operation finish it has nothing to
@@ -16,8 +17,8 @@ describe('start after a stop', () => {
   it('skips the storage scan after a clean stop, and runs it after a kill', async () => {
     proc = await startAgentProcess();
     const share = join(proc.dir, 'share');
-    // What an interrupted create leaves: recovery removes it whenever it scans.
-    const partial = () => join(share, `volume-${randomUUID()}.part`);
+    // What an interrupted create of this agent's leaves: recovery removes it whenever it scans.
+    const partial = () => join(share, partFile(randomUUID(), ownerTag(proc!.hostId, 'nfs')));
 
     await proc.stop();
     const afterStop = partial();

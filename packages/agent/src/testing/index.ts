@@ -6,3 +6,4 @@ export { auditNfsShare, virtualSize, type ShareAudit } from './nfs-share.js';
 export { activeFile, imageReadsPattern, readsPattern, snapshotReadsPattern, writePattern, type NfsVolume } from './nfs-data.js';
 export { requires } from './requirement.js';
 export type { FaultPoint } from '../drivers/nfs/faults.js';
+export { ownerTag, partFile } from '../drivers/nfs/names.js';
