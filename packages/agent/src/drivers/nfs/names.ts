@@ -16,10 +16,13 @@ export const ownerTag = (hostId: string, backend: string): string =>
 
 const tagged = (owner: string): string => `-${owner}-${randomBytes(8).toString('hex')}`;
 
-/** Internal snapshots taken to clone a volume, named as cinder names them plus the owner tag. */
+/**
+ * Internal snapshots taken to clone a volume, named as cinder names them plus the owner tag (agents
+ * before owner tags wrote `tmp-snap-<id>`: still a chain file, but nobody's to remove).
+ */
 const TEMP_PREFIX = 'tmp-snap-';
-const TEMP_SNAPSHOT_ID = `${TEMP_PREFIX}(${OWNER})-${UUID_PATTERN}`;
-const SNAPSHOT_ID = `(?:${TEMP_PREFIX}${OWNER}-)?${UUID_PATTERN}`;
+const TEMP_SNAPSHOT_ID = `${TEMP_PREFIX}(?:(${OWNER})-)?${UUID_PATTERN}`;
+const SNAPSHOT_ID = `(?:${TEMP_PREFIX}(?:${OWNER}-)?)?${UUID_PATTERN}`;
 const SNAPSHOT_ID_RE = new RegExp(`^${SNAPSHOT_ID}$`, 'i');
 const TEMP_SNAPSHOT_ID_RE = new RegExp(`^${TEMP_SNAPSHOT_ID}$`, 'i');
 
@@ -62,7 +65,8 @@ export const claimFile = (overlay: string, owner: string): string => `${overlay}
 export const probeFile = (owner: string): string => `.kindling-probe${tagged(owner)}`;
 
 export const tempSnapshotId = (volumeId: string, owner: string): string => `${TEMP_PREFIX}${owner}-${checkVolumeId(volumeId)}`;
-/** The owner of a clone's temporary snapshot, or null when `id` is not one. */
+export const isTempSnapshotId = (id: string): boolean => TEMP_SNAPSHOT_ID_RE.test(id);
+/** The owner of a clone's temporary snapshot; null when `id` is not one or names no owner. */
 export const tempSnapshotOwner = (id: string): string | null => TEMP_SNAPSHOT_ID_RE.exec(id)?.[1]?.toLowerCase() ?? null;
 
 /** What one name on a share stands for; every name Kindling writes is one of these. */

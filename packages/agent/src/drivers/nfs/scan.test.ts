@@ -147,6 +147,33 @@ describe('two agents on one share (issue 18, finding 6)', () => {
   });
 });
 
+describe('temporary names from before owner tags', () => {
+  let share: string;
+  beforeEach(async () => {
+    share = await mkdtemp(join(tmpdir(), 'kindling-legacy-'));
+  });
+  afterEach(async () => {
+    await rm(share, { recursive: true, force: true });
+  });
+
+  it("keep a volume whose record names an untagged temporary snapshot usable, and are nobody's to remove", async () => {
+    const driver = new NfsDriver(nfsConfig(share), { run, hostId: TEST_HOST });
+    const vol = await newVolume(driver);
+    // What a clone by an agent of the last version leaves when it is killed mid-copy.
+    const legacy = `tmp-snap-${randomUUID()}`;
+    const overlay = `volume-${vol.id}.${legacy}`;
+    await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', `volume-${vol.id}`, join(share, overlay), '1G']);
+    await writeFile(join(share, `volume-${vol.id}.info`), JSON.stringify({ active: overlay, [legacy]: overlay }));
+    const scan = await driver.scan();
+    expect(scan.volumes.map((v) => v.id)).toEqual([vol.id]);
+    expect(scan.snapshots).toEqual([]);
+    expect(scan.leftovers).toEqual([]);
+    expect(scan.strays).toEqual([{ where: join(share, overlay), reason: 'a temporary snapshot that names no owner' }]);
+    await expect(driver.removeLeftover({ kind: 'temp-snapshot', id: vol.id, where: join(share, overlay) })).rejects.toThrow(/is not a temp-snapshot leftover/);
+    expect((await driver.attach(vol)).path).toBe(join(share, overlay));
+  });
+});
+
 describe('Provisioned', () => {
   it('replays the changes made while it counts, so a recount neither loses nor resurrects a volume', async () => {
     let finish!: (entries: [string, { share: string; bytes: number }][]) => void;

@@ -5,7 +5,7 @@ import type { Location } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import type { Leftover, Stray } from '../driver.js';
 import { readRecord, walk, type Chain } from './chain.js';
-import { parseName, tempSnapshotOwner, volumeFile, type ShareName } from './names.js';
+import { isTempSnapshotId, parseName, tempSnapshotOwner, volumeFile, type ShareName } from './names.js';
 import type { ImageFormat } from './qemu-img.js';
 
 /** A published volume as storage holds it. */
@@ -102,9 +102,9 @@ async function scanVolume(c: Chain, share: string, files: Named[], out: ShareSca
     recorded.add(file);
     if (key === 'active') continue;
     const tempOwner = tempSnapshotOwner(key);
-    if (tempOwner === null) found.snapshots.push({ id: key, file });
+    if (!isTempSnapshotId(key)) found.snapshots.push({ id: key, file });
     else if (tempOwner === c.owner) leftovers.push({ kind: 'temp-snapshot', id: c.volumeId, where: join(c.dir, file) });
-    else strays.push({ where: join(c.dir, file), reason: theirs(tempOwner) });
+    else strays.push({ where: join(c.dir, file), reason: tempOwner ? theirs(tempOwner) : 'a temporary snapshot that names no owner' });
   }
   // This agent's claims (scanShare passed no other agent's here), by the overlay they claim.
   const claimed = new Map<string, string[]>();
