@@ -170,7 +170,8 @@ function below<I extends Image>(images: I[], overlay: string, volumeId: string):
 
 /**
  * Adds the overlay for a new snapshot over the active file; returns the overlay's file name. The
- * overlay is flushed before the record names it: a crash in between leaves an orphan overlay.
+ * overlay is flushed before the record names it: a crash in between leaves an orphan overlay, claimed
+ * by this agent, so its own restart (and no other agent's) removes it.
  */
 export async function createSnapshot(c: Chain, snapshotId: string): Promise<string> {
   const info: SnapInfo = (await readRecord(c)) ?? { active: volumeFile(c.volumeId) };
