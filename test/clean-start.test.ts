@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requires } from '@kindling/agent/testing';
+import { ownerTag, partFile, requires } from '@kindling/agent/testing';
 import { immutableUnavailable, whileImmutable } from './support/cinderlib.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
@@ -19,8 +19,8 @@ afterEach(async () => {
   proc = undefined;
 });
 
-/** What an interrupted create leaves: recovery removes it whenever it scans. */
-const partial = (p: AgentProcess) => join(p.dir, 'share', `volume-${randomUUID()}.part`);
+/** What an interrupted create of this agent's leaves: recovery removes it whenever it scans. */
+const partial = (p: AgentProcess) => join(p.dir, 'share', partFile(randomUUID(), ownerTag(p.hostId, 'nfs')));
 
 describe('start after a stop', () => {
   it('skips the storage scan after a clean stop, and runs it after a kill', async () => {

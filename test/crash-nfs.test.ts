@@ -4,7 +4,8 @@ import { activeFile, readsPattern } from '@kindling/agent/testing';
 import { AB, BACKENDS, crashSuite, current, findVolume, settleNewVolume, type Case, type Op, type Scene } from './support/crash-nfs.js';
 
 // Crash injection at every step of the NFS operations that make a volume (issue 9): create, clone
-// (temporary snapshot, copy, grow, temporary snapshot delete) and volume from snapshot (copy, grow),
+// (temporary snapshot, empty copy, copy, temporary snapshot delete) and volume from snapshot (empty
+// copy, copy),
 // on a qcow2 and a raw backend. The chain operations are in crash-nfs-chain.test.ts.
 
 const cases: Case[] = [];
@@ -20,19 +21,25 @@ for (const backend of BACKENDS) {
     settle: (c, s) => settleNewVolume(c, s, null, op(s)),
   });
 }
+/** The call that makes a copy's empty target (the copy is then written into it). */
+const emptyCopy = (backend: string, creates: number): Case['rule'] =>
+  backend === 'qcow2' ? { command: 'qemu-img', args: ['create'], nth: creates } : { command: 'truncate' };
+
 for (const backend of BACKENDS) {
   const op = (s: Scene): Op => ['volume.clone', { id: s.vol.id, size: 2, name: s.name }];
-  for (const [step, args] of [
-    ['temporary snapshot', ['create', '-b']],
-    ['copy', ['convert']],
-    ['grow', ['resize']],
-    ['temporary snapshot delete', ['commit']],
-  ] as const) {
+  const steps: [string, Case['rule']][] = [
+    ['temporary snapshot', { command: 'qemu-img', args: ['create', '-b'] }],
+    // The temporary snapshot's overlay was the first qemu-img create.
+    ['empty copy', emptyCopy(backend, 2)],
+    ['copy', { command: 'qemu-img', args: ['convert'] }],
+    ['temporary snapshot delete', { command: 'qemu-img', args: ['commit'] }],
+  ];
+  for (const [step, rule] of steps) {
     cases.push({
-      name: `${backend} clone, ${step} (qemu-img ${args.join(' ')})`,
+      name: `${backend} clone, ${step} (${rule.command} ${rule.args?.join(' ') ?? ''})`,
       backend,
       snapshots: 0,
-      rule: { command: 'qemu-img', args: [...args] },
+      rule,
       op,
       settle: async (c, s) => {
         await settleNewVolume(c, s, current(s), op(s));
@@ -47,15 +54,16 @@ for (const backend of BACKENDS) {
 }
 for (const backend of BACKENDS) {
   const op = (s: Scene): Op => ['snapshot.createVolume', { id: s.snaps[0]!.id, size: 2, name: s.name }];
-  for (const [step, args] of [
-    ['copy', ['convert']],
-    ['grow', ['resize']],
-  ] as const) {
+  const steps: [string, Case['rule']][] = [
+    ['empty copy', emptyCopy(backend, 1)],
+    ['copy', { command: 'qemu-img', args: ['convert'] }],
+  ];
+  for (const [step, rule] of steps) {
     cases.push({
-      name: `${backend} volume from snapshot, ${step} (qemu-img ${args.join(' ')})`,
+      name: `${backend} volume from snapshot, ${step} (${rule.command} ${rule.args?.join(' ') ?? ''})`,
       backend,
       snapshots: 1,
-      rule: { command: 'qemu-img', args: [...args] },
+      rule,
       op,
       settle: (c, s) => settleNewVolume(c, s, AB, op(s)),
     });

@@ -50,7 +50,8 @@ describe('agent logs', () => {
     expect(command).toMatchObject({
       level: 'warn',
       time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
-      command: ['qemu-img', 'resize', '-q', '-f', 'qcow2', expect.stringContaining(volume.id), '2G'],
+      // The image as qemu's json: description of the descriptor the agent checked it through (issue 18).
+      command: ['qemu-img', 'resize', '-q', expect.stringMatching(/^json:\{"driver":"qcow2"/), '2G'],
       exitCode: 1,
       stderrTail: expect.stringMatching(/Could not open/),
       msg: expect.stringMatching(/^qemu-img failed \(exit 1\)/),

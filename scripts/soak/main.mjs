@@ -1,8 +1,12 @@
-// `pnpm soak [--kills N] [--seed S] [--max-minutes M]`: random operations with 2-4 in flight against a
-// real agent (two NFS backends, qcow2 and raw, on local folders), SIGKILL of the agent every 0.3-3 s,
-// restart, then a check: every acknowledged operation is reflected in the index, nothing transient,
-// the index matches the shares (files and `.info` chains), nothing left over. Not part of `pnpm test`.
-import { readdir } from 'node:fs/promises';
+// `pnpm soak [--kills N] [--seed S] [--max-minutes M] [--two-agents]`: random operations with 2-4 in
+// flight against a real agent (two NFS backends, qcow2 and raw, on local folders), SIGKILL of the agent
+// every 0.3-3 s, restart, then a check: every acknowledged operation is reflected in the index, nothing
+// transient, the index matches the shares (files and `.info` chains), nothing left over. With
+// `--two-agents`, two agents share both folders, each with its own operations, and each kill takes one
+// of them or both at random: neither may lose, resurrect or leave behind anything, nor touch the other's
+// files. Not part of `pnpm test`.
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TEST_TOKEN, auditNfsShare, readsPattern, snapshotReadsPattern, startAgentProcess, writePattern } from '@kindling/agent/testing';
@@ -17,6 +21,7 @@ const { values } = parseArgs({
     kills: { type: 'string', default: '100' },
     seed: { type: 'string', default: String(Date.now() % 1_000_000) },
     'max-minutes': { type: 'string', default: '30' },
+    'two-agents': { type: 'boolean', default: false },
   },
 });
 const KILLS = Number(values.kills);
@@ -38,7 +43,6 @@ function seeded(seed) {
 const rng = seeded(SEED);
 const between = (lo, hi) => lo + rng() * (hi - lo);
 
-const model = new Model();
 const figures = { kills: 0, acknowledged: 0, cut: 0, restartMs: [] };
 /** Unique findings: a lost resource or leftover file is counted once however many checks see it. */
 const lost = new Map();
@@ -51,10 +55,15 @@ const note = (map, key, message) => {
   if (!map.has(key)) map.set(key, message);
 };
 
-let proc = await startAgentProcess({
-  backends: (dir) => BACKENDS.map((b) => ({ name: b, driver: 'nfs', shares: [join(dir, `share-${b}`)], format: b, sparse: true })),
-});
-const shareOf = (backend) => join(proc.dir, `share-${backend}`);
+// The share folders, outside every agent's own folder: with --two-agents both agents use them.
+const sharesDir = await mkdtemp(join(tmpdir(), 'kindling-soak-shares-'));
+const shareOf = (backend) => join(sharesDir, `share-${backend}`);
+const start = () =>
+  startAgentProcess({ backends: () => BACKENDS.map((b) => ({ name: b, driver: 'nfs', shares: [shareOf(b)], format: b, sparse: true })) });
+
+/** Each agent with what was acknowledged to it. */
+const agents = [];
+for (let i = 0; i < (values['two-agents'] ? 2 : 1); i++) agents.push({ name: `agent ${i + 1}`, proc: await start(), model: new Model(), client: null });
 
 /** The soak's own write into a volume's file (backends are named after their format). */
 async function write({ id, backend, pattern }) {
@@ -66,10 +75,13 @@ async function write({ id, backend, pattern }) {
   }
 }
 
-/** Runs operations, `width` in flight, until the agent dies under them; resolves when all have settled. */
-async function phase(client, width) {
+/**
+ * Runs operations on one agent, `width` in flight, until the agent dies under them or `stop()` says so
+ * (another agent was killed); resolves when all have settled.
+ */
+async function phase({ client, model }, width, stop) {
   const lane = async () => {
-    for (;;) {
+    while (!stop()) {
       const pick = model.pick(rng, BACKENDS);
       if (!pick) return;
       pick.uses.forEach((id) => model.busy.add(id));
@@ -92,21 +104,28 @@ async function phase(client, width) {
   return Promise.all(Array.from({ length: width }, lane));
 }
 
-/** Compares the index with what was acknowledged and with the shares; reloads the model from the index. */
-async function check(client, when, startingUp) {
-  const listing = await client.must('volume.list', {});
-  const byId = new Map([...listing.volumes, ...listing.snapshots].map((r) => [r.id, r]));
-  for (const [id, promise] of model.promised) {
-    const record = byId.get(id);
-    if (!record) note(lost, id, `${when}: acknowledged ${promise.kind} ${id} is not in the index`);
-    else if (promise.kind === 'volume' && record.size < promise.minSize) {
-      note(lost, id, `${when}: volume ${id} was acknowledged at ${promise.minSize} GiB, the index says ${record.size}`);
+/** Compares each agent's index with what was acknowledged to it, and all of them with the shares; reloads the models. */
+async function check(when, startingUp) {
+  const listings = [];
+  for (const agent of agents) listings.push({ agent, listing: await agent.client.must('volume.list', {}) });
+  for (const { agent, listing } of listings) {
+    const { model } = agent;
+    const byId = new Map([...listing.volumes, ...listing.snapshots].map((r) => [r.id, r]));
+    for (const [id, promise] of model.promised) {
+      const record = byId.get(id);
+      if (!record) note(lost, id, `${when}: acknowledged ${promise.kind} ${id} is not in ${agent.name}'s index`);
+      else if (promise.kind === 'volume' && record.size < promise.minSize) {
+        note(lost, id, `${when}: volume ${id} was acknowledged at ${promise.minSize} GiB, the index says ${record.size}`);
+      }
     }
+    for (const id of model.deleted) if (byId.has(id)) note(phantom, id, `${when}: ${id} was acknowledged deleted, the index has it (${byId.get(id).status})`);
   }
-  for (const id of model.deleted) if (byId.has(id)) note(phantom, id, `${when}: ${id} was acknowledged deleted, the index has it (${byId.get(id).status})`);
+  // The shares hold every agent's volumes: each file must belong to a record of one of them.
+  const volumes = listings.flatMap(({ listing }) => listing.volumes);
+  const snapshots = listings.flatMap(({ listing }) => listing.snapshots);
   for (const backend of BACKENDS) {
-    const vols = listing.volumes.filter((v) => v.backend === backend);
-    const audit = await auditNfsShare(shareOf(backend), vols, listing.snapshots.filter((s) => vols.some((v) => v.id === s.volumeId)));
+    const vols = volumes.filter((v) => v.backend === backend);
+    const audit = await auditNfsShare(shareOf(backend), vols, snapshots.filter((s) => vols.some((v) => v.id === s.volumeId)));
     for (const t of audit.transient) note(transient, t, `${when}: ${t}`);
     for (const b of audit.broken) note(lost, b.split(' ').slice(0, 2).join(' '), `${when}: ${b}`);
     // A starting agent probes its shares: a probe file lives for a moment; one left by a kill stays till the end.
@@ -114,23 +133,26 @@ async function check(client, when, startingUp) {
   }
   // Data: each settled resource reads what it must (an interrupted revert: either); then only that.
   const share = (r) => shareOf(r.backend);
-  for (const r of [...listing.volumes, ...listing.snapshots].filter((x) => x.status === 'available' || x.status === 'in-use')) {
-    const accepted = model.expectedData(r);
-    if (accepted.length === 0) continue;
-    const reads = async (p) => ('volumeId' in r ? snapshotReadsPattern(share(r), r.volumeId, r.id, p) : readsPattern(share(r), r, p));
-    let match = null;
-    for (const p of accepted) if (match === null && (await reads(p))) match = p;
-    if (match === null) note(lost, `data ${r.id}`, `${when}: ${'volumeId' in r ? 'snapshot' : 'volume'} ${r.id} does not read as ${accepted.join(' or ')}`);
-    model.patterns.set(r.id, match === null ? [] : [match]);
+  for (const { agent, listing } of listings) {
+    const { model } = agent;
+    for (const r of [...listing.volumes, ...listing.snapshots].filter((x) => x.status === 'available' || x.status === 'in-use')) {
+      const accepted = model.expectedData(r);
+      if (accepted.length === 0) continue;
+      const reads = async (p) => ('volumeId' in r ? snapshotReadsPattern(share(r), r.volumeId, r.id, p) : readsPattern(share(r), r, p));
+      let match = null;
+      for (const p of accepted) if (match === null && (await reads(p))) match = p;
+      if (match === null) note(lost, `data ${r.id}`, `${when}: ${'volumeId' in r ? 'snapshot' : 'volume'} ${r.id} does not read as ${accepted.join(' or ')}`);
+      model.patterns.set(r.id, match === null ? [] : [match]);
+    }
+    // Each finding is counted once: what is reported is not promised or expected any more.
+    for (const id of lost.keys()) model.promised.delete(id);
+    for (const id of phantom.keys()) model.deleted.delete(id);
+    model.load(listing);
   }
-  // Each finding is counted once: what is reported is not promised or expected any more.
-  for (const id of lost.keys()) model.promised.delete(id);
-  for (const id of phantom.keys()) model.deleted.delete(id);
-  model.load(listing);
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-let client = await SoakClient.connect(proc.url);
+for (const agent of agents) agent.client = await SoakClient.connect(agent.proc.url);
 let stoppedEarly = false;
 try {
   for (let k = 1; k <= KILLS; k++) {
@@ -138,40 +160,57 @@ try {
       stoppedEarly = true;
       break;
     }
-    const running = phase(client, 2 + Math.floor(rng() * 3));
+    // One agent, or (two agents) either or both at random.
+    const pick = Math.floor(rng() * (agents.length === 1 ? 1 : 3));
+    const victims = pick === 2 ? agents : [agents[pick]];
+    let stopping = false;
+    const running = agents.map((agent) => phase(agent, 2 + Math.floor(rng() * 3), () => stopping));
     await sleep(between(300, 3000));
-    await proc.kill();
+    for (const agent of victims) await agent.proc.kill();
     figures.kills++;
-    await running;
-    client.close();
-    const started = performance.now();
-    proc = await proc.restart();
-    figures.restartMs.push(performance.now() - started);
-    client = await SoakClient.connect(proc.url);
-    await check(client, `after kill ${k}`, true);
+    stopping = true;
+    await Promise.all(running);
+    for (const agent of victims) {
+      agent.client.close();
+      const started = performance.now();
+      agent.proc = await agent.proc.restart();
+      figures.restartMs.push(performance.now() - started);
+      agent.client = await SoakClient.connect(agent.proc.url);
+    }
+    await check(`after kill ${k} (${victims.map((a) => a.name).join(' and ')})`, true);
     if (k % 10 === 0) console.error(`soak: ${k} kills, ${figures.acknowledged} acknowledged, ${lost.size} lost, ${leftovers.size} leftovers`);
   }
   // The end: a clean stop and start, every resource deleted (each delete must succeed), empty shares.
-  client.close();
-  await proc.stop();
-  proc = await proc.restart();
-  client = await SoakClient.connect(proc.url);
-  await check(client, 'at the end', false);
-  const { volumes, snapshots } = await client.must('volume.list', {});
-  for (const s of snapshots) await client.must('snapshot.delete', { id: s.id }).catch((err) => failures.push(`final ${err.message}`));
-  for (const v of volumes) await client.must('volume.delete', { id: v.id }).catch((err) => failures.push(`final ${err.message}`));
+  for (const agent of agents) {
+    agent.client.close();
+    await agent.proc.stop();
+    agent.proc = await agent.proc.restart();
+    agent.client = await SoakClient.connect(agent.proc.url);
+  }
+  // The agents just started probe their shares (a probe file lives for a moment): a probe left for good
+  // is still on a share after everything was deleted, below.
+  await check('at the end', true);
+  for (const { client } of agents) {
+    const { volumes, snapshots } = await client.must('volume.list', {});
+    for (const s of snapshots) await client.must('snapshot.delete', { id: s.id }).catch((err) => failures.push(`final ${err.message}`));
+    for (const v of volumes) await client.must('volume.delete', { id: v.id }).catch((err) => failures.push(`final ${err.message}`));
+  }
   for (const backend of BACKENDS) {
     for (const f of await readdir(shareOf(backend))) note(leftovers, `${backend}/${f}`, `after deleting everything: ${f}`);
   }
 } finally {
-  client.close();
-  await proc.dispose();
+  for (const agent of agents) {
+    agent.client?.close();
+    await agent.proc.dispose();
+  }
+  await rm(sharesDir, { recursive: true, force: true });
 }
 
 const sorted = [...figures.restartMs].sort((a, b) => a - b);
 const ms = (x) => `${Math.round(x ?? 0)} ms`;
 const report = {
   seed: SEED,
+  agents: agents.length,
   kills: figures.kills,
   'acknowledged operations': figures.acknowledged,
   'operations cut by kills': figures.cut,

@@ -8,8 +8,8 @@ import { withStorageErrors } from './storage-errors.js';
 export interface DriverDeps {
   run: Runner;
   dataDir: string;
-  /** The agent's host id: names the owner of what a driver leaves on shared storage. */
-  hostId?: string;
+  /** The agent's host id: drivers on shared storage tag what they make with it. */
+  hostId: string;
 }
 
 export function createDriver(config: BackendConfig, deps: DriverDeps): Driver {

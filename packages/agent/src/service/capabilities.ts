@@ -21,3 +21,12 @@ export function refuseWhileInUse(driver: Driver, volume: VolumeRecord, feature: 
     });
   }
 }
+
+/**
+ * A copy of a volume's data (a snapshot, or a clone, which NFS makes through a temporary snapshot) is
+ * taken while the volume is in use only where the backend can snapshot it in use: elsewhere the
+ * attached host keeps writing what is being copied, and the copy would be torn.
+ */
+export function refuseTornCopy(driver: Driver, volume: VolumeRecord, action: string): void {
+  refuseWhileInUse(driver, volume, 'snapshotInUse', action);
+}

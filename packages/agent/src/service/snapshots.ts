@@ -8,7 +8,7 @@ import {
   type VolumeRecord,
 } from '@kindling/protocol';
 import type { RequestMark } from '../index/store.js';
-import { refuseWhileInUse, requireCapability } from './capabilities.js';
+import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
 import { settleRevertSnapshot } from './recovery.js';
@@ -46,7 +46,7 @@ export class SnapshotService {
       requireStatus(volume, READABLE, 'snapshot volume');
       // A connected NFS host keeps writing the old file, which would become the snapshot's base: cinder
       // needs the compute host's help for that, and cinderlib cannot do it either.
-      refuseWhileInUse(driver, volume, 'snapshotInUse', 'snapshot');
+      refuseTornCopy(driver, volume, 'snapshot');
       const at = now();
       const record: SnapshotRecord = {
         id,

@@ -117,3 +117,18 @@ describe('nothing is stuck for good', () => {
     expect(ids()).toEqual([]);
   });
 });
+
+describe('copies of a volume in use (issue 18, finding 5)', () => {
+  it('an NFS clone of a connected volume is refused with CONFLICT, as its snapshot is, and made once it is disconnected', async () => {
+    const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const { connection } = await s.connections.connect(volume.id, { host: 'compute-1' });
+    // The connected host keeps writing the file the copy is read from: the clone would be torn.
+    for (const copy of [() => s.volumes.clone({ id: volume.id }), () => s.snapshots.create({ volumeId: volume.id })]) {
+      await expect(copy()).rejects.toMatchObject({ code: 'CONFLICT', details: { id: volume.id, status: 'in-use', feature: 'snapshotInUse' } });
+    }
+    expect(ids()).toEqual([volume.id]);
+    expect(s.volumes.get(volume.id).status).toBe('in-use');
+    await s.connections.disconnect(connection.id);
+    expect(await s.volumes.clone({ id: volume.id })).toMatchObject({ status: 'available', sourceVolId: volume.id });
+  });
+});

@@ -11,7 +11,7 @@ import type { Driver } from '../drivers/driver.js';
 import type { RequestMark } from '../index/store.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition, type Lifecycle } from './lifecycle.js';
-import { refuseWhileInUse, requireCapability } from './capabilities.js';
+import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
 import { findOnStorage, settledOnStorage } from './recovery.js';
 import { DELETABLE, READABLE, SETTLED_OR_FAILED, requireStatus } from './status.js';
 
@@ -167,6 +167,7 @@ export class VolumeService {
       const source = this.get(args.id);
       const driver = this.driverOf(source);
       requireStatus(source, READABLE, 'clone volume');
+      refuseTornCopy(driver, source, 'clone');
       const size = this.sizeFrom(args.size, source.size, 'source volume');
       const record = this.draft(id, source.backend, { ...args, size }, { sourceVolId: source.id });
       return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(source)));

@@ -22,8 +22,8 @@ export interface AgentProcess {
   kill(): Promise<void>;
   /** SIGKILL of the agent and every process under it, together: the commands it was running die with it. */
   killGroup(): Promise<void>;
-  /** Start again on the same data dir and config. */
-  restart(): Promise<AgentProcess>;
+  /** Start again on the same data dir and config; `env` replaces the extra environment (crash tests). */
+  restart(env?: Record<string, string>): Promise<AgentProcess>;
   /** Stop and remove the temp folder. */
   dispose(): Promise<void>;
 }
@@ -46,6 +46,8 @@ export interface AgentOptions {
   config?: Record<string, unknown>;
   /** Folders put first on the agent's PATH (crash-injection shims): the agent's commands inherit its PATH. */
   pathPrefix?: string[];
+  /** More environment for the agent (fault points: `KINDLING_NFS_FAULT`). */
+  env?: Record<string, string>;
 }
 
 /** The token test agents get unless a test gives another (or null). */
@@ -79,7 +81,7 @@ async function launch(dir: string, configFile: string, config: Record<string, un
   const path = [...(options.pathPrefix ?? []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
   // The test process's KINDLING_TOKEN is for clients: the agent takes its token from its config only.
   const { KINDLING_TOKEN: _client, KINDLING_TOKEN_FILE: _clientFile, ...env } = process.env;
-  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, PATH: path } });
+  const child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, ...options.env, PATH: path } });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
@@ -118,9 +120,9 @@ async function launch(dir: string, configFile: string, config: Record<string, un
       if (child.exitCode === null && child.signalCode === null) await killTree(child.pid!);
       await exited;
     },
-    restart: async () => {
+    restart: async (nextEnv) => {
       await signal('SIGTERM');
-      return launch(dir, configFile, config, options);
+      return launch(dir, configFile, config, nextEnv === undefined ? options : { ...options, env: nextEnv });
     },
     dispose: async () => {
       await signal('SIGTERM');

@@ -18,8 +18,11 @@ export interface StallRule {
   args?: string[];
   /** Stall on the n-th matching call, 1-based (default 1); the calls before and after pass through. */
   nth?: number;
-  /** `before`: the real command never runs. `after`: it ran to the end, but the agent never hears of it. */
-  at: 'before' | 'after';
+  /**
+   * `before`: the real command never runs. `after`: it ran to the end, but the agent never hears of it.
+   * `hold`: the call waits before the real command until `resume()`, then runs it as if never held.
+   */
+  at: 'before' | 'after' | 'hold';
 }
 
 export interface Stall {
@@ -33,6 +36,8 @@ export interface Stall {
 export interface ArmedStall {
   /** Resolves when a call stalls at this rule; rejects after `timeoutMs` (default 20 s). */
   reached(timeoutMs?: number): Promise<Stall>;
+  /** A `hold` rule: lets the held call go on to the real command. */
+  resume(): Promise<void>;
 }
 
 export interface CrashShim {
@@ -80,6 +85,10 @@ if [[ $at == after ]]; then
 fi
 { echo "$$"; echo "$rc"; printf '%s\\n' "$name" "$@"; } >"$dir/stalled-$fire.tmp"
 mv "$dir/stalled-$fire.tmp" "$dir/stalled-$fire"
+if [[ $at == hold ]]; then
+  while [[ ! -e "$dir/resume-$fire" ]]; do sleep 0.05; done
+  exec -a "$name" "$real" "$@"
+fi
 exec sleep 600
 `;
 
@@ -151,6 +160,10 @@ export async function createCrashShim(commands: string[]): Promise<CrashShim> {
       await appendFile(join(dir, 'rules'), [id, rule.command, rule.nth ?? 1, rule.at, ...words].join('\t') + '\n');
       const marker = join(dir, `stalled-${id}`);
       return {
+        async resume() {
+          if (rule.at !== 'hold') throw new Error('crash shim: only a hold rule resumes');
+          await writeFile(join(dir, `resume-${id}`), '');
+        },
         async reached(timeoutMs = 20_000) {
           const deadline = Date.now() + timeoutMs;
           for (;;) {

@@ -3,5 +3,7 @@ export { createLoopVg, loopVgUnavailable, type LoopVg } from './loop-vg.js';
 export { AGENT_BIN, TEST_TOKEN, startAgentProcess, type AgentOptions, type AgentProcess } from './agent-process.js';
 export { createCrashShim, type ArmedStall, type CrashShim, type Stall, type StallRule } from './crash-shim.js';
 export { auditNfsShare, virtualSize, type ShareAudit } from './nfs-share.js';
-export { activeFile, readsPattern, snapshotReadsPattern, writePattern, type NfsVolume } from './nfs-data.js';
+export { activeFile, imageReadsPattern, readsPattern, snapshotReadsPattern, writePattern, type NfsVolume } from './nfs-data.js';
 export { requires } from './requirement.js';
+export type { FaultPoint } from '../drivers/nfs/faults.js';
+export { ownerTag, partFile } from '../drivers/nfs/names.js';

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { NfsBackendConfig } from '../config.js';
 import type { SnapshotRef, VolumeRef } from '../drivers/driver.js';
 import type { NfsDriver } from '../drivers/nfs/driver.js';
+import { ownerTag } from '../drivers/nfs/names.js';
 
 /** An NFS backend on one local-folder share, as the driver tests build it; `over` changes any key. */
 export const nfsConfig = (share: string, over: Partial<NfsBackendConfig> = {}): NfsBackendConfig => ({
@@ -33,3 +34,8 @@ export async function newSnapshot(driver: NfsDriver, volume: VolumeRef): Promise
   volume.location = out.volume;
   return ref;
 }
+
+/** The host id the driver tests give their drivers (the agent passes its own). */
+export const TEST_HOST = 'test-host';
+/** The owner tag of a driver made with nfsConfig (backend `nfs`) and TEST_HOST. */
+export const TEST_OWNER = ownerTag(TEST_HOST, 'nfs');

@@ -1,14 +1,15 @@
-import { rm } from 'node:fs/promises';
+import { readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, NotFoundError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
-import { publish, syncDir, syncFile } from './durable.js';
-import { readHeader } from './image-header.js';
+import { syncDir } from './durable.js';
+import { fault } from './faults.js';
+import { headerOf } from './image-header.js';
 import { readInfo, writeInfo, type SnapInfo } from './info-file.js';
-import { infoFile, isChainFile, overlayFile, revertFile, volumeFile } from './names.js';
+import { claimFile, infoFile, isChainFile, overlayFile, parseName, revertFile, volumeFile } from './names.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
-import { refusal } from './safe-file.js';
+import { expectHolds, openRegular, publishNew, refusal, withNewFile } from './safe-file.js';
 
 /**
  * A volume's qcow2 chain, run as cinder's RemoteFSSnapDriver does offline:
@@ -26,6 +27,8 @@ export interface Chain {
   volumeId: string;
   /** Format of the base file `volume-<id>`; every overlay is qcow2. */
   baseFormat: ImageFormat;
+  /** This agent's owner tag (names.ts): its temporary names carry it. */
+  owner: string;
 }
 
 export interface Image {
@@ -35,9 +38,43 @@ export interface Image {
   virtualSize: number;
 }
 
+/**
+ * An image of a chain held open (withChain): commands reach it only through the descriptors it was
+ * checked through, as qemu's `json:` description (qemu-img.ts), never by a name on the share.
+ */
+export interface HeldImage extends Image {
+  /** This image and the chain below it. */
+  chain: string;
+  /** This image alone (no backing file opened): for commands that change only its own header or size. */
+  alone: string;
+}
+
 const infoPath = (c: Chain): string => join(c.dir, infoFile(c.volumeId));
 
 export const readRecord = (c: Chain): Promise<SnapInfo | null> => readInfo(infoPath(c), c.volumeId);
+
+const writeRecord = (c: Chain, info: SnapInfo): Promise<void> => writeInfo(c.dir, c.volumeId, c.owner, info);
+
+/**
+ * Runs `work` while this agent claims `overlay` (names.ts, claimFile): an overlay outside the record
+ * is removed only by its claim's owner. The claim is flushed before `work` starts and removed once it
+ * is done; a failed `work` leaves it, so the next start's scan knows whose the overlay is.
+ */
+async function claimed<T>(c: Chain, overlay: string, work: () => Promise<T>): Promise<T> {
+  const claim = claimFile(overlay, c.owner);
+  await withNewFile(c.dir, claim, () => syncDir(c.dir));
+  const out = await work();
+  await rm(join(c.dir, claim), { force: true });
+  return out;
+}
+
+/** This agent's claims on `overlay` (claims of other agents are theirs to remove). */
+export async function claimsOf(c: Chain, overlay: string): Promise<string[]> {
+  return (await readdir(c.dir)).filter((name) => {
+    const parsed = parseName(name);
+    return parsed?.kind === 'claim' && parsed.owner === c.owner && name.startsWith(`${overlay}.claim-`);
+  });
+}
 
 const formatOf = (c: Chain, file: string): ImageFormat => (file === volumeFile(c.volumeId) ? c.baseFormat : 'qcow2');
 
@@ -48,17 +85,19 @@ const formatOf = (c: Chain, file: string): ImageFormat => (file === volumeFile(c
  * share writer crafted is refused, never followed. With `baseFromHeader` (scan, leftovers: no
  * record at hand), the base's format is the one the overlay above it declares.
  */
-export async function walk(c: Chain, top: string, baseFromHeader = false): Promise<Image[]> {
+async function walkOpen(c: Chain, top: string, baseFromHeader: boolean, handles: FileHandle[]): Promise<HeldImage[]> {
   const base = volumeFile(c.volumeId);
-  const images: Image[] = [];
+  const images: (Image & { arg: string })[] = [];
   for (let file = top, format = formatOf(c, top); ; ) {
     const path = join(c.dir, file);
     if (images.some((i) => i.file === file)) throw refusal(path, 'unexpected-backing-file', 'the backing chain loops');
-    const header = await readHeader(path, format);
-    images.push({ file, path, format, virtualSize: header.virtualSize });
+    const handle = await openRegular(path);
+    handles.push(handle);
+    const header = await headerOf(path, handle, format);
+    images.push({ file, path, format, virtualSize: header.virtualSize, arg: `/proc/${process.pid}/fd/${handle.fd}` });
     const backing = header.backingFile;
     if (backing === null) {
-      if (file === base) return images;
+      if (file === base) return images.map((image, at) => ({ ...image, chain: qemuImg.spec(images.slice(at)), alone: qemuImg.spec([image]) }));
       throw refusal(path, 'unexpected-backing-file', `overlay of volume ${c.volumeId} has no backing file`);
     }
     if (file === base) throw refusal(path, 'base-has-backing-file', `the base image has a backing file ${backing}`, { backingFile: backing });
@@ -79,6 +118,34 @@ export async function walk(c: Chain, top: string, baseFromHeader = false): Promi
   }
 }
 
+/**
+ * Runs `use` on the chain from `top` down to the base, top first, each file checked as it is opened:
+ * a regular file of this volume (safe-file.ts), each backing file one of the volume's own files in
+ * the format the chain says, ending at the base, which has no backing file. A file a guest or a
+ * share writer crafted is refused, never followed. The files stay open until `use` returns, and
+ * commands reach them through those descriptors: a name swapped after the check is never opened.
+ * With `baseFromHeader` (scan, leftovers: no record at hand), the base's format is the one the
+ * overlay above it declares.
+ */
+export async function withChain<T>(c: Chain, top: string, use: (images: HeldImage[]) => Promise<T>, baseFromHeader = false): Promise<T> {
+  const handles: FileHandle[] = [];
+  try {
+    return await use(await walkOpen(c, top, baseFromHeader, handles));
+  } finally {
+    for (const handle of handles) await handle.close();
+  }
+}
+
+/** The checked chain from `top` (withChain), for what only reads headers. */
+export const walk = (c: Chain, top: string, baseFromHeader = false): Promise<Image[]> =>
+  withChain(c, top, async (images) => images.map(({ file, path, format, virtualSize }) => ({ file, path, format, virtualSize })), baseFromHeader);
+
+/** Runs `use` on the chain from the file the volume's data is read from and written to now, held open. */
+export async function withActive<T>(c: Chain, use: (images: HeldImage[]) => Promise<T>): Promise<T> {
+  const info = await readRecord(c);
+  return withChain(c, info?.active ?? volumeFile(c.volumeId), use);
+}
+
 /** The chain from the file the volume's data is read from and written to now, top first. */
 export async function activeChain(c: Chain): Promise<Image[]> {
   const info = await readRecord(c);
@@ -93,7 +160,7 @@ async function snapshotEntry(c: Chain, snapshotId: string): Promise<{ info: Snap
 }
 
 /** The image under `overlay` in a verified chain: the snapshot's point-in-time data. */
-function below(images: Image[], overlay: string, volumeId: string): Image | null {
+function below<I extends Image>(images: I[], overlay: string, volumeId: string): I | null {
   const at = images.findIndex((i) => i.file === overlay);
   if (at === -1) return null;
   const under = images[at + 1];
@@ -103,7 +170,8 @@ function below(images: Image[], overlay: string, volumeId: string): Image | null
 
 /**
  * Adds the overlay for a new snapshot over the active file; returns the overlay's file name. The
- * overlay is flushed before the record names it: a crash in between leaves an orphan overlay.
+ * overlay is flushed before the record names it: a crash in between leaves an orphan overlay, claimed
+ * by this agent, so its own restart (and no other agent's) removes it.
  */
 export async function createSnapshot(c: Chain, snapshotId: string): Promise<string> {
   const info: SnapInfo = (await readRecord(c)) ?? { active: volumeFile(c.volumeId) };
@@ -111,14 +179,21 @@ export async function createSnapshot(c: Chain, snapshotId: string): Promise<stri
   if (already !== undefined) return already;
   const [active] = await walk(c, info.active);
   const overlay = overlayFile(c.volumeId, snapshotId);
-  const path = join(c.dir, overlay);
-  // An orphan of an earlier attempt, or a planted name: qemu-img create would write through a symlink.
-  await rm(path, { force: true });
-  // The backing file is named relative to the overlay, so the share may be mounted anywhere.
-  await qemuImg.create(c.run, path, 'qcow2', { backing: { file: info.active, format: active!.format } });
-  await syncFile(path);
-  await syncDir(c.dir);
-  await writeInfo(infoPath(c), { ...info, active: overlay, [snapshotId]: overlay });
+  // An orphan of an earlier attempt (the volume is locked: no other call makes it now), or a planted name.
+  await rm(join(c.dir, overlay), { force: true });
+  await claimed(c, overlay, async () => {
+    await withNewFile(c.dir, overlay, async (file) => {
+      // The backing file is named relative to the overlay, so the share may be mounted anywhere.
+      await qemuImg.create(c.run, file.arg, 'qcow2', active!.virtualSize, { file: info.active, format: active!.format });
+      await file.handle.sync();
+      await syncDir(c.dir);
+      // The record must not name a link someone swapped in for the overlay.
+      await expectHolds(file);
+    });
+    await fault('snapshot-create:overlay-made');
+    await writeRecord(c, { ...info, active: overlay, [snapshotId]: overlay });
+    await fault('snapshot-create:recorded');
+  });
   return overlay;
 }
 
@@ -135,29 +210,33 @@ export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void
   const { info, overlay } = entry;
   const next: SnapInfo = { ...info };
   delete next[snapshotId];
-  const images = await walk(c, info.active);
-  const base = below(images, overlay, c.volumeId);
-  if (base !== null) {
-    const path = join(c.dir, overlay);
-    await qemuImg.commit(c.run, path, images.find((i) => i.file === overlay)?.virtualSize ?? base.virtualSize);
-    if (overlay === info.active) {
-      next.active = base.file;
-    } else {
-      const higher = images[images.findIndex((i) => i.file === overlay) - 1]!;
-      await qemuImg.rebaseUnsafe(c.run, higher.path, base.file, base.format);
-    }
-  }
-  // Record first, remove after: a crash in between leaves an orphan overlay, never a dangling record.
-  await writeInfo(infoPath(c), next);
-  await rm(join(c.dir, overlay), { force: true });
+  await withChain(c, info.active, async (images) => {
+    const base = below(images, overlay, c.volumeId);
+    if (base === null) return;
+    const at = images.findIndex((i) => i.file === overlay);
+    await qemuImg.commit(c.run, images[at]!.chain, images[at]!.virtualSize);
+    if (overlay === info.active) next.active = base.file;
+    else await qemuImg.rebaseUnsafe(c.run, images[at - 1]!.alone, base.file, base.format);
+  });
+  // Record first, remove after: a crash in between leaves an orphan overlay (claimed, so this agent's
+  // to remove), never a dangling record.
+  await claimed(c, overlay, async () => {
+    await writeRecord(c, next);
+    await fault('snapshot-delete:recorded');
+    await rm(join(c.dir, overlay), { force: true });
+  });
 }
 
-/** The image holding the snapshot's data (the backing file of its overlay), checked down to the base. */
-export async function snapshotImage(c: Chain, snapshotId: string): Promise<Image> {
+/** Runs `use` on the image holding the snapshot's data (the backing file of its overlay), held open down to the base. */
+export async function withSnapshotImage<T>(c: Chain, snapshotId: string, use: (image: HeldImage) => Promise<T>): Promise<T> {
   const entry = await snapshotEntry(c, snapshotId);
-  const base = entry ? below(await walk(c, entry.info.active), entry.overlay, c.volumeId) : null;
-  if (!base) throw new NotFoundError(`snapshot ${snapshotId} of volume ${c.volumeId} is not on the share`, { snapshotId });
-  return base;
+  const missing = () => new NotFoundError(`snapshot ${snapshotId} of volume ${c.volumeId} is not on the share`, { snapshotId });
+  if (!entry) throw missing();
+  return withChain(c, entry.info.active, async (images) => {
+    const image = below(images, entry.overlay, c.volumeId);
+    if (!image) throw missing();
+    return use(image);
+  });
 }
 
 /**
@@ -177,22 +256,20 @@ export async function revertToSnapshot(c: Chain, snapshotId: string): Promise<vo
   }
   const images = await walk(c, entry.overlay);
   const base = below(images, entry.overlay, c.volumeId)!;
-  const aside = revertFile(entry.overlay);
-  try {
-    await rm(join(c.dir, aside), { force: true });
-    await qemuImg.create(c.run, join(c.dir, aside), 'qcow2', {
-      backing: { file: base.file, format: base.format },
-      size: images[0]!.virtualSize,
-    });
-    await publish(c.dir, aside, entry.overlay);
-  } finally {
-    await rm(join(c.dir, aside), { force: true });
-  }
+  await withNewFile(c.dir, revertFile(entry.overlay, c.owner), async (file) => {
+    try {
+      await qemuImg.create(c.run, file.arg, 'qcow2', images[0]!.virtualSize, { file: base.file, format: base.format });
+      await publishNew(file, entry.overlay);
+    } finally {
+      await rm(file.path, { force: true });
+    }
+  });
 }
 
 /**
  * Removes an overlay no record names and the chain does not pass through (a snapshot create or
- * delete that died between its file and its record). Refused when it is in use after all.
+ * delete that died between its file and its record), with this agent's claims on it. Refused when it
+ * is in use after all, or when this agent never claimed it (another agent's snapshot in progress).
  */
 export async function removeOrphanOverlay(c: Chain, overlay: string): Promise<void> {
   const info = await readRecord(c);
@@ -201,7 +278,10 @@ export async function removeOrphanOverlay(c: Chain, overlay: string): Promise<vo
   if (named || inChain) {
     throw new ConflictError(`${overlay} is part of volume ${c.volumeId}'s chain, not a leftover`, { file: overlay });
   }
+  const claims = await claimsOf(c, overlay);
+  if (claims.length === 0) throw new ConflictError(`${overlay} is not claimed by this agent, not its leftover`, { file: overlay });
   await rm(join(c.dir, overlay), { force: true });
+  for (const claim of claims) await rm(join(c.dir, claim), { force: true });
 }
 
 /**

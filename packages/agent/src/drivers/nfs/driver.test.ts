@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError, ConflictError, UnsupportedError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import { run } from '../../exec/run.js';
-import { nfsConfig, newVolume, newSnapshot } from '../../testing/nfs-driver.js';
+import { nfsConfig, newVolume, newSnapshot, TEST_HOST, TEST_OWNER } from '../../testing/nfs-driver.js';
+import { infoTempFile, partFile } from './names.js';
 import type { Driver, SnapshotRef, VolumeRef } from '../driver.js';
 import { NfsDriver } from './driver.js';
 
@@ -46,7 +47,7 @@ describe('NfsDriver on a local folder share', () => {
   let share: string;
 
   const makeDriver = (over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(nfsConfig(share, { format: 'qcow2', ...over }), { run });
+    new NfsDriver(nfsConfig(share, { format: 'qcow2', ...over }), { run, hostId: TEST_HOST });
 
   const activePath = (volume: VolumeRef): string => join(share, String(volume.location.activeFile));
   const readInfoFile = async (volume: VolumeRef): Promise<unknown> =>
@@ -119,8 +120,8 @@ describe('NfsDriver on a local folder share', () => {
       await newSnapshot(driver, vol);
       await newSnapshot(driver, vol);
       // What interrupted operations leave goes too.
-      await writeFile(join(share, `volume-${vol.id}.part`), '');
-      await writeFile(join(share, `volume-${vol.id}.info.tmp-0badc0de`), '');
+      await writeFile(join(share, partFile(vol.id, TEST_OWNER)), '');
+      await writeFile(join(share, infoTempFile(vol.id, TEST_OWNER)), '');
       expect((await readdir(share)).filter((n) => n.includes(vol.id))).toHaveLength(6);
       await driver.deleteVolume(vol);
       expect(await readdir(share)).toEqual([`volume-${keep.id}`]);
@@ -393,20 +394,7 @@ describe('NfsDriver on a local folder share', () => {
 
     it('creates a missing local share on start and is ready once it is writable', async () => {
       const missing = join(share, 'sub', 'share');
-      const driver = new NfsDriver(
-        {
-          name: 'nfs',
-          driver: 'nfs',
-          shares: [missing],
-          mountPointBase: join(share, 'mnt'),
-          format: 'qcow2',
-          sparse: true,
-          snapshotSupport: true,
-          reservedPercentage: 0,
-          maxOverSubscriptionRatio: 1,
-        },
-        { run },
-      );
+      const driver = new NfsDriver(nfsConfig(missing, { mountPointBase: join(share, 'mnt') }), { run, hostId: TEST_HOST });
       const before = await driver.readiness();
       expect(before.ready).toBe(false);
       expect(before.reason).toContain(`share ${missing} is not writable`);
@@ -419,20 +407,7 @@ describe('NfsDriver on a local folder share', () => {
     it('fails start when a local share is a file', async () => {
       const file = join(share, 'not-a-folder');
       await writeFile(file, '');
-      const driver = new NfsDriver(
-        {
-          name: 'nfs',
-          driver: 'nfs',
-          shares: [file],
-          mountPointBase: join(share, 'mnt'),
-          format: 'qcow2',
-          sparse: true,
-          snapshotSupport: true,
-          reservedPercentage: 0,
-          maxOverSubscriptionRatio: 1,
-        },
-        { run },
-      );
+      const driver = new NfsDriver(nfsConfig(file, { mountPointBase: join(share, 'mnt') }), { run, hostId: TEST_HOST });
       await expect(driver.start()).rejects.toThrow(`share ${file} is not a folder`);
     });
   });

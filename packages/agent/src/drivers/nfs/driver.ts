@@ -17,19 +17,22 @@ import type { Runner } from '../../exec/run.js';
 import type { Attachment, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
-import type { Chain, Image } from './chain.js';
-import { publish } from './durable.js';
+import type { Chain, HeldImage, Image } from './chain.js';
+import { fault } from './faults.js';
 import { removeLeftover } from './leftovers.js';
-import { parseName, partFile, tempSnapshotId, volumeFile, infoFile } from './names.js';
+import { infoFile, ownerTag, parseName, partFile, tempSnapshotId, volumeFile } from './names.js';
 import { Provisioned } from './provisioned.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 import { createAllocated, createSparse } from './raw-file.js';
+import { publishNew, withNewFile, type NewFile } from './safe-file.js';
 import { scanShare, type ShareScan } from './scan.js';
 import { isMounted, isRemoteShare, mountShare, prepareLocalShare, probeWritable } from './shares.js';
 
 export interface NfsDriverDeps {
   run: Runner;
+  /** The agent's host id: with the backend's name, it tags every temporary name this driver makes. */
+  hostId: string;
   /** Where mounts are listed; tests point it at a file of their own. */
   mountInfoPath?: string;
 }
@@ -60,6 +63,7 @@ export class NfsDriver implements Driver {
   private readonly run: Runner;
   private readonly mountInfoPath: string;
   private readonly capacity: Capacity;
+  private readonly owner: string;
 
   constructor(
     private readonly config: NfsBackendConfig,
@@ -67,6 +71,7 @@ export class NfsDriver implements Driver {
   ) {
     this.name = config.name;
     this.run = deps.run;
+    this.owner = ownerTag(deps.hostId, config.name);
     this.mountInfoPath = deps.mountInfoPath ?? '/proc/self/mountinfo';
     const provisioned = new Provisioned(async () =>
       (await this.scanShares()).volumes.map((v) => [v.id, { share: v.share, bytes: v.virtualSize }]),
@@ -101,7 +106,7 @@ export class NfsDriver implements Driver {
         continue;
       }
       try {
-        await probeWritable(dir);
+        await probeWritable(dir, this.owner);
       } catch (err) {
         problems.push(`share ${share} is not writable: ${(err as Error).message}`);
       }
@@ -147,11 +152,7 @@ export class NfsDriver implements Driver {
 
   async createVolume(volume: VolumeRef): Promise<Location> {
     const share = await this.capacity.chooseShare(volume.size);
-    return this.build(volume, share, async (part) => {
-      if (this.config.format === 'qcow2') await qemuImg.create(this.run, part, 'qcow2', { size: `${volume.size}G` });
-      else if (this.config.sparse) await createSparse(this.run, part, volume.size);
-      else await createAllocated(this.run, part, volume.size);
-    });
+    return this.build(volume, share, (part) => this.createEmpty(part, volume.size));
   }
 
   /** Idempotent; removes every file of the volume, its record first and its base file last (recovery.md). */
@@ -170,7 +171,10 @@ export class NfsDriver implements Driver {
         return parsed !== null && parsed.kind !== 'probe' && parsed.volumeId === volume.id;
       });
       const rank = (n: string) => (n === infoFile(volume.id) ? 0 : n === base ? 2 : 1);
-      for (const name of mine.sort((a, b) => rank(a) - rank(b))) await rm(join(dir, name), { force: true });
+      for (const name of mine.sort((a, b) => rank(a) - rank(b))) {
+        await rm(join(dir, name), { force: true });
+        if (name === infoFile(volume.id)) await fault('volume-delete:record-removed');
+      }
     }
     this.capacity.provisioned.delete(volume.id);
   }
@@ -183,12 +187,13 @@ export class NfsDriver implements Driver {
       });
     }
     const placement = await this.need(volume);
-    const [active] = await chain.activeChain(placement.chain);
-    await this.capacity.checkRoom(placement.share, newSize - volume.size);
-    // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
-    await qemuImg.resize(this.run, active!.path, active!.format, newSize, active!.format === 'raw' && !this.config.sparse);
-    this.capacity.provisioned.set(volume.id, placement.share, newSize * GIB);
-    return this.location(placement, active!.file);
+    return chain.withActive(placement.chain, async ([active]) => {
+      await this.capacity.checkRoom(placement.share, newSize - volume.size);
+      // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
+      await qemuImg.resize(this.run, active!.alone, newSize, active!.format === 'raw' && !this.config.sparse);
+      this.capacity.provisioned.set(volume.id, placement.share, newSize * GIB);
+      return this.location(placement, active!.file);
+    });
   }
 
   async createSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ snapshot: Location; volume: Location }> {
@@ -209,10 +214,11 @@ export class NfsDriver implements Driver {
   async createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location> {
     this.requireSnapshots();
     const src = await this.need(source);
-    const image = await chain.snapshotImage(src.chain, snapshot.id);
-    this.checkFits(volume, image);
-    const share = await this.capacity.chooseShare(volume.size);
-    return this.build(volume, share, (part) => this.copy(image, part, volume.size));
+    return chain.withSnapshotImage(src.chain, snapshot.id, async (image) => {
+      this.checkFits(volume, image);
+      const share = await this.capacity.chooseShare(volume.size);
+      return this.build(volume, share, (part) => this.copy(image, part, volume.size));
+    });
   }
 
   /**
@@ -225,12 +231,14 @@ export class NfsDriver implements Driver {
     const [active] = await chain.activeChain(src.chain);
     this.checkFits(volume, active!);
     await this.capacity.checkRoom(src.share, volume.size);
-    if (!this.config.snapshotSupport) return this.build(volume, src.share, (part) => this.copy(active!, part, volume.size));
-    const tempId = tempSnapshotId(volume.id);
+    if (!this.config.snapshotSupport) {
+      return this.build(volume, src.share, (part) => chain.withActive(src.chain, ([image]) => this.copy(image!, part, volume.size)));
+    }
+    const tempId = tempSnapshotId(volume.id, this.owner);
     return this.build(volume, src.share, async (part) => {
       await chain.createSnapshot(src.chain, tempId);
       try {
-        await this.copy(await chain.snapshotImage(src.chain, tempId), part, volume.size);
+        await chain.withSnapshotImage(src.chain, tempId, (image) => this.copy(image, part, volume.size));
       } catch (err) {
         await chain.deleteSnapshot(src.chain, tempId).catch((cleanup: unknown) => {
           throw new BackendError(
@@ -293,7 +301,7 @@ export class NfsDriver implements Driver {
     await removeLeftover(
       leftover,
       this.config.shares.map((s) => this.dirOf(s)),
-      (dir, volumeId) => ({ run: this.run, dir, volumeId, baseFormat: this.config.format }),
+      (dir, volumeId) => ({ run: this.run, dir, volumeId, baseFormat: this.config.format, owner: this.owner }),
     );
   }
 
@@ -339,7 +347,7 @@ export class NfsDriver implements Driver {
       const dir = this.dirOf(candidate);
       const present = await Promise.all([volumeFile(volume.id), infoFile(volume.id)].map((f) => exists(join(dir, f))));
       if (present.includes(true)) {
-        return { share: candidate, chain: { run: this.run, dir, volumeId: volume.id, baseFormat } };
+        return { share: candidate, chain: { run: this.run, dir, volumeId: volume.id, baseFormat, owner: this.owner } };
       }
     }
     return null;
@@ -365,39 +373,45 @@ export class NfsDriver implements Driver {
   }
 
   /**
-   * Makes a new volume under its temporary name `volume-<id>.part` (`fill` writes it), flushes it and
-   * only then publishes it as `volume-<id>`: that name on a share means a complete volume.
+   * Makes a new volume under its temporary name `volume-<id>.part-<owner>-<random>` (made by the agent,
+   * `fill` writes it through its descriptor), flushes it and only then publishes it as `volume-<id>`:
+   * that name on a share means a complete volume.
    */
-  private async build(volume: VolumeRef, share: string, fill: (partPath: string) => Promise<void>): Promise<Location> {
+  private async build(volume: VolumeRef, share: string, fill: (part: NewFile) => Promise<void>): Promise<Location> {
     const dir = this.dirOf(share);
     const file = volumeFile(volume.id);
-    const part = partFile(volume.id);
-    for (const name of [file, part]) {
-      if (await exists(join(dir, name))) throw new ConflictError(`${join(dir, name)} already exists on share ${share}`, { path: join(dir, name) });
-    }
-    try {
-      await fill(join(dir, part));
-      await publish(dir, part, file);
-    } catch (err) {
-      await rm(join(dir, part), { force: true });
-      throw err;
-    }
+    if (await exists(join(dir, file))) throw new ConflictError(`${join(dir, file)} already exists on share ${share}`, { path: join(dir, file) });
+    await withNewFile(dir, partFile(volume.id, this.owner), async (part) => {
+      try {
+        await fill(part);
+        await publishNew(part, file);
+      } catch (err) {
+        await rm(part.path, { force: true });
+        throw err;
+      }
+    });
     this.capacity.provisioned.set(volume.id, share, volume.size * GIB);
     return { share, format: this.config.format, activeFile: file };
   }
 
-  /** Copies a checked image (flattening its chain) into `path` in the backend's format, grown to `sizeGb`. */
-  private async copy(image: Image, path: string, sizeGb: number): Promise<void> {
+  /** Writes an empty volume of `sizeGb` in the backend's format into a file the agent made. */
+  private async createEmpty(target: NewFile, sizeGb: number): Promise<void> {
+    if (this.config.format === 'qcow2') await qemuImg.create(this.run, target.arg, 'qcow2', `${sizeGb}G`);
+    else if (this.config.sparse) await createSparse(this.run, target.arg, sizeGb);
+    else await createAllocated(this.run, target.arg, sizeGb);
+  }
+
+  /** Copies a checked image (flattening its chain) into a new volume of `sizeGb` in the backend's format. */
+  private async copy(image: HeldImage, target: NewFile, sizeGb: number): Promise<void> {
+    await this.createEmpty(target, sizeGb);
     const format = this.config.format;
-    const preallocate = format === 'raw' && !this.config.sparse;
-    await qemuImg.convert(this.run, image, { path, format }, preallocate, image.virtualSize);
-    if (sizeGb * GIB > image.virtualSize) await qemuImg.resize(this.run, path, format, sizeGb, preallocate);
+    await qemuImg.convert(this.run, image.chain, { path: target.arg, format }, format === 'raw' && !this.config.sparse, image.virtualSize);
   }
 
   private async scanShares(): Promise<ShareScan> {
     const all: ShareScan = { volumes: [], leftovers: [], strays: [] };
     for (const share of await this.capacity.usableShares()) {
-      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format);
+      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format, this.owner);
       all.volumes.push(...one.volumes);
       all.leftovers.push(...one.leftovers);
       all.strays.push(...one.strays);

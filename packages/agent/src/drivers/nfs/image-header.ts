@@ -77,9 +77,14 @@ async function qcow2Header(path: string, file: FileHandle): Promise<ImageHeader>
 export async function readHeader(path: string, format: ImageFormat): Promise<ImageHeader> {
   const file = await openRegular(path);
   try {
-    if (format === 'raw') return { virtualSize: (await file.stat()).size, backingFile: null, backingFormat: null };
-    return await qcow2Header(path, file);
+    return await headerOf(path, file, format);
   } finally {
     await file.close();
   }
+}
+
+/** The header of a file already opened with openRegular. */
+export async function headerOf(path: string, file: FileHandle, format: ImageFormat): Promise<ImageHeader> {
+  if (format === 'raw') return { virtualSize: (await file.stat()).size, backingFile: null, backingFormat: null };
+  return qcow2Header(path, file);
 }

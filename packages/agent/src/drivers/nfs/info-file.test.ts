@@ -21,7 +21,7 @@ describe('volume-<id>.info', () => {
   it("is written as cinder's json.dump(indent=1, sort_keys=True) and read back", async () => {
     const path = join(dir, `volume-${VOL}.info`);
     const info = { active: `volume-${VOL}.${SNAP_B}`, [SNAP_B]: `volume-${VOL}.${SNAP_B}`, [SNAP_A]: `volume-${VOL}.${SNAP_A}` };
-    await writeInfo(path, info);
+    await writeInfo(dir, VOL, '0123456789ab', info);
     expect(await readFile(path, 'utf8')).toBe(
       `{\n "${SNAP_A}": "volume-${VOL}.${SNAP_A}",\n "${SNAP_B}": "volume-${VOL}.${SNAP_B}",\n "active": "volume-${VOL}.${SNAP_B}"\n}`,
     );

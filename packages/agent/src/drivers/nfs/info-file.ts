@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { join } from 'node:path';
 import { BackendError } from '@kindling/protocol';
 import { syncDir } from './durable.js';
-import { isChainFile } from './names.js';
+import { infoFile, infoTempFile, isChainFile } from './names.js';
 import { openRegular, refusal } from './safe-file.js';
 
 /**
@@ -52,19 +51,20 @@ export async function readInfo(path: string, volumeId: string): Promise<SnapInfo
 }
 
 /**
- * Writes as cinder does (sorted keys, indent 1), through a flushed temporary file renamed over the
- * record, so a crash leaves the old record or the new one, never a mix.
+ * Writes volume `volumeId`'s record in `dir` as cinder does (sorted keys, indent 1), through a flushed
+ * temporary file of `owner`'s renamed over the record, so a crash leaves the old record or the new
+ * one, never a mix.
  */
-export async function writeInfo(path: string, info: SnapInfo): Promise<void> {
+export async function writeInfo(dir: string, volumeId: string, owner: string, info: SnapInfo): Promise<void> {
   const text = JSON.stringify(info, Object.keys(info).sort(), 1);
-  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
+  const tmp = join(dir, infoTempFile(volumeId, owner));
   try {
     // 'wx': never through a name someone planted (a symlink included).
     await writeFile(tmp, text, { flush: true, flag: 'wx' });
-    await rename(tmp, path);
+    await rename(tmp, join(dir, infoFile(volumeId)));
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
-  await syncDir(dirname(path));
+  await syncDir(dir);
 }

@@ -1,11 +1,15 @@
 import { constants } from 'node:fs';
-import { lstat, open, type FileHandle } from 'node:fs/promises';
+import { lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ConflictError } from '@kindling/protocol';
+import { syncDir } from './durable.js';
+import { fault } from './faults.js';
 
 /**
  * Shares are hostile input: anyone who can write the export (typically every compute host) can put a
- * symlink, a hard link or a crafted image where a volume file should be. Every file the driver reads,
- * resizes or copies goes through here first.
+ * symlink, a hard link or a crafted image where a volume file should be, before or while the agent
+ * works. Every file the driver reads, resizes or copies goes through here first, and every file it
+ * makes is made here, by the agent itself, and written only through the descriptor it opened.
  */
 
 export type Refusal =
@@ -16,7 +20,9 @@ export type Refusal =
   | 'unexpected-backing-file'
   | 'base-has-backing-file'
   | 'external-data-file'
-  | 'too-large';
+  | 'too-large'
+  | 'exists'
+  | 'replaced';
 
 /**
  * A file on the share that is not what the volume's chain says it must be. A ConflictError: the driver
@@ -56,4 +62,66 @@ export async function openRegular(path: string): Promise<FileHandle> {
     await file.close();
     throw err;
   }
+}
+
+/** A file the agent made and holds open; commands reach it through `arg`, never through its name. */
+export interface NewFile {
+  dir: string;
+  name: string;
+  path: string;
+  /**
+   * The agent's descriptor as a path (`/proc/<agent pid>/fd/<n>`): opening it reaches this very file
+   * whatever its name points at by then (a link swapped in is never followed).
+   */
+  arg: string;
+  handle: FileHandle;
+}
+
+// O_EXCL with O_CREAT fails on any existing name, a symlink included; O_NOFOLLOW says so twice.
+const CREATE = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** Makes `name` in `dir` (refused when anything is there) and runs `use` on it; the file is closed after. */
+export async function withNewFile<T>(dir: string, name: string, use: (file: NewFile) => Promise<T>): Promise<T> {
+  const path = join(dir, name);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, CREATE, 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw refusal(path, 'exists', 'something is already there under a name the agent makes');
+    throw err;
+  }
+  try {
+    return await use({ dir, name, path, arg: `/proc/${process.pid}/fd/${handle.fd}`, handle });
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Refused unless `name` in the file's folder is the file the agent made (not a link or file swapped in). */
+export async function expectHolds(file: NewFile, name: string = file.name): Promise<void> {
+  const path = join(file.dir, name);
+  const [there, own] = await Promise.all([lstat(path).catch(() => null), file.handle.stat()]);
+  if (!there || there.ino !== own.ino || there.dev !== own.dev) {
+    throw refusal(path, 'replaced', 'the file the agent made there was replaced or removed by someone else');
+  }
+}
+
+/**
+ * Makes a finished new file durable and gives it its final name in one step: the file and the folder
+ * are flushed before the rename, the folder again after it. When the name then holds anything but
+ * this file (its temporary name was swapped for a link), the impostor is unlinked and it is refused.
+ */
+export async function publishNew(file: NewFile, to: string): Promise<void> {
+  await file.handle.sync();
+  await syncDir(file.dir);
+  await fault('publish:before-rename');
+  await rename(file.path, join(file.dir, to));
+  await fault('publish:after-rename');
+  try {
+    await expectHolds(file, to);
+  } catch (err) {
+    await rm(join(file.dir, to), { force: true });
+    throw err;
+  }
+  await syncDir(file.dir);
 }

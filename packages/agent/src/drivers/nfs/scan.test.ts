@@ -4,16 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NfsBackendConfig } from '../../config.js';
-import { run } from '../../exec/run.js';
-import { nfsConfig, newVolume } from '../../testing/nfs-driver.js';
+import { run, type Runner } from '../../exec/run.js';
+import { nfsConfig, newVolume, TEST_HOST } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
+import { onFault } from './faults.js';
 import { Provisioned } from './provisioned.js';
 
 describe('NFS scan and capacity', () => {
   let share: string;
 
   const makeDriver = (format: 'qcow2' | 'raw' = 'qcow2', over: Partial<NfsBackendConfig> = {}) =>
-    new NfsDriver(nfsConfig(share, { format, maxOverSubscriptionRatio: 1000, ...over }), { run });
+    new NfsDriver(nfsConfig(share, { format, maxOverSubscriptionRatio: 1000, ...over }), { run, hostId: TEST_HOST });
   const path = (file: string) => join(share, file);
 
   beforeEach(async () => {
@@ -87,6 +88,89 @@ describe('NFS scan and capacity', () => {
     expect(scan.volumes.map((v) => v.id).sort()).toEqual(kept.map((v) => v.id).sort());
     expect(scan.strays).toEqual([]);
     expect(scan.leftovers).toEqual([]);
+  });
+});
+
+describe('two agents on one share (issue 18, finding 6)', () => {
+  let share: string;
+  beforeEach(async () => {
+    share = await mkdtemp(join(tmpdir(), 'kindling-shared-scan-'));
+  });
+  afterEach(async () => {
+    onFault(null);
+    await rm(share, { recursive: true, force: true });
+  });
+
+  let copying!: () => void;
+  /** A runner that never returns from a qemu-img convert: the copy in progress, for as long as the test likes. */
+  const copyingForever: Runner = (argv, options) => {
+    if (!argv.includes('convert')) return run(argv, options);
+    copying();
+    return new Promise(() => {});
+  };
+  const agent = (hostId: string, runner: Runner = run) => new NfsDriver(nfsConfig(share), { run: runner, hostId });
+
+  it("reports another agent's work in progress as strays, refuses to remove it, and leaves it to its owner", async () => {
+    const a = agent('host-a', copyingForever);
+    const source = await newVolume(a);
+    const other = await newVolume(a);
+    // A's snapshot of `other`, stopped between its overlay and its record (fault points are per process:
+    // the first to pass one stops there).
+    const overlayMade = new Promise<void>((reached) =>
+      onFault(async (point) => {
+        if (point !== 'snapshot-create:overlay-made') return;
+        onFault(null);
+        reached();
+        await new Promise(() => {});
+      }),
+    );
+    void a.createSnapshot({ id: randomUUID(), volumeId: other.id, volumeSize: 1, location: {} }, other);
+    await overlayMade;
+    // A's clone of `source`, held in its copy.
+    const copyStarted = new Promise<void>((resolve) => (copying = resolve));
+    void a.cloneVolume({ id: randomUUID(), size: 1, location: {} }, source);
+    await copyStarted;
+    const files = (await readdir(share)).sort();
+
+    const b = agent('host-b');
+    const seen = await b.scan();
+    expect(seen.leftovers).toEqual([]);
+    expect(seen.volumes.map((v) => v.id).sort()).toEqual([source.id, other.id].sort());
+    const inProgress = files.filter((n) => /\.part-|tmp-snap-|\.claim-/.test(n) || n.startsWith(`volume-${other.id}.`));
+    expect(seen.strays.map((x) => x.where).sort()).toEqual(inProgress.map((n) => join(share, n)).sort());
+
+    // The leftovers agent A's own restart would remove: agent B refuses every one, and nothing changes.
+    const mine = await agent('host-a').scan();
+    expect(mine.leftovers.map((l) => l.kind).sort()).toEqual(['orphan-overlay', 'partial-volume', 'temp-snapshot']);
+    for (const leftover of mine.leftovers) await expect(b.removeLeftover(leftover)).rejects.toThrow();
+    expect((await readdir(share)).sort()).toEqual(files);
+  });
+});
+
+describe('temporary names from before owner tags', () => {
+  let share: string;
+  beforeEach(async () => {
+    share = await mkdtemp(join(tmpdir(), 'kindling-legacy-'));
+  });
+  afterEach(async () => {
+    await rm(share, { recursive: true, force: true });
+  });
+
+  it("keep a volume whose record names an untagged temporary snapshot usable, and are nobody's to remove", async () => {
+    const driver = new NfsDriver(nfsConfig(share), { run, hostId: TEST_HOST });
+    const vol = await newVolume(driver);
+    // What a clone by an agent of the last version leaves when it is killed mid-copy.
+    const legacy = `tmp-snap-${randomUUID()}`;
+    const overlay = `volume-${vol.id}.${legacy}`;
+    await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', `volume-${vol.id}`, join(share, overlay), '1G']);
+    await writeFile(join(share, `volume-${vol.id}.info`), JSON.stringify({ active: overlay, [legacy]: overlay }));
+    const scan = await driver.scan();
+    expect(scan.volumes.map((v) => v.id)).toEqual([vol.id]);
+    expect(scan.snapshots).toEqual([]);
+    expect(scan.leftovers).toEqual([]);
+    expect(scan.strays).toEqual([{ where: join(share, overlay), reason: 'a temporary snapshot that names no owner' }]);
+    await expect(driver.removeLeftover({ kind: 'temp-snapshot', id: vol.id, where: join(share, overlay) })).rejects.toThrow(/is not a temp-snapshot leftover/);
+    expect((await driver.attach(vol)).path).toBe(join(share, overlay));
   });
 });
 

@@ -5,7 +5,7 @@ import type { Location } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import type { Leftover, Stray } from '../driver.js';
 import { readRecord, walk, type Chain } from './chain.js';
-import { isTempSnapshotId, parseName, volumeFile, type ShareName } from './names.js';
+import { isTempSnapshotId, parseName, tempSnapshotOwner, volumeFile, type ShareName } from './names.js';
 import type { ImageFormat } from './qemu-img.js';
 
 /** A published volume as storage holds it. */
@@ -28,12 +28,15 @@ const why = (err: unknown): string =>
 
 type Named = { name: string; parsed: ShareName };
 
+const theirs = (owner: string): string => `another agent's (owner ${owner}) operation in progress, left to it`;
+
 /**
- * One share's volumes, Kindling's leftovers and what could not be read. Never throws: a file that
- * vanishes, is half-written, foreign or hostile is skipped and reported as a stray, never removed.
- * Names Kindling never writes (not `volume-*`, not its probe files) are not ours and not reported.
+ * One share's volumes, this agent's leftovers (temporary names tagged with its `owner`) and what could
+ * not be read. Never throws: a file that vanishes, is half-written, foreign, hostile or another agent's
+ * is skipped and reported as a stray, never removed. Names Kindling never writes (not `volume-*`, not
+ * its probe files) are not ours and not reported.
  */
-export async function scanShare(run: Runner, share: string, dir: string, defaultFormat: ImageFormat): Promise<ShareScan> {
+export async function scanShare(run: Runner, share: string, dir: string, defaultFormat: ImageFormat, owner: string): Promise<ShareScan> {
   const out: ShareScan = { volumes: [], leftovers: [], strays: [] };
   let names: string[];
   try {
@@ -48,6 +51,8 @@ export async function scanShare(run: Runner, share: string, dir: string, default
     const where = join(dir, name);
     if (parsed === null) {
       if (name.startsWith('volume-')) out.strays.push({ where, reason: 'not a name Kindling writes' });
+    } else if ('owner' in parsed && parsed.owner !== owner) {
+      out.strays.push({ where, reason: theirs(parsed.owner) });
     } else if (parsed.kind === 'probe') {
       out.leftovers.push({ kind: 'temp-file', id: share, where });
     } else if (parsed.kind === 'part') {
@@ -66,7 +71,7 @@ export async function scanShare(run: Runner, share: string, dir: string, default
       for (const f of files) out.strays.push({ where: join(dir, f.name), reason: `no base file ${volumeFile(id)}` });
       continue;
     }
-    const chain: Chain = { run, dir, volumeId: id, baseFormat: defaultFormat };
+    const chain: Chain = { run, dir, volumeId: id, baseFormat: defaultFormat, owner };
     try {
       await scanVolume(chain, share, files, out);
     } catch (err) {
@@ -96,13 +101,28 @@ async function scanVolume(c: Chain, share: string, files: Named[], out: ShareSca
   for (const [key, file] of Object.entries(info ?? {})) {
     recorded.add(file);
     if (key === 'active') continue;
-    if (isTempSnapshotId(key)) leftovers.push({ kind: 'temp-snapshot', id: c.volumeId, where: join(c.dir, file) });
-    else found.snapshots.push({ id: key, file });
+    const tempOwner = tempSnapshotOwner(key);
+    if (!isTempSnapshotId(key)) found.snapshots.push({ id: key, file });
+    else if (tempOwner === c.owner) leftovers.push({ kind: 'temp-snapshot', id: c.volumeId, where: join(c.dir, file) });
+    else strays.push({ where: join(c.dir, file), reason: tempOwner ? theirs(tempOwner) : 'a temporary snapshot that names no owner' });
+  }
+  // This agent's claims (scanShare passed no other agent's here), by the overlay they claim.
+  const claimed = new Map<string, string[]>();
+  for (const { name, parsed } of files) {
+    if (parsed.kind !== 'claim') continue;
+    const overlay = name.slice(0, name.lastIndexOf('.claim-'));
+    claimed.set(overlay, [...(claimed.get(overlay) ?? []), name]);
   }
   for (const { name, parsed } of files) {
     if (parsed.kind !== 'overlay' || recorded.has(name)) continue;
     if (images.some((i) => i.file === name)) strays.push({ where: join(c.dir, name), reason: 'in the chain but in no record' });
-    else leftovers.push({ kind: 'orphan-overlay', id: c.volumeId, where: join(c.dir, name) });
+    else if (claimed.delete(name)) leftovers.push({ kind: 'orphan-overlay', id: c.volumeId, where: join(c.dir, name) });
+    // Unclaimed: another agent's snapshot of a volume it holds may be between its overlay and its record.
+    else strays.push({ where: join(c.dir, name), reason: 'an overlay in no record that this agent never claimed' });
+  }
+  // Claims on overlays that are recorded or gone: the operation finished or never made its overlay.
+  for (const claims of claimed.values()) {
+    for (const claim of claims) leftovers.push({ kind: 'temp-file', id: c.volumeId, where: join(c.dir, claim) });
   }
   out.volumes.push(found);
   out.leftovers.push(...leftovers);

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
-import { nfsConfig } from '../../testing/nfs-driver.js';
+import { nfsConfig, TEST_HOST } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
 import { parseMountPoints } from './shares.js';
 
@@ -43,7 +43,7 @@ describe('NFS share mounting', () => {
 
   it('mounts host:/path under mountPointBase/<md5 of the share> with the configured options', async () => {
     const { calls, run } = recorder();
-    const driver = new NfsDriver(config({ mountOptions: 'vers=4.1,nosuid' }), { run, mountInfoPath: mountInfo });
+    const driver = new NfsDriver(config({ mountOptions: 'vers=4.1,nosuid' }), { run, mountInfoPath: mountInfo, hostId: TEST_HOST });
     await driver.start();
     expect(calls).toEqual([
       ['qemu-img', '--version'],
@@ -54,7 +54,7 @@ describe('NFS share mounting', () => {
 
   it('passes no -o without mount options', async () => {
     const { calls, run } = recorder();
-    await new NfsDriver(config(), { run, mountInfoPath: mountInfo }).start();
+    await new NfsDriver(config(), { run, mountInfoPath: mountInfo, hostId: TEST_HOST }).start();
     expect(calls[1]).toEqual(['mount', '-t', 'nfs', 'server:/export', join(base, HASH)]);
   });
 
@@ -63,7 +63,7 @@ describe('NFS share mounting', () => {
       flag: 'a',
     });
     const { calls, run } = recorder();
-    await new NfsDriver(config(), { run, mountInfoPath: mountInfo }).start();
+    await new NfsDriver(config(), { run, mountInfoPath: mountInfo, hostId: TEST_HOST }).start();
     expect(calls).toEqual([['qemu-img', '--version']]);
   });
 
@@ -75,7 +75,7 @@ describe('NFS share mounting', () => {
       flag: 'a',
     });
     const { calls, run } = recorder();
-    await new NfsDriver(config(), { run, mountInfoPath: mountInfo }).start();
+    await new NfsDriver(config(), { run, mountInfoPath: mountInfo, hostId: TEST_HOST }).start();
     expect(calls).toEqual([['qemu-img', '--version']]);
   });
 
@@ -89,7 +89,7 @@ describe('NFS share mounting', () => {
           })
         : null,
     );
-    const err = await new NfsDriver(config(), { run, mountInfoPath: mountInfo }).start().catch((e: unknown) => e);
+    const err = await new NfsDriver(config(), { run, mountInfoPath: mountInfo, hostId: TEST_HOST }).start().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).message).toContain('cannot mount NFS share server:/export');
     expect((err as BackendError).message).toContain('access denied by server');
@@ -98,14 +98,14 @@ describe('NFS share mounting', () => {
 
   it('is not ready while the share is not mounted, and says which share', async () => {
     const { run } = recorder();
-    const readiness = await new NfsDriver(config(), { run, mountInfoPath: mountInfo }).readiness();
+    const readiness = await new NfsDriver(config(), { run, mountInfoPath: mountInfo, hostId: TEST_HOST }).readiness();
     expect(readiness.ready).toBe(false);
     expect(readiness.reason).toBe(`share server:/export is not mounted at ${join(base, HASH)}`);
   });
 
   it('refuses to create a volume when no share is mounted', async () => {
     const { calls, run } = recorder();
-    const driver = new NfsDriver(config(), { run, mountInfoPath: mountInfo });
+    const driver = new NfsDriver(config(), { run, mountInfoPath: mountInfo, hostId: TEST_HOST });
     const ref = { id: '8b0c2f6e-8c2a-4a4e-9f57-3f0c9d7a1e21', size: 1, location: {} };
     await expect(driver.createVolume(ref)).rejects.toThrow('no share of backend nfs is mounted');
     expect(calls).toEqual([]);

@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
+import { probeFile } from './names.js';
 
 /** `host:/path` is mounted by the agent; anything else is an absolute local folder used as it is. */
 export const isRemoteShare = (share: string): boolean => /^[^/]+:\//.test(share);
@@ -61,9 +62,9 @@ export async function prepareLocalShare(share: string): Promise<void> {
 }
 
 /** Creates and removes a probe file; throws the file system's error when the share cannot be written. */
-export async function probeWritable(dir: string): Promise<void> {
-  const probe = join(dir, `.kindling-probe-${randomBytes(4).toString('hex')}`);
-  await writeFile(probe, '');
+export async function probeWritable(dir: string, owner: string): Promise<void> {
+  const probe = join(dir, probeFile(owner));
+  await writeFile(probe, '', { flag: 'wx' });
   await rm(probe);
 }
 
