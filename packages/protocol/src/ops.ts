@@ -48,6 +48,15 @@ const connector = v.looseObject({
   platform: v.optional(userText),
   osType: v.optional(userText),
 });
+/** The most records one list page holds; a request may ask for fewer with `limit`. */
+export const MAX_LIST_LIMIT = 1000;
+/** No list reply frame is larger: a page ends early rather than pass it (docs/api.md, "Paging"). */
+export const MAX_LIST_REPLY_BYTES = 1024 * 1024;
+/** `limit` and `cursor` of every list op: `cursor` is a previous reply's `nextCursor`, opaque to clients. */
+const paging = {
+  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_LIST_LIMIT, `must be at most ${MAX_LIST_LIMIT}`))),
+  cursor: v.optional(v.pipe(v.string(), v.regex(/^[\x21-\x7e]{1,255}$/, 'is not a cursor'))),
+};
 const newVolumeFields = {
   size: v.optional(size),
   name: v.optional(userText),
@@ -72,7 +81,7 @@ export const opSchemas = {
     metadata: v.optional(metadata),
   }),
   'volume.get': v.strictObject({ id }),
-  'volume.list': v.strictObject({ backend: v.optional(backendName), id: v.optional(id), name: v.optional(userText) }),
+  'volume.list': v.strictObject({ backend: v.optional(backendName), id: v.optional(id), name: v.optional(userText), ...paging }),
   'volume.delete': v.strictObject({ id }),
   'volume.extend': v.strictObject({ id, size }),
   'volume.clone': v.strictObject({ id, ...newVolumeFields }),
@@ -161,11 +170,13 @@ export interface HelloResult {
   backends: BackendInfo[];
 }
 
-/** A volume with its current relations, for listings and reloads. */
+/** A page of volumes, each with its current relations, for listings and reloads. */
 export interface VolumeListing {
   volumes: VolumeRecord[];
   snapshots: SnapshotRecord[];
   connections: ConnectionRecord[];
+  /** Where the next page starts (send it back as `cursor`); null when this page is the last. */
+  nextCursor: string | null;
 }
 
 export interface AttachmentResult {

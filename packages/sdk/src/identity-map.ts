@@ -21,6 +21,7 @@ import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
 import { requestIdFor } from './ledger.js';
+import { volumePages } from './paging.js';
 import type { Transport } from './transport.js';
 import { Volume } from './volume.js';
 
@@ -180,23 +181,28 @@ export class IdentityMap implements Registry {
   }
 
   /**
-   * After a reconnect: one `volume.list` brings every volume this map holds up to date. One of this
+   * After a reconnect: a paged `volume.list` brings every volume this map holds up to date. One of this
    * agent's backends that the agent no longer lists is gone; stubs (loaded for a backend the agent
-   * lacks) are left as they are.
+   * lacks) are left as they are. Only volumes held before the resync can be gone: one that events
+   * brought in meanwhile may sort into a page already read.
    */
   async resync(): Promise<void> {
     if (this.volumes.size === 0) return;
-    const listing = await this.call('volume.list', {});
-    const listed = new Set(listing.volumes.map((v) => v.id));
-    for (const volume of [...this.volumes.values()]) {
-      if (!listed.has(volume.id) && volume.backend.configured) this.volumeGone(volume);
-    }
+    const before = [...this.volumes.values()];
+    const listed = new Set<string>();
     const held = (id: string) => this.volumes.has(id);
-    this.listing({
-      volumes: listing.volumes.filter((v) => held(v.id)),
-      snapshots: listing.snapshots.filter((s) => held(s.volumeId)),
-      connections: listing.connections.filter((c) => held(c.volumeId)),
-    });
+    for await (const page of volumePages((args) => this.call('volume.list', args), {})) {
+      for (const v of page.volumes) listed.add(v.id);
+      this.listing({
+        volumes: page.volumes.filter((v) => held(v.id)),
+        snapshots: page.snapshots.filter((s) => held(s.volumeId)),
+        connections: page.connections.filter((c) => held(c.volumeId)),
+        nextCursor: null,
+      });
+    }
+    for (const volume of before) {
+      if (!listed.has(volume.id) && volume.backend.configured && held(volume.id)) this.volumeGone(volume);
+    }
   }
 
   hasRelations(volume: Volume): boolean {

@@ -127,6 +127,18 @@ export class IndexStore {
     return this.snapshots.values();
   }
 
+  /**
+   * Up to `limit` volume ids (all, or one backend's) in key order after `after`: the stable order list
+   * pages follow, read from LevelDB's sorted keys so a page costs its size, not the index's.
+   */
+  async volumeIdsAfter(after: string | undefined, limit: number, backend?: string): Promise<string[]> {
+    const prefix = backend === undefined ? 'vol:' : `idx:backend:${backend}:`;
+    const { lt } = prefixRange(prefix);
+    const from = after === undefined ? { gte: prefix } : { gt: prefix + after };
+    const found = await this.db.keys({ ...from, lt, limit }).all();
+    return found.map((key) => key.slice(prefix.length));
+  }
+
   private pick<T>(map: Map<string, T>, ids: Iterable<string>): T[] {
     const out: T[] = [];
     for (const id of ids) {

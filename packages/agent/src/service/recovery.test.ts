@@ -83,7 +83,7 @@ describe('recovery of interrupted operations at start', () => {
     expect(after.volumes.get(kept.id).status).toBe('error_deleting');
     expect(() => after.volumes.get(gone.id)).toThrow(/no volume/);
     await after.volumes.delete(kept.id);
-    expect(after.volumes.list({ backend: 'nfs' }).volumes).toEqual([]);
+    expect((await after.volumes.list({ backend: 'nfs' })).volumes).toEqual([]);
   });
 
   it('an interrupted extend settles in the size storage reports', async () => {

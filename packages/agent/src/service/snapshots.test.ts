@@ -105,6 +105,6 @@ describe('snapshots in error are never stuck', () => {
     await s.snapshots.delete(made.id);
     expect(s.snapshots.list({ volumeId: volume.id })).toEqual([]);
     await s.volumes.delete(volume.id);
-    expect(s.volumes.list({ backend: 'nfs' }).volumes).toEqual([]);
+    expect((await s.volumes.list({ backend: 'nfs' })).volumes).toEqual([]);
   });
 });

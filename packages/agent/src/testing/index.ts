@@ -5,3 +5,5 @@ export { createCrashShim, type ArmedStall, type CrashShim, type Stall, type Stal
 export { auditNfsShare, virtualSize, type ShareAudit } from './nfs-share.js';
 export { activeFile, readsPattern, snapshotReadsPattern, writePattern, type NfsVolume } from './nfs-data.js';
 export { requires } from './requirement.js';
+export { IndexStore } from '../index/store.js';
+export { volumeRecord } from './records.js';
