@@ -30,7 +30,12 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const open = async (): Promise<Services> => (services = await openServices(config));
+/** The services once started, with what a start runs after ready done too (it reads storage as the tests do). */
+const open = async (): Promise<Services> => {
+  services = await openServices(config);
+  await services.recoveredAfterReady;
+  return services;
+};
 const restart = async (): Promise<Services> => {
   await services?.close();
   return open();
