@@ -15,7 +15,7 @@ import { EventBus } from './service/events.js';
 import { KeyedLocks } from './locks.js';
 import { addReport, nothingToRecover, recoverAfterReady, recoverBackend, recoveryLines, type RecoveryReport } from './service/recovery.js';
 import { log } from './log.js';
-import { isTransientSnapshot, isTransientVolume } from './service/status.js';
+import { TRANSIENT_SNAPSHOT_STATUSES, TRANSIENT_VOLUME_STATUSES } from './service/status.js';
 import { SnapshotService } from './service/snapshots.js';
 import { VolumeService } from './service/volumes.js';
 import { AGENT_VERSION } from './version.js';
@@ -36,8 +36,8 @@ export interface Services extends ServiceContext {
 
 /** Whether a record of the backend was left in a transient status: an operation of it was cut short. */
 const hasTransient = (index: IndexStore, backend: string): boolean =>
-  index.volumesOfBackend(backend).some(isTransientVolume) ||
-  [...index.allSnapshots()].some((s) => s.backend === backend && isTransientSnapshot(s));
+  index.volumesInStatus(backend, TRANSIENT_VOLUME_STATUSES).length > 0 ||
+  index.snapshotsInStatus(backend, TRANSIENT_SNAPSHOT_STATUSES).length > 0;
 
 const logRecovery = (backend: string, report: RecoveryReport): void => {
   for (const line of recoveryLines(report)) log.warn({ recovery: true, backend }, line);

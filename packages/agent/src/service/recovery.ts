@@ -10,7 +10,13 @@ import {
 import type { Driver, Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
-import { isTransientSnapshot, isTransientVolume, type TransientVolumeStatus } from './status.js';
+import {
+  TRANSIENT_SNAPSHOT_STATUSES,
+  TRANSIENT_VOLUME_STATUSES,
+  isTransientSnapshot,
+  isTransientVolume,
+  type TransientVolumeStatus,
+} from './status.js';
 
 type On<T> = T & { backend: string };
 
@@ -87,12 +93,13 @@ export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promi
 
   // At most one operation per volume chain runs at a time (they share the volume's lock), so the
   // order below never settles a snapshot from a scan that an interrupted revert makes stale.
-  for (const snapshot of [...ctx.index.allSnapshots()].filter((s) => s.backend === backend && isTransientSnapshot(s))) {
+  // Only what was in flight is read (the index keeps records by status), not every record.
+  for (const snapshot of ctx.index.snapshotsInStatus(backend, TRANSIENT_SNAPSHOT_STATUSES).filter(isTransientSnapshot)) {
     const to = await resolveSnapshot(ctx, snapshot, found);
     report.resolved.push({ id: snapshot.id, kind: 'snapshot', from: snapshot.status, to });
   }
   let reverted = false;
-  for (const volume of ctx.index.volumesOfBackend(backend).filter(isTransientVolume)) {
+  for (const volume of ctx.index.volumesInStatus(backend, TRANSIENT_VOLUME_STATUSES).filter(isTransientVolume)) {
     const to = found ? await resolveVolume(ctx, volume, driver, found) : await settle(ctx, volume, unreadable(volume));
     reverted ||= volume.status === 'reverting';
     report.resolved.push({ id: volume.id, kind: 'volume', from: volume.status, to });
