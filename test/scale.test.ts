@@ -3,13 +3,27 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { MAX_LIST_REPLY_BYTES, type ReplyFrame, type VolumeListing } from '@kindling/protocol';
+import { MAX_LIST_REPLY_BYTES, type ReplyFrame, type SnapshotRecord, type VolumeListing } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
 import { IndexStore, volumeRecord } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
 const COUNT = 20_000;
+const SNAPSHOTS = 1_500;
+const snapshotRecord = (id: string, volumeId: string): SnapshotRecord => ({
+  id,
+  backend: 'nfs',
+  volumeId,
+  name: null,
+  description: null,
+  volumeSize: 1,
+  status: 'available',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  location: {},
+  error: null,
+});
 // About 900 bytes a record: the whole list (18 MB) passes the agent's 16 MiB unread-bytes limit in one frame.
 const metadata = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`key-${i}`, 'v'.repeat(100)]));
 
@@ -61,6 +75,12 @@ beforeAll(async () => {
     await Promise.all(chunk.map((record) => index.putVolume(record)));
     ids.push(...chunk.map((r) => r.id));
   }
+  // One volume with more snapshots than one page holds.
+  for (let i = 0; i < SNAPSHOTS; i += 500) {
+    await Promise.all(
+      Array.from({ length: 500 }, () => index.putSnapshot(snapshotRecord(randomUUID(), ids[0]!))),
+    );
+  }
   await index.close();
   proc = await proc.restart();
   relay = await relayTo(proc.url);
@@ -101,7 +121,33 @@ describe(`an agent with ${COUNT} volumes`, () => {
     expect(last.result).toMatchObject({ volumes: [{ id: sorted.at(-1) }], nextCursor: null });
 
     expect(await client.call('volume.list', { limit: 1001 })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    const sdk = await Agent.connect(proc.url);
+    const [withSnapshots] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: ids[0] });
+    expect(withSnapshots!.snapshots.size).toBe(SNAPSHOTS);
+    await withSnapshots!.refresh();
+    expect(withSnapshots!.snapshots.size).toBe(SNAPSHOTS);
+    await sdk.close();
     expect(await client.call('volume.list', {})).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT', message: expect.stringMatching(/page with limit and cursor/) } });
+    client.close();
+  }, 60_000);
+
+  it('pages snapshots, connections and backends the same way', async () => {
+    const client = await RawClient.connect(proc.url);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const reply = (await client.call('snapshot.list', { volumeId: ids[0], limit: 1000, cursor })) as ReplyFrame & {
+        result: { snapshots: SnapshotRecord[]; nextCursor: string | null };
+      };
+      seen.push(...reply.result.snapshots.map((s) => s.id));
+      cursor = reply.result.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    expect(seen).toHaveLength(SNAPSHOTS);
+    expect(seen).toEqual([...seen].sort());
+    expect(await client.call('snapshot.list', { backend: 'nfs' })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    expect(await client.call('snapshot.list', { backend: 'nfs', limit: 2 })).toMatchObject({ ok: true, result: { snapshots: [{}, {}], nextCursor: expect.any(String) } });
+    expect(await client.call('connection.list', { volumeId: ids[1], limit: 10 })).toMatchObject({ ok: true, result: { connections: [], nextCursor: null } });
+    expect(await client.call('backend.list', { limit: 1 })).toMatchObject({ ok: true, result: { backends: [{ name: 'nfs' }], nextCursor: null } });
     client.close();
   }, 60_000);
 });

@@ -68,7 +68,7 @@ const newVolumeFields = {
 export const opSchemas = {
   hello: v.strictObject({ protocolVersion: v.pipe(v.number(), v.integer()), client: v.optional(userText) }),
 
-  'backend.list': v.strictObject({}),
+  'backend.list': v.strictObject({ ...paging }),
   'backend.stats': v.strictObject({ backend: backendName, refresh: v.optional(v.boolean()) }),
   'backend.capabilities': v.strictObject({ backend: backendName }),
   'backend.validateConnector': v.strictObject({ backend: backendName, connector }),
@@ -93,13 +93,13 @@ export const opSchemas = {
   'volume.resetState': v.strictObject({ id }),
 
   'connection.get': v.strictObject({ id }),
-  'connection.list': v.strictObject({ volumeId: id }),
+  'connection.list': v.strictObject({ volumeId: id, ...paging }),
   'connection.delete': v.strictObject({ id }),
   'connection.extend': v.strictObject({ id }),
 
   'snapshot.create': v.strictObject({ volumeId: id, name: v.optional(userText), description: v.optional(userText) }),
   'snapshot.get': v.strictObject({ id }),
-  'snapshot.list': v.strictObject({ volumeId: v.optional(id), backend: v.optional(backendName) }),
+  'snapshot.list': v.strictObject({ volumeId: v.optional(id), backend: v.optional(backendName), ...paging }),
   'snapshot.delete': v.strictObject({ id }),
   'snapshot.createVolume': v.strictObject({ id, ...newVolumeFields }),
 
@@ -179,6 +179,12 @@ export interface VolumeListing {
   nextCursor: string | null;
 }
 
+/**
+ * The answer of a list op other than `volume.list`: sent with `limit`, a page and where the next starts
+ * (null at the end); without `limit` (clients from before paging), the bare array when it is complete.
+ */
+export type Listing<K extends string, T> = T[] | ({ [key in K]: T[] } & { nextCursor: string | null });
+
 export interface AttachmentResult {
   volume: VolumeRecord;
   connection: ConnectionRecord;
@@ -186,7 +192,7 @@ export interface AttachmentResult {
 
 export interface OpResults {
   hello: HelloResult;
-  'backend.list': BackendInfo[];
+  'backend.list': Listing<'backends', BackendInfo>;
   'backend.stats': BackendStats;
   'backend.capabilities': Capabilities;
   'backend.validateConnector': { valid: true };
@@ -203,12 +209,12 @@ export interface OpResults {
   /** The settled record (`deleted` when a delete had got through on storage). */
   'volume.resetState': VolumeRecord;
   'connection.get': ConnectionRecord;
-  'connection.list': ConnectionRecord[];
+  'connection.list': Listing<'connections', ConnectionRecord>;
   'connection.delete': AttachmentResult;
   'connection.extend': { sizeBytes: number };
   'snapshot.create': SnapshotRecord;
   'snapshot.get': SnapshotRecord;
-  'snapshot.list': SnapshotRecord[];
+  'snapshot.list': Listing<'snapshots', SnapshotRecord>;
   'snapshot.delete': SnapshotRecord;
   'snapshot.createVolume': VolumeRecord;
   'kv.get': { value: string | null };

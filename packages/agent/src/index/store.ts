@@ -135,15 +135,14 @@ export class IndexStore {
   }
 
   /**
-   * Up to `limit` volume ids (all, or one backend's) in key order after `after`: the stable order list
-   * pages follow, read from LevelDB's sorted keys so a page costs its size, not the index's.
+   * Ids in key order after `after`: every volume, one backend's volumes, or every snapshot. The stable
+   * order list pages follow, read lazily from LevelDB's sorted keys so a page costs its size.
    */
-  async volumeIdsAfter(after: string | undefined, limit: number, backend?: string): Promise<string[]> {
-    const prefix = backend === undefined ? 'vol:' : `idx:backend:${backend}:`;
+  async *idsAfter(of: 'volume' | 'snapshot' | { backend: string }, after: string | undefined): AsyncGenerator<string> {
+    const prefix = of === 'volume' ? 'vol:' : of === 'snapshot' ? 'snap:' : `idx:backend:${of.backend}:`;
     const { lt } = prefixRange(prefix);
     const from = after === undefined ? { gte: prefix } : { gt: prefix + after };
-    const found = await this.db.keys({ ...from, lt, limit }).all();
-    return found.map((key) => key.slice(prefix.length));
+    for await (const key of this.db.keys({ ...from, lt })) yield key.slice(prefix.length);
   }
 
   /** A backend's volumes in any of `statuses`. */

@@ -5,63 +5,111 @@ import {
   encode,
   type ParsedOpArgs,
   type VolumeListing,
-  type VolumeRecord,
 } from '@kindling/protocol';
 import type { IndexStore } from '../index/store.js';
 
 /** Room left in a reply frame for its envelope (id, ok, keys, the cursor). */
 const ENVELOPE_BYTES = 1024;
 
-/**
- * One page of `volume.list`: volumes in id order after `cursor`, each with its snapshots and
- * connections, ending at `limit` volumes or before the reply would pass MAX_LIST_REPLY_BYTES (a page
- * always holds at least one volume, so a listing always moves on). Without `limit` (clients before
- * paging) the reply is the complete list when it fits one page and a refusal otherwise: such a client
- * sees everything or an error, never a silently short list.
- */
-export async function volumePage(index: IndexStore, args: ParsedOpArgs<'volume.list'>): Promise<VolumeListing> {
-  const limit = args.limit ?? MAX_LIST_LIMIT;
-  // One more id than asked says whether a page follows.
-  const ids = await candidateIds(index, args, limit + 1);
-  const page: VolumeListing = { volumes: [], snapshots: [], connections: [], nextCursor: null };
-  let bytes = ENVELOPE_BYTES;
-  for (const [i, id] of ids.entries()) {
-    const volume = index.getVolume(id);
-    if (!volume || (args.name !== undefined && volume.name !== args.name)) continue;
-    const snapshots = index.snapshotsOf(id);
-    const connections = index.connectionsOf(id);
-    const size = [volume, ...snapshots, ...connections].reduce((sum, record) => sum + encode(record).length, 0);
-    const full = page.volumes.length >= limit || (page.volumes.length > 0 && bytes + size > MAX_LIST_REPLY_BYTES);
-    if (full) {
-      page.nextCursor = ids[i - 1] ?? null;
-      break;
-    }
-    bytes += size;
-    page.volumes.push(volume);
-    page.snapshots.push(...snapshots);
-    page.connections.push(...connections);
-  }
-  if (args.limit === undefined && page.nextCursor !== null) {
-    throw new InvalidArgumentError(
-      `more volumes than one reply holds (${MAX_LIST_LIMIT} or ${MAX_LIST_REPLY_BYTES} bytes): page with limit and cursor`,
-    );
-  }
-  return page;
+interface Paging {
+  limit?: number;
+  cursor?: string;
+}
+interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
 }
 
-/** Ids in order that may belong on the page: the filters narrow by index first, the page loop checks the rest. */
-async function candidateIds(index: IndexStore, args: ParsedOpArgs<'volume.list'>, count: number): Promise<string[]> {
-  const after = (id: string) => args.cursor === undefined || id > args.cursor;
-  if (args.id !== undefined) {
-    const one = index.getVolume(args.id);
-    return one && after(one.id) && (args.backend === undefined || one.backend === args.backend) ? [one.id] : [];
+/**
+ * One page of a listing: the records of `ids` (in id order, after the cursor; `get` drops those that
+ * do not belong) up to `limit`, ending before the reply would pass MAX_LIST_REPLY_BYTES (`size` counts
+ * what travels with a record). A page always holds at least one record, so a listing always moves on.
+ * Without `limit` (clients before paging) the page is the complete list when it fits, and a refusal
+ * otherwise: such a client sees everything or an error, never a silently short list.
+ */
+async function page<T>(
+  ids: AsyncIterable<string> | Iterable<string>,
+  get: (id: string) => T | undefined,
+  args: Paging,
+  size: (record: T) => number = (record) => encode(record).length,
+): Promise<Page<T>> {
+  const limit = args.limit ?? MAX_LIST_LIMIT;
+  const out: Page<T> = { items: [], nextCursor: null };
+  let bytes = ENVELOPE_BYTES;
+  let last: string | undefined;
+  for await (const id of ids) {
+    const record = get(id);
+    if (record === undefined) continue;
+    const more = size(record);
+    if (out.items.length >= limit || (out.items.length > 0 && bytes + more > MAX_LIST_REPLY_BYTES)) {
+      out.nextCursor = last ?? null;
+      break;
+    }
+    bytes += more;
+    out.items.push(record);
+    last = id;
   }
+  if (args.limit === undefined && out.nextCursor !== null) {
+    throw new InvalidArgumentError(`more than one reply holds (${MAX_LIST_LIMIT} records or ${MAX_LIST_REPLY_BYTES} bytes): page with limit and cursor`);
+  }
+  return out;
+}
+
+/** Ids of a small set, in order, after the cursor. */
+const after = (ids: Iterable<string>, cursor: string | undefined): string[] =>
+  [...ids].sort().filter((id) => cursor === undefined || id > cursor);
+
+/** `volume.list`: volumes in id order, each with all its snapshots and connections. */
+export async function volumePage(index: IndexStore, args: ParsedOpArgs<'volume.list'>): Promise<VolumeListing> {
+  const withRelations = (id: string) => {
+    const volume = index.getVolume(id);
+    if (!volume || (args.backend !== undefined && volume.backend !== args.backend) || (args.name !== undefined && volume.name !== args.name)) {
+      return undefined;
+    }
+    return { volume, snapshots: index.snapshotsOf(id), connections: index.connectionsOf(id) };
+  };
+  const size = (r: NonNullable<ReturnType<typeof withRelations>>) =>
+    [r.volume, ...r.snapshots, ...r.connections].reduce((sum, record) => sum + encode(record).length, 0);
+  const found = await page(volumeIds(index, args), withRelations, args, size);
+  return {
+    volumes: found.items.map((r) => r.volume),
+    snapshots: found.items.flatMap((r) => r.snapshots),
+    connections: found.items.flatMap((r) => r.connections),
+    nextCursor: found.nextCursor,
+  };
+}
+
+/** The ids a volume page walks: narrowed by the index first (by id, by name), the page checks the rest. */
+function volumeIds(index: IndexStore, args: ParsedOpArgs<'volume.list'>): AsyncIterable<string> | Iterable<string> {
+  if (args.id !== undefined) return after([args.id], args.cursor);
   if (args.name !== undefined) {
     // By name is by backend and name (the SDK always names the backend); across backends it reads them all.
     const named = args.backend !== undefined ? index.volumesNamed(args.backend, args.name) : [...index.allVolumes()].filter((v) => v.name === args.name);
-    return ordered(named).filter(after).slice(0, count);
+    return after(named.map((v) => v.id), args.cursor);
   }
-  return index.volumeIdsAfter(args.cursor, count, args.backend);
+  return index.idsAfter(args.backend === undefined ? 'volume' : { backend: args.backend }, args.cursor);
 }
 
-const ordered = (volumes: VolumeRecord[]): string[] => volumes.map((v) => v.id).sort();
+/** `snapshot.list`: of one volume, or all (of one backend), in id order. */
+export async function snapshotPage(index: IndexStore, args: ParsedOpArgs<'snapshot.list'>) {
+  const ids = args.volumeId !== undefined ? after(index.snapshotsOf(args.volumeId).map((s) => s.id), args.cursor) : index.idsAfter('snapshot', args.cursor);
+  const get = (id: string) => {
+    const snapshot = index.getSnapshot(id);
+    return snapshot && (args.backend === undefined || snapshot.backend === args.backend) ? snapshot : undefined;
+  };
+  const found = await page(ids, get, args);
+  return args.limit === undefined ? found.items : { snapshots: found.items, nextCursor: found.nextCursor };
+}
+
+/** `connection.list`: a volume's connections in id order. */
+export async function connectionPage(index: IndexStore, args: ParsedOpArgs<'connection.list'>) {
+  const found = await page(after(index.connectionsOf(args.volumeId).map((c) => c.id), args.cursor), (id) => index.getConnection(id), args);
+  return args.limit === undefined ? found.items : { connections: found.items, nextCursor: found.nextCursor };
+}
+
+/** `backend.list`: the configured backends by name. */
+export async function backendPage<B extends { name: string }>(backends: B[], args: ParsedOpArgs<'backend.list'>) {
+  const byName = new Map(backends.map((b) => [b.name, b]));
+  const found = await page(after(byName.keys(), args.cursor), (name) => byName.get(name), args);
+  return args.limit === undefined ? found.items : { backends: found.items, nextCursor: found.nextCursor };
+}

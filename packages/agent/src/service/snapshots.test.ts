@@ -93,7 +93,7 @@ describe('snapshots in error are never stuck', () => {
     const driver = s.backends.get('nfs');
     vi.spyOn(driver, 'createSnapshot').mockRejectedValueOnce(new BackendError('qemu-img create failed'));
     await expect(s.snapshots.create({ volumeId: volume.id })).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
-    const [failed] = s.snapshots.list({ volumeId: volume.id });
+    const [failed] = s.index.snapshotsOf(volume.id);
     expect(failed).toMatchObject({ status: 'error' });
 
     const made = await s.snapshots.create({ volumeId: volume.id });
