@@ -34,11 +34,14 @@ const metadata = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`key-${
 interface Relay {
   url: string;
   largestFrame: () => number;
+  /** Bytes the agent has sent through the relay so far. */
+  sent: () => number;
   cutAll: () => void;
   close: () => Promise<void>;
 }
 async function relayTo(target: string): Promise<Relay> {
   let largest = 0;
+  let sent = 0;
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   server.on('connection', (client, request) => {
@@ -48,6 +51,7 @@ async function relayTo(target: string): Promise<Relay> {
     upstream.on('open', () => early.splice(0).forEach((d) => upstream.send(d)));
     upstream.on('message', (data: Buffer) => {
       largest = Math.max(largest, data.length);
+      sent += data.length;
       client.send(data);
     });
     upstream.on('close', () => client.terminate());
@@ -56,6 +60,7 @@ async function relayTo(target: string): Promise<Relay> {
   return {
     url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
     largestFrame: () => largest,
+    sent: () => sent,
     cutAll: () => server.clients.forEach((c) => c.terminate()),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
@@ -109,6 +114,27 @@ describe(`an agent with ${COUNT} volumes`, () => {
     expect(relay.largestFrame()).toBeLessThanOrEqual(MAX_LIST_REPLY_BYTES);
     await agent.close();
   }, 300_000);
+
+  it('a client following a few volumes resyncs only those after a reconnect, not the whole agent', async () => {
+    const agent = await Agent.connect(relay.url);
+    const nfs = await agent.backend('nfs');
+    const followed = await nfs.volumesFiltered({ volumeId: ids[5] });
+    const doomed = await nfs.volumesFiltered({ volumeId: ids[6] });
+    // Gone behind the client's back while its link is down: the resync must say so.
+    const client = await RawClient.connect(proc.url);
+    relay.cutAll();
+    await new Promise<void>((resolve) => agent.once('disconnect', () => resolve()));
+    expect(await client.call('volume.delete', { id: ids[6] })).toMatchObject({ ok: true });
+    ids.splice(6, 1);
+    client.close();
+    const before = relay.sent();
+    await new Promise<void>((resolve) => agent.once('reconnect', () => resolve()));
+    // A page of the whole agent is up to 1 MiB; the two followed volumes are a few KiB.
+    expect(relay.sent() - before).toBeLessThan(64 * 1024);
+    expect(followed[0]!.status).toBe('available');
+    expect(doomed[0]!.status).toBe('deleted');
+    await agent.close();
+  }, 60_000);
 
   it('pages in id order with limit and cursor; a client that sends no limit gets a refusal, never a short list', async () => {
     const client = await RawClient.connect(proc.url);
