@@ -103,7 +103,7 @@ describe('snapshots in error are never stuck', () => {
 
     await s.snapshots.delete(failed!.id);
     await s.snapshots.delete(made.id);
-    expect(s.snapshots.list({ volumeId: volume.id })).toEqual([]);
+    expect(await s.snapshots.list({ volumeId: volume.id })).toEqual([]);
     await s.volumes.delete(volume.id);
     expect((await s.volumes.list({ backend: 'nfs' })).volumes).toEqual([]);
   });
