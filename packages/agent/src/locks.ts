@@ -9,10 +9,22 @@ import { currentRequest } from './request-context.js';
  */
 export class KeyedLocks {
   private readonly tails = new Map<string, Promise<unknown>>();
+  private readonly watchers = new Set<Set<string>>();
 
   constructor(private readonly cancellable = false) {}
 
+  /**
+   * Records every key asked for from now until `stop()`, as it is asked for (before it waits): a key
+   * not in `asked` has had no operation since the watch began, and one asked for later runs after.
+   */
+  watch(): { asked: ReadonlySet<string>; stop(): void } {
+    const asked = new Set<string>();
+    this.watchers.add(asked);
+    return { asked, stop: () => void this.watchers.delete(asked) };
+  }
+
   async with<T>(keys: string[], work: () => Promise<T>): Promise<T> {
+    for (const asked of this.watchers) for (const key of keys) asked.add(key);
     // Sorted so two operations needing the same pair of locks cannot deadlock.
     const ordered = [...new Set(keys)].sort();
     const request = this.cancellable ? currentRequest() : undefined;

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AgentConfig } from './config.js';
+import { messageOf } from '@kindling/protocol';
+import type { Driver } from './drivers/driver.js';
 import { createDriver } from './drivers/factory.js';
 import type { Runner } from './exec/run.js';
 import { run } from './exec/run.js';
@@ -11,9 +13,9 @@ import { ConnectionService } from './service/connections.js';
 import type { ServiceContext } from './service/context.js';
 import { EventBus } from './service/events.js';
 import { KeyedLocks } from './locks.js';
-import { addReport, nothingToRecover, recoverBackend, recoveryLines, type RecoveryReport } from './service/recovery.js';
+import { addReport, nothingToRecover, recoverAfterReady, recoverBackend, recoveryLines, type RecoveryReport } from './service/recovery.js';
 import { log } from './log.js';
-import { isTransientSnapshot, isTransientVolume } from './service/status.js';
+import { TRANSIENT_SNAPSHOT_STATUSES, TRANSIENT_VOLUME_STATUSES } from './service/status.js';
 import { SnapshotService } from './service/snapshots.js';
 import { VolumeService } from './service/volumes.js';
 import { AGENT_VERSION } from './version.js';
@@ -26,14 +28,37 @@ export interface Services extends ServiceContext {
   snapshots: SnapshotService;
   connections: ConnectionService;
   recovery: RecoveryReport;
+  /** What the check after ready found and removed (a start after a kill with nothing in flight); resolves when it is done. */
+  recoveredAfterReady: Promise<RecoveryReport>;
   /** `clean`: every operation finished (none was ended by the stop), so the next start need not scan storage. */
   close(clean?: boolean): Promise<void>;
 }
 
 /** Whether a record of the backend was left in a transient status: an operation of it was cut short. */
 const hasTransient = (index: IndexStore, backend: string): boolean =>
-  index.volumesOfBackend(backend).some(isTransientVolume) ||
-  [...index.allSnapshots()].some((s) => s.backend === backend && isTransientSnapshot(s));
+  index.volumesInStatus(backend, TRANSIENT_VOLUME_STATUSES).length > 0 ||
+  index.snapshotsInStatus(backend, TRANSIENT_SNAPSHOT_STATUSES).length > 0;
+
+const logRecovery = (backend: string, report: RecoveryReport): void => {
+  for (const line of recoveryLines(report)) log.warn({ recovery: true, backend }, line);
+};
+
+/** The after-ready recovery of each backend in turn, logged; never rejects (a failure is a finding). */
+async function recoverInBackground(ctx: ServiceContext, drivers: Driver[], asked: ReadonlySet<string>): Promise<RecoveryReport> {
+  const all = nothingToRecover();
+  // After ready: the caller serves first.
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const driver of drivers) {
+    try {
+      const report = await recoverAfterReady(ctx, driver, asked);
+      logRecovery(driver.name, report);
+      addReport(all, report);
+    } catch (err) {
+      log.error({ recovery: true, backend: driver.name }, `recovery after ready failed: ${messageOf(err)}`);
+    }
+  }
+  return all;
+}
 
 export async function openServices(config: AgentConfig, runner: Runner = run): Promise<Services> {
   const index = await IndexStore.open(join(config.dataDir, 'index'));
@@ -51,21 +76,31 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     const volumes = new VolumeService(ctx);
     const snapshots = new SnapshotService(ctx, volumes);
     const connections = new ConnectionService(ctx, volumes);
-    // After a stop that let every operation finish, a backend has nothing to recover unless a cleanup
-    // on it failed (or may have): the scans that find a crash's leftovers (seconds for tens of thousands
-    // of volumes) are skipped. Any other start runs them.
+    // Start is proportional to what was in flight. Storage is read before serving only for a backend
+    // with records an operation left transient, or a scan owed (a cleanup failed, or may have). After a
+    // kill with nothing in flight, all a crash can have left is leftovers: they are looked for after
+    // ready (seconds for tens of thousands of volumes), while clients are served. After a clean stop,
+    // nothing is looked for.
     const cleanStop = (await index.getMeta('cleanStop')) === true;
     await index.setMeta('cleanStop', false);
     const recovery = nothingToRecover();
+    const afterReady: Driver[] = [];
+    const watch = ctx.locks.watch();
     let serving = false;
     // A backend not ready at start is recovered when it comes: its records wait for it, untouched.
     await backends.start(async (driver) => {
-      if (cleanStop && !hasTransient(index, driver.name) && !(await backends.scanOwed(driver.name))) return;
+      const inFlight = hasTransient(index, driver.name) || (await backends.scanOwed(driver.name));
+      if (!inFlight && cleanStop) return;
+      if (!inFlight && !serving) {
+        afterReady.push(driver);
+        return;
+      }
       const report = await recoverBackend(ctx, driver);
       if (!serving) addReport(recovery, report);
-      else for (const line of recoveryLines(report)) log.warn({ recovery: true, backend: driver.name }, line);
+      else logRecovery(driver.name, report);
     });
     serving = true;
+    const recoveredAfterReady = recoverInBackground(ctx, afterReady, watch.asked).finally(watch.stop);
     return {
       ...ctx,
       hostId,
@@ -74,8 +109,11 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       snapshots,
       connections,
       recovery,
+      recoveredAfterReady,
       close: async (clean = false) => {
         backends.close();
+        // It writes to the index (a scan owed): the index closes after it.
+        await recoveredAfterReady;
         if (clean) {
           await backends.oweScansWhereAmiss();
           await index.setMeta('cleanStop', true);

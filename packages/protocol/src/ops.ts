@@ -48,6 +48,15 @@ const connector = v.looseObject({
   platform: v.optional(userText),
   osType: v.optional(userText),
 });
+/** The most records one list page holds; a request may ask for fewer with `limit`. */
+export const MAX_LIST_LIMIT = 1000;
+/** No list reply frame is larger: a page ends early rather than pass it (docs/api.md, "Paging"). */
+export const MAX_LIST_REPLY_BYTES = 1024 * 1024;
+/** `limit` and `cursor` of every list op: `cursor` is a previous reply's `nextCursor`, opaque to clients. */
+const paging = {
+  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_LIST_LIMIT, `must be at most ${MAX_LIST_LIMIT}`))),
+  cursor: v.optional(v.pipe(v.string(), v.regex(/^[\x21-\x7e]{1,255}$/, 'is not a cursor'))),
+};
 const newVolumeFields = {
   size: v.optional(size),
   name: v.optional(userText),
@@ -59,7 +68,7 @@ const newVolumeFields = {
 export const opSchemas = {
   hello: v.strictObject({ protocolVersion: v.pipe(v.number(), v.integer()), client: v.optional(userText) }),
 
-  'backend.list': v.strictObject({}),
+  'backend.list': v.strictObject({ ...paging }),
   'backend.stats': v.strictObject({ backend: backendName, refresh: v.optional(v.boolean()) }),
   'backend.capabilities': v.strictObject({ backend: backendName }),
   'backend.validateConnector': v.strictObject({ backend: backendName, connector }),
@@ -72,7 +81,7 @@ export const opSchemas = {
     metadata: v.optional(metadata),
   }),
   'volume.get': v.strictObject({ id }),
-  'volume.list': v.strictObject({ backend: v.optional(backendName), id: v.optional(id), name: v.optional(userText) }),
+  'volume.list': v.strictObject({ backend: v.optional(backendName), id: v.optional(id), name: v.optional(userText), ...paging }),
   'volume.delete': v.strictObject({ id }),
   'volume.extend': v.strictObject({ id, size }),
   'volume.clone': v.strictObject({ id, ...newVolumeFields }),
@@ -84,13 +93,13 @@ export const opSchemas = {
   'volume.resetState': v.strictObject({ id }),
 
   'connection.get': v.strictObject({ id }),
-  'connection.list': v.strictObject({ volumeId: id }),
+  'connection.list': v.strictObject({ volumeId: id, ...paging }),
   'connection.delete': v.strictObject({ id }),
   'connection.extend': v.strictObject({ id }),
 
   'snapshot.create': v.strictObject({ volumeId: id, name: v.optional(userText), description: v.optional(userText) }),
   'snapshot.get': v.strictObject({ id }),
-  'snapshot.list': v.strictObject({ volumeId: v.optional(id), backend: v.optional(backendName) }),
+  'snapshot.list': v.strictObject({ volumeId: v.optional(id), backend: v.optional(backendName), ...paging }),
   'snapshot.delete': v.strictObject({ id }),
   'snapshot.createVolume': v.strictObject({ id, ...newVolumeFields }),
 
@@ -161,12 +170,20 @@ export interface HelloResult {
   backends: BackendInfo[];
 }
 
-/** A volume with its current relations, for listings and reloads. */
+/** A page of volumes, each with its current relations, for listings and reloads. */
 export interface VolumeListing {
   volumes: VolumeRecord[];
   snapshots: SnapshotRecord[];
   connections: ConnectionRecord[];
+  /** Where the next page starts (send it back as `cursor`); null when this page is the last. */
+  nextCursor: string | null;
 }
+
+/**
+ * The answer of a list op other than `volume.list`: sent with `limit`, a page and where the next starts
+ * (null at the end); without `limit` (clients from before paging), the bare array when it is complete.
+ */
+export type Listing<K extends string, T> = T[] | ({ [key in K]: T[] } & { nextCursor: string | null });
 
 export interface AttachmentResult {
   volume: VolumeRecord;
@@ -175,7 +192,7 @@ export interface AttachmentResult {
 
 export interface OpResults {
   hello: HelloResult;
-  'backend.list': BackendInfo[];
+  'backend.list': Listing<'backends', BackendInfo>;
   'backend.stats': BackendStats;
   'backend.capabilities': Capabilities;
   'backend.validateConnector': { valid: true };
@@ -192,12 +209,12 @@ export interface OpResults {
   /** The settled record (`deleted` when a delete had got through on storage). */
   'volume.resetState': VolumeRecord;
   'connection.get': ConnectionRecord;
-  'connection.list': ConnectionRecord[];
+  'connection.list': Listing<'connections', ConnectionRecord>;
   'connection.delete': AttachmentResult;
   'connection.extend': { sizeBytes: number };
   'snapshot.create': SnapshotRecord;
   'snapshot.get': SnapshotRecord;
-  'snapshot.list': SnapshotRecord[];
+  'snapshot.list': Listing<'snapshots', SnapshotRecord>;
   'snapshot.delete': SnapshotRecord;
   'snapshot.createVolume': VolumeRecord;
   'kv.get': { value: string | null };

@@ -6,6 +6,7 @@ import {
   type OpArgs,
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
+import { collect, volumePages } from './paging.js';
 import type { Agent, Load, Registry, Volume } from './registry.js';
 
 declare module './registry.js' {
@@ -69,14 +70,24 @@ export class Backend {
     return this.#registry.volumeFrom(record, { fresh: true });
   }
 
-  /** Every volume of this backend, each with its snapshots and connections loaded. */
+  /** Every volume of this backend, each with its snapshots and connections loaded (read page by page). */
   async volumes(): Promise<Volume[]> {
-    return this.#registry.listing(await this.#registry.call('volume.list', { backend: this.name }));
+    return collect(this.iterVolumes());
   }
 
-  async volumesFiltered({ volumeId, volumeName }: VolumesFilter = {}): Promise<Volume[]> {
-    const listing = await this.#registry.call('volume.list', { backend: this.name, id: volumeId, name: volumeName });
-    return this.#registry.listing(listing);
+  async volumesFiltered(filter: VolumesFilter = {}): Promise<Volume[]> {
+    return collect(this.iterVolumes(filter));
+  }
+
+  /**
+   * The streaming form of `volumes()` / `volumesFiltered()`: `for await (const v of backend.iterVolumes())`
+   * yields each volume (with its relations) as its page arrives, so a caller holds one page at a time.
+   */
+  async *iterVolumes({ volumeId, volumeName }: VolumesFilter = {}): AsyncGenerator<Volume> {
+    const list = (args: OpArgs<'volume.list'>) => this.#registry.call('volume.list', args);
+    for await (const page of volumePages(list, { backend: this.name, id: volumeId, name: volumeName })) {
+      yield* this.#registry.listing(page);
+    }
   }
 
   async capabilities(): Promise<Capabilities> {

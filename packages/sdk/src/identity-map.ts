@@ -21,8 +21,15 @@ import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
 import { parseSerialized, type Serialized, type VolumeDump } from './serialization.js';
 import { Snapshot } from './snapshot.js';
 import { requestIdFor } from './ledger.js';
+import { mapLimit } from './fleet/pool.js';
+import { volumePages } from './paging.js';
 import type { Transport } from './transport.js';
 import { Volume } from './volume.js';
+
+/** Up to this many held volumes are resynced by id; more, with a paged read of the whole agent. */
+const RESYNC_BY_ID = 100;
+/** By-id resync requests at once: well under the agent's per-connection limit on requests in flight. */
+const RESYNC_CONCURRENCY = 16;
 
 function byVolume<R extends { volumeId: string }>(records: readonly R[]): Map<string, R[]> {
   const groups = new Map<string, R[]>();
@@ -180,23 +187,33 @@ export class IdentityMap implements Registry {
   }
 
   /**
-   * After a reconnect: one `volume.list` brings every volume this map holds up to date. One of this
+   * After a reconnect: brings every volume this map holds up to date, in work proportional to what it
+   * holds. A few volumes are asked for by id (a client following ten volumes of an agent with 100,000
+   * reads ten); more, with a paged read of the whole agent, never one unfiltered frame. One of this
    * agent's backends that the agent no longer lists is gone; stubs (loaded for a backend the agent
-   * lacks) are left as they are.
+   * lacks) are left as they are. Only volumes held before the resync can be gone: one that events
+   * brought in meanwhile may sort into a page already read.
    */
   async resync(): Promise<void> {
-    if (this.volumes.size === 0) return;
-    const listing = await this.call('volume.list', {});
-    const listed = new Set(listing.volumes.map((v) => v.id));
-    for (const volume of [...this.volumes.values()]) {
-      if (!listed.has(volume.id) && volume.backend.configured) this.volumeGone(volume);
-    }
+    const before = [...this.volumes.values()].filter((v) => v.backend.configured);
+    if (before.length === 0) return;
+    const listed = new Set<string>();
     const held = (id: string) => this.volumes.has(id);
-    this.listing({
-      volumes: listing.volumes.filter((v) => held(v.id)),
-      snapshots: listing.snapshots.filter((s) => held(s.volumeId)),
-      connections: listing.connections.filter((c) => held(c.volumeId)),
-    });
+    const take = (page: VolumeListing): void => {
+      for (const v of page.volumes) listed.add(v.id);
+      this.listing({
+        volumes: page.volumes.filter((v) => held(v.id)),
+        snapshots: page.snapshots.filter((s) => held(s.volumeId)),
+        connections: page.connections.filter((c) => held(c.volumeId)),
+        nextCursor: null,
+      });
+    };
+    if (before.length <= RESYNC_BY_ID) {
+      await mapLimit(before, RESYNC_CONCURRENCY, async (v) => take(await this.call('volume.list', { id: v.id, limit: 1 })));
+    } else {
+      for await (const page of volumePages((args) => this.call('volume.list', args), {})) take(page);
+    }
+    for (const volume of before) if (!listed.has(volume.id) && held(volume.id)) this.volumeGone(volume);
   }
 
   hasRelations(volume: Volume): boolean {

@@ -12,6 +12,7 @@ import { splitCall, type CallOptions } from './call-options.js';
 import type { Backend, Connection, Registry, Snapshot } from './registry.js';
 import { SCHEMA_VERSION, VOLUME_FIELDS, pick, type SerializedText, type VolumeDump, type VolumeJson } from './serialization.js';
 import { Tracked } from './tracked.js';
+import { allPages } from './paging.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -182,8 +183,8 @@ export class Volume extends Tracked<VolumeStatus> {
     try {
       const [record, snapshots, connections] = await Promise.all([
         registry.call('volume.get', { id: this.id }),
-        withRelations ? registry.call('snapshot.list', { volumeId: this.id }) : null,
-        withRelations ? registry.call('connection.list', { volumeId: this.id }) : null,
+        withRelations ? allPages('snapshots', (paging) => registry.call('snapshot.list', { volumeId: this.id, ...paging })) : null,
+        withRelations ? allPages('connections', (paging) => registry.call('connection.list', { volumeId: this.id, ...paging })) : null,
       ]);
       registry.volumeFrom(record);
       if (snapshots && connections) registry.syncRelations(this, snapshots, connections);

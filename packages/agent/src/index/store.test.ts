@@ -64,6 +64,34 @@ describe('IndexStore', () => {
   });
 });
 
+describe('records by status', () => {
+  it('finds a backend\'s records in given statuses without reading the others, as statuses change and across a reopen', async () => {
+    let index = await IndexStore.open(dir);
+    await index.putVolume({ ...volume('v1', 'a', null), status: 'creating' });
+    await index.putVolume(volume('v2', 'a', null));
+    await index.putVolume({ ...volume('v3', 'b', null), status: 'creating' });
+    await index.putSnapshot({ ...snapshot('s1', 'v2'), status: 'deleting' });
+    const ids = (records: { id: string }[]) => records.map((r) => r.id).sort();
+    expect(ids(index.volumesInStatus('a', ['creating', 'deleting']))).toEqual(['v1']);
+    expect(ids(index.snapshotsInStatus('a', ['deleting']))).toEqual(['s1']);
+
+    await index.putVolume({ ...volume('v1', 'a', null), status: 'available' });
+    await index.putConnection(
+      { id: 'c1', volumeId: 'v2' } as Parameters<IndexStore['putConnection']>[0],
+      { ...volume('v2', 'a', null), status: 'deleting' },
+    );
+    await index.deleteSnapshot(snapshot('s1', 'v2'));
+    await index.close();
+
+    index = await IndexStore.open(dir);
+    expect(ids(index.volumesInStatus('a', ['creating', 'deleting']))).toEqual(['v2']);
+    expect(index.snapshotsInStatus('a', ['deleting'])).toEqual([]);
+    await index.deleteVolume(volume('v2', 'a', null));
+    expect(index.volumesInStatus('a', ['deleting'])).toEqual([]);
+    await index.close();
+  });
+});
+
 describe('index keys', () => {
   it('parse back into index, key and id, with user names that hold the separator', async () => {
     const { keys, parseIndexKey } = await import('./keys.js');

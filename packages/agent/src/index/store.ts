@@ -16,6 +16,8 @@ export interface RequestMark {
   entry: unknown;
 }
 
+const statusKey = (record: { backend: string; status: string }): string => `${record.backend}:${record.status}`;
+
 /** One secondary index: a key (backend, name, volume id) to the ids under it, mirrored from LevelDB. */
 class Postings {
   private readonly map = new Map<string, Set<string>>();
@@ -49,6 +51,9 @@ export class IndexStore {
   private readonly byName = new Postings();
   private readonly snapshotsByVolume = new Postings();
   private readonly connectionsByVolume = new Postings();
+  /** `backend:status` to ids, in memory only: recovery finds what was in flight without reading every record. */
+  private readonly volumesByStatus = new Postings();
+  private readonly snapshotsByStatus = new Postings();
 
   private constructor(private readonly db: Level<string, unknown>) {}
 
@@ -82,6 +87,8 @@ export class IndexStore {
         (map as Map<string, unknown>).set(key.slice(prefix.length), value);
       }
     }
+    for (const v of this.volumes.values()) this.volumesByStatus.add(statusKey(v), v.id);
+    for (const snap of this.snapshots.values()) this.snapshotsByStatus.add(statusKey(snap), snap.id);
     for await (const key of this.db.keys(prefixRange('idx:'))) {
       const parsed = parseIndexKey(key);
       if (parsed) this.postings(parsed.index).add(parsed.key, parsed.id);
@@ -127,6 +134,48 @@ export class IndexStore {
     return this.snapshots.values();
   }
 
+  /**
+   * Ids in key order after `after`: every volume, one backend's volumes, or every snapshot. The stable
+   * order list pages follow, read lazily from LevelDB's sorted keys so a page costs its size.
+   */
+  async *idsAfter(of: 'volume' | 'snapshot' | { backend: string }, after: string | undefined): AsyncGenerator<string> {
+    const prefix = of === 'volume' ? 'vol:' : of === 'snapshot' ? 'snap:' : `idx:backend:${of.backend}:`;
+    const { lt } = prefixRange(prefix);
+    const from = after === undefined ? { gte: prefix } : { gt: prefix + after };
+    for await (const key of this.db.keys({ ...from, lt })) yield key.slice(prefix.length);
+  }
+
+  /** A backend's volumes in any of `statuses`. */
+  volumesInStatus(backend: string, statuses: readonly string[]): VolumeRecord[] {
+    return statuses.flatMap((status) => this.pick(this.volumes, this.volumesByStatus.ids(`${backend}:${status}`)));
+  }
+  /** A backend's snapshots in any of `statuses`. */
+  snapshotsInStatus(backend: string, statuses: readonly string[]): SnapshotRecord[] {
+    return statuses.flatMap((status) => this.pick(this.snapshots, this.snapshotsByStatus.ids(`${backend}:${status}`)));
+  }
+
+  // Every change of a record in memory goes through these, so its status postings follow it.
+  private setVolume(record: VolumeRecord): void {
+    this.dropVolume(record.id);
+    this.volumes.set(record.id, record);
+    this.volumesByStatus.add(statusKey(record), record.id);
+  }
+  private dropVolume(id: string): void {
+    const old = this.volumes.get(id);
+    if (old) this.volumesByStatus.remove(statusKey(old), id);
+    this.volumes.delete(id);
+  }
+  private setSnapshot(record: SnapshotRecord): void {
+    this.dropSnapshot(record.id);
+    this.snapshots.set(record.id, record);
+    this.snapshotsByStatus.add(statusKey(record), record.id);
+  }
+  private dropSnapshot(id: string): void {
+    const old = this.snapshots.get(id);
+    if (old) this.snapshotsByStatus.remove(statusKey(old), id);
+    this.snapshots.delete(id);
+  }
+
   private pick<T>(map: Map<string, T>, ids: Iterable<string>): T[] {
     const out: T[] = [];
     for (const id of ids) {
@@ -156,7 +205,7 @@ export class IndexStore {
     ];
     if (record.name !== null) batch.push({ type: 'put', key: keys.byName(record.backend, record.name, record.id), value: '' });
     await this.write(batch, mark);
-    this.volumes.set(record.id, record);
+    this.setVolume(record);
     this.byBackend.add(record.backend, record.id);
     if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
   }
@@ -168,7 +217,7 @@ export class IndexStore {
     ];
     if (record.name !== null) batch.push({ type: 'del', key: keys.byName(record.backend, record.name, record.id) });
     await this.write(batch);
-    this.volumes.delete(record.id);
+    this.dropVolume(record.id);
     this.byBackend.remove(record.backend, record.id);
     if (record.name !== null) this.byName.remove(nameKey(record.backend, record.name), record.id);
   }
@@ -181,9 +230,9 @@ export class IndexStore {
     ];
     if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
     await this.write(batch, mark);
-    this.snapshots.set(record.id, record);
+    this.setSnapshot(record);
     this.snapshotsByVolume.add(record.volumeId, record.id);
-    if (volume) this.volumes.set(volume.id, volume);
+    if (volume) this.setVolume(volume);
   }
 
   async deleteSnapshot(record: SnapshotRecord, volume?: VolumeRecord): Promise<void> {
@@ -193,9 +242,9 @@ export class IndexStore {
     ];
     if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
     await this.write(batch);
-    this.snapshots.delete(record.id);
+    this.dropSnapshot(record.id);
     this.snapshotsByVolume.remove(record.volumeId, record.id);
-    if (volume) this.volumes.set(volume.id, volume);
+    if (volume) this.setVolume(volume);
   }
 
   /** Writes a connection with its volume's new status in one batch. */
@@ -210,7 +259,7 @@ export class IndexStore {
     );
     this.connections.set(record.id, record);
     this.connectionsByVolume.add(record.volumeId, record.id);
-    this.volumes.set(volume.id, volume);
+    this.setVolume(volume);
   }
 
   async deleteConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
@@ -224,7 +273,7 @@ export class IndexStore {
     );
     this.connections.delete(record.id);
     this.connectionsByVolume.remove(record.volumeId, record.id);
-    this.volumes.set(volume.id, volume);
+    this.setVolume(volume);
   }
 
   async kvGet(key: string): Promise<string | null> {

@@ -5,6 +5,7 @@ import {
   type OpResult,
   type ParsedOpArgs,
 } from '@kindling/protocol';
+import { backendPage } from '../service/listing.js';
 import type { Services } from '../services.js';
 import type { CallContext, RequestLedger } from './requests.js';
 
@@ -22,7 +23,7 @@ export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
       }
       return { protocolVersion: PROTOCOL_VERSION, agentVersion: s.agentVersion, hostId: s.hostId, backends: s.backends.list() };
     },
-    'backend.list': () => s.backends.list(),
+    'backend.list': (a) => backendPage(s.backends.list(), a),
     'backend.stats': (a) => s.backends.stats(a.backend, a.refresh ?? false),
     'backend.capabilities': (a) => s.backends.get(a.backend).capabilities(),
     'backend.validateConnector': (a) => {
@@ -41,7 +42,7 @@ export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
     'volume.connect': (a) => s.connections.connect(a.id, a.connector),
     'volume.resetState': (a) => s.volumes.resetState(a.id),
     'connection.get': (a) => s.connections.get(a.id),
-    'connection.list': (a) => s.connections.list(a.volumeId),
+    'connection.list': (a) => s.connections.list(a),
     'connection.delete': (a) => s.connections.disconnect(a.id),
     'connection.extend': (a) => s.connections.extend(a.id),
     'snapshot.create': (a, call) => s.snapshots.create(a, call.newId),

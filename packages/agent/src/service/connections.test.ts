@@ -21,10 +21,10 @@ describe('attach', () => {
     const again = await s.connections.attach(volume.id);
     expect(again.connection).toEqual(first.connection);
     expect(again.volume.status).toBe('in-use');
-    expect(s.connections.list(volume.id).map((c) => c.id)).toEqual([first.connection.id]);
+    expect(s.index.connectionsOf(volume.id).map((c) => c.id)).toEqual([first.connection.id]);
 
     // One detach undoes it: nothing is left attached.
     expect((await s.connections.detach(volume.id)).volume.status).toBe('available');
-    expect(s.connections.list(volume.id)).toEqual([]);
+    expect(s.index.connectionsOf(volume.id)).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import {
   type AttachmentResult,
   type ConnectionRecord,
   type ConnectorInfo,
+  type ParsedOpArgs,
   type VolumeRecord,
 } from '@kindling/protocol';
 import type { Attachment } from '../drivers/driver.js';
@@ -12,6 +13,7 @@ import { requestMark } from '../request-context.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { requireCapability } from './capabilities.js';
 import { now } from './lifecycle.js';
+import { connectionPage } from './listing.js';
 import { READABLE, requireStatus, volumePhase } from './status.js';
 import type { VolumeService } from './volumes.js';
 
@@ -28,9 +30,9 @@ export class ConnectionService {
     return connection;
   }
 
-  list(volumeId: string): ConnectionRecord[] {
-    this.volumes.get(volumeId);
-    return this.ctx.index.connectionsOf(volumeId);
+  list(args: ParsedOpArgs<'connection.list'>): ReturnType<typeof connectionPage> {
+    this.volumes.get(args.volumeId);
+    return connectionPage(this.ctx.index, args);
   }
 
   async attach(volumeId: string): Promise<AttachmentResult> {

@@ -10,7 +10,13 @@ import {
 import type { Driver, Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
-import { isTransientSnapshot, isTransientVolume, type TransientVolumeStatus } from './status.js';
+import {
+  TRANSIENT_SNAPSHOT_STATUSES,
+  TRANSIENT_VOLUME_STATUSES,
+  isTransientSnapshot,
+  isTransientVolume,
+  type TransientVolumeStatus,
+} from './status.js';
 
 type On<T> = T & { backend: string };
 
@@ -87,12 +93,13 @@ export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promi
 
   // At most one operation per volume chain runs at a time (they share the volume's lock), so the
   // order below never settles a snapshot from a scan that an interrupted revert makes stale.
-  for (const snapshot of [...ctx.index.allSnapshots()].filter((s) => s.backend === backend && isTransientSnapshot(s))) {
+  // Only what was in flight is read (the index keeps records by status), not every record.
+  for (const snapshot of ctx.index.snapshotsInStatus(backend, TRANSIENT_SNAPSHOT_STATUSES).filter(isTransientSnapshot)) {
     const to = await resolveSnapshot(ctx, snapshot, found);
     report.resolved.push({ id: snapshot.id, kind: 'snapshot', from: snapshot.status, to });
   }
   let reverted = false;
-  for (const volume of ctx.index.volumesOfBackend(backend).filter(isTransientVolume)) {
+  for (const volume of ctx.index.volumesInStatus(backend, TRANSIENT_VOLUME_STATUSES).filter(isTransientVolume)) {
     const to = found ? await resolveVolume(ctx, volume, driver, found) : await settle(ctx, volume, unreadable(volume));
     reverted ||= volume.status === 'reverting';
     report.resolved.push({ id: volume.id, kind: 'volume', from: volume.status, to });
@@ -101,8 +108,53 @@ export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promi
   if (found && reverted) found = await scan();
   if (!found) return report;
 
+  await removeLeftovers(ctx, driver, found, report);
+  // A leftover still there is looked for again at the next start, even one after a clean stop.
+  if (report.failed.length > 0) await ctx.backends.oweScan(backend);
+  else await ctx.backends.scanPaid(backend);
+  return report;
+}
+
+/**
+ * The check after ready at a start that read no storage before it (a kill with nothing in flight):
+ * storage is read while operations run, so a leftover is removed only when no operation has asked for
+ * its resource since the start (`asked`, from the service's locks: then it is provably from before the
+ * start, and stays so under the lock its removal takes). The others are kept and owed a scan at the
+ * next start, where nothing runs.
+ */
+export async function recoverAfterReady(ctx: ServiceContext, driver: Driver, asked: ReadonlySet<string>): Promise<RecoveryReport> {
+  const report = nothingToRecover();
+  let found: ScanResult;
+  try {
+    found = await driver.scan();
+  } catch (err) {
+    report.unscanned.push({ backend: driver.name, error: messageOf(err) });
+    ctx.backends.noteFindings(driver.name, { scanError: messageOf(err) });
+    await ctx.backends.oweScan(driver.name);
+    return report;
+  }
+  const kept = await removeLeftovers(ctx, driver, found, report, asked);
+  if (kept > 0 || report.failed.length > 0) await ctx.backends.oweScan(driver.name);
+  return report;
+}
+
+/** Removes the leftovers a scan found, each under its resource's lock, but those of `busy` resources; returns how many it kept. */
+async function removeLeftovers(
+  ctx: ServiceContext,
+  driver: Driver,
+  found: ScanResult,
+  report: RecoveryReport,
+  busy: ReadonlySet<string> = new Set(),
+): Promise<number> {
+  const backend = driver.name;
   const failed: Leftover[] = [];
+  let kept = 0;
   for (const leftover of found.leftovers) {
+    // Checked in the same turn as the lock is asked for: an operation asking later runs after the removal.
+    if (busy.has(leftover.id)) {
+      kept++;
+      continue;
+    }
     try {
       await ctx.locks.with([leftover.id], () => driver.removeLeftover(leftover));
       report.removed.push({ ...leftover, backend });
@@ -113,10 +165,7 @@ export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promi
   }
   report.strays.push(...found.strays.map((s) => ({ ...s, backend })));
   ctx.backends.noteFindings(backend, { leftovers: failed, strays: found.strays });
-  // A leftover still there is looked for again at the next start, even one after a clean stop.
-  if (failed.length > 0) await ctx.backends.oweScan(backend);
-  else await ctx.backends.scanPaid(backend);
-  return report;
+  return kept;
 }
 
 /** What a record becomes when storage could not be read to settle it. */

@@ -11,6 +11,7 @@ import type { RequestMark } from '../index/store.js';
 import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now, transition } from './lifecycle.js';
+import { snapshotPage } from './listing.js';
 import { settleRevertSnapshot } from './recovery.js';
 import { READABLE, requireStatus, SNAPSHOT_DELETABLE, SNAPSHOT_READY } from './status.js';
 import type { VolumeService } from './volumes.js';
@@ -27,12 +28,8 @@ export class SnapshotService {
     return snapshot;
   }
 
-  list(args: ParsedOpArgs<'snapshot.list'>): SnapshotRecord[] {
-    if (args.volumeId !== undefined) {
-      const found = this.ctx.index.snapshotsOf(args.volumeId);
-      return args.backend === undefined ? found : found.filter((s) => s.backend === args.backend);
-    }
-    return [...this.ctx.index.allSnapshots()].filter((s) => args.backend === undefined || s.backend === args.backend);
+  list(args: ParsedOpArgs<'snapshot.list'>): ReturnType<typeof snapshotPage> {
+    return snapshotPage(this.ctx.index, args);
   }
 
   private save = (record: SnapshotRecord, mark?: RequestMark): Promise<void> => this.ctx.index.putSnapshot(record, undefined, mark);

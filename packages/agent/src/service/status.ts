@@ -51,6 +51,10 @@ type Transient<P extends Record<string, Phase>> = { [S in keyof P]: P[S] extends
 export type TransientVolumeStatus = Transient<typeof VOLUME_PHASE>;
 type TransientSnapshotStatus = Transient<typeof SNAPSHOT_PHASE>;
 
+/** The statuses an operation in flight leaves, for the index's by-status lookup. */
+export const TRANSIENT_VOLUME_STATUSES = Object.keys(VOLUME_PHASE).filter((s) => VOLUME_PHASE[s as VolumeStatus] === 'transient');
+export const TRANSIENT_SNAPSHOT_STATUSES = Object.keys(SNAPSHOT_PHASE).filter((s) => SNAPSHOT_PHASE[s as SnapshotStatus] === 'transient');
+
 export const volumePhase = (status: VolumeStatus): Phase => VOLUME_PHASE[status];
 export const snapshotPhase = (status: SnapshotStatus): Phase => SNAPSHOT_PHASE[status];
 export const isTransientVolume = <V extends { status: VolumeStatus }>(v: V): v is V & { status: TransientVolumeStatus } =>

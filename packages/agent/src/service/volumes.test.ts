@@ -20,7 +20,7 @@ afterEach(async () => {
   await t.dispose();
 });
 
-const ids = () => s.volumes.list({ backend: 'nfs' }).volumes.map((v) => v.id);
+const ids = async () => (await s.volumes.list({ backend: 'nfs' })).volumes.map((v) => v.id);
 const statuses = (id: string): string[] => {
   const seen: string[] = [];
   s.events.subscribe((e) => {
@@ -44,7 +44,7 @@ describe('races', () => {
     const clone = s.volumes.clone({ id: source.id, size: 1 });
     await extended;
     await expect(clone).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', details: { size: 1, sourceSize: 2 } });
-    expect(ids()).toEqual([source.id]);
+    expect(await ids()).toEqual([source.id]);
   });
 });
 
@@ -58,7 +58,7 @@ describe('driver refusals leave nothing behind', () => {
       code: 'INVALID_ARGUMENT',
       message: expect.stringMatching(/1 GiB volume cannot hold a 2 GiB image/),
     });
-    expect(ids()).toEqual([source.id]);
+    expect(await ids()).toEqual([source.id]);
     expect(s.volumes.get(source.id)).toEqual(source);
     // Nothing of a clone was left on the share.
     for (const file of await readdir(join(dir, 'share'))) expect(file.startsWith(`volume-${source.id}`)).toBe(true);
@@ -69,7 +69,7 @@ describe('driver refusals leave nothing behind', () => {
     const seen: string[] = [];
     s.events.subscribe((e) => seen.push((e.resource as VolumeRecord).status));
     await expect(s.volumes.create({ backend: 'nfs', size: 1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    expect(ids()).toEqual([]);
+    expect(await ids()).toEqual([]);
     expect(seen).toEqual(['creating', 'deleted']);
   });
 
@@ -85,10 +85,10 @@ describe('nothing is stuck for good', () => {
   it('a volume whose create failed (error) can be deleted', async () => {
     vi.spyOn(s.backends.get('nfs'), 'createVolume').mockRejectedValueOnce(new BackendError('qemu-img create failed'));
     await expect(s.volumes.create({ backend: 'nfs', size: 1 })).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
-    const [failed] = s.volumes.list({ backend: 'nfs' }).volumes;
+    const [failed] = (await s.volumes.list({ backend: 'nfs' })).volumes;
     expect(failed).toMatchObject({ status: 'error', error: { message: 'qemu-img create failed' } });
     await s.volumes.delete(failed!.id);
-    expect(ids()).toEqual([]);
+    expect(await ids()).toEqual([]);
   });
 
   it('a volume whose delete failed (error_deleting) is deleted by a retry', async () => {
@@ -97,7 +97,7 @@ describe('nothing is stuck for good', () => {
     await expect(s.volumes.delete(volume.id)).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
     expect(s.volumes.get(volume.id).status).toBe('error_deleting');
     await s.volumes.delete(volume.id);
-    expect(ids()).toEqual([]);
+    expect(await ids()).toEqual([]);
     expect(await readdir(join(dir, 'share'))).toEqual([]);
   });
 
@@ -114,7 +114,7 @@ describe('nothing is stuck for good', () => {
     expect(after).toMatchObject({ status: 'error', error: { code: 'NOT_FOUND' } });
     expect(seen).toEqual(['error']);
     await s.volumes.delete(volume.id);
-    expect(ids()).toEqual([]);
+    expect(await ids()).toEqual([]);
   });
 });
 

@@ -13,6 +13,7 @@ import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition, type Lifecycle } from './lifecycle.js';
 import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
 import { findOnStorage, settledOnStorage } from './recovery.js';
+import { volumePage } from './listing.js';
 import { DELETABLE, READABLE, SETTLED_OR_FAILED, requireStatus } from './status.js';
 
 type NewVolume = { size?: number; name?: string; description?: string; metadata?: Record<string, string> };
@@ -26,27 +27,9 @@ export class VolumeService {
     return volume;
   }
 
-  list(args: ParsedOpArgs<'volume.list'>): VolumeListing {
-    const { index } = this.ctx;
-    let volumes: VolumeRecord[];
-    if (args.id !== undefined) {
-      const one = index.getVolume(args.id);
-      volumes = one ? [one] : [];
-    } else if (args.backend !== undefined && args.name !== undefined) {
-      volumes = index.volumesNamed(args.backend, args.name);
-    } else if (args.backend !== undefined) {
-      this.ctx.backends.get(args.backend);
-      volumes = index.volumesOfBackend(args.backend);
-    } else {
-      volumes = [...index.allVolumes()];
-    }
-    if (args.backend !== undefined) volumes = volumes.filter((v) => v.backend === args.backend);
-    if (args.name !== undefined) volumes = volumes.filter((v) => v.name === args.name);
-    return {
-      volumes,
-      snapshots: volumes.flatMap((v) => index.snapshotsOf(v.id)),
-      connections: volumes.flatMap((v) => index.connectionsOf(v.id)),
-    };
+  async list(args: ParsedOpArgs<'volume.list'>): Promise<VolumeListing> {
+    if (args.backend !== undefined && args.id === undefined && args.name === undefined) this.ctx.backends.get(args.backend);
+    return volumePage(this.ctx.index, args);
   }
 
   /**

@@ -7,3 +7,5 @@ export { activeFile, imageReadsPattern, readsPattern, snapshotReadsPattern, writ
 export { requires } from './requirement.js';
 export type { FaultPoint } from '../drivers/nfs/faults.js';
 export { ownerTag, partFile } from '../drivers/nfs/names.js';
+export { IndexStore } from '../index/store.js';
+export { volumeRecord } from './records.js';

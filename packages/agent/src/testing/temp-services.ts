@@ -14,9 +14,12 @@ export interface TempServices {
 export async function tempServices(name: string): Promise<TempServices> {
   const dir = await mkdtemp(join(tmpdir(), `kindling-${name}-`));
   const config = parseConfig({ dataDir: join(dir, 'data'), backends: [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')] }] }, dir);
+  const services = await openServices(config);
+  // What a start runs after ready reads storage too: done before a test looks.
+  await services.recoveredAfterReady;
   const temp: TempServices = {
     dir,
-    services: await openServices(config),
+    services,
     dispose: async () => {
       // The services in use now: a test may have reopened them over the same folder.
       await temp.services.close();

@@ -317,6 +317,7 @@ export class StandInAgent {
         volumes,
         snapshots: [...this.snapshots.values()].filter((s) => ids.has(s.volumeId)),
         connections: [...this.connections.values()].filter((c) => ids.has(c.volumeId)),
+        nextCursor: null,
       };
     });
     h('volume.delete', (a) => {
