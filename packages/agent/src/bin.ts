@@ -5,6 +5,7 @@ import { checkConfig } from './check-config.js';
 import { readCli, USAGE } from './cli.js';
 import { checkLocalShares, checkTlsFiles } from './config.js';
 import { EXIT, StartupError } from './exit.js';
+import { clientUrls } from './listen-urls.js';
 import { log } from './log.js';
 import { reindex } from './reindex.js';
 import { reconcile } from './service/reconcile.js';
@@ -54,8 +55,10 @@ async function main(): Promise<number | undefined> {
   process.on('SIGTERM', stop);
   for (const line of recoveryLines(agent.services.recovery)) log.warn({ recovery: true }, line);
   // One JSON line on stdout says where it listens: scripts and tests read it (port 0 picks a free port).
-  console.log(JSON.stringify({ event: 'listening', url: agent.url, port: agent.port, hostId: agent.services.hostId }));
-  log.info({ url: agent.url, hostId: agent.services.hostId, version: AGENT_VERSION, dataDir: config.dataDir }, 'listening');
+  const { url, urls, allInterfaces } = clientUrls(config.listen.host, agent.port, config.tls !== undefined);
+  console.log(JSON.stringify({ event: 'listening', url, urls, port: agent.port, hostId: agent.services.hostId }));
+  const fields = { url, urls, hostId: agent.services.hostId, version: AGENT_VERSION, dataDir: config.dataDir };
+  log.info(fields, allInterfaces ? 'listening on all interfaces' : 'listening');
   for (const r of await agent.services.backends.readiness()) {
     if (!r.ready) log.warn({ backend: r.name }, `backend ${r.name} is not ready: ${r.reason ?? 'unknown'}`);
   }
