@@ -42,7 +42,7 @@ const cases: Case[] = [
     'an unknown config key',
     async () => ['--config', await configFile('typo.json', { backends: [{ ...nfs(), sahres: ['x'] }] })],
     78,
-    /^invalid config: backends\.0\.sahres: unknown key \(not a setting here, check its spelling\)$/,
+    /^invalid config: backends\.0\.sahres: unknown key, did you mean shares\?$/,
   ],
   [
     'a missing share (createShares is off by default)',

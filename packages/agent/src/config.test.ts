@@ -73,9 +73,31 @@ describe('config', () => {
     expect(config.backends[1]).toMatchObject({ createShares: false, shares: ['nfs-server.example.internal:/export/kindling', '/srv/kindling-share'] });
   });
 
-  it('names an unknown key plainly', () => {
-    expect(() => parseConfig({ backends: [{ ...nfs, sahres: ['x'] }], dataDri: 'x' }, '/x')).toThrow(
-      /^invalid config: backends\.0\.sahres: unknown key[^;]*; dataDri: unknown key/,
+  const messageOf = (raw: unknown): string => {
+    try {
+      parseConfig(raw, '/x');
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'accepted';
+  };
+
+  it('says a required key is missing, not unknown', () => {
+    expect(messageOf({ backends: [{ name: 'lvm', driver: 'lvm' }] })).toBe('invalid config: backends.0.volumeGroup: required');
+  });
+
+  it('names an unknown key with the nearest known one, and does not also call the key it meant missing or unknown', () => {
+    expect(messageOf({ backends: [{ name: 'nfs', driver: 'nfs', sahres: ['x'] }], dataDri: 'x' })).toBe(
+      'invalid config: backends.0.sahres: unknown key, did you mean shares?; dataDri: unknown key, did you mean dataDir?',
+    );
+    expect(messageOf({ backends: [{ ...nfs, formt: 'raw' }] })).toBe('invalid config: backends.0.formt: unknown key, did you mean format?');
+    expect(messageOf({ backends: [nfs], listen: { hots: 'x', port: 1 } })).toBe('invalid config: listen.hots: unknown key, did you mean host?');
+    expect(messageOf({ backends: [nfs], zzzzzz: 1 })).toBe('invalid config: zzzzzz: unknown key (not a setting here)');
+  });
+
+  it('calls a bad value invalid and says what it must be', () => {
+    expect(messageOf({ backends: [{ ...nfs, format: 'vmdk' }], token: 'short' })).toBe(
+      'invalid config: token: invalid, must be at least 16 characters; backends.0.format: invalid, expected "raw" | "qcow2", got "vmdk"',
     );
   });
 

@@ -5,6 +5,7 @@ import { isIPv4 } from 'node:net';
 import * as v from 'valibot';
 import { parse as parseYaml } from 'yaml';
 import { messageOf } from '@kindling/protocol';
+import { describeIssues } from './config-errors.js';
 import { EXIT, StartupError } from './exit.js';
 
 const name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, _ . -'));
@@ -122,11 +123,7 @@ export const isLoopback = (host: string): boolean =>
 export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
   const result = v.safeParse(configSchema, raw);
   if (!result.success) {
-    const lines = result.issues.map((i) => {
-      const where = (i.path ?? []).map((p) => String(p.key)).join('.') || '(root)';
-      // valibot words an unknown key as "Expected never"; an operator needs to hear which key is not a setting.
-      return `${where}: ${i.type === 'strict_object' ? 'unknown key (not a setting here, check its spelling)' : i.message}`;
-    });
+    const lines = describeIssues(configSchema, result.issues);
     // One line, so a start-up failure stays one log line.
     throw new ConfigError(`invalid config: ${lines.join('; ')}`);
   }
