@@ -40,7 +40,7 @@ const cases: Case[] = [
   ['a missing config file', async () => ['--config', join(dir, 'missing.yaml')], 78, /^cannot read config file .*missing\.yaml: ENOENT/],
   [
     'an unknown config key',
-    async () => ['--config', await configFile('typo.json', { backends: [{ ...nfs(), sahres: ['x'] }] })],
+    async () => ['--config', await configFile('typo.json', { backends: [{ name: 'nfs', driver: 'nfs', sahres: [join(dir, 'share')] }] })],
     78,
     /^invalid config: backends\.0\.sahres: unknown key, did you mean shares\?$/,
   ],
