@@ -27,6 +27,10 @@ describe('deploy files', () => {
     expect(unit).toMatch(/^StateDirectory=kindling$/m);
     const docs = await readFile(join(root, 'docs/operations.md'), 'utf8');
     expect(docs).toContain('ln -s "$PWD/packages/agent/dist/bin.js" /usr/bin/kindling-agent');
+    // check-config is documented with the flags the unit runs with, so it checks what will run.
+    const check = 'kindling-agent check-config --config /etc/kindling/agent.yaml --token-file /etc/kindling/token';
+    expect(docs).toContain(check);
+    expect(unit).toContain(check);
     // The unit names the installed path; here the same link points at the workspace's build.
     const dir = await mkdtemp(join(tmpdir(), 'kindling-unit-'));
     try {

@@ -110,4 +110,36 @@ describe('kindling-agent check-config', () => {
     expect(fine).toMatchObject({ code: 0, lines: [] });
     expect(fine.stdout).not.toMatch(/FAIL/);
   });
+
+  it('reports every missing share once, as FAIL, when createShares is off', async () => {
+    const shares = [join(dir, 'gone-1'), join(dir, 'gone-2')];
+    const run = runAgent(['check-config', '--config', await configFile('check-off.json', { backends: [{ name: 'nfs', driver: 'nfs', shares }] })]);
+    expect(run.code).toBe(1);
+    const about = (share: string) => run.stdout.split('\n').filter((l) => l.includes(share));
+    for (const share of shares) {
+      expect(about(share)).toEqual([`FAIL  backend nfs: share ${share} does not exist (set createShares: true to have it created)`]);
+    }
+  });
+
+  it('lists config errors as FAIL items beside the host checks it can still run, and exits 78', async () => {
+    const file = await configFile('check-bad.json', {
+      backends: [
+        { name: 'nfs', driver: 'nfs', sahres: [join(dir, 'share')] },
+        { name: 'lvm', driver: 'lvm' },
+      ],
+    });
+    const run = runAgent(['check-config', '--config', file, '--token-file', join(dir, 'no-token')]);
+    expect(run).toMatchObject({ code: 78, lines: [] });
+    const lines = run.stdout.trim().split('\n');
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'FAIL  config: backends.0.sahres: unknown key, did you mean shares?',
+        'FAIL  config: backends.1.volumeGroup: required',
+        expect.stringMatching(/^FAIL {2}cannot read token file .*no-token: ENOENT/),
+        'ok    tool setpriv installed',
+        'ok    tool lvm installed',
+        'ok    tool qemu-img installed',
+      ]),
+    );
+  });
 });

@@ -21,13 +21,13 @@ function drainMsFromEnv(): number | undefined {
 /** Runs the command; a number is the exit code, nothing means the agent serves until a signal stops it. */
 async function main(): Promise<number | undefined> {
   const cli = await readCli(process.argv.slice(2), process.cwd());
-  if (!('config' in cli)) {
+  if (!('logLevel' in cli)) {
     console.log(cli.command === 'help' ? USAGE : AGENT_VERSION);
     return EXIT.OK;
   }
   log.level = cli.logLevel;
+  if (cli.command === 'check-config') return checkConfig(cli, (line) => console.log(line));
   const { config } = cli;
-  if (cli.command === 'check-config') return checkConfig(config, (line) => console.log(line));
   // Both before the index opens: a typo must not start backends on the wrong folder.
   await checkLocalShares(config);
   if (cli.command === 'reindex') return reindex(config);

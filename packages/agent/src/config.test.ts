@@ -63,7 +63,7 @@ describe('config', () => {
     const dir = await mkdtemp(join(tmpdir(), 'kindling-example-'));
     await writeFile(join(dir, 'token'), 'example-admin-token-0123456789\n');
     const cli = await readCli(['--config', file, '--token-file', join(dir, 'token'), '--log-level', 'info'], '/');
-    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    const config = cli.command === 'serve' ? cli.config : parseConfig({}, '/');
     expect(config.token).toBe('example-admin-token-0123456789');
     expect(config).toMatchObject({ dataDir: '/var/lib/kindling', listen: { host: '0.0.0.0', port: 8600 }, allowPlaintext: false });
     expect(config.backends.map((b) => [b.name, b.driver])).toEqual([
@@ -125,7 +125,7 @@ describe('command line', () => {
     await writeFile(file, 'listen: { host: 127.0.0.1, port: 9000 }\ndataDir: data\nbackends:\n  - { name: nfs, driver: nfs, shares: [share] }\n');
     const cli = await readCli(['--config', file, '--port', '9100', '--token', 'flag-token-0123456789'], '/cwd');
     expect(cli.command).toBe('serve');
-    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    const config = cli.command === 'serve' ? cli.config : parseConfig({}, '/');
     expect(config.listen.port).toBe(9100);
     expect(config.token).toBe('flag-token-0123456789');
     expect(config.dataDir).toBe(join(dir, 'data'));
@@ -133,7 +133,7 @@ describe('command line', () => {
 
   it('runs the embedded default without a config file', async () => {
     const cli = await readCli([], '/srv/kindling');
-    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    const config = cli.command === 'serve' ? cli.config : parseConfig({}, '/');
     expect(config.dataDir).toBe('/srv/kindling/var/kindling');
     expect(config.backends).toMatchObject([{ name: 'nfs', driver: 'nfs', shares: ['/srv/kindling/var/share'] }]);
   });
@@ -142,11 +142,11 @@ describe('command line', () => {
     const dir = await mkdtemp(join(tmpdir(), 'kindling-token-'));
     await writeFile(join(dir, 'token'), 'file-token-0123456789\n');
     const fromFile = await readCli(['--token-file', join(dir, 'token')], dir);
-    expect('config' in fromFile && fromFile.config.token).toBe('file-token-0123456789');
+    expect('config' in fromFile && fromFile.config?.token).toBe('file-token-0123456789');
     process.env.KINDLING_TOKEN = 'env-token-0123456789';
     try {
       const fromEnv = await readCli([], dir);
-      expect('config' in fromEnv && fromEnv.config.token).toBe('env-token-0123456789');
+      expect('config' in fromEnv && fromEnv.config?.token).toBe('env-token-0123456789');
     } finally {
       delete process.env.KINDLING_TOKEN;
     }

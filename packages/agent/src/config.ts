@@ -99,7 +99,11 @@ export type NfsBackendConfig = v.InferOutput<typeof nfsBackend>;
 export type BackendConfig = LvmBackendConfig | NfsBackendConfig;
 
 export class ConfigError extends StartupError {
-  constructor(message: string) {
+  /** Each mistake on its own, for check-config's list; the message joins them on one line for a log. */
+  constructor(
+    message: string,
+    readonly problems: readonly string[] = [message],
+  ) {
     super(message, EXIT.CONFIG);
   }
 }
@@ -125,7 +129,7 @@ export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
   if (!result.success) {
     const lines = describeIssues(configSchema, result.issues);
     // One line, so a start-up failure stays one log line.
-    throw new ConfigError(`invalid config: ${lines.join('; ')}`);
+    throw new ConfigError(`invalid config: ${lines.join('; ')}`, lines.map((l) => `config: ${l}`));
   }
   const config = result.output;
   if (!config.token && !isLoopback(config.listen.host)) {
@@ -167,13 +171,18 @@ export async function checkLocalShares(config: AgentConfig): Promise<void> {
   for (const b of config.backends) {
     if (b.driver !== 'nfs') continue;
     for (const share of b.shares.filter(isLocalShare)) {
-      const found = await stat(share).catch(() => null);
-      if (found && !found.isDirectory()) throw new ConfigError(`backend ${b.name}: share ${share} is not a directory`);
-      if (!found && !b.createShares) {
-        throw new ConfigError(`backend ${b.name}: share ${share} does not exist (set createShares: true to have it created)`);
-      }
+      const problem = await localShareProblem(b, share);
+      if (problem) throw new ConfigError(problem);
     }
   }
+}
+
+/** Why a local share cannot serve as configured (missing without createShares, or not a folder), if it cannot. */
+export async function localShareProblem(b: NfsBackendConfig, share: string): Promise<string | undefined> {
+  const found = await stat(share).catch(() => null);
+  if (found && !found.isDirectory()) return `backend ${b.name}: share ${share} is not a directory`;
+  if (!found && !b.createShares) return `backend ${b.name}: share ${share} does not exist (set createShares: true to have it created)`;
+  return undefined;
 }
 
 /** TLS files are read when serving starts: a missing one is a config error, found before the index opens. */
