@@ -87,6 +87,11 @@ export const configSchema = v.strictObject({
     }),
     {},
   ),
+  /**
+   * How often each backend's readiness and capacity are read again (one statfs per share, one lvm report
+   * per VG), so a change made outside Kindling reaches stats, placement and the capacity event.
+   */
+  capacityRefreshSeconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 60),
   backends: v.pipe(
     v.array(v.variant('driver', [lvmBackend, nfsBackend])),
     v.check((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'backend names must be unique'),

@@ -6,7 +6,7 @@ import { createDriver } from './drivers/factory.js';
 import type { Runner } from './exec/run.js';
 import { run } from './exec/run.js';
 import { IndexStore } from './index/store.js';
-import { Backends } from './service/backends.js';
+import { Backends, DEFAULT_TIMING } from './service/backends.js';
 import { ConnectionService } from './service/connections.js';
 import type { ServiceContext } from './service/context.js';
 import { EventBus } from './service/events.js';
@@ -46,6 +46,7 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       config.backends.map((b) => createDriver(b, { run: runner, dataDir: config.dataDir })),
       index,
       events,
+      { ...DEFAULT_TIMING, refreshMs: config.capacityRefreshSeconds * 1000 },
     );
     const ctx: ServiceContext = { index, backends, events, locks: new KeyedLocks(true), hostname: hostname() };
     const volumes = new VolumeService(ctx);
