@@ -62,4 +62,12 @@ describe('capacity refresh', () => {
     await rename(`${share}.gone`, share);
     expect(await logged((e) => e.backend === 'nfs' && e.level === 'info' && e.msg === 'backend nfs is ready again')).toBeDefined();
   });
+
+  it('refuses a volume that does not fit naming exact bytes, needed and free, and a free figure not rounded up', async () => {
+    const nfs = await agent.backend('nfs');
+    const refusal = (await nfs.createVolume({ size: 1_000_000 }).catch((e: unknown) => e)) as Error & { details?: Record<string, number> };
+    expect(refusal.message).toMatch(/room for 1000000 GiB: needs 1073741824000000 bytes, \d+ bytes free$/);
+    const free = Number(/(\d+) bytes free$/.exec(refusal.message)![1]);
+    expect(refusal.details).toMatchObject({ neededBytes: 1073741824000000, freeBytes: free, freeGb: Math.floor((free / 2 ** 30) * 100) / 100 });
+  });
 });

@@ -1,4 +1,4 @@
-import { ConflictError, GIB, roomFor } from '@kindling/protocol';
+import { GIB, noRoomError, roomFor } from '@kindling/protocol';
 import type { LvmCommands } from './commands.js';
 import { withVgLock } from './queue.js';
 import { parseFullReport, type LvInfo, type Report } from './report.js';
@@ -117,10 +117,7 @@ export class VgCache {
     const requested = this.roundToExtent(sizeGb * GIB);
     const room = this.roomBytes(thin);
     if (requested > room) {
-      throw new ConflictError(`not enough space in ${this.vg}${thin ? `/${this.pool}` : ''} for ${sizeGb} GiB`, {
-        requestedGb: sizeGb,
-        freeGb: toGb(room),
-      });
+      throw noRoomError(`not enough space in ${this.vg}${thin ? `/${this.pool}` : ''} for ${sizeGb} GiB`, requested, room);
     }
   }
 
