@@ -88,7 +88,7 @@ describe('kindling-agent check-config', () => {
     const file = await configFile('check.json', {
       backends: [
         { name: 'nfs', driver: 'nfs', shares: [join(dir, 'check-share'), join(dir, 'check-new')], createShares: true },
-        { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg' },
+        { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg', volumeClear: 'none' },
       ],
     });
     const run = runAgent(['check-config', '--config', file]);
@@ -141,5 +141,19 @@ describe('kindling-agent check-config', () => {
         'ok    tool qemu-img installed',
       ]),
     );
+  });
+
+  // This host has no device-mapper (README: the host lane's kernel lacks it; the kernel lane has it).
+  it('says the host has no device-mapper and what to set, failing an LVM backend that zeroes on delete', async () => {
+    const lvm = (name: string, volumeClear: string) => ({ name, driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg', volumeClear });
+    const file = await configFile('check-dm.json', { backends: [lvm('zeroing', 'zero'), lvm('plain', 'none')] });
+    const lines = runAgent(['check-config', '--config', file]).stdout.trim().split('\n');
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^ok {4}warning: no device-mapper on this host \(.+\): LVM snapshots, clones and attach are refused; see "Hosts without device-mapper" in docs\/operations\.md$/),
+        'FAIL  backend zeroing: volumeClear: zero cannot zero a deleted volume without device-mapper; set volumeClear: none',
+      ]),
+    );
+    expect(lines.filter((l) => l.includes('backend plain: volumeClear'))).toEqual([]);
   });
 });

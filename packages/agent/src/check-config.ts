@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { messageOf } from '@kindling/protocol';
 import type { CheckInput } from './cli.js';
 import { checkTlsFiles, isLocalShare, localShareProblem, type AgentConfig, type LvmBackendConfig, type NfsBackendConfig } from './config.js';
+import { deviceMapperMissing } from './device-mapper.js';
 import { EXIT } from './exit.js';
 import { WRAPPER_TOOLS } from './exec/run.js';
 
@@ -98,8 +99,21 @@ async function checkHost(config: AgentConfig): Promise<Finding[]> {
   return [tls, await checkDataDir(config.dataDir)];
 }
 
+/** The "host without device-mapper" profile: what it refuses, and the one setting it cannot take. */
+async function checkDeviceMapper(lvm: LvmBackendConfig[]): Promise<Finding[]> {
+  const missing = lvm.length > 0 ? await deviceMapperMissing() : undefined;
+  if (!missing) return [];
+  const profile = 'LVM snapshots, clones and attach are refused; see "Hosts without device-mapper" in docs/operations.md';
+  return [
+    { ok: true, what: `warning: no device-mapper on this host (${missing}): ${profile}` },
+    ...lvm
+      .filter((b) => b.volumeClear === 'zero')
+      .map((b) => ({ ok: false, what: `backend ${b.name}: volumeClear: zero cannot zero a deleted volume without device-mapper; set volumeClear: none` })),
+  ];
+}
+
 async function checkStorage(config: AgentConfig): Promise<Finding[]> {
-  const findings: Finding[] = [];
+  const findings: Finding[] = await checkDeviceMapper(config.backends.filter((b): b is LvmBackendConfig => b.driver === 'lvm'));
   for (const b of config.backends) {
     if (b.driver === 'lvm') findings.push(...(await checkLvm(b)));
     else for (const share of b.shares.filter(isLocalShare)) findings.push(...(await checkShare(b, share)));

@@ -1,0 +1,18 @@
+import { stat } from 'node:fs/promises';
+import { execa } from 'execa';
+
+const CONTROL = '/dev/mapper/control';
+
+/**
+ * Why this host has no usable device-mapper (many containers and CI machines), or undefined when it has
+ * one. Without it lvm2 edits metadata but activates nothing: no device node to zero, snapshot or attach.
+ */
+export async function deviceMapperMissing(): Promise<string | undefined> {
+  if (!(await stat(CONTROL).catch(() => null))) return `${CONTROL} is absent`;
+  const probe = await execa('dmsetup', ['version'], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+  // Without dmsetup installed, the control node is all there is to go on.
+  if ((probe as { code?: string }).code === 'ENOENT') return undefined;
+  if (probe.exitCode === 0) return undefined;
+  const said = probe.stderr.split('\n').map((l) => l.trim()).filter(Boolean).at(-1);
+  return `dmsetup version failed${said ? `: ${said}` : ''}`;
+}
