@@ -167,6 +167,7 @@ export class VolumeService {
       const source = this.get(args.id);
       const driver = this.driverOf(source);
       requireStatus(source, READABLE, 'clone volume');
+      requireCapability(driver, 'clone', 'clones');
       const size = this.sizeFrom(args.size, source.size, 'source volume');
       const record = this.draft(id, source.backend, { ...args, size }, { sourceVolId: source.id });
       return this.build(record, () => driver.cloneVolume(volumeRef(record), volumeRef(source)));
