@@ -38,6 +38,8 @@ suite('LVM backend through the agent, on real lvm2', () => {
         // No device nodes without device-mapper, so nothing to zero on delete (the real-kernel lane does).
         { name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'default', lvmConfFile: vg.lvmConfFile, volumeClear: 'none' },
         { name: 'lvm-thin', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'thin', lvmConfFile: vg.lvmConfFile },
+        // The example config's setting, which this host cannot honour.
+        { name: 'lvm-zero', driver: 'lvm', volumeGroup: vg.vg, lvmConfFile: vg.lvmConfFile, volumeClear: 'zero' },
       ],
     });
     agent = await Agent.connect(proc.url);
@@ -140,5 +142,14 @@ suite('LVM backend through the agent, on real lvm2', () => {
     expect(listed.map((v) => v.status)).toEqual(['error']);
     await listed[0]!.delete();
     expect(await thin.volumes()).toEqual([]);
+  });
+
+  it('a delete that must zero without device-mapper fails saying to set volumeClear: none', async () => {
+    const vol = await (await agent.backend('lvm-zero')).createVolume({ size: 1 });
+    const err = await vol.delete().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect((err as Error).message).toMatch(/no device-mapper on this host: .*set volumeClear: none/);
+    // The LV the failed delete left, removed by hand as an operator would after changing the setting.
+    await vg.lvm(['lvremove', '-f', `${vg.vg}/volume-${vol.id}`]).catch(() => vg.lvm(['lvremove', '-f', `${vg.vg}/clear-volume-${vol.id}`]));
   });
 });

@@ -1,4 +1,4 @@
-import { ConflictError, UnsupportedError, type Capabilities, type VolumeRecord } from '@kindling/protocol';
+import { BackendError, ConflictError, UnsupportedError, type Capabilities, type VolumeRecord } from '@kindling/protocol';
 import { deviceMapperMissing } from '../device-mapper.js';
 import type { Driver } from '../drivers/driver.js';
 
@@ -34,6 +34,20 @@ export function requireCapability(driver: Driver, feature: keyof Capabilities, a
     });
   }
   throw new UnsupportedError(`backend ${driver.name} does not support ${action}`, { backend: driver.name, feature });
+}
+
+/**
+ * An LVM delete that failed on a host without device-mapper: zeroing (volumeClear: zero) needs a device
+ * node that cannot exist there, so the failure says which setting fits this host.
+ */
+export async function withDeviceMapperHint<T>(driver: Driver, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (driver.driver !== 'lvm' || noDeviceMapper === undefined || !(err instanceof BackendError)) throw err;
+    const hint = `no device-mapper on this host: a backend that zeroes deleted volumes cannot work here, set volumeClear: none for ${driver.name}`;
+    throw new BackendError(`${err.message} (${hint})`, err.details);
+  }
 }
 
 /**

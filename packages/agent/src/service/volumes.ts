@@ -11,7 +11,7 @@ import type { Driver } from '../drivers/driver.js';
 import type { RequestMark } from '../index/store.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition, type Lifecycle } from './lifecycle.js';
-import { refuseWhileInUse, requireCapability } from './capabilities.js';
+import { refuseWhileInUse, requireCapability, withDeviceMapperHint } from './capabilities.js';
 import { findOnStorage, settledOnStorage } from './recovery.js';
 import { DELETABLE, READABLE, SETTLED_OR_FAILED, requireStatus } from './status.js';
 
@@ -116,7 +116,7 @@ export class VolumeService {
         record: volume,
         during: 'deleting',
         work: async () => {
-          await driver.deleteVolume(volumeRef(volume));
+          await withDeviceMapperHint(driver, () => driver.deleteVolume(volumeRef(volume)));
           return {};
         },
         finish: async (during) => this.forget({ ...during, status: 'deleted', updatedAt: now() }),
