@@ -49,13 +49,15 @@ describe('agent logs', () => {
     const command = (await logged((e) => e.requestId === 'ops-logs-extend-1')).find((e) => Array.isArray(e.command) && (e.command as string[]).includes('resize'));
     expect(command).toMatchObject({
       level: 'warn',
+      requestId: 'ops-logs-extend-1',
+      op: 'volume.extend',
       time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       command: ['qemu-img', 'resize', '-q', '-f', 'qcow2', expect.stringContaining(volume.id), '2G'],
       exitCode: 1,
       stderrTail: expect.stringMatching(/Could not open/),
       msg: expect.stringMatching(/^qemu-img failed \(exit 1\)/),
     });
-    const request = entries().find((e) => e.requestId === 'ops-logs-extend-1');
+    const request = entries().find((e) => e.requestId === 'ops-logs-extend-1' && 'outcome' in e);
     expect(request).toMatchObject({
       level: 'warn',
       op: 'volume.extend',
