@@ -65,7 +65,7 @@ describe('config', () => {
     const cli = await readCli(['--config', file, '--token-file', join(dir, 'token'), '--log-level', 'info'], '/');
     const config = cli.command === 'serve' ? cli.config : parseConfig({}, '/');
     expect(config.token).toBe('example-admin-token-0123456789');
-    expect(config).toMatchObject({ dataDir: '/var/lib/kindling', listen: { host: '0.0.0.0', port: 8600 }, allowPlaintext: false });
+    expect(config).toMatchObject({ dataDir: '/var/lib/kindling', listen: { host: '0.0.0.0', port: 8600 }, allowPlaintext: false, capacityRefreshSeconds: 60 });
     expect(config.backends.map((b) => [b.name, b.driver])).toEqual([
       ['lvm', 'lvm'],
       ['nfs', 'nfs'],
