@@ -13,6 +13,7 @@ export async function deviceMapperMissing(): Promise<string | undefined> {
   // Without dmsetup installed, the control node is all there is to go on.
   if ((probe as { code?: string }).code === 'ENOENT') return undefined;
   if (probe.exitCode === 0) return undefined;
-  const said = probe.stderr.split('\n').map((l) => l.trim()).filter(Boolean).at(-1);
+  // Its first complaint names the cause (`/dev/mapper/control: open failed: No such device`); the last is `Command failed.`
+  const said = probe.stderr.split('\n').map((l) => l.trim()).find((l) => l && !/^Command failed/.test(l));
   return `dmsetup version failed${said ? `: ${said}` : ''}`;
 }
