@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoopVg, loopVgUnavailable, requires, type LoopVg } from '@kindling/agent/testing';
 import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
-import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
+import { csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // The controller on real lvm2: a loop VG without device-mapper, so activation is off. Linear
-// create, extend, delete and capacity are real here; a snapshot fails in lvm2, which shows how a
-// storage failure reaches the CO. Thin pools, snapshots and the node service on LVM run in the lane.
+// create, extend, delete and capacity are real here; a snapshot is refused up front (the agent sees
+// no device-mapper). Thin pools, snapshots and the node service on LVM run in the lane.
 const TOKEN = 'csi-lvm-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const mount = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
@@ -62,18 +62,12 @@ requires('the CSI controller on LVM (a loop VG)', loopVgUnavailable(), describe,
     expect((await lvSizes()).has(lv)).toBe(false);
   });
 
-  it('a storage failure is INTERNAL with the failed command and its stderr, and a retry starts afresh', async () => {
+  it('a snapshot on a host without device-mapper is refused up front (INVALID_ARGUMENT, UNSUPPORTED), leaving no snapshot', async () => {
     const { volume } = await controller.CreateVolume({ name: 'pvc-lvm-2', volumeCapabilities: [mount], parameters: { backend: 'lvm' } });
     const request = { name: 'snap-lvm-2', sourceVolumeId: volume.volumeId };
     const failure = await controller.CreateSnapshot(request).catch((err: { code: number; details: string }) => err);
-    expect(failure).toMatchObject({ code: status.INTERNAL });
-    expect((failure as { details: string }).details).toMatch(/^BACKEND_ERROR: .*lvcreate/);
-    // A retry removes the failed snapshot and takes it again (failing again here): one record, never ready.
-    const [first] = (await controller.ListSnapshots({ sourceVolumeId: volume.volumeId })).entries;
-    expect(await codeOf(controller.CreateSnapshot(request))).toBe(status.INTERNAL);
-    const { entries } = await controller.ListSnapshots({ sourceVolumeId: volume.volumeId });
-    expect(entries).toHaveLength(1);
-    expect(entries[0].snapshot.readyToUse).toBe(false);
-    expect(entries[0].snapshot.snapshotId).not.toBe(first.snapshot.snapshotId);
+    expect(failure).toMatchObject({ code: status.INVALID_ARGUMENT });
+    expect((failure as { details: string }).details).toMatch(/^UNSUPPORTED: .*no device-mapper/);
+    expect((await controller.ListSnapshots({ sourceVolumeId: volume.volumeId })).entries).toEqual([]);
   });
 });

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, type Backend } from '@kindling/sdk';
-import { BackendError, ConflictError } from '@kindling/protocol';
+import { BackendError, ConflictError, UnsupportedError } from '@kindling/protocol';
 import { createLoopVg, loopVgUnavailable, requires, type LoopVg } from '@kindling/agent/testing';
 import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // Real lvm2 on a loop-backed VG. This kernel has no device-mapper, so the VG runs with activation
-// disabled: linear create/extend/delete and reports are real here; snapshot, thin, attach and dd must
-// fail cleanly and leave the index true (the real-kernel lane runs them for real).
+// disabled: linear create/extend/delete and reports are real here; snapshot and clone are refused up
+// front (UNSUPPORTED), thin, attach and dd must fail cleanly and leave the index true (the real-kernel lane runs them for real).
 const suite = requires('the lvm-backend scenarios (a loop VG)', loopVgUnavailable(), describe, describe.skip);
 
 const GiB = 1024 ** 3;
@@ -38,6 +38,8 @@ suite('LVM backend through the agent, on real lvm2', () => {
         // No device nodes without device-mapper, so nothing to zero on delete (the real-kernel lane does).
         { name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'default', lvmConfFile: vg.lvmConfFile, volumeClear: 'none' },
         { name: 'lvm-thin', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'thin', lvmConfFile: vg.lvmConfFile },
+        // The example config's setting, which this host cannot honour.
+        { name: 'lvm-zero', driver: 'lvm', volumeGroup: vg.vg, lvmConfFile: vg.lvmConfFile, volumeClear: 'zero' },
       ],
     });
     agent = await Agent.connect(proc.url);
@@ -109,20 +111,16 @@ suite('LVM backend through the agent, on real lvm2', () => {
     await vol.delete();
   });
 
-  it('a snapshot fails cleanly without device-mapper: BACKEND_ERROR with the command, the volume untouched', async () => {
+  it('refuses snapshots and clones up front without device-mapper: UNSUPPORTED with the feature, no record left in error', async () => {
     const vol = await lvm.createVolume({ size: 1 });
-    const err = await vol.createSnapshot().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(BackendError);
-    const details = (err as BackendError).details as { command: string[]; exitCode: number | null; stderrTail: string };
-    expect(details.command[0]).toBe('lvcreate');
-    expect(details.command).toContain('-s');
-    expect(details.stderrTail.length).toBeGreaterThan(0);
+    expect(await lvm.capabilities()).toMatchObject({ snapshot: false, clone: false, createFromSnapshot: false, revertToSnapshot: false, extend: true });
+    const snap = await vol.createSnapshot().catch((e: unknown) => e);
+    expect(snap).toBeInstanceOf(UnsupportedError);
+    expect(snap).toMatchObject({ message: expect.stringMatching(/no device-mapper/), details: { backend: 'lvm', feature: 'snapshot' } });
+    const clone = await vol.clone().catch((e: unknown) => e);
+    expect(clone).toMatchObject({ code: 'UNSUPPORTED', details: { feature: 'clone' } });
     await vol.refresh();
     expect(vol.status).toBe('available');
-    // cinderlib keeps the failed snapshot listed, in error, until it is deleted.
-    const failed = [...vol.snapshots];
-    expect(failed.map((s) => s.status)).toEqual(['error']);
-    await failed[0]!.delete();
     expect(vol.snapshots.size).toBe(0);
     await vol.delete();
     expect((await lvs()).length).toBe(0);
@@ -144,5 +142,14 @@ suite('LVM backend through the agent, on real lvm2', () => {
     expect(listed.map((v) => v.status)).toEqual(['error']);
     await listed[0]!.delete();
     expect(await thin.volumes()).toEqual([]);
+  });
+
+  it('a delete that must zero without device-mapper fails saying to set volumeClear: none', async () => {
+    const vol = await (await agent.backend('lvm-zero')).createVolume({ size: 1 });
+    const err = await vol.delete().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect((err as Error).message).toMatch(/no device-mapper on this host: .*set volumeClear: none/);
+    // The LV the failed delete left, removed by hand as an operator would after changing the setting.
+    await vg.lvm(['lvremove', '-f', `${vg.vg}/volume-${vol.id}`]).catch(() => vg.lvm(['lvremove', '-f', `${vg.vg}/clear-volume-${vol.id}`]));
   });
 });

@@ -49,6 +49,8 @@ describe('agent logs', () => {
     const command = (await logged((e) => e.requestId === 'ops-logs-extend-1')).find((e) => Array.isArray(e.command) && (e.command as string[]).includes('resize'));
     expect(command).toMatchObject({
       level: 'warn',
+      requestId: 'ops-logs-extend-1',
+      op: 'volume.extend',
       time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       // The image as qemu's json: description of the descriptor the agent checked it through (issue 18).
       command: ['qemu-img', 'resize', '-q', expect.stringMatching(/^json:\{"driver":"qcow2"/), '2G'],
@@ -56,7 +58,7 @@ describe('agent logs', () => {
       stderrTail: expect.stringMatching(/Could not open/),
       msg: expect.stringMatching(/^qemu-img failed \(exit 1\)/),
     });
-    const request = entries().find((e) => e.requestId === 'ops-logs-extend-1');
+    const request = entries().find((e) => e.requestId === 'ops-logs-extend-1' && 'outcome' in e);
     expect(request).toMatchObject({
       level: 'warn',
       op: 'volume.extend',
@@ -103,5 +105,28 @@ describe('failed commands', () => {
       exitCode: 3,
       stderrTail: 'refused',
     });
+  });
+
+  /** Runs the agent's runner in a process of its own, as `body` says, and returns what it logged. */
+  function runnerLog(body: string): Record<string, unknown>[] {
+    const dist = resolve(AGENT_BIN, '..');
+    const script = `import { run } from ${JSON.stringify(join(dist, 'exec/run.js'))};
+      import { inRequest } from ${JSON.stringify(join(dist, 'request-context.js'))};
+      import { log } from ${JSON.stringify(join(dist, 'log.js'))};
+      ${body}`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    return r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  it('names the request and op a failed command ran for, so the documented requestId filter finds it', () => {
+    const lines = runnerLog(`await inRequest({ op: 'volume.delete', requestId: 'ops-logs-req-7', queued: false }, () =>
+      run(['sh', '-c', 'echo refused >&2; exit 3']).catch(() => {}));`);
+    expect(lines).toEqual([expect.objectContaining({ level: 'warn', requestId: 'ops-logs-req-7', op: 'volume.delete', exitCode: 3 })]);
+  });
+
+  it('logs an expected failure (a probe for what may be missing) at debug, not warn', () => {
+    const probe = `run(['sh', '-c', 'echo Failed to find logical volume vg/clear-x >&2; exit 5'], { expected: (stderr) => stderr.includes('Failed to find') }).catch(() => {})`;
+    expect(runnerLog(`await ${probe};`)).toEqual([]);
+    expect(runnerLog(`log.level = 'debug'; await ${probe};`)).toEqual([expect.objectContaining({ level: 'debug', exitCode: 5 })]);
   });
 });

@@ -40,9 +40,9 @@ const cases: Case[] = [
   ['a missing config file', async () => ['--config', join(dir, 'missing.yaml')], 78, /^cannot read config file .*missing\.yaml: ENOENT/],
   [
     'an unknown config key',
-    async () => ['--config', await configFile('typo.json', { backends: [{ ...nfs(), sahres: ['x'] }] })],
+    async () => ['--config', await configFile('typo.json', { backends: [{ name: 'nfs', driver: 'nfs', sahres: [join(dir, 'share')] }] })],
     78,
-    /^invalid config: backends\.0\.sahres: unknown key \(not a setting here, check its spelling\)$/,
+    /^invalid config: backends\.0\.sahres: unknown key, did you mean shares\?$/,
   ],
   [
     'a missing share (createShares is off by default)',
@@ -88,7 +88,7 @@ describe('kindling-agent check-config', () => {
     const file = await configFile('check.json', {
       backends: [
         { name: 'nfs', driver: 'nfs', shares: [join(dir, 'check-share'), join(dir, 'check-new')], createShares: true },
-        { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg' },
+        { name: 'lvm', driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg', volumeClear: 'none' },
       ],
     });
     const run = runAgent(['check-config', '--config', file]);
@@ -109,5 +109,51 @@ describe('kindling-agent check-config', () => {
     const fine = runAgent(['check-config', '--config', await configFile('check-nfs.json', {})]);
     expect(fine).toMatchObject({ code: 0, lines: [] });
     expect(fine.stdout).not.toMatch(/FAIL/);
+  });
+
+  it('reports every missing share once, as FAIL, when createShares is off', async () => {
+    const shares = [join(dir, 'gone-1'), join(dir, 'gone-2')];
+    const run = runAgent(['check-config', '--config', await configFile('check-off.json', { backends: [{ name: 'nfs', driver: 'nfs', shares }] })]);
+    expect(run.code).toBe(1);
+    const about = (share: string) => run.stdout.split('\n').filter((l) => l.includes(share));
+    for (const share of shares) {
+      expect(about(share)).toEqual([`FAIL  backend nfs: share ${share} does not exist (set createShares: true to have it created)`]);
+    }
+  });
+
+  it('lists config errors as FAIL items beside the host checks it can still run, and exits 78', async () => {
+    const file = await configFile('check-bad.json', {
+      backends: [
+        { name: 'nfs', driver: 'nfs', sahres: [join(dir, 'share')] },
+        { name: 'lvm', driver: 'lvm' },
+      ],
+    });
+    const run = runAgent(['check-config', '--config', file, '--token-file', join(dir, 'no-token')]);
+    expect(run).toMatchObject({ code: 78, lines: [] });
+    const lines = run.stdout.trim().split('\n');
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'FAIL  config: backends.0.sahres: unknown key, did you mean shares?',
+        'FAIL  config: backends.1.volumeGroup: required',
+        expect.stringMatching(/^FAIL {2}cannot read token file .*no-token: ENOENT/),
+        'ok    tool setpriv installed',
+        'ok    tool lvm installed',
+        'ok    tool qemu-img installed',
+      ]),
+    );
+  });
+
+  // This host has no device-mapper (README: the host lane's kernel lacks it; the kernel lane has it).
+  it('says the host has no device-mapper and what to set, failing an LVM backend that zeroes on delete', async () => {
+    const lvm = (name: string, volumeClear: string) => ({ name, driver: 'lvm', volumeGroup: 'kindling-check-no-such-vg', volumeClear });
+    const file = await configFile('check-dm.json', { backends: [lvm('zeroing', 'zero'), lvm('plain', 'none')] });
+    const lines = runAgent(['check-config', '--config', file]).stdout.trim().split('\n');
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^ok {4}warning: no device-mapper on this host \(.+\): LVM snapshots, clones and attach are refused; see "Hosts without device-mapper" in docs\/operations\.md$/),
+        'FAIL  backend zeroing: volumeClear: zero cannot zero a deleted volume without device-mapper; set volumeClear: none',
+      ]),
+    );
+    expect(lines.filter((l) => l.includes('backend plain: volumeClear'))).toEqual([]);
   });
 });

@@ -58,6 +58,7 @@ beforeAll(async () => {
   const clone = join(work, 'clone');
   const skip = (src: string) => ['node_modules', 'dist'].includes(basename(src)) || src.endsWith('.tsbuildinfo');
   for (const f of ROOT_FILES) await cp(join(ROOT, f), join(clone, f));
+  await cp(join(ROOT, 'scripts/bin-mode.mjs'), join(clone, 'scripts/bin-mode.mjs'));
   await cp(join(ROOT, 'packages'), join(clone, 'packages'), { recursive: true, verbatimSymlinks: true, filter: (src) => !skip(src) });
   await run('pnpm', ['install', '--offline', '--frozen-lockfile', '--reporter=silent'], clone);
   const out = join(work, 'tarballs');
@@ -148,6 +149,11 @@ describe('protocol and SDK installed from their tarballs', () => {
 });
 
 describe('the agent installed from its tarball', () => {
+  it('packs dist/bin.js executable, as a link to it in /usr/bin needs', async () => {
+    const listing = await run('tar', ['-tvzf', tarballs.agent], work);
+    expect(listing).toMatch(/^-rwxr-xr-x .* package\/dist\/bin\.js$/m);
+  });
+
   it('carries a license, a README, built code and the sources its maps name, without the test helpers', async () => {
     await expectPublishable(join(agentHost, 'node_modules', '@kindling', 'agent'));
     const probe = "import('@kindling/agent/testing').then(() => console.log('exported'), (e) => console.log(e.code))";

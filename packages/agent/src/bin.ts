@@ -5,6 +5,7 @@ import { checkConfig } from './check-config.js';
 import { readCli, USAGE } from './cli.js';
 import { checkLocalShares, checkTlsFiles } from './config.js';
 import { EXIT, StartupError } from './exit.js';
+import { clientUrls } from './listen-urls.js';
 import { log } from './log.js';
 import { reindex } from './reindex.js';
 import { reconcile } from './service/reconcile.js';
@@ -20,13 +21,13 @@ function drainMsFromEnv(): number | undefined {
 /** Runs the command; a number is the exit code, nothing means the agent serves until a signal stops it. */
 async function main(): Promise<number | undefined> {
   const cli = await readCli(process.argv.slice(2), process.cwd());
-  if (!('config' in cli)) {
+  if (!('logLevel' in cli)) {
     console.log(cli.command === 'help' ? USAGE : AGENT_VERSION);
     return EXIT.OK;
   }
   log.level = cli.logLevel;
+  if (cli.command === 'check-config') return checkConfig(cli, (line) => console.log(line));
   const { config } = cli;
-  if (cli.command === 'check-config') return checkConfig(config, (line) => console.log(line));
   // Both before the index opens: a typo must not start backends on the wrong folder.
   await checkLocalShares(config);
   if (cli.command === 'reindex') return reindex(config);
@@ -54,8 +55,10 @@ async function main(): Promise<number | undefined> {
   process.on('SIGTERM', stop);
   for (const line of recoveryLines(agent.services.recovery)) log.warn({ recovery: true }, line);
   // One JSON line on stdout says where it listens: scripts and tests read it (port 0 picks a free port).
-  console.log(JSON.stringify({ event: 'listening', url: agent.url, port: agent.port, hostId: agent.services.hostId }));
-  log.info({ url: agent.url, hostId: agent.services.hostId, version: AGENT_VERSION, dataDir: config.dataDir }, 'listening');
+  const { url, urls, allInterfaces } = clientUrls(config.listen.host, agent.port, config.tls !== undefined);
+  console.log(JSON.stringify({ event: 'listening', url, urls, port: agent.port, hostId: agent.services.hostId }));
+  const fields = { url, urls, hostId: agent.services.hostId, version: AGENT_VERSION, dataDir: config.dataDir };
+  log.info(fields, allInterfaces ? 'listening on all interfaces' : 'listening');
   for (const r of await agent.services.backends.readiness()) {
     if (!r.ready) log.warn({ backend: r.name }, `backend ${r.name} is not ready: ${r.reason ?? 'unknown'}`);
   }

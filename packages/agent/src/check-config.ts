@@ -3,7 +3,9 @@ import { access, mkdtemp, rm, stat } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { messageOf } from '@kindling/protocol';
-import { checkLocalShares, checkTlsFiles, isLocalShare, type AgentConfig, type LvmBackendConfig } from './config.js';
+import type { CheckInput } from './cli.js';
+import { checkTlsFiles, isLocalShare, localShareProblem, type AgentConfig, type LvmBackendConfig, type NfsBackendConfig } from './config.js';
+import { deviceMapperMissing } from './device-mapper.js';
 import { EXIT } from './exit.js';
 import { WRAPPER_TOOLS } from './exec/run.js';
 
@@ -38,7 +40,10 @@ async function checkLvm(b: LvmBackendConfig): Promise<Finding[]> {
 }
 
 /** A local share must be a writable folder; one on the root filesystem is often a mount that did not happen. */
-async function checkShare(backend: string, share: string): Promise<Finding[]> {
+async function checkShare(b: NfsBackendConfig, share: string): Promise<Finding[]> {
+  const backend = b.name;
+  const problem = await localShareProblem(b, share);
+  if (problem) return [{ ok: false, what: problem }];
   const found = await stat(share).catch(() => null);
   if (!found) return [{ ok: true, what: `backend ${backend}: share ${share} will be created (createShares)` }];
   const probe = await mkdtemp(join(share, '.kindling-check-')).then(
@@ -61,32 +66,57 @@ async function checkDataDir(dataDir: string): Promise<Finding> {
 }
 
 /**
- * `kindling-agent check-config`: validates a parsed config against this host without serving or
- * opening the index (so it runs beside a running agent). One line per check; exit 1 if any failed.
+ * `kindling-agent check-config`: validates a config against this host without serving or opening the
+ * index (so it runs beside a running agent). Every check runs, config mistakes included, one line each;
+ * the exit code is the worst: 78 for a config mistake, 1 for a failed host check.
  */
-export async function checkConfig(config: AgentConfig, print: (line: string) => void): Promise<number> {
-  const findings: Finding[] = [];
-  const settled = async (check: () => Promise<void>, what: string) =>
-    findings.push(await check().then(() => ({ ok: true, what }), (err: unknown) => ({ ok: false, what: messageOf(err) })));
-  await settled(() => checkTlsFiles(config), config.tls ? 'TLS files readable' : 'no TLS (loopback or allowPlaintext)');
-  await settled(() => checkLocalShares(config), 'local shares exist or may be created');
-  findings.push(await checkDataDir(config.dataDir));
-  const lvm = config.backends.filter((b) => b.driver === 'lvm');
-  const nfs = config.backends.filter((b) => b.driver === 'nfs');
+export async function checkConfig(input: Omit<CheckInput, 'command' | 'logLevel'>, print: (line: string) => void): Promise<number> {
+  const { config, problems } = input;
+  const findings: Finding[] = problems.map((what) => ({ ok: false, what }));
+  const drivers = config ? config.backends.map((b) => b.driver) : input.drivers;
   const tools = [
     ...WRAPPER_TOOLS,
-    ...(lvm.length ? ['lvm', 'vgs', 'lvs'] : []),
-    ...(nfs.length ? ['qemu-img'] : []),
-    ...(nfs.some((b) => b.shares.some((s) => !isLocalShare(s))) ? ['mount.nfs'] : []),
+    ...(drivers.includes('lvm') ? ['lvm', 'vgs', 'lvs'] : []),
+    ...(drivers.includes('nfs') ? ['qemu-img'] : []),
+    ...(config?.backends.some((b) => b.driver === 'nfs' && b.shares.some((s) => !isLocalShare(s))) ? ['mount.nfs'] : []),
   ];
+  if (config) findings.push(...(await checkHost(config)));
   for (const tool of tools) {
     const found = await onPath(tool);
     findings.push({ ok: found, what: `tool ${tool}${found ? ' installed' : ' not found on PATH'}` });
   }
-  for (const b of lvm) findings.push(...(await checkLvm(b)));
-  for (const b of nfs) {
-    for (const share of b.shares.filter(isLocalShare)) findings.push(...(await checkShare(b.name, share)));
-  }
+  if (config) findings.push(...(await checkStorage(config)));
   for (const f of findings) print(`${f.ok ? 'ok  ' : 'FAIL'}  ${f.what}`);
+  if (problems.length) return EXIT.CONFIG;
   return findings.every((f) => f.ok) ? EXIT.OK : EXIT.FINDINGS;
+}
+
+async function checkHost(config: AgentConfig): Promise<Finding[]> {
+  const tls = await checkTlsFiles(config).then(
+    () => ({ ok: true, what: config.tls ? 'TLS files readable' : 'no TLS (loopback or allowPlaintext)' }),
+    (err: unknown) => ({ ok: false, what: messageOf(err) }),
+  );
+  return [tls, await checkDataDir(config.dataDir)];
+}
+
+/** The "host without device-mapper" profile: what it refuses, and the one setting it cannot take. */
+async function checkDeviceMapper(lvm: LvmBackendConfig[]): Promise<Finding[]> {
+  const missing = lvm.length > 0 ? await deviceMapperMissing() : undefined;
+  if (!missing) return [];
+  const profile = 'LVM snapshots, clones and attach are refused; see "Hosts without device-mapper" in docs/operations.md';
+  return [
+    { ok: true, what: `warning: no device-mapper on this host (${missing}): ${profile}` },
+    ...lvm
+      .filter((b) => b.volumeClear === 'zero')
+      .map((b) => ({ ok: false, what: `backend ${b.name}: volumeClear: zero cannot zero a deleted volume without device-mapper; set volumeClear: none` })),
+  ];
+}
+
+async function checkStorage(config: AgentConfig): Promise<Finding[]> {
+  const findings: Finding[] = await checkDeviceMapper(config.backends.filter((b): b is LvmBackendConfig => b.driver === 'lvm'));
+  for (const b of config.backends) {
+    if (b.driver === 'lvm') findings.push(...(await checkLvm(b)));
+    else for (const share of b.shares.filter(isLocalShare)) findings.push(...(await checkShare(b, share)));
+  }
+  return findings;
 }

@@ -9,8 +9,19 @@ import { DEFAULT_LOG_LEVEL, LOG_LEVELS, isLogLevel, type LogLevel } from './log.
 const COMMANDS = ['serve', 'reindex', 'check-config'] as const;
 type Command = (typeof COMMANDS)[number];
 
+/** check-config lists config mistakes beside the host checks, so it takes a config that may not parse. */
+export interface CheckInput {
+  command: 'check-config';
+  config: AgentConfig | undefined;
+  problems: string[];
+  /** The drivers the config names, parsed or not: which tools to look for. */
+  drivers: string[];
+  logLevel: LogLevel;
+}
+
 export type CliOptions =
-  | { command: Command; config: AgentConfig; logLevel: LogLevel }
+  | { command: Exclude<Command, 'check-config'>; config: AgentConfig; logLevel: LogLevel }
+  | CheckInput
   | { command: 'help' | 'version' };
 
 export const USAGE = `usage: kindling-agent [serve|reindex|check-config] [options]
@@ -78,16 +89,40 @@ export async function readCli(argv: string[], cwd: string): Promise<CliOptions> 
   if (!isLogLevel(logLevel)) throw usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   if (values.port !== undefined && !/^\d+$/.test(values.port)) throw usageError(`--port must be a number, not ${values.port}`);
 
+  // check-config collects each config mistake as a problem and goes on; any other command stops at the first.
+  const problems: string[] = [];
+  const step = async <T>(f: () => Promise<T> | T): Promise<T | undefined> => {
+    try {
+      return await f();
+    } catch (err) {
+      if (command !== 'check-config' || !(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return undefined;
+    }
+  };
+  const raw = await step(() => rawConfig(values, cwd));
+  const token = await step(() => tokenFrom(values));
+  if (raw && token !== undefined) raw.token = token;
+  // Paths in a config file are relative to the file; flags and the default to the working directory.
+  const baseDir = values.config ? dirname(values.config) : cwd;
+  const config = raw && (await step(() => parseConfig(raw, baseDir)));
+  if (command === 'check-config') {
+    const backends = Array.isArray(raw?.backends) ? (raw.backends as unknown[]) : [];
+    const drivers = backends.map((b) => (b as { driver?: unknown } | null)?.driver).filter((d): d is string => typeof d === 'string');
+    return { command, config, problems, drivers, logLevel };
+  }
+  // Outside check-config every step above throws, so a config is here.
+  return { command: command as Exclude<Command, 'check-config'>, config: config!, logLevel };
+}
+
+/** The config file (or the embedded default) with the flags laid over it, not yet validated. */
+async function rawConfig(values: { config?: string | undefined; host?: string | undefined; port?: string | undefined; 'data-dir'?: string | undefined }, cwd: string) {
   const raw = (values.config ? await loadConfigFile(values.config) : structuredClone(DEFAULT_CONFIG)) as Record<string, unknown>;
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${values.config}: not a map of settings`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${values.config ?? cwd}: not a map of settings`);
   const listen = { ...(raw.listen as Record<string, unknown> | undefined) };
   if (values.host !== undefined) listen.host = values.host;
   if (values.port !== undefined) listen.port = Number(values.port);
   raw.listen = listen;
   if (values['data-dir'] !== undefined) raw.dataDir = values['data-dir'];
-  const token = await tokenFrom(values);
-  if (token !== undefined) raw.token = token;
-  // Paths in a config file are relative to the file; flags and the default to the working directory.
-  const baseDir = values.config ? dirname(values.config) : cwd;
-  return { command: command as Command, config: parseConfig(raw, baseDir), logLevel };
+  return raw;
 }

@@ -63,9 +63,9 @@ describe('config', () => {
     const dir = await mkdtemp(join(tmpdir(), 'kindling-example-'));
     await writeFile(join(dir, 'token'), 'example-admin-token-0123456789\n');
     const cli = await readCli(['--config', file, '--token-file', join(dir, 'token'), '--log-level', 'info'], '/');
-    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    const config = cli.command === 'serve' ? cli.config : parseConfig({}, '/');
     expect(config.token).toBe('example-admin-token-0123456789');
-    expect(config).toMatchObject({ dataDir: '/var/lib/kindling', listen: { host: '0.0.0.0', port: 8600 }, allowPlaintext: false });
+    expect(config).toMatchObject({ dataDir: '/var/lib/kindling', listen: { host: '0.0.0.0', port: 8600 }, allowPlaintext: false, capacityRefreshSeconds: 60 });
     expect(config.backends.map((b) => [b.name, b.driver])).toEqual([
       ['lvm', 'lvm'],
       ['nfs', 'nfs'],
@@ -73,9 +73,31 @@ describe('config', () => {
     expect(config.backends[1]).toMatchObject({ createShares: false, shares: ['nfs-server.example.internal:/export/kindling', '/srv/kindling-share'] });
   });
 
-  it('names an unknown key plainly', () => {
-    expect(() => parseConfig({ backends: [{ ...nfs, sahres: ['x'] }], dataDri: 'x' }, '/x')).toThrow(
-      /^invalid config: backends\.0\.sahres: unknown key[^;]*; dataDri: unknown key/,
+  const messageOf = (raw: unknown): string => {
+    try {
+      parseConfig(raw, '/x');
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'accepted';
+  };
+
+  it('says a required key is missing, not unknown', () => {
+    expect(messageOf({ backends: [{ name: 'lvm', driver: 'lvm' }] })).toBe('invalid config: backends.0.volumeGroup: required');
+  });
+
+  it('names an unknown key with the nearest known one, and does not also call the key it meant missing or unknown', () => {
+    expect(messageOf({ backends: [{ name: 'nfs', driver: 'nfs', sahres: ['x'] }], dataDri: 'x' })).toBe(
+      'invalid config: backends.0.sahres: unknown key, did you mean shares?; dataDri: unknown key, did you mean dataDir?',
+    );
+    expect(messageOf({ backends: [{ ...nfs, formt: 'raw' }] })).toBe('invalid config: backends.0.formt: unknown key, did you mean format?');
+    expect(messageOf({ backends: [nfs], listen: { hots: 'x', port: 1 } })).toBe('invalid config: listen.hots: unknown key, did you mean host?');
+    expect(messageOf({ backends: [nfs], zzzzzz: 1 })).toBe('invalid config: zzzzzz: unknown key (not a setting here)');
+  });
+
+  it('calls a bad value invalid and says what it must be', () => {
+    expect(messageOf({ backends: [{ ...nfs, format: 'vmdk' }], token: 'short' })).toBe(
+      'invalid config: token: invalid, must be at least 16 characters; backends.0.format: invalid, expected "raw" | "qcow2", got "vmdk"',
     );
   });
 
@@ -103,7 +125,7 @@ describe('command line', () => {
     await writeFile(file, 'listen: { host: 127.0.0.1, port: 9000 }\ndataDir: data\nbackends:\n  - { name: nfs, driver: nfs, shares: [share] }\n');
     const cli = await readCli(['--config', file, '--port', '9100', '--token', 'flag-token-0123456789'], '/cwd');
     expect(cli.command).toBe('serve');
-    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    const config = cli.command === 'serve' ? cli.config : parseConfig({}, '/');
     expect(config.listen.port).toBe(9100);
     expect(config.token).toBe('flag-token-0123456789');
     expect(config.dataDir).toBe(join(dir, 'data'));
@@ -111,7 +133,7 @@ describe('command line', () => {
 
   it('runs the embedded default without a config file', async () => {
     const cli = await readCli([], '/srv/kindling');
-    const config = 'config' in cli ? cli.config : parseConfig({}, '/');
+    const config = cli.command === 'serve' ? cli.config : parseConfig({}, '/');
     expect(config.dataDir).toBe('/srv/kindling/var/kindling');
     expect(config.backends).toMatchObject([{ name: 'nfs', driver: 'nfs', shares: ['/srv/kindling/var/share'] }]);
   });
@@ -120,11 +142,11 @@ describe('command line', () => {
     const dir = await mkdtemp(join(tmpdir(), 'kindling-token-'));
     await writeFile(join(dir, 'token'), 'file-token-0123456789\n');
     const fromFile = await readCli(['--token-file', join(dir, 'token')], dir);
-    expect('config' in fromFile && fromFile.config.token).toBe('file-token-0123456789');
+    expect('config' in fromFile && fromFile.config?.token).toBe('file-token-0123456789');
     process.env.KINDLING_TOKEN = 'env-token-0123456789';
     try {
       const fromEnv = await readCli([], dir);
-      expect('config' in fromEnv && fromEnv.config.token).toBe('env-token-0123456789');
+      expect('config' in fromEnv && fromEnv.config?.token).toBe('env-token-0123456789');
     } finally {
       delete process.env.KINDLING_TOKEN;
     }

@@ -5,6 +5,7 @@ import { isIPv4 } from 'node:net';
 import * as v from 'valibot';
 import { parse as parseYaml } from 'yaml';
 import { messageOf } from '@kindling/protocol';
+import { describeIssues } from './config-errors.js';
 import { EXIT, StartupError } from './exit.js';
 
 const name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, _ . -'));
@@ -88,6 +89,11 @@ export const configSchema = v.strictObject({
     }),
     {},
   ),
+  /**
+   * How often each backend's readiness and capacity are read again (one statfs per share, one lvm report
+   * per VG), so a change made outside Kindling reaches stats, placement and the capacity event.
+   */
+  capacityRefreshSeconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 60),
   backends: v.pipe(
     v.array(v.variant('driver', [lvmBackend, nfsBackend])),
     v.check((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'backend names must be unique'),
@@ -100,7 +106,11 @@ export type NfsBackendConfig = v.InferOutput<typeof nfsBackend>;
 export type BackendConfig = LvmBackendConfig | NfsBackendConfig;
 
 export class ConfigError extends StartupError {
-  constructor(message: string) {
+  /** Each mistake on its own, for check-config's list; the message joins them on one line for a log. */
+  constructor(
+    message: string,
+    readonly problems: readonly string[] = [message],
+  ) {
     super(message, EXIT.CONFIG);
   }
 }
@@ -124,13 +134,9 @@ export const isLoopback = (host: string): boolean =>
 export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
   const result = v.safeParse(configSchema, raw);
   if (!result.success) {
-    const lines = result.issues.map((i) => {
-      const where = (i.path ?? []).map((p) => String(p.key)).join('.') || '(root)';
-      // valibot words an unknown key as "Expected never"; an operator needs to hear which key is not a setting.
-      return `${where}: ${i.type === 'strict_object' ? 'unknown key (not a setting here, check its spelling)' : i.message}`;
-    });
+    const lines = describeIssues(configSchema, result.issues);
     // One line, so a start-up failure stays one log line.
-    throw new ConfigError(`invalid config: ${lines.join('; ')}`);
+    throw new ConfigError(`invalid config: ${lines.join('; ')}`, lines.map((l) => `config: ${l}`));
   }
   const config = result.output;
   if (!config.token && !isLoopback(config.listen.host)) {
@@ -172,13 +178,18 @@ export async function checkLocalShares(config: AgentConfig): Promise<void> {
   for (const b of config.backends) {
     if (b.driver !== 'nfs') continue;
     for (const share of b.shares.filter(isLocalShare)) {
-      const found = await stat(share).catch(() => null);
-      if (found && !found.isDirectory()) throw new ConfigError(`backend ${b.name}: share ${share} is not a directory`);
-      if (!found && !b.createShares) {
-        throw new ConfigError(`backend ${b.name}: share ${share} does not exist (set createShares: true to have it created)`);
-      }
+      const problem = await localShareProblem(b, share);
+      if (problem) throw new ConfigError(problem);
     }
   }
+}
+
+/** Why a local share cannot serve as configured (missing without createShares, or not a folder), if it cannot. */
+export async function localShareProblem(b: NfsBackendConfig, share: string): Promise<string | undefined> {
+  const found = await stat(share).catch(() => null);
+  if (found && !found.isDirectory()) return `backend ${b.name}: share ${share} is not a directory`;
+  if (!found && !b.createShares) return `backend ${b.name}: share ${share} does not exist (set createShares: true to have it created)`;
+  return undefined;
 }
 
 /** TLS files are read when serving starts: a missing one is a config error, found before the index opens. */

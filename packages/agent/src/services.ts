@@ -8,7 +8,8 @@ import { createDriver } from './drivers/factory.js';
 import type { Runner } from './exec/run.js';
 import { run } from './exec/run.js';
 import { IndexStore } from './index/store.js';
-import { Backends } from './service/backends.js';
+import { Backends, DEFAULT_TIMING } from './service/backends.js';
+import { probeHost } from './service/capabilities.js';
 import { ConnectionService } from './service/connections.js';
 import type { ServiceContext } from './service/context.js';
 import { EventBus } from './service/events.js';
@@ -67,10 +68,12 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     const hostId = typeof stored === 'string' ? stored : randomUUID();
     if (stored === undefined) await index.setMeta('hostId', hostId);
     const events = new EventBus();
+    if (config.backends.some((b) => b.driver === 'lvm')) await probeHost();
     const backends = new Backends(
       config.backends.map((b) => createDriver(b, { run: runner, dataDir: config.dataDir, hostId })),
       index,
       events,
+      { ...DEFAULT_TIMING, refreshMs: config.capacityRefreshSeconds * 1000 },
     );
     const ctx: ServiceContext = { index, backends, events, locks: new KeyedLocks(true), hostname: hostname() };
     const volumes = new VolumeService(ctx);

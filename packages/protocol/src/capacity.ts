@@ -1,3 +1,4 @@
+import { ConflictError } from './errors.js';
 import { GIB } from './util.js';
 import type { BackendStats } from './records.js';
 
@@ -46,3 +47,17 @@ export function roomGbOf(stats: BackendStats): number {
 
 /** A room in bytes as GiB for `maxVolumeSizeGb`: rounded down (to 0.01), so it never reads bigger than it is. */
 export const roomGbFromBytes = (bytes: number): number => Math.floor((bytes / GIB) * 100) / 100;
+
+/**
+ * The refusal of what does not fit: exact bytes needed and free, since GiB figures round (1020 MiB free
+ * is no room for 1 GiB, and must not read as "1 GiB free"); freeGb is rounded down for the same reason.
+ */
+export function noRoomError(what: string, neededBytes: number, freeBytes: number): ConflictError {
+  const free = Math.max(0, Math.floor(freeBytes));
+  return new ConflictError(`${what}: needs ${neededBytes} bytes, ${free} bytes free`, {
+    requestedGb: neededBytes / GIB,
+    freeGb: roomGbFromBytes(free),
+    neededBytes,
+    freeBytes: free,
+  });
+}

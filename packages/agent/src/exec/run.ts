@@ -3,6 +3,7 @@ import { BackendError, TimeoutError } from '@kindling/protocol';
 import { Children } from './children.js';
 import { lineTap } from './line-tap.js';
 import { log } from '../log.js';
+import { currentRequest } from '../request-context.js';
 
 export interface RunOptions {
   /** Added to a clean base environment (PATH, LC_ALL=C); never the agent's whole environment. */
@@ -13,6 +14,11 @@ export interface RunOptions {
   onStderrLine?: (line: string) => void;
   /** A long data copy (qemu-img convert or commit, dd): it waits for one of the fewer copy slots too. */
   copy?: boolean;
+  /**
+   * A failure the caller expects and takes as an answer (a probe for an LV that may be missing): still
+   * thrown, but logged at debug, since an operator has nothing to act on.
+   */
+  expected?: (stderr: string) => boolean;
 }
 
 export interface RunResult {
@@ -119,7 +125,11 @@ export function createRunner(children: Children): Runner {
     const last = result.isTerminated ? why : (details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why);
     const message = result.timedOut ? `${file} timed out after ${timeout} ms` : `${file} failed (exit ${exitCode ?? 'signal'}): ${last}`;
     // Every failed storage command is logged whole, whoever catches the error (a retry, a cleanup) and whatever it tells the client.
-    log.warn({ command, exitCode, signal: result.signal ?? null, timedOut: result.timedOut, stderrTail: details.stderrTail }, message);
+    // With the request it ran for, so `jq 'select(.requestId==…)'` finds it beside the request's own line.
+    const request = currentRequest();
+    const fields = { command, exitCode, signal: result.signal ?? null, timedOut: result.timedOut, stderrTail: details.stderrTail };
+    const level = !result.isTerminated && options.expected?.(stderr) ? 'debug' : 'warn';
+    log[level]({ ...(request ? { requestId: request.requestId, op: request.op } : {}), ...fields }, message);
     if (result.timedOut) throw new TimeoutError(message, details);
     throw new BackendError(message, details);
   };

@@ -5,6 +5,7 @@ import {
   type OpResult,
   type ParsedOpArgs,
 } from '@kindling/protocol';
+import { capabilitiesOf } from '../service/capabilities.js';
 import { backendPage } from '../service/listing.js';
 import type { Services } from '../services.js';
 import type { CallContext, RequestLedger } from './requests.js';
@@ -25,7 +26,7 @@ export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
     },
     'backend.list': (a) => backendPage(s.backends.list(), a),
     'backend.stats': (a) => s.backends.stats(a.backend, a.refresh ?? false),
-    'backend.capabilities': (a) => s.backends.get(a.backend).capabilities(),
+    'backend.capabilities': (a) => capabilitiesOf(s.backends.get(a.backend)),
     'backend.validateConnector': (a) => {
       s.backends.usable(a.backend).validateConnector(a.connector);
       return { valid: true };

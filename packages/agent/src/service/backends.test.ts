@@ -20,7 +20,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const timing = { firstRetryMs: 20, maxRetryMs: 80, readinessTtlMs: 200, readinessTimeoutMs: 100 };
+const timing = { firstRetryMs: 20, maxRetryMs: 80, readinessTtlMs: 200, readinessTimeoutMs: 100, refreshMs: 60_000 };
 
 /** A driver whose start and readiness the test scripts. */
 function scripted(name: string, start: () => Promise<void>, readiness: () => Promise<Readiness> = async () => ({ ready: true })) {

@@ -3,6 +3,7 @@ import type { Driver, Readiness } from '../drivers/driver.js';
 import type { IndexStore } from '../index/store.js';
 import type { EventBus } from './events.js';
 import { findingWarnings, type Findings } from './findings.js';
+import { log } from '../log.js';
 
 export interface BackendReadiness extends Readiness, BackendInfo {
   /** What the last scan of storage found besides volumes and snapshots (absent before any scan). */
@@ -21,6 +22,10 @@ interface Entry {
   /** The last readiness answer, and the check under way (at most one per backend: a hung share pins one thread, not all). */
   ready: { at: number; value: Readiness } | null;
   checking: Promise<Readiness> | null;
+  /** Whether the last check found it ready (undefined before the first): a change is logged. */
+  wasReady: boolean | undefined;
+  /** The capacity last pushed, to push a periodic refresh only when it changed. */
+  lastCapacity: string | null;
 }
 
 export interface BackendTiming {
@@ -31,6 +36,8 @@ export interface BackendTiming {
   readinessTtlMs: number;
   /** A readiness check taking longer reads as not ready (an NFS server that stopped answering). */
   readinessTimeoutMs: number;
+  /** How often every started backend's readiness and capacity are read afresh. */
+  refreshMs: number;
 }
 
 /** What runs once a backend has started and before it takes operations: recovery of its interrupted ones. */
@@ -39,7 +46,7 @@ export type OnStarted = (driver: Driver) => Promise<void>;
 /** The index key saying a backend's storage must be scanned at the next start, clean stop or not. */
 const scanOwedKey = (backend: string) => `scanOwed:${backend}`;
 
-export const DEFAULT_TIMING: BackendTiming = { firstRetryMs: 1000, maxRetryMs: 60_000, readinessTtlMs: 5000, readinessTimeoutMs: 5000 };
+export const DEFAULT_TIMING: BackendTiming = { firstRetryMs: 1000, maxRetryMs: 60_000, readinessTtlMs: 5000, readinessTimeoutMs: 5000, refreshMs: 60_000 };
 
 /** The configured backends, their drivers and readiness, and the stats the index completes. */
 export class Backends {
@@ -49,6 +56,8 @@ export class Backends {
 
   private closed = false;
   private onStarted: OnStarted | undefined;
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private refreshing = false;
 
   constructor(
     drivers: Driver[],
@@ -58,7 +67,7 @@ export class Backends {
   ) {
     for (const driver of drivers) {
       const retry = { timer: null, delayMs: timing.firstRetryMs };
-      this.entries.set(driver.name, { driver, startError: 'not started yet', retry, ready: null, checking: null });
+      this.entries.set(driver.name, { driver, startError: 'not started yet', retry, ready: null, checking: null, wasReady: undefined, lastCapacity: null });
     }
   }
 
@@ -69,6 +78,8 @@ export class Backends {
    */
   async start(onStarted?: OnStarted): Promise<void> {
     this.onStarted = onStarted;
+    this.refreshTimer = setInterval(() => void this.refresh(), this.timing.refreshMs);
+    this.refreshTimer.unref();
     await Promise.all([...this.entries.values()].map((entry) => this.startOne(entry)));
   }
 
@@ -93,6 +104,7 @@ export class Backends {
   /** Stops the start retries. */
   close(): void {
     this.closed = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
     for (const { retry } of this.entries.values()) if (retry.timer) clearTimeout(retry.timer);
   }
 
@@ -153,6 +165,7 @@ export class Backends {
       .then((value) => {
         entry.ready = { at: Date.now(), value };
         entry.checking = null;
+        this.noteReadiness(entry, value);
         return value;
       });
     const timeoutMs = this.timing.readinessTimeoutMs;
@@ -165,6 +178,48 @@ export class Backends {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** A share or VG that went away is a warning; its return is news too, and its capacity is pushed afresh. */
+  private noteReadiness(entry: Entry, value: Readiness): void {
+    const was = entry.wasReady;
+    entry.wasReady = value.ready;
+    const backend = entry.driver.name;
+    if (was === true && !value.ready) log.warn({ backend }, `backend ${backend} is not ready: ${value.reason ?? 'unknown'}`);
+    if (was === false && value.ready) {
+      log.info({ backend }, `backend ${backend} is ready again`);
+      void this.pushCapacity(backend, true, false);
+    }
+  }
+
+  /** The periodic refresh: each started backend's readiness checked afresh, and its capacity read again. */
+  private async refresh(): Promise<void> {
+    if (this.refreshing || this.closed) return;
+    this.refreshing = true;
+    try {
+      await Promise.all(
+        [...this.entries.values()]
+          .filter((entry) => entry.startError === null)
+          .map(async (entry) => {
+            entry.ready = null;
+            if ((await this.checked(entry)).ready) await this.pushCapacity(entry.driver.name, true, true);
+          }),
+      );
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  /** Publishes the backend's capacity (read afresh when `refresh`); `ifChanged` skips a figure already pushed. */
+  private async pushCapacity(name: string, refresh: boolean, ifChanged: boolean): Promise<void> {
+    const entry = this.entry(name);
+    // Capacity pushes are advisory; each operation's own reply already carried its outcome.
+    const resource = await this.stats(name, refresh).catch(() => null);
+    if (!resource) return;
+    const key = JSON.stringify(resource);
+    if (ifChanged && key === entry.lastCapacity) return;
+    entry.lastCapacity = key;
+    this.events.publish({ event: 'capacity', resource });
   }
 
   /** Records durably that the backend's storage may hold a leftover only a scan finds (a cleanup failed, or may have). */
@@ -221,11 +276,7 @@ export class Backends {
     this.pendingCapacity.add(name);
     setImmediate(() => {
       this.pendingCapacity.delete(name);
-      this.stats(name, false).then(
-        (resource) => this.events.publish({ event: 'capacity', resource }),
-        // Capacity pushes are advisory; each operation's own reply already carried its outcome.
-        () => undefined,
-      );
+      void this.pushCapacity(name, false, false);
     });
   }
 }

@@ -11,7 +11,7 @@ import type { Driver } from '../drivers/driver.js';
 import type { RequestMark } from '../index/store.js';
 import { volumeRef, type ServiceContext } from './context.js';
 import { now, transition, type Lifecycle } from './lifecycle.js';
-import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
+import { refuseTornCopy, refuseWhileInUse, requireCapability, withDeviceMapperHint } from './capabilities.js';
 import { findOnStorage, settledOnStorage } from './recovery.js';
 import { volumePage } from './listing.js';
 import { DELETABLE, READABLE, SETTLED_OR_FAILED, requireStatus } from './status.js';
@@ -99,7 +99,7 @@ export class VolumeService {
         record: volume,
         during: 'deleting',
         work: async () => {
-          await driver.deleteVolume(volumeRef(volume));
+          await withDeviceMapperHint(driver, () => driver.deleteVolume(volumeRef(volume)));
           return {};
         },
         finish: async (during) => this.forget({ ...during, status: 'deleted', updatedAt: now() }),
@@ -150,6 +150,7 @@ export class VolumeService {
       const source = this.get(args.id);
       const driver = this.driverOf(source);
       requireStatus(source, READABLE, 'clone volume');
+      requireCapability(driver, 'clone', 'clones');
       refuseTornCopy(driver, source, 'clone');
       const size = this.sizeFrom(args.size, source.size, 'source volume');
       const record = this.draft(id, source.backend, { ...args, size }, { sourceVolId: source.id });

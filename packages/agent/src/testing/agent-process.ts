@@ -44,6 +44,8 @@ export interface AgentOptions {
   dir?: string;
   /** More config keys (tls, readTokens, limits, ...), laid over the defaults. */
   config?: Record<string, unknown>;
+  /** More command-line flags (`--log-level info`). */
+  args?: string[];
   /** Folders put first on the agent's PATH (crash-injection shims): the agent's commands inherit its PATH. */
   pathPrefix?: string[];
   /** More environment for the agent (fault points: `KINDLING_NFS_FAULT`). */
@@ -76,7 +78,7 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
 }
 
 async function launch(dir: string, configFile: string, config: Record<string, unknown>, options: AgentOptions): Promise<AgentProcess> {
-  const argv = [process.execPath, AGENT_BIN, '--config', configFile];
+  const argv = [process.execPath, AGENT_BIN, '--config', configFile, ...(options.args ?? [])];
   const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv;
   const path = [...(options.pathPrefix ?? []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
   // The test process's KINDLING_TOKEN is for clients: the agent takes its token from its config only.

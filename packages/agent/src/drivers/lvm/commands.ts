@@ -63,9 +63,9 @@ export class LvmCommands {
     ]);
   }
 
-  /** One LV's fields, for the rare lookup the cached report cannot answer. */
+  /** One LV's fields, for the rare lookup the cached report cannot answer; a missing LV is an answer. */
   lvs(lv: string): Promise<RunResult> {
-    return this.lvm(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', LV_FIELDS.join(','), this.path(lv)]);
+    return this.lvm(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', LV_FIELDS.join(','), this.path(lv)], { expected: isLvNotFound });
   }
 
   /** `on`: the extents it may take (none: anywhere). */

@@ -63,7 +63,8 @@ describe('LvmDriver argv (recording runner)', () => {
     const driver = await started(f);
     const err = await driver.createVolume(thick(V1, 6)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConflictError);
-    expect((err as ConflictError).details).toEqual({ requestedGb: 6, freeGb: 5 });
+    expect((err as ConflictError).details).toEqual({ requestedGb: 6, freeGb: 5, neededBytes: 6 * GIB, freeBytes: 5 * GIB });
+    expect((err as ConflictError).message).toMatch(/: needs 6442450944 bytes, 5368709120 bytes free$/);
     expect(f.argv()).toEqual([]);
   });
 

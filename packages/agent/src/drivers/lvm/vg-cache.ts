@@ -1,4 +1,4 @@
-import { ConflictError, GIB, roomFor } from '@kindling/protocol';
+import { GIB, noRoomError, roomFor } from '@kindling/protocol';
 import type { LvmCommands } from './commands.js';
 import { parseRange, type PeRange } from './extents.js';
 import { TAG_COW } from './names.js';
@@ -149,10 +149,7 @@ export class VgCache {
     const requested = this.roundToExtent(sizeGb * GIB);
     const room = this.roomBytes(thin);
     if (requested > room) {
-      throw new ConflictError(`not enough space in ${this.vg}${thin ? `/${this.pool}` : ''} for ${sizeGb} GiB`, {
-        requestedGb: sizeGb,
-        freeGb: toGb(room),
-      });
+      throw noRoomError(`not enough space in ${this.vg}${thin ? `/${this.pool}` : ''} for ${sizeGb} GiB`, requested, room);
     }
   }
 

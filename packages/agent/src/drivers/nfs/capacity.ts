@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { BackendError, ConflictError, GIB, roomFor, roomGbFromBytes } from '@kindling/protocol';
+import { BackendError, GIB, noRoomError, roomFor, roomGbFromBytes } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Provisioned } from './provisioned.js';
 import { isMounted, isRemoteShare, shareDir, shareSpace } from './shares.js';
@@ -85,10 +85,7 @@ export class Capacity {
       if (room >= sizeGb * GIB && (best === null || provisioned < best.provisioned)) best = { share, provisioned };
     }
     if (best === null) {
-      throw new ConflictError(`no share of backend ${this.config.name} has room for ${sizeGb} GiB`, {
-        requestedGb: sizeGb,
-        freeGb: toGb(most),
-      });
+      throw noRoomError(`no share of backend ${this.config.name} has room for ${sizeGb} GiB`, sizeGb * GIB, most);
     }
     return best.share;
   }
@@ -98,10 +95,7 @@ export class Capacity {
     if (addGb <= 0) return;
     const room = await this.room(share);
     if (room < addGb * GIB) {
-      throw new ConflictError(`share ${share} of backend ${this.config.name} has no room for ${addGb} GiB more`, {
-        requestedGb: addGb,
-        freeGb: toGb(room),
-      });
+      throw noRoomError(`share ${share} of backend ${this.config.name} has no room for ${addGb} GiB more`, addGb * GIB, room);
     }
   }
 }
