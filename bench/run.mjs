@@ -13,12 +13,13 @@ import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
 import { TEST_TOKEN, createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
 import { index, load } from './load.mjs';
-import { ratio, row, sample, samplePair } from './stats.mjs';
+import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
 
 const execFile = promisify(execFileCb);
 // Bench agents run with the test token; the SDK finds it where users put theirs.
 process.env.KINDLING_TOKEN ??= TEST_TOKEN;
-const only = process.argv[2];
+// `pnpm bench [section] [--quick|--full]` (stats.mjs reads the scale flag).
+const only = process.argv.slice(2).find((a) => !a.startsWith('--'));
 const lines = [];
 const say = (line) => {
   console.log(line);
@@ -26,7 +27,7 @@ const say = (line) => {
 };
 
 /** A raw ws + msgpackr echo in another process: the floor under any RPC round trip on this machine. */
-async function rawEcho(n, reply) {
+async function rawEcho(reply) {
   const server = spawn(process.execPath, [join(import.meta.dirname, 'echo-server.mjs'), JSON.stringify(reply)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -36,14 +37,16 @@ async function rawEcho(n, reply) {
   let waiting;
   ws.on('message', (data) => waiting(decode(data)));
   let id = 0;
-  const times = await sample(n, () => {
+  const call = () => {
     const done = new Promise((r) => (waiting = r));
     ws.send(encode({ id: ++id, op: 'volume.get', args: { id: reply.id } }));
     return done;
-  }, 3000);
-  ws.close();
-  server.kill('SIGTERM');
-  return times;
+  };
+  const close = () => {
+    ws.close();
+    server.kill('SIGTERM');
+  };
+  return { call, close };
 }
 
 async function wire() {
@@ -56,8 +59,10 @@ async function wire() {
     // A second session that loaded the volume from JSON: refresh() is then exactly one volume.get.
     const reader = await Agent.connect(proc.url);
     const loaded = reader.load(vol.jsons);
-    const ours = await sample(10000, () => loaded.refresh(), 3000);
-    const raw = await rawEcho(10000, vol.toDict());
+    const echo = await rawEcho(vol.toDict());
+    // Interleaved, so the load of the machine's other work falls on both alike.
+    const [ours, raw] = await samplePair(sized({ quick: 20, default: 3000, full: 10000 }), () => loaded.refresh(), echo.call, 300);
+    echo.close();
     say(row('raw ws + msgpackr echo', raw));
     say(row('SDK -> agent volume.get -> SDK', ours));
     say(ratio('volume.get vs raw echo', ours, raw, 1.3));
@@ -77,7 +82,7 @@ async function nfsCreateDelete() {
     const agent = await Agent.connect(proc.url);
     const nfs = await agent.backend('nfs');
     const [ours, bare] = await samplePair(
-      60,
+      sized({ quick: 3, default: 30, full: 60 }),
       async () => {
         const vol = await nfs.createVolume({ size: 1 });
         await vol.delete();
@@ -114,7 +119,7 @@ async function lvmCreateDelete() {
     const agent = await Agent.connect(proc.url);
     const lvm = await agent.backend('lvm');
     const [ours, bare] = await samplePair(
-      40,
+      sized({ quick: 3, default: 20, full: 40 }),
       async () => {
         const vol = await lvm.createVolume({ size: 1 });
         await vol.delete();
@@ -137,18 +142,24 @@ async function lvmCreateDelete() {
   }
 }
 
+/** A section script that failed fails the run: the quick-mode test must see it. */
+function failedSection(line) {
+  say(line);
+  process.exitCode = 1;
+}
+
 function fleet() {
   const result = spawnSync(process.execPath, [join(import.meta.dirname, 'fleet.mjs')], { stdio: 'inherit' });
-  if (result.status !== 0) say(`fleet: bench/fleet.mjs exited with ${result.status}`);
+  if (result.status !== 0) failedSection(`fleet: bench/fleet.mjs exited with ${result.status}`);
 }
 
 function csi() {
   const result = spawnSync(process.execPath, [join(import.meta.dirname, 'csi.mjs')], { stdio: 'inherit' });
-  if (result.status !== 0) say(`csi: bench/csi.mjs exited with ${result.status}`);
+  if (result.status !== 0) failedSection(`csi: bench/csi.mjs exited with ${result.status}`);
 }
 
 const sections = { wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index, csi };
-console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION})`);
+console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION}, scale ${SCALE})`);
 for (const [name, section] of Object.entries(sections)) {
   if (only && only !== name) continue;
   await section();

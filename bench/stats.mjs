@@ -43,3 +43,16 @@ export async function samplePair(n, a, b, warmup = 3) {
   }
   return [ta.sort((x, y) => x - y), tb.sort((x, y) => x - y)];
 }
+
+/**
+ * How big a run is: `quick` (the test that keeps the bench from rotting: every section runs and prints),
+ * `default` (`pnpm bench`: a few minutes on a shared two-core machine), `full` (`--full`: the figures the
+ * targets are written for). run.mjs passes it to the section scripts it spawns through the environment.
+ */
+const flag = ['quick', 'full'].find((s) => process.argv.includes(`--${s}`));
+export const SCALE = flag ?? process.env.KINDLING_BENCH_SCALE ?? 'default';
+process.env.KINDLING_BENCH_SCALE = SCALE;
+export const sized = (sizes) => {
+  if (!(SCALE in sizes)) throw new Error(`KINDLING_BENCH_SCALE must be quick, default or full, not ${SCALE}`);
+  return sizes[SCALE];
+};
