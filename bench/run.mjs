@@ -12,6 +12,7 @@ import { WebSocket } from 'ws';
 import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
 import { TEST_TOKEN, createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
+import { printCosts, recordCosts } from './cost.mjs';
 import { index, load } from './load.mjs';
 import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
 
@@ -51,7 +52,8 @@ async function rawEcho(reply) {
 
 async function wire() {
   say('wire: one metadata op (volume.get) through SDK and agent, next to raw ws + msgpackr');
-  const proc = await startAgentProcess();
+  const costs = await recordCosts(() => startAgentProcess());
+  const proc = costs.started;
   try {
     const agent = await Agent.connect(proc.url);
     const nfs = await agent.backend('nfs');
@@ -66,17 +68,20 @@ async function wire() {
     say(row('raw ws + msgpackr echo', raw));
     say(row('SDK -> agent volume.get -> SDK', ours));
     say(ratio('volume.get vs raw echo', ours, raw, 1.3));
+    printCosts(say, costs.read(), ['volume.get']);
     await reader.close();
     await vol.delete();
     await agent.close();
   } finally {
     await proc.dispose();
+    costs.dispose();
   }
 }
 
 async function nfsCreateDelete() {
   say('nfs: createVolume + delete (qcow2, local-folder share), next to the bare qemu-img create + rm');
-  const proc = await startAgentProcess();
+  const costs = await recordCosts(() => startAgentProcess());
+  const proc = costs.started;
   const dir = await mkdtemp(join(tmpdir(), 'kindling-bench-'));
   try {
     const agent = await Agent.connect(proc.url);
@@ -96,9 +101,11 @@ async function nfsCreateDelete() {
     say(row('qemu-img create + rm', bare));
     say(row('SDK createVolume + delete', ours));
     say(ratio('nfs create+delete vs bare commands', ours, bare, 1.1));
+    printCosts(say, costs.read(), ['volume.create', 'volume.delete']);
     await agent.close();
   } finally {
     await proc.dispose();
+    costs.dispose();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -111,10 +118,11 @@ async function lvmCreateDelete() {
   }
   say('lvm: createVolume + delete (thick, loop-backed VG), next to the bare lvcreate + lvremove');
   const vg = await createLoopVg({ sizeMiB: 8192 });
-  const proc = await startAgentProcess({
+  const costs = await recordCosts(() => startAgentProcess({
     // volumeClear none: this kernel has no device nodes to zero, and the pair measured is lvcreate + lvremove.
     backends: () => [{ name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmConfFile: vg.lvmConfFile, volumeClear: 'none' }],
-  });
+  }));
+  const proc = costs.started;
   try {
     const agent = await Agent.connect(proc.url);
     const lvm = await agent.backend('lvm');
@@ -135,9 +143,11 @@ async function lvmCreateDelete() {
     say(row('lvcreate + lvremove (the driver\'s argv)', bare));
     say(row('SDK createVolume + delete', ours));
     say(ratio('lvm create+delete vs bare commands', ours, bare, 1.1));
+    printCosts(say, costs.read(), ['volume.create', 'volume.delete']);
     await agent.close();
   } finally {
     await proc.dispose();
+    costs.dispose();
     await vg.destroy();
   }
 }
