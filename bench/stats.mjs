@@ -27,21 +27,21 @@ export function ratio(label, ours, base, target) {
 }
 
 /** Alternates two workloads sample by sample, so drift in machine load falls on both alike. */
-export async function samplePair(n, a, b, warmup = 3) {
-  for (let i = 0; i < warmup; i++) {
-    await a(-1 - i);
-    await b(-1 - i);
-  }
-  const ta = [];
-  const tb = [];
+export const samplePair = (n, a, b, warmup = 3) => sampleMany(n, [a, b], warmup);
+
+/** Like samplePair for any number of workloads, the order rotating each round: sorted times per workload. */
+export async function sampleMany(n, fns, warmup = 3) {
+  for (let i = 0; i < warmup; i++) for (const fn of fns) await fn(-1 - i);
+  const times = fns.map(() => []);
   for (let i = 0; i < n; i++) {
-    for (const [fn, out] of i % 2 ? [[a, ta], [b, tb]] : [[b, tb], [a, ta]]) {
+    for (let k = 0; k < fns.length; k++) {
+      const j = (i + k) % fns.length;
       const t0 = process.hrtime.bigint();
-      await fn(i);
-      out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await fns[j](i);
+      times[j].push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   }
-  return [ta.sort((x, y) => x - y), tb.sort((x, y) => x - y)];
+  return times.map((t) => t.sort((x, y) => x - y));
 }
 
 /**
