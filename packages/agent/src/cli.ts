@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { messageOf } from '@kindling/protocol';
 import { ConfigError, DEFAULT_CONFIG, loadConfigFile, parseConfig, type AgentConfig } from './config.js';
 import { EXIT, StartupError } from './exit.js';
-import { DEFAULT_LOG_LEVEL, LOG_LEVELS, isLogLevel, type LogLevel } from './log.js';
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS, isLogLevel, type LogLevel } from './log-levels.js';
 
 const COMMANDS = ['serve', 'reindex', 'check-config'] as const;
 type Command = (typeof COMMANDS)[number];

@@ -1,0 +1,50 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const BIN = resolve(import.meta.dirname, '../dist/bin.js');
+const dir = mkdtempSync(join(tmpdir(), 'kindling-bin-imports-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// Records every module URL the process resolves (on the loader's thread, into TRACE_FILE).
+const HOOK = join(dir, 'hook.mjs');
+writeFileSync(
+  HOOK,
+  `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(process.env.TRACE_FILE, r.url + '\\n');
+  return r;
+}`,
+);
+const REGISTER = `data:text/javascript,import{register}from"node:module";register(${JSON.stringify(`file://${HOOK}`)})`;
+
+/** The npm packages a `kindling-agent` run loaded (stdio not a terminal, as under systemd). */
+function packagesLoaded(args: string[]): Set<string> {
+  const trace = join(dir, `trace-${args.join('-').replace(/\W/g, '')}`);
+  writeFileSync(trace, '');
+  const run = spawnSync(process.execPath, ['--import', REGISTER, BIN, ...args], { env: { ...process.env, TRACE_FILE: trace }, encoding: 'utf8' });
+  expect(run.stderr).not.toMatch(/Error/);
+  const names = readFileSync(trace, 'utf8').matchAll(/\/node_modules\/((?:@[^/]+\/)?[^/.][^/]*)\//g);
+  return new Set([...names].map((m) => m[1] as string));
+}
+
+const SERVING = ['@hono/node-server', 'hono', 'ws', 'level', 'prom-client'];
+
+describe('kindling-agent loads only what the path needs (issue 20)', () => {
+  it('--version and --help load no server, index, metrics, logger or command runner', () => {
+    for (const flag of ['--version', '--help']) {
+      const loaded = packagesLoaded([flag]);
+      for (const heavy of [...SERVING, 'execa', 'pino', 'pino-pretty']) expect(loaded, `${flag} loads ${heavy}`).not.toContain(heavy);
+    }
+  });
+
+  it('check-config loads no server, index or metrics, and no pretty printer when stderr is not a terminal', () => {
+    const config = join(dir, 'agent.json');
+    writeFileSync(config, JSON.stringify({ dataDir: join(dir, 'data'), token: 'bin-imports-token-0123456789', backends: [] }));
+    const loaded = packagesLoaded(['check-config', '--config', config]);
+    for (const heavy of [...SERVING, 'pino-pretty']) expect(loaded, `check-config loads ${heavy}`).not.toContain(heavy);
+  });
+});
