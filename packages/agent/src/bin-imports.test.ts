@@ -34,10 +34,12 @@ function packagesLoaded(args: string[]): Set<string> {
 const SERVING = ['@hono/node-server', 'hono', 'ws', 'level', 'prom-client'];
 
 describe('kindling-agent loads only what the path needs (issue 20)', () => {
-  it('--version and --help load no server, index, metrics, logger or command runner', () => {
+  it('--version and --help load no server, index, metrics, logger, command runner, config or protocol parser', () => {
     for (const flag of ['--version', '--help']) {
       const loaded = packagesLoaded([flag]);
-      for (const heavy of [...SERVING, 'execa', 'pino', 'pino-pretty']) expect(loaded, `${flag} loads ${heavy}`).not.toContain(heavy);
+      for (const heavy of [...SERVING, 'execa', 'pino', 'pino-pretty', 'yaml', 'valibot', 'msgpackr']) {
+        expect(loaded, `${flag} loads ${heavy}`).not.toContain(heavy);
+      }
     }
   });
 

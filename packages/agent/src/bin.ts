@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-import { messageOf } from '@kindling/protocol';
 import { readCli, USAGE } from './cli.js';
-import { checkLocalShares, checkTlsFiles } from './config.js';
 import { EXIT, StartupError } from './exit.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -21,7 +19,11 @@ async function main(): Promise<number | undefined> {
     console.log(cli.command === 'help' ? USAGE : AGENT_VERSION);
     return EXIT.OK;
   }
-  const { log } = await import('./log.js');
+  const [{ log }, { messageOf }, { checkLocalShares, checkTlsFiles }] = await Promise.all([
+    import('./log.js'),
+    import('@kindling/protocol'),
+    import('./config.js'),
+  ]);
   log.level = cli.logLevel;
   const { config } = cli;
   if (cli.command === 'check-config') {
@@ -87,7 +89,7 @@ main().then(
     if (code !== undefined) process.exitCode = code;
   },
   async (err: unknown) => {
-    const { log } = await import('./log.js');
+    const [{ log }, { messageOf }] = await Promise.all([import('./log.js'), import('@kindling/protocol')]);
     // A start-up failure is one line; anything else is a bug, logged with its stack.
     if (err instanceof StartupError) log.fatal(err.message);
     else log.fatal({ err }, `cannot start: ${messageOf(err)}`);
