@@ -13,7 +13,7 @@ import { ratio, row, samplePair, sized } from './stats.mjs';
 
 // gRPC is the CSI package's dependency, not the workspace root's: resolved from there.
 const grpc = createRequire(resolve(import.meta.dirname, '../packages/csi/package.json'))('@grpc/grpc-js');
-const N = Number(process.env.CSI_BENCH_RUNS ?? sized({ quick: 3, default: 50, full: 100 }));
+const N = Number(process.env.CSI_BENCH_RUNS ?? sized({ quick: 3, default: 30, full: 100 }));
 const TOKEN = 'csi-bench-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const mount = { mount: { fsType: 'ext4' }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };

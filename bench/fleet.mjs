@@ -11,8 +11,8 @@ import { Fleet } from '@kindling/sdk';
 import { fmt, pct, sample, sized } from './stats.mjs';
 
 // The targets are for 50 × 1,000 (`--full`); env overrides either figure.
-const AGENTS = Number(process.env.FLEET_BENCH_AGENTS ?? sized({ quick: 2, default: 10, full: 50 }));
-const VOLUMES = Number(process.env.FLEET_BENCH_VOLUMES ?? sized({ quick: 10, default: 200, full: 1000 }));
+const AGENTS = Number(process.env.FLEET_BENCH_AGENTS ?? sized({ quick: 2, default: 8, full: 50 }));
+const VOLUMES = Number(process.env.FLEET_BENCH_VOLUMES ?? sized({ quick: 10, default: 100, full: 1000 }));
 const RUNS = sized({ quick: 3, default: 20, full: 20 });
 const AGENT_BIN = resolve(import.meta.dirname, '../packages/agent/dist/bin.js');
 const GiB = 1024 ** 3;

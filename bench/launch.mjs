@@ -31,7 +31,7 @@ export async function launch(say) {
     ['execa lean, own group: setpriv+timeout true', () => lean(WRAPPED, true)],
     ["the agent's runner (exec/run.ts)", () => run(['true'])],
   ];
-  const times = await sampleMany(sized({ quick: 5, default: 200, full: 1000 }), variants.map(([, fn]) => fn), 10);
+  const times = await sampleMany(sized({ quick: 5, default: 100, full: 1000 }), variants.map(([, fn]) => fn), 10);
   const base = pct(times[0], 50);
   variants.forEach(([label, ], i) => {
     const p50 = pct(times[i], 50);

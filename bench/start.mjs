@@ -34,7 +34,7 @@ export async function start(say) {
       await proc.dispose();
     }
   };
-  const [bare, version] = await sampleMany(sized({ quick: 2, default: 10, full: 30 }), [() => node(['-e', '0']), () => node([AGENT_BIN, '--version']), toReady], 1);
+  const [bare, version] = await sampleMany(sized({ quick: 2, default: 5, full: 30 }), [() => node(['-e', '0']), () => node([AGENT_BIN, '--version']), toReady], 1);
   const line = (label, times, target) =>
     say(`  ${label.padEnd(44)} p50 ${fmt(pct(times, 50)).padStart(10)}   ${(pct(times, 50) / pct(bare, 50)).toFixed(2)}x node -e 0${target ? `   (target <= ${target} ms on a quiet machine)` : ''}`);
   line('node -e 0', bare);
