@@ -15,7 +15,7 @@ import { fmt, pct, sized } from './stats.mjs';
 const CLIENTS = sized({ quick: 2, default: 10, full: 20 });
 const IN_FLIGHT = sized({ quick: 4, default: 25, full: 100 });
 const PER_CLIENT = Number(process.env.LOAD_BENCH_PER_CLIENT ?? sized({ quick: 8, default: 40, full: 300 }));
-const INDEXED = Number(process.env.INDEX_BENCH_VOLUMES ?? sized({ quick: 100, default: 10_000, full: 100_000 }));
+const INDEXED = Number(process.env.INDEX_BENCH_VOLUMES ?? sized({ quick: 100, default: 3_000, full: 100_000 }));
 const AGENT_BIN = resolve(import.meta.dirname, '../packages/agent/dist/bin.js');
 
 const rssMiB = async (pid) => Number(/^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
