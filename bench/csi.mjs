@@ -9,18 +9,18 @@ import { Fleet } from '@kindling/sdk';
 import { startAgentProcess } from '@kindling/agent/testing';
 import { startCsiServer } from '../packages/csi/dist/index.js';
 import { csiPackageDefinition } from '../packages/csi/dist/proto.js';
-import { ratio, row, samplePair } from './stats.mjs';
+import { ratio, row, samplePair, sized } from './stats.mjs';
 
 // gRPC is the CSI package's dependency, not the workspace root's: resolved from there.
 const grpc = createRequire(resolve(import.meta.dirname, '../packages/csi/package.json'))('@grpc/grpc-js');
-const N = Number(process.env.CSI_BENCH_RUNS ?? 100);
+const N = Number(process.env.CSI_BENCH_RUNS ?? sized({ quick: 3, default: 30, full: 100 }));
 const TOKEN = 'csi-bench-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const mount = { mount: { fsType: 'ext4' }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
 
 const dir = await mkdtemp(join(tmpdir(), 'kindling-csi-bench-'));
 const agent = await startAgentProcess({ token: TOKEN, backends: (d) => [{ name: 'nfs', driver: 'nfs', shares: [join(d, 'share')], format: 'raw', sparse: true }] });
-const server = await startCsiServer({ mode: 'controller', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TOKEN });
+const server = await startCsiServer({ mode: 'controller', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TOKEN, log: () => {} });
 const Controller = grpc.loadPackageDefinition(csiPackageDefinition).csi.v1.Controller;
 const client = new Controller(server.address, grpc.credentials.createInsecure());
 const call = (method, request) => new Promise((res, rej) => client[method](request, (err, reply) => (err ? rej(err) : res(reply))));

@@ -10,12 +10,12 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Agent } from '@kindling/sdk';
 import { createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
-import { fmt, pct } from './stats.mjs';
+import { fmt, pct, sized } from './stats.mjs';
 
-const CLIENTS = 20;
-const IN_FLIGHT = 100;
-const PER_CLIENT = Number(process.env.LOAD_BENCH_PER_CLIENT ?? 300);
-const INDEXED = Number(process.env.INDEX_BENCH_VOLUMES ?? 100_000);
+const CLIENTS = sized({ quick: 2, default: 10, full: 20 });
+const IN_FLIGHT = sized({ quick: 4, default: 25, full: 100 });
+const PER_CLIENT = Number(process.env.LOAD_BENCH_PER_CLIENT ?? sized({ quick: 8, default: 40, full: 300 }));
+const INDEXED = Number(process.env.INDEX_BENCH_VOLUMES ?? sized({ quick: 100, default: 3_000, full: 100_000 }));
 const AGENT_BIN = resolve(import.meta.dirname, '../packages/agent/dist/bin.js');
 
 const rssMiB = async (pid) => Number(/^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
@@ -149,7 +149,7 @@ export async function index() {
     const byId = [];
     const byName = [];
     const some = (await nfs.volumesFiltered({ volumeId: names[0] }))[0];
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < sized({ quick: 5, default: 200, full: 200 }); i++) {
       let t = process.hrtime.bigint();
       await nfs.volumesFiltered({ volumeId: some.id });
       byId.push(Number(process.hrtime.bigint() - t) / 1e6);

@@ -12,13 +12,17 @@ import { WebSocket } from 'ws';
 import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
 import { TEST_TOKEN, createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
+import { printCosts, recordCosts } from './cost.mjs';
+import { launch } from './launch.mjs';
+import { start } from './start.mjs';
 import { index, load } from './load.mjs';
-import { ratio, row, sample, samplePair } from './stats.mjs';
+import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
 
 const execFile = promisify(execFileCb);
 // Bench agents run with the test token; the SDK finds it where users put theirs.
 process.env.KINDLING_TOKEN ??= TEST_TOKEN;
-const only = process.argv[2];
+// `pnpm bench [section] [--quick|--full]` (stats.mjs reads the scale flag).
+const only = process.argv.slice(2).find((a) => !a.startsWith('--'));
 const lines = [];
 const say = (line) => {
   console.log(line);
@@ -26,7 +30,7 @@ const say = (line) => {
 };
 
 /** A raw ws + msgpackr echo in another process: the floor under any RPC round trip on this machine. */
-async function rawEcho(n, reply) {
+async function rawEcho(reply) {
   const server = spawn(process.execPath, [join(import.meta.dirname, 'echo-server.mjs'), JSON.stringify(reply)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -36,48 +40,72 @@ async function rawEcho(n, reply) {
   let waiting;
   ws.on('message', (data) => waiting(decode(data)));
   let id = 0;
-  const times = await sample(n, () => {
+  const call = () => {
     const done = new Promise((r) => (waiting = r));
     ws.send(encode({ id: ++id, op: 'volume.get', args: { id: reply.id } }));
     return done;
-  }, 3000);
-  ws.close();
-  server.kill('SIGTERM');
-  return times;
+  };
+  const close = () => {
+    ws.close();
+    server.kill('SIGTERM');
+  };
+  return { call, close };
+}
+
+/** An agent holding one volume, and a second session that loaded it from JSON: its refresh() is exactly one volume.get. */
+async function oneVolume(proc) {
+  const agent = await Agent.connect(proc.url);
+  const vol = await (await agent.backend('nfs')).createVolume({ size: 1, name: 'bench' });
+  const reader = await Agent.connect(proc.url);
+  const loaded = reader.load(vol.jsons);
+  const close = async () => {
+    await reader.close();
+    await vol.delete();
+    await agent.close();
+  };
+  return { vol, refresh: () => loaded.refresh(), close };
 }
 
 async function wire() {
   say('wire: one metadata op (volume.get) through SDK and agent, next to raw ws + msgpackr');
+  const n = sized({ quick: 20, default: 3000, full: 10000 });
+  // The ratio from an agent that records no costs (a line per request would be part of what is measured).
   const proc = await startAgentProcess();
   try {
-    const agent = await Agent.connect(proc.url);
-    const nfs = await agent.backend('nfs');
-    const vol = await nfs.createVolume({ size: 1, name: 'bench' });
-    // A second session that loaded the volume from JSON: refresh() is then exactly one volume.get.
-    const reader = await Agent.connect(proc.url);
-    const loaded = reader.load(vol.jsons);
-    const ours = await sample(10000, () => loaded.refresh(), 3000);
-    const raw = await rawEcho(10000, vol.toDict());
+    const one = await oneVolume(proc);
+    const echo = await rawEcho(one.vol.toDict());
+    // Interleaved, so the load of the machine's other work falls on both alike.
+    const [ours, raw] = await samplePair(n, one.refresh, echo.call, 300);
+    echo.close();
     say(row('raw ws + msgpackr echo', raw));
     say(row('SDK -> agent volume.get -> SDK', ours));
     say(ratio('volume.get vs raw echo', ours, raw, 1.3));
-    await reader.close();
-    await vol.delete();
-    await agent.close();
+    await one.close();
   } finally {
     await proc.dispose();
+  }
+  const costs = await recordCosts(() => startAgentProcess());
+  try {
+    const one = await oneVolume(costs.started);
+    for (let i = 0; i < Math.ceil(n / 10); i++) await one.refresh();
+    printCosts(say, costs.read(), ['volume.get']);
+    await one.close();
+  } finally {
+    await costs.started.dispose();
+    costs.dispose();
   }
 }
 
 async function nfsCreateDelete() {
   say('nfs: createVolume + delete (qcow2, local-folder share), next to the bare qemu-img create + rm');
-  const proc = await startAgentProcess();
+  const costs = await recordCosts(() => startAgentProcess());
+  const proc = costs.started;
   const dir = await mkdtemp(join(tmpdir(), 'kindling-bench-'));
   try {
     const agent = await Agent.connect(proc.url);
     const nfs = await agent.backend('nfs');
     const [ours, bare] = await samplePair(
-      60,
+      sized({ quick: 3, default: 30, full: 60 }),
       async () => {
         const vol = await nfs.createVolume({ size: 1 });
         await vol.delete();
@@ -91,9 +119,11 @@ async function nfsCreateDelete() {
     say(row('qemu-img create + rm', bare));
     say(row('SDK createVolume + delete', ours));
     say(ratio('nfs create+delete vs bare commands', ours, bare, 1.1));
+    printCosts(say, costs.read(), ['volume.create', 'volume.delete']);
     await agent.close();
   } finally {
     await proc.dispose();
+    costs.dispose();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -106,15 +136,16 @@ async function lvmCreateDelete() {
   }
   say('lvm: createVolume + delete (thick, loop-backed VG), next to the bare lvcreate + lvremove');
   const vg = await createLoopVg({ sizeMiB: 8192 });
-  const proc = await startAgentProcess({
+  const costs = await recordCosts(() => startAgentProcess({
     // volumeClear none: this kernel has no device nodes to zero, and the pair measured is lvcreate + lvremove.
     backends: () => [{ name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmConfFile: vg.lvmConfFile, volumeClear: 'none' }],
-  });
+  }));
+  const proc = costs.started;
   try {
     const agent = await Agent.connect(proc.url);
     const lvm = await agent.backend('lvm');
     const [ours, bare] = await samplePair(
-      40,
+      sized({ quick: 3, default: 20, full: 40 }),
       async () => {
         const vol = await lvm.createVolume({ size: 1 });
         await vol.delete();
@@ -130,25 +161,33 @@ async function lvmCreateDelete() {
     say(row('lvcreate + lvremove (the driver\'s argv)', bare));
     say(row('SDK createVolume + delete', ours));
     say(ratio('lvm create+delete vs bare commands', ours, bare, 1.1));
+    printCosts(say, costs.read(), ['volume.create', 'volume.delete']);
     await agent.close();
   } finally {
     await proc.dispose();
+    costs.dispose();
     await vg.destroy();
   }
 }
 
+/** A section script that failed fails the run: the quick-mode test must see it. */
+function failedSection(line) {
+  say(line);
+  process.exitCode = 1;
+}
+
 function fleet() {
   const result = spawnSync(process.execPath, [join(import.meta.dirname, 'fleet.mjs')], { stdio: 'inherit' });
-  if (result.status !== 0) say(`fleet: bench/fleet.mjs exited with ${result.status}`);
+  if (result.status !== 0) failedSection(`fleet: bench/fleet.mjs exited with ${result.status}`);
 }
 
 function csi() {
   const result = spawnSync(process.execPath, [join(import.meta.dirname, 'csi.mjs')], { stdio: 'inherit' });
-  if (result.status !== 0) say(`csi: bench/csi.mjs exited with ${result.status}`);
+  if (result.status !== 0) failedSection(`csi: bench/csi.mjs exited with ${result.status}`);
 }
 
-const sections = { wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index, csi };
-console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION})`);
+const sections = { start: () => start(say), launch: () => launch(say), wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index, csi };
+console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION}, scale ${SCALE})`);
 for (const [name, section] of Object.entries(sections)) {
   if (only && only !== name) continue;
   await section();

@@ -27,19 +27,32 @@ export function ratio(label, ours, base, target) {
 }
 
 /** Alternates two workloads sample by sample, so drift in machine load falls on both alike. */
-export async function samplePair(n, a, b, warmup = 3) {
-  for (let i = 0; i < warmup; i++) {
-    await a(-1 - i);
-    await b(-1 - i);
-  }
-  const ta = [];
-  const tb = [];
+export const samplePair = (n, a, b, warmup = 3) => sampleMany(n, [a, b], warmup);
+
+/** Like samplePair for any number of workloads, the order rotating each round: sorted times per workload. */
+export async function sampleMany(n, fns, warmup = 3) {
+  for (let i = 0; i < warmup; i++) for (const fn of fns) await fn(-1 - i);
+  const times = fns.map(() => []);
   for (let i = 0; i < n; i++) {
-    for (const [fn, out] of i % 2 ? [[a, ta], [b, tb]] : [[b, tb], [a, ta]]) {
+    for (let k = 0; k < fns.length; k++) {
+      const j = (i + k) % fns.length;
       const t0 = process.hrtime.bigint();
-      await fn(i);
-      out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await fns[j](i);
+      times[j].push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   }
-  return [ta.sort((x, y) => x - y), tb.sort((x, y) => x - y)];
+  return times.map((t) => t.sort((x, y) => x - y));
 }
+
+/**
+ * How big a run is: `quick` (the test that keeps the bench from rotting: every section runs and prints),
+ * `default` (`pnpm bench`: a few minutes on a shared two-core machine), `full` (`--full`: the figures the
+ * targets are written for). run.mjs passes it to the section scripts it spawns through the environment.
+ */
+const flag = ['quick', 'full'].find((s) => process.argv.includes(`--${s}`));
+export const SCALE = flag ?? process.env.KINDLING_BENCH_SCALE ?? 'default';
+process.env.KINDLING_BENCH_SCALE = SCALE;
+export const sized = (sizes) => {
+  if (!(SCALE in sizes)) throw new Error(`KINDLING_BENCH_SCALE must be quick, default or full, not ${SCALE}`);
+  return sizes[SCALE];
+};

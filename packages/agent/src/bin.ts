@@ -1,16 +1,10 @@
 #!/usr/bin/env node
-import { messageOf } from '@kindling/protocol';
-import { startAgent } from './agent.js';
-import { checkConfig } from './check-config.js';
 import { readCli, USAGE } from './cli.js';
-import { checkLocalShares, checkTlsFiles } from './config.js';
 import { EXIT, StartupError } from './exit.js';
-import { clientUrls } from './listen-urls.js';
-import { log } from './log.js';
-import { reindex } from './reindex.js';
-import { reconcile } from './service/reconcile.js';
-import { recoveryLines } from './service/recovery.js';
 import { AGENT_VERSION } from './version.js';
+
+// Each command loads only what it needs (issue 20): --version and --help no logger, server, index or
+// metrics; check-config and reindex no server. Hence the dynamic imports below, not static ones.
 
 /** KINDLING_DRAIN_MS: how long a stop waits for operations in flight (tests shorten it). */
 function drainMsFromEnv(): number | undefined {
@@ -25,13 +19,27 @@ async function main(): Promise<number | undefined> {
     console.log(cli.command === 'help' ? USAGE : AGENT_VERSION);
     return EXIT.OK;
   }
+  const { log } = await import('./log.js');
   log.level = cli.logLevel;
-  if (cli.command === 'check-config') return checkConfig(cli, (line) => console.log(line));
+  if (cli.command === 'check-config') {
+    const { checkConfig } = await import('./check-config.js');
+    return checkConfig(cli, (line) => console.log(line));
+  }
+  const [{ messageOf }, { checkLocalShares, checkTlsFiles }] = await Promise.all([import('@kindling/protocol'), import('./config.js')]);
   const { config } = cli;
   // Both before the index opens: a typo must not start backends on the wrong folder.
   await checkLocalShares(config);
-  if (cli.command === 'reindex') return reindex(config);
+  if (cli.command === 'reindex') {
+    const { reindex } = await import('./reindex.js');
+    return reindex(config);
+  }
   await checkTlsFiles(config);
+  const [{ startAgent }, { clientUrls }, { reconcile }, { recoveryLines }] = await Promise.all([
+    import('./agent.js'),
+    import('./listen-urls.js'),
+    import('./service/reconcile.js'),
+    import('./service/recovery.js'),
+  ]);
 
   const agent = await startAgent(config, undefined, { drainMs: drainMsFromEnv() });
   // Before anything else: the agent serves from here on, and a stop must wait for what it started.
@@ -80,7 +88,8 @@ main().then(
   (code) => {
     if (code !== undefined) process.exitCode = code;
   },
-  (err: unknown) => {
+  async (err: unknown) => {
+    const [{ log }, { messageOf }] = await Promise.all([import('./log.js'), import('@kindling/protocol')]);
     // A start-up failure is one line; anything else is a bug, logged with its stack.
     if (err instanceof StartupError) log.fatal(err.message);
     else log.fatal({ err }, `cannot start: ${messageOf(err)}`);

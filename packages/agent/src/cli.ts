@@ -1,10 +1,9 @@
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { messageOf } from '@kindling/protocol';
-import { ConfigError, DEFAULT_CONFIG, loadConfigFile, parseConfig, type AgentConfig } from './config.js';
+import type { AgentConfig } from './config.js';
 import { EXIT, StartupError } from './exit.js';
-import { DEFAULT_LOG_LEVEL, LOG_LEVELS, isLogLevel, type LogLevel } from './log.js';
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS, isLogLevel, type LogLevel } from './log-levels.js';
 
 const COMMANDS = ['serve', 'reindex', 'check-config'] as const;
 type Command = (typeof COMMANDS)[number];
@@ -43,13 +42,19 @@ options:
 
 const usageError = (message: string): StartupError => new StartupError(`${message} (see kindling-agent --help)`, EXIT.USAGE);
 
+// The config parser (yaml, valibot) and the protocol package load only past --help and --version, which
+// then answer in about the time of a bare `node` (issue 20).
+const configModule = () => import('./config.js');
+const messageOf = async (err: unknown): Promise<string> => (await import('@kindling/protocol')).messageOf(err);
+
 /** The admin token: a flag beats the file, the file beats KINDLING_TOKEN, which beats the config file. */
 async function tokenFrom(values: { token?: string | undefined; 'token-file'?: string | undefined }): Promise<string | undefined> {
   if (values.token !== undefined) return values.token;
   const file = values['token-file'];
   if (file !== undefined) {
-    const text = await readFile(file, 'utf8').catch((err: unknown) => {
-      throw new ConfigError(`cannot read token file ${file}: ${messageOf(err)}`);
+    const text = await readFile(file, 'utf8').catch(async (err: unknown) => {
+      const { ConfigError } = await configModule();
+      throw new ConfigError(`cannot read token file ${file}: ${await messageOf(err)}`);
     });
     return text.trim();
   }
@@ -77,7 +82,9 @@ export async function readCli(argv: string[], cwd: string): Promise<CliOptions> 
     });
   } catch (err) {
     // node's own wording ("Unknown option '--x'. To specify a positional argument ...") is already one line.
-    throw usageError(messageOf(err).split('. ')[0] ?? messageOf(err));
+    // node's own wording ("Unknown option '--x'. To specify a positional argument ...") is already one line.
+    const message = await messageOf(err);
+    throw usageError(message.split('. ')[0] ?? message);
   }
   const { values, positionals } = parsed;
   if (values.help) return { command: 'help' };
@@ -89,6 +96,7 @@ export async function readCli(argv: string[], cwd: string): Promise<CliOptions> 
   if (!isLogLevel(logLevel)) throw usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   if (values.port !== undefined && !/^\d+$/.test(values.port)) throw usageError(`--port must be a number, not ${values.port}`);
 
+  const { ConfigError, parseConfig } = await configModule();
   // check-config collects each config mistake as a problem and goes on; any other command stops at the first.
   const problems: string[] = [];
   const step = async <T>(f: () => Promise<T> | T): Promise<T | undefined> => {
@@ -117,6 +125,7 @@ export async function readCli(argv: string[], cwd: string): Promise<CliOptions> 
 
 /** The config file (or the embedded default) with the flags laid over it, not yet validated. */
 async function rawConfig(values: { config?: string | undefined; host?: string | undefined; port?: string | undefined; 'data-dir'?: string | undefined }, cwd: string) {
+  const { ConfigError, DEFAULT_CONFIG, loadConfigFile } = await configModule();
   const raw = (values.config ? await loadConfigFile(values.config) : structuredClone(DEFAULT_CONFIG)) as Record<string, unknown>;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${values.config ?? cwd}: not a map of settings`);
   const listen = { ...(raw.listen as Record<string, unknown> | undefined) };

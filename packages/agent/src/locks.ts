@@ -1,4 +1,5 @@
 import { ConflictError } from '@kindling/protocol';
+import { requestCost } from './cost.js';
 import { currentRequest } from './request-context.js';
 
 /**
@@ -29,10 +30,13 @@ export class KeyedLocks {
     const ordered = [...new Set(keys)].sort();
     const request = this.cancellable ? currentRequest() : undefined;
     if (request) request.queued = true;
+    const cost = requestCost();
+    const waiting = performance.now();
     const acquire = async (i: number): Promise<T> => {
       const key = ordered[i];
       if (key !== undefined) return this.withOne(key, () => acquire(i + 1), request?.signal);
       if (request) request.queued = false;
+      cost?.add('locks', waiting);
       return work();
     };
     return acquire(0);

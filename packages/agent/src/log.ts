@@ -1,18 +1,14 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type { PrettyOptions, PrettyStream } from 'pino-pretty';
+import { DEFAULT_LOG_LEVEL } from './log-levels.js';
 
 export type { Logger };
+export { DEFAULT_LOG_LEVEL, LOG_LEVELS, isLogLevel, type LogLevel } from './log-levels.js';
 
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-export const isLogLevel = (s: string): s is LogLevel => (LOG_LEVELS as readonly string[]).includes(s);
+/** pino-pretty is loaded only for a person at a terminal: under systemd (JSON lines) it would cost start-up time for nothing. */
+const pretty = (options: PrettyOptions): PrettyStream => (createRequire(import.meta.url)('pino-pretty') as (o: PrettyOptions) => PrettyStream)(options);
 
-/**
- * Without --log-level: warnings and errors only (command failures, refused credentials, recovery's
- * findings, server errors). `--log-level info` adds one line per request and the start and stop;
- * the systemd unit sets it.
- */
-export const DEFAULT_LOG_LEVEL: LogLevel = 'warn';
 
 /** Wherever these keys appear in a logged object, their values are replaced: credentials never reach a log. */
 const REDACT = [

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { OpName } from '@kindling/protocol';
+import type { Cost } from './cost.js';
 import type { RequestMark } from './index/store.js';
 
 /**
@@ -22,6 +23,8 @@ export interface RequestContext {
   queued: boolean;
   /** The request's ledger entry for `record` (only with a requestId): see requestMark. */
   mark?: (record: { id: string }) => RequestMark;
+  /** Where its time goes, only when the bench asks (cost.ts). */
+  cost?: Cost;
 }
 
 const current = new AsyncLocalStorage<RequestContext>();

@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { BackendError, TimeoutError } from '@kindling/protocol';
+import { requestCost } from '../cost.js';
 import { Children } from './children.js';
 import { lineTap } from './line-tap.js';
 import { log } from '../log.js';
@@ -81,6 +82,8 @@ export function createRunner(children: Children): Runner {
       throw stopping();
     }
     const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const cost = requestCost();
+    const launching = performance.now();
     const subprocess = execa(DIE_WITH_AGENT[0], [...DIE_WITH_AGENT.slice(1), ...command], {
       env: { ...baseEnv(), ...options.env },
       extendEnv: false,
@@ -104,6 +107,16 @@ export function createRunner(children: Children): Runner {
     subprocess.once('exit', (_code, signal) => {
       if (signal !== null) killGroup(subprocess.pid);
     });
+    // Launch: until the wrapper runs; command: from there to its exit (wrappers' execs included).
+    let running = launching;
+    if (cost) {
+      cost.commands++;
+      subprocess.once('spawn', () => {
+        cost.add('launch', launching);
+        running = performance.now();
+      });
+      subprocess.once('exit', () => cost.add('command', running));
+    }
     const forget = children.add(subprocess);
     const result = await subprocess.finally(() => {
       forget();

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { ConnectionRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
+import { requestCost } from '../cost.js';
 import { keys, nameKey, parseIndexKey, prefixRange, type IndexName } from './keys.js';
 
 const SCHEMA_VERSION = 1;
@@ -114,7 +115,18 @@ export class IndexStore {
 
   private write(batch: Batch, mark?: RequestMark): Promise<void> {
     if (mark) batch.push({ type: 'put', key: keys.request(mark.requestId), value: mark.entry });
-    return this.db.batch(batch, { sync: true });
+    return this.synced(() => this.db.batch(batch, { sync: true }));
+  }
+
+  /** Every synced write goes through here, so the bench can count them per request (cost.ts). */
+  private async synced(write: () => Promise<void>): Promise<void> {
+    const cost = requestCost();
+    const started = performance.now();
+    await write();
+    if (cost) {
+      cost.add('index', started);
+      cost.syncedBatches++;
+    }
   }
 
   getVolume(id: string): VolumeRecord | undefined {
@@ -281,11 +293,11 @@ export class IndexStore {
     return typeof value === 'string' ? value : null;
   }
   async kvSet(key: string, value: string): Promise<void> {
-    await this.db.put(keys.kv(key), value, { sync: true });
+    await this.synced(() => this.db.put(keys.kv(key), value, { sync: true }));
   }
   async kvDelete(key: string): Promise<boolean> {
     const existed = (await this.db.get(keys.kv(key))) !== undefined;
-    if (existed) await this.db.del(keys.kv(key), { sync: true });
+    if (existed) await this.synced(() => this.db.del(keys.kv(key), { sync: true }));
     return existed;
   }
 
@@ -295,7 +307,9 @@ export class IndexStore {
   }
   /** A request's outcome: not synced, so it survives a crash of the agent but not of the host (its mark does). */
   async putRequest(requestId: string, entry: unknown): Promise<void> {
+    const started = performance.now();
     await this.db.put(keys.request(requestId), entry);
+    requestCost()?.add('index', started);
   }
   /** Removes the entries `stale` picks; returns how many. */
   async pruneRequests(stale: (entry: unknown) => boolean): Promise<number> {
@@ -311,6 +325,6 @@ export class IndexStore {
     return this.db.get(keys.meta(name));
   }
   async setMeta(name: string, value: unknown): Promise<void> {
-    await this.db.put(keys.meta(name), value, { sync: true });
+    await this.synced(() => this.db.put(keys.meta(name), value, { sync: true }));
   }
 }

@@ -20,6 +20,7 @@ import {
   type ReplyFrame,
   type ServerFrame,
 } from '@kindling/protocol';
+import { newCost, writeCost } from '../cost.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { inRequest } from '../request-context.js';
 import type { Role } from './auth.js';
@@ -103,6 +104,7 @@ export class Session {
     let requestId: string | undefined;
     let args: unknown;
     let bug: unknown;
+    const cost = newCost();
     try {
       if (bytes === null) throw new ProtocolError('frames must be binary msgpack, not text');
       const decoded = decode(bytes);
@@ -118,7 +120,10 @@ export class Session {
         this.log.warn({ op }, `refused ${op}: the credential is read-only`);
         throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
       }
+      const validating = performance.now();
+      cost?.add('rpcIn', started);
       const checked = validateArgs(op, frame.args);
+      cost?.add('validate', validating);
       if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
       const handler = this.handlers[op] as (args: unknown, call: CallContext) => unknown;
       if (op === 'hello') {
@@ -138,7 +143,7 @@ export class Session {
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
         const work = async (call: CallContext) =>
           inRequest(
-            { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), queued: false },
+            { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), ...(cost ? { cost } : {}), queued: false },
             () => handler(checked.args, call),
           );
         const result = await this.drain.track(
@@ -157,6 +162,11 @@ export class Session {
     const seconds = (performance.now() - started) / 1000;
     this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, seconds);
     logRequest(this.log, { op, requestId, args, reply, seconds, bug });
+    const sending = performance.now();
     this.send(reply);
+    if (cost) {
+      cost.add('rpcOut', sending);
+      writeCost(op, performance.now() - started, cost);
+    }
   }
 }

@@ -1,4 +1,5 @@
 import type { EventFrame, Progress } from '@kindling/protocol';
+import { requestCost } from '../cost.js';
 
 export type EventListener = (event: EventFrame) => void;
 
@@ -12,7 +13,9 @@ export class EventBus {
   }
 
   publish(event: EventFrame): void {
+    const started = performance.now();
     for (const listener of this.listeners) listener(event);
+    requestCost()?.add('events', started);
   }
 
   /** How far a long copy has got. */

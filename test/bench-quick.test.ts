@@ -1,0 +1,30 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+/** `pnpm bench --quick`: every section at its smallest, so the bench cannot rot unnoticed (issue 20). */
+function runQuickBench(): Promise<{ code: number | null; out: string }> {
+  return new Promise((res) => {
+    const child = spawn(process.execPath, ['bench/run.mjs', '--quick'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => res({ code, out }));
+  });
+}
+
+describe('the bench in quick mode', () => {
+  it('completes and prints every section, each with its figures', async () => {
+    const { code, out } = await runQuickBench();
+    expect(out).not.toMatch(/failed [1-9]|bench failed|exited with|skipped/);
+    expect(code).toBe(0);
+    for (const header of ['start:', 'launch:', 'wire:', 'nfs:', 'lvm:', 'fleet:', 'load:', 'index:', 'csi:']) {
+      expect(out).toContain(`\n${header}`);
+    }
+    for (const figure of ['kindling-agent --version', 'spawn to ready', 'stop when idle', "the agent's runner", 'agent-side breakdown', 'synced index batches', 'volume.get vs raw echo', 'nfs create+delete vs bare commands', 'lvm create+delete vs bare commands', 'fleet.volumes()', 'throughput', 'start to ready', 'kindling-csi / SDK']) {
+      expect(out).toContain(figure);
+    }
+  }, 600_000);
+});
