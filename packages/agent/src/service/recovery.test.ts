@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
 import { parseConfig, type AgentConfig } from '../config.js';
 import type { Leftover } from '../drivers/driver.js';
+import { ownerTag, partFile } from '../drivers/nfs/names.js';
 import { IndexStore } from '../index/store.js';
 import { Metrics } from '../rpc/metrics.js';
 import { openServices, type Services } from '../services.js';
@@ -271,7 +272,7 @@ describe('leftovers and strays found at start', () => {
 
   it('a backend not ready at a clean stop is scanned at the next start all the same', async () => {
     const s = await open();
-    const leftover = join(share(), `volume-${randomUUID()}.part`);
+    const leftover = join(share(), partFile(randomUUID(), ownerTag(s.hostId, 'nfs')));
     await writeFile(leftover, '');
     // Immutable, the share cannot be written: the backend is not ready as the agent stops.
     execFileSync('chattr', ['+i', share()]);

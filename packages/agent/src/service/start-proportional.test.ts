@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseConfig, type AgentConfig } from '../config.js';
 import { NfsDriver } from '../drivers/nfs/driver.js';
+import { infoTempFile, ownerTag, partFile } from '../drivers/nfs/names.js';
 import { openServices, type Services } from '../services.js';
 
 // Start after a kill is proportional to what was in flight: storage is read before ready only for a
@@ -36,7 +37,7 @@ describe('start after a kill', () => {
     const s = await startAfterKill();
     await s.volumes.create({ backend: 'nfs', size: 1 });
     // A leftover no record points at (a snapshot create that died before its record, a delete's rename).
-    const leftover = join(dir, 'share', `volume-${randomUUID()}.part`);
+    const leftover = join(dir, 'share', partFile(randomUUID(), ownerTag(s.hostId, 'nfs')));
     await writeFile(leftover, '');
 
     // Whether each read of storage came before the services were ready to serve.
@@ -61,7 +62,7 @@ describe('start after a kill', () => {
   it('keeps a leftover of a resource an operation used since the start, and owes it to the next start', async () => {
     const s = await startAfterKill();
     const volume = await s.volumes.create({ backend: 'nfs', size: 1 });
-    const leftover = join(dir, 'share', `volume-${volume.id}.info.tmp-0000abcd`);
+    const leftover = join(dir, 'share', infoTempFile(volume.id, ownerTag(s.hostId, 'nfs')));
     await writeFile(leftover, '');
 
     const after = await startAfterKill();

@@ -126,7 +126,7 @@ describe('copies of a volume in use (issue 18, finding 5)', () => {
     for (const copy of [() => s.volumes.clone({ id: volume.id }), () => s.snapshots.create({ volumeId: volume.id })]) {
       await expect(copy()).rejects.toMatchObject({ code: 'CONFLICT', details: { id: volume.id, status: 'in-use', feature: 'snapshotInUse' } });
     }
-    expect(ids()).toEqual([volume.id]);
+    expect(await ids()).toEqual([volume.id]);
     expect(s.volumes.get(volume.id).status).toBe('in-use');
     await s.connections.disconnect(connection.id);
     expect(await s.volumes.clone({ id: volume.id })).toMatchObject({ status: 'available', sourceVolId: volume.id });
