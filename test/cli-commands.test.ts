@@ -219,7 +219,8 @@ describe('kindling against one agent', SCENARIO, () => {
     expect(detailed.code).toBe(5);
     const [first, ...rest] = detailed.stderr.trimEnd().split('\n');
     expect(first).toMatch(/^error: BACKEND_ERROR: /);
-    expect(rest.join('\n')).toMatch(/^command: qemu-img resize .*volume-[0-9a-f-]{36} 2G\nexit code: 1\nstderr:\n  qemu-img: Could not open/);
+    // The driver hands qemu-img the file it opened (a descriptor, never the name again): details name the volume.
+    expect(rest.join('\n')).toMatch(/^command: qemu-img resize .* 2G\nexit code: 1\nstderr:\n  qemu-img: Could not open .*\ndetails: \{"volumeId":"[0-9a-f-]{36}"\}$/);
   });
 });
 
