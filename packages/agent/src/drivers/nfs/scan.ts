@@ -7,6 +7,7 @@ import type { Leftover, Stray } from '../driver.js';
 import { readRecord, walk, type Chain } from './chain.js';
 import { isTempSnapshotId, parseName, tempSnapshotOwner, volumeFile, type ShareName } from './names.js';
 import type { ImageFormat } from './qemu-img.js';
+import { isLiveProbe } from './shares.js';
 
 /** A published volume as storage holds it. */
 interface FoundVolume {
@@ -54,7 +55,7 @@ export async function scanShare(run: Runner, share: string, dir: string, default
     } else if ('owner' in parsed && parsed.owner !== owner) {
       out.strays.push({ where, reason: theirs(parsed.owner) });
     } else if (parsed.kind === 'probe') {
-      out.leftovers.push({ kind: 'temp-file', id: share, where });
+      if (!isLiveProbe(where)) out.leftovers.push({ kind: 'temp-file', id: share, where });
     } else if (parsed.kind === 'part') {
       out.leftovers.push({ kind: 'partial-volume', id: parsed.volumeId, where });
     } else if (parsed.kind === 'info-tmp' || parsed.kind === 'revert') {

@@ -61,11 +61,23 @@ export async function prepareLocalShare(share: string): Promise<void> {
   else if (!found.isDirectory()) throw new BackendError(`share ${share} is not a folder`, { share });
 }
 
+/**
+ * The probe files this process is writing now. Readiness probes run while the storage check after ready
+ * scans the share: a probe under way is this agent's live work, never a leftover of a dead one.
+ */
+const liveProbes = new Set<string>();
+export const isLiveProbe = (path: string): boolean => liveProbes.has(path);
+
 /** Creates and removes a probe file; throws the file system's error when the share cannot be written. */
 export async function probeWritable(dir: string, owner: string): Promise<void> {
   const probe = join(dir, probeFile(owner));
-  await writeFile(probe, '', { flag: 'wx' });
-  await rm(probe);
+  liveProbes.add(probe);
+  try {
+    await writeFile(probe, '', { flag: 'wx' });
+    await rm(probe);
+  } finally {
+    liveProbes.delete(probe);
+  }
 }
 
 export interface ShareSpace {
