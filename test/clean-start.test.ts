@@ -19,11 +19,6 @@ afterEach(async () => {
   proc = undefined;
 });
 
-/** Resolves once the agent has logged a line matching `re` (recovery after ready logs as it goes). */
-async function logged(p: AgentProcess, re: RegExp): Promise<void> {
-  while (!re.test(p.stderr())) await new Promise((resolve) => setTimeout(resolve, 50));
-}
-
 /** What an interrupted create of this agent's leaves: recovery removes it whenever it scans. */
 const partial = (p: AgentProcess) => join(p.dir, 'share', partFile(randomUUID(), ownerTag(p.hostId, 'nfs')));
 
@@ -41,7 +36,7 @@ describe('start after a stop', () => {
     const afterKill = partial(proc);
     await writeFile(afterKill, '');
     proc = await proc.restart();
-    await logged(proc, new RegExp(`removed a leftover partial-volume .*${afterKill.split('/').pop()}`));
+    await proc.logged(new RegExp(`removed a leftover partial-volume .*${afterKill.split('/').pop()}`));
     expect(existsSync(afterKill)).toBe(false);
     expect(existsSync(afterStop)).toBe(false);
   });
@@ -54,7 +49,7 @@ describe('start after a stop', () => {
     const share = join(proc.dir, 'share');
     await whileImmutable(share, async () => {
       proc = await proc!.restart();
-      await logged(proc, /could not remove a leftover partial-volume/);
+      await proc.logged(/could not remove a leftover partial-volume/);
       proc = await proc.restart();
       expect(proc.stderr()).toMatch(/could not remove a leftover partial-volume/);
       const ready = (await (await fetch(`http://127.0.0.1:${proc.port}/readyz`)).json()) as { backends: { warnings: string[] }[] };

@@ -16,6 +16,8 @@ export interface AgentProcess {
   config: Record<string, unknown>;
   child: ChildProcess;
   stderr(): string;
+  /** Resolves once stderr holds `text` (or matches it): the storage check after ready logs as it goes. */
+  logged(text: string | RegExp): Promise<void>;
   /** SIGTERM and wait. */
   stop(): Promise<void>;
   /** SIGKILL of the agent alone: a crash, mid-operation if need be; its children are left to their fate. */
@@ -116,6 +118,10 @@ async function launch(dir: string, configFile: string, config: Record<string, un
     config,
     child,
     stderr: () => stderr,
+    logged: async (text) => {
+      const seen = () => (typeof text === 'string' ? stderr.includes(text) : text.test(stderr));
+      while (!seen()) await new Promise((resolve) => setTimeout(resolve, 50));
+    },
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
     killGroup: async () => {
