@@ -5,8 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, type Backend } from '@kindling/sdk';
-import { whileAttached } from './support/data.js';
-import { guestSh, guestWritePattern, kernelEnv } from './support/kernel.js';
+import { whileAttached } from './data.js';
+import { guestSh, guestWritePattern, kernelEnv } from './kernel.js';
 
 const VG = 'kindling-thick';
 const MIB = 1 << 20;
@@ -49,44 +49,50 @@ async function holding(extents: Extent[], marker: string): Promise<Extent[]> {
 
 const key = (e: Extent): string => `${e.pv}:${e.pe}`;
 
-describe('thick revert (real kernel): the old COW store never frees the old data unzeroed', () => {
-  let agent: Agent;
-  let thick: Backend;
+/**
+ * Runs in the `lvm-thick` file, after the functional suite: it reads and counts the same backend, so it
+ * cannot run beside that suite in a file of its own.
+ */
+export function thickRevertSuite(): void {
+  describe('thick revert (real kernel): the old COW store never frees the old data unzeroed', () => {
+    let agent: Agent;
+    let thick: Backend;
 
-  beforeAll(async () => {
-    const env = kernelEnv();
-    agent = await Agent.connect(env.url, { token: env.token });
-    thick = await agent.backend('lvm-thick');
+    beforeAll(async () => {
+      const env = kernelEnv();
+      agent = await Agent.connect(env.url, { token: env.token });
+      thick = await agent.backend('lvm-thick');
+    });
+
+    afterAll(async () => {
+      await agent?.close();
+    });
+
+    it('write P, snapshot, write Q, revert: P only in the volume and its own snapshot, then only in the volume', async () => {
+      const P = `kindling-p-${randomUUID()}`;
+      const vol = await thick.createVolume({ size: 1 });
+      await whileAttached(vol, (conn) => guestWritePattern(conn.path!, P, SPAN, 0));
+      const snap = await vol.createSnapshot();
+      // Q over P: the kernel copies P's chunks into the snapshot's COW store first.
+      await whileAttached(vol, (conn) => guestWritePattern(conn.path!, `kindling-q-${randomUUID()}`, SPAN, 0));
+      const oldCow = await holding((await extentsOf(`_snapshot-${snap.id}`)).slice(0, SCANNED), P);
+      expect(oldCow.length).toBeGreaterThan(1);
+
+      await vol.revertToSnapshot(snap);
+      await vol.refresh();
+      expect(vol.status).toBe('available');
+      const volume = await whileAttached(vol, (conn) => guestSh(`dd if=${conn.path!} bs=1M count=1 iflag=direct status=none | head -c ${P.length}`));
+      expect(volume).toBe(P);
+
+      // Before the snapshot's delete: every old COW extent (of those that held P) still holding P is inside the re-created snapshot.
+      const own = new Set((await extentsOf(`_snapshot-${snap.id}`)).map(key));
+      const stillP = await holding(oldCow, P);
+      expect(stillP.filter((e) => !own.has(key(e)))).toEqual([]);
+
+      // After it (volumeClear: zero): no old COW extent holds P any more.
+      await snap.delete();
+      expect(await holding(oldCow, P)).toEqual([]);
+      await vol.delete();
+    }, SLOW);
   });
-
-  afterAll(async () => {
-    await agent?.close();
-  });
-
-  it('write P, snapshot, write Q, revert: P only in the volume and its own snapshot, then only in the volume', async () => {
-    const P = `kindling-p-${randomUUID()}`;
-    const vol = await thick.createVolume({ size: 1 });
-    await whileAttached(vol, (conn) => guestWritePattern(conn.path!, P, SPAN, 0));
-    const snap = await vol.createSnapshot();
-    // Q over P: the kernel copies P's chunks into the snapshot's COW store first.
-    await whileAttached(vol, (conn) => guestWritePattern(conn.path!, `kindling-q-${randomUUID()}`, SPAN, 0));
-    const oldCow = await holding((await extentsOf(`_snapshot-${snap.id}`)).slice(0, SCANNED), P);
-    expect(oldCow.length).toBeGreaterThan(1);
-
-    await vol.revertToSnapshot(snap);
-    await vol.refresh();
-    expect(vol.status).toBe('available');
-    const volume = await whileAttached(vol, (conn) => guestSh(`dd if=${conn.path!} bs=1M count=1 iflag=direct status=none | head -c ${P.length}`));
-    expect(volume).toBe(P);
-
-    // Before the snapshot's delete: every old COW extent (of those that held P) still holding P is inside the re-created snapshot.
-    const own = new Set((await extentsOf(`_snapshot-${snap.id}`)).map(key));
-    const stillP = await holding(oldCow, P);
-    expect(stillP.filter((e) => !own.has(key(e)))).toEqual([]);
-
-    // After it (volumeClear: zero): no old COW extent holds P any more.
-    await snap.delete();
-    expect(await holding(oldCow, P)).toEqual([]);
-    await vol.delete();
-  }, SLOW);
-});
+}
