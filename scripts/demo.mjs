@@ -64,8 +64,8 @@ try {
   cli('volume', 'create', '--size', '1', '--name', 'cli-demo');
   console.log('$ kindling volume create --size 1 --name cli-demo && kindling volume list');
   process.stdout.write(cli('volume', 'list'));
-  cli('volume', 'delete', 'cli-demo');
-  console.log('$ kindling volume delete cli-demo');
+  cli('volume', 'delete', 'cli-demo', '--yes');
+  console.log('$ kindling volume delete cli-demo --yes');
   const base = listening.url.replace(/^ws/, 'http').replace(/\/rpc$/, '');
   console.log(`\nThe agent keeps running: ${base}/readyz, ${base}/metrics, ${base}/v1/backends. Ctrl-C stops it.`);
 } catch (err) {
