@@ -152,6 +152,9 @@ describe('kindling against one agent', SCENARIO, () => {
     `);
     const stats = json<Record<string, unknown>[]>(await kindling('backend', 'stats', '--json'));
     expect(stats).toEqual([expect.objectContaining({ backendName: 'nfs', driver: 'nfs', totalCapacityGb: expect.any(Number), agent: { url: agent.url, hostId: agent.hostId } })]);
+    // The table says what fits, in the agent's own rule: never a size a create then refuses.
+    const [header, row] = (await kindling('backend', 'stats')).stdout.trimEnd().split('\n').map((l) => l.trim().split(/\s+/));
+    expect(row![header!.indexOf('FITS')]).toBe(`${stats[0]!['maxVolumeSizeGb'] as number}G`);
     expect((await kindling('backend', 'capabilities', 'nfs')).stdout).toMatchInlineSnapshot(`
       "snapshot:                   yes
       snapshotInUse:              no

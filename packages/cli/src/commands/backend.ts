@@ -25,6 +25,9 @@ const STATS_COLUMNS: Column<StatsRow>[] = [
   { header: 'PROTOCOL', value: (s) => s.storageProtocol },
   { header: 'TOTAL', value: (s) => `${s.totalCapacityGb}G` },
   { header: 'FREE', value: (s) => `${s.freeCapacityGb}G` },
+  // The largest volume a create accepts now (the agent's one room rule, reserve included, whole GiB rounded
+  // down): FREE is storage's figure and may read 1.00G where a 1 GiB create is refused.
+  { header: 'FITS', value: (s) => (s.maxVolumeSizeGb === undefined ? '-' : `${s.maxVolumeSizeGb}G`) },
   { header: 'PROVISIONED', value: (s) => `${s.provisionedCapacityGb}G` },
   { header: 'VOLUMES', value: (s) => String(s.totalVolumes) },
   { header: 'SNAPSHOTS', value: (s) => String(s.totalSnapshots) },
