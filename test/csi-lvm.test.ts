@@ -1,11 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLoopVg, loopVgUnavailable, requires, type LoopVg } from '@kindling/agent/testing';
-import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
-import { csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { loopVgUnavailable, requires, type LoopVg } from '@kindling/agent/testing';
+import { status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
+import { startLvmController } from './support/lvm-controller.js';
 
 // The controller on real lvm2: a loop VG without device-mapper, so activation is off. Linear
 // create, extend, delete and capacity are real here; a snapshot is refused up front (the agent sees
@@ -15,10 +11,8 @@ const GiB = 1024 ** 3;
 const mount = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
 
 let vg: LoopVg;
-let agent: AgentProcess;
-let server: CsiServer;
-let dir: string;
 let controller: CsiServiceClient;
+let dispose: (() => Promise<void>) | undefined;
 
 async function lvSizes(): Promise<Map<string, number>> {
   const { stdout } = await vg.lvm(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', 'lv_name,lv_size', vg.vg]);
@@ -28,23 +22,17 @@ async function lvSizes(): Promise<Map<string, number>> {
 
 requires('the CSI controller on LVM (a loop VG)', loopVgUnavailable(), describe, describe.skip)('Controller on an LVM backend (loop VG, no activation)', () => {
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'kindling-csi-lvm-'));
-    vg = await createLoopVg({ sizeMiB: 8192 });
-    agent = await startAgentProcess({
+    ({ vg, controller, dispose } = await startLvmController({
+      name: 'csi-lvm',
       token: TOKEN,
+      sizeMiB: 8192,
       config: { hostId: 'lvm-host' },
-      backends: () => [{ name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'default', lvmConfFile: vg.lvmConfFile, volumeClear: 'none' }],
-    });
-    server = await startCsiServer({ mode: 'controller', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TOKEN });
-    controller = csiClient('Controller', server.address);
+      backends: (vg) => [{ name: 'lvm', driver: 'lvm', volumeGroup: vg.vg, lvmType: 'default', lvmConfFile: vg.lvmConfFile, volumeClear: 'none' }],
+    }));
   });
 
   afterAll(async () => {
-    controller?.close();
-    await server?.close();
-    await agent?.dispose();
-    await vg?.destroy();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await dispose?.();
   });
 
   it('creates, grows and deletes logical volumes, and answers capacity from the VG', async () => {
