@@ -5,25 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { MAX_LIST_REPLY_BYTES, type ReplyFrame, type SnapshotRecord, type VolumeListing } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
-import { IndexStore, volumeRecord } from '@kindling/agent/testing';
+import { IndexStore, snapshotRecord, volumeRecord } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
 const COUNT = 20_000;
 const SNAPSHOTS = 1_500;
-const snapshotRecord = (id: string, volumeId: string): SnapshotRecord => ({
-  id,
-  backend: 'nfs',
-  volumeId,
-  name: null,
-  description: null,
-  volumeSize: 1,
-  status: 'available',
-  createdAt: '2026-01-01T00:00:00.000Z',
-  updatedAt: '2026-01-01T00:00:00.000Z',
-  location: {},
-  error: null,
-});
 // About 900 bytes a record: the whole list (18 MB) passes the agent's 16 MiB unread-bytes limit in one frame.
 const metadata = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`key-${i}`, 'v'.repeat(100)]));
 

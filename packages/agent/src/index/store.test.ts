@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
-import { volumeRecord } from '../testing/records.js';
+import { snapshotRecord, volumeRecord } from '../testing/records.js';
 import { IndexStore } from './store.js';
 
 let dir: string;
@@ -15,19 +15,7 @@ afterEach(async () => {
 });
 
 const volume = (id: string, backend: string, name: string | null): VolumeRecord => volumeRecord(id, { backend, name });
-const snapshot = (id: string, volumeId: string): SnapshotRecord => ({
-  id,
-  backend: 'a',
-  volumeId,
-  name: null,
-  description: null,
-  volumeSize: 1,
-  status: 'available',
-  createdAt: '2026-01-01T00:00:00.000Z',
-  updatedAt: '2026-01-01T00:00:00.000Z',
-  location: {},
-  error: null,
-});
+const snapshot = (id: string, volumeId: string): SnapshotRecord => snapshotRecord(id, volumeId, { backend: 'a' });
 
 describe('IndexStore', () => {
   it('answers by backend, by name and by owning volume, and keeps it all across a reopen', async () => {

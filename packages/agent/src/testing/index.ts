@@ -8,4 +8,4 @@ export { requires } from './requirement.js';
 export type { FaultPoint } from '../drivers/nfs/faults.js';
 export { ownerTag, partFile } from '../drivers/nfs/names.js';
 export { IndexStore } from '../index/store.js';
-export { volumeRecord } from './records.js';
+export { snapshotRecord, volumeRecord } from './records.js';

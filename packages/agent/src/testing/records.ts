@@ -1,4 +1,4 @@
-import type { VolumeRecord } from '@kindling/protocol';
+import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 
 /** A volume record as the index holds it, for tests that need one without storage; `over` changes any field. */
 export const volumeRecord = (id: string, over: Partial<VolumeRecord> = {}): VolumeRecord => ({
@@ -13,6 +13,22 @@ export const volumeRecord = (id: string, over: Partial<VolumeRecord> = {}): Volu
   updatedAt: '2026-01-01T00:00:00.000Z',
   sourceVolId: null,
   snapshotId: null,
+  location: {},
+  error: null,
+  ...over,
+});
+
+/** A snapshot record of `volumeId` as the index holds it; `over` changes any field. */
+export const snapshotRecord = (id: string, volumeId: string, over: Partial<SnapshotRecord> = {}): SnapshotRecord => ({
+  id,
+  backend: 'nfs',
+  volumeId,
+  name: null,
+  description: null,
+  volumeSize: 1,
+  status: 'available',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
   location: {},
   error: null,
   ...over,
