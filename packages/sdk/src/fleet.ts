@@ -40,8 +40,13 @@ export interface FleetOptions {
   connectTimeoutMs?: number;
   /** Per read (lists, gets, stats) from one agent; see ConnectOptions. Default `timeoutMs`, at most 30000. */
   readTimeoutMs?: number;
-  /** Agents a fan-out asks at once. Default 32. */
+  /** Agents a fan-out (lists, stats, health) asks at once. Default 32. */
   concurrency?: number;
+  /**
+   * Agents `Fleet.connect` dials at once (each within `connectTimeoutMs`), so a fleet of 1,000 does not
+   * open 1,000 upgrades in one burst. Default `concurrency`.
+   */
+  connectConcurrency?: number;
   /** Per short change sent to one agent. Default 30000. */
   timeoutMs?: number;
   /** Per long operation (clone, revert, deletes, ...): see ConnectOptions. Default none while keepalive watches the link. */
@@ -163,8 +168,11 @@ export class Fleet {
    */
   static async connect(agents: readonly (string | FleetAgentSpec)[], options: FleetOptions = {}): Promise<Fleet> {
     const concurrency = options.concurrency ?? 32;
+    const connectConcurrency = options.connectConcurrency ?? concurrency;
     const timeoutMs = options.timeoutMs ?? 30_000;
-    if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError('concurrency must be a positive integer', { concurrency });
+    for (const [key, value] of Object.entries({ concurrency, connectConcurrency })) {
+      if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`${key} must be a positive integer`, { [key]: value });
+    }
     const specs = agents.map((a): FleetAgentSpec => (typeof a === 'string' ? { url: a } : a));
     const urls = specs.map((s) => s.url);
     if (new Set(urls).size !== urls.length) throw new InvalidArgumentError('an agent URL is listed twice', { urls });
@@ -174,7 +182,7 @@ export class Fleet {
     const members = specs.map(
       ({ url, token = options.token, tls = options.tls }) => new Member(url, { ...shared, token, tls }, delays),
     );
-    await mapLimit(members, concurrency, (member) => member.start());
+    await mapLimit(members, connectConcurrency, (member) => member.start());
     return new Fleet(members, concurrency, timeoutMs);
   }
 
@@ -237,7 +245,7 @@ export class Fleet {
    */
   async place({ size, driver }: PlaceOptions): Promise<Placement> {
     this.#checkNewVolume({ size });
-    await this.#capacityLoaded();
+    await this.#capacityFor(size, driver, new Set());
     const [best] = this.#ranked(size, driver, new Set());
     if (!best) throw this.#noRoom(size, driver, []);
     return { agent: best.key.member, backend: best.key.backend, stats: best.stats, roomGb: best.roomGb };
@@ -255,7 +263,7 @@ export class Fleet {
     const refused: AgentFailure[] = [];
     const tried = new Set<Backend>();
     for (;;) {
-      await this.#capacityLoaded();
+      await this.#capacityFor(create.size, driver, tried);
       // Ranking and reserving in one synchronous step, so parallel creates each see the others' reservations.
       const [best] = this.#ranked(create.size, driver, tried);
       if (!best) throw this.#noRoom(create.size, driver, refused);
@@ -352,10 +360,15 @@ export class Fleet {
     return { results, failed };
   }
 
-  /** Waits for the stats fetch of agents that just (re)connected. */
-  async #capacityLoaded(): Promise<void> {
+  /**
+   * Placement ranks what the agents already told; it waits for the stats fetch of agents that just
+   * (re)connected only when nothing known has room, so one agent whose stats hang (or a fleet of 1,000
+   * still loading) holds no create back.
+   */
+  async #capacityFor(size: number, driver: DriverName | undefined, skip: ReadonlySet<Backend>): Promise<void> {
     this.#open();
-    await Promise.all(this.#members.filter((m) => m.state === 'up').map((m) => m.capacityLoaded));
+    if (this.#ranked(size, driver, skip).length > 0) return;
+    await Promise.all(this.#members.filter((m) => m.state === 'up' && m.loadingCapacity).map((m) => m.capacityLoaded));
   }
 
   /** Up backends with cached capacity and room for `size`, best first; `skip`: those that already refused. */

@@ -59,6 +59,7 @@ export class Member implements FleetAgent {
   readonly unseen = new Map<string, { gb: number; volumes: number }>();
   /** Settles once the capacity cache reflects the latest (re)connect. */
   capacityLoaded: Promise<void> = Promise.resolve();
+  #loads = 0;
   readonly #delays: RetryDelays;
   #delayMs: number;
   #retryTimer: NodeJS.Timeout | null = null;
@@ -162,7 +163,13 @@ export class Member implements FleetAgent {
     this.capacityLoaded = this.#loadCapacity();
   }
 
+  /** A stats fetch after a (re)connect has not answered yet. */
+  get loadingCapacity(): boolean {
+    return this.#loads > 0;
+  }
+
   async #loadCapacity(): Promise<void> {
+    this.#loads++;
     await Promise.all(
       this.backends.map(async (backend) => {
         try {
@@ -174,6 +181,6 @@ export class Member implements FleetAgent {
           this.capacity.delete(backend.name);
         }
       }),
-    );
+    ).finally(() => this.#loads--);
   }
 }

@@ -96,9 +96,11 @@ export class StandInAgent {
     return `ws://127.0.0.1:${this.port}`;
   }
 
-  /** Replaces the model's answer for one op; throw a KindlingError to reply with an error. */
-  handle(op: OpName, handler: Handler): void {
+  /** Replaces the model's answer for one op (throw a KindlingError to reply with an error); gives back the one replaced, to put back. */
+  handle(op: OpName, handler: Handler): Handler | undefined {
+    const before = this.handlers.get(op);
     this.handlers.set(op, handler);
+    return before;
   }
 
   /** How many times the work of the request with this id ran (a retry answered from its recorded outcome does not count). */
