@@ -41,10 +41,11 @@ export class SnapshotRpcs {
    * only cannot say whether it holds the name for another volume, which must not stop this one.
    */
   async #byName(name: string, hostId: string): Promise<Snapshot | null> {
-    const { volumes, failed } = await this.fleet.volumes();
+    // Each agent answers from its own records with the few of that name: a bounded query, not a listing.
+    const { snapshots, failed } = await this.fleet.snapshots({ name });
     const source = failed.find((f) => f.hostId === hostId || f.hostId === null);
     if (source) throw new CsiError(status.UNAVAILABLE, `the agent that may hold host ${hostId} did not answer (${source.url}): ${source.error.message}`);
-    const named = volumes.flatMap((v) => [...v.snapshots]).filter((s) => s.name === name && s.status !== 'deleted');
+    const named = snapshots.filter((s) => s.status !== 'deleted');
     for (const s of named) {
       if (s.status === 'creating') throw new CsiError(status.ABORTED, `snapshot ${name} is still being taken`);
       if (s.status === 'error') await s.delete();

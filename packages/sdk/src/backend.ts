@@ -6,8 +6,8 @@ import {
   type OpArgs,
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
-import { collect, volumePages } from './paging.js';
-import type { Agent, Load, Registry, Volume } from './registry.js';
+import { allPages, collect, volumePages } from './paging.js';
+import type { Agent, Load, Registry, Snapshot, Volume } from './registry.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -19,6 +19,12 @@ export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & Cal
 export interface VolumesFilter {
   volumeId?: string;
   volumeName?: string;
+}
+
+/** One page of `backend.volumePage`: `nextCursor` goes into the next call, null at the end. */
+export interface VolumePage {
+  volumes: Volume[];
+  nextCursor: string | null;
 }
 
 /** A storage backend as the agent configured it, by name. */
@@ -88,6 +94,30 @@ export class Backend {
     for await (const page of volumePages(list, { backend: this.name, id: volumeId, name: volumeName })) {
       yield* this.#registry.listing(page);
     }
+  }
+
+  /**
+   * One page of this backend's volumes, in the agent's order, for a caller that hands the paging on
+   * (CSI's ListVolumes): at most `limit` (1-1000), after `cursor` (an earlier page's `nextCursor`).
+   */
+  async volumePage({ limit, cursor, volumeId, volumeName }: VolumesFilter & { limit: number; cursor?: string }): Promise<VolumePage> {
+    const page = await this.#registry.call('volume.list', { backend: this.name, id: volumeId, name: volumeName, limit, ...(cursor === undefined ? {} : { cursor }) });
+    return { volumes: this.#registry.listing(page), nextCursor: page.nextCursor };
+  }
+
+  /**
+   * This backend's snapshots named `snapshotName`, of any volume, each with its volume loaded: the
+   * agent filters, so a name check costs a small reply, not a listing of every volume.
+   */
+  async snapshotsFiltered({ snapshotName }: { snapshotName: string }): Promise<Snapshot[]> {
+    const records = await allPages('snapshots', (paging) => this.#registry.call('snapshot.list', { backend: this.name, name: snapshotName, ...paging }));
+    const ids = new Set(records.map((r) => r.id));
+    const found: Snapshot[] = [];
+    for (const volumeId of new Set(records.map((r) => r.volumeId))) {
+      const [volume] = await this.volumesFiltered({ volumeId });
+      for (const snapshot of volume?.snapshots ?? []) if (ids.has(snapshot.id)) found.push(snapshot);
+    }
+    return found;
   }
 
   async capabilities(): Promise<Capabilities> {

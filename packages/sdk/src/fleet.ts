@@ -85,9 +85,20 @@ export interface FleetVolumesFilter {
   driver?: DriverName;
 }
 
-export interface PlaceOptions {
-  size: number;
+/** Where a volume may go; placement reads only the capacity the agents pushed (no round trip). */
+export interface PlaceWhere {
   driver?: DriverName;
+  /** Only backends of this name. */
+  backend?: string;
+  /**
+   * Only agents of these host ids, in order of preference: a backend with room on an earlier host wins
+   * over one with more room on a later host (a CSI topology's preferred, then requisite, segments).
+   */
+  hosts?: readonly string[];
+}
+
+export interface PlaceOptions extends PlaceWhere {
+  size: number;
 }
 
 /**
@@ -95,7 +106,7 @@ export interface PlaceOptions {
  * request. A TIMEOUT or UNAVAILABLE names the agent and backend tried (`details.url`, `details.backend`)
  * with the `details.requestId` to ask that backend again with.
  */
-export type FleetCreateVolumeOptions = Omit<CreateVolumeOptions, 'requestId'> & { driver?: DriverName };
+export type FleetCreateVolumeOptions = Omit<CreateVolumeOptions, 'requestId'> & PlaceWhere;
 
 /** Where a volume would go, from the capacity the agents last pushed. */
 export interface Placement {
@@ -214,6 +225,12 @@ export class Fleet {
     return { volumes: name instanceof RegExp ? volumes.filter((v) => v.name !== null && name.test(v.name)) : volumes, failed };
   }
 
+  /** Every up agent's snapshots named `name` (the agents filter: one small reply per backend), each with its volume. */
+  async snapshots({ name, driver }: { name: string; driver?: DriverName }): Promise<FleetResult<'snapshots', Snapshot>> {
+    const { results, failed } = await this.#perBackend(driver, (backend) => backend.snapshotsFiltered({ snapshotName: name }));
+    return { snapshots: results.flat(), failed };
+  }
+
   /**
    * The volume with this id, from whichever agent has it. Down is not gone: when no agent that answered
    * has it and some did not answer, this rejects with UnavailableError (`details.failed`: who did not
@@ -243,11 +260,11 @@ export class Fleet {
    * (thin: total × ratio − provisioned; thick: free), ties to the fewest volumes. Rejects with the
    * ConflictError `createVolume` would when nothing fits.
    */
-  async place({ size, driver }: PlaceOptions): Promise<Placement> {
+  async place({ size, ...where }: PlaceOptions): Promise<Placement> {
     this.#checkNewVolume({ size });
-    await this.#capacityFor(size, driver, new Set());
-    const [best] = this.#ranked(size, driver, new Set());
-    if (!best) throw this.#noRoom(size, driver, []);
+    await this.#capacityFor(size, where, new Set());
+    const [best] = this.#ranked(size, where, new Set());
+    if (!best) throw this.#noRoom(size, where, []);
     return { agent: best.key.member, backend: best.key.backend, stats: best.stats, roomGb: best.roomGb };
   }
 
@@ -258,15 +275,16 @@ export class Fleet {
    * no backend took it.
    */
   async createVolume(options: FleetCreateVolumeOptions): Promise<Volume> {
-    const { driver, timeoutMs, onProgress, ...create } = options;
+    const { driver, backend: backendName, hosts, timeoutMs, onProgress, ...create } = options;
+    const where: PlaceWhere = { driver, backend: backendName, hosts };
     this.#checkNewVolume(create);
     const refused: AgentFailure[] = [];
     const tried = new Set<Backend>();
     for (;;) {
-      await this.#capacityFor(create.size, driver, tried);
+      await this.#capacityFor(create.size, where, tried);
       // Ranking and reserving in one synchronous step, so parallel creates each see the others' reservations.
-      const [best] = this.#ranked(create.size, driver, tried);
-      if (!best) throw this.#noRoom(create.size, driver, refused);
+      const [best] = this.#ranked(create.size, where, tried);
+      if (!best) throw this.#noRoom(create.size, where, refused);
       const { member, backend } = best.key;
       tried.add(backend);
       member.reserve(backend.name, create.size);
@@ -365,20 +383,20 @@ export class Fleet {
    * (re)connected only when nothing known has room, so one agent whose stats hang (or a fleet of 1,000
    * still loading) holds no create back.
    */
-  async #capacityFor(size: number, driver: DriverName | undefined, skip: ReadonlySet<Backend>): Promise<void> {
+  async #capacityFor(size: number, where: PlaceWhere, skip: ReadonlySet<Backend>): Promise<void> {
     this.#open();
-    if (this.#ranked(size, driver, skip).length > 0) return;
+    if (this.#ranked(size, where, skip).length > 0) return;
     await Promise.all(this.#members.filter((m) => m.state === 'up' && m.loadingCapacity).map((m) => m.capacityLoaded));
   }
 
-  /** Up backends with cached capacity and room for `size`, best first; `skip`: those that already refused. */
-  #ranked(size: number, driver: DriverName | undefined, skip: ReadonlySet<Backend>): Ranked<Target>[] {
+  /** Up backends (where allowed) with cached capacity and room for `size`, best first; `skip`: those that already refused. */
+  #ranked(size: number, { driver, backend: name, hosts }: PlaceWhere, skip: ReadonlySet<Backend>): Ranked<Target>[] {
     const candidates: Candidate<Target>[] = [];
     for (const member of this.#members) {
-      if (member.state !== 'up') continue;
+      if (member.state !== 'up' || (hosts && !hosts.includes(member.hostId ?? ''))) continue;
       for (const backend of member.backends) {
         const stats = member.capacity.get(backend.name);
-        if (!stats || skip.has(backend) || (driver !== undefined && backend.driver !== driver)) continue;
+        if (!stats || skip.has(backend) || (driver !== undefined && backend.driver !== driver) || (name !== undefined && backend.name !== name)) continue;
         const inFlight = member.inFlight(backend.name);
         candidates.push({
           key: { member, backend },
@@ -389,14 +407,20 @@ export class Fleet {
         });
       }
     }
-    return rank(candidates, size);
+    const ranked = rank(candidates, size);
+    // Stable: within one host, room still decides.
+    const preference = (r: Ranked<Target>) => (hosts ? hosts.indexOf(r.key.member.hostId ?? '') : 0);
+    return hosts ? ranked.sort((a, b) => preference(a) - preference(b)) : ranked;
   }
 
-  #noRoom(size: number, driver: DriverName | undefined, refused: AgentFailure[]): ConflictError {
+  #noRoom(size: number, { driver, backend, hosts }: PlaceWhere, refused: AgentFailure[]): ConflictError {
     const down = this.#members.filter((m) => m.state !== 'up').map((m) => m.url);
-    return new ConflictError(`no backend${driver ? ` of driver ${driver}` : ''} in the fleet has room for ${size} GiB`, {
+    const where = `${backend ? ` named ${backend}` : ''}${driver ? ` of driver ${driver}` : ''}${hosts ? ` on ${hosts.join(', ')}` : ' in the fleet'}`;
+    return new ConflictError(`no backend${where} has room for ${size} GiB${down.length ? ` (${down.length} agent(s) down)` : ''}`, {
       requestedGb: size,
       ...(driver ? { driver } : {}),
+      ...(backend ? { backend } : {}),
+      ...(hosts ? { hosts: [...hosts] } : {}),
       refused: refused.map((r) => ({ url: r.url, hostId: r.hostId, backend: r.backend, message: r.error.message })),
       down,
     });

@@ -1,7 +1,7 @@
 // The published types use Node's (Buffer, EventEmitter): the reference makes a consumer load them without naming them.
 /// <reference types="node" preserve="true" />
 export { Agent, type AgentEvents } from './agent.js';
-export { Backend, type CreateVolumeOptions, type VolumesFilter } from './backend.js';
+export { Backend, type CreateVolumeOptions, type VolumePage, type VolumesFilter } from './backend.js';
 export { Volume, type CloneOptions, type CreateSnapshotOptions } from './volume.js';
 export { Snapshot, type NewVolumeOptions } from './snapshot.js';
 export { Connection } from './connection.js';
@@ -64,5 +64,6 @@ export {
   type FleetVolumesFilter,
   type Placement,
   type PlaceOptions,
+  type PlaceWhere,
   type Readyz,
 } from './fleet.js';

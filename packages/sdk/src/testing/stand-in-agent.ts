@@ -361,7 +361,12 @@ export class StandInAgent {
       if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
       return snapshot;
     });
-    h('snapshot.list', (a) => [...this.snapshots.values()].filter((s) => s.volumeId === a.volumeId));
+    h('snapshot.list', (a) => {
+      const snapshots = [...this.snapshots.values()].filter(
+        (s) => (a.volumeId === undefined || s.volumeId === a.volumeId) && (a.backend === undefined || s.backend === a.backend) && (a.name === undefined || s.name === a.name),
+      );
+      return a.limit === undefined ? snapshots : { snapshots, nextCursor: null };
+    });
     h('snapshot.delete', (a) => {
       const snapshot = this.snapshots.get(String(a.id));
       if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);

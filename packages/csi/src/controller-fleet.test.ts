@@ -1,0 +1,80 @@
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Fleet } from '@kindling/sdk';
+import { StandInAgent } from '@kindling/sdk/testing';
+import { Controller } from './controller.js';
+import { volumeHandle } from './ids.js';
+import { TOPOLOGY_KEY } from './plugin.js';
+import type { CreateVolumeRequest } from './types.js';
+
+// The controller over a fleet of stand-in agents (real WebSocket endpoints), counting what each agent
+// is asked: one CSI call must touch the agents it needs, not the whole fleet.
+const AGENTS = 24;
+let hosts: StandInAgent[];
+let fleet: Fleet;
+let controller: Controller;
+
+const mount = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' as const } };
+const at = (host: string) => ({ segments: { [TOPOLOGY_KEY]: host } });
+const request = (name: string, over: Partial<CreateVolumeRequest> = {}): CreateVolumeRequest => ({
+  name,
+  capacityRange: { requiredBytes: 2 ** 30, limitBytes: 0 },
+  volumeCapabilities: [mount],
+  parameters: {},
+  volumeContentSource: null,
+  accessibilityRequirements: null,
+  ...over,
+});
+
+/** The ops each agent received while `fn` ran, by host id (hosts asked nothing are left out). */
+async function asked<T>(fn: () => Promise<T>): Promise<{ result: T; ops: Map<string, string[]> }> {
+  const marks = hosts.map((h) => h.requests.length);
+  const result = await fn();
+  const ops = new Map<string, string[]>();
+  hosts.forEach((h, i) => {
+    const got = h.requests.slice(marks[i]).map((r) => (r.op === 'volume.list' && r.args.name === undefined && r.args.id === undefined ? 'volume.list(all)' : r.op));
+    if (got.length) ops.set(h.hostId, got);
+  });
+  return { result, ops };
+}
+
+beforeAll(async () => {
+  hosts = await Promise.all(
+    Array.from({ length: AGENTS }, (_, i) => StandInAgent.start({ hostId: `host-${String(i).padStart(2, '0')}`, backends: [{ name: 'nfs', driver: 'nfs' }, { name: 'lvm', driver: 'lvm' }] })),
+  );
+  fleet = await Fleet.connect(hosts.map((h) => h.url));
+  controller = new Controller(fleet);
+  // Placement has every agent's capacity (fetched once as each joined).
+  await fleet.place({ size: 1 });
+});
+
+afterAll(async () => {
+  await fleet?.close();
+  await Promise.all((hosts ?? []).map((h) => h.stop()));
+});
+
+describe('the controller over a fleet', () => {
+  it('CreateVolume with a backend parameter or a topology places from the pushed capacity: no agent is asked for stats', async () => {
+    for (const over of [{ parameters: { backend: 'lvm' } }, { accessibilityRequirements: { requisite: [at('host-03'), at('host-07')], preferred: [at('host-07')] } }]) {
+      const { result, ops } = await asked(() => controller.createVolume(request(`pvc-where-${Object.keys(over)[0]}`, over)));
+      expect([...ops.values()].flat().filter((op) => op === 'backend.stats')).toEqual([]);
+      expect([...ops.values()].flat()).not.toContain('volume.list(all)');
+      if ('parameters' in over) expect(result.volume.volumeContext.backend).toBe('lvm');
+      else expect(result.volume.accessibleTopology).toEqual([at('host-07')]);
+    }
+  });
+
+  it('CreateSnapshot finds its source through the host its id names: no other agent gets a listing', async () => {
+    const source = hosts[5]!.newVolume({ backend: 'nfs', size: 1 });
+    const sourceId = volumeHandle({ hostId: 'host-05', backend: 'nfs', volumeId: source.id });
+    const { result, ops } = await asked(() => controller.createSnapshot({ name: 'snap-one', sourceVolumeId: sourceId, parameters: {} }));
+    expect(result.snapshot.sourceVolumeId).toBe(sourceId);
+    expect([...ops.values()].flat()).not.toContain('volume.list(all)');
+    for (const [host, got] of ops) if (host !== 'host-05') expect({ host, got: got.filter((op) => op === 'volume.list') }).toEqual({ host, got: [] });
+    // Idempotent by name, and the name taken for another source is ALREADY_EXISTS (another host's volume too).
+    expect((await controller.createSnapshot({ name: 'snap-one', sourceVolumeId: sourceId, parameters: {} })).snapshot).toEqual(result.snapshot);
+    const other = hosts[9]!.newVolume({ backend: 'nfs', size: 1 });
+    const otherId = volumeHandle({ hostId: 'host-09', backend: 'nfs', volumeId: other.id });
+    await expect(controller.createSnapshot({ name: 'snap-one', sourceVolumeId: otherId, parameters: {} })).rejects.toMatchObject({ code: status.ALREADY_EXISTS });
+  });
+});
