@@ -77,4 +77,43 @@ describe('the controller over a fleet', () => {
     const otherId = volumeHandle({ hostId: 'host-09', backend: 'nfs', volumeId: other.id });
     await expect(controller.createSnapshot({ name: 'snap-one', sourceVolumeId: otherId, parameters: {} })).rejects.toMatchObject({ code: status.ALREADY_EXISTS });
   });
+
+  it('ListVolumes and ListSnapshots page over the agents\' cursors: max_entries honoured, each entry once, and a page asks only the agents it reaches', async () => {
+    for (const host of hosts) {
+      host.volumes.clear();
+      host.snapshots.clear();
+    }
+    for (const host of hosts.slice(0, 6)) {
+      for (let i = 0; i < 3; i++) host.newSnapshot(host.newVolume({ backend: 'nfs', size: 1 }), { name: `s-${host.hostId}-${i}` });
+      host.newVolume({ backend: 'lvm', size: 1 });
+    }
+    const volumeIds = (r: { entries: { volume: { volumeId: string } }[] }) => r.entries.map((e) => e.volume.volumeId);
+    const all = volumeIds(await controller.listVolumes({ maxEntries: 0, startingToken: '' }));
+    expect(all).toHaveLength(24);
+    const { result: first, ops } = await asked(() => controller.listVolumes({ maxEntries: 5, startingToken: '' }));
+    expect(volumeIds(first)).toEqual(all.slice(0, 5));
+    // Five volumes live on the first two hosts: the rest of the fleet is not asked.
+    expect([...ops.keys()].sort()).toEqual(['host-00', 'host-01']);
+    const paged = [...volumeIds(first)];
+    for (let token = first.nextToken; token; ) {
+      const reply = await controller.listVolumes({ maxEntries: 5, startingToken: token });
+      expect(reply.entries.length).toBeLessThanOrEqual(5);
+      paged.push(...volumeIds(reply));
+      token = reply.nextToken;
+    }
+    expect(paged).toEqual(all);
+
+    const snapshotIds = (r: { entries: { snapshot: { snapshotId: string } }[] }) => r.entries.map((e) => e.snapshot.snapshotId);
+    const snaps = snapshotIds(await controller.listSnapshots({ maxEntries: 0, startingToken: '', snapshotId: '', sourceVolumeId: '' }));
+    expect(snaps).toHaveLength(18);
+    const snapPaged: string[] = [];
+    let token = '';
+    do {
+      const reply = await controller.listSnapshots({ maxEntries: 4, startingToken: token, snapshotId: '', sourceVolumeId: '' });
+      expect(reply.entries.length).toBeLessThanOrEqual(4);
+      snapPaged.push(...snapshotIds(reply));
+      token = reply.nextToken;
+    } while (token);
+    expect(snapPaged.sort()).toEqual([...snaps].sort());
+  });
 });

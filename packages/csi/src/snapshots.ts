@@ -5,7 +5,8 @@ import { parseSnapshotHandle, parseVolumeHandle } from './ids.js';
 import type { InFlight } from './locks.js';
 import { page } from './paging.js';
 import { csiSnapshot, volumeIdOf } from './present.js';
-import { whole, type Router } from './router.js';
+import { pageOverFleet } from './listing.js';
+import type { Router } from './router.js';
 import type { CreateSnapshotRequest, ListSnapshotsRequest } from './types.js';
 
 /** The Controller's snapshot RPCs. Snapshot names are the Kindling snapshots' names, found by listing. */
@@ -75,7 +76,11 @@ export class SnapshotRpcs {
       const volume = ref && (await this.router.volume(ref));
       snapshots = volume ? [...volume.snapshots] : [];
     } else {
-      snapshots = whole(await this.fleet.volumes()).volumes.flatMap((v) => [...v.snapshots]);
+      const { entries, nextToken } = await pageOverFleet(this.fleet, req, async (backend, limit, cursor) => {
+        const { snapshots: items, nextCursor } = await backend.snapshotPage({ limit, cursor });
+        return { items, nextCursor };
+      });
+      return { entries: entries.map(({ item, hostId }) => ({ snapshot: csiSnapshot(item, hostId) })), nextToken };
     }
     const listed = snapshots.filter((s) => s.status !== 'deleted').map((s) => csiSnapshot(s, this.router.hostOf(s)));
     const filtered = req.sourceVolumeId ? listed.filter((s) => s.sourceVolumeId === req.sourceVolumeId) : listed;

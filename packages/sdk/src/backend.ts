@@ -1,9 +1,11 @@
 import {
+  NotFoundError,
   type BackendStats,
   type Capabilities,
   type ConnectorInfo,
   type DriverName,
   type OpArgs,
+  type SnapshotRecord,
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
 import { allPages, collect, volumePages } from './paging.js';
@@ -24,6 +26,12 @@ export interface VolumesFilter {
 /** One page of `backend.volumePage`: `nextCursor` goes into the next call, null at the end. */
 export interface VolumePage {
   volumes: Volume[];
+  nextCursor: string | null;
+}
+
+/** One page of `backend.snapshotPage`: the agent's records as they are (no volume loaded for each). */
+export interface SnapshotRecordPage {
+  snapshots: SnapshotRecord[];
   nextCursor: string | null;
 }
 
@@ -106,11 +114,31 @@ export class Backend {
   }
 
   /**
-   * This backend's snapshots named `snapshotName`, of any volume, each with its volume loaded: the
-   * agent filters, so a name check costs a small reply, not a listing of every volume.
+   * One page of this backend's snapshot records, in the agent's order, for a caller that only presents
+   * them (CSI's ListSnapshots): records, not Snapshot objects, since an object needs its volume loaded,
+   * one more round trip per volume.
    */
-  async snapshotsFiltered({ snapshotName }: { snapshotName: string }): Promise<Snapshot[]> {
-    const records = await allPages('snapshots', (paging) => this.#registry.call('snapshot.list', { backend: this.name, name: snapshotName, ...paging }));
+  async snapshotPage({ limit, cursor }: { limit: number; cursor?: string }): Promise<SnapshotRecordPage> {
+    const page = await this.#registry.call('snapshot.list', { backend: this.name, limit, ...(cursor === undefined ? {} : { cursor }) });
+    // The bare-array form answers only a request without `limit`.
+    return Array.isArray(page) ? { snapshots: page, nextCursor: null } : page;
+  }
+
+  /**
+   * This backend's snapshot with this id, or those named `snapshotName` (of any volume), each with its
+   * volume loaded: the agent filters, so a check by name costs a small reply, not a listing of every volume.
+   */
+  async snapshotsFiltered({ snapshotId, snapshotName }: { snapshotId?: string; snapshotName?: string }): Promise<Snapshot[]> {
+    let records: SnapshotRecord[];
+    if (snapshotId !== undefined) {
+      const record = await this.#registry.call('snapshot.get', { id: snapshotId }).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return null;
+        throw err;
+      });
+      records = record && record.backend === this.name && (snapshotName === undefined || record.name === snapshotName) ? [record] : [];
+    } else {
+      records = await allPages('snapshots', (paging) => this.#registry.call('snapshot.list', { backend: this.name, name: snapshotName, ...paging }));
+    }
     const ids = new Set(records.map((r) => r.id));
     const found: Snapshot[] = [];
     for (const volumeId of new Set(records.map((r) => r.volumeId))) {

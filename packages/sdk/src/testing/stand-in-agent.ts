@@ -52,6 +52,14 @@ export interface StandInOptions {
   capacityPushDelayMs?: number;
 }
 
+/** As the agent pages a listing: id order, after `cursor` (the last id handed out), at most `limit`. */
+function pageOf<T extends { id: string }>(items: T[], { limit, cursor }: Args): { items: T[]; nextCursor: string | null } {
+  const rest = items.filter((x) => cursor === undefined || x.id > String(cursor)).sort((x, y) => (x.id < y.id ? -1 : 1));
+  const max = typeof limit === 'number' ? limit : rest.length;
+  const taken = rest.slice(0, max);
+  return { items: taken, nextCursor: rest.length > max ? taken[taken.length - 1]!.id : null };
+}
+
 export class StandInAgent {
   readonly volumes = new Map<string, VolumeRecord>();
   readonly snapshots = new Map<string, SnapshotRecord>();
@@ -311,15 +319,18 @@ export class StandInAgent {
     h('volume.create', (a) => this.newVolume(a as Partial<VolumeRecord> & { backend: string; size: number }));
     h('volume.get', (a) => this.volume(a.id));
     h('volume.list', (a) => {
-      const volumes = [...this.volumes.values()].filter(
-        (v) => (a.backend === undefined || v.backend === a.backend) && (a.id === undefined || v.id === a.id) && (a.name === undefined || v.name === a.name),
+      const { items: volumes, nextCursor } = pageOf(
+        [...this.volumes.values()].filter(
+          (v) => (a.backend === undefined || v.backend === a.backend) && (a.id === undefined || v.id === a.id) && (a.name === undefined || v.name === a.name),
+        ),
+        a,
       );
       const ids = new Set(volumes.map((v) => v.id));
       return {
         volumes,
         snapshots: [...this.snapshots.values()].filter((s) => ids.has(s.volumeId)),
         connections: [...this.connections.values()].filter((c) => ids.has(c.volumeId)),
-        nextCursor: null,
+        nextCursor,
       };
     });
     h('volume.delete', (a) => {
@@ -365,7 +376,9 @@ export class StandInAgent {
       const snapshots = [...this.snapshots.values()].filter(
         (s) => (a.volumeId === undefined || s.volumeId === a.volumeId) && (a.backend === undefined || s.backend === a.backend) && (a.name === undefined || s.name === a.name),
       );
-      return a.limit === undefined ? snapshots : { snapshots, nextCursor: null };
+      if (a.limit === undefined) return snapshots;
+      const { items, nextCursor } = pageOf(snapshots, a);
+      return { snapshots: items, nextCursor };
     });
     h('snapshot.delete', (a) => {
       const snapshot = this.snapshots.get(String(a.id));
