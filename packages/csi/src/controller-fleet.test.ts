@@ -44,8 +44,8 @@ beforeAll(async () => {
   );
   fleet = await Fleet.connect(hosts.map((h) => h.url));
   controller = new Controller(fleet);
-  // Placement has every agent's capacity (fetched once as each joined).
-  await fleet.place({ size: 1 });
+  // Placement has every agent's capacity before the counting starts.
+  await fleet.stats();
 });
 
 afterAll(async () => {
