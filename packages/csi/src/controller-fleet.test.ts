@@ -54,13 +54,14 @@ afterAll(async () => {
 });
 
 describe('the controller over a fleet', () => {
-  it('CreateVolume with a backend parameter or a topology places from the pushed capacity: no agent is asked for stats', async () => {
-    for (const over of [{ parameters: { backend: 'lvm' } }, { accessibilityRequirements: { requisite: [at('host-03'), at('host-07')], preferred: [at('host-07')] } }]) {
-      const { result, ops } = await asked(() => controller.createVolume(request(`pvc-where-${Object.keys(over)[0]}`, over)));
+  it('CreateVolume (with a backend parameter, a topology, or neither) places from the pushed capacity: no agent is asked for stats or for a listing', async () => {
+    const cases: Partial<CreateVolumeRequest>[] = [{}, { parameters: { backend: 'lvm' } }, { accessibilityRequirements: { requisite: [at('host-03'), at('host-07')], preferred: [at('host-07')] } }];
+    for (const [i, over] of cases.entries()) {
+      const { result, ops } = await asked(() => controller.createVolume(request(`pvc-where-${i}`, over)));
       expect([...ops.values()].flat().filter((op) => op === 'backend.stats')).toEqual([]);
       expect([...ops.values()].flat()).not.toContain('volume.list(all)');
-      if ('parameters' in over) expect(result.volume.volumeContext.backend).toBe('lvm');
-      else expect(result.volume.accessibleTopology).toEqual([at('host-07')]);
+      if (over.parameters) expect(result.volume.volumeContext.backend).toBe('lvm');
+      if (over.accessibilityRequirements) expect(result.volume.accessibleTopology).toEqual([at('host-07')]);
     }
   });
 
