@@ -10,6 +10,7 @@ import {
   type DriverName,
   type KindlingError,
 } from '@kindling/protocol';
+import type { Agent } from './agent.js';
 import type { Backend, CreateVolumeOptions } from './backend.js';
 import { probeReadyz, type Readyz } from './fleet/health.js';
 import { Member, kindlingOrRethrow, type FleetAgent, type FleetAgentState, type RetryDelays } from './fleet/member.js';
@@ -161,12 +162,15 @@ interface Target {
  */
 export class Fleet {
   readonly #members: Member[];
+  /** Each Agent's member: `agentOf` per listed volume must not walk 1,000 agents. */
+  readonly #byAgent: ReadonlyMap<Agent, Member>;
   readonly #concurrency: number;
   readonly #timeoutMs: number;
   #closed = false;
 
   private constructor(members: Member[], concurrency: number, timeoutMs: number) {
     this.#members = members;
+    this.#byAgent = new Map(members.map((m) => [m.agent, m]));
     this.#concurrency = concurrency;
     this.#timeoutMs = timeoutMs;
   }
@@ -205,7 +209,7 @@ export class Fleet {
   /** The agent a resource from this fleet lives on; NotFoundError for one of another Agent. */
   agentOf(resource: Volume | Snapshot | Backend): FleetAgent {
     const backend = resource instanceof Volume ? resource.backend : resource instanceof Snapshot ? resource.volume.backend : resource;
-    const member = this.#members.find((m) => m.agent === backend.agent);
+    const member = this.#byAgent.get(backend.agent);
     if (!member) throw new NotFoundError(`backend ${backend.name} is not one of this fleet's agents`, { backend: backend.name });
     return member;
   }
