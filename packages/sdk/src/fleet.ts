@@ -383,14 +383,16 @@ export class Fleet {
   }
 
   /**
-   * Placement ranks what the agents already told; it waits for the stats fetch of agents that just
-   * (re)connected only when nothing known has room, so one agent whose stats hang (or a fleet of 1,000
-   * still loading) holds no create back.
+   * Placement ranks what the agents told. The stats fetch of an agent that just (re)joined is waited
+   * for CAPACITY_GRACE_MS at most from its start, so a host that just came up is a candidate while one
+   * whose stats hang holds no create back after that; past it, only when nothing known has room.
    */
   async #capacityFor(size: number, where: PlaceWhere, skip: ReadonlySet<Backend>): Promise<void> {
     this.#open();
+    const loading = () => this.#members.filter((m) => m.state === 'up' && m.loadingCapacity);
+    await Promise.all(loading().map((m) => m.capacityFresh));
     if (this.#ranked(size, where, skip).length > 0) return;
-    await Promise.all(this.#members.filter((m) => m.state === 'up' && m.loadingCapacity).map((m) => m.capacityLoaded));
+    await Promise.all(loading().map((m) => m.capacityLoaded));
   }
 
   /** Up backends (where allowed) with cached capacity and room for `size`, best first; `skip`: those that already refused. */
