@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Fleet } from '@kindling/sdk';
+import { fleetAtScale } from './fleet-scale.mjs';
 import { fmt, pct, sample, sized } from './stats.mjs';
 
 // The targets are for 50 × 1,000 (`--full`); env overrides either figure.
@@ -150,5 +151,14 @@ try {
   code = 1;
 } finally {
   await cleanup();
+}
+// The 1,000-agent part runs once the agent processes are gone, so they do not weigh on its figures.
+if (code === 0) {
+  try {
+    await fleetAtScale((line) => console.log(line));
+  } catch (err) {
+    console.error(`fleet bench failed: ${err instanceof Error ? err.message : String(err)}`);
+    code = 1;
+  }
 }
 process.exit(code);

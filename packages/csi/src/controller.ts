@@ -5,11 +5,11 @@ import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from '
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
-import { page } from './paging.js';
+import { pageOverFleet } from './listing.js';
 import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
 import { csiVolume, snapshotIdOf } from './present.js';
-import { Router, whole } from './router.js';
+import { Router } from './router.js';
 import { SnapshotRpcs } from './snapshots.js';
 import type {
   ControllerExpandVolumeRequest,
@@ -136,23 +136,23 @@ export class Controller {
   }
 
   async listVolumes(req: ListRequest) {
-    const { volumes } = whole(await this.#fleet.volumes());
-    const snapshots = new Map<string, Snapshot>();
-    for (const v of volumes) for (const s of v.snapshots) snapshots.set(s.id, s);
-    const listed = volumes
-      .filter((v) => v.status !== 'deleted')
-      .map((v) => {
-        const host = this.#router.hostOf(v);
-        const fromSnapshot = v.snapshotId ? snapshots.get(v.snapshotId) : undefined;
-        const source = fromSnapshot
-          ? { snapshot: { snapshotId: snapshotIdOf(fromSnapshot, host) } }
-          : v.sourceVolId
-            ? { volume: { volumeId: volumeHandle({ hostId: host, backend: v.backend.name, volumeId: v.sourceVolId }) } }
-            : null;
-        return csiVolume(v, host, source);
-      });
-    const { entries, nextToken } = page(listed, (v) => v.volumeId, req, (t) => parseVolumeHandle(t) !== null);
-    return { entries: entries.map((volume) => ({ volume })), nextToken };
+    const { entries, nextToken } = await pageOverFleet(this.#fleet, req, async (backend, limit, cursor) => {
+      const { volumes, nextCursor } = await backend.volumePage({ limit, cursor });
+      return { items: volumes.filter((v) => v.status !== 'deleted'), nextCursor };
+    });
+    const loaded = new Map(entries.flatMap(({ item }) => [...item.snapshots].map((s) => [s.id, s] as const)));
+    const listed: CsiVolume[] = [];
+    for (const { item: v, hostId } of entries) listed.push(csiVolume(v, hostId, await this.#listedSource(v, hostId, loaded)));
+    return { entries: listed.map((volume) => ({ volume })), nextToken };
+  }
+
+  /** Where a listed volume came from; a source snapshot not loaded with the page is asked of the volume's own backend. */
+  async #listedSource(v: Volume, host: string, loaded: ReadonlyMap<string, Snapshot>): Promise<VolumeContentSource | null> {
+    if (v.snapshotId) {
+      const fromSnapshot = loaded.get(v.snapshotId) ?? (await v.backend.snapshotsFiltered({ snapshotId: v.snapshotId }))[0];
+      return fromSnapshot ? { snapshot: { snapshotId: snapshotIdOf(fromSnapshot, host) } } : null;
+    }
+    return v.sourceVolId ? { volume: { volumeId: volumeHandle({ hostId: host, backend: v.backend.name, volumeId: v.sourceVolId }) } } : null;
   }
 
   async getCapacity(req: GetCapacityRequest) {

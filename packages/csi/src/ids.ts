@@ -13,6 +13,7 @@ export interface SnapshotRef extends VolumeRef {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BACKEND = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const isBackendName = (text: string): boolean => BACKEND.test(text);
 
 export function volumeHandle({ hostId, backend, volumeId }: VolumeRef): string {
   return `${encodeURIComponent(hostId)}:${backend}:${volumeId}`;
@@ -22,7 +23,8 @@ export function snapshotHandle(ref: SnapshotRef): string {
   return `${volumeHandle(ref)}:${ref.snapshotId}`;
 }
 
-function decodeHost(text: string): string | null {
+/** The host id a handle part encodes; null for text this driver never wrote. */
+export function decodeHost(text: string): string | null {
   try {
     const host = decodeURIComponent(text);
     return host && encodeURIComponent(host) === text ? host : null;
@@ -35,7 +37,7 @@ function parts(handle: string, count: number): string[] | null {
   const split = handle.split(':');
   if (split.length !== count) return null;
   const [host, backend, ...uuids] = split as [string, string, ...string[]];
-  if (!BACKEND.test(backend) || !uuids.every((u) => UUID.test(u)) || decodeHost(host) === null) return null;
+  if (!isBackendName(backend) || !uuids.every((u) => UUID.test(u)) || decodeHost(host) === null) return null;
   return split;
 }
 

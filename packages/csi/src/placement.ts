@@ -1,5 +1,4 @@
 import { status } from '@grpc/grpc-js';
-import { roomGbOf } from '@kindling/sdk';
 import { ConflictError, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
 import { CsiError, invalid, notFound } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle } from './ids.js';
@@ -67,24 +66,15 @@ export interface NewVolume {
 
 /**
  * Creates a volume where the topology allows: the hosts in `hosts` order, on each the backend with
- * most room; a backend that refuses for space passes to the next. Without a topology or a backend
- * parameter, the fleet's own placement by room decides.
+ * most room; a backend that refuses for space passes to the next. The fleet's placement decides from
+ * the capacity the agents pushed, so no agent is asked for stats per create.
  */
 export async function placeVolume(fleet: Fleet, create: NewVolume, params: ClassParameters, hosts: string[] | null): Promise<Volume> {
-  if (!hosts && !params.backend) return fleet.createVolume({ ...create, driver: params.driver });
-  const { stats, failed } = await fleet.stats({ driver: params.driver });
-  const candidates = stats
-    .filter((c) => (!params.backend || c.backend.name === params.backend) && (!hosts || hosts.includes(c.agent.hostId ?? '')))
-    .map((c) => ({ ...c, rank: hosts ? hosts.indexOf(c.agent.hostId ?? '') : 0, room: roomGbOf(c.stats) }))
-    .sort((a, b) => a.rank - b.rank || b.room - a.room);
-  for (const candidate of candidates) {
-    if (candidate.room < create.size) continue;
-    try {
-      return await candidate.backend.createVolume(create);
-    } catch (err) {
-      if (!(err instanceof ConflictError)) throw err;
-    }
+  try {
+    return await fleet.createVolume({ ...create, driver: params.driver, backend: params.backend, ...(hosts ? { hosts } : {}) });
+  } catch (err) {
+    // The fleet's "no backend has room" (its details name the size asked): the spec's RESOURCE_EXHAUSTED.
+    if (err instanceof ConflictError && err.details.requestedGb !== undefined) throw new CsiError(status.RESOURCE_EXHAUSTED, err.message);
+    throw err;
   }
-  const down = failed.length ? `; ${failed.length} agent(s) did not answer` : '';
-  throw new CsiError(status.RESOURCE_EXHAUSTED, `no backend${params.backend ? ` named ${params.backend}` : ''} on ${hosts ? hosts.join(', ') : 'any host'} has room for ${create.size} GiB${down}`);
 }

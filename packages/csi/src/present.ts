@@ -1,4 +1,4 @@
-import { GIB, type Snapshot, type Volume } from '@kindling/sdk';
+import { GIB, type Snapshot, type SnapshotRecord, type Volume } from '@kindling/sdk';
 import { snapshotHandle, volumeHandle } from './ids.js';
 import { TOPOLOGY_KEY } from './plugin.js';
 import type { CsiSnapshot, CsiVolume, Timestamp, Topology, VolumeContentSource } from './types.js';
@@ -32,11 +32,13 @@ export function csiVolume(volume: Volume, hostId: string, contentSource: VolumeC
   };
 }
 
-export function csiSnapshot(snapshot: Snapshot, hostId: string): CsiSnapshot {
+/** A Snapshot object, or an agent's record of one (a listing page presents records without loading their volumes). */
+export function csiSnapshot(snapshot: Snapshot | SnapshotRecord, hostId: string): CsiSnapshot {
+  const volume = 'volume' in snapshot ? { backend: snapshot.volume.backend.name, volumeId: snapshot.volume.id } : { backend: snapshot.backend, volumeId: snapshot.volumeId };
   return {
     sizeBytes: snapshot.volumeSize * GIB,
-    snapshotId: snapshotIdOf(snapshot, hostId),
-    sourceVolumeId: volumeIdOf(snapshot.volume, hostId),
+    snapshotId: snapshotHandle({ hostId, ...volume, snapshotId: snapshot.id }),
+    sourceVolumeId: volumeHandle({ hostId, ...volume }),
     creationTime: timestamp(snapshot.createdAt),
     readyToUse: snapshot.status === 'available',
   };

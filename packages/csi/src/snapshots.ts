@@ -5,7 +5,8 @@ import { parseSnapshotHandle, parseVolumeHandle } from './ids.js';
 import type { InFlight } from './locks.js';
 import { page } from './paging.js';
 import { csiSnapshot, volumeIdOf } from './present.js';
-import { whole, type Router } from './router.js';
+import { pageOverFleet } from './listing.js';
+import type { Router } from './router.js';
 import type { CreateSnapshotRequest, ListSnapshotsRequest } from './types.js';
 
 /** The Controller's snapshot RPCs. Snapshot names are the Kindling snapshots' names, found by listing. */
@@ -41,10 +42,11 @@ export class SnapshotRpcs {
    * only cannot say whether it holds the name for another volume, which must not stop this one.
    */
   async #byName(name: string, hostId: string): Promise<Snapshot | null> {
-    const { volumes, failed } = await this.fleet.volumes();
+    // Each agent answers from its own records with the few of that name: a bounded query, not a listing.
+    const { snapshots, failed } = await this.fleet.snapshots({ name });
     const source = failed.find((f) => f.hostId === hostId || f.hostId === null);
     if (source) throw new CsiError(status.UNAVAILABLE, `the agent that may hold host ${hostId} did not answer (${source.url}): ${source.error.message}`);
-    const named = volumes.flatMap((v) => [...v.snapshots]).filter((s) => s.name === name && s.status !== 'deleted');
+    const named = snapshots.filter((s) => s.status !== 'deleted');
     for (const s of named) {
       if (s.status === 'creating') throw new CsiError(status.ABORTED, `snapshot ${name} is still being taken`);
       if (s.status === 'error') await s.delete();
@@ -74,7 +76,11 @@ export class SnapshotRpcs {
       const volume = ref && (await this.router.volume(ref));
       snapshots = volume ? [...volume.snapshots] : [];
     } else {
-      snapshots = whole(await this.fleet.volumes()).volumes.flatMap((v) => [...v.snapshots]);
+      const { entries, nextToken } = await pageOverFleet(this.fleet, req, async (backend, limit, cursor) => {
+        const { snapshots: items, nextCursor } = await backend.snapshotPage({ limit, cursor });
+        return { items, nextCursor };
+      });
+      return { entries: entries.map(({ item, hostId }) => ({ snapshot: csiSnapshot(item, hostId) })), nextToken };
     }
     const listed = snapshots.filter((s) => s.status !== 'deleted').map((s) => csiSnapshot(s, this.router.hostOf(s)));
     const filtered = req.sourceVolumeId ? listed.filter((s) => s.sourceVolumeId === req.sourceVolumeId) : listed;

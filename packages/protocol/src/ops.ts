@@ -99,7 +99,7 @@ export const opSchemas = {
 
   'snapshot.create': v.strictObject({ volumeId: id, name: v.optional(userText), description: v.optional(userText) }),
   'snapshot.get': v.strictObject({ id }),
-  'snapshot.list': v.strictObject({ volumeId: v.optional(id), backend: v.optional(backendName), ...paging }),
+  'snapshot.list': v.strictObject({ volumeId: v.optional(id), backend: v.optional(backendName), name: v.optional(userText), ...paging }),
   'snapshot.delete': v.strictObject({ id }),
   'snapshot.createVolume': v.strictObject({ id, ...newVolumeFields }),
 

@@ -1,13 +1,15 @@
 import {
+  NotFoundError,
   type BackendStats,
   type Capabilities,
   type ConnectorInfo,
   type DriverName,
   type OpArgs,
+  type SnapshotRecord,
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
-import { collect, volumePages } from './paging.js';
-import type { Agent, Load, Registry, Volume } from './registry.js';
+import { allPages, collect, volumePages } from './paging.js';
+import type { Agent, Load, Registry, Snapshot, Volume } from './registry.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -19,6 +21,18 @@ export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & Cal
 export interface VolumesFilter {
   volumeId?: string;
   volumeName?: string;
+}
+
+/** One page of `backend.volumePage`: `nextCursor` goes into the next call, null at the end. */
+export interface VolumePage {
+  volumes: Volume[];
+  nextCursor: string | null;
+}
+
+/** One page of `backend.snapshotPage`: the agent's records as they are (no volume loaded for each). */
+export interface SnapshotRecordPage {
+  snapshots: SnapshotRecord[];
+  nextCursor: string | null;
 }
 
 /** A storage backend as the agent configured it, by name. */
@@ -88,6 +102,50 @@ export class Backend {
     for await (const page of volumePages(list, { backend: this.name, id: volumeId, name: volumeName })) {
       yield* this.#registry.listing(page);
     }
+  }
+
+  /**
+   * One page of this backend's volumes, in the agent's order, for a caller that hands the paging on
+   * (CSI's ListVolumes): at most `limit` (1-1000), after `cursor` (an earlier page's `nextCursor`).
+   */
+  async volumePage({ limit, cursor, volumeId, volumeName }: VolumesFilter & { limit: number; cursor?: string }): Promise<VolumePage> {
+    const page = await this.#registry.call('volume.list', { backend: this.name, id: volumeId, name: volumeName, limit, ...(cursor === undefined ? {} : { cursor }) });
+    return { volumes: this.#registry.listing(page), nextCursor: page.nextCursor };
+  }
+
+  /**
+   * One page of this backend's snapshot records, in the agent's order, for a caller that only presents
+   * them (CSI's ListSnapshots): records, not Snapshot objects, since an object needs its volume loaded,
+   * one more round trip per volume.
+   */
+  async snapshotPage({ limit, cursor }: { limit: number; cursor?: string }): Promise<SnapshotRecordPage> {
+    const page = await this.#registry.call('snapshot.list', { backend: this.name, limit, ...(cursor === undefined ? {} : { cursor }) });
+    // The bare-array form answers only a request without `limit`.
+    return Array.isArray(page) ? { snapshots: page, nextCursor: null } : page;
+  }
+
+  /**
+   * This backend's snapshot with this id, or those named `snapshotName` (of any volume), each with its
+   * volume loaded: the agent filters, so a check by name costs a small reply, not a listing of every volume.
+   */
+  async snapshotsFiltered({ snapshotId, snapshotName }: { snapshotId?: string; snapshotName?: string }): Promise<Snapshot[]> {
+    let records: SnapshotRecord[];
+    if (snapshotId !== undefined) {
+      const record = await this.#registry.call('snapshot.get', { id: snapshotId }).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return null;
+        throw err;
+      });
+      records = record && record.backend === this.name && (snapshotName === undefined || record.name === snapshotName) ? [record] : [];
+    } else {
+      records = await allPages('snapshots', (paging) => this.#registry.call('snapshot.list', { backend: this.name, name: snapshotName, ...paging }));
+    }
+    const ids = new Set(records.map((r) => r.id));
+    const found: Snapshot[] = [];
+    for (const volumeId of new Set(records.map((r) => r.volumeId))) {
+      const [volume] = await this.volumesFiltered({ volumeId });
+      for (const snapshot of volume?.snapshots ?? []) if (ids.has(snapshot.id)) found.push(snapshot);
+    }
+    return found;
   }
 
   async capabilities(): Promise<Capabilities> {

@@ -10,6 +10,7 @@ import {
   type DriverName,
   type KindlingError,
 } from '@kindling/protocol';
+import type { Agent } from './agent.js';
 import type { Backend, CreateVolumeOptions } from './backend.js';
 import { probeReadyz, type Readyz } from './fleet/health.js';
 import { Member, kindlingOrRethrow, type FleetAgent, type FleetAgentState, type RetryDelays } from './fleet/member.js';
@@ -40,8 +41,13 @@ export interface FleetOptions {
   connectTimeoutMs?: number;
   /** Per read (lists, gets, stats) from one agent; see ConnectOptions. Default `timeoutMs`, at most 30000. */
   readTimeoutMs?: number;
-  /** Agents a fan-out asks at once. Default 32. */
+  /** Agents a fan-out (lists, stats, health) asks at once. Default 32. */
   concurrency?: number;
+  /**
+   * Agents `Fleet.connect` dials at once (each within `connectTimeoutMs`), so a fleet of 1,000 does not
+   * open 1,000 upgrades in one burst. Default `concurrency`.
+   */
+  connectConcurrency?: number;
   /** Per short change sent to one agent. Default 30000. */
   timeoutMs?: number;
   /** Per long operation (clone, revert, deletes, ...): see ConnectOptions. Default none while keepalive watches the link. */
@@ -80,9 +86,20 @@ export interface FleetVolumesFilter {
   driver?: DriverName;
 }
 
-export interface PlaceOptions {
-  size: number;
+/** Where a volume may go; placement reads only the capacity the agents pushed (no round trip). */
+export interface PlaceWhere {
   driver?: DriverName;
+  /** Only backends of this name. */
+  backend?: string;
+  /**
+   * Only agents of these host ids, in order of preference: a backend with room on an earlier host wins
+   * over one with more room on a later host (a CSI topology's preferred, then requisite, segments).
+   */
+  hosts?: readonly string[];
+}
+
+export interface PlaceOptions extends PlaceWhere {
+  size: number;
 }
 
 /**
@@ -90,7 +107,7 @@ export interface PlaceOptions {
  * request. A TIMEOUT or UNAVAILABLE names the agent and backend tried (`details.url`, `details.backend`)
  * with the `details.requestId` to ask that backend again with.
  */
-export type FleetCreateVolumeOptions = Omit<CreateVolumeOptions, 'requestId'> & { driver?: DriverName };
+export type FleetCreateVolumeOptions = Omit<CreateVolumeOptions, 'requestId'> & PlaceWhere;
 
 /** Where a volume would go, from the capacity the agents last pushed. */
 export interface Placement {
@@ -145,12 +162,15 @@ interface Target {
  */
 export class Fleet {
   readonly #members: Member[];
+  /** Each Agent's member: `agentOf` per listed volume must not walk 1,000 agents. */
+  readonly #byAgent: ReadonlyMap<Agent, Member>;
   readonly #concurrency: number;
   readonly #timeoutMs: number;
   #closed = false;
 
   private constructor(members: Member[], concurrency: number, timeoutMs: number) {
     this.#members = members;
+    this.#byAgent = new Map(members.map((m) => [m.agent, m]));
     this.#concurrency = concurrency;
     this.#timeoutMs = timeoutMs;
   }
@@ -163,8 +183,11 @@ export class Fleet {
    */
   static async connect(agents: readonly (string | FleetAgentSpec)[], options: FleetOptions = {}): Promise<Fleet> {
     const concurrency = options.concurrency ?? 32;
+    const connectConcurrency = options.connectConcurrency ?? concurrency;
     const timeoutMs = options.timeoutMs ?? 30_000;
-    if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError('concurrency must be a positive integer', { concurrency });
+    for (const [key, value] of Object.entries({ concurrency, connectConcurrency })) {
+      if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`${key} must be a positive integer`, { [key]: value });
+    }
     const specs = agents.map((a): FleetAgentSpec => (typeof a === 'string' ? { url: a } : a));
     const urls = specs.map((s) => s.url);
     if (new Set(urls).size !== urls.length) throw new InvalidArgumentError('an agent URL is listed twice', { urls });
@@ -174,7 +197,7 @@ export class Fleet {
     const members = specs.map(
       ({ url, token = options.token, tls = options.tls }) => new Member(url, { ...shared, token, tls }, delays),
     );
-    await mapLimit(members, concurrency, (member) => member.start());
+    await mapLimit(members, connectConcurrency, (member) => member.start());
     return new Fleet(members, concurrency, timeoutMs);
   }
 
@@ -186,7 +209,7 @@ export class Fleet {
   /** The agent a resource from this fleet lives on; NotFoundError for one of another Agent. */
   agentOf(resource: Volume | Snapshot | Backend): FleetAgent {
     const backend = resource instanceof Volume ? resource.backend : resource instanceof Snapshot ? resource.volume.backend : resource;
-    const member = this.#members.find((m) => m.agent === backend.agent);
+    const member = this.#byAgent.get(backend.agent);
     if (!member) throw new NotFoundError(`backend ${backend.name} is not one of this fleet's agents`, { backend: backend.name });
     return member;
   }
@@ -204,6 +227,12 @@ export class Fleet {
     const { results, failed } = await this.#perBackend(driver, (backend) => backend.volumesFiltered({ volumeName: exact }));
     const volumes = results.flat();
     return { volumes: name instanceof RegExp ? volumes.filter((v) => v.name !== null && name.test(v.name)) : volumes, failed };
+  }
+
+  /** Every up agent's snapshots named `name` (the agents filter: one small reply per backend), each with its volume. */
+  async snapshots({ name, driver }: { name: string; driver?: DriverName }): Promise<FleetResult<'snapshots', Snapshot>> {
+    const { results, failed } = await this.#perBackend(driver, (backend) => backend.snapshotsFiltered({ snapshotName: name }));
+    return { snapshots: results.flat(), failed };
   }
 
   /**
@@ -235,11 +264,11 @@ export class Fleet {
    * (thin: total × ratio − provisioned; thick: free), ties to the fewest volumes. Rejects with the
    * ConflictError `createVolume` would when nothing fits.
    */
-  async place({ size, driver }: PlaceOptions): Promise<Placement> {
+  async place({ size, ...where }: PlaceOptions): Promise<Placement> {
     this.#checkNewVolume({ size });
-    await this.#capacityLoaded();
-    const [best] = this.#ranked(size, driver, new Set());
-    if (!best) throw this.#noRoom(size, driver, []);
+    await this.#capacityFor(size, where, new Set());
+    const [best] = this.#ranked(size, where, new Set());
+    if (!best) throw this.#noRoom(size, where, []);
     return { agent: best.key.member, backend: best.key.backend, stats: best.stats, roomGb: best.roomGb };
   }
 
@@ -250,15 +279,16 @@ export class Fleet {
    * no backend took it.
    */
   async createVolume(options: FleetCreateVolumeOptions): Promise<Volume> {
-    const { driver, timeoutMs, onProgress, ...create } = options;
+    const { driver, backend: backendName, hosts, timeoutMs, onProgress, ...create } = options;
+    const where: PlaceWhere = { driver, backend: backendName, hosts };
     this.#checkNewVolume(create);
     const refused: AgentFailure[] = [];
     const tried = new Set<Backend>();
     for (;;) {
-      await this.#capacityLoaded();
+      await this.#capacityFor(create.size, where, tried);
       // Ranking and reserving in one synchronous step, so parallel creates each see the others' reservations.
-      const [best] = this.#ranked(create.size, driver, tried);
-      if (!best) throw this.#noRoom(create.size, driver, refused);
+      const [best] = this.#ranked(create.size, where, tried);
+      if (!best) throw this.#noRoom(create.size, where, refused);
       const { member, backend } = best.key;
       tried.add(backend);
       member.reserve(backend.name, create.size);
@@ -352,20 +382,27 @@ export class Fleet {
     return { results, failed };
   }
 
-  /** Waits for the stats fetch of agents that just (re)connected. */
-  async #capacityLoaded(): Promise<void> {
+  /**
+   * Placement ranks what the agents told. The stats fetch of an agent that just (re)joined is waited
+   * for CAPACITY_GRACE_MS at most from its start, so a host that just came up is a candidate while one
+   * whose stats hang holds no create back after that; past it, only when nothing known has room.
+   */
+  async #capacityFor(size: number, where: PlaceWhere, skip: ReadonlySet<Backend>): Promise<void> {
     this.#open();
-    await Promise.all(this.#members.filter((m) => m.state === 'up').map((m) => m.capacityLoaded));
+    const loading = () => this.#members.filter((m) => m.state === 'up' && m.loadingCapacity);
+    await Promise.all(loading().map((m) => m.capacityFresh));
+    if (this.#ranked(size, where, skip).length > 0) return;
+    await Promise.all(loading().map((m) => m.capacityLoaded));
   }
 
-  /** Up backends with cached capacity and room for `size`, best first; `skip`: those that already refused. */
-  #ranked(size: number, driver: DriverName | undefined, skip: ReadonlySet<Backend>): Ranked<Target>[] {
+  /** Up backends (where allowed) with cached capacity and room for `size`, best first; `skip`: those that already refused. */
+  #ranked(size: number, { driver, backend: name, hosts }: PlaceWhere, skip: ReadonlySet<Backend>): Ranked<Target>[] {
     const candidates: Candidate<Target>[] = [];
     for (const member of this.#members) {
-      if (member.state !== 'up') continue;
+      if (member.state !== 'up' || (hosts && !hosts.includes(member.hostId ?? ''))) continue;
       for (const backend of member.backends) {
         const stats = member.capacity.get(backend.name);
-        if (!stats || skip.has(backend) || (driver !== undefined && backend.driver !== driver)) continue;
+        if (!stats || skip.has(backend) || (driver !== undefined && backend.driver !== driver) || (name !== undefined && backend.name !== name)) continue;
         const inFlight = member.inFlight(backend.name);
         candidates.push({
           key: { member, backend },
@@ -376,14 +413,20 @@ export class Fleet {
         });
       }
     }
-    return rank(candidates, size);
+    const ranked = rank(candidates, size);
+    // Stable: within one host, room still decides.
+    const preference = (r: Ranked<Target>) => (hosts ? hosts.indexOf(r.key.member.hostId ?? '') : 0);
+    return hosts ? ranked.sort((a, b) => preference(a) - preference(b)) : ranked;
   }
 
-  #noRoom(size: number, driver: DriverName | undefined, refused: AgentFailure[]): ConflictError {
+  #noRoom(size: number, { driver, backend, hosts }: PlaceWhere, refused: AgentFailure[]): ConflictError {
     const down = this.#members.filter((m) => m.state !== 'up').map((m) => m.url);
-    return new ConflictError(`no backend${driver ? ` of driver ${driver}` : ''} in the fleet has room for ${size} GiB`, {
+    const where = `${backend ? ` named ${backend}` : ''}${driver ? ` of driver ${driver}` : ''}${hosts ? ` on ${hosts.join(', ')}` : ' in the fleet'}`;
+    return new ConflictError(`no backend${where} has room for ${size} GiB${down.length ? ` (${down.length} agent(s) down)` : ''}`, {
       requestedGb: size,
       ...(driver ? { driver } : {}),
+      ...(backend ? { backend } : {}),
+      ...(hosts ? { hosts: [...hosts] } : {}),
       refused: refused.map((r) => ({ url: r.url, hostId: r.hostId, backend: r.backend, message: r.error.message })),
       down,
     });

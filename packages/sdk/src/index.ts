@@ -1,7 +1,7 @@
 // The published types use Node's (Buffer, EventEmitter): the reference makes a consumer load them without naming them.
 /// <reference types="node" preserve="true" />
 export { Agent, type AgentEvents } from './agent.js';
-export { Backend, type CreateVolumeOptions, type VolumesFilter } from './backend.js';
+export { Backend, type CreateVolumeOptions, type SnapshotRecordPage, type VolumePage, type VolumesFilter } from './backend.js';
 export { Volume, type CloneOptions, type CreateSnapshotOptions } from './volume.js';
 export { Snapshot, type NewVolumeOptions } from './snapshot.js';
 export { Connection } from './connection.js';
@@ -25,6 +25,7 @@ export {
   BusyError,
   ConflictError,
   GIB,
+  MAX_LIST_LIMIT,
   InternalError,
   InvalidArgumentError,
   KindlingError,
@@ -46,6 +47,7 @@ export {
   type ErrorCode,
   type ErrorInfo,
   type Progress,
+  type SnapshotRecord,
   type SnapshotStatus,
   type VolumeStatus,
 } from '@kindling/protocol';
@@ -64,5 +66,6 @@ export {
   type FleetVolumesFilter,
   type Placement,
   type PlaceOptions,
+  type PlaceWhere,
   type Readyz,
 } from './fleet.js';

@@ -90,12 +90,13 @@ function volumeIds(index: IndexStore, args: ParsedOpArgs<'volume.list'>): AsyncI
   return index.idsAfter(args.backend === undefined ? 'volume' : { backend: args.backend }, args.cursor);
 }
 
-/** `snapshot.list`: of one volume, or all (of one backend), in id order. */
+/** `snapshot.list`: of one volume, or all (of one backend, of one name), in id order. */
 export async function snapshotPage(index: IndexStore, args: ParsedOpArgs<'snapshot.list'>) {
   const ids = args.volumeId !== undefined ? after(index.snapshotsOf(args.volumeId).map((s) => s.id), args.cursor) : index.idsAfter('snapshot', args.cursor);
   const get = (id: string) => {
     const snapshot = index.getSnapshot(id);
-    return snapshot && (args.backend === undefined || snapshot.backend === args.backend) ? snapshot : undefined;
+    const wanted = snapshot && (args.backend === undefined || snapshot.backend === args.backend) && (args.name === undefined || snapshot.name === args.name);
+    return wanted ? snapshot : undefined;
   };
   const found = await page(ids, get, args);
   return args.limit === undefined ? found.items : { snapshots: found.items, nextCursor: found.nextCursor };

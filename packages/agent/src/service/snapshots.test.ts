@@ -108,3 +108,14 @@ describe('snapshots in error are never stuck', () => {
     expect((await s.volumes.list({ backend: 'nfs' })).volumes).toEqual([]);
   });
 });
+
+describe('snapshot.list by name', () => {
+  it('answers only the snapshots of that name, of any volume, for a caller checking a name without listing everything', async () => {
+    const a = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const b = await s.volumes.create({ backend: 'nfs', size: 1 });
+    await s.snapshots.create({ volumeId: a.id, name: 'other' });
+    const named = await s.snapshots.create({ volumeId: b.id, name: 'wanted' });
+    expect(await s.snapshots.list({ name: 'wanted', limit: 10 })).toEqual({ snapshots: [named], nextCursor: null });
+    expect(await s.snapshots.list({ name: 'none', limit: 10 })).toEqual({ snapshots: [], nextCursor: null });
+  });
+});

@@ -22,6 +22,13 @@ export interface FleetAgent {
   readonly agent: Agent;
 }
 
+/**
+ * How long placement waits for the capacity of an agent that just (re)joined: long enough that a host
+ * which just came up is a candidate for the next create, short enough that one whose stats hang holds
+ * creates back once, briefly, and then not at all.
+ */
+export const CAPACITY_GRACE_MS = 2000;
+
 export interface RetryDelays {
   initialDelayMs: number;
   maxDelayMs: number;
@@ -59,6 +66,9 @@ export class Member implements FleetAgent {
   readonly unseen = new Map<string, { gb: number; volumes: number }>();
   /** Settles once the capacity cache reflects the latest (re)connect. */
   capacityLoaded: Promise<void> = Promise.resolve();
+  /** As `capacityLoaded`, but no later than CAPACITY_GRACE_MS after that fetch began. */
+  capacityFresh: Promise<void> = Promise.resolve();
+  #loads = 0;
   readonly #delays: RetryDelays;
   #delayMs: number;
   #retryTimer: NodeJS.Timeout | null = null;
@@ -160,9 +170,21 @@ export class Member implements FleetAgent {
     // Not awaited: joining (and so Fleet.connect) must not wait for a share that hangs its stats;
     // placement waits for it, within the read deadline.
     this.capacityLoaded = this.#loadCapacity();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CAPACITY_GRACE_MS);
+      timer.unref();
+    });
+    this.capacityFresh = Promise.race([this.capacityLoaded.finally(() => clearTimeout(timer)), grace]);
+  }
+
+  /** A stats fetch after a (re)connect has not answered yet. */
+  get loadingCapacity(): boolean {
+    return this.#loads > 0;
   }
 
   async #loadCapacity(): Promise<void> {
+    this.#loads++;
     await Promise.all(
       this.backends.map(async (backend) => {
         try {
@@ -174,6 +196,6 @@ export class Member implements FleetAgent {
           this.capacity.delete(backend.name);
         }
       }),
-    );
+    ).finally(() => this.#loads--);
   }
 }

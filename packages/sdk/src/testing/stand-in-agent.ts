@@ -52,6 +52,14 @@ export interface StandInOptions {
   capacityPushDelayMs?: number;
 }
 
+/** As the agent pages a listing: id order, after `cursor` (the last id handed out), at most `limit`. */
+function pageOf<T extends { id: string }>(items: T[], { limit, cursor }: Args): { items: T[]; nextCursor: string | null } {
+  const rest = items.filter((x) => cursor === undefined || x.id > String(cursor)).sort((x, y) => (x.id < y.id ? -1 : 1));
+  const max = typeof limit === 'number' ? limit : rest.length;
+  const taken = rest.slice(0, max);
+  return { items: taken, nextCursor: rest.length > max ? taken[taken.length - 1]!.id : null };
+}
+
 export class StandInAgent {
   readonly volumes = new Map<string, VolumeRecord>();
   readonly snapshots = new Map<string, SnapshotRecord>();
@@ -96,9 +104,11 @@ export class StandInAgent {
     return `ws://127.0.0.1:${this.port}`;
   }
 
-  /** Replaces the model's answer for one op; throw a KindlingError to reply with an error. */
-  handle(op: OpName, handler: Handler): void {
+  /** Replaces the model's answer for one op (throw a KindlingError to reply with an error); gives back the one replaced, to put back. */
+  handle(op: OpName, handler: Handler): Handler | undefined {
+    const before = this.handlers.get(op);
     this.handlers.set(op, handler);
+    return before;
   }
 
   /** How many times the work of the request with this id ran (a retry answered from its recorded outcome does not count). */
@@ -309,15 +319,18 @@ export class StandInAgent {
     h('volume.create', (a) => this.newVolume(a as Partial<VolumeRecord> & { backend: string; size: number }));
     h('volume.get', (a) => this.volume(a.id));
     h('volume.list', (a) => {
-      const volumes = [...this.volumes.values()].filter(
-        (v) => (a.backend === undefined || v.backend === a.backend) && (a.id === undefined || v.id === a.id) && (a.name === undefined || v.name === a.name),
+      const { items: volumes, nextCursor } = pageOf(
+        [...this.volumes.values()].filter(
+          (v) => (a.backend === undefined || v.backend === a.backend) && (a.id === undefined || v.id === a.id) && (a.name === undefined || v.name === a.name),
+        ),
+        a,
       );
       const ids = new Set(volumes.map((v) => v.id));
       return {
         volumes,
         snapshots: [...this.snapshots.values()].filter((s) => ids.has(s.volumeId)),
         connections: [...this.connections.values()].filter((c) => ids.has(c.volumeId)),
-        nextCursor: null,
+        nextCursor,
       };
     });
     h('volume.delete', (a) => {
@@ -359,7 +372,14 @@ export class StandInAgent {
       if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
       return snapshot;
     });
-    h('snapshot.list', (a) => [...this.snapshots.values()].filter((s) => s.volumeId === a.volumeId));
+    h('snapshot.list', (a) => {
+      const snapshots = [...this.snapshots.values()].filter(
+        (s) => (a.volumeId === undefined || s.volumeId === a.volumeId) && (a.backend === undefined || s.backend === a.backend) && (a.name === undefined || s.name === a.name),
+      );
+      if (a.limit === undefined) return snapshots;
+      const { items, nextCursor } = pageOf(snapshots, a);
+      return { snapshots: items, nextCursor };
+    });
     h('snapshot.delete', (a) => {
       const snapshot = this.snapshots.get(String(a.id));
       if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
