@@ -75,7 +75,7 @@ export class LvmDriver implements Driver {
   ) {
     this.name = config.name;
     this.vg = config.volumeGroup;
-    const lvm = new LvmCommands(deps.run, this.vg, config.lvmConfFile);
+    const lvm = new LvmCommands(deps.run, this.vg, config.lvmConfFile, config.lvmShell !== false);
     this.cache = new VgCache(lvm, config.thinPool ?? defaultThinPool(config.volumeGroup), config);
     const owner = ownerTag(deps.hostId ?? osHostname(), config.name);
     this.steps = new LvSteps(lvm, this.cache, owner, deps.deviceExists ?? blockDeviceExists);
