@@ -110,7 +110,7 @@ export class DocSplitter {
 }
 
 /** What a run of `argv` would have printed, from its document: reports as `--reportformat json` prints them. */
-function outcome(argv: readonly string[], doc: ShellDoc): { ok: boolean; exitCode: number; result: RunResult } {
+function outcome(argv: readonly string[], doc: ShellDoc): { ok: boolean; exitCode: number; result: { stdout: string; stderr: string } } {
   const entries = doc.log ?? [];
   const status = entries.findLast((e) => e.log_context === 'shell' && e.log_type === 'status');
   const ret = Number(status?.log_ret_code ?? Number.NaN);
@@ -136,6 +136,8 @@ export class LvmShell {
   private splitter = new DocSplitter();
   private waiting: { resolve(doc: string): void; reject(err: Error): void } | null = null;
   private stderr = '';
+  /** What lvm2 said on stderr as the shell started ("Activation disabled"): a process says it at every command. */
+  private banner = '';
   private turn: Promise<unknown> = Promise.resolve();
   private unusable = false;
 
@@ -181,6 +183,7 @@ export class LvmShell {
       cost.add('command', began);
     }
     const { ok, exitCode, result } = outcome(argv, JSON.parse(doc) as ShellDoc);
+    result.stderr = this.banner + this.stderr + result.stderr;
     if (ok) return result;
     const stderrTail = result.stderr.slice(-STDERR_TAIL).trim() || `exit ${exitCode}`;
     const message = `${argv[0]} failed (exit ${exitCode}): ${stderrTail.split('\n').at(-1)?.trim()}`;
@@ -211,6 +214,7 @@ export class LvmShell {
     proc.on('error', (err) => this.ended(proc, err.message));
     proc.on('exit', (code, signal) => this.ended(proc, `the lvm shell exited (${signal ?? `exit ${code}`})`));
     await this.exchange('version', DEFAULT_TIMEOUT_MS);
+    this.banner = this.stderr;
   }
 
   private exchange(line: string, timeoutMs: number): Promise<string> {
