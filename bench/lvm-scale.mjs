@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLoopVg, loopVgUnavailable } from '@kindling/agent/testing';
 import { LvmCommands } from '../packages/agent/dist/drivers/lvm/commands.js';
+import { LvmDriver } from '../packages/agent/dist/drivers/lvm/driver.js';
 import { run } from '../packages/agent/dist/exec/run.js';
 import { pct, row, sized } from './stats.mjs';
 
@@ -87,6 +88,21 @@ async function measure(ways, n) {
   return times;
 }
 
+/**
+ * `k` creates queued at once on one VG through the driver (the issue's "740 creates queued gave p50
+ * 34 s"): each one's time from the burst to its answer, sorted.
+ */
+async function queuedCreates(vg, lvmConfFile, k, lvmShell) {
+  const config = { name: `queue-${lvmShell}`, driver: 'lvm', volumeGroup: vg, lvmType: 'default', lvmConfFile, volumeClear: 'none', lvmShell };
+  const driver = new LvmDriver({ volumeClearMinMiBps: 8, reservedPercentage: 0, maxOverSubscriptionRatio: 20, targetPort: 3260, ...config }, { run, hostId: 'bench' });
+  await driver.start();
+  const volumes = Array.from({ length: k }, () => ({ id: randomUUID(), size: 1, location: {} }));
+  const t0 = performance.now();
+  const times = await Promise.all(volumes.map((v) => driver.createVolume(v).then(() => performance.now() - t0)));
+  await Promise.all(volumes.map((v) => driver.deleteVolume(v)));
+  return times.sort((a, b) => a - b);
+}
+
 export async function lvmScale(say) {
   const why = loopVgUnavailable();
   if (why) {
@@ -98,7 +114,8 @@ export async function lvmScale(say) {
   const extraDevices = sized({ quick: 2, default: 4, full: 8 });
   say(`lvm-scale: lvm2 per-command cost against VG size (loop VG, activation off, no device filter), ${n} rounds each`);
   const max = sizes.at(-1);
-  const fx = await createLoopVg({ sizeMiB: 4096 + max * 4, metadataSizeMiB: 16 });
+  const burst = sized({ quick: 8, default: 40, full: 100 });
+  const fx = await createLoopVg({ sizeMiB: 4096 + max * 4 + burst * 1024, metadataSizeMiB: 16 });
   // As on a host with the default lvm.conf: no filter, so lvm2 reads every block device it finds.
   const dir = await mkdtemp(join(tmpdir(), 'kindling-lvm-scale-'));
   const others = [];
@@ -119,6 +136,11 @@ export async function lvmScale(say) {
       have = size;
       report(`${size} LVs`, await measure(ways, n));
     }
+    // Shell off, on, on, off: the machine's drift falls on both alike.
+    const bursts = { false: [], true: [] };
+    for (const lvmShell of [false, true, true, false]) bursts[lvmShell].push(...(await queuedCreates(fx.vg, join(dir, 'lvm.conf'), burst, lvmShell)));
+    for (const lvmShell of [false, true]) say(row(`${burst} creates queued, ${max} LVs: ${lvmShell ? 'lvm shell' : 'a process each'}`, bursts[lvmShell].sort((a, b) => a - b)));
+    say(`  queued create p50, ${max} LVs: shell ${(pct(bursts.true, 50) / pct(bursts.false, 50)).toFixed(2)}x of a process each`);
     for (let i = 0; i < extraDevices; i++) others.push(await createLoopVg({ sizeMiB: 64 }));
     report(`${max} LVs, ${extraDevices} more PVs`, await measure(ways, n));
   } finally {
