@@ -110,11 +110,11 @@ export async function lvmScale(say) {
     return;
   }
   const sizes = sized({ quick: [10, 100], default: [10, 100, 1000], full: [10, 100, 1000] });
-  const n = sized({ quick: 2, default: 10, full: 30 });
+  const n = sized({ quick: 2, default: 6, full: 30 });
   const extraDevices = sized({ quick: 2, default: 4, full: 8 });
   say(`lvm-scale: lvm2 per-command cost against VG size (loop VG, activation off, no device filter), ${n} rounds each`);
   const max = sizes.at(-1);
-  const burst = sized({ quick: 8, default: 40, full: 100 });
+  const burst = sized({ quick: 8, default: 20, full: 100 });
   const fx = await createLoopVg({ sizeMiB: 4096 + max * 4 + burst * 1024, metadataSizeMiB: 16 });
   // As on a host with the default lvm.conf: no filter, so lvm2 reads every block device it finds.
   const dir = await mkdtemp(join(tmpdir(), 'kindling-lvm-scale-'));
