@@ -100,6 +100,7 @@ async function queuedCreates(vg, lvmConfFile, k, lvmShell) {
   const t0 = performance.now();
   const times = await Promise.all(volumes.map((v) => driver.createVolume(v).then(() => performance.now() - t0)));
   await Promise.all(volumes.map((v) => driver.deleteVolume(v)));
+  driver.close();
   return times.sort((a, b) => a - b);
 }
 

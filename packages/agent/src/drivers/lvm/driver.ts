@@ -297,6 +297,10 @@ export class LvmDriver implements Driver {
     this.clearer.settled(leftover.where);
   }
 
+  close(): void {
+    this.steps.lvm.shell?.close();
+  }
+
   private refresh(): Promise<Report> {
     return this.cache.locked((w) => w.refresh());
   }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
@@ -12,6 +13,7 @@ import { LvmCommands } from './commands.js';
 import { LvmDriver } from './driver.js';
 import { DocSplitter, shellLine } from './shell.js';
 import { createLoopVg, loopVgUnavailable, type LoopVg } from '../../testing/loop-vg.js';
+import { descendantsOf } from '../../testing/process-tree.js';
 import { requires } from '../../testing/requirement.js';
 
 const BUILT_COMMANDS = resolve(import.meta.dirname, '../../../dist/drivers/lvm/commands.js');
@@ -27,6 +29,15 @@ const alive = (pid: number): boolean => {
     return false;
   }
 };
+
+/** The `lvm` processes under `pid` (setpriv execs in place, so a shell's process is named lvm). */
+async function lvmShellsOf(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const child of await descendantsOf(pid)) {
+    if ((await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim() === 'lvm') found.push(child);
+  }
+  return found;
+}
 
 async function gone(pid: number): Promise<boolean> {
   for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
@@ -143,6 +154,19 @@ suite('the lvm shell on real lvm2 (loop VG)', () => {
     expect(err).toBeInstanceOf(TimeoutError);
     expect(await gone(pid)).toBe(true);
     expect(JSON.parse((await lvm.fullReport()).stdout).report[0].vg[0].vg_name).toBe(fx.vg);
+  });
+
+  it("the driver's close (the agent's stop) ends its shell; a command after it runs as a process", async () => {
+    spawned.length = 0;
+    const before = await lvmShellsOf(process.pid);
+    const driver = new LvmDriver({ ...config(), lvmShell: undefined }, { run: recording, hostId: 'host-a' });
+    await driver.start();
+    const mine = (await lvmShellsOf(process.pid)).filter((pid) => !before.includes(pid));
+    expect(mine).toHaveLength(1);
+    driver.close();
+    expect(await gone(mine[0]!)).toBe(true);
+    await driver.stats(true);
+    expect(spawned.map((argv) => argv[0])).toEqual(['lvm']);
   });
 
   it('the shell dies with the process that started it, killed with SIGKILL', async () => {

@@ -140,6 +140,7 @@ export class LvmShell {
   private banner = '';
   private turn: Promise<unknown> = Promise.resolve();
   private unusable = false;
+  private closed = false;
 
   constructor(
     private readonly env: Record<string, string>,
@@ -153,11 +154,17 @@ export class LvmShell {
 
   readonly run: Runner = (argv, options = {}) => {
     const line = shellLine(argv);
-    if (line === null || this.unusable || options.onStdoutLine || options.onStderrLine || options.copy) return this.fallback(argv, options);
+    if (line === null || this.unusable || this.closed || options.onStdoutLine || options.onStderrLine || options.copy) return this.fallback(argv, options);
     const mine = this.turn.then(() => this.command(argv, line, options));
     this.turn = mine.catch(() => undefined);
     return mine;
   };
+
+  /** Ends the shell once its command in flight is done (lvm2 exits at the end of its input); later commands run as processes. */
+  close(): void {
+    this.closed = true;
+    this.proc?.stdin?.end();
+  }
 
   private async command(argv: readonly string[], line: string, options: RunOptions): Promise<RunResult> {
     if (!this.proc) {
