@@ -152,8 +152,10 @@ suite('the lvm shell on real lvm2 (loop VG)', () => {
     const pid = lvm.shell!.pid!;
     const err = await lvm.shell!.run(['lvs', fx.vg], { timeoutMs: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TimeoutError);
-    expect(await gone(pid)).toBe(true);
+    // At once, not after the old shell's exit: the next command neither waits for it nor hears from it.
     expect(JSON.parse((await lvm.fullReport()).stdout).report[0].vg[0].vg_name).toBe(fx.vg);
+    expect(lvm.shell!.pid).not.toBe(pid);
+    expect(await gone(pid)).toBe(true);
   });
 
   it("the driver's close (the agent's stop) ends its shell; a command after it runs as a process", async () => {

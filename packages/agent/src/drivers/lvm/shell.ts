@@ -139,7 +139,9 @@ export class LvmShell {
   /** What lvm2 said on stderr as the shell started ("Activation disabled"): a process says it at every command. */
   private banner = '';
   private turn: Promise<unknown> = Promise.resolve();
+  /** Set when the first shell could not start: lvm2 cannot keep one here. */
   private unusable = false;
+  private started = false;
   private closed = false;
 
   constructor(
@@ -171,8 +173,11 @@ export class LvmShell {
       try {
         await this.start();
       } catch (err) {
-        this.unusable = true;
-        log.warn({ err: messageOf(err) }, 'lvm shell unavailable: each lvm2 command runs as its own process');
+        // A shell that ran before and cannot start again now is tried again at the next command.
+        if (!this.started) {
+          this.unusable = true;
+          log.warn({ err: messageOf(err) }, 'lvm shell unavailable: each lvm2 command runs as its own process');
+        }
         return this.fallback(argv, options);
       }
     }
@@ -213,6 +218,8 @@ export class LvmShell {
     const report = proc.stdio[3] as Readable;
     report.setEncoding('utf8');
     report.on('data', (chunk: string) => {
+      // A shell already given up (killed at a timeout) answers no later command.
+      if (this.proc !== proc) return;
       for (const doc of this.splitter.push(chunk)) this.settle((w) => w.resolve(doc));
     });
     proc.stderr?.setEncoding('utf8');
@@ -222,6 +229,7 @@ export class LvmShell {
     proc.on('exit', (code, signal) => this.ended(proc, `the lvm shell exited (${signal ?? `exit ${code}`})`));
     await this.exchange('version', DEFAULT_TIMEOUT_MS);
     this.banner = this.stderr;
+    this.started = true;
   }
 
   private exchange(line: string, timeoutMs: number): Promise<string> {
@@ -249,7 +257,9 @@ export class LvmShell {
     if (waiting) fn(waiting);
   }
 
+  /** Kills the shell's group; the next command starts a new shell without waiting for this one's exit. */
   private kill(proc: ChildProcess, why: Error): void {
+    if (this.proc === proc) this.proc = null;
     this.settle((w) => w.reject(why));
     try {
       if (proc.pid !== undefined) process.kill(-proc.pid, 'SIGKILL');
