@@ -19,6 +19,11 @@ const lvmBackend = v.strictObject({
   lvmType: v.optional(v.picklist(['default', 'thin', 'auto']), 'default'),
   thinPool: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$/, 'is not an LV name'))),
   lvmConfFile: v.optional(v.string()),
+  /**
+   * lvm2 commands through one long-lived `lvm` shell per backend (on unless false): no process start per
+   * command. Off runs each as its own process, as before (a host whose lvm2 cannot keep a shell).
+   */
+  lvmShell: v.optional(v.boolean()),
   /** cinder's volume_clear default: a deleted thick volume is zeroed so the next one cannot read its data. */
   volumeClear: v.optional(v.picklist(['zero', 'none']), 'zero'),
   /** Slowest zeroing (MiB/s) before its dd is killed (then reported and retried at start); 0: never killed. */

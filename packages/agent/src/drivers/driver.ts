@@ -128,4 +128,6 @@ export interface Driver {
   scan(): Promise<ScanResult>;
   /** Removes one leftover found by scan(); only called when no operation on `leftover.id` can be running. */
   removeLeftover(leftover: Leftover): Promise<void>;
+  /** Ends what the driver keeps running between operations (the LVM driver's lvm shell), at the agent's stop. */
+  close?(): void;
 }

@@ -101,11 +101,12 @@ export class Backends {
     }
   }
 
-  /** Stops the start retries. */
+  /** Stops the start retries, and what the drivers keep running. */
   close(): void {
     this.closed = true;
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     for (const { retry } of this.entries.values()) if (retry.timer) clearTimeout(retry.timer);
+    for (const { driver } of this.entries.values()) driver.close?.();
   }
 
   list(): BackendInfo[] {

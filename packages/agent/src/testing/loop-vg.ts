@@ -41,7 +41,8 @@ function lvmConf(device: string, activation: boolean): string {
   ].join('\n');
 }
 
-export async function createLoopVg(options: { sizeMiB?: number; activation?: boolean } = {}): Promise<LoopVg> {
+/** `metadataSizeMiB`: the PV's metadata area (lvm2's default, 1 MiB, holds about 1,400 LVs). */
+export async function createLoopVg(options: { sizeMiB?: number; activation?: boolean; metadataSizeMiB?: number } = {}): Promise<LoopVg> {
   const dir = await mkdtemp(join(tmpdir(), 'kindling-lvm-'));
   const image = join(dir, 'disk.img');
   const lvmConfFile = join(dir, 'lvm.conf');
@@ -65,7 +66,7 @@ export async function createLoopVg(options: { sizeMiB?: number; activation?: boo
     await truncate(image, (options.sizeMiB ?? 4096) * 1024 * 1024);
     device = (await run(['losetup', '-f', '--show', image])).stdout.trim();
     await writeFile(lvmConfFile, lvmConf(device, options.activation ?? false));
-    await lvm(['pvcreate', '-y', device]);
+    await lvm(['pvcreate', '-y', ...(options.metadataSizeMiB ? ['--metadatasize', `${options.metadataSizeMiB}m`] : []), device]);
     pvDone = true;
     await lvm(['vgcreate', vg, device]);
     vgDone = true;

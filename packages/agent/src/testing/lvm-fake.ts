@@ -122,6 +122,8 @@ export const config = (over: Partial<LvmBackendConfig> = {}): LvmBackendConfig =
   lvmConfFile: join(CONF_DIR, 'lvm.conf'),
   volumeClear: 'none',
   volumeClearMinMiBps: 8,
+  // A fake (or recording) runner sees every command only without the shell.
+  lvmShell: false,
   reservedPercentage: 0,
   maxOverSubscriptionRatio: 20,
   targetIp: '192.0.2.10',

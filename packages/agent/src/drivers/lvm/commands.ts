@@ -3,6 +3,7 @@ import type { RunOptions, RunResult, Runner } from '../../exec/run.js';
 import { progressMeter } from '../../progress.js';
 import { extentsOf, parseRange, rangeArg, type PeRange } from './extents.js';
 import { LV_FIELDS, VG_FIELDS, parseFreeRanges } from './report.js';
+import { LvmShell } from './shell.js';
 
 /** cinder's brick: LV removal can race udev, so deactivation is retried. */
 const REMOVE_CONFIG = 'activation { retry_deactivation = 1 }';
@@ -31,17 +32,26 @@ export const isSameSize = (stderr: string): boolean => /matches existing size/.t
 /** Every lvm2 command the driver runs, one small function each (TopoLVM lvmd style). */
 export class LvmCommands {
   private readonly env: Record<string, string>;
+  /** lvm2 commands go through it when on: one long-lived lvm process instead of one per command. */
+  readonly shell: LvmShell | null;
 
   constructor(
     private readonly run: Runner,
     readonly vg: string,
     lvmConfFile: string | undefined,
+    shell = false,
   ) {
     this.env = { LVM_SUPPRESS_FD_WARNINGS: '1' };
     if (lvmConfFile) this.env.LVM_SYSTEM_DIR = dirname(lvmConfFile);
+    this.shell = shell ? new LvmShell(this.env, (argv, options) => this.process(argv, options)) : null;
   }
 
   private lvm(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+    return this.shell ? this.shell.run(argv, options) : this.process(argv, options);
+  }
+
+  /** An lvm2 command as a process of its own. */
+  private process(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     return this.run(argv, { ...options, env: { ...this.env, ...options.env } });
   }
 
@@ -100,7 +110,8 @@ export class LvmCommands {
 
   /** Where an LV's extents lie: one PV range per segment (a thick snapshot's: its COW store's). */
   async peRanges(lv: string): Promise<PeRange[]> {
-    const { stdout } = await this.lvm(['lvs', '--noheadings', '-o', 'seg_pe_ranges', this.path(lv)]);
+    // A process of its own: the shell prints every report as JSON, and this one is read as text (reverts only).
+    const { stdout } = await this.process(['lvs', '--noheadings', '-o', 'seg_pe_ranges', this.path(lv)]);
     return stdout.split(/\s+/).filter(Boolean).map(parseRange);
   }
 
@@ -141,7 +152,8 @@ export class LvmCommands {
    * background, then removes the snapshot LV).
    */
   merge(snapshot: string): Promise<RunResult> {
-    return this.lvm(['lvconvert', '--background', '--merge', this.path(snapshot)]);
+    // A process of its own, never the shell: lvm2 forks the merge's poller from whatever runs it.
+    return this.process(['lvconvert', '--background', '--merge', this.path(snapshot)]);
   }
 
   rename(from: string, to: string): Promise<RunResult> {

@@ -38,6 +38,8 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
     lvmConfFile: fx.lvmConfFile,
     volumeClear: 'none',
     volumeClearMinMiBps: 8,
+    // The recording runner sees every command only without the shell.
+    lvmShell: false,
     reservedPercentage: 0,
     maxOverSubscriptionRatio: 20,
     targetPort: 3260,

@@ -75,7 +75,7 @@ export class LvmDriver implements Driver {
   ) {
     this.name = config.name;
     this.vg = config.volumeGroup;
-    const lvm = new LvmCommands(deps.run, this.vg, config.lvmConfFile);
+    const lvm = new LvmCommands(deps.run, this.vg, config.lvmConfFile, config.lvmShell !== false);
     this.cache = new VgCache(lvm, config.thinPool ?? defaultThinPool(config.volumeGroup), config);
     const owner = ownerTag(deps.hostId ?? osHostname(), config.name);
     this.steps = new LvSteps(lvm, this.cache, owner, deps.deviceExists ?? blockDeviceExists);
@@ -295,6 +295,10 @@ export class LvmDriver implements Driver {
       else await this.clearer.discard(lv, role?.startsWith('clear-'));
     }
     this.clearer.settled(leftover.where);
+  }
+
+  close(): void {
+    this.steps.lvm.shell?.close();
   }
 
   private refresh(): Promise<Report> {
