@@ -20,6 +20,7 @@ const TOKEN = 'csi-qcow2-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const writer = { mode: 'SINGLE_NODE_WRITER' };
 const ext4 = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: writer };
+const xfs = { mount: { fsType: 'xfs', mountFlags: [] }, accessMode: writer };
 const block = { block: {}, accessMode: writer };
 
 let agent: AgentProcess;
@@ -170,6 +171,27 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     const err = await node.NodeStageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: bad }).catch((e: unknown) => e);
     // It got as far as the mount: the daemon, the loop and mkfs were done, and undone.
     expect((err as { details: string }).details).toMatch(/^mount .*no_such_option_here/);
+    await released(vol.volumeId);
+  });
+
+  it('grows a qcow2 volume expanded while unstaged, at its next stage', async () => {
+    const vol = await volume('nfs-qcow2', xfs);
+    const { staging, target } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: xfs };
+    await node.NodeStageVolume(stage);
+    await writeFile(join(staging, 'before'), 'one GiB');
+    await node.NodeUnstageVolume(stage);
+    const grown = await controller.ControllerExpandVolume({ volumeId: vol.volumeId, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: xfs });
+    expect(grown.nodeExpansionRequired).toBe(true);
+    await node.NodeStageVolume(stage);
+    await node.NodePublishVolume({ ...stage, targetPath: target });
+    const reply = await node.NodeExpandVolume({ volumeId: vol.volumeId, volumePath: target, stagingTargetPath: staging, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: xfs });
+    expect(reply.capacityBytes).toBe(2 * GiB);
+    const bytes = (await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target })).usage.find((u: { unit: string }) => u.unit === 'BYTES');
+    expect(bytes.total).toBeGreaterThan(1.8 * GiB);
+    expect(await readFile(join(target, 'before'), 'utf8')).toBe('one GiB');
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
     await released(vol.volumeId);
   });
 

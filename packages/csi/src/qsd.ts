@@ -1,9 +1,6 @@
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { createConnection } from 'node:net';
+import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { status } from '@grpc/grpc-js';
-import { CsiError } from './errors.js';
 import { must } from './exec.js';
 import { mountAt } from './mounts.js';
 
@@ -67,6 +64,7 @@ export async function serveImage(stateDir: string, volumeId: string, image: stri
   const socket = qmpSocketOf(stateDir, volumeId);
   await rm(socket, { force: true });
   // --daemonize returns once the export is up; the daemon leaves the plugin's session and process group.
+  // The QMP monitor is how the image's one writer is asked to change it while served (a resize, an overlay).
   await must(DAEMON, [
     '--blockdev', imageArg(image),
     '--export', exportArg(file),
@@ -94,40 +92,4 @@ export async function stopServing(stateDir: string, volumeId: string): Promise<v
   if (await mountAt(file)) await must('umount', ['--lazy', file]);
   await rm(file, { force: true });
   await rm(qmpSocketOf(stateDir, volumeId), { force: true });
-}
-
-/** Grows the served image to `bytes` through the daemon (qemu's block_resize); a larger one is left. */
-export async function growServed(stateDir: string, volumeId: string, bytes: number): Promise<void> {
-  if ((await stat(exportFileOf(stateDir, volumeId))).size >= bytes) return;
-  await qmp(qmpSocketOf(stateDir, volumeId), 'block_resize', { 'node-name': 'disk', size: bytes });
-}
-
-/** One QMP command on a fresh connection: the greeting, capabilities, then the command's answer. */
-function qmp(socket: string, execute: string, args: Record<string, unknown>): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const conn = createConnection(socket);
-    const fail = (why: string) => {
-      conn.destroy();
-      reject(new CsiError(status.INTERNAL, `${DAEMON} at ${socket}: ${execute}: ${why}`));
-    };
-    conn.setTimeout(STOP_MS, () => fail('no answer'));
-    conn.on('error', (err) => fail(err.message));
-    const sent = [{ execute: 'qmp_capabilities' }, { execute, arguments: args }];
-    let answered = 0;
-    let buffer = '';
-    conn.on('data', (chunk) => {
-      buffer += chunk.toString();
-      for (let at = buffer.indexOf('\n'); at >= 0; at = buffer.indexOf('\n')) {
-        const msg = JSON.parse(buffer.slice(0, at)) as { QMP?: unknown; return?: unknown; error?: { desc: string } };
-        buffer = buffer.slice(at + 1);
-        if (msg.error) return fail(msg.error.desc);
-        if (!('QMP' in msg) && !('return' in msg)) continue; // an event
-        if ('return' in msg && ++answered === sent.length) {
-          conn.end();
-          return resolve(msg.return);
-        }
-        conn.write(`${JSON.stringify(sent[answered])}\n`);
-      }
-    });
-  });
 }
