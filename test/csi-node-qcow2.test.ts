@@ -82,7 +82,7 @@ const released = async (volumeId: string): Promise<void> => {
   expect(await attached(volumeId)).toBe(false);
 };
 
-requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), describe, describe.skip)('Node service on qcow2 volumes (qemu-storage-daemon, FUSE)', () => {
+requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', nodeUnavailable(), describe, describe.skip)('Node service on qcow2 volumes (qemu-storage-daemon, FUSE)', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kindling-csi-qcow2-'));
     stateDir = join(dir, 'state');

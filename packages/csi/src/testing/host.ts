@@ -14,6 +14,9 @@ export function nodeUnavailable(): string | null {
   if (!existsSync('/dev/loop-control')) return 'no loop devices';
   const tool = (name: string) => ['/usr/sbin', '/sbin', '/usr/bin'].some((d) => existsSync(`${d}/${name}`));
   if (!['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid', 'wipefs', 'sfdisk'].every(tool)) return 'e2fsprogs, xfsprogs, util-linux or fdisk missing (scripts/install-deps.sh)';
+  // qcow2 volumes: qemu-storage-daemon's FUSE export.
+  if (!tool('qemu-storage-daemon')) return 'qemu-storage-daemon missing (qemu-system-common, scripts/install-deps.sh)';
+  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
   return null;
 }
 
