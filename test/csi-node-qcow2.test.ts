@@ -195,6 +195,25 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     await released(vol.volumeId);
   });
 
+  it('reports the volume abnormal once its daemon died, and unstages it all the same', async () => {
+    const vol = await volume('nfs-qcow2');
+    const { staging, target } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 };
+    await node.NodeStageVolume(stage);
+    await node.NodePublishVolume({ ...stage, targetPath: target });
+    const stats = () => node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target });
+    expect((await stats()).volumeCondition).toEqual({ abnormal: false, message: '' });
+    const [daemon] = daemonsWith(uuidOf(vol.volumeId));
+    process.kill(daemon!, 'SIGKILL');
+    const { volumeCondition } = await stats();
+    expect(volumeCondition.abnormal).toBe(true);
+    expect(volumeCondition.message).toContain('qemu-storage-daemon');
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
+    expect(isMountPoint(staging)).toBe(false);
+    await released(vol.volumeId);
+  });
+
   describe('a node plugin killed and started again', () => {
     const endpoint = () => `unix://${join(dir, 'bin.sock')}`;
     let bin: CsiBin | undefined;

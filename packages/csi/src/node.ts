@@ -5,6 +5,7 @@ import { GIB, NotFoundError, UnavailableError, type Agent, type Volume } from '@
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
 import { attachDevice, contentsOf, detachDevice, isMissing, releaseLocal, undoAttach } from './devices.js';
 import { fault } from './faults.js';
+import { conditionOf } from './health.js';
 import { mountsOfVolume } from './local.js';
 import { CsiError, grpcStatusOf, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
@@ -69,7 +70,7 @@ export class Node {
   }
 
   nodeGetCapabilities() {
-    return { capabilities: ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME'].map((type) => ({ rpc: { type } })) };
+    return { capabilities: ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION'].map((type) => ({ rpc: { type } })) };
   }
 
   /** The volume on this node's agent; NOT_FOUND for another host's or one that is gone. */
@@ -263,15 +264,16 @@ export class Node {
   async nodeGetVolumeStats(req: NodeGetVolumeStatsRequest) {
     const id = required(req.volumeId, 'volume_id');
     const path = await canonical(required(req.volumePath, 'volume_path'));
-    await this.#volume(id);
+    const volume = await this.#volume(id);
     const info = await stat(path).catch((err: unknown) => {
       if (isMissing(err)) throw notFound(`${path} does not exist`);
       throw err;
     });
     if (!(await mountAt(path))) throw notFound(`volume ${id} is not mounted at ${path}`);
+    const volumeCondition = await conditionOf(volume.id, this.#options.stateDir);
     if (info.isBlockDevice() || info.isFile()) {
       const total = Number((await must('blockdev', ['--getsize64', path])).trim());
-      return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volumeCondition: null };
+      return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volumeCondition };
     }
     const fs = await statfs(path);
     return {
@@ -279,7 +281,7 @@ export class Node {
         { unit: 'BYTES', total: fs.blocks * fs.bsize, available: fs.bavail * fs.bsize, used: (fs.blocks - fs.bfree) * fs.bsize },
         { unit: 'INODES', total: fs.files, available: fs.ffree, used: fs.files - fs.ffree },
       ],
-      volumeCondition: null,
+      volumeCondition,
     };
   }
 
