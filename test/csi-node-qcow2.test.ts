@@ -174,6 +174,28 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     await released(vol.volumeId);
   });
 
+  it('grows a staged qcow2 volume online: the daemon resizes the image, then the loop device and the filesystem follow', async () => {
+    const vol = await volume('nfs-qcow2', xfs);
+    const { staging, target } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: xfs };
+    await node.NodeStageVolume(stage);
+    await node.NodePublishVolume({ ...stage, targetPath: target });
+    await writeFile(join(target, 'before'), 'one GiB');
+    const grown = await controller.ControllerExpandVolume({ volumeId: vol.volumeId, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: xfs });
+    expect(grown).toMatchObject({ capacityBytes: 2 * GiB, nodeExpansionRequired: true });
+    const reply = await node.NodeExpandVolume({ volumeId: vol.volumeId, volumePath: target, stagingTargetPath: staging, capacityRange: { requiredBytes: 2 * GiB }, volumeCapability: xfs });
+    expect(reply.capacityBytes).toBe(2 * GiB);
+    const bytes = (await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target })).usage.find((u: { unit: string }) => u.unit === 'BYTES');
+    expect(bytes.total).toBeGreaterThan(1.8 * GiB);
+    expect(await readFile(join(target, 'before'), 'utf8')).toBe('one GiB');
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
+    await released(vol.volumeId);
+    const file = join(agent.dir, 'share-qcow2', `volume-${uuidOf(vol.volumeId)}`);
+    expect(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-f', 'qcow2', file], { encoding: 'utf8' }))['virtual-size']).toBe(2 * GiB);
+    execFileSync('qemu-img', ['check', '-q', '-f', 'qcow2', file]);
+  });
+
   it('grows a qcow2 volume expanded while unstaged, at its next stage', async () => {
     const vol = await volume('nfs-qcow2', xfs);
     const { staging, target } = await paths();
