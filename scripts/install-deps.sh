@@ -12,6 +12,8 @@ command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
 command -v blkid >/dev/null 2>&1 || need+=(util-linux)
+# qemu-storage-daemon: the CSI node serves a qcow2 volume as a raw file through its FUSE export.
+command -v qemu-storage-daemon >/dev/null 2>&1 || need+=(qemu-system-common)
 # sfdisk, for the CSI node test that stages a device holding only a partition table.
 command -v sfdisk >/dev/null 2>&1 || need+=(fdisk)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)

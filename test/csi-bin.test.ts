@@ -1,41 +1,20 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeOf, csiClient, status } from '../packages/csi/src/testing/client.js';
 import { freePort } from '../packages/csi/src/testing/host.js';
+import { startBin } from '../packages/csi/src/testing/bin.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // kindling-csi as Kubernetes runs it: the built bin, flags and environment, Probe following the agent.
-const BIN = resolve(import.meta.dirname, '../packages/csi/dist/bin.js');
 const TOKEN = 'csi-bin-token-0123456789abcdef';
 const sh = promisify(execFile);
 
 let agent: AgentProcess;
 let dir: string;
-
-function startBin(args: string[], env: Record<string, string>): { child: ChildProcess; listening: Promise<{ endpoint: string }>; exit: Promise<number | null>; stdout: () => string; stderr: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  const listening = new Promise<{ endpoint: string }>((res, rej) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return;
-      const msg = JSON.parse(line) as { event: string; endpoint: string };
-      if (msg.event === 'listening') res(msg);
-    });
-    void exit.then((code) => rej(new Error(`kindling-csi exited ${code}`)));
-  });
-  // A bin that exits at once never listens: that is the caller's to assert, not an unhandled rejection.
-  listening.catch(() => {});
-  return { child, listening, exit, stdout: () => stdout, stderr: () => stderr };
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kindling-csi-bin-'));

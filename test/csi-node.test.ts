@@ -107,7 +107,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
   it('NodeGetInfo names the agent host as node id and topology', async () => {
     expect(await node.NodeGetInfo({})).toEqual({ nodeId: 'node-a', maxVolumesPerNode: 100, accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-a' } } });
     const caps = (await node.NodeGetCapabilities({})).capabilities.map((c: { rpc: { type: string } }) => c.rpc.type);
-    expect(caps.sort()).toEqual(['EXPAND_VOLUME', 'GET_VOLUME_STATS', 'STAGE_UNSTAGE_VOLUME']);
+    expect(caps.sort()).toEqual(['EXPAND_VOLUME', 'GET_VOLUME_STATS', 'STAGE_UNSTAGE_VOLUME', 'VOLUME_CONDITION']);
     expect((await identity.GetPluginCapabilities({})).capabilities.map((c: { service?: { type: string } }) => c.service?.type)).toContain('CONTROLLER_SERVICE');
   });
 
@@ -322,6 +322,21 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     await node.NodeUnstageVolume({ volumeId: vol.volumeId, stagingTargetPath: staging });
     expect(await attached(vol.volumeId)).toBe(false);
     await controller.DeleteVolume({ volumeId: vol.volumeId });
+  });
+
+  it('reports the volume abnormal once the file behind its loop device was deleted', async () => {
+    const vol = await volume();
+    const { staging, target } = await paths();
+    const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 };
+    await node.NodeStageVolume(stage);
+    await node.NodePublishVolume({ ...stage, targetPath: target });
+    expect((await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target })).volumeCondition).toEqual({ abnormal: false, message: '' });
+    await rm(fileOf(vol.volumeId));
+    const { volumeCondition } = await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target });
+    expect(volumeCondition).toMatchObject({ abnormal: true, message: expect.stringContaining(`was deleted: ${fileOf(vol.volumeId)}`) });
+    await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
+    await node.NodeUnstageVolume(stage);
+    expect(loopsOfVolume(vol.volumeId)).toBe('');
   });
 
   it('stages and publishes a block volume as the device itself', async () => {

@@ -4,6 +4,7 @@ import type { Connection, Volume } from '@kindling/sdk';
 import { CsiError, grpcStatusOf } from './errors.js';
 import { must, run } from './exec.js';
 import { detachLoopsOf, loopsOfVolume, mountsOfVolume } from './local.js';
+import { serveImage, stopServing } from './qsd.js';
 
 /** ENOENT: the path names nothing. */
 export const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
@@ -22,11 +23,11 @@ async function presentPath(connection: Connection): Promise<string | null> {
 
 /**
  * The block device of a volume on this host: attaches through the local agent (or reuses the
- * attachment the agent's index already holds) and, for a file volume, backs it with a loop device.
+ * attachment the agent's index already holds) and, for a file volume, backs it with a loop device:
+ * over the file itself when raw, over the raw file qemu-storage-daemon serves when qcow2 (qsd.ts).
  * A recorded attachment whose path is gone is attached afresh once; still gone is refused.
- * A qcow2 file is refused: mounting one needs qemu-nbd, which this driver does not run.
  */
-export async function attachDevice(volume: Volume): Promise<string> {
+export async function attachDevice(volume: Volume, stateDir: string): Promise<string> {
   const recorded = volume.connections.find((c) => c.attached && c.path);
   let connection = recorded ?? (await volume.attach());
   let path = await presentPath(connection);
@@ -44,16 +45,23 @@ export async function attachDevice(volume: Volume): Promise<string> {
   const info = await stat(path);
   if (info.isBlockDevice()) return path;
   const format = connection.connectionInfo.data['format'];
-  if (format !== 'raw') {
-    throw new CsiError(status.FAILED_PRECONDITION, `volume ${volume.id} is a ${String(format)} file; only raw files can be staged (a snapshot of an NFS volume turns its active file into a qcow2 overlay)`);
-  }
+  if (format !== 'raw' && format !== 'qcow2') throw new CsiError(status.FAILED_PRECONDITION, `volume ${volume.id} is a ${String(format)} file; only raw and qcow2 files can be staged`);
+  // A loop in place is the stage's own (a crash after it, a second stage): its file is already served.
   const [loop] = await loopsOfVolume(volume.id);
-  return loop ?? (await must('losetup', ['--find', '--show', path])).trim();
+  if (loop) return loop;
+  const file = format === 'raw' ? path : await serveImage(stateDir, volume.id, path);
+  return (await must('losetup', ['--find', '--show', file])).trim();
 }
 
-/** Undoes attachDevice: the loop devices over the file, then the agent's attachment. */
-export async function detachDevice(volume: Volume): Promise<void> {
-  await detachLoopsOf(volume.id);
+/** The node's own half of a detach, which needs no agent: the loop devices, then the daemon serving a qcow2 file. */
+export async function releaseLocal(volumeId: string, stateDir: string): Promise<void> {
+  await detachLoopsOf(volumeId);
+  await stopServing(stateDir, volumeId);
+}
+
+/** Undoes attachDevice: the node's half, then the agent's attachment. */
+export async function detachDevice(volume: Volume, stateDir: string): Promise<void> {
+  await releaseLocal(volume.id, stateDir);
   if (volume.connections.some((c) => c.attached)) await volume.detach();
 }
 
@@ -61,9 +69,9 @@ export async function detachDevice(volume: Volume): Promise<void> {
  * After a failed stage: detaches the volume unless a mount still uses its device (a stage at
  * another path). Returns the error to throw, which names an undo that failed too.
  */
-export async function undoAttach(volume: Volume, cause: unknown): Promise<unknown> {
+export async function undoAttach(volume: Volume, stateDir: string, cause: unknown): Promise<unknown> {
   try {
-    if (!(await mountsOfVolume(volume.id)).length) await detachDevice(volume);
+    if (!(await mountsOfVolume(volume.id)).length) await detachDevice(volume, stateDir);
     return cause;
   } catch (err) {
     const { code, details } = grpcStatusOf(cause);

@@ -15,8 +15,12 @@ const fileName = (volumeId: string): string => `volume-${volumeId}`;
 const isVolumeFile = (file: string, volumeId: string): boolean => basename(file) === fileName(volumeId) || basename(file).startsWith(`${fileName(volumeId)}.`);
 const readOrNull = (path: string): Promise<string | null> => readFile(path, 'utf8').then((s) => s.trim(), () => null);
 
-/** The file behind a loop device, as sysfs names it (a deleted one carries a suffix). */
-const loopFile = async (sysDir: string): Promise<string | null> => (await readOrNull(join(sysDir, 'loop', 'backing_file')))?.replace(/ \(deleted\)$/, '') ?? null;
+/** The file behind a loop device, as sysfs names it, and whether it was deleted (sysfs adds a suffix then). */
+export async function loopBacking(sysDir: string): Promise<{ file: string; deleted: boolean } | null> {
+  const named = await readOrNull(join(sysDir, 'loop', 'backing_file'));
+  return named === null ? null : { file: named.replace(/ \(deleted\)$/, ''), deleted: named.endsWith(' (deleted)') };
+}
+const loopFile = async (sysDir: string): Promise<string | null> => (await loopBacking(sysDir))?.file ?? null;
 
 /** Whether block device `dev` (major:minor) is this volume's: a loop over its file or its LV. */
 async function isVolumeDevice(dev: string, volumeId: string): Promise<boolean> {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Mode } from './identity.js';
+import { DEFAULT_STATE_DIR } from './plugin.js';
 import type { CsiServerOptions } from './server.js';
 
 export const USAGE = `usage: kindling-csi --mode controller|node|all --endpoint unix:///csi/csi.sock
@@ -10,6 +11,7 @@ export const USAGE = `usage: kindling-csi --mode controller|node|all --endpoint 
   --tls-ca FILE --tls-cert FILE --tls-key FILE   the agents' CA, and a client certificate for mutual TLS
                           (default KINDLING_TLS_CA, KINDLING_TLS_CERT, KINDLING_TLS_KEY)
   --max-volumes-per-node N            reported by NodeGetInfo (default 0: no limit)
+  --state-dir DIR         the node's own folder, kept across restarts (default ${DEFAULT_STATE_DIR})
   --help                  this text`;
 
 /** Flags over environment, as the other Kindling commands do. Throws with the usage on bad input; null for --help. */
@@ -24,6 +26,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptio
       token: { type: 'string' },
       'token-file': { type: 'string' },
       'max-volumes-per-node': { type: 'string' },
+      'state-dir': { type: 'string' },
       'tls-ca': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -52,6 +55,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptio
     nodeAgent: values['node-agent'],
     token,
     maxVolumesPerNode: max,
+    ...(values['state-dir'] ? { stateDir: values['state-dir'] } : {}),
     ...(tls.ca || tls.cert || tls.key ? { tls } : {}),
   };
 }

@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { PLUGIN_NAME } from './plugin.js';
+import { DEFAULT_STATE_DIR, PLUGIN_NAME } from './plugin.js';
 
 // deploy/kubernetes as Kubernetes reads it: every file listed, and the names the driver answers with.
 const DIR = resolve(import.meta.dirname, '../../../deploy/kubernetes');
@@ -54,5 +54,16 @@ describe('deploy/kubernetes', () => {
     const node = containers(all.find((d) => d.kind === 'DaemonSet')!);
     expect(node.map((c) => c.name)).toEqual(['kindling-csi', 'node-driver-registrar', 'liveness-probe']);
     expect(node[1]!.args).toContain(`--kubelet-registration-path=/var/lib/kubelet/plugins/${PLUGIN_NAME}/csi.sock`);
+  });
+
+  it('keeps the node plugin’s qemu-storage-daemons alive across its restarts: host PID namespace, state under kubelet', async () => {
+    const ds = [...(await load()).values()].flat().find((d) => d.kind === 'DaemonSet')!;
+    const spec = (ds as unknown as { spec: { template: { spec: { hostPID?: boolean } } } }).spec.template.spec;
+    expect(spec.hostPID).toBe(true);
+    const plugin = containers(ds)[0] as unknown as { args: string[]; volumeMounts: { mountPath: string; mountPropagation?: string }[] };
+    const stateDir = plugin.args.find((a) => a.startsWith('--state-dir='))?.slice('--state-dir='.length);
+    expect(stateDir).toBe(DEFAULT_STATE_DIR);
+    // A FUSE export made inside the container must show on the host and outlive the container.
+    expect(plugin.volumeMounts.find((m) => stateDir!.startsWith(`${m.mountPath}/`))?.mountPropagation).toBe('Bidirectional');
   });
 });

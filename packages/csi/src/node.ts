@@ -3,8 +3,10 @@ import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { GIB, NotFoundError, UnavailableError, type Agent, type Volume } from '@kindling/sdk';
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
-import { attachDevice, contentsOf, detachDevice, isMissing, undoAttach } from './devices.js';
-import { detachLoopsOf, mountsOfVolume } from './local.js';
+import { attachDevice, contentsOf, detachDevice, isMissing, releaseLocal, undoAttach } from './devices.js';
+import { fault } from './faults.js';
+import { conditionOf } from './health.js';
+import { mountsOfVolume } from './local.js';
 import { CsiError, grpcStatusOf, invalid, notFound, required } from './errors.js';
 import { must } from './exec.js';
 import { parseVolumeHandle } from './ids.js';
@@ -34,6 +36,8 @@ function capability(cap: VolumeCapability | null): VolumeCapability {
 export interface NodeOptions {
   /** 0: no limit. */
   maxVolumesPerNode: number;
+  /** The node's own folder (qcow2 volumes are served as files there); kept across plugin restarts. */
+  stateDir: string;
   /** Where the node says what it could not finish. */
   log: (line: string) => void;
 }
@@ -66,7 +70,7 @@ export class Node {
   }
 
   nodeGetCapabilities() {
-    return { capabilities: ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME'].map((type) => ({ rpc: { type } })) };
+    return { capabilities: ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION'].map((type) => ({ rpc: { type } })) };
   }
 
   /** The volume on this node's agent; NOT_FOUND for another host's or one that is gone. */
@@ -103,9 +107,11 @@ export class Node {
       // All or nothing: kubelet never calls NodeUnstage after a final error, so a failed stage
       // that left the volume attached would keep it in-use for good.
       try {
-        await this.#stage(id, volume, await attachDevice(volume), staging, cap);
+        const device = await attachDevice(volume, this.#options.stateDir);
+        fault('stage:attached');
+        await this.#stage(id, volume, device, staging, cap);
       } catch (err) {
-        throw await undoAttach(volume, err);
+        throw await undoAttach(volume, this.#options.stateDir, err);
       }
       return {};
     });
@@ -163,8 +169,8 @@ export class Node {
         });
       }
       if (ref) {
-        // The loop devices go now, the agent's attachment when it answers.
-        await detachLoopsOf(ref.volumeId);
+        // The node's half goes now, the agent's attachment when it answers.
+        await releaseLocal(ref.volumeId, this.#options.stateDir);
         await this.#detachThroughAgent(id);
       }
       return {};
@@ -177,7 +183,7 @@ export class Node {
     if (!this.#agent.connected) return;
     try {
       const volume = await this.#volumeIfHere(id);
-      if (volume) await detachDevice(volume);
+      if (volume) await detachDevice(volume, this.#options.stateDir);
       this.#pending.delete(id);
     } catch (err) {
       if (!(err instanceof UnavailableError)) throw err;
@@ -258,15 +264,16 @@ export class Node {
   async nodeGetVolumeStats(req: NodeGetVolumeStatsRequest) {
     const id = required(req.volumeId, 'volume_id');
     const path = await canonical(required(req.volumePath, 'volume_path'));
-    await this.#volume(id);
+    const volume = await this.#volume(id);
     const info = await stat(path).catch((err: unknown) => {
       if (isMissing(err)) throw notFound(`${path} does not exist`);
       throw err;
     });
     if (!(await mountAt(path))) throw notFound(`volume ${id} is not mounted at ${path}`);
+    const volumeCondition = await conditionOf(volume.id, this.#options.stateDir);
     if (info.isBlockDevice() || info.isFile()) {
       const total = Number((await must('blockdev', ['--getsize64', path])).trim());
-      return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volumeCondition: null };
+      return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volumeCondition };
     }
     const fs = await statfs(path);
     return {
@@ -274,7 +281,7 @@ export class Node {
         { unit: 'BYTES', total: fs.blocks * fs.bsize, available: fs.bavail * fs.bsize, used: (fs.blocks - fs.bfree) * fs.bsize },
         { unit: 'INODES', total: fs.files, available: fs.ffree, used: fs.files - fs.ffree },
       ],
-      volumeCondition: null,
+      volumeCondition,
     };
   }
 
@@ -286,7 +293,7 @@ export class Node {
       const volume = await this.#volume(id);
       const mounted = await mountAt(path);
       if (!mounted) throw notFound(`volume ${id} is not mounted at ${path}`);
-      const device = await attachDevice(volume);
+      const device = await attachDevice(volume, this.#options.stateDir);
       // A loop device keeps the size it was set up with until told to read its file again.
       if (device.startsWith('/dev/loop')) await must('losetup', ['--set-capacity', device]);
       if (!req.volumeCapability?.block && !(await stat(path)).isFile()) {

@@ -6,6 +6,7 @@ import { grpcStatusOf } from './errors.js';
 import { rpcLine } from './log.js';
 import { Identity, type Mode } from './identity.js';
 import { Node } from './node.js';
+import { DEFAULT_STATE_DIR } from './plugin.js';
 import { ControllerService, IdentityService, NodeService } from './proto.js';
 
 export interface CsiServerOptions {
@@ -19,6 +20,8 @@ export interface CsiServerOptions {
   token?: string;
   tls?: TlsOptions;
   maxVolumesPerNode?: number;
+  /** The node service's own folder, kept across restarts (default DEFAULT_STATE_DIR). */
+  stateDir?: string;
   /** Where the RPC log lines and the node's deferred-work notes go; default stderr. */
   log?: (line: string) => void;
 }
@@ -113,7 +116,7 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
       });
       await opening.first;
       ready.push(async () => true);
-      server.addService(NodeService, unary(new Node(agent, { maxVolumesPerNode: options.maxVolumesPerNode ?? 0, log }), names(NodeService), log));
+      server.addService(NodeService, unary(new Node(agent, { maxVolumesPerNode: options.maxVolumesPerNode ?? 0, stateDir: options.stateDir ?? DEFAULT_STATE_DIR, log }), names(NodeService), log));
     }
     // Ready while any service here can work: a liveness restart would not bring an agent back.
     const identity = new Identity(options.mode, async () => (await Promise.all(ready.map((r) => r()))).some(Boolean));

@@ -14,10 +14,25 @@ export function nodeUnavailable(): string | null {
   if (!existsSync('/dev/loop-control')) return 'no loop devices';
   const tool = (name: string) => ['/usr/sbin', '/sbin', '/usr/bin'].some((d) => existsSync(`${d}/${name}`));
   if (!['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid', 'wipefs', 'sfdisk'].every(tool)) return 'e2fsprogs, xfsprogs, util-linux or fdisk missing (scripts/install-deps.sh)';
+  // qcow2 volumes: qemu-storage-daemon's FUSE export.
+  if (!tool('qemu-storage-daemon')) return 'qemu-storage-daemon missing (qemu-system-common, scripts/install-deps.sh)';
+  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
   return null;
 }
 
-/** What a failed test left: mounts under `dir` (deepest first), then loop devices over files under `files`. */
+/** Live qemu-storage-daemon processes whose command line holds `marker` (a volume id, a folder). */
+export function daemonsWith(marker: string): number[] {
+  const out = execFileSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' });
+  return out.split('\n').flatMap((line) => {
+    const [pid, stat, command] = line.trim().split(/\s+/);
+    return command?.endsWith('qemu-storage-daemon') && !stat?.startsWith('Z') && line.includes(marker) ? [Number(pid)] : [];
+  });
+}
+
+/**
+ * What a failed test left: mounts under `dir` (deepest first), loop devices over files under
+ * `files`, then the qemu-storage-daemons serving files under `dir`.
+ */
 export function cleanUpHost(dir: string, files: string[]): void {
   for (const target of execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n').reverse()) {
     if (target.startsWith(dir)) execFileSync('umount', ['-l', target]);
@@ -26,6 +41,7 @@ export function cleanUpHost(dir: string, files: string[]): void {
     const [loop, file] = line.trim().split(/\s+/);
     if (loop && file && files.some((f) => file.startsWith(f))) execFileSync('losetup', ['--detach', loop]);
   }
+  for (const pid of daemonsWith(dir)) process.kill(pid, 'SIGKILL');
 }
 
 /** A loopback port free now, for an agent that must come back where its clients look for it after a restart. */

@@ -27,6 +27,7 @@ import type { ImageFormat } from './qemu-img.js';
 import { createAllocated, createSparse } from './raw-file.js';
 import { publishNew, withNewFile, type NewFile } from './safe-file.js';
 import { scanShare, type ShareScan } from './scan.js';
+import { resizeServed, servedBy } from './served.js';
 import { isMounted, isRemoteShare, mountShare, prepareLocalShare, probeWritable } from './shares.js';
 
 export interface NfsDriverDeps {
@@ -190,7 +191,10 @@ export class NfsDriver implements Driver {
     return chain.withActive(placement.chain, async ([active]) => {
       await this.capacity.checkRoom(placement.share, newSize - volume.size);
       // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
-      await qemuImg.resize(this.run, active!.alone, newSize, active!.format === 'raw' && !this.config.sparse);
+      // A qcow2 image the CSI node serves while attached is grown by its daemon, which holds its lock (served.ts).
+      const served = active!.format === 'qcow2' ? await servedBy(active!.path) : null;
+      if (served) await resizeServed(served, newSize * GIB);
+      else await qemuImg.resize(this.run, active!.alone, newSize, active!.format === 'raw' && !this.config.sparse);
       this.capacity.provisioned.set(volume.id, placement.share, newSize * GIB);
       return this.location(placement, active!.file);
     });
