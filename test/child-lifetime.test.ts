@@ -113,7 +113,18 @@ describe('no command outlives the agent', () => {
   it('ends a command started in the instant the agent was SIGKILLed, before anything else of the agent ran', async () => {
     const marker = `3600.${randomInt(1e9)}`;
     const script = join(import.meta.dirname, 'support/die-after-spawn.mjs');
-    const agent = spawn(process.execPath, [script, marker], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // A loaded machine, made certain: any wrapper a launch might go through (setpriv and timeout did) is
+    // slow to start, so a guarantee that only begins once a wrapper has run (a parent-death signal set by
+    // it) begins after the agent is gone.
+    dir = await mkdtemp(join(tmpdir(), 'kindling-children-'));
+    const bin = join(dir, 'bin');
+    await mkdir(bin);
+    for (const wrapper of ['setpriv', 'timeout']) {
+      await writeFile(join(bin, wrapper), `#!/bin/sh\nsleep 0.5\nexec /usr/bin/${wrapper} "$@"\n`);
+      await chmod(join(bin, wrapper), 0o755);
+    }
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
+    const agent = spawn(process.execPath, [script, marker], { stdio: ['ignore', 'pipe', 'inherit'], env });
     let out = '';
     agent.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const [, signal] = (await once(agent, 'exit')) as [number | null, string | null];
