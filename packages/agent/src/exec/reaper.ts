@@ -39,7 +39,7 @@ export const REAPER_TOOLS = ['sh', 'grep'] as const;
 
 /** The environment variable every command of this agent process carries. */
 export const RUN_MARK_VARIABLE = 'KINDLING_RUN';
-const mark = randomBytes(16).toString('hex');
+let mark: string | undefined;
 let reaper: ChildProcess | undefined;
 
 /**
@@ -48,6 +48,8 @@ let reaper: ChildProcess | undefined;
  * entry a command must carry.
  */
 export function reaperMark(env: Record<string, string>): Record<string, string> {
+  // Made with the first command, not at import: --version and --help pay for no random source.
+  mark ??= randomBytes(16).toString('hex');
   if (!reaper) {
     const child = spawn('sh', ['-c', REAPER_SCRIPT, 'kindling-reaper', `${RUN_MARK_VARIABLE}=${mark}`], {
       stdio: ['pipe', 'ignore', 'ignore'],
