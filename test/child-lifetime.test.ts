@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +108,30 @@ describe('no command outlives the agent', () => {
     await proc.kill();
     client.close();
     expect(await eventually(() => survivors(shim.marker), (p) => p.length === 0)).toEqual([]);
+  });
+
+  it('ends a command started in the instant the agent was SIGKILLed, before anything else of the agent ran', async () => {
+    const marker = `3600.${randomInt(1e9)}`;
+    const script = join(import.meta.dirname, 'support/die-after-spawn.mjs');
+    // A loaded machine, made certain: any wrapper a launch might go through (setpriv and timeout did) is
+    // slow to start, so a guarantee that only begins once a wrapper has run (a parent-death signal set by
+    // it) begins after the agent is gone.
+    dir = await mkdtemp(join(tmpdir(), 'kindling-children-'));
+    const bin = join(dir, 'bin');
+    await mkdir(bin);
+    for (const wrapper of ['setpriv', 'timeout']) {
+      await writeFile(join(bin, wrapper), `#!/bin/sh\nsleep 0.5\nexec /usr/bin/${wrapper} "$@"\n`);
+      await chmod(join(bin, wrapper), 0o755);
+    }
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
+    const agent = spawn(process.execPath, [script, marker], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    let out = '';
+    agent.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const [, signal] = (await once(agent, 'exit')) as [number | null, string | null];
+    expect(signal).toBe('SIGKILL');
+    // It did start the command (its last spawn), and that command does not outlive it.
+    expect((JSON.parse(out) as number[]).length).toBeGreaterThan(0);
+    expect(await eventually(() => survivors(marker), (p) => p.length === 0)).toEqual([]);
   });
 
   it('on SIGTERM, ends a command that outlasts the drain, records the failure, then closes the index', async () => {

@@ -96,8 +96,8 @@ describe('kindling-agent check-config', () => {
     const lines = run.stdout.trim().split('\n');
     expect(lines).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/^ok {4}tool setpriv installed$/),
-        expect.stringMatching(/^ok {4}tool timeout installed$/),
+        expect.stringMatching(/^ok {4}tool sh installed$/),
+        expect.stringMatching(/^ok {4}tool grep installed$/),
         expect.stringMatching(/^ok {4}tool qemu-img installed$/),
         expect.stringMatching(/^ok {4}backend nfs: share .*check-share is writable$/),
         expect.stringMatching(/^ok {4}backend nfs: share .*check-new will be created \(createShares\)$/),
@@ -136,7 +136,7 @@ describe('kindling-agent check-config', () => {
         'FAIL  config: backends.0.sahres: unknown key, did you mean shares?',
         'FAIL  config: backends.1.volumeGroup: required',
         expect.stringMatching(/^FAIL {2}cannot read token file .*no-token: ENOENT/),
-        'ok    tool setpriv installed',
+        'ok    tool sh installed',
         'ok    tool lvm installed',
         'ok    tool qemu-img installed',
       ]),

@@ -1,13 +1,13 @@
 import { constants } from 'node:fs';
 import { access, mkdtemp, rm, stat } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
-import { execa } from 'execa';
 import { messageOf } from '@kindling/protocol';
 import type { CheckInput } from './cli.js';
 import { checkTlsFiles, isLocalShare, localShareProblem, type AgentConfig, type LvmBackendConfig, type NfsBackendConfig } from './config.js';
 import { deviceMapperMissing } from './device-mapper.js';
 import { EXIT } from './exit.js';
-import { WRAPPER_TOOLS } from './exec/run.js';
+import { launch } from './exec/launch.js';
+import { REAPER_TOOLS } from './exec/reaper.js';
 
 interface Finding {
   ok: boolean;
@@ -30,11 +30,15 @@ const oneLine = (text: string): string => text.split('\n').map((l) => l.trim()).
 
 async function checkLvm(b: LvmBackendConfig): Promise<Finding[]> {
   const env = { PATH, LC_ALL: 'C', LVM_SUPPRESS_FD_WARNINGS: '1', ...(b.lvmConfFile ? { LVM_SYSTEM_DIR: dirname(b.lvmConfFile) } : {}) };
-  const vgs = await execa('vgs', ['--noheadings', '-o', 'vg_name', b.volumeGroup], { env, extendEnv: false, reject: false });
-  const findings = [{ ok: vgs.exitCode === 0, what: `backend ${b.name}: volume group ${b.volumeGroup}${vgs.exitCode === 0 ? ' present' : `: ${oneLine(vgs.stderr) || vgs.shortMessage}`}` }];
-  if (vgs.exitCode === 0 && b.thinPool) {
-    const lvs = await execa('lvs', ['--noheadings', '-o', 'lv_name', `${b.volumeGroup}/${b.thinPool}`], { env, extendEnv: false, reject: false });
-    findings.push({ ok: lvs.exitCode === 0, what: `backend ${b.name}: thin pool ${b.thinPool}${lvs.exitCode === 0 ? ' present' : `: ${oneLine(lvs.stderr) || lvs.shortMessage}`}` });
+  const probe = async (...argv: string[]) => {
+    const { exitCode, stderr, startError } = await launch(argv, { env }).exited;
+    return { ok: exitCode === 0, said: oneLine(stderr) || startError || `${argv[0]} exit ${exitCode}` };
+  };
+  const vgs = await probe('vgs', '--noheadings', '-o', 'vg_name', b.volumeGroup);
+  const findings = [{ ok: vgs.ok, what: `backend ${b.name}: volume group ${b.volumeGroup}${vgs.ok ? ' present' : `: ${vgs.said}`}` }];
+  if (vgs.ok && b.thinPool) {
+    const lvs = await probe('lvs', '--noheadings', '-o', 'lv_name', `${b.volumeGroup}/${b.thinPool}`);
+    findings.push({ ok: lvs.ok, what: `backend ${b.name}: thin pool ${b.thinPool}${lvs.ok ? ' present' : `: ${lvs.said}`}` });
   }
   return findings;
 }
@@ -75,7 +79,7 @@ export async function checkConfig(input: Omit<CheckInput, 'command' | 'logLevel'
   const findings: Finding[] = problems.map((what) => ({ ok: false, what }));
   const drivers = config ? config.backends.map((b) => b.driver) : input.drivers;
   const tools = [
-    ...WRAPPER_TOOLS,
+    ...REAPER_TOOLS,
     ...(drivers.includes('lvm') ? ['lvm', 'vgs', 'lvs'] : []),
     ...(drivers.includes('nfs') ? ['qemu-img'] : []),
     ...(config?.backends.some((b) => b.driver === 'nfs' && b.shares.some((s) => !isLocalShare(s))) ? ['mount.nfs'] : []),

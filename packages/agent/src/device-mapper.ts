@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { execa } from 'execa';
+import { launch } from './exec/launch.js';
 
 const CONTROL = '/dev/mapper/control';
 
@@ -9,9 +9,9 @@ const CONTROL = '/dev/mapper/control';
  */
 export async function deviceMapperMissing(): Promise<string | undefined> {
   if (!(await stat(CONTROL).catch(() => null))) return `${CONTROL} is absent`;
-  const probe = await execa('dmsetup', ['version'], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+  const probe = await launch(['dmsetup', 'version'], { env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } }).exited;
   // Without dmsetup installed, the control node is all there is to go on.
-  if ((probe as { code?: string }).code === 'ENOENT') return undefined;
+  if (probe.startError !== undefined) return undefined;
   if (probe.exitCode === 0) return undefined;
   // Its first complaint names the cause (`/dev/mapper/control: open failed: No such device`); the last is `Command failed.`
   const said = probe.stderr.split('\n').map((l) => l.trim()).find((l) => l && !/^Command failed/.test(l));

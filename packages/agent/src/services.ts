@@ -117,11 +117,9 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
         backends.close();
         // It writes to the index (a scan owed): the index closes after it.
         await recoveredAfterReady;
-        if (clean) {
-          await backends.oweScansWhereAmiss();
-          await index.setMeta('cleanStop', true);
-        }
-        await index.close();
+        // A scan owed is synced before the marker that says nothing else is owed, which needs no sync.
+        if (clean) await backends.oweScansWhereAmiss();
+        await index.close(clean ? { cleanStop: true } : undefined);
       },
     };
   } catch (err) {

@@ -1,6 +1,6 @@
 /**
- * An execa transform that hands each line of a stream to `onLine` and passes the bytes on as they
- * are. It splits on `\r` as well as `\n`: progress meters redraw one line with `\r`.
+ * Hands each line of a stream to `onLine` as its bytes arrive. It splits on `\r` as well as `\n`:
+ * progress meters redraw one line with `\r`. `end` hands over a last line that had no line end.
  */
 export function lineTap(onLine: (line: string) => void) {
   const decoder = new TextDecoder();
@@ -11,14 +11,7 @@ export function lineTap(onLine: (line: string) => void) {
     for (const line of lines) if (line) onLine(line);
   };
   return {
-    *transform(chunk: unknown) {
-      // With `binary`, execa hands over raw bytes.
-      emit(decoder.decode(chunk as Uint8Array, { stream: true }));
-      yield chunk;
-    },
-    *final() {
-      emit(`${decoder.decode()}\n`);
-    },
-    binary: true,
+    push: (chunk: Uint8Array) => emit(decoder.decode(chunk, { stream: true })),
+    end: () => emit(`${decoder.decode()}\n`),
   };
 }

@@ -1,8 +1,7 @@
-import { execa } from 'execa';
 import { BackendError, TimeoutError } from '@kindling/protocol';
 import { requestCost } from '../cost.js';
 import { Children } from './children.js';
-import { lineTap } from './line-tap.js';
+import { launch } from './launch.js';
 import { log } from '../log.js';
 import { currentRequest } from '../request-context.js';
 
@@ -35,30 +34,6 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 const FORCE_KILL_MS = 2000;
 const STDERR_TAIL = 2000;
 
-/**
- * No process a command starts outlives the agent, however the agent dies (a SIGKILL cannot be caught
- * to clean up), and forked ones included (`mount` forks `mount.nfs`). Each command runs in its own
- * process group (`detached`) under coreutils' `timeout`, with no time limit of its own: the parent-death
- * signal (set by setpriv, which execs in place) is SIGALRM, which `timeout` reads as its time being up
- * and answers by sending `--signal` (SIGKILL) to the command and to its whole process group. A
- * parent-death signal set on the command itself would reach it alone: a forked child does not inherit it.
- * PR_SET_PDEATHSIG fires when the forking *thread* exits: Node forks from its main thread (checked
- * with strace on Node 20), which lives as long as the process.
- */
-const DIE_WITH_AGENT = ['setpriv', '--pdeathsig', 'ALRM', '--', 'timeout', '--signal', 'KILL', '0'] as const;
-/** The programs every command runs under, which `check-config` looks for. */
-export const WRAPPER_TOOLS = ['setpriv', 'timeout'] as const;
-
-/** Ends every process left in a command's group: a forked child that outlived its parent's kill. */
-const killGroup = (pgid: number | undefined): void => {
-  if (pgid === undefined) return;
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {
-    // ESRCH: the group is empty, all gone already.
-  }
-};
-
 const baseEnv = (): Record<string, string> => ({
   PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
   LC_ALL: 'C',
@@ -66,7 +41,8 @@ const baseEnv = (): Record<string, string> => ({
 
 /**
  * A runner whose commands `children` tracks: argv only (no shell), a clean environment, a timeout
- * that kills; a failure is a BackendError carrying the command line, exit code and stderr tail.
+ * that kills the command's whole group; a failure is a BackendError carrying the command line, exit
+ * code and stderr tail. Each command is one exec (launch.ts); the reaper ends it if the agent dies.
  */
 export function createRunner(children: Children): Runner {
   return async (command, options = {}) => {
@@ -84,66 +60,52 @@ export function createRunner(children: Children): Runner {
     const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const cost = requestCost();
     const launching = performance.now();
-    const subprocess = execa(DIE_WITH_AGENT[0], [...DIE_WITH_AGENT.slice(1), ...command], {
-      env: { ...baseEnv(), ...options.env },
-      extendEnv: false,
-      stdin: 'ignore',
-      stdout: options.onStdoutLine ? [lineTap(options.onStdoutLine), 'pipe'] : 'pipe',
-      stderr: options.onStderrLine ? [lineTap(options.onStderrLine), 'pipe'] : 'pipe',
-      stripFinalNewline: false,
-      // Its own process group, to be killed whole, and out of reach of a Ctrl-C on the agent's terminal
-      // (the agent's to handle as a graceful stop).
-      detached: true,
-      timeout,
-      killSignal: 'SIGTERM',
-      forceKillAfterDelay: FORCE_KILL_MS,
-      // The parent-death signal covers every way the agent exits; execa's exit hook would only add a listener per call.
-      cleanup: false,
-      reject: false,
-    });
-    // A command ended by a signal (a timeout, a stop) takes what it forked with it: `timeout` passes a
-    // SIGTERM on to its group, but the SIGKILL after the grace period reaches the group's leader alone.
-    // On its exit, not its streams' close: a forked child still holding them would keep those open.
-    subprocess.once('exit', (_code, signal) => {
-      if (signal !== null) killGroup(subprocess.pid);
-    });
-    // Launch: until the wrapper runs; command: from there to its exit (wrappers' execs included).
-    let running = launching;
+    const child = launch(command, { env: { ...baseEnv(), ...options.env }, onStdoutLine: options.onStdoutLine, onStderrLine: options.onStderrLine });
+    // Launch: until spawn returns (the command has been exec'd); command: from there to its exit.
+    const running = performance.now();
     if (cost) {
       cost.commands++;
-      subprocess.once('spawn', () => {
-        cost.add('launch', launching);
-        running = performance.now();
-      });
-      subprocess.once('exit', () => cost.add('command', running));
+      cost.add('launch', launching);
     }
-    const forget = children.add(subprocess);
-    const result = await subprocess.finally(() => {
+    // A timeout or a stop asks the whole group to end, then forces it; the force waits for the output
+    // to close, not the leader's exit: a forked child that ignored SIGTERM may still hold it.
+    let force: NodeJS.Timeout | undefined;
+    let ending: 'timeout' | 'stop' | undefined;
+    const end = (why: 'timeout' | 'stop') => {
+      ending ??= why;
+      child.signalGroup('SIGTERM');
+      force ??= setTimeout(() => child.signalGroup('SIGKILL'), FORCE_KILL_MS);
+    };
+    // 0: no time limit (a copy at an unbounded speed floor).
+    const timer = timeout > 0 ? setTimeout(() => end('timeout'), timeout) : undefined;
+    const forget = children.add({ kill: () => end('stop') });
+    const result = await child.exited.finally(() => {
+      clearTimeout(timer);
+      clearTimeout(force);
       forget();
       release();
     });
-    const { stdout, stderr } = result;
-    if (!result.failed) return { stdout, stderr };
-    const exitCode = result.exitCode ?? null;
-    const cause: unknown = result.cause;
-    const why = result.isTerminated
-      ? children.ended
-        ? 'ended: the agent is stopping'
-        : `killed by ${result.signal}`
-      : cause instanceof Error
-        ? cause.message
-        : `exit ${exitCode}`;
+    cost?.add('command', running);
+    const { stdout, stderr, exitCode, signal } = result;
+    if (exitCode === 0) return { stdout, stderr };
+    const timedOut = ending === 'timeout';
+    const why =
+      signal !== null
+        ? ending === 'stop'
+          ? 'ended: the agent is stopping'
+          : `killed by ${signal}`
+        : (result.startError ?? `exit ${exitCode}`);
     const details = failure(exitCode, stderr.slice(-STDERR_TAIL).trim() || why);
     // A signal says more than the last words of the command it cut short.
-    const last = result.isTerminated ? why : (details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why);
-    const message = result.timedOut ? `${file} timed out after ${timeout} ms` : `${file} failed (exit ${exitCode ?? 'signal'}): ${last}`;
+    const last = signal !== null ? why : (details.stderrTail.split('\n').filter(Boolean).at(-1) ?? why);
+    const message = timedOut ? `${file} timed out after ${timeout} ms` : `${file} failed (exit ${exitCode ?? 'signal'}): ${last}`;
     // Every failed storage command is logged whole, whoever catches the error (a retry, a cleanup) and whatever it tells the client.
     // With the request it ran for, so `jq 'select(.requestId==…)'` finds it beside the request's own line.
     const request = currentRequest();
-    const fields = { command, exitCode, signal: result.signal ?? null, timedOut: result.timedOut, stderrTail: details.stderrTail };
-    const level = !result.isTerminated && options.expected?.(stderr) ? 'debug' : 'warn';
+    const fields = { command, exitCode, signal, timedOut, stderrTail: details.stderrTail };
+    const level = signal === null && options.expected?.(stderr) ? 'debug' : 'warn';
     log[level]({ ...(request ? { requestId: request.requestId, op: request.op } : {}), ...fields }, message);
-    if (result.timedOut) throw new TimeoutError(message, details);
+    if (timedOut) throw new TimeoutError(message, details);
     throw new BackendError(message, details);
   };
 }
