@@ -30,7 +30,7 @@ const alive = (pid: number): boolean => {
   }
 };
 
-/** The `lvm` processes under `pid` (setpriv execs in place, so a shell's process is named lvm). */
+/** The `lvm` processes under `pid` (a shell is a process named lvm). */
 async function lvmShellsOf(pid: number): Promise<number[]> {
   const found: number[] = [];
   for (const child of await descendantsOf(pid)) {

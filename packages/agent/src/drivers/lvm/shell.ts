@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BackendError, TimeoutError, messageOf } from '@kindling/protocol';
 import { requestCost } from '../../cost.js';
+import { reaperMark } from '../../exec/reaper.js';
 import type { RunOptions, RunResult, Runner } from '../../exec/run.js';
 import { log } from '../../log.js';
 import { currentRequest } from '../../request-context.js';
@@ -126,8 +127,8 @@ function outcome(argv: readonly string[], doc: ShellDoc): { ok: boolean; exitCod
  * commands one at a time, sparing each the launch and start-up of a process of its own. Each
  * command's report and outcome come back as one JSON document on LVM_REPORT_FD. The same guarantees
  * as the runner's: argv only (quoted for lvm2's splitter, else run as a process), a command past its
- * timeout is killed with its shell, and the shell dies with the agent (setpriv's parent-death
- * signal; lvm2 forks nothing for the commands sent here). A shell that died is started again at the
+ * timeout is killed with its shell, and the shell dies with the agent (it carries the reaper's mark,
+ * exec/reaper.ts; lvm2 forks nothing for the commands sent here). A shell that died is started again at the
  * next command; one that cannot start here at all (no profile folder lvm2 reads) leaves every
  * command to `fallback`, said once in the log.
  */
@@ -207,8 +208,10 @@ export class LvmShell {
   /** Starts the shell and waits for its first answer, so a shell that cannot run here is known at once. */
   private async start(): Promise<void> {
     await ensureProfile(this.env.LVM_SYSTEM_DIR ?? '/etc/lvm');
-    const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'lvm'], {
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', ...this.env, LVM_COMMAND_PROFILE: SHELL_PROFILE, LVM_REPORT_FD: '3' },
+    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', ...this.env, LVM_COMMAND_PROFILE: SHELL_PROFILE, LVM_REPORT_FD: '3' };
+    // The reaper's mark, as every command carries: the shell dies with the agent however it dies.
+    const proc = spawn('lvm', [], {
+      env: { ...env, ...reaperMark(env) },
       stdio: ['pipe', 'ignore', 'pipe', 'pipe'],
       // Its own process group: a timeout kills it whole; a Ctrl-C on the agent's terminal is the agent's.
       detached: true,
