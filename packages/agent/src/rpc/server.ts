@@ -48,8 +48,11 @@ export async function startServer(config: AgentConfig, services: Services, child
   const sessions = new Set<Session>();
   const drain = new Drain();
   services.events.subscribe((event) => {
-    for (const session of sessions) session.push(event);
+    // Where the change sequence stands as this goes out: a client resyncs from there after a reconnect.
+    const stamped = { ...event, seq: services.index.changes.position().seq };
+    for (const session of sessions) session.push(stamped);
   });
+  const volumeOfSnapshot = (id: string) => services.index.getSnapshot(id)?.volumeId;
 
   const app = new Hono();
   const credentials = { token: config.token, readTokens: config.readTokens };
@@ -121,7 +124,7 @@ export async function startServer(config: AgentConfig, services: Services, child
               raw.terminate();
             },
           };
-          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger }, role, sessionLog);
+          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger, volumeOfSnapshot }, role, sessionLog);
           sessions.add(session);
           sessionLog.debug('session opened');
         },
