@@ -120,16 +120,21 @@ describe('an Agent after a reconnect', () => {
     const direct = await Agent.connect(proc.url);
     const watcher = await Agent.connect(relay.url, { reconnect: { initialDelayMs: 50, maxDelayMs: 200 }, keepaliveMs: 100 });
     const nfs = await watcher.backend('nfs');
-    const [grown, snapped, doomed] = await Promise.all([1, 2, 3].map(() => nfs.createVolume({ size: 1 })));
+    const [grown, snapped, doomed, attached] = await Promise.all([1, 2, 3, 4].map(() => nfs.createVolume({ size: 1 })));
+    const older = await snapped!.createSnapshot({ name: 'before' });
+    const connection = await attached!.attach();
     const held = await nfs.volumes();
-    expect(held.length).toBeGreaterThanOrEqual(HELD + 3);
+    expect(held.length).toBeGreaterThanOrEqual(HELD + 4);
 
     relay.cut();
     await once(watcher, 'disconnect');
     const byId = async (v: Volume) => (await (await direct.backend('nfs')).volumesFiltered({ volumeId: v.id }))[0]!;
     await (await byId(grown!)).extend(2);
-    const snap = await (await byId(snapped!)).createSnapshot({ name: 'while-away' });
+    const there = await byId(snapped!);
+    await [...there.snapshots][0]!.delete();
+    const snap = await there.createSnapshot({ name: 'while-away' });
     await (await byId(doomed!)).delete();
+    await (await byId(attached!)).detach();
 
     const ops = await opCounts();
     const bytes = relay.received;
@@ -137,11 +142,13 @@ describe('an Agent after a reconnect', () => {
     await once(watcher, 'reconnect');
     expect(grown!.size).toBe(2);
     expect([...snapped!.snapshots].map((s) => [s.id, s.name])).toEqual([[snap.id, 'while-away']]);
+    expect(older.status).toBe('deleted');
     expect(doomed!.status).toBe('deleted');
+    expect([attached!.status, attached!.connections.length, connection.attached]).toEqual(['available', 0, false]);
     const after = await opCounts();
     expect(delta(ops, after, 'changes.list')).toBe(1);
     expect(delta(ops, after, 'volume.list')).toBe(0);
-    // Three records changed (about 1 KiB each with their pushes' worth); the held volumes are ~60 KiB.
+    // Four volumes, two snapshots and a connection changed (under 1 KiB each); the held volumes are ~60 KiB.
     expect(relay.received - bytes).toBeLessThan(8 * 1024);
     await watcher.close();
     await direct.close();
