@@ -102,13 +102,18 @@ describe('the change sequence on the wire', () => {
     expect(new Set(about)).toEqual(new Set([followed.id]));
     // The SDK's `follow: 'held'`: pushes of what this Agent holds, not of the rest of the agent.
     const sdk = await Agent.connect(proc.url, { follow: 'held' });
-    const [held] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: followed.id });
+    const sdkNfs = await sdk.backend('nfs');
+    const [held] = await sdkNfs.volumesFiltered({ volumeId: followed.id });
     const heard: EventFrame[] = [];
     sdk.on('event', (frame) => heard.push(frame));
     await admin.call('volume.extend', { id: other.id, size: 3 });
     await admin.call('volume.extend', { id: followed.id, size: 3 });
     while (held!.size !== 3) await new Promise((r) => setTimeout(r, 20));
     expect(heard.filter((e) => e.event === 'volume').map((e) => e.resource)).toEqual([expect.objectContaining({ id: followed.id, status: 'extending' }), expect.objectContaining({ id: followed.id, size: 3 })]);
+    // What it creates it holds, so it hears of it.
+    const mine = await sdkNfs.createVolume({ size: 1 });
+    await admin.call('volume.extend', { id: mine.id, size: 2 });
+    while (mine.size !== 2) await new Promise((r) => setTimeout(r, 20));
     await sdk.close();
     narrow.close();
     admin.close();

@@ -130,6 +130,8 @@ export async function changesPage(index: IndexStore, args: ParsedOpArgs<'changes
   const from = args.cursor === undefined ? args.since : Math.max(args.since, Number(args.cursor));
   if (!Number.isSafeInteger(from)) throw new InvalidArgumentError('cursor is not one changes.list handed out', { cursor: args.cursor });
   const entries = new Map<string, ChangeEntry>();
+  // A record changed both before and after a restart of the agent has two entries: listed once a page.
+  const listed = new Set<string>();
   async function* walk() {
     for await (const entry of index.changesAfter(from)) {
       entries.set(entry.key, entry);
@@ -139,7 +141,8 @@ export async function changesPage(index: IndexStore, args: ParsedOpArgs<'changes
   const get = (key: string): Change | undefined => {
     const entry = entries.get(key);
     entries.delete(key);
-    if (!entry) return undefined;
+    if (!entry || listed.has(entry.id)) return undefined;
+    listed.add(entry.id);
     const { kind, id, seq, volumeId = '' } = entry;
     if (kind === 'volume') return { kind, id, seq, record: index.getVolume(id) ?? null };
     if (kind === 'snapshot') return { kind, id, volumeId, seq, record: index.getSnapshot(id) ?? null };
