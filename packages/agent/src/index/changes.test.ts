@@ -82,6 +82,17 @@ describe('the change sequence', () => {
     await index.close();
   });
 
+  it('a batch that failed leaves the record listed at its last committed change', async () => {
+    const index = await IndexStore.open(dir);
+    await index.putVolume(volumeRecord('v1'));
+    await index.putVolume(volumeRecord('v2'));
+    // A value JSON cannot hold: the batch is refused before anything is written.
+    await expect(index.putVolume(volumeRecord('v1', { metadata: { n: 1n as unknown as string } }))).rejects.toThrow();
+    await turn();
+    expect((await listed(index, 0)).map((c) => [c.seq, c.id])).toEqual([[1, 'v1'], [2, 'v2']]);
+    await index.close();
+  });
+
   it('a position passes a change only once it is committed, never while an earlier one is in flight', async () => {
     const index = await IndexStore.open(dir);
     const first = index.putVolume(volumeRecord('x'));

@@ -69,13 +69,14 @@ export class ChangeLog {
 
   /** Numbers the changes of one batch and adds their keys to it; `settle` runs once the batch is written (or failed). */
   record(batch: Batch, changed: readonly Changed[]): (committed: boolean) => void {
-    const seqs: number[] = [];
+    /** Each change's number, and its record's number before (put back if the batch fails: that key stays). */
+    const numbered: { id: string; seq: number; previous: number | undefined }[] = [];
     let pruned = false;
     for (const change of changed) {
       const seq = ++this.last;
-      seqs.push(seq);
       this.pending.add(seq);
       const previous = this.latest.get(change.id);
+      numbered.push({ id: change.id, seq, previous });
       if (previous !== undefined) batch.push({ type: 'del', key: changeKey(previous) });
       this.latest.delete(change.id);
       this.latest.set(change.id, seq);
@@ -97,8 +98,13 @@ export class ChangeLog {
       // A push for a committed change follows its commit within the same turn (service code publishes right
       // after the index write resolves): one turn later the change has been pushed, and only then does the
       // position that pushes carry pass it. So a client at a pushed position has been sent every change up to it.
-      if (committed) setImmediate(() => seqs.forEach((seq) => this.pending.delete(seq)));
-      else seqs.forEach((seq) => this.pending.delete(seq));
+      if (committed) return void setImmediate(() => numbered.forEach(({ seq }) => this.pending.delete(seq)));
+      for (const { id, seq, previous } of numbered) {
+        this.pending.delete(seq);
+        if (this.latest.get(id) !== seq) continue;
+        if (previous === undefined) this.latest.delete(id);
+        else this.latest.set(id, previous);
+      }
     };
   }
 
