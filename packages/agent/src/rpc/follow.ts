@@ -1,4 +1,7 @@
-import type { EventFrame, ParsedOpArgs } from '@kindling/protocol';
+import type { EventFrame, ParsedOpArgs, Progress } from '@kindling/protocol';
+
+/** The volume (and its backend) a progress push is about: pushes of copies name only the resource copied to. */
+export type ProgressVolume = (progress: Progress) => { volumeId: string; backend: string } | undefined;
 
 /**
  * Which pushes one session wants (`events.follow`). By default every push, as before the op existed.
@@ -13,8 +16,7 @@ export class Follow {
   private readonly backends = new Set<string>();
   private replied = false;
 
-  /** `volumeOfSnapshot`: a snapshot's volume, for progress pushes that name only the snapshot. */
-  constructor(private readonly volumeOfSnapshot: (id: string) => string | undefined = () => undefined) {}
+  constructor(private readonly volumeOf: ProgressVolume = () => undefined) {}
 
   /** No field: everything again. Otherwise adds to what is followed, so a long list can come in several calls. */
   set(args: ParsedOpArgs<'events.follow'>): { following: 'everything' | 'some' } {
@@ -43,9 +45,8 @@ export class Follow {
       case 'connection.deleted':
         return this.follows(frame.resource.volumeId, frame.resource.backend);
       case 'progress': {
-        const { kind, id } = frame.resource;
-        const volumeId = kind === 'volume' ? id : this.volumeOfSnapshot(id);
-        return volumeId !== undefined && this.follows(volumeId, undefined);
+        const about = this.volumeOf(frame.resource);
+        return about !== undefined && this.follows(about.volumeId, about.backend);
       }
     }
   }

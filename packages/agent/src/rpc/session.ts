@@ -27,7 +27,7 @@ import { inRequest } from '../request-context.js';
 import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
-import { Follow } from './follow.js';
+import { Follow, type ProgressVolume } from './follow.js';
 import type { Metrics } from './metrics.js';
 import { logRequest } from './request-log.js';
 import type { CallContext, RequestLedger } from './requests.js';
@@ -58,8 +58,8 @@ export interface SessionDeps {
   drain: Drain;
   limits: SessionLimits;
   ledger: RequestLedger;
-  /** A snapshot's volume, so a narrowed session (events.follow) gets the progress of its volumes' snapshots. */
-  volumeOfSnapshot?: (id: string) => string | undefined;
+  /** What a progress push is about, so a narrowed session (events.follow) gets its volumes' progress. */
+  progressVolume?: ProgressVolume;
 }
 
 /** One WebSocket connection: decode, check hello came first, validate, dispatch, reply; events are pushed. */
@@ -84,7 +84,7 @@ export class Session {
     private readonly log: Logger = rootLog,
   ) {
     ({ handlers: this.handlers, metrics: this.metrics, drain: this.drain, limits: this.limits, ledger: this.ledger } = deps);
-    this.follow = new Follow(deps.volumeOfSnapshot);
+    this.follow = new Follow(deps.progressVolume);
   }
 
   push(event: EventFrame): void {
