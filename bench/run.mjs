@@ -17,6 +17,7 @@ import { launch } from './launch.mjs';
 import { start } from './start.mjs';
 import { index, load } from './load.mjs';
 import { lvmScale } from './lvm-scale.mjs';
+import { changes } from './changes.mjs';
 import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
 
 const execFile = promisify(execFileCb);
@@ -187,7 +188,19 @@ function csi() {
   if (result.status !== 0) failedSection(`csi: bench/csi.mjs exited with ${result.status}`);
 }
 
-const sections = { start: () => start(say), launch: () => launch(say), wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, 'lvm-scale': () => lvmScale(say), fleet, load, index, csi };
+const sections = {
+  start: () => start(say),
+  launch: () => launch(say),
+  wire,
+  nfs: nfsCreateDelete,
+  lvm: lvmCreateDelete,
+  'lvm-scale': () => lvmScale(say),
+  fleet,
+  load,
+  index,
+  csi,
+  changes: () => changes(say),
+};
 console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION}, scale ${SCALE})`);
 for (const [name, section] of Object.entries(sections)) {
   if (only && only !== name) continue;

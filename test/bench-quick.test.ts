@@ -20,10 +20,42 @@ describe('the bench in quick mode', () => {
     const { code, out } = await runQuickBench();
     expect(out).not.toMatch(/failed [1-9]|bench failed|exited with|skipped/);
     expect(code).toBe(0);
-    for (const header of ['start:', 'launch:', 'wire:', 'nfs:', 'lvm:', 'lvm-scale:', 'fleet:', 'load:', 'index:', 'csi:']) {
+    for (const header of [
+      'start:',
+      'launch:',
+      'wire:',
+      'nfs:',
+      'lvm:',
+      'lvm-scale:',
+      'fleet:',
+      'load:',
+      'index:',
+      'csi:',
+      'changes:',
+    ]) {
       expect(out).toContain(`\n${header}`);
     }
-    for (const figure of ['kindling-agent --version', 'spawn to ready', 'stop when idle', "the agent's runner", 'agent-side breakdown', 'synced index batches', 'volume.get vs raw echo', 'nfs create+delete vs bare commands', 'lvm create+delete vs bare commands', 'of a process each', 'fleet.volumes()', 'Fleet.connect', 'SDK heap per idle agent', 'fan-out volumes()', 'placement spread', 'throughput', 'start to ready', 'kindling-csi / SDK']) {
+    for (const figure of [
+      'kindling-agent --version',
+      'spawn to ready',
+      'stop when idle',
+      "the agent's runner",
+      'agent-side breakdown',
+      'synced index batches',
+      'volume.get vs raw echo',
+      'nfs create+delete vs bare commands',
+      'lvm create+delete vs bare commands',
+      'of a process each',
+      'fleet.volumes()',
+      'Fleet.connect',
+      'SDK heap per idle agent',
+      'fan-out volumes()',
+      'placement spread',
+      'throughput',
+      'start to ready',
+      'kindling-csi / SDK',
+      'reconnect resync bytes, changes vs re-read',
+    ]) {
       expect(out).toContain(figure);
     }
   }, 600_000);

@@ -26,8 +26,12 @@ export interface ErrorReplyFrame {
 }
 export type ReplyFrame = OkReplyFrame | ErrorReplyFrame;
 
-/** Pushed by the agent to every session on each change; `resource` is the whole new state. */
-export type EventFrame =
+/**
+ * Pushed by the agent to every session on each change; `resource` is the whole new state. `seq`: the
+ * agent's change sequence (ChangePosition.seq) up to which every change has been pushed when this one is.
+ */
+export type EventFrame = EventBody & { seq?: number };
+type EventBody =
   | { event: 'volume'; resource: VolumeRecord }
   | { event: 'snapshot'; resource: SnapshotRecord }
   | { event: 'connection'; resource: ConnectionRecord }

@@ -107,6 +107,25 @@ export const opSchemas = {
   'kv.set': v.strictObject({ key: kvKey, value: kvValue }),
   'kv.delete': v.strictObject({ key: kvKey }),
 
+  /**
+   * What changed after `since` in the index incarnation `epoch` (both from hello's `changes` or an
+   * earlier reply): the newest state of each volume, snapshot and connection record, or its tombstone.
+   */
+  'changes.list': v.strictObject({
+    epoch: v.pipe(v.string(), v.regex(/^[\x21-\x7e]{1,64}$/, 'is not an epoch')),
+    since: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    ...paging,
+  }),
+  /**
+   * Narrows this session's pushes to the volumes named, the volumes of the backends named, and (with
+   * `replied`) every volume this session has been sent in a reply or is creating. No field: everything again.
+   */
+  'events.follow': v.strictObject({
+    volumeIds: v.optional(v.pipe(v.array(id), v.maxLength(MAX_LIST_LIMIT, `must be at most ${MAX_LIST_LIMIT} ids`))),
+    backends: v.optional(v.pipe(v.array(backendName), v.maxLength(64))),
+    replied: v.optional(v.boolean()),
+  }),
+
   /** Cancels the caller's request that still waits for its turn (by the requestId it was sent with). */
   'request.cancel': v.strictObject({ requestId: v.pipe(v.string(), v.regex(/^[\x21-\x7e]{1,128}$/, 'is not a request id')) }),
 } as const;
@@ -150,6 +169,8 @@ export const READ_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'snapshot.get',
   'snapshot.list',
   'kv.get',
+  'changes.list',
+  'events.follow',
 ]);
 
 /** Ops that make a new resource: a retry of one interrupted by an agent restart hands back that resource. */
@@ -168,7 +189,33 @@ export interface HelloResult {
   agentVersion: string;
   hostId: string;
   backends: BackendInfo[];
+  /** Where the index's change sequence stood when the session began (agents before `changes.list` send none). */
+  changes?: ChangePosition;
 }
+
+/**
+ * A place in an agent's change sequence: `epoch` names the index incarnation (a wiped data dir gets a
+ * new one), `seq` counts its committed changes; every change up to `seq` is reflected in what is read after.
+ */
+export interface ChangePosition {
+  epoch: string;
+  seq: number;
+}
+
+/** One record's newest state after `since`, or its tombstone (`record: null`): it was deleted. */
+export type Change =
+  | { kind: 'volume'; id: string; seq: number; record: VolumeRecord | null }
+  | { kind: 'snapshot'; id: string; volumeId: string; seq: number; record: SnapshotRecord | null }
+  | { kind: 'connection'; id: string; volumeId: string; seq: number; record: ConnectionRecord | null };
+
+/**
+ * `changes.list`: a page of changes in sequence order and, once `nextCursor` is null, the position the
+ * caller has reached; or `history: 'gone'` when the retained history does not reach back to `since`
+ * (older than the oldest retained change, or another epoch): the caller reads everything again.
+ */
+export type ChangesResult =
+  | ({ history: 'complete'; changes: Change[]; nextCursor: string | null } & ChangePosition)
+  | ({ history: 'gone'; floor: number } & ChangePosition);
 
 /** A page of volumes, each with its current relations, for listings and reloads. */
 export interface VolumeListing {
@@ -220,6 +267,8 @@ export interface OpResults {
   'kv.get': { value: string | null };
   'kv.set': { ok: true };
   'kv.delete': { existed: boolean };
+  'changes.list': ChangesResult;
+  'events.follow': { following: 'everything' | 'some' };
   'request.cancel': { cancelled: boolean };
 }
 export type OpResult<O extends OpName> = OpResults[O];

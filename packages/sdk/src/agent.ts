@@ -24,8 +24,8 @@ export type AgentEvents = {
   disconnect: [error: UnavailableError];
   /**
    * The agent is back, said hello again, and every volume this Agent holds (with its snapshots and
-   * connections) was reloaded in one call: what changed while the link was down shows, and what went
-   * is marked `deleted`.
+   * connections) is up to date, read as the changes since this Agent's place in the agent's change
+   * sequence: what changed while the link was down shows, and what went is marked `deleted`.
    */
   reconnect: [];
 };
@@ -52,7 +52,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     super();
     this.url = url;
     this.#transport = new Transport(url, options);
-    this.#identities = new IdentityMap(this.#transport, this);
+    this.#identities = new IdentityMap(this.#transport, this, options.follow === 'held');
     this.kv = new KeyValueStore(this.#transport);
     this.load = this.#identities.loader();
     this.#transport.on('event', (frame) => {
@@ -62,7 +62,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#transport.on('up', (hello) => {
       this.#adopt(hello);
       // Pushes sent while the link was down were missed: bring what this Agent holds up to date first.
-      this.#identities.resync().then(
+      this.#identities.resync(hello.changes).then(
         () => this.emit('reconnect'),
         () => this.emit('reconnect'),
       );
@@ -78,7 +78,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Connects if not connected (waiting for a redial under way); a no-op when connected. */
   async open(): Promise<this> {
-    this.#adopt(await this.#transport.open());
+    const hello = await this.#transport.open();
+    this.#adopt(hello);
+    await this.#identities.begin(hello.changes);
     return this;
   }
 

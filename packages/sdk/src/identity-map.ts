@@ -1,9 +1,12 @@
 import {
   InvalidArgumentError,
+  MAX_LIST_LIMIT,
   NotFoundError,
   TimeoutError,
   UnavailableError,
   type BackendInfo,
+  type Change,
+  type ChangePosition,
   type ConnectionRecord,
   type EventFrame,
   type OpArgs,
@@ -15,6 +18,7 @@ import {
 } from '@kindling/protocol';
 import { Backend } from './backend.js';
 import type { CallOptions } from './call-options.js';
+import { ChangeCursor, readChanges } from './changes.js';
 import { Following } from './following.js';
 import { Connection } from './connection.js';
 import type { Classes, Load, Origin, Registry, Resource } from './registry.js';
@@ -66,12 +70,33 @@ export class IdentityMap implements Registry {
    * one that shows `deleted` and joins nothing.
    */
   readonly #deleted = new Map<string, WeakRef<Resource>>();
+  /** Where this map is in the agent's change sequence, so a reconnect reads only what changed. */
+  readonly #changes = new ChangeCursor();
+  #begun = false;
 
   constructor(
     private readonly transport: Transport,
     /** The Agent this identity map belongs to: every object knows its host through its backend. */
     readonly agent: Classes['Agent'],
+    /** `follow: 'held'`: the agent pushes only what concerns volumes this map holds (events.follow). */
+    private readonly followHeld = false,
   ) {}
+
+  /** The first hello: where the map starts in the change sequence, and the narrowing of pushes asked for. */
+  async begin(at: ChangePosition | undefined): Promise<void> {
+    if (this.#begun) return;
+    this.#begun = true;
+    this.#changes.begin(at);
+    if (this.followHeld) await this.#narrow();
+  }
+
+  /** Asks the agent for pushes of the volumes held (in calls of at most a page of ids) and of those it sends later. */
+  async #narrow(): Promise<void> {
+    const ids = [...this.volumes.keys()];
+    for (let at = 0; at === 0 || at < ids.length; at += MAX_LIST_LIMIT) {
+      await this.call('events.follow', { replied: true, volumeIds: ids.slice(at, at + MAX_LIST_LIMIT) });
+    }
+  }
 
   /**
    * One call. A mutating one gets its requestId here (unless the caller gives one), so that pushes
@@ -187,16 +212,49 @@ export class IdentityMap implements Registry {
   }
 
   /**
-   * After a reconnect: brings every volume this map holds up to date, in work proportional to what it
-   * holds. A few volumes are asked for by id (a client following ten volumes of an agent with 100,000
-   * reads ten); more, with a paged read of the whole agent, never one unfiltered frame. One of this
-   * agent's backends that the agent no longer lists is gone; stubs (loaded for a backend the agent
-   * lacks) are left as they are. Only volumes held before the resync can be gone: one that events
-   * brought in meanwhile may sort into a page already read.
+   * After a reconnect (`now`: the new hello's position): brings every volume this map holds up to date,
+   * in work proportional to what changed: the changes after the map's position in the agent's change
+   * sequence (newest states, tombstones for what went). Only when the agent's retained history does not
+   * reach back (or it is another index: a wiped data dir, an agent before `changes.list`), the held
+   * volumes are read again.
    */
-  async resync(): Promise<void> {
-    const before = [...this.volumes.values()].filter((v) => v.backend.configured);
-    if (before.length === 0) return;
+  async resync(now: ChangePosition | undefined): Promise<void> {
+    await this.#changes.resync(async () => {
+      if (this.followHeld) await this.#narrow();
+      const before = [...this.volumes.values()].filter((v) => v.backend.configured);
+      const from = this.#changes.position;
+      if (before.length === 0) return now ?? null;
+      if (from && now?.epoch === from.epoch) {
+        const reached = await readChanges((args) => this.call('changes.list', args), from, (change) => this.#applyChange(change));
+        if (reached) return reached;
+      }
+      await this.#reread(before);
+      return now ?? null;
+    });
+  }
+
+  /** One change of a resync: a newest state as its push would bring it; a tombstone ends what is held. */
+  #applyChange(change: Change): void {
+    if (change.record === null) {
+      const gone = this.volumes.get(change.id) ?? this.snapshots.get(change.id) ?? this.connections.get(change.id);
+      if (gone instanceof Volume) this.volumeGone(gone);
+      else if (gone instanceof Snapshot) this.snapshotGone(gone);
+      else if (gone) this.#detached(gone);
+      return;
+    }
+    if (change.kind === 'volume') this.applyEvent({ event: 'volume', resource: change.record });
+    else if (change.kind === 'snapshot') this.applyEvent({ event: 'snapshot', resource: change.record });
+    else this.applyEvent({ event: 'connection', resource: change.record });
+  }
+
+  /**
+   * Reads the held volumes again, in work proportional to what the map holds. A few volumes are asked
+   * for by id (a client following ten volumes of an agent with 100,000 reads ten); more, with a paged
+   * read of the whole agent, never one unfiltered frame. One of this agent's backends that the agent no
+   * longer lists is gone; stubs (loaded for a backend the agent lacks) are left as they are. Only volumes
+   * held before can be gone: one that events brought in meanwhile may sort into a page already read.
+   */
+  async #reread(before: Volume[]): Promise<void> {
     const listed = new Set<string>();
     const held = (id: string) => this.volumes.has(id);
     const take = (page: VolumeListing): void => {
@@ -269,6 +327,7 @@ export class IdentityMap implements Registry {
    * this map's calls is making it.
    */
   applyEvent(frame: EventFrame): void {
+    this.#changes.pushed(frame.seq);
     switch (frame.event) {
       case 'volume': {
         const record = frame.resource;

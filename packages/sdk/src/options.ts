@@ -55,6 +55,12 @@ export interface ConnectOptions {
   keepaliveMs?: number;
   /** How often a call refused with BUSY is sent again, after the agent's `retryAfterMs`, before the BusyError reaches the caller. Default 3. */
   busyRetries?: number;
+  /**
+   * Which pushes the agent sends: `'everything'` (default) or `'held'`, only those about volumes this
+   * Agent holds (read, listed, created through it; `load()`ed ones once read), with their snapshots and
+   * connections, and capacity.
+   */
+  follow?: 'everything' | 'held';
 }
 
 /** Per call. */

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { ConnectionRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import { requestCost } from '../cost.js';
+import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
 import { keys, nameKey, parseIndexKey, prefixRange, type IndexName } from './keys.js';
 
 const SCHEMA_VERSION = 1;
@@ -16,6 +17,13 @@ export interface RequestMark {
   requestId: string;
   entry: unknown;
 }
+
+const volumeChange = (record: { id: string }): Changed => ({ kind: 'volume', id: record.id });
+/** A snapshot or connection change, with its volume's when the batch writes that too. */
+const partOf = (kind: 'snapshot' | 'connection', record: { id: string; volumeId: string }, volume?: { id: string }): Changed[] => [
+  { kind, id: record.id, volumeId: record.volumeId },
+  ...(volume ? [volumeChange(volume)] : []),
+];
 
 const statusKey = (record: { backend: string; status: string }): string => `${record.backend}:${record.status}`;
 
@@ -56,9 +64,14 @@ export class IndexStore {
   private readonly volumesByStatus = new Postings();
   private readonly snapshotsByStatus = new Postings();
 
-  private constructor(private readonly db: Level<string, unknown>) {}
+  private constructor(
+    private readonly db: Level<string, unknown>,
+    /** The change sequence (changes.ts): numbered in the batches below, read by `changes.list`. */
+    readonly changes: ChangeLog,
+  ) {}
 
-  static async open(dir: string): Promise<IndexStore> {
+  /** `retainChanges`: how many of the last changes `changes.list` can list (tests make it small). */
+  static async open(dir: string, { retainChanges }: { retainChanges?: number } = {}): Promise<IndexStore> {
     await mkdir(dir, { recursive: true });
     const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
     try {
@@ -70,7 +83,8 @@ export class IndexStore {
       }
       throw err;
     }
-    const store = new IndexStore(db);
+    // A separate step from load(): a few keys, not a scan.
+    const store = new IndexStore(db, await ChangeLog.open(db, retainChanges));
     await store.load();
     return store;
   }
@@ -119,9 +133,22 @@ export class IndexStore {
     await this.db.close();
   }
 
-  private write(batch: Batch, mark?: RequestMark): Promise<void> {
+  /** One synced batch: the change, its numbers in the change sequence, and the request's mark. */
+  private async write(batch: Batch, changed: Changed[], mark?: RequestMark): Promise<void> {
     if (mark) batch.push({ type: 'put', key: keys.request(mark.requestId), value: mark.entry });
-    return this.synced(() => this.db.batch(batch, { sync: true }));
+    const settle = this.changes.record(batch, changed);
+    try {
+      await this.synced(() => this.db.batch(batch, { sync: true }));
+    } catch (err) {
+      settle(false);
+      throw err;
+    }
+    settle(true);
+  }
+
+  /** Retained changes after `since`, in sequence order (the change log's; the records are read from memory). */
+  changesAfter(since: number): AsyncGenerator<ChangeEntry> {
+    return this.changes.after(since);
   }
 
   /** Every synced write goes through here, so the bench can count them per request (cost.ts). */
@@ -222,7 +249,7 @@ export class IndexStore {
       { type: 'put', key: keys.byBackend(record.backend, record.id), value: '' },
     ];
     if (record.name !== null) batch.push({ type: 'put', key: keys.byName(record.backend, record.name, record.id), value: '' });
-    await this.write(batch, mark);
+    await this.write(batch, [volumeChange(record)], mark);
     this.setVolume(record);
     this.byBackend.add(record.backend, record.id);
     if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
@@ -234,7 +261,7 @@ export class IndexStore {
       { type: 'del', key: keys.byBackend(record.backend, record.id) },
     ];
     if (record.name !== null) batch.push({ type: 'del', key: keys.byName(record.backend, record.name, record.id) });
-    await this.write(batch);
+    await this.write(batch, [volumeChange(record)]);
     this.dropVolume(record.id);
     this.byBackend.remove(record.backend, record.id);
     if (record.name !== null) this.byName.remove(nameKey(record.backend, record.name), record.id);
@@ -247,7 +274,7 @@ export class IndexStore {
       { type: 'put', key: keys.snapshotOf(record.volumeId, record.id), value: '' },
     ];
     if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
-    await this.write(batch, mark);
+    await this.write(batch, partOf('snapshot', record, volume), mark);
     this.setSnapshot(record);
     this.snapshotsByVolume.add(record.volumeId, record.id);
     if (volume) this.setVolume(volume);
@@ -259,7 +286,7 @@ export class IndexStore {
       { type: 'del', key: keys.snapshotOf(record.volumeId, record.id) },
     ];
     if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
-    await this.write(batch);
+    await this.write(batch, partOf('snapshot', record, volume));
     this.dropSnapshot(record.id);
     this.snapshotsByVolume.remove(record.volumeId, record.id);
     if (volume) this.setVolume(volume);
@@ -273,6 +300,7 @@ export class IndexStore {
         { type: 'put', key: keys.connectionOf(record.volumeId, record.id), value: '' },
         { type: 'put', key: keys.volume(volume.id), value: volume },
       ],
+      partOf('connection', record, volume),
       mark,
     );
     this.connections.set(record.id, record);
@@ -287,6 +315,7 @@ export class IndexStore {
         { type: 'del', key: keys.connectionOf(record.volumeId, record.id) },
         { type: 'put', key: keys.volume(volume.id), value: volume },
       ],
+      partOf('connection', record, volume),
       mark,
     );
     this.connections.delete(record.id);

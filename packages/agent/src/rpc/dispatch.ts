@@ -6,7 +6,7 @@ import {
   type ParsedOpArgs,
 } from '@kindling/protocol';
 import { capabilitiesOf } from '../service/capabilities.js';
-import { backendPage } from '../service/listing.js';
+import { backendPage, changesPage } from '../service/listing.js';
 import type { Services } from '../services.js';
 import type { CallContext, RequestLedger } from './requests.js';
 
@@ -22,7 +22,13 @@ export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
           supported: PROTOCOL_VERSION,
         });
       }
-      return { protocolVersion: PROTOCOL_VERSION, agentVersion: s.agentVersion, hostId: s.hostId, backends: s.backends.list() };
+      return {
+        protocolVersion: PROTOCOL_VERSION,
+        agentVersion: s.agentVersion,
+        hostId: s.hostId,
+        backends: s.backends.list(),
+        changes: s.index.changes.position(),
+      };
     },
     'backend.list': (a) => backendPage(s.backends.list(), a),
     'backend.stats': (a) => s.backends.stats(a.backend, a.refresh ?? false),
@@ -57,6 +63,11 @@ export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
       return { ok: true };
     },
     'kv.delete': async (a) => ({ existed: await s.index.kvDelete(a.key) }),
+    'changes.list': (a) => changesPage(s.index, a),
+    'events.follow': (a, call) => {
+      if (!call.follow) throw new ProtocolError('events.follow is for sessions');
+      return call.follow.set(a);
+    },
     'request.cancel': async (a) => ({ cancelled: await ledger.cancel(a.requestId) }),
   };
 }

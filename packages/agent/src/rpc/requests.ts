@@ -11,6 +11,7 @@ import {
   type VolumeRecord,
 } from '@kindling/protocol';
 import type { IndexStore, RequestMark } from '../index/store.js';
+import type { Follow } from './follow.js';
 
 /** What a finished request answered. */
 export type Outcome = { ok: true; result: unknown } | { ok: false; error: ErrorInfo };
@@ -49,6 +50,8 @@ export interface CallContext {
   signal?: AbortSignal;
   /** The request's ledger entry for the resource its first change writes (request-context's requestMark). */
   mark?: (record: { id: string }) => RequestMark;
+  /** The calling session's push filter (events.follow). */
+  follow?: Follow;
 }
 
 /**

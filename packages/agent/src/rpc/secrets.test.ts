@@ -100,6 +100,7 @@ describe('secrets and roles', () => {
       ['volume.list', { id: volume.id }],
       ['connection.get', { id: connection.id }],
       ['connection.list', { volumeId: volume.id }],
+      ['changes.list', { epoch: agent.services.index.changes.position().epoch, since: 0, limit: 100 }],
     ] as const) {
       const result = await reader.result(op, args);
       expect(JSON.stringify(result)).toContain(connection.id);

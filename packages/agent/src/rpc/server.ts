@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { withoutSecrets } from '@kindling/protocol';
+import { withoutSecrets, type Progress } from '@kindling/protocol';
 import type { AgentConfig } from '../config.js';
 import type { Children } from '../exec/children.js';
 import { log } from '../log.js';
@@ -48,8 +48,14 @@ export async function startServer(config: AgentConfig, services: Services, child
   const sessions = new Set<Session>();
   const drain = new Drain();
   services.events.subscribe((event) => {
-    for (const session of sessions) session.push(event);
+    // Where the change sequence stands as this goes out: a client resyncs from there after a reconnect.
+    const stamped = { ...event, seq: services.index.changes.position().seq };
+    for (const session of sessions) session.push(stamped);
   });
+  const progressVolume = ({ kind, id }: Progress) => {
+    const volume = services.index.getVolume(kind === 'volume' ? id : (services.index.getSnapshot(id)?.volumeId ?? ''));
+    return volume && { volumeId: volume.id, backend: volume.backend };
+  };
 
   const app = new Hono();
   const credentials = { token: config.token, readTokens: config.readTokens };
@@ -121,7 +127,7 @@ export async function startServer(config: AgentConfig, services: Services, child
               raw.terminate();
             },
           };
-          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger }, role, sessionLog);
+          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger, progressVolume }, role, sessionLog);
           sessions.add(session);
           sessionLog.debug('session opened');
         },

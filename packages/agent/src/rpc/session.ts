@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   BusyError,
+  CREATING_OPS,
   MUTATING_OPS,
   READ_OPS,
   InvalidArgumentError,
@@ -26,6 +27,7 @@ import { inRequest } from '../request-context.js';
 import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
+import { Follow, type ProgressVolume } from './follow.js';
 import type { Metrics } from './metrics.js';
 import { logRequest } from './request-log.js';
 import type { CallContext, RequestLedger } from './requests.js';
@@ -56,6 +58,8 @@ export interface SessionDeps {
   drain: Drain;
   limits: SessionLimits;
   ledger: RequestLedger;
+  /** What a progress push is about, so a narrowed session (events.follow) gets its volumes' progress. */
+  progressVolume?: ProgressVolume;
 }
 
 /** One WebSocket connection: decode, check hello came first, validate, dispatch, reply; events are pushed. */
@@ -68,6 +72,8 @@ export class Session {
   private readonly drain: Drain;
   private readonly limits: SessionLimits;
   private readonly ledger: RequestLedger;
+  /** Which pushes this session wants (events.follow). */
+  private readonly follow: Follow;
 
   constructor(
     private readonly sink: FrameSink,
@@ -78,10 +84,11 @@ export class Session {
     private readonly log: Logger = rootLog,
   ) {
     ({ handlers: this.handlers, metrics: this.metrics, drain: this.drain, limits: this.limits, ledger: this.ledger } = deps);
+    this.follow = new Follow(deps.progressVolume);
   }
 
   push(event: EventFrame): void {
-    if (this.greeted) this.send(event);
+    if (this.greeted && this.follow.wants(event)) this.send(event);
   }
 
   /** Every frame to the client leaves here: a read session's lose their secrets (SECRET_CONNECTION_FIELDS). */
@@ -141,16 +148,20 @@ export class Session {
         this.inFlight++;
         counted = true;
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
-        const work = async (call: CallContext) =>
-          inRequest(
+        const creating = CREATING_OPS.has(op);
+        const work = async (call: CallContext) => {
+          if (creating) this.follow.making(call.newId);
+          return inRequest(
             { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), ...(cost ? { cost } : {}), queued: false },
-            () => handler(checked.args, call),
+            () => handler(checked.args, { ...call, follow: this.follow }),
           );
+        };
         const result = await this.drain.track(
           requestId !== undefined && MUTATING_OPS.has(op)
             ? this.ledger.run(requestId, op, work)
             : work({ newId: randomUUID() }),
         );
+        this.follow.sent(result);
         reply = { id: frame.id, ok: true, result };
       }
     } catch (err) {

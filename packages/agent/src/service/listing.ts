@@ -3,9 +3,12 @@ import {
   MAX_LIST_LIMIT,
   MAX_LIST_REPLY_BYTES,
   encode,
+  type Change,
+  type ChangesResult,
   type ParsedOpArgs,
   type VolumeListing,
 } from '@kindling/protocol';
+import type { ChangeEntry } from '../index/changes.js';
 import type { IndexStore } from '../index/store.js';
 
 /** Room left in a reply frame for its envelope (id, ok, keys, the cursor). */
@@ -113,4 +116,39 @@ export async function backendPage<B extends { name: string }>(backends: B[], arg
   const byName = new Map(backends.map((b) => [b.name, b]));
   const found = await page(after(byName.keys(), args.cursor), (name) => byName.get(name), args);
   return args.limit === undefined ? found.items : { backends: found.items, nextCursor: found.nextCursor };
+}
+
+/**
+ * `changes.list`: each record changed after `since` (and after the cursor, a previous page's last
+ * change) at its newest state, or its tombstone, in sequence order; `history: 'gone'` when the retained
+ * history does not reach back that far or `epoch` is another index's.
+ */
+export async function changesPage(index: IndexStore, args: ParsedOpArgs<'changes.list'>): Promise<ChangesResult> {
+  const log = index.changes;
+  // Read before the walk: every change up to it is committed, so the walk sees it.
+  const position = log.position();
+  if (!log.reaches(args.epoch, args.since)) return { history: 'gone', floor: log.oldest, ...position };
+  const from = args.cursor === undefined ? args.since : Math.max(args.since, Number(args.cursor));
+  if (!Number.isSafeInteger(from)) throw new InvalidArgumentError('cursor is not one changes.list handed out', { cursor: args.cursor });
+  const entries = new Map<string, ChangeEntry>();
+  // A record changed both before and after a restart of the agent has two entries: listed once a page.
+  const listed = new Set<string>();
+  async function* walk() {
+    for await (const entry of index.changesAfter(from)) {
+      entries.set(entry.key, entry);
+      yield entry.key;
+    }
+  }
+  const get = (key: string): Change | undefined => {
+    const entry = entries.get(key);
+    entries.delete(key);
+    if (!entry || listed.has(entry.id)) return undefined;
+    listed.add(entry.id);
+    const { kind, id, seq, volumeId = '' } = entry;
+    if (kind === 'volume') return { kind, id, seq, record: index.getVolume(id) ?? null };
+    if (kind === 'snapshot') return { kind, id, volumeId, seq, record: index.getSnapshot(id) ?? null };
+    return { kind, id, volumeId, seq, record: index.getConnection(id) ?? null };
+  };
+  const found = await page(walk(), get, { ...args, limit: args.limit ?? MAX_LIST_LIMIT });
+  return { history: 'complete', changes: found.items, nextCursor: found.nextCursor, ...position };
 }

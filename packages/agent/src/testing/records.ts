@@ -1,4 +1,4 @@
-import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
+import type { ConnectionRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 
 /** A volume record as the index holds it, for tests that need one without storage; `over` changes any field. */
 export const volumeRecord = (id: string, over: Partial<VolumeRecord> = {}): VolumeRecord => ({
@@ -31,5 +31,18 @@ export const snapshotRecord = (id: string, volumeId: string, over: Partial<Snaps
   updatedAt: '2026-01-01T00:00:00.000Z',
   location: {},
   error: null,
+  ...over,
+});
+
+/** A local attachment record of `volumeId`; `over` changes any field. */
+export const connectionRecord = (id: string, volumeId: string, over: Partial<ConnectionRecord> = {}): ConnectionRecord => ({
+  id,
+  backend: 'nfs',
+  volumeId,
+  connectorInfo: { host: 'here' },
+  connectionInfo: { driverVolumeType: 'local', data: {} },
+  path: null,
+  attached: true,
+  createdAt: '2026-01-01T00:00:00.000Z',
   ...over,
 });

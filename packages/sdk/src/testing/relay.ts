@@ -7,6 +7,8 @@ export class Relay {
   #open = true;
   readonly #server: Server;
   port = 0;
+  /** Bytes the agent has sent through the relay: what a client's reads cost on the wire. */
+  received = 0;
 
   constructor(target: number) {
     this.#server = createServer((client) => {
@@ -17,6 +19,7 @@ export class Relay {
         s.on('error', () => undefined);
         s.on('close', () => this.#sockets.delete(s));
       }
+      upstream.on('data', (chunk: Buffer) => (this.received += chunk.length));
       client.pipe(upstream).pipe(client);
     });
   }
