@@ -1,5 +1,6 @@
 import {
   type BackendStats,
+  type TransferTicket,
   type Capabilities,
   type ConnectorInfo,
   type DriverName,
@@ -7,7 +8,7 @@ import {
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
 import { collect, volumePages } from './paging.js';
-import type { Agent, Load, Registry, Volume } from './registry.js';
+import type { Agent, Load, Origin, Registry, Volume } from './registry.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -16,6 +17,8 @@ declare module './registry.js' {
 }
 
 export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & CallOptions;
+/** The new volume's own fields when it is copied from elsewhere (size defaults to the source's). */
+export type CopyFields = Omit<OpArgs<'volume.copyFrom'>, 'backend' | 'source'>;
 export interface VolumesFilter {
   volumeId?: string;
   volumeName?: string;
@@ -67,6 +70,16 @@ export class Backend {
   async createVolume(options: CreateVolumeOptions): Promise<Volume> {
     const { args, call } = splitCall(options);
     const record = await this.#registry.call('volume.create', { backend: this.name, ...args }, call);
+    return this.#registry.volumeFrom(record, { fresh: true });
+  }
+
+  /**
+   * @internal A copy from another backend (`vol.clone({ backend })`, `snap.createVolume({ backend })`):
+   * this backend's agent pulls what the source agent's ticket opens into a new volume here.
+   */
+  async receiveCopy(ticket: TransferTicket, fields: CopyFields, call: CallOptions & { origin?: Origin }): Promise<Volume> {
+    const source = { url: ticket.url, credential: ticket.credential, sizeBytes: ticket.sizeBytes };
+    const record = await this.#registry.call('volume.copyFrom', { backend: this.name, source, ...fields }, call);
     return this.#registry.volumeFrom(record, { fresh: true });
   }
 

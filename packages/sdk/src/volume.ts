@@ -22,7 +22,8 @@ declare module './registry.js' {
 type VolumeFields = Pick<VolumeRecord, (typeof VOLUME_FIELDS)[number]>;
 
 export type CreateSnapshotOptions = Omit<OpArgs<'snapshot.create'>, 'volumeId'> & CallOptions;
-export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions;
+/** `backend`: a backend of this or any other connected agent; the copy then flows agent to agent (docs/api.md, "Moving volumes"). */
+export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions & { backend?: Backend };
 
 /**
  * cinderlib's Volume. Replies and agent pushes update this very object; `on('status', fn)` hears
@@ -135,8 +136,12 @@ export class Volume extends Tracked<VolumeStatus> {
   }
 
   /** The new volume; this one emits the copy's `progress`, as does the clone once the identity map holds it. */
-  async clone(options: CloneOptions = {}): Promise<Volume> {
+  async clone({ backend, ...options }: CloneOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
+    if (backend && backend !== this.backend) {
+      const ticket = await this.#registry.call('transfer.open', { volumeId: this.id });
+      return backend.receiveCopy(ticket, args, { ...call, origin: this });
+    }
     const record = await this.#registry.call('volume.clone', { id: this.id, ...args }, { ...call, origin: this });
     return this.#registry.volumeFrom(record, { fresh: true });
   }
