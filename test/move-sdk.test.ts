@@ -2,9 +2,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, type Progress } from '@kindling/sdk';
 import { readsPattern, writePattern } from '@kindling/agent/testing';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { runCli } from '../packages/cli/src/testing/run-cli.js';
+import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
-// Issue 22 through the SDK: `vol.clone({ backend })` and `snap.createVolume({ backend })` with a backend
+// Issue 22 through the SDK and the CLI: `vol.clone({ backend })` and `snap.createVolume({ backend })` with a backend
 // of another connected agent copy agent to agent and hand back the new Volume of the target's identity map.
 
 describe('SDK copies to a backend of another agent', () => {
@@ -54,5 +55,39 @@ describe('SDK copies to a backend of another agent', () => {
     const copy = await snap.createVolume({ backend: await agentB.backend('nfs'), size: 2 });
     expect(copy).toMatchObject({ status: 'available', size: 2 });
     expect(await readsPattern(join(b.dir, 'share'), copy.toDict(), 0x21)).toBe(true);
+  });
+});
+
+const kindling = (...args: string[]) => runCli(args, { env: { KINDLING_TOKEN: TEST_TOKEN } });
+
+describe('kindling volume copy', () => {
+  let a: AgentProcess;
+  let b: AgentProcess;
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startAgentProcess(), startAgentProcess()]);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.dispose(), b?.dispose()]);
+  });
+
+  it('copies a volume to <agent>/<backend> of another agent', async () => {
+    const agents = `${a.url},${b.url}`;
+    const made = await kindling('--agents', a.url, 'volume', 'create', '--size', '1', '--name', 'here', '--backend', 'nfs', '--json');
+    expect(made.stderr).toBe('');
+    expect(made.code).toBe(0);
+    const source = JSON.parse(made.stdout) as { id: string; location: Record<string, unknown>; agent: { url: string } };
+    expect(source.agent.url).toBe(a.url);
+    await writePattern(join(a.dir, 'share'), source, 0x4e);
+
+    const copied = await kindling('--agents', agents, 'volume', 'copy', 'here', '--to', `${b.hostId}/nfs`, '--name', 'there', '--json');
+    expect(copied.stderr).toBe('');
+    expect(copied.code).toBe(0);
+    const copy = JSON.parse(copied.stdout) as { id: string; name: string; status: string; location: Record<string, unknown>; agent: { url: string } };
+    expect(copy).toMatchObject({ name: 'there', status: 'available', agent: { url: b.url } });
+    expect(await readsPattern(join(b.dir, 'share'), copy, 0x4e)).toBe(true);
+
+    const unknown = await kindling('--agents', agents, 'volume', 'copy', 'here', '--to', `${b.hostId}/nope`);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('has no backend nope');
   });
 });
