@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent, type Progress } from '@kindling/sdk';
+import { Agent, ConflictError, NotFoundError, type Progress } from '@kindling/sdk';
 import { readsPattern, writePattern } from '@kindling/agent/testing';
 import { runCli } from '../packages/cli/src/testing/run-cli.js';
 import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
@@ -47,6 +47,36 @@ describe('SDK copies to a backend of another agent', () => {
     expect(local.sourceVolId).toBe(vol.id);
   });
 
+  it('vol.migrate({ backend }) moves it with its name and metadata, deleting the old one only after the copy', async () => {
+    const source = await agentA.backend('nfs');
+    const vol = await source.createVolume({ size: 1, name: 'mover', description: 'd', metadata: { app: 'db' } });
+    await writePattern(join(a.dir, 'share'), vol.toDict(), 0x77);
+    const target = await agentB.backend('nfs');
+    const moved = await vol.migrate({ backend: target });
+    expect(moved.backend).toBe(target);
+    expect(moved).toMatchObject({ status: 'available', name: 'mover', description: 'd', metadata: { app: 'db' }, size: 1 });
+    expect(await readsPattern(join(b.dir, 'share'), moved.toDict(), 0x77)).toBe(true);
+    expect(vol.status).toBe('deleted');
+    await expect(source.volumesFiltered({ volumeId: vol.id })).resolves.toEqual([]);
+    await expect(vol.refresh()).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('vol.migrate refuses a volume with snapshots (naming them) or attached, and changes nothing', async () => {
+    const source = await agentA.backend('nfs');
+    const target = await agentB.backend('nfs');
+    const before = (await target.volumes()).length;
+    const withSnap = await source.createVolume({ size: 1 });
+    const snap = await withSnap.createSnapshot();
+    const refused = await withSnap.migrate({ backend: target }).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(ConflictError);
+    expect((refused as ConflictError).message).toContain(snap.id);
+    const attached = await source.createVolume({ size: 1 });
+    await attached.attach();
+    await expect(attached.migrate({ backend: target })).rejects.toBeInstanceOf(ConflictError);
+    expect([withSnap.status, attached.status]).toEqual(['available', 'in-use']);
+    expect((await target.volumes()).length).toBe(before);
+  });
+
   it('snap.createVolume({ backend }) copies the snapshot as it was taken', async () => {
     const vol = await (await agentA.backend('nfs')).createVolume({ size: 1 });
     await writePattern(join(a.dir, 'share'), vol.toDict(), 0x21);
@@ -70,7 +100,7 @@ describe('kindling volume copy', () => {
     await Promise.all([a?.dispose(), b?.dispose()]);
   });
 
-  it('copies a volume to <agent>/<backend> of another agent', async () => {
+  it('copies a volume to <agent>/<backend> of another agent, and migrates it back', async () => {
     const agents = `${a.url},${b.url}`;
     const made = await kindling('--agents', a.url, 'volume', 'create', '--size', '1', '--name', 'here', '--backend', 'nfs', '--json');
     expect(made.stderr).toBe('');
@@ -86,8 +116,17 @@ describe('kindling volume copy', () => {
     expect(copy).toMatchObject({ name: 'there', status: 'available', agent: { url: b.url } });
     expect(await readsPattern(join(b.dir, 'share'), copy, 0x4e)).toBe(true);
 
+    // And back again, by name, with migrate: the volume leaves B for A.
+    const back = await kindling('--agents', agents, 'volume', 'migrate', 'there', '--to', `${a.url}/nfs`, '--json');
+    expect(back.stderr).toBe('');
+    const returned = JSON.parse(back.stdout) as { id: string; name: string; location: Record<string, unknown>; agent: { url: string } };
+    expect(returned).toMatchObject({ name: 'there', agent: { url: a.url } });
+    expect(await readsPattern(join(a.dir, 'share'), returned, 0x4e)).toBe(true);
+    expect((await kindling('--agents', b.url, 'volume', 'show', copy.id)).code).not.toBe(0);
+
     const unknown = await kindling('--agents', agents, 'volume', 'copy', 'here', '--to', `${b.hostId}/nope`);
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toContain('has no backend nope');
-  });
+    // Seven CLI runs against two agents: more than the default deadline on a loaded machine.
+  }, 90_000);
 });

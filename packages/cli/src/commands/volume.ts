@@ -218,6 +218,24 @@ export function volumeCommand(runtime: Runtime): Command {
     }),
   );
 
+  resendable(volume.command('migrate'))
+    .description('move a volume to another backend, of this agent or another: copy, then delete it here (refused with snapshots or connections)')
+    .argument('<volume>', 'volume id or name')
+    .requiredOption('--to <agent/backend>', 'the target backend: <agent>/<backend> (agent by URL or host id), or a backend name')
+    .action(
+      act<ResendFlags & { to: string }>(runtime, async (scope, [ref], opts) => {
+        const source = await findVolume(scope, ref!, 'change');
+        const target = await findTarget(scope, opts.to);
+        const stop = followProgress(target.agent.agent, scope.progress, (p) => p.op === 'volume.copyFrom');
+        try {
+          const moved = await source.item.migrate({ backend: target.item, ...(opts.requestId !== undefined ? { requestId: opts.requestId } : {}) });
+          showLive(scope, moved);
+        } finally {
+          stop();
+        }
+      }),
+    );
+
   destructive(resendable(volume.command('revert')), runtime)
     .description("put a volume's data back to one of its snapshots (what was written since is lost)")
     .argument('<volume>', 'volume id or name')
