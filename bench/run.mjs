@@ -14,6 +14,7 @@ import { Agent } from '@kindling/sdk';
 import { TEST_TOKEN, createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
 import { printCosts, recordCosts } from './cost.mjs';
 import { launch } from './launch.mjs';
+import { move } from './move.mjs';
 import { start } from './start.mjs';
 import { index, load } from './load.mjs';
 import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
@@ -186,7 +187,7 @@ function csi() {
   if (result.status !== 0) failedSection(`csi: bench/csi.mjs exited with ${result.status}`);
 }
 
-const sections = { start: () => start(say), launch: () => launch(say), wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index, csi };
+const sections = { start: () => start(say), launch: () => launch(say), wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index, csi, move: () => move(say) };
 console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION}, scale ${SCALE})`);
 for (const [name, section] of Object.entries(sections)) {
   if (only && only !== name) continue;

@@ -63,7 +63,8 @@ describe('a copy between agents cut by a crash', () => {
     expect((await call<{ volumes: VolumeRecord[] }>(clientB, 'volume.list', {})).volumes.map((v) => v.id)).toEqual([copyId]);
     // The source's stream ended with its reader: its lock is free again.
     expect(await call<VolumeRecord>(clientA, 'volume.delete', { id: source.id })).toMatchObject({ status: 'deleted' });
-  });
+    // Two agent starts and a restart: more than the default deadline on a loaded machine.
+  }, 90_000);
 
   it('the source killed mid-copy: the target fails clean, and no credential works after the source restarts', async () => {
     const { reply, copyId } = await copyUnderway();

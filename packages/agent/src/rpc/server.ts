@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpsServer } from 'node:https';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server';
@@ -107,7 +107,7 @@ export async function startServer(config: AgentConfig, services: Services, child
     }
   });
   // Copies between agents: the transfer credential, not an agent token, opens one read (transfer/).
-  app.get('/transfer/:id', (c) => transfers.route(c.req.param('id'), c.req.header('authorization')));
+  app.get('/transfer/:id', (c) => transfers.route(c.req.param('id'), c.req.header('authorization'), (c.env as { outgoing: ServerResponse }).outgoing));
   app.get(
     '/rpc',
     async (c, next) => (authorized(c) ? next() : c.text('unauthorized\n', 401, challenge)),

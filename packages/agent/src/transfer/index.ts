@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { UnauthorizedError } from '@kindling/protocol';
 import type { Services } from '../services.js';
 import { log } from '../log.js';
@@ -11,7 +13,7 @@ export interface Transfers {
   source: TransferSourceService;
   target: TransferTargetService;
   /** The transfer route: the data for one presented credential, or 401 (the credential is never logged). */
-  route(transferId: string, authorization: string | undefined): Response;
+  route(transferId: string, authorization: string | undefined, res: ServerResponse): Response;
 }
 
 export function createTransfers(services: Services, baseUrl: () => string, slot: CopySlot): Transfers {
@@ -20,10 +22,11 @@ export function createTransfers(services: Services, baseUrl: () => string, slot:
   return {
     source,
     target,
-    route(transferId, authorization) {
+    route(transferId, authorization, res) {
       const credential = /^Bearer ([A-Za-z0-9_-]{1,128})$/.exec(authorization ?? '')?.[1] ?? '';
       try {
-        return new Response(source.serve(transferId, credential), { headers: { 'content-type': 'application/octet-stream' } });
+        source.serve(transferId, credential, res);
+        return RESPONSE_ALREADY_SENT;
       } catch (err) {
         if (!(err instanceof UnauthorizedError)) throw err;
         log.warn({ transferId }, err.message);

@@ -1,4 +1,5 @@
-import { PassThrough, Readable } from 'node:stream';
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import {
   GIB,
   NotFoundError,
@@ -19,8 +20,6 @@ import { Tickets, type TransferSource } from './tickets.js';
 
 /** Test-only stall: the source stops after its first data record until the target goes away (crash tests). */
 const STALL_ENV = 'KINDLING_TRANSFER_STALL';
-/** Bytes the source reads ahead of a slow target. */
-const HIGH_WATER = 4 * CHUNK;
 
 /**
  * The source side of a copy between agents: `transfer.open` checks the resource and mints a
@@ -53,10 +52,10 @@ export class TransferSourceService {
     };
   }
 
-  /** The stream for one presented credential (UNAUTHORIZED unless it is open, unused and unexpired). */
-  serve(transferId: string, credential: string): ReadableStream<Uint8Array> {
+  /** Sends one presented credential's read on `res` (UNAUTHORIZED, nothing sent, unless it is open, unused and unexpired). */
+  serve(transferId: string, credential: string, res: ServerResponse): void {
     const source = this.tickets.take(transferId, credential);
-    const out = new PassThrough({ highWaterMark: HIGH_WATER });
+    const out = new Outlet(res);
     const locked = source.kind === 'volume' ? [source.volumeId] : [source.volumeId, source.snapshotId];
     this.ctx.locks
       .with(locked, () => this.send(source, out))
@@ -64,10 +63,9 @@ export class TransferSourceService {
         () => out.end(),
         (err: unknown) => {
           log.warn({ transferId, ...source }, `transfer ${transferId} ended early: ${messageOf(err)}`);
-          out.destroy(err instanceof Error ? err : new Error(messageOf(err)));
+          out.fail();
         },
       );
-    return Readable.toWeb(out) as ReadableStream<Uint8Array>;
   }
 
   /** Checked again under the lock: the resource may have changed since its credential was minted. */
@@ -93,7 +91,7 @@ export class TransferSourceService {
     return snapshot;
   }
 
-  private async send(source: TransferSource, out: PassThrough): Promise<void> {
+  private async send(source: TransferSource, out: Outlet): Promise<void> {
     const { driver } = this.check(source);
     const volume = this.ctx.index.getVolume(source.volumeId)!;
     const subject = source.kind === 'volume' ? { kind: 'volume' as const, id: source.volumeId } : { kind: 'snapshot' as const, id: source.snapshotId };
@@ -106,23 +104,37 @@ export class TransferSourceService {
 const unsupported = (driver: Driver): UnsupportedError =>
   new UnsupportedError(`backend ${driver.name} (${driver.driver}) cannot be copied to another agent yet`, { feature: 'transfer' });
 
-/** Resolves once `out` takes more (or rejects once the target went away). */
-async function put(out: PassThrough, bytes: Buffer): Promise<void> {
-  if (out.destroyed) throw new UnavailableError('the target agent went away');
-  if (out.write(bytes)) return;
-  await new Promise<void>((resolve, reject) => {
-    const done = () => {
-      out.off('drain', done);
-      out.off('close', done);
-      if (out.destroyed) reject(new UnavailableError('the target agent went away'));
-      else resolve();
-    };
-    out.on('drain', done);
-    out.on('close', done);
-  });
+/**
+ * The response, written from inside the lock and the driver's reader, straight to the socket with its
+ * backpressure (web streams in between, hono's or Node's Readable.toWeb, cost several times the time).
+ */
+class Outlet {
+  /** Resolves once the response is closed: sent whole, or the target went away. */
+  readonly gone: Promise<void>;
+
+  constructor(private readonly res: ServerResponse) {
+    this.gone = new Promise((resolve) => res.once('close', resolve));
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+  }
+
+  /** Resolves once the socket takes more; rejects once the target went away. */
+  async put(bytes: Buffer): Promise<void> {
+    if (this.res.destroyed) throw new UnavailableError('the target agent went away');
+    if (!this.res.write(bytes)) await Promise.race([once(this.res, 'drain'), this.gone]);
+    if (this.res.destroyed) throw new UnavailableError('the target agent went away');
+  }
+
+  end(): void {
+    this.res.end();
+  }
+
+  /** Cuts the response short: without its end record, the target knows the copy is incomplete. */
+  fail(): void {
+    this.res.destroy();
+  }
 }
 
-async function stream(reader: ContentReader, out: PassThrough): Promise<void> {
+async function stream(reader: ContentReader, out: Outlet): Promise<void> {
   const digest = new StreamDigest();
   const meter = progressMeter(reader.sizeBytes, 'transfer.open');
   const zeros = Buffer.alloc(CHUNK);
@@ -134,11 +146,11 @@ async function stream(reader: ContentReader, out: PassThrough): Promise<void> {
       meter(at);
       // Zero blocks stored as data (an allocated raw file, a thick volume) are not sent either.
       if (data.equals(zeros.subarray(0, data.length))) continue;
-      await put(out, digest.add(at, data));
-      await put(out, data);
-      if (++sent === 1 && process.env[STALL_ENV] === 'after-first') await new Promise((resolve) => out.once('close', resolve));
+      await out.put(digest.add(at, data));
+      await out.put(data);
+      if (++sent === 1 && process.env[STALL_ENV] === 'after-first') await out.gone;
     }
   }
-  await put(out, endRecord(digest.end()));
+  await out.put(endRecord(digest.end()));
   meter(reader.sizeBytes);
 }
