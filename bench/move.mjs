@@ -15,7 +15,7 @@ const MiB = 1024 * 1024;
 export async function move(say) {
   const dataMiB = sized({ quick: 64, default: 512, full: 2048 });
   const n = sized({ quick: 1, default: 3, full: 5 });
-  say(`move: a ${dataMiB} MiB-data volume copied agent to agent (vol.clone({ backend }) of another agent), next to the same image read by dd and converted by qemu-img`);
+  say(`move: a ${dataMiB} MiB-data volume copied agent to agent (vol.clone({ backend }) of another agent), next to a clone on the source agent and the same image read by dd and converted by qemu-img`);
   const dir = await mkdtemp(join(tmpdir(), 'kindling-bench-move-'));
   const [a, b] = await Promise.all([
     startAgentProcess(),
@@ -27,10 +27,11 @@ export async function move(say) {
     const image = await activeFile(join(a.dir, 'share'), vol.toDict());
     await execFile('qemu-io', ['-f', image.format, '-c', `write -P 0x5a 0 ${dataMiB}M`, image.path]);
     const target = await agentB.backend('nfs');
-    const [ours, convert, dd] = await sampleMany(
+    const [ours, local, convert, dd] = await sampleMany(
       n,
       [
         async () => (await vol.clone({ backend: target })).delete(),
+        async () => (await vol.clone()).delete(),
         async (i) => {
           const out = join(dir, `convert-${i}`);
           await execFile('qemu-img', ['convert', '-f', image.format, '-O', 'raw', image.path, out]);
@@ -43,8 +44,10 @@ export async function move(say) {
     const mibs = (times) => dataMiB / (pct(times, 50) / 1000);
     say(row('dd of the image file to /dev/null', dd));
     say(row('qemu-img convert of the image to raw', convert));
+    say(row('same-agent clone (incl. its delete)', local));
     say(row('agent-to-agent copy (incl. the copy delete)', ours));
     say(`  agent-to-agent copy throughput ${mibs(ours).toFixed(0)} MiB/s; dd ${mibs(dd).toFixed(0)} MiB/s; qemu-img convert ${mibs(convert).toFixed(0)} MiB/s`);
+    say(`  copy throughput vs same-agent clone          ratio ${(mibs(ours) / mibs(local)).toFixed(2)}   (both flush what they wrote)`);
     say(`  copy throughput vs qemu-img convert          ratio ${(mibs(ours) / mibs(convert)).toFixed(2)}   (aim >= 0.9)`);
     say(`  copy throughput vs dd                        ratio ${(mibs(ours) / mibs(dd)).toFixed(2)}   (dd reads only: an upper bound)`);
     await vol.delete();

@@ -104,6 +104,9 @@ export class TransferSourceService {
 const unsupported = (driver: Driver): UnsupportedError =>
   new UnsupportedError(`backend ${driver.name} (${driver.driver}) cannot be copied to another agent yet`, { feature: 'transfer' });
 
+/** How far the source reads ahead of what the socket has taken: the disk reads while the network sends. */
+const READ_AHEAD = 8 * CHUNK;
+
 /**
  * The response, written from inside the lock and the driver's reader, straight to the socket with its
  * backpressure (web streams in between, hono's or Node's Readable.toWeb, cost several times the time).
@@ -120,7 +123,8 @@ class Outlet {
   /** Resolves once the socket takes more; rejects once the target went away. */
   async put(bytes: Buffer): Promise<void> {
     if (this.res.destroyed) throw new UnavailableError('the target agent went away');
-    if (!this.res.write(bytes)) await Promise.race([once(this.res, 'drain'), this.gone]);
+    this.res.write(bytes);
+    if (this.res.writableLength > READ_AHEAD) await Promise.race([once(this.res, 'drain'), this.gone]);
     if (this.res.destroyed) throw new UnavailableError('the target agent went away');
   }
 

@@ -1,6 +1,7 @@
 import {
   BackendError,
   GIB,
+  KindlingError,
   UnauthorizedError,
   UnavailableError,
   UnsupportedError,
@@ -15,6 +16,9 @@ import type { VolumeService } from '../service/volumes.js';
 import { StreamDigest, readRecords } from './wire.js';
 
 type Source = ParsedOpArgs<'volume.copyFrom'>['source'];
+
+/** Writes of received ranges running at once: the disk writes while the network receives. */
+const WRITES_IN_FLIGHT = 4;
 
 /** Waits for one of the agent's copy slots; the returned function gives it back. */
 export type CopySlot = () => Promise<() => void>;
@@ -71,6 +75,9 @@ async function pull(source: Source, sink: ContentSink): Promise<void> {
   const digest = new StreamDigest();
   const meter = progressMeter(source.sizeBytes);
   let sent: Buffer | null = null;
+  // Each write's failure is kept and thrown in turn; none is left running once pull returns or throws.
+  const writes: Promise<void>[] = [];
+  let failed: unknown = null;
   try {
     for await (const record of readRecords(response.body)) {
       if (record.kind === 'end') {
@@ -81,13 +88,18 @@ async function pull(source: Source, sink: ContentSink): Promise<void> {
         throw new BackendError(`the source sent data at ${record.offset}, beyond the ${source.sizeBytes} bytes it announced`);
       }
       digest.add(record.offset, record.data);
-      await sink.write(record.offset, record.data);
-      meter(record.offset + record.data.length);
+      const end = record.offset + record.data.length;
+      writes.push(sink.write(record.offset, record.data).then(() => meter(end), (err: unknown) => void (failed ??= err)));
+      if (writes.length >= WRITES_IN_FLIGHT) await writes.shift();
+      if (failed) throw failed;
     }
   } catch (err) {
-    if (err instanceof BackendError) throw err;
+    await Promise.all(writes);
+    if (err instanceof KindlingError) throw err;
     throw new BackendError(`the stream from the source agent at ${from} broke: ${messageOf(err)}`);
   }
+  await Promise.all(writes);
+  if (failed) throw failed;
   if (!sent) throw new BackendError(`the stream from the source agent at ${from} ended before its end record (the source stopped?)`);
   if (!digest.end().equals(sent)) throw new BackendError(`the copy from ${from} does not match the checksum the source sent`);
   meter(source.sizeBytes);
