@@ -138,23 +138,44 @@ class Outlet {
   }
 }
 
+/** The data ranges cut into pieces of at most CHUNK bytes, in order. */
+async function* pieces(reader: ContentReader): AsyncGenerator<{ at: number; length: number }> {
+  for await (const range of reader.ranges()) {
+    for (let at = range.offset; at < range.offset + range.length; at += CHUNK) {
+      yield { at, length: Math.min(CHUNK, range.offset + range.length - at) };
+    }
+  }
+}
+
 async function stream(reader: ContentReader, out: Outlet): Promise<void> {
   const digest = new StreamDigest();
   const meter = progressMeter(reader.sizeBytes, 'transfer.open');
   const zeros = Buffer.alloc(CHUNK);
   let sent = 0;
-  for await (const range of reader.ranges()) {
-    for (let at = range.offset; at < range.offset + range.length; at += CHUNK) {
-      const data = Buffer.allocUnsafe(Math.min(CHUNK, range.offset + range.length - at));
-      await reader.read(at, data);
-      meter(at);
-      // Zero blocks stored as data (an allocated raw file, a thick volume) are not sent either.
-      if (data.equals(zeros.subarray(0, data.length))) continue;
-      await out.put(digest.add(at, data));
-      await out.put(data);
-      if (++sent === 1 && process.env[STALL_ENV] === 'after-first') await out.gone;
-    }
+  const read = async ({ at, length }: { at: number; length: number }) => {
+    const data = Buffer.allocUnsafe(length);
+    await reader.read(at, data);
+    return { at, data };
+  };
+  // Each piece is read while the one before it is sent.
+  let pending: Promise<{ at: number; data: Buffer }> | null = null;
+  for await (const piece of pieces(reader)) {
+    const reading = read(piece);
+    // Its failure is thrown when it is awaited below; until then it must not count as unhandled.
+    reading.catch(() => undefined);
+    if (pending) await send(await pending);
+    pending = reading;
   }
+  if (pending) await send(await pending);
   await out.put(endRecord(digest.end()));
   meter(reader.sizeBytes);
+
+  async function send({ at, data }: { at: number; data: Buffer }): Promise<void> {
+    meter(at);
+    // Zero blocks stored as data (an allocated raw file, a thick volume) are not sent either.
+    if (data.equals(zeros.subarray(0, data.length))) return;
+    await out.put(digest.add(at, data));
+    await out.put(data);
+    if (++sent === 1 && process.env[STALL_ENV] === 'after-first') await out.gone;
+  }
 }

@@ -50,12 +50,13 @@ export async function readHeld<T>(run: Runner, image: HeldImage, use: (reader: C
     throw new BackendError(`${image.file} has data at ${unreadable.start} that is not stored plainly (compressed?)`, { storageChanged: false });
   }
   const files = layersOf(image.chain);
-  const handles = new Map<number, FileHandle>();
-  const layer = async (depth: number): Promise<FileHandle> => {
+  // Opened once per layer, the first time it is read (reads may overlap: the promise is what is kept).
+  const handles = new Map<number, Promise<FileHandle>>();
+  const layer = (depth: number): Promise<FileHandle> => {
     let handle = handles.get(depth);
     if (!handle) {
       // The descriptor path reaches the file the chain checked, whatever its name on the share is now.
-      handle = await open(files[depth]!, constants.O_RDONLY);
+      handle = open(files[depth]!, constants.O_RDONLY);
       handles.set(depth, handle);
     }
     return handle;
@@ -83,7 +84,7 @@ export async function readHeld<T>(run: Runner, image: HeldImage, use: (reader: C
   try {
     return await use(reader);
   } finally {
-    for (const handle of handles.values()) await handle.close();
+    for (const handle of handles.values()) await (await handle.catch(() => null))?.close();
   }
 }
 
