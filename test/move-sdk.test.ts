@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent, ConflictError, NotFoundError, type Progress } from '@kindling/sdk';
+import { Agent, ConflictError, Fleet, NotFoundError, type Progress } from '@kindling/sdk';
 import { readsPattern, writePattern } from '@kindling/agent/testing';
 import { runCli } from '../packages/cli/src/testing/run-cli.js';
 import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
@@ -45,6 +45,22 @@ describe('SDK copies to a backend of another agent', () => {
     const local = await vol.clone();
     expect(local.backend).toBe(vol.backend);
     expect(local.sourceVolId).toBe(vol.id);
+  });
+
+  it('a Fleet hands out target backends of its other agents, and fleet.agentOf the copy names the target', async () => {
+    const fleet = await Fleet.connect([a.url, b.url]);
+    try {
+      const { backends } = await fleet.backends();
+      const onA = backends.find((x) => x.agent.hostId === a.hostId)!;
+      const onB = backends.find((x) => x.agent.hostId === b.hostId)!;
+      const vol = await onA.createVolume({ size: 1 });
+      await writePattern(join(a.dir, 'share'), vol.toDict(), 0x19);
+      const copy = await vol.clone({ backend: onB });
+      expect(fleet.agentOf(copy).hostId).toBe(b.hostId);
+      expect(await readsPattern(join(b.dir, 'share'), copy.toDict(), 0x19)).toBe(true);
+    } finally {
+      await fleet.close();
+    }
   });
 
   it('vol.migrate({ backend }) moves it with its name and metadata, deleting the old one only after the copy', async () => {
