@@ -14,6 +14,7 @@ import { Agent } from '@kindling/sdk';
 import { TEST_TOKEN, createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
 import { printCosts, recordCosts } from './cost.mjs';
 import { launch } from './launch.mjs';
+import { move } from './move.mjs';
 import { start } from './start.mjs';
 import { index, load } from './load.mjs';
 import { lvmScale } from './lvm-scale.mjs';
@@ -200,6 +201,7 @@ const sections = {
   index,
   csi,
   changes: () => changes(say),
+  move: () => move(say),
 };
 console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION}, scale ${SCALE})`);
 for (const [name, section] of Object.entries(sections)) {

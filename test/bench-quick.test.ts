@@ -32,6 +32,7 @@ describe('the bench in quick mode', () => {
       'index:',
       'csi:',
       'changes:',
+      'move:',
     ]) {
       expect(out).toContain(`\n${header}`);
     }
@@ -55,6 +56,7 @@ describe('the bench in quick mode', () => {
       'start to ready',
       'kindling-csi / SDK',
       'reconnect resync bytes, changes vs re-read',
+      'copy throughput vs qemu-img convert',
     ]) {
       expect(out).toContain(figure);
     }

@@ -63,6 +63,9 @@ const newVolumeFields = {
   description: v.optional(userText),
   metadata: v.optional(metadata),
 };
+/** A transfer credential as `transfer.open` mints it: 32 random bytes, base64url. */
+const transferCredential = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'is not a transfer credential'));
+const transferUrl = v.pipe(v.string(), v.maxLength(2048), v.regex(/^https?:\/\/[^\s]+\/transfer\/[0-9a-f-]{36}$/, 'is not a transfer URL'));
 
 /** One argument schema per op: the agent validates every request with it, the SDK derives its types from it. */
 export const opSchemas = {
@@ -126,6 +129,24 @@ export const opSchemas = {
     replied: v.optional(v.boolean()),
   }),
 
+  /**
+   * Moving volumes (docs/api.md): the source agent mints a one-time credential to read one volume or
+   * snapshot (admin only); the target agent pulls it into a new volume with `volume.copyFrom`.
+   */
+  'transfer.open': v.pipe(
+    v.strictObject({ volumeId: v.optional(id), snapshotId: v.optional(id) }),
+    v.check((a) => (a.volumeId === undefined) !== (a.snapshotId === undefined), 'give exactly one of volumeId and snapshotId'),
+  ),
+  'volume.copyFrom': v.strictObject({
+    backend: backendName,
+    source: v.strictObject({
+      url: transferUrl,
+      credential: transferCredential,
+      sizeBytes: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_SIZE_GB * 1024 ** 3)),
+    }),
+    ...newVolumeFields,
+  }),
+
   /** Cancels the caller's request that still waits for its turn (by the requestId it was sent with). */
   'request.cancel': v.strictObject({ requestId: v.pipe(v.string(), v.regex(/^[\x21-\x7e]{1,128}$/, 'is not a request id')) }),
 } as const;
@@ -148,6 +169,7 @@ export const MUTATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'snapshot.create',
   'snapshot.delete',
   'snapshot.createVolume',
+  'volume.copyFrom',
   'kv.set',
   'kv.delete',
 ]);
@@ -179,6 +201,7 @@ export const CREATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'volume.clone',
   'snapshot.create',
   'snapshot.createVolume',
+  'volume.copyFrom',
 ]);
 export const OP_NAMES = Object.keys(opSchemas) as OpName[];
 export type OpArgs<O extends OpName> = v.InferInput<(typeof opSchemas)[O]>;
@@ -232,6 +255,19 @@ export interface VolumeListing {
  */
 export type Listing<K extends string, T> = T[] | ({ [key in K]: T[] } & { nextCursor: string | null });
 
+/** What a target agent needs to pull one volume or snapshot: `transfer.open`'s answer (admin sessions only). */
+export interface TransferTicket {
+  source: { kind: 'volume' | 'snapshot'; id: string };
+  /** The source agent's transfer route for this one read, on its own listen address. */
+  url: string;
+  /** Single use, scoped to this read, valid until `expiresAt`; a secret: never logged. */
+  credential: string;
+  sizeBytes: number;
+  /** Whole GiB, the smallest volume that holds it. */
+  size: number;
+  expiresAt: string;
+}
+
 export interface AttachmentResult {
   volume: VolumeRecord;
   connection: ConnectionRecord;
@@ -270,6 +306,8 @@ export interface OpResults {
   'changes.list': ChangesResult;
   'events.follow': { following: 'everything' | 'some' };
   'request.cancel': { cancelled: boolean };
+  'transfer.open': TransferTicket;
+  'volume.copyFrom': VolumeRecord;
 }
 export type OpResult<O extends OpName> = OpResults[O];
 

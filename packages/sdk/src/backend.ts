@@ -1,6 +1,7 @@
 import {
   NotFoundError,
   type BackendStats,
+  type TransferTicket,
   type Capabilities,
   type ConnectorInfo,
   type DriverName,
@@ -9,7 +10,7 @@ import {
 } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
 import { allPages, collect, volumePages } from './paging.js';
-import type { Agent, Load, Registry, Snapshot, Volume } from './registry.js';
+import type { Agent, Load, Origin, Registry, Snapshot, Volume } from './registry.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -18,6 +19,8 @@ declare module './registry.js' {
 }
 
 export type CreateVolumeOptions = Omit<OpArgs<'volume.create'>, 'backend'> & CallOptions;
+/** The new volume's own fields when it is copied from elsewhere (size defaults to the source's). */
+export type CopyFields = Omit<OpArgs<'volume.copyFrom'>, 'backend' | 'source'>;
 export interface VolumesFilter {
   volumeId?: string;
   volumeName?: string;
@@ -81,6 +84,16 @@ export class Backend {
   async createVolume(options: CreateVolumeOptions): Promise<Volume> {
     const { args, call } = splitCall(options);
     const record = await this.#registry.call('volume.create', { backend: this.name, ...args }, call);
+    return this.#registry.volumeFrom(record, { fresh: true });
+  }
+
+  /**
+   * @internal A copy from another backend (`vol.clone({ backend })`, `snap.createVolume({ backend })`):
+   * this backend's agent pulls what the source agent's ticket opens into a new volume here.
+   */
+  async receiveCopy(ticket: TransferTicket, fields: CopyFields, call: CallOptions & { origin?: Origin }): Promise<Volume> {
+    const source = { url: ticket.url, credential: ticket.credential, sizeBytes: ticket.sizeBytes };
+    const record = await this.#registry.call('volume.copyFrom', { backend: this.name, source, ...fields }, call);
     return this.#registry.volumeFrom(record, { fresh: true });
   }
 

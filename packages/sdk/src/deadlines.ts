@@ -9,6 +9,7 @@ import type { ConnectOptions } from './options.js';
 export const LONG_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'volume.clone',
   'snapshot.createVolume',
+  'volume.copyFrom',
   'volume.revert',
   'volume.extend',
   // Thick LVM volumes are zeroed on delete; an NFS snapshot delete commits its data into the base.

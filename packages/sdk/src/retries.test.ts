@@ -61,6 +61,8 @@ describe('request ids', () => {
     const snap = await vol.createSnapshot();
     const fromSnap = await snap.createVolume();
     const copy = await vol.clone();
+    const elsewhere = await connect(server);
+    const moved = await vol.clone({ backend: await elsewhere.backend('lvm') });
     await vol.revertToSnapshot(snap);
     const local = await vol.attach();
     await local.extend();
@@ -71,7 +73,8 @@ describe('request ids', () => {
     await agent.kv.get('k');
     await vol.refresh();
     await snap.delete();
-    await Promise.all([fromSnap.delete(), copy.delete(), vol.delete()]);
+    await Promise.all([fromSnap.delete(), copy.delete(), moved.delete(), vol.delete()]);
+    await elsewhere.close();
 
     const requests = server.requests.filter((r) => r.op !== 'hello');
     const mutating = requests.filter((r) => MUTATING_OPS.has(r.op as OpName));

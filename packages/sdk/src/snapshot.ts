@@ -1,6 +1,6 @@
 import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
 import { splitCall, type CallOptions } from './call-options.js';
-import type { Registry, Volume } from './registry.js';
+import type { Backend, Registry, Volume } from './registry.js';
 import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SerializedText, type SnapshotJson } from './serialization.js';
 import { Tracked } from './tracked.js';
 
@@ -11,7 +11,8 @@ declare module './registry.js' {
 }
 type SnapshotFields = Pick<SnapshotRecord, (typeof SNAPSHOT_FIELDS)[number]>;
 
-export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'> & CallOptions;
+/** `backend`: a backend of this or any other connected agent; the copy then flows agent to agent (docs/api.md, "Moving volumes"). */
+export type NewVolumeOptions = Omit<OpArgs<'snapshot.createVolume'>, 'id'> & CallOptions & { backend?: Backend };
 
 export class Snapshot extends Tracked<SnapshotStatus> {
   readonly id: string;
@@ -70,8 +71,12 @@ export class Snapshot extends Tracked<SnapshotStatus> {
   }
 
   /** The new volume; this snapshot emits the copy's `progress`, as does the volume once the identity map holds it. */
-  async createVolume(options: NewVolumeOptions = {}): Promise<Volume> {
+  async createVolume({ backend, ...options }: NewVolumeOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
+    if (backend && backend !== this.volume.backend) {
+      const ticket = await this.#registry.call('transfer.open', { snapshotId: this.id });
+      return backend.receiveCopy(ticket, args, { ...call, origin: this });
+    }
     const record = await this.#registry.call('snapshot.createVolume', { id: this.id, ...args }, { ...call, origin: this });
     return this.#registry.volumeFrom(record, { fresh: true });
   }

@@ -1,5 +1,7 @@
 import {
+  ConflictError,
   InvalidArgumentError,
+  KindlingError,
   NotFoundError,
   type ConnectorInfo,
   type ErrorInfo,
@@ -22,7 +24,9 @@ declare module './registry.js' {
 type VolumeFields = Pick<VolumeRecord, (typeof VOLUME_FIELDS)[number]>;
 
 export type CreateSnapshotOptions = Omit<OpArgs<'snapshot.create'>, 'volumeId'> & CallOptions;
-export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions;
+/** `backend`: a backend of this or any other connected agent; the copy then flows agent to agent (docs/api.md, "Moving volumes"). */
+export type CloneOptions = Omit<OpArgs<'volume.clone'>, 'id'> & CallOptions & { backend?: Backend };
+export type MigrateOptions = Pick<CallOptions, 'onProgress' | 'requestId'> & { backend: Backend };
 
 /**
  * cinderlib's Volume. Replies and agent pushes update this very object; `on('status', fn)` hears
@@ -135,10 +139,46 @@ export class Volume extends Tracked<VolumeStatus> {
   }
 
   /** The new volume; this one emits the copy's `progress`, as does the clone once the identity map holds it. */
-  async clone(options: CloneOptions = {}): Promise<Volume> {
+  async clone({ backend, ...options }: CloneOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
+    if (backend && backend !== this.backend) {
+      const ticket = await this.#registry.call('transfer.open', { volumeId: this.id });
+      return backend.receiveCopy(ticket, args, { ...call, origin: this });
+    }
     const record = await this.#registry.call('volume.clone', { id: this.id, ...args }, { ...call, origin: this });
     return this.#registry.volumeFrom(record, { fresh: true });
+  }
+
+  /**
+   * Moves it to `backend` (of any connected agent): a copy there with this volume's name, description
+   * and metadata, then this one deleted, only once the copy is published and recorded `available`.
+   * Refused (ConflictError, nothing done) while it has snapshots (naming them: moving a snapshot chain is
+   * not built) or connections. Resolves with the new Volume; this object then shows `deleted`.
+   */
+  async migrate({ backend, ...call }: MigrateOptions): Promise<Volume> {
+    if (backend === this.backend) throw new InvalidArgumentError(`volume ${this.id} is already on backend ${backend.name}`, { id: this.id });
+    const registry = this.#registry;
+    const [snapshots, connections] = await Promise.all([
+      allPages('snapshots', (paging) => registry.call('snapshot.list', { volumeId: this.id, ...paging })),
+      allPages('connections', (paging) => registry.call('connection.list', { volumeId: this.id, ...paging })),
+    ]);
+    if (snapshots.length > 0) {
+      const ids = snapshots.map((s) => s.id);
+      throw new ConflictError(`volume ${this.id} has snapshot(s) ${ids.join(', ')}: delete them (or copy each with snap.createVolume) before migrating`, { id: this.id, snapshots: ids });
+    }
+    if (connections.length > 0) {
+      throw new ConflictError(`volume ${this.id} is attached or connected: disconnect it before migrating`, { id: this.id, connections: connections.map((c) => c.id) });
+    }
+    const { name, description, metadata } = this.#fields;
+    const copy = await this.clone({ ...call, backend, ...(name !== null ? { name } : {}), ...(description !== null ? { description } : {}), metadata });
+    try {
+      await this.delete();
+    } catch (err) {
+      // Both now exist: the caller learns which copy to keep or remove.
+      if (err instanceof KindlingError) Object.assign(err.details, { copyId: copy.id });
+      throw err;
+    }
+    return copy;
   }
 
   /** Attaches on the agent's own host; `conn.path` is the local device or file. */

@@ -82,6 +82,22 @@ export interface ScanResult {
 }
 
 /**
+ * A volume's or snapshot's logical content, held still while it is read (a copy to another agent):
+ * its data ranges in order; everything outside them reads as zeros and is never sent.
+ */
+export interface ContentReader {
+  sizeBytes: number;
+  ranges(): AsyncIterable<{ offset: number; length: number }>;
+  /** Fills `into` with the logical bytes at `offset` (within a range `ranges()` gave). */
+  read(offset: number, into: Buffer): Promise<void>;
+}
+
+/** Where a copy from another agent writes a new volume's data; what it never writes reads as zeros. */
+export interface ContentSink {
+  write(offset: number, data: Buffer): Promise<void>;
+}
+
+/**
  * One storage driver, bound to one configured backend. Drivers run commands and return what the
  * record needs; they never touch the index or the wire. The service serialises calls per resource.
  * A driver throws ConflictError, InvalidArgumentError or UnsupportedError only when it refused before
@@ -123,6 +139,15 @@ export interface Driver {
   disconnect(volume: VolumeRef, connection: ConnectionRecord, others: ConnectionRecord[]): Promise<void>;
   /** The volume's size in bytes as the connected host will now see it (after an extend). */
   connectionSize(volume: VolumeRef, connection: ConnectionRecord): Promise<number>;
+
+  /**
+   * Copies between agents (optional: a backend without them answers UNSUPPORTED). The reads run `use`
+   * while the content is held still (the service holds the volume's lock); `writeVolume` makes a new
+   * volume under its temporary name, lets `fill` write it, flushes and publishes it as createVolume does.
+   */
+  readVolume?<T>(volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T>;
+  readSnapshot?<T>(snapshot: SnapshotRef, volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T>;
+  writeVolume?(volume: VolumeRef, sizeBytes: number, fill: (sink: ContentSink) => Promise<void>): Promise<Location>;
 
   /** Never throws for one vanished, half-written or foreign file: it is skipped and listed in `strays`. */
   scan(): Promise<ScanResult>;

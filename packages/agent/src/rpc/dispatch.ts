@@ -8,13 +8,14 @@ import {
 import { capabilitiesOf } from '../service/capabilities.js';
 import { backendPage, changesPage } from '../service/listing.js';
 import type { Services } from '../services.js';
+import type { Transfers } from '../transfer/index.js';
 import type { CallContext, RequestLedger } from './requests.js';
 
 type Handler<O extends OpName> = (args: ParsedOpArgs<O>, call: CallContext) => Promise<OpResult<O>> | OpResult<O>;
 export type Handlers = { [O in OpName]: Handler<O> };
 
 /** The RPC surface: each op, already validated against its schema, handed to its service. */
-export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
+export function createHandlers(s: Services, ledger: RequestLedger, transfers: Transfers): Handlers {
   return {
     hello: (args) => {
       if (args.protocolVersion !== PROTOCOL_VERSION) {
@@ -69,5 +70,7 @@ export function createHandlers(s: Services, ledger: RequestLedger): Handlers {
       return call.follow.set(a);
     },
     'request.cancel': async (a) => ({ cancelled: await ledger.cancel(a.requestId) }),
+    'transfer.open': (a) => transfers.source.open(a),
+    'volume.copyFrom': (a, call) => transfers.target.copyFrom(a, call.newId),
   };
 }

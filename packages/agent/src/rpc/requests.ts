@@ -129,6 +129,7 @@ export class RequestLedger {
       case 'volume.create':
       case 'volume.clone':
       case 'snapshot.createVolume':
+      case 'volume.copyFrom':
       case 'volume.revert':
         return reached(this.resources.volume(id));
       case 'snapshot.create':

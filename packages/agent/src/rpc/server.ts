@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpsServer } from 'node:https';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server';
@@ -19,6 +19,7 @@ import { createHandlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
 import { RequestLedger } from './requests.js';
 import { Session } from './session.js';
+import { createTransfers } from '../transfer/index.js';
 
 /** Frames are small maps; anything larger is refused by ws before it is decoded. */
 const MAX_FRAME_BYTES = 1024 * 1024;
@@ -42,7 +43,9 @@ export async function startServer(config: AgentConfig, services: Services, child
     snapshot: (id) => services.index.getSnapshot(id),
     connection: (id) => services.index.getConnection(id),
   });
-  const handlers = createHandlers(services, ledger);
+  let baseUrl = '';
+  const transfers = createTransfers(services, () => baseUrl, () => children.slot(true));
+  const handlers = createHandlers(services, ledger, transfers);
   await ledger.prune();
   const pruning = setInterval(() => void ledger.prune().catch(() => undefined), 60 * 60 * 1000);
   const sessions = new Set<Session>();
@@ -109,6 +112,8 @@ export async function startServer(config: AgentConfig, services: Services, child
       return c.json({ error: (err as Error).message, code }, code === 'NOT_FOUND' ? 404 : 503);
     }
   });
+  // Copies between agents: the transfer credential, not an agent token, opens one read (transfer/).
+  app.get('/transfer/:id', (c) => transfers.route(c.req.param('id'), c.req.header('authorization'), (c.env as { outgoing: ServerResponse }).outgoing));
   app.get(
     '/rpc',
     async (c, next) => (authorized(c) ? next() : c.text('unauthorized\n', 401, challenge)),
@@ -166,6 +171,7 @@ export async function startServer(config: AgentConfig, services: Services, child
   });
   const { port } = server.address() as AddressInfo;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  baseUrl = `${tls ? 'https' : 'http'}://${host}:${port}`;
   return {
     url: `${tls ? 'wss' : 'ws'}://${host}:${port}/rpc`,
     port,

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { InvalidArgumentError, NotFoundError, type Connection, type ConnectorInfo, type DriverName, type Volume } from '@kindling/sdk';
+import { InvalidArgumentError, NotFoundError, type Backend, type Connection, type ConnectorInfo, type DriverName, type Volume } from '@kindling/sdk';
 import { destructive, resendable, type ResendFlags } from '../changes.js';
 import { collect, parseJsonArg, parseMetadata, parseSize } from '../parse.js';
 import { followProgress } from '../progress.js';
@@ -45,7 +45,7 @@ const showLive = (scope: Scope, volume: Volume) => showVolume(scope, volumeView(
 async function showCopy(
   scope: Scope,
   source: Located<unknown>,
-  op: 'volume.clone' | 'snapshot.createVolume',
+  op: 'volume.clone' | 'snapshot.createVolume' | 'volume.copyFrom',
   copy: () => Promise<Volume>,
   wait: boolean,
   isCopy: (record: VolumeRecord) => boolean,
@@ -59,6 +59,21 @@ async function showCopy(
   } finally {
     stop();
   }
+}
+
+/**
+ * The backend `--to` names: `<agent>/<backend>`, the agent by its URL (as given to --agents, with or
+ * without `/rpc`) or host id; a bare backend name must be on one agent only.
+ */
+async function findTarget(scope: Scope, to: string): Promise<Located<Backend>> {
+  const slash = to.lastIndexOf('/');
+  if (slash < 0) return findBackend(scope, to, 'change');
+  const [agentName, backendName] = [to.slice(0, slash), to.slice(slash + 1)];
+  const agent = scope.agents.find((a) => a.hostId === agentName || a.url === agentName || a.url.replace(/\/rpc$/, '') === agentName);
+  if (!agent) throw new NotFoundError(`no agent ${agentName} among ${scope.agents.map((a) => a.url).join(', ')}`, { agent: agentName });
+  const backend = (await agent.agent.backends()).find((b) => b.name === backendName);
+  if (!backend) throw new NotFoundError(`agent ${agent.url} has no backend ${backendName}`, { agent: agent.url, backend: backendName });
+  return { item: backend, agent };
 }
 
 const newVolumeFlags = (command: Command): Command =>
@@ -185,6 +200,41 @@ export function volumeCommand(runtime: Runtime): Command {
       await showCopy(scope, source, 'volume.clone', () => source.item.clone(options), opts.wait !== false, fromSource);
     }),
   );
+
+  newVolumeFlags(
+    volume
+      .command('copy')
+      .description('copy a volume into a new one on another backend, of this agent or another (give both with --agents)')
+      .argument('<volume>', 'volume id or name')
+      .requiredOption('--to <agent/backend>', 'the target backend: <agent>/<backend> (agent by URL or host id), or a backend name')
+      .option('--size <GiB>', 'size of the copy (default: the same)'),
+  ).action(
+    act<NewVolumeFlags & { to: string }>(runtime, async (scope, [ref], opts) => {
+      const options = newVolumeOptions(opts);
+      const source = await findVolume(scope, ref!, 'change');
+      const target = await findTarget(scope, opts.to);
+      const onTarget = (r: VolumeRecord) => r.backend === target.item.name;
+      await showCopy(scope, target, 'volume.copyFrom', () => source.item.clone({ ...options, backend: target.item }), opts.wait !== false, onTarget);
+    }),
+  );
+
+  resendable(volume.command('migrate'))
+    .description('move a volume to another backend, of this agent or another: copy, then delete it here (refused with snapshots or connections)')
+    .argument('<volume>', 'volume id or name')
+    .requiredOption('--to <agent/backend>', 'the target backend: <agent>/<backend> (agent by URL or host id), or a backend name')
+    .action(
+      act<ResendFlags & { to: string }>(runtime, async (scope, [ref], opts) => {
+        const source = await findVolume(scope, ref!, 'change');
+        const target = await findTarget(scope, opts.to);
+        const stop = followProgress(target.agent.agent, scope.progress, (p) => p.op === 'volume.copyFrom');
+        try {
+          const moved = await source.item.migrate({ backend: target.item, ...(opts.requestId !== undefined ? { requestId: opts.requestId } : {}) });
+          showLive(scope, moved);
+        } finally {
+          stop();
+        }
+      }),
+    );
 
   destructive(resendable(volume.command('revert')), runtime)
     .description("put a volume's data back to one of its snapshots (what was written since is lost)")

@@ -393,6 +393,18 @@ export class StandInAgent {
       if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
       return this.newVolume({ backend: snapshot.backend, size: snapshot.volumeSize, snapshotId: snapshot.id, ...a, id: randomUUID() });
     });
+    // Copies between agents: any URL and credential are taken, and the copy is made at once.
+    h('transfer.open', (a) => {
+      const snapshot = a.snapshotId === undefined ? undefined : this.snapshots.get(String(a.snapshotId));
+      const size = snapshot ? snapshot.volumeSize : this.volume(a.volumeId).size;
+      const source = snapshot ? { kind: 'snapshot', id: snapshot.id } : { kind: 'volume', id: String(a.volumeId) };
+      const expiresAt = new Date(Date.now() + 300_000).toISOString();
+      return { source, url: `http://127.0.0.1:9/transfer/${randomUUID()}`, credential: 'c'.repeat(43), sizeBytes: size * 2 ** 30, size, expiresAt };
+    });
+    h('volume.copyFrom', ({ source, ...a }) => {
+      const size = (a.size as number | undefined) ?? Math.ceil((source as { sizeBytes: number }).sizeBytes / 2 ** 30);
+      return this.newVolume({ ...(a as Partial<VolumeRecord>), backend: String(a.backend), size, id: randomUUID() });
+    });
     h('kv.get', (a) => ({ value: this.kv.get(String(a.key)) ?? null }));
     h('kv.set', (a) => {
       this.kv.set(String(a.key), String(a.value));

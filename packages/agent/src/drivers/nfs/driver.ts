@@ -14,11 +14,12 @@ import {
 } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
-import type { Attachment, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
+import type { Attachment, ContentReader, ContentSink, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
 import type { Chain, HeldImage, Image } from './chain.js';
 import { fault } from './faults.js';
+import { readHeld, writePart } from './content.js';
 import { removeLeftover } from './leftovers.js';
 import { infoFile, ownerTag, parseName, partFile, tempSnapshotId, volumeFile } from './names.js';
 import { Provisioned } from './provisioned.js';
@@ -254,6 +255,22 @@ export class NfsDriver implements Driver {
       }
       await chain.deleteSnapshot(src.chain, tempId);
     });
+  }
+
+  // Copies to and from other agents (content.ts): the service holds the volume's lock while they run.
+  async readVolume<T>(volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T> {
+    return chain.withActive((await this.need(volume)).chain, ([active]) => readHeld(this.run, active!, use));
+  }
+
+  async readSnapshot<T>(snapshot: SnapshotRef, volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T> {
+    this.requireSnapshots();
+    return chain.withSnapshotImage((await this.need(volume)).chain, snapshot.id, (image) => readHeld(this.run, image, use));
+  }
+
+  async writeVolume(volume: VolumeRef, sizeBytes: number, fill: (sink: ContentSink) => Promise<void>): Promise<Location> {
+    const share = await this.capacity.chooseShare(volume.size);
+    const target = { run: this.run, volumeId: volume.id, owner: this.owner, sizeGb: volume.size, sizeBytes, format: this.config.format };
+    return this.build(volume, share, (part) => writePart(part, { ...target, createEmpty: (p) => this.createEmpty(p, volume.size) }, fill));
   }
 
   async revertToSnapshot(volume: VolumeRef, snapshot: SnapshotRef): Promise<Location> {

@@ -97,3 +97,19 @@ export async function convert(
 export async function resize(run: Runner, image: string, sizeGb: number, preallocate: boolean): Promise<void> {
   await run(['qemu-img', 'resize', '-q', ...(preallocate ? ['--preallocation=falloc'] : []), image, `${sizeGb}G`]);
 }
+
+/** One extent of `qemu-img map --output=json`: `depth` is the chain layer (0 = top) whose file holds data at `offset`. */
+export interface Extent {
+  start: number;
+  length: number;
+  depth: number;
+  zero: boolean;
+  data: boolean;
+  offset?: number;
+}
+
+/** Where an image's (`image`: its spec with its chain) data lies, and which ranges read as zeros. */
+export async function map(run: Runner, image: string): Promise<Extent[]> {
+  const { stdout } = await run(['qemu-img', 'map', '--output=json', image], { timeoutMs: LONG_MS });
+  return JSON.parse(stdout) as Extent[];
+}
