@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket, { WebSocketServer } from 'ws';
 import { MAX_LIST_REPLY_BYTES, type ReplyFrame, type SnapshotRecord, type VolumeListing } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
-import { IndexStore, snapshotRecord, volumeRecord } from '@kindling/agent/testing';
+import { IndexStore, relayTo, snapshotRecord, volumeRecord, type Relay } from '@kindling/agent/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
@@ -13,45 +11,6 @@ const COUNT = 20_000;
 const SNAPSHOTS = 1_500;
 // About 900 bytes a record: the whole list (18 MB) passes the agent's 16 MiB unread-bytes limit in one frame.
 const metadata = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`key-${i}`, 'v'.repeat(100)]));
-
-/**
- * A loopback relay between a client and the agent that measures every frame the agent sends and can
- * cut the client's link (a network fault), so a test sees what the SDK cannot tell it.
- */
-interface Relay {
-  url: string;
-  largestFrame: () => number;
-  /** Bytes the agent has sent through the relay so far. */
-  sent: () => number;
-  cutAll: () => void;
-  close: () => Promise<void>;
-}
-async function relayTo(target: string): Promise<Relay> {
-  let largest = 0;
-  let sent = 0;
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  server.on('connection', (client, request) => {
-    const upstream = new WebSocket(target, { headers: { authorization: request.headers.authorization ?? '' }, maxPayload: 64 * 1024 * 1024 });
-    const early: Buffer[] = [];
-    client.on('message', (data: Buffer) => (upstream.readyState === WebSocket.OPEN ? upstream.send(data) : early.push(data)));
-    upstream.on('open', () => early.splice(0).forEach((d) => upstream.send(d)));
-    upstream.on('message', (data: Buffer) => {
-      largest = Math.max(largest, data.length);
-      sent += data.length;
-      client.send(data);
-    });
-    upstream.on('close', () => client.terminate());
-    client.on('close', () => upstream.terminate());
-  });
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    largestFrame: () => largest,
-    sent: () => sent,
-    cutAll: () => server.clients.forEach((c) => c.terminate()),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
 
 let proc: AgentProcess;
 let relay: Relay;

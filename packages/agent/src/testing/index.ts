@@ -10,3 +10,4 @@ export { ownerTag, partFile } from '../drivers/nfs/names.js';
 export { IndexStore } from '../index/store.js';
 export { snapshotRecord, volumeRecord } from './records.js';
 export { writeVolumeDataset, type Dataset, type DatasetOptions } from './dataset.js';
+export { relayTo, type Relay } from './relay.js';

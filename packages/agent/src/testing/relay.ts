@@ -1,0 +1,44 @@
+import type { AddressInfo } from 'node:net';
+import WebSocket, { WebSocketServer } from 'ws';
+
+/**
+ * A loopback relay between a client and the agent that measures every frame the agent sends and can
+ * cut the client's link (a network fault), so a test or the bench sees what the SDK cannot tell it.
+ */
+export interface Relay {
+  url: string;
+  largestFrame: () => number;
+  /** Bytes the agent has sent through the relay so far. */
+  sent: () => number;
+  cutAll: () => void;
+  close: () => Promise<void>;
+}
+
+const MAX_PAYLOAD = 64 * 1024 * 1024;
+
+export async function relayTo(target: string): Promise<Relay> {
+  let largest = 0;
+  let sent = 0;
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: MAX_PAYLOAD });
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  server.on('connection', (client, request) => {
+    const upstream = new WebSocket(target, { headers: { authorization: request.headers.authorization ?? '' }, maxPayload: MAX_PAYLOAD });
+    const early: Buffer[] = [];
+    client.on('message', (data: Buffer) => (upstream.readyState === WebSocket.OPEN ? upstream.send(data) : early.push(data)));
+    upstream.on('open', () => early.splice(0).forEach((d) => upstream.send(d)));
+    upstream.on('message', (data: Buffer) => {
+      largest = Math.max(largest, data.length);
+      sent += data.length;
+      client.send(data);
+    });
+    upstream.on('close', () => client.terminate());
+    client.on('close', () => upstream.terminate());
+  });
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    largestFrame: () => largest,
+    sent: () => sent,
+    cutAll: () => server.clients.forEach((c) => c.terminate()),
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
