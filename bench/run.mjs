@@ -15,7 +15,8 @@ import { TEST_TOKEN, createLoopVg, loopVgUnavailable, startAgentProcess } from '
 import { printCosts, recordCosts } from './cost.mjs';
 import { launch } from './launch.mjs';
 import { start } from './start.mjs';
-import { index, load } from './load.mjs';
+import { load } from './load.mjs';
+import { scale } from './scale.mjs';
 import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
 
 const execFile = promisify(execFileCb);
@@ -186,7 +187,7 @@ function csi() {
   if (result.status !== 0) failedSection(`csi: bench/csi.mjs exited with ${result.status}`);
 }
 
-const sections = { start: () => start(say), launch: () => launch(say), wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, index, csi };
+const sections = { start: () => start(say), launch: () => launch(say), wire, nfs: nfsCreateDelete, lvm: lvmCreateDelete, fleet, load, scale: () => scale(say), csi };
 console.log(`kindling bench on ${new Date().toISOString()} (node ${process.version}, protocol ${PROTOCOL_VERSION}, scale ${SCALE})`);
 for (const [name, section] of Object.entries(sections)) {
   if (only && only !== name) continue;

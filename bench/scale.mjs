@@ -44,6 +44,8 @@ async function times(n, fn) {
 
 async function one(say, count) {
   let proc = await startAgentProcess({
+    // Info: the check after ready logs when it is done (reads log at debug, so gets are not slowed).
+    args: ['--log-level', 'info'],
     backends: (dir) => [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'raw', sparse: true, maxOverSubscriptionRatio: 1e6 }],
   });
   try {

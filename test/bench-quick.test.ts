@@ -20,10 +20,10 @@ describe('the bench in quick mode', () => {
     const { code, out } = await runQuickBench();
     expect(out).not.toMatch(/failed [1-9]|bench failed|exited with|skipped/);
     expect(code).toBe(0);
-    for (const header of ['start:', 'launch:', 'wire:', 'nfs:', 'lvm:', 'fleet:', 'load:', 'index:', 'csi:']) {
+    for (const header of ['start:', 'launch:', 'wire:', 'nfs:', 'lvm:', 'fleet:', 'load:', 'scale:', 'csi:']) {
       expect(out).toContain(`\n${header}`);
     }
-    for (const figure of ['kindling-agent --version', 'spawn to ready', 'stop when idle', "the agent's runner", 'agent-side breakdown', 'synced index batches', 'volume.get vs raw echo', 'nfs create+delete vs bare commands', 'lvm create+delete vs bare commands', 'fleet.volumes()', 'throughput', 'start to ready', 'kindling-csi / SDK']) {
+    for (const figure of ['kindling-agent --version', 'spawn to ready', 'stop when idle', "the agent's runner", 'agent-side breakdown', 'synced index batches', 'volume.get vs raw echo', 'nfs create+delete vs bare commands', 'lvm create+delete vs bare commands', 'fleet.volumes()', 'throughput', 'start to ready after a clean stop', 'start to ready after a kill', 'storage check after ready done', 'list all, SDK volumes()', 'list all, kindling volume list -o jsonl', 'get by name', 'SDK reconnect resync', 'kindling-csi / SDK']) {
       expect(out).toContain(figure);
     }
   }, 600_000);
