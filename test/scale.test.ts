@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_LIST_REPLY_BYTES, type ReplyFrame, type SnapshotRecord, type VolumeListing } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
-import { IndexStore, relayTo, snapshotRecord, volumeRecord, type Relay } from '@kindling/agent/testing';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { IndexStore, relayTo, snapshotRecord, writeVolumeDataset, type Relay } from '@kindling/agent/testing';
+import { runCli } from '../packages/cli/src/testing/run-cli.js';
+import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
 const COUNT = 20_000;
@@ -17,16 +18,16 @@ let relay: Relay;
 const ids: string[] = [];
 
 beforeAll(async () => {
-  proc = await startAgentProcess();
+  proc = await startAgentProcess({
+    // Info: the check of storage after ready logs when it is done.
+    args: ['--log-level', 'info'],
+    backends: (dir) => [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'raw', sparse: true, maxOverSubscriptionRatio: 1e6 }],
+  });
   await proc.stop();
-  // Records written straight into the index, as `reindex` adopts a share: what is listed is the index.
+  // Records written straight into the index with their files on the share, as `reindex` adopts a share.
+  ids.push(...(await writeVolumeDataset(join(proc.dir, 'data'), COUNT, { share: join(proc.dir, 'share'), metadata })).ids);
+  // One volume with more snapshots than one page holds (records only: storage has none of them).
   const index = await IndexStore.open(join(proc.dir, 'data', 'index'));
-  for (let i = 0; i < COUNT; i += 500) {
-    const chunk = Array.from({ length: Math.min(500, COUNT - i) }, (_, j) => volumeRecord(randomUUID(), { name: `vol-${i + j}`, metadata }));
-    await Promise.all(chunk.map((record) => index.putVolume(record)));
-    ids.push(...chunk.map((r) => r.id));
-  }
-  // One volume with more snapshots than one page holds.
   for (let i = 0; i < SNAPSHOTS; i += 500) {
     await Promise.all(
       Array.from({ length: 500 }, () => index.putSnapshot(snapshotRecord(randomUUID(), ids[0]!))),
@@ -122,4 +123,31 @@ describe(`an agent with ${COUNT} volumes`, () => {
     expect(await client.call('backend.list', { limit: 1 })).toMatchObject({ ok: true, result: { backends: [{ name: 'nfs' }], nextCursor: null } });
     client.close();
   }, 60_000);
+
+  // Last: the agent restarts on another port.
+  it('after a kill it serves at once; the SDK and `kindling volume list -o jsonl` list every volume; one check after ready compares all of storage', async () => {
+    await proc.kill();
+    proc = await proc.restart();
+    const agent = await Agent.connect(proc.url);
+    let disconnects = 0;
+    agent.on('disconnect', () => disconnects++);
+    const volumes = await (await agent.backend('nfs')).volumes();
+    expect(new Set(volumes.map((v) => v.id))).toEqual(new Set(ids));
+
+    const cli = await runCli(['volume', 'list', '-o', 'jsonl'], { env: { KINDLING_URL: proc.url, KINDLING_TOKEN: TEST_TOKEN } });
+    expect(cli.code).toBe(0);
+    const lines = cli.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(ids.length);
+    expect(new Set(lines.map((l) => (JSON.parse(l) as { id: string }).id))).toEqual(new Set(ids));
+    expect(disconnects).toBe(0);
+    await agent.close();
+
+    // The one read of storage after ready, its findings on /metrics: every volume's file found, and
+    // the snapshot records this test wrote without storage named as such.
+    await proc.logged('storage check of nfs after ready done');
+    expect(proc.stderr().match(/storage check of nfs after ready done/g)).toHaveLength(1);
+    const metrics = await (await fetch(`${proc.url.replace(/^ws/, 'http')}/metrics`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text();
+    expect(metrics).toMatch(/^kindling_storage_not_in_index\{backend="nfs"\} 0$/m);
+    expect(metrics).toMatch(new RegExp(`^kindling_index_not_on_storage\\{backend="nfs"\\} ${SNAPSHOTS}$`, 'm'));
+  }, 300_000);
 });
