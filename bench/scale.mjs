@@ -10,7 +10,8 @@ import { relayTo, startAgentProcess, writeVolumeDataset } from '@kindling/agent/
 import { fmt, pct, sized } from './stats.mjs';
 
 const CLI_BIN = resolve(import.meta.dirname, '../packages/cli/dist/bin.js');
-const COUNTS = sized({ quick: [200], default: [1_000, 10_000], full: [1_000, 10_000, 100_000] });
+// SCALE_BENCH_VOLUMES=100000: one size only.
+const COUNTS = process.env.SCALE_BENCH_VOLUMES ? [Number(process.env.SCALE_BENCH_VOLUMES)] : sized({ quick: [200], default: [1_000, 10_000], full: [1_000, 10_000, 100_000] });
 const GETS = sized({ quick: 5, default: 200, full: 500 });
 // Two metadata keys: ~500 bytes a record on the wire, a typical volume.
 const metadata = { owner: 'team-storage', purpose: 'scale-bench' };

@@ -69,13 +69,17 @@ describe(`an agent with ${COUNT} volumes`, () => {
     const doomed = await nfs.volumesFiltered({ volumeId: ids[6] });
     // Gone behind the client's back while its link is down: the resync must say so.
     const client = await RawClient.connect(proc.url);
+    // The client's redial waits until the delete is done: its resync must be the one to learn of it.
+    const release = relay.hold();
     relay.cutAll();
     await new Promise<void>((resolve) => agent.once('disconnect', () => resolve()));
     expect(await client.call('volume.delete', { id: ids[6] })).toMatchObject({ ok: true });
     ids.splice(6, 1);
     client.close();
     const before = relay.sent();
-    await new Promise<void>((resolve) => agent.once('reconnect', () => resolve()));
+    const reconnected = new Promise<void>((resolve) => agent.once('reconnect', () => resolve()));
+    release();
+    await reconnected;
     // A page of the whole agent is up to 1 MiB; the two followed volumes are a few KiB.
     expect(relay.sent() - before).toBeLessThan(64 * 1024);
     expect(followed[0]!.status).toBe('available');
@@ -146,7 +150,7 @@ describe(`an agent with ${COUNT} volumes`, () => {
     // the snapshot records this test wrote without storage named as such.
     await proc.logged('storage check of nfs after ready done');
     expect(proc.stderr().match(/storage check of nfs after ready done/g)).toHaveLength(1);
-    const metrics = await (await fetch(`${proc.url.replace(/^ws/, 'http')}/metrics`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text();
+    const metrics = await (await fetch(new URL('/metrics', proc.url.replace(/^ws/, 'http')), { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text();
     expect(metrics).toMatch(/^kindling_storage_not_in_index\{backend="nfs"\} 0$/m);
     expect(metrics).toMatch(new RegExp(`^kindling_index_not_on_storage\\{backend="nfs"\\} ${SNAPSHOTS}$`, 'm'));
   }, 300_000);
