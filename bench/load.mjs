@@ -1,13 +1,8 @@
-// Load benchmark (`pnpm bench load`, `pnpm bench index`): figures only, never asserted.
-//  load:  20 clients with 100 requests in flight each, mixed operations on NFS (and LVM on a loop VG when
-//         root): throughput, p50/p99 by op, agent RSS peak, commands running peak.
-//  index: one agent holding 100,000 indexed volumes: start to ready, RSS, volumesFiltered by name and by id.
-import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+// Load benchmark (`pnpm bench load`): figures only, never asserted. 20 clients with 100 requests in flight
+// each, mixed operations on NFS (and LVM on a loop VG when root): throughput, p50/p99 by op, agent RSS
+// peak, commands running peak. One agent holding many volumes is bench/scale.mjs.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Agent } from '@kindling/sdk';
 import { createLoopVg, loopVgUnavailable, startAgentProcess } from '@kindling/agent/testing';
 import { fmt, pct, sized } from './stats.mjs';
@@ -15,8 +10,6 @@ import { fmt, pct, sized } from './stats.mjs';
 const CLIENTS = sized({ quick: 2, default: 10, full: 20 });
 const IN_FLIGHT = sized({ quick: 4, default: 25, full: 100 });
 const PER_CLIENT = Number(process.env.LOAD_BENCH_PER_CLIENT ?? sized({ quick: 8, default: 40, full: 300 }));
-const INDEXED = Number(process.env.INDEX_BENCH_VOLUMES ?? sized({ quick: 100, default: 3_000, full: 100_000 }));
-const AGENT_BIN = resolve(import.meta.dirname, '../packages/agent/dist/bin.js');
 
 const rssMiB = async (pid) => Number(/^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 const gauge = async (port, name) => {
@@ -107,65 +100,5 @@ export async function load() {
     console.log(`  agent RSS peak ${peak.rss.toFixed(0)} MiB; commands running peak ${peak.commands}; EMFILE in log: ${/EMFILE/.test(proc.stderr())}`);
     await proc.dispose();
     await vg?.destroy();
-  }
-}
-
-/** An agent whose share holds INDEXED raw sparse volume files, indexed by `kindling-agent reindex`. */
-export async function index() {
-  console.log(`index: one agent with ${INDEXED.toLocaleString('en')} indexed volumes`);
-  const dir = await mkdtemp(join(tmpdir(), 'kindling-index-bench-'));
-  const share = join(dir, 'share');
-  await mkdir(share);
-  const names = [];
-  try {
-    for (let v = 0; v < INDEXED; v++) {
-      const id = randomUUID();
-      if (v % 10_000 === 0) names.push(id);
-      const file = await open(join(share, `volume-${id}`), 'w');
-      await file.truncate(1024 ** 3);
-      await file.close();
-    }
-    // The agent reads KINDLING_TOKEN before its config: the bench's own client token is the one.
-    const token = process.env.KINDLING_TOKEN ?? 'index-bench-token-0123456789';
-    const config = {
-      listen: { host: '127.0.0.1', port: 0 },
-      token,
-      dataDir: join(dir, 'data'),
-      backends: [{ name: 'nfs', driver: 'nfs', shares: [share], format: 'raw', sparse: true, maxOverSubscriptionRatio: 1e6 }],
-    };
-    await writeFile(join(dir, 'agent.json'), JSON.stringify(config));
-    const t0 = Date.now();
-    await new Promise((res) => spawn(process.execPath, [AGENT_BIN, 'reindex', '--config', join(dir, 'agent.json')], { stdio: 'ignore' }).once('exit', res));
-    console.log(`  reindex of ${INDEXED.toLocaleString('en')} files ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const t1 = Date.now();
-    const child = spawn(process.execPath, [AGENT_BIN, '--config', join(dir, 'agent.json')], { stdio: ['ignore', 'pipe', 'ignore'] });
-    const url = await new Promise((res) =>
-      createInterface({ input: child.stdout }).on('line', (line) => line.startsWith('{"event":"listening"') && res(JSON.parse(line).url)),
-    );
-    const ready = Date.now() - t1;
-    const rss = await rssMiB(child.pid);
-    const agent = await Agent.connect(url, { token });
-    const nfs = await agent.backend('nfs');
-    const byId = [];
-    const byName = [];
-    const some = (await nfs.volumesFiltered({ volumeId: names[0] }))[0];
-    for (let i = 0; i < sized({ quick: 5, default: 200, full: 200 }); i++) {
-      let t = process.hrtime.bigint();
-      await nfs.volumesFiltered({ volumeId: some.id });
-      byId.push(Number(process.hrtime.bigint() - t) / 1e6);
-      t = process.hrtime.bigint();
-      await nfs.volumesFiltered({ volumeName: 'no-such-name' });
-      byName.push(Number(process.hrtime.bigint() - t) / 1e6);
-    }
-    byId.sort((a, b) => a - b);
-    byName.sort((a, b) => a - b);
-    console.log(`  start to ready ${(ready / 1000).toFixed(1)} s; RSS ${rss.toFixed(0)} MiB`);
-    console.log(`  volumesFiltered by id   p50 ${fmt(pct(byId, 50))}   p99 ${fmt(pct(byId, 99))}`);
-    console.log(`  volumesFiltered by name p50 ${fmt(pct(byName, 50))}   p99 ${fmt(pct(byName, 99))}`);
-    await agent.close();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }

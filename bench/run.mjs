@@ -16,7 +16,8 @@ import { printCosts, recordCosts } from './cost.mjs';
 import { launch } from './launch.mjs';
 import { move } from './move.mjs';
 import { start } from './start.mjs';
-import { index, load } from './load.mjs';
+import { load } from './load.mjs';
+import { scale } from './scale.mjs';
 import { lvmScale } from './lvm-scale.mjs';
 import { changes } from './changes.mjs';
 import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
@@ -198,7 +199,7 @@ const sections = {
   'lvm-scale': () => lvmScale(say),
   fleet,
   load,
-  index,
+  scale: () => scale(say),
   csi,
   changes: () => changes(say),
   move: () => move(say),

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket, { WebSocketServer } from 'ws';
 import { MAX_LIST_REPLY_BYTES, type ReplyFrame, type SnapshotRecord, type VolumeListing } from '@kindling/protocol';
 import { Agent } from '@kindling/sdk';
-import { IndexStore, snapshotRecord, volumeRecord } from '@kindling/agent/testing';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { IndexStore, relayTo, snapshotRecord, writeVolumeDataset, type Relay } from '@kindling/agent/testing';
+import { runCli } from '../packages/cli/src/testing/run-cli.js';
+import { TEST_TOKEN, startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { RawClient } from './support/raw-client.js';
 
 const COUNT = 20_000;
@@ -14,60 +13,21 @@ const SNAPSHOTS = 1_500;
 // About 900 bytes a record: the whole list (18 MB) passes the agent's 16 MiB unread-bytes limit in one frame.
 const metadata = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`key-${i}`, 'v'.repeat(100)]));
 
-/**
- * A loopback relay between a client and the agent that measures every frame the agent sends and can
- * cut the client's link (a network fault), so a test sees what the SDK cannot tell it.
- */
-interface Relay {
-  url: string;
-  largestFrame: () => number;
-  /** Bytes the agent has sent through the relay so far. */
-  sent: () => number;
-  cutAll: () => void;
-  close: () => Promise<void>;
-}
-async function relayTo(target: string): Promise<Relay> {
-  let largest = 0;
-  let sent = 0;
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  server.on('connection', (client, request) => {
-    const upstream = new WebSocket(target, { headers: { authorization: request.headers.authorization ?? '' }, maxPayload: 64 * 1024 * 1024 });
-    const early: Buffer[] = [];
-    client.on('message', (data: Buffer) => (upstream.readyState === WebSocket.OPEN ? upstream.send(data) : early.push(data)));
-    upstream.on('open', () => early.splice(0).forEach((d) => upstream.send(d)));
-    upstream.on('message', (data: Buffer) => {
-      largest = Math.max(largest, data.length);
-      sent += data.length;
-      client.send(data);
-    });
-    upstream.on('close', () => client.terminate());
-    client.on('close', () => upstream.terminate());
-  });
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    largestFrame: () => largest,
-    sent: () => sent,
-    cutAll: () => server.clients.forEach((c) => c.terminate()),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
 let proc: AgentProcess;
 let relay: Relay;
 const ids: string[] = [];
 
 beforeAll(async () => {
-  proc = await startAgentProcess();
+  proc = await startAgentProcess({
+    // Info: the check of storage after ready logs when it is done.
+    args: ['--log-level', 'info'],
+    backends: (dir) => [{ name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'raw', sparse: true, maxOverSubscriptionRatio: 1e6 }],
+  });
   await proc.stop();
-  // Records written straight into the index, as `reindex` adopts a share: what is listed is the index.
+  // Records written straight into the index with their files on the share, as `reindex` adopts a share.
+  ids.push(...(await writeVolumeDataset(join(proc.dir, 'data'), COUNT, { share: join(proc.dir, 'share'), metadata })).ids);
+  // One volume with more snapshots than one page holds (records only: storage has none of them).
   const index = await IndexStore.open(join(proc.dir, 'data', 'index'));
-  for (let i = 0; i < COUNT; i += 500) {
-    const chunk = Array.from({ length: Math.min(500, COUNT - i) }, (_, j) => volumeRecord(randomUUID(), { name: `vol-${i + j}`, metadata }));
-    await Promise.all(chunk.map((record) => index.putVolume(record)));
-    ids.push(...chunk.map((r) => r.id));
-  }
-  // One volume with more snapshots than one page holds.
   for (let i = 0; i < SNAPSHOTS; i += 500) {
     await Promise.all(
       Array.from({ length: 500 }, () => index.putSnapshot(snapshotRecord(randomUUID(), ids[0]!))),
@@ -109,13 +69,17 @@ describe(`an agent with ${COUNT} volumes`, () => {
     const doomed = await nfs.volumesFiltered({ volumeId: ids[6] });
     // Gone behind the client's back while its link is down: the resync must say so.
     const client = await RawClient.connect(proc.url);
+    // The client's redial waits until the delete is done: its resync must be the one to learn of it.
+    const release = relay.hold();
     relay.cutAll();
     await new Promise<void>((resolve) => agent.once('disconnect', () => resolve()));
     expect(await client.call('volume.delete', { id: ids[6] })).toMatchObject({ ok: true });
     ids.splice(6, 1);
     client.close();
     const before = relay.sent();
-    await new Promise<void>((resolve) => agent.once('reconnect', () => resolve()));
+    const reconnected = new Promise<void>((resolve) => agent.once('reconnect', () => resolve()));
+    release();
+    await reconnected;
     // A page of the whole agent is up to 1 MiB; the two followed volumes are a few KiB.
     expect(relay.sent() - before).toBeLessThan(64 * 1024);
     expect(followed[0]!.status).toBe('available');
@@ -163,4 +127,31 @@ describe(`an agent with ${COUNT} volumes`, () => {
     expect(await client.call('backend.list', { limit: 1 })).toMatchObject({ ok: true, result: { backends: [{ name: 'nfs' }], nextCursor: null } });
     client.close();
   }, 60_000);
+
+  // Last: the agent restarts on another port.
+  it('after a kill it serves at once; the SDK and `kindling volume list -o jsonl` list every volume; one check after ready compares all of storage', async () => {
+    await proc.kill();
+    proc = await proc.restart();
+    const agent = await Agent.connect(proc.url);
+    let disconnects = 0;
+    agent.on('disconnect', () => disconnects++);
+    const volumes = await (await agent.backend('nfs')).volumes();
+    expect(new Set(volumes.map((v) => v.id))).toEqual(new Set(ids));
+
+    const cli = await runCli(['volume', 'list', '-o', 'jsonl'], { env: { KINDLING_URL: proc.url, KINDLING_TOKEN: TEST_TOKEN } });
+    expect(cli.code).toBe(0);
+    const lines = cli.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(ids.length);
+    expect(new Set(lines.map((l) => (JSON.parse(l) as { id: string }).id))).toEqual(new Set(ids));
+    expect(disconnects).toBe(0);
+    await agent.close();
+
+    // The one read of storage after ready, its findings on /metrics: every volume's file found, and
+    // the snapshot records this test wrote without storage named as such.
+    await proc.logged('storage check of nfs after ready done');
+    expect(proc.stderr().match(/storage check of nfs after ready done/g)).toHaveLength(1);
+    const metrics = await (await fetch(new URL('/metrics', proc.url.replace(/^ws/, 'http')), { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text();
+    expect(metrics).toMatch(/^kindling_storage_not_in_index\{backend="nfs"\} 0$/m);
+    expect(metrics).toMatch(new RegExp(`^kindling_index_not_on_storage\\{backend="nfs"\\} ${SNAPSHOTS}$`, 'm'));
+  }, 300_000);
 });

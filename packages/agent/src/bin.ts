@@ -34,10 +34,9 @@ async function main(): Promise<number | undefined> {
     return reindex(config);
   }
   await checkTlsFiles(config);
-  const [{ startAgent }, { clientUrls }, { reconcile }, { recoveryLines }] = await Promise.all([
+  const [{ startAgent }, { clientUrls }, { recoveryLines }] = await Promise.all([
     import('./agent.js'),
     import('./listen-urls.js'),
-    import('./service/reconcile.js'),
     import('./service/recovery.js'),
   ]);
 
@@ -70,17 +69,8 @@ async function main(): Promise<number | undefined> {
   for (const r of await agent.services.backends.readiness()) {
     if (!r.ready) log.warn({ backend: r.name }, `backend ${r.name} is not ready: ${r.reason ?? 'unknown'}`);
   }
-  // The start-time check reads all of storage, so it runs after serving starts and only reports.
-  void reconcile(agent.services, false).then((reports) => {
-    for (const r of reports) {
-      const extra = r.missingFromIndex.map((m) => `${m.kind} ${m.id}`);
-      const lost = r.missingFromStorage.map((m) => `${m.kind} ${m.id}`);
-      const fields = { backend: r.backend };
-      if (r.error) log.error(fields, `index check of ${r.backend} failed: ${r.error}`);
-      if (extra.length) log.warn(fields, `${r.backend} holds what the index lacks (run reindex): ${extra.join(', ')}`);
-      if (lost.length) log.warn(fields, `the index has what ${r.backend} lacks: ${lost.join(', ')}`);
-    }
-  });
+  // The check of storage against the index runs in the services after ready, in the same read as the
+  // search for leftovers, and logs its findings itself (services.ts).
   return undefined;
 }
 

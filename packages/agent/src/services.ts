@@ -54,6 +54,8 @@ async function recoverInBackground(ctx: ServiceContext, drivers: Driver[], asked
       const report = await recoverAfterReady(ctx, driver, asked);
       logRecovery(driver.name, report);
       addReport(all, report);
+      const counts = { removed: report.removed.length, notInIndex: report.missingFromIndex.length, notOnStorage: report.missingFromStorage.length };
+      log.info({ recovery: true, backend: driver.name, ...counts }, `storage check of ${driver.name} after ready done`);
     } catch (err) {
       log.error({ recovery: true, backend: driver.name }, `recovery after ready failed: ${messageOf(err)}`);
     }
@@ -80,10 +82,10 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     const snapshots = new SnapshotService(ctx, volumes);
     const connections = new ConnectionService(ctx, volumes);
     // Start is proportional to what was in flight. Storage is read before serving only for a backend
-    // with records an operation left transient, or a scan owed (a cleanup failed, or may have). After a
-    // kill with nothing in flight, all a crash can have left is leftovers: they are looked for after
-    // ready (seconds for tens of thousands of volumes), while clients are served. After a clean stop,
-    // nothing is looked for.
+    // with records an operation left transient, or a scan owed (a cleanup failed, or may have). The
+    // others are read once after ready, while clients are served (seconds for tens of thousands of
+    // volumes): that one read compares storage with the index and, after a kill, finds what a crash can
+    // have left with nothing in flight, leftovers.
     const cleanStop = (await index.getMeta('cleanStop')) === true;
     await index.setMeta('cleanStop', false);
     const recovery = nothingToRecover();
@@ -93,11 +95,11 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     // A backend not ready at start is recovered when it comes: its records wait for it, untouched.
     await backends.start(async (driver) => {
       const inFlight = hasTransient(index, driver.name) || (await backends.scanOwed(driver.name));
-      if (!inFlight && cleanStop) return;
       if (!inFlight && !serving) {
         afterReady.push(driver);
         return;
       }
+      if (!inFlight && cleanStop) return;
       const report = await recoverBackend(ctx, driver);
       if (!serving) addReport(recovery, report);
       else logRecovery(driver.name, report);

@@ -17,15 +17,3 @@ export const nameKey = (backend: string, name: string): string => `${backend}:${
 
 /** Bounds that select every key starting with `prefix`. */
 export const prefixRange = (prefix: string): { gte: string; lt: string } => ({ gte: prefix, lt: `${prefix}\xff` });
-
-export type IndexName = 'backend' | 'vname' | 'snapvol' | 'connvol';
-const INDEX_NAMES = new Set<string>(['backend', 'vname', 'snapvol', 'connvol']);
-
-/** `idx:<index>:<key...>:<id>` into its parts; the key may itself hold ':' (vname's backend:name). */
-export function parseIndexKey(key: string): { index: IndexName; key: string; id: string } | null {
-  const second = key.indexOf(':', 4);
-  const last = key.lastIndexOf(':');
-  const index = key.slice(4, second);
-  if (!key.startsWith('idx:') || second < 0 || last <= second || !INDEX_NAMES.has(index)) return null;
-  return { index: index as IndexName, key: key.slice(second + 1, last), id: key.slice(last + 1) };
-}

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import { snapshotRecord, volumeRecord } from '../testing/records.js';
@@ -80,11 +81,28 @@ describe('records by status', () => {
   });
 });
 
-describe('index keys', () => {
-  it('parse back into index, key and id, with user names that hold the separator', async () => {
-    const { keys, parseIndexKey } = await import('./keys.js');
-    expect(parseIndexKey(keys.byName('nfs', 'a:b c', 'v1'))).toEqual({ index: 'vname', key: 'nfs:a%3Ab%20c', id: 'v1' });
-    expect(parseIndexKey(keys.snapshotOf('v1', 's1'))).toEqual({ index: 'snapvol', key: 'v1', id: 's1' });
-    expect(parseIndexKey('idx:other:x:y')).toBeNull();
+describe('opening', () => {
+  it('derives every lookup from the records alone: the records are the truth, their index keys a copy for paging', async () => {
+    let index = await IndexStore.open(dir);
+    await index.putVolume(volume('v1', 'a', 'a:b c'));
+    await index.putVolume(volume('v2', 'a', 'a:b c'));
+    await index.putSnapshot(snapshot('s1', 'v1'));
+    await index.putConnection({ id: 'c1', volumeId: 'v1' } as Parameters<IndexStore['putConnection']>[0], volume('v1', 'a', 'a:b c'));
+    await index.close();
+    const db = new Level<string, string>(dir);
+    await db.clear({ gte: 'idx:', lt: 'idx:\xff' });
+    await db.close();
+
+    index = await IndexStore.open(dir);
+    expect(index.volumesNamed('a', 'a:b c').map((v) => v.id).sort()).toEqual(['v1', 'v2']);
+    expect(index.volumesOfBackend('a').map((v) => v.id).sort()).toEqual(['v1', 'v2']);
+    expect(index.snapshotsOf('v1').map((s) => s.id)).toEqual(['s1']);
+    expect(index.connectionsOf('v1').map((c) => c.id)).toEqual(['c1']);
+    // A name shared by two volumes, then by one again, then by none.
+    await index.deleteVolume(volume('v2', 'a', 'a:b c'));
+    expect(index.volumesNamed('a', 'a:b c').map((v) => v.id)).toEqual(['v1']);
+    await index.deleteVolume(volume('v1', 'a', 'a:b c'));
+    expect(index.volumesNamed('a', 'a:b c')).toEqual([]);
+    await index.close();
   });
 });

@@ -3,7 +3,7 @@ import { Level } from 'level';
 import type { ConnectionRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import { requestCost } from '../cost.js';
 import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
-import { keys, nameKey, parseIndexKey, prefixRange, type IndexName } from './keys.js';
+import { keys, nameKey, prefixRange } from './keys.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -27,24 +27,38 @@ const partOf = (kind: 'snapshot' | 'connection', record: { id: string; volumeId:
 
 const statusKey = (record: { backend: string; status: string }): string => `${record.backend}:${record.status}`;
 
-/** One secondary index: a key (backend, name, volume id) to the ids under it, mirrored from LevelDB. */
+/**
+ * One secondary index: a key (backend, name, volume id) to the ids under it. Most keys hold one id (a
+ * name, a volume's single snapshot), kept as the id itself: a Set per key cost ~200 bytes a volume.
+ */
 class Postings {
-  private readonly map = new Map<string, Set<string>>();
+  private readonly map = new Map<string, string | Set<string>>();
   add(key: string, id: string): void {
-    let ids = this.map.get(key);
-    if (!ids) this.map.set(key, (ids = new Set()));
-    ids.add(id);
+    const ids = this.map.get(key);
+    if (ids === undefined || ids === id) this.map.set(key, id);
+    else if (typeof ids === 'string') this.map.set(key, new Set([ids, id]));
+    else ids.add(id);
   }
   remove(key: string, id: string): void {
     const ids = this.map.get(key);
-    if (!ids) return;
-    ids.delete(id);
-    if (ids.size === 0) this.map.delete(key);
+    if (ids === id) this.map.delete(key);
+    else if (typeof ids === 'object') {
+      ids.delete(id);
+      if (ids.size === 1) this.map.set(key, ids.values().next().value as string);
+    }
   }
   ids(key: string): Iterable<string> {
-    return this.map.get(key) ?? [];
+    const ids = this.map.get(key);
+    return ids === undefined ? [] : typeof ids === 'string' ? [ids] : ids;
+  }
+  /** The ids under every key that starts with `prefix`. */
+  *idsUnder(prefix: string): Iterable<string> {
+    for (const key of this.map.keys()) if (key.startsWith(prefix)) yield* this.ids(key);
   }
 }
+
+/** Records read from LevelDB at once: one native call per batch, not per record. */
+const LOAD_BATCH = 1000;
 
 /**
  * The agent's index. LevelDB is the durable truth: every change is one synced batch of a record and
@@ -56,11 +70,13 @@ export class IndexStore {
   private readonly volumes = new Map<string, VolumeRecord>();
   private readonly snapshots = new Map<string, SnapshotRecord>();
   private readonly connections = new Map<string, ConnectionRecord>();
-  private readonly byBackend = new Postings();
   private readonly byName = new Postings();
   private readonly snapshotsByVolume = new Postings();
   private readonly connectionsByVolume = new Postings();
-  /** `backend:status` to ids, in memory only: recovery finds what was in flight without reading every record. */
+  /**
+   * `backend:status` to ids, in memory only: recovery finds what was in flight without reading every
+   * record, and a backend's volumes are its statuses' (no second set of every id).
+   */
   private readonly volumesByStatus = new Postings();
   private readonly snapshotsByStatus = new Postings();
 
@@ -89,37 +105,37 @@ export class IndexStore {
     return store;
   }
 
+  /**
+   * Reads every record into memory. The secondary keys are not read: each is derivable from its record
+   * (written in the same batch), and deriving them reuses the record's id strings instead of a copy per key.
+   */
   private async load(): Promise<void> {
     const version = await this.db.get(keys.meta('schema'));
     if (version === undefined) await this.db.put(keys.meta('schema'), SCHEMA_VERSION, { sync: true });
     else if (version !== SCHEMA_VERSION) throw new Error(`index schema ${String(version)} is not ${SCHEMA_VERSION}`);
-    for (const [prefix, map] of [
-      ['vol:', this.volumes],
-      ['snap:', this.snapshots],
-      ['conn:', this.connections],
-    ] as const) {
-      for await (const [key, value] of this.db.iterator(prefixRange(prefix))) {
-        (map as Map<string, unknown>).set(key.slice(prefix.length), value);
-      }
-    }
-    for (const v of this.volumes.values()) this.volumesByStatus.add(statusKey(v), v.id);
-    for (const snap of this.snapshots.values()) this.snapshotsByStatus.add(statusKey(snap), snap.id);
-    for await (const key of this.db.keys(prefixRange('idx:'))) {
-      const parsed = parseIndexKey(key);
-      if (parsed) this.postings(parsed.index).add(parsed.key, parsed.id);
-    }
+    await this.each<VolumeRecord>('vol:', (v) => {
+      this.setVolume(v);
+      if (v.name !== null) this.byName.add(nameKey(v.backend, v.name), v.id);
+    });
+    await this.each<SnapshotRecord>('snap:', (snap) => {
+      this.setSnapshot(snap);
+      this.snapshotsByVolume.add(snap.volumeId, snap.id);
+    });
+    await this.each<ConnectionRecord>('conn:', (conn) => {
+      this.connections.set(conn.id, conn);
+      this.connectionsByVolume.add(conn.volumeId, conn.id);
+    });
   }
 
-  private postings(index: IndexName): Postings {
-    switch (index) {
-      case 'backend':
-        return this.byBackend;
-      case 'vname':
-        return this.byName;
-      case 'snapvol':
-        return this.snapshotsByVolume;
-      case 'connvol':
-        return this.connectionsByVolume;
+  /** Each record under `prefix`, read in batches: an await per record cost twice as long at 100,000. */
+  private async each<T>(prefix: string, take: (record: T) => void): Promise<void> {
+    const iterator = this.db.iterator<string, T>({ ...prefixRange(prefix), keys: false, valueEncoding: 'json' });
+    try {
+      for (let batch = await iterator.nextv(LOAD_BATCH); batch.length > 0; batch = await iterator.nextv(LOAD_BATCH)) {
+        for (const [, record] of batch) take(record);
+      }
+    } finally {
+      await iterator.close();
     }
   }
 
@@ -231,7 +247,7 @@ export class IndexStore {
   }
 
   volumesOfBackend(backend: string): VolumeRecord[] {
-    return this.pick(this.volumes, this.byBackend.ids(backend));
+    return this.pick(this.volumes, this.volumesByStatus.idsUnder(`${backend}:`));
   }
   volumesNamed(backend: string, name: string): VolumeRecord[] {
     return this.pick(this.volumes, this.byName.ids(nameKey(backend, name)));
@@ -251,7 +267,6 @@ export class IndexStore {
     if (record.name !== null) batch.push({ type: 'put', key: keys.byName(record.backend, record.name, record.id), value: '' });
     await this.write(batch, [volumeChange(record)], mark);
     this.setVolume(record);
-    this.byBackend.add(record.backend, record.id);
     if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
   }
 
@@ -263,7 +278,6 @@ export class IndexStore {
     if (record.name !== null) batch.push({ type: 'del', key: keys.byName(record.backend, record.name, record.id) });
     await this.write(batch, [volumeChange(record)]);
     this.dropVolume(record.id);
-    this.byBackend.remove(record.backend, record.id);
     if (record.name !== null) this.byName.remove(nameKey(record.backend, record.name), record.id);
   }
 

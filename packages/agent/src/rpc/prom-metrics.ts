@@ -34,6 +34,8 @@ export class PromMetrics {
   private readonly warnings: Gauge<'backend'>;
   private readonly leftovers: Gauge<'backend'>;
   private readonly strays: Gauge<'backend'>;
+  private readonly notInIndex: Gauge<'backend'>;
+  private readonly notOnStorage: Gauge<'backend'>;
   private readonly capacity: Gauge<'backend'>;
   private readonly free: Gauge<'backend'>;
   private readonly provisioned: Gauge<'backend'>;
@@ -89,6 +91,8 @@ export class PromMetrics {
     this.warnings = backendGauge('kindling_backend_warnings', 'Readiness warnings of the backend (e.g. VG metadata area nearly full).');
     this.leftovers = backendGauge('kindling_storage_leftovers', "Kindling's leftovers of interrupted operations that recovery could not remove at start.");
     this.strays = backendGauge('kindling_storage_strays', "Items on storage that are not provably Kindling's (last scan); reported, never removed.");
+    this.notInIndex = backendGauge('kindling_storage_not_in_index', 'Volumes and snapshots on storage that the index lacks (last check; `reindex` adopts them).');
+    this.notOnStorage = backendGauge('kindling_index_not_on_storage', 'Settled volumes and snapshots of the index that storage lacks (last check); reported, never removed.');
     this.capacity = backendGauge('kindling_backend_capacity_bytes', 'Total capacity of the backend.');
     this.free = backendGauge('kindling_backend_free_bytes', 'Free capacity of the backend.');
     this.provisioned = backendGauge('kindling_backend_provisioned_bytes', 'Capacity promised to volumes (their sizes), thin or not.');
@@ -122,6 +126,8 @@ export class PromMetrics {
       if (r.findings) {
         this.leftovers.set({ backend }, r.findings.leftovers);
         this.strays.set({ backend }, r.findings.strays);
+        this.notInIndex.set({ backend }, r.findings.missingFromIndex ?? 0);
+        this.notOnStorage.set({ backend }, r.findings.missingFromStorage ?? 0);
       }
     }
     for (const s of stats) {

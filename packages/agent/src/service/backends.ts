@@ -7,7 +7,7 @@ import { log } from '../log.js';
 
 export interface BackendReadiness extends Readiness, BackendInfo {
   /** What the last scan of storage found besides volumes and snapshots (absent before any scan). */
-  findings?: { leftovers: number; strays: number };
+  findings?: { leftovers: number; strays: number; missingFromIndex?: number; missingFromStorage?: number };
 }
 
 interface Entry {
@@ -151,7 +151,12 @@ export class Backends {
           ...info,
           ...readiness,
           ...(warnings.length > 0 ? { warnings } : {}),
-          findings: { leftovers: found.leftovers.length, strays: found.strays.length },
+          findings: {
+            leftovers: found.leftovers.length,
+            strays: found.strays.length,
+            missingFromIndex: found.missingFromIndex ?? 0,
+            missingFromStorage: found.missingFromStorage ?? 0,
+          },
         };
       }),
     );

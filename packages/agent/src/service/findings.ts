@@ -10,15 +10,17 @@ export interface Findings {
   strays: Stray[];
   /** The latest scan failed: what it could have found is unknown. */
   scanError?: string;
+  /** Of the latest comparison of storage with the index (the check after ready, or recovery before it). */
+  missingFromIndex?: number;
+  missingFromStorage?: number;
 }
 
-/** How many found items a readiness warning names before it says "and N more". */
-const NAMED = 5;
+/** `max` of the items, then "and N more": a warning or log line stays one line whatever storage holds. */
+export const named = (items: string[], max = 5): string =>
+  items.slice(0, max).join(', ') + (items.length > max ? ` and ${items.length - max} more` : '');
 
 /** The readiness warnings for what a backend's storage holds besides its volumes (none when all is well). */
 export function findingWarnings(found: Findings): string[] {
-  const named = (items: string[]) =>
-    items.slice(0, NAMED).join(', ') + (items.length > NAMED ? ` and ${items.length - NAMED} more` : '');
   const warnings: string[] = [];
   if (found.scanError !== undefined) warnings.push(`the last scan of storage failed: ${found.scanError}`);
   if (found.leftovers.length > 0) {

@@ -1,20 +1,64 @@
 import { messageOf, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
-import type { Leftover, Stray } from '../drivers/driver.js';
+import type { Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import type { ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
 import { snapshotPhase, volumePhase } from './status.js';
 
-export interface ReconcileReport {
-  backend: string;
+/** Where storage and the index disagree, as one read of storage found. */
+export interface IndexMismatch {
   /** On storage, not in the index (added to the index when rebuilding). */
   missingFromIndex: { kind: 'volume' | 'snapshot'; id: string }[];
   /** In the index, not on storage (reported only: a human decides). */
   missingFromStorage: { kind: 'volume' | 'snapshot'; id: string; status: string }[];
+}
+
+export interface ReconcileReport extends IndexMismatch {
+  backend: string;
   /** Kindling's temporary artifacts the scan saw: of running operations, or of ones recovery could not clean. */
   leftovers: Leftover[];
   /** What storage holds that is not provably Kindling's: reported, never removed. */
   strays: Stray[];
   error?: string;
+}
+
+/** A backend's records as they were before a read of storage, to compare it with. */
+export interface Held {
+  volumes: Map<string, VolumeRecord>;
+  snapshots: Map<string, SnapshotRecord>;
+}
+
+export function heldBefore(ctx: ServiceContext, backend: string): Held {
+  return {
+    volumes: new Map(ctx.index.volumesOfBackend(backend).map((v) => [v.id, v])),
+    snapshots: new Map([...ctx.index.allSnapshots()].filter((s) => s.backend === backend).map((s) => [s.id, s])),
+  };
+}
+
+/**
+ * The one comparison of storage with the index. Operations may run while storage is read: only records
+ * untouched from before the scan to after it count, either way (every write replaces the index's record
+ * object, so untouched is identity), and only what the index lacks both before and after the scan.
+ */
+export function compareWithIndex(ctx: ServiceContext, held: Held, scan: ScanResult): IndexMismatch {
+  const out: IndexMismatch = { missingFromIndex: [], missingFromStorage: [] };
+  const onStorage = new Set([...scan.volumes.map((v) => v.id), ...scan.snapshots.map((s) => s.id)]);
+  for (const [id, v] of held.volumes) {
+    if (!onStorage.has(id) && volumePhase(v.status) === 'settled' && ctx.index.getVolume(id) === v) {
+      out.missingFromStorage.push({ kind: 'volume', id, status: v.status });
+    }
+  }
+  for (const [id, s] of held.snapshots) {
+    if (!onStorage.has(id) && snapshotPhase(s.status) === 'settled' && ctx.index.getSnapshot(id) === s) {
+      out.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
+    }
+  }
+  for (const found of scan.volumes) {
+    if (!held.volumes.has(found.id) && !ctx.index.getVolume(found.id)) out.missingFromIndex.push({ kind: 'volume', id: found.id });
+  }
+  for (const found of scan.snapshots) {
+    if (!held.snapshots.has(found.id) && !ctx.index.getSnapshot(found.id)) out.missingFromIndex.push({ kind: 'snapshot', id: found.id });
+  }
+  return out;
 }
 
 /**
@@ -26,10 +70,7 @@ export async function reconcile(ctx: ServiceContext, rebuild: boolean): Promise<
   for (const driver of ctx.backends.drivers()) {
     const report: ReconcileReport = { backend: driver.name, missingFromIndex: [], missingFromStorage: [], leftovers: [], strays: [] };
     reports.push(report);
-    // Operations may run while storage is read: only records untouched from before the scan to after it
-    // count, either way (every write replaces the index's record object, so untouched is identity).
-    const volumesBefore = new Map(ctx.index.volumesOfBackend(driver.name).map((v) => [v.id, v]));
-    const snapshotsBefore = new Map([...ctx.index.allSnapshots()].filter((s) => s.backend === driver.name).map((s) => [s.id, s]));
+    const held = heldBefore(ctx, driver.name);
     let scan;
     try {
       scan = await driver.scan();
@@ -41,23 +82,13 @@ export async function reconcile(ctx: ServiceContext, rebuild: boolean): Promise<
     report.leftovers = scan.leftovers;
     report.strays = scan.strays;
     ctx.backends.noteFindings(driver.name, { strays: scan.strays });
-    const onStorage = new Set([...scan.volumes.map((v) => v.id), ...scan.snapshots.map((s) => s.id)]);
-    for (const [id, v] of volumesBefore) {
-      if (!onStorage.has(id) && volumePhase(v.status) === 'settled' && ctx.index.getVolume(id) === v) {
-        report.missingFromStorage.push({ kind: 'volume', id, status: v.status });
-      }
-    }
-    for (const [id, s] of snapshotsBefore) {
-      if (!onStorage.has(id) && snapshotPhase(s.status) === 'settled' && ctx.index.getSnapshot(id) === s) {
-        report.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
-      }
-    }
+    Object.assign(report, compareWithIndex(ctx, held, scan));
+    if (!rebuild) continue;
     const at = now();
     // Storage holding what the index lacks both before and after the scan (not a delete that ran meanwhile).
+    const lacking = new Set(report.missingFromIndex.map((m) => m.id));
     for (const found of scan.volumes) {
-      if (volumesBefore.has(found.id) || ctx.index.getVolume(found.id)) continue;
-      report.missingFromIndex.push({ kind: 'volume', id: found.id });
-      if (!rebuild) continue;
+      if (!lacking.has(found.id)) continue;
       const record: VolumeRecord = {
         id: found.id,
         backend: driver.name,
@@ -76,10 +107,8 @@ export async function reconcile(ctx: ServiceContext, rebuild: boolean): Promise<
       await ctx.index.putVolume(record);
     }
     for (const found of scan.snapshots) {
-      if (snapshotsBefore.has(found.id) || ctx.index.getSnapshot(found.id)) continue;
-      report.missingFromIndex.push({ kind: 'snapshot', id: found.id });
       const volume = ctx.index.getVolume(found.volumeId);
-      if (!rebuild || !volume) continue;
+      if (!lacking.has(found.id) || !volume) continue;
       const record: SnapshotRecord = {
         id: found.id,
         backend: driver.name,

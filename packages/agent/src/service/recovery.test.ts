@@ -13,7 +13,7 @@ import { infoTempFile, ownerTag, partFile } from '../drivers/nfs/names.js';
 import { IndexStore } from '../index/store.js';
 import { Metrics } from '../rpc/metrics.js';
 import { openServices, type Services } from '../services.js';
-import { recoverBackend, recoveryLines } from './recovery.js';
+import { nothingToRecover, recoverBackend, recoveryLines } from './recovery.js';
 
 // A crash leaves records in a transient status; the next start settles each against real storage
 // (NFS driver files and qemu-img in a temp dir), finishes reverts, and removes leftovers.
@@ -289,7 +289,7 @@ describe('leftovers and strays found at start', () => {
 
   it('a clean start reports nothing and warns of nothing', async () => {
     const s = await restart();
-    expect(s.recovery).toEqual({ resolved: [], removed: [], failed: [], strays: [], unscanned: [] });
+    expect(s.recovery).toEqual(nothingToRecover());
     const [nfs] = await s.backends.readiness();
     expect(nfs).toMatchObject({ ready: true, findings: { leftovers: 0, strays: 0 } });
     expect(nfs!.warnings).toBeUndefined();
@@ -322,7 +322,7 @@ describe('start after a kill', () => {
     });
     const after = await startAfterKill();
     ready = true;
-    expect(after.recovery).toEqual({ resolved: [], removed: [], failed: [], strays: [], unscanned: [] });
+    expect(after.recovery).toEqual(nothingToRecover());
 
     const report = await after.recoveredAfterReady;
     expect(readBeforeReady).toEqual([false]);
@@ -347,6 +347,31 @@ describe('start after a kill', () => {
     await after.close(true);
     services = await openServices(config);
     expect(existsSync(leftover)).toBe(false);
+  });
+
+  it('reads storage once after ready, after a kill or a clean stop, and reports where it and the index disagree (log lines, readiness, metrics)', async () => {
+    const s = await startAfterKill();
+    const lost = await s.volumes.create({ backend: 'nfs', size: 1 });
+    await s.volumes.create({ backend: 'nfs', size: 1 });
+    await rm(activePath(lost));
+    let reads = 0;
+    const scan = NfsDriver.prototype.scan;
+    vi.spyOn(NfsDriver.prototype, 'scan').mockImplementation(function (this: NfsDriver) {
+      reads++;
+      return scan.call(this);
+    });
+    for (const start of [startAfterKill, restart]) {
+      reads = 0;
+      const after = await start();
+      const report = await after.recoveredAfterReady;
+      expect(reads).toBe(1);
+      expect(report.missingFromStorage).toEqual([{ kind: 'volume', id: lost.id, status: 'available', backend: 'nfs' }]);
+      expect(recoveryLines(report)).toEqual([`the index has what nfs lacks: volume ${lost.id}`]);
+      const [nfs] = await after.backends.readiness();
+      expect(nfs).toMatchObject({ ready: true, findings: { missingFromStorage: 1, missingFromIndex: 0 } });
+      const load = { sessions: 0, requestsInFlight: 0, commandsRunning: 0, commandsWaiting: 0 };
+      expect(await new Metrics().render([], [nfs!], load)).toMatch(/^kindling_index_not_on_storage\{backend="nfs"\} 1$/m);
+    }
   });
 
   it('still settles a record an operation left transient before serving', async () => {

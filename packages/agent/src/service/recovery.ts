@@ -10,6 +10,8 @@ import {
 import type { Driver, Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
+import { named } from './findings.js';
+import { compareWithIndex, heldBefore, type IndexMismatch } from './reconcile.js';
 import {
   TRANSIENT_SNAPSHOT_STATUSES,
   TRANSIENT_VOLUME_STATUSES,
@@ -31,6 +33,10 @@ export interface RecoveryReport {
   strays: On<Stray>[];
   /** Backends whose storage could not be read: their transient records went to error. */
   unscanned: { backend: string; error: string }[];
+  /** On storage, not in the index (`reindex` adopts them). */
+  missingFromIndex: On<IndexMismatch['missingFromIndex'][number]>[];
+  /** Settled in the index, not on storage: reported only, a human decides. */
+  missingFromStorage: On<IndexMismatch['missingFromStorage'][number]>[];
 }
 
 const interrupted = (what: string, more = ''): ErrorInfo => ({
@@ -38,7 +44,15 @@ const interrupted = (what: string, more = ''): ErrorInfo => ({
   message: `the agent stopped while the ${what} was in progress${more}`,
 });
 
-export const nothingToRecover = (): RecoveryReport => ({ resolved: [], removed: [], failed: [], strays: [], unscanned: [] });
+export const nothingToRecover = (): RecoveryReport => ({
+  resolved: [],
+  removed: [],
+  failed: [],
+  strays: [],
+  unscanned: [],
+  missingFromIndex: [],
+  missingFromStorage: [],
+});
 
 /** Adds one backend's report to another. */
 export function addReport(to: RecoveryReport, from: RecoveryReport): void {
@@ -47,6 +61,18 @@ export function addReport(to: RecoveryReport, from: RecoveryReport): void {
   to.failed.push(...from.failed);
   to.strays.push(...from.strays);
   to.unscanned.push(...from.unscanned);
+  to.missingFromIndex.push(...from.missingFromIndex);
+  to.missingFromStorage.push(...from.missingFromStorage);
+}
+
+/** Adds where storage and the index disagree to the report, and to the backend's findings (metrics): after the leftovers' note, which replaces them. */
+function noteMismatch(ctx: ServiceContext, report: RecoveryReport, backend: string, mismatch: IndexMismatch): void {
+  report.missingFromIndex.push(...mismatch.missingFromIndex.map((m) => ({ ...m, backend })));
+  report.missingFromStorage.push(...mismatch.missingFromStorage.map((m) => ({ ...m, backend })));
+  ctx.backends.noteFindings(backend, {
+    missingFromIndex: mismatch.missingFromIndex.length,
+    missingFromStorage: mismatch.missingFromStorage.length,
+  });
 }
 
 /** What storage holds of one volume: published volumes only (the final name means complete). */
@@ -109,6 +135,8 @@ export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promi
   if (!found) return report;
 
   await removeLeftovers(ctx, driver, found, report);
+  // No operation of this backend runs yet: the records as recovery left them are the ones to compare.
+  noteMismatch(ctx, report, backend, compareWithIndex(ctx, heldBefore(ctx, backend), found));
   // A leftover still there is looked for again at the next start, even one after a clean stop.
   if (report.failed.length > 0) await ctx.backends.oweScan(backend);
   else await ctx.backends.scanPaid(backend);
@@ -116,14 +144,16 @@ export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promi
 }
 
 /**
- * The check after ready at a start that read no storage before it (a kill with nothing in flight):
- * storage is read while operations run, so a leftover is removed only when no operation has asked for
+ * The check after ready at a start that read no storage before it (a clean stop, or a kill with nothing
+ * in flight), in one read of storage: it compares storage with the index, and removes leftovers.
+ * Storage is read while operations run, so a leftover is removed only when no operation has asked for
  * its resource since the start (`asked`, from the service's locks: then it is provably from before the
  * start, and stays so under the lock its removal takes). The others are kept and owed a scan at the
  * next start, where nothing runs.
  */
 export async function recoverAfterReady(ctx: ServiceContext, driver: Driver, asked: ReadonlySet<string>): Promise<RecoveryReport> {
   const report = nothingToRecover();
+  const held = heldBefore(ctx, driver.name);
   let found: ScanResult;
   try {
     found = await driver.scan();
@@ -133,7 +163,9 @@ export async function recoverAfterReady(ctx: ServiceContext, driver: Driver, ask
     await ctx.backends.oweScan(driver.name);
     return report;
   }
+  const mismatch = compareWithIndex(ctx, held, found);
   const kept = await removeLeftovers(ctx, driver, found, report, asked);
+  noteMismatch(ctx, report, driver.name, mismatch);
   if (kept > 0 || report.failed.length > 0) await ctx.backends.oweScan(driver.name);
   return report;
 }
@@ -272,5 +304,13 @@ export function recoveryLines(report: RecoveryReport): string[] {
     ...report.removed.map((l) => `removed a leftover ${l.kind} of ${l.id} on ${l.backend}: ${l.where}`),
     ...report.failed.map((l) => `could not remove a leftover ${l.kind} of ${l.id} on ${l.backend}: ${l.where}: ${l.error}`),
     ...report.strays.map((s) => `left alone on ${s.backend}, not Kindling's: ${s.where} (${s.reason})`),
+    ...byBackend(report.missingFromIndex).map(([backend, ids]) => `${backend} holds what the index lacks (run reindex): ${named(ids, 20)}`),
+    ...byBackend(report.missingFromStorage).map(([backend, ids]) => `the index has what ${backend} lacks: ${named(ids, 20)}`),
   ];
 }
+
+const byBackend = (items: On<{ kind: string; id: string }>[]): [string, string[]][] => {
+  const out = new Map<string, string[]>();
+  for (const m of items) out.set(m.backend, [...(out.get(m.backend) ?? []), `${m.kind} ${m.id}`]);
+  return [...out];
+};

@@ -9,3 +9,5 @@ export type { FaultPoint } from '../drivers/nfs/faults.js';
 export { ownerTag, partFile } from '../drivers/nfs/names.js';
 export { IndexStore } from '../index/store.js';
 export { snapshotRecord, volumeRecord } from './records.js';
+export { writeVolumeDataset, type Dataset, type DatasetOptions } from './dataset.js';
+export { relayTo, type Relay } from './relay.js';

@@ -392,6 +392,15 @@ describe('NfsDriver on a local folder share', () => {
       expect((await driver.stats(true)).provisionedCapacityGb).toBe(5);
     });
 
+    it('reads no volume at start: its provisioned count is the first scan after it (the check after ready), not a read of its own', async () => {
+      const driver = makeDriver();
+      await driver.start();
+      // Written after the start: only a read of storage after it sees this volume.
+      await run(['qemu-img', 'create', '-f', 'qcow2', join(share, `volume-${randomUUID()}`), '3G']);
+      expect((await driver.scan()).volumes).toHaveLength(1);
+      expect((await driver.stats(false)).provisionedCapacityGb).toBe(3);
+    });
+
     it('creates a missing local share on start and is ready once it is writable', async () => {
       const missing = join(share, 'sub', 'share');
       const driver = new NfsDriver(nfsConfig(missing, { mountPointBase: join(share, 'mnt') }), { run, hostId: TEST_HOST });

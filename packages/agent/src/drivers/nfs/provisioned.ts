@@ -1,4 +1,6 @@
 type Sizes = Map<string, { share: string; bytes: number }>;
+/** A read of storage: each volume's bytes by share. */
+export type Counted = [string, { share: string; bytes: number }][];
 type Change = (sizes: Sizes) => void;
 
 /**
@@ -13,7 +15,7 @@ export class Provisioned {
   private counting: Promise<Sizes> | null = null;
   private replay: Change[] = [];
 
-  constructor(private readonly count: () => Promise<[string, { share: string; bytes: number }][]>) {}
+  constructor(private readonly count: () => Promise<Counted>) {}
 
   set(volumeId: string, share: string, bytes: number): void {
     this.change((sizes) => sizes.set(volumeId, { share, bytes }));
@@ -39,8 +41,22 @@ export class Provisioned {
     if (this.counting) this.replay.push(change);
   }
 
+  /**
+   * Takes a read of storage that starts now as the first count, when none was made or is running: the
+   * start's read of every volume serves both the check after ready and the capacity figures.
+   */
+  adopt(read: Promise<Counted>): void {
+    // The scan's caller hears of its failure; the next figure asked for counts again.
+    if (this.sizes === null && this.counting === null) this.begin(read).catch(() => undefined);
+    else read.catch(() => undefined);
+  }
+
   private recount(): Promise<Sizes> {
-    this.counting ??= this.count().then(
+    return this.counting ?? this.begin(this.count());
+  }
+
+  private begin(read: Promise<Counted>): Promise<Sizes> {
+    this.counting = read.then(
       (entries) => {
         const sizes: Sizes = new Map(entries);
         for (const change of this.replay) change(sizes);
