@@ -186,6 +186,23 @@ describe('recovery of interrupted operations at start', () => {
     const [nfs] = await s.backends.readiness();
     expect(nfs!.warnings).toEqual([expect.stringMatching(/last scan of storage failed: share went away/)]);
   });
+
+  it('a backend recovered while clients are connected pushes every record it settles (a client never misses one, nor its place in the change sequence)', async () => {
+    const s = await open();
+    const made = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const gone = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const snap = await s.snapshots.create({ volumeId: made.id });
+    await s.backends.usable('nfs').deleteVolume({ id: gone.id, size: 1, location: gone.location });
+    await s.index.putVolume({ ...gone, status: 'deleting' });
+    await s.index.putSnapshot({ ...snap, status: 'creating' });
+    const pushed: string[] = [];
+    s.events.subscribe((e) => {
+      if (e.event === 'volume' || e.event === 'snapshot') pushed.push(`${e.event} ${e.resource.id} ${e.resource.status}`);
+    });
+
+    await recoverBackend(s, s.backends.get('nfs'));
+    expect(pushed).toEqual(expect.arrayContaining([`snapshot ${snap.id} available`, `volume ${gone.id} deleted`]));
+  });
 });
 
 describe('leftovers and strays found at start', () => {

@@ -214,6 +214,7 @@ async function settle(ctx: ServiceContext, volume: VolumeRecord, changes: Partia
   const record: VolumeRecord = { ...volume, ...changes, updatedAt: now() };
   delete record.revertingTo;
   await ctx.index.putVolume(record);
+  ctx.events.publish({ event: 'volume', resource: record });
   return record.status;
 }
 
@@ -239,6 +240,7 @@ async function resolveVolume(
       // Drivers' deletes are resumable: a retry of error_deleting finishes the job.
       if (found) return settle(ctx, volume, { status: 'error_deleting', error: interrupted('delete') });
       await ctx.index.deleteVolume(volume);
+      ctx.events.publish({ event: 'volume', resource: { ...volume, status: 'deleted', updatedAt: now() } });
       return 'deleted';
     case 'reverting':
       return finishRevert(ctx, volume, driver, ctx.index.connectionsOf(volume.id).length > 0 ? 'in-use' : 'available');
@@ -279,8 +281,16 @@ async function resolveSnapshot(ctx: ServiceContext, snapshot: SnapshotRecord, sc
   const listed = scan?.volumes.find((v) => v.id === snapshot.volumeId);
   const current = ctx.index.getVolume(snapshot.volumeId);
   const volume = listed && current ? { ...current, location: listed.location, updatedAt: now() } : undefined;
-  const save = (changes: Partial<SnapshotRecord>) =>
-    ctx.index.putSnapshot({ ...snapshot, ...changes, updatedAt: now() }, volume).then(() => changes.status as string);
+  const published = (record: SnapshotRecord): string => {
+    ctx.events.publish({ event: 'snapshot', resource: record });
+    if (volume) ctx.events.publish({ event: 'volume', resource: volume });
+    return record.status;
+  };
+  const save = async (changes: Partial<SnapshotRecord>): Promise<string> => {
+    const record = { ...snapshot, ...changes, updatedAt: now() };
+    await ctx.index.putSnapshot(record, volume);
+    return published(record);
+  };
   if (!scan) {
     const deleting = snapshot.status === 'deleting';
     return save({
@@ -293,7 +303,7 @@ async function resolveSnapshot(ctx: ServiceContext, snapshot: SnapshotRecord, sc
   }
   if (found) return save({ status: 'error_deleting', error: interrupted('snapshot delete') });
   await ctx.index.deleteSnapshot(snapshot, volume);
-  return 'deleted';
+  return published({ ...snapshot, status: 'deleted', updatedAt: now() });
 }
 
 /** The report as log lines, one per finding, for the agent's start and `reindex`. */
