@@ -129,6 +129,7 @@ cat >"$P/kindling.json" <<EOF
   "allowPlaintext": true,
   "dataDir": "/var/lib/kindling",
   "token": "$TOKEN",
+  "capacityRefreshSeconds": 86400,
   "backends": [
     { "name": "lvm-thick", "driver": "lvm", "volumeGroup": "kindling-thick", "lvmType": "default" },
     { "name": "lvm-thin", "driver": "lvm", "volumeGroup": "kindling-thin", "lvmType": "thin", "thinPool": "kindling-thin-pool" },
@@ -136,7 +137,12 @@ cat >"$P/kindling.json" <<EOF
   ]
 }
 EOF
-# the crash scenarios' own agent (started, killed and restarted by them through crash-agent.sh), on its own VGs
+# The main agent never refreshes capacity on a timer: the cached-vs-refresh scenario asserts what the cache
+# holds between explicit refreshes, and a periodic refresh landing inside it made it flaky.
+# The crash scenarios' own agent (started, killed and restarted by them through crash-agent.sh), on its own VGs.
+# It runs each lvm2 command as a process (lvmShell: false): its faults are injected by a shim per command name
+# (stall-shim.sh), which a command sent to the lvm shell never passes through; the shell's own death with the
+# agent and its kill at a timeout are tested on the host (drivers/lvm/shell.lvm.test.ts).
 cat >"$P/kindling-crash.json" <<EOF
 {
   "listen": { "host": "0.0.0.0", "port": $CRASH_GUEST_PORT },
@@ -144,8 +150,8 @@ cat >"$P/kindling-crash.json" <<EOF
   "dataDir": "/var/lib/kindling-crash",
   "token": "$TOKEN",
   "backends": [
-    { "name": "crash-thick", "driver": "lvm", "volumeGroup": "kindling-crash-thick", "lvmType": "default" },
-    { "name": "crash-thin", "driver": "lvm", "volumeGroup": "kindling-crash-thin", "lvmType": "thin", "thinPool": "kindling-crash-pool" }
+    { "name": "crash-thick", "driver": "lvm", "volumeGroup": "kindling-crash-thick", "lvmType": "default", "lvmShell": false },
+    { "name": "crash-thin", "driver": "lvm", "volumeGroup": "kindling-crash-thin", "lvmType": "thin", "thinPool": "kindling-crash-pool", "lvmShell": false }
   ]
 }
 EOF
