@@ -141,16 +141,18 @@ export class Session {
         this.inFlight++;
         counted = true;
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
-        const work = async (call: CallContext) =>
+        const work = (call: CallContext): unknown =>
           inRequest(
             { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), ...(cost ? { cost } : {}), queued: false },
             () => handler(checked.args, call),
           );
-        const result = await this.drain.track(
+        const answer =
           requestId !== undefined && MUTATING_OPS.has(op)
-            ? this.ledger.run(requestId, op, work)
-            : work({ newId: randomUUID() }),
-        );
+            ? this.ledger.run(requestId, op, async (call) => work(call))
+            : work({ newId: randomUUID() });
+        // A read the index answers at once (volume.get) is replied to in this turn: no promise to track,
+        // nothing in flight for a stop to wait for (issue 20: promises are dear while async hooks run).
+        const result = answer instanceof Promise ? await this.drain.track(answer) : answer;
         reply = { id: frame.id, ok: true, result };
       }
     } catch (err) {
