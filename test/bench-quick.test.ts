@@ -23,7 +23,7 @@ describe('the bench in quick mode', () => {
     for (const header of ['start:', 'launch:', 'wire:', 'nfs:', 'lvm:', 'fleet:', 'load:', 'index:', 'csi:']) {
       expect(out).toContain(`\n${header}`);
     }
-    for (const figure of ['kindling-agent --version', 'spawn to ready', 'stop when idle', "the agent's runner", 'agent-side breakdown', 'synced index batches', 'volume.get vs raw echo', 'nfs create+delete vs bare commands', 'lvm create+delete vs bare commands', 'fleet.volumes()', 'throughput', 'start to ready', 'kindling-csi / SDK']) {
+    for (const figure of ['kindling-agent --version', 'spawn to ready', 'stop when idle', "the agent's runner", 'agent-side breakdown', 'synced index batches', 'volume.get vs raw echo', 'nfs qcow2 create+delete vs bare commands', 'nfs raw create+delete vs bare commands', 'lvm create+delete vs bare commands', 'fleet.volumes()', 'throughput', 'start to ready', 'kindling-csi / SDK']) {
       expect(out).toContain(figure);
     }
   }, 600_000);
