@@ -1,6 +1,6 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { GIB } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import * as qemuImg from './qemu-img.js';
@@ -14,8 +14,8 @@ import type { NewFile } from './safe-file.js';
  * - raw, sparse: what `qemu-img create -f raw` leaves: the size by ftruncate, and its first block
  *   written with zeros (qemu allocates it so that it can probe the alignment of direct I/O);
  * - raw, allocated: `fallocate` (cinder writes zeros with dd; Node has no fallocate call);
- * - qcow2: qemu-img's own empty image of that size, made once per size by `qemu-img create` in a
- *   private folder and then written through the descriptor: the same bytes, the zero blocks left as holes.
+ * - qcow2: qemu-img's own empty image of that size, made once per size by `qemu-img create` into an
+ *   unnamed file and then written through the descriptor: the same bytes, the zero blocks left as holes.
  */
 export class EmptyImages {
   /** Per size in GiB, the newest few. */
@@ -58,16 +58,20 @@ interface Template {
 const TEMPLATES_KEPT = 16;
 const BLOCK = 4096;
 
+/** Linux's O_TMPFILE (with the O_DIRECTORY bits it includes); Node names no constant for it. */
+const O_TMPFILE = 0o20000000 | constants.O_DIRECTORY;
+
 /**
- * Made in a folder only the agent can enter: on the share, anyone who can write the export could
- * rewrite the image between qemu-img and the read, and every later volume of the size would carry it.
+ * Made in an unnamed file (O_TMPFILE) of the temp folder, reached by qemu-img through the agent's
+ * descriptor: nobody can open it by a name (on the share anyone who can write the export could rewrite
+ * it before the read, and every later volume of the size would carry that), and it is gone once closed,
+ * even when the agent is killed half way.
  */
 async function qcow2Template(run: Runner, sizeGb: number): Promise<Template> {
-  const dir = await mkdtemp(join(tmpdir(), 'kindling-qcow2-'));
+  const file = await open(tmpdir(), constants.O_RDWR | O_TMPFILE, 0o600);
   try {
-    const path = join(dir, 'empty.qcow2');
-    await qemuImg.create(run, path, 'qcow2', `${sizeGb}G`);
-    const image = await readFile(path);
+    await qemuImg.create(run, `/proc/${process.pid}/fd/${file.fd}`, 'qcow2', `${sizeGb}G`);
+    const image = await file.readFile();
     const blocks: Template['blocks'] = [];
     for (let at = 0; at < image.length; at += BLOCK) {
       const block = image.subarray(at, Math.min(at + BLOCK, image.length));
@@ -75,6 +79,6 @@ async function qcow2Template(run: Runner, sizeGb: number): Promise<Template> {
     }
     return { length: image.length, blocks };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await file.close();
   }
 }
