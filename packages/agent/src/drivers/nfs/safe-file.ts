@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError } from '@kindling/protocol';
-import { syncDir } from './durable.js';
+import { syncData, syncDir } from './durable.js';
 import { fault } from './faults.js';
 
 /**
@@ -116,7 +116,7 @@ export async function expectHolds(file: NewFile, name: string = file.name): Prom
  * and it is refused.
  */
 export async function publishNew(file: NewFile, to: string): Promise<void> {
-  await file.handle.datasync();
+  await syncData(file.handle);
   await fault('publish:before-rename');
   await rename(file.path, join(file.dir, to));
   await fault('publish:after-rename');
