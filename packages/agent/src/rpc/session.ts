@@ -161,14 +161,13 @@ export class Session {
       reply = { id, ok: false, error: toErrorInfo(err) };
     }
     if (counted) this.inFlight--;
-    const seconds = (performance.now() - started) / 1000;
+    const sending = performance.now();
+    const seconds = (sending - started) / 1000;
+    // The reply first: metrics and the log line are nothing the client waits for.
+    this.send(reply);
+    if (cost) cost.add('rpcOut', sending);
     this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, seconds);
     logRequest(this.log, { op, requestId, args, reply, seconds, bug });
-    const sending = performance.now();
-    this.send(reply);
-    if (cost) {
-      cost.add('rpcOut', sending);
-      writeCost(op, performance.now() - started, cost);
-    }
+    if (cost) writeCost(op, performance.now() - started, cost);
   }
 }
