@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fmt } from './stats.mjs';
 
-const PHASES = ['rpcIn', 'validate', 'locks', 'index', 'launch', 'command', 'events', 'rpcOut'];
+const PHASES = ['rpcIn', 'validate', 'locks', 'index', 'launch', 'command', 'flush', 'events', 'rpcOut'];
 
 /** Sets KINDLING_COST_LOG for the agents `start` spawns (and only them); returns the file's reader. */
 export async function recordCosts(start) {
@@ -40,6 +40,6 @@ export function printCosts(say, costs, ops) {
     const rest = mean('totalMs') - PHASES.reduce((s, p) => s + mean(p), 0);
     const parts = PHASES.filter((p) => mean(p) > 0).map((p) => `${p} ${fmt(mean(p))}`);
     say(`    ${op.padEnd(14)} total ${fmt(mean('totalMs'))} = ${[...parts, `rest ${fmt(rest)}`].join(' + ')}`);
-    say(`    ${''.padEnd(14)} synced index batches ${mean('syncedBatches').toFixed(1)}, commands ${mean('commands').toFixed(1)} (n=${mine.length})`);
+    say(`    ${''.padEnd(14)} synced index batches ${mean('syncedBatches').toFixed(1)}, storage flushes ${mean('flushes').toFixed(1)}, commands ${mean('commands').toFixed(1)} (n=${mine.length})`);
   }
 }

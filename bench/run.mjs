@@ -20,7 +20,7 @@ import { load } from './load.mjs';
 import { scale } from './scale.mjs';
 import { lvmScale } from './lvm-scale.mjs';
 import { changes } from './changes.mjs';
-import { SCALE, ratio, row, samplePair, sized } from './stats.mjs';
+import { SCALE, ratio, row, sampleMany, samplePair, sized } from './stats.mjs';
 
 const execFile = promisify(execFileCb);
 // Bench agents run with the test token; the SDK finds it where users put theirs.
@@ -101,28 +101,33 @@ async function wire() {
 }
 
 async function nfsCreateDelete() {
-  say('nfs: createVolume + delete (qcow2, local-folder share), next to the bare qemu-img create + rm');
-  const costs = await recordCosts(() => startAgentProcess());
+  say('nfs: createVolume + delete (local-folder share, qcow2 and raw), next to the bare qemu-img create + rm');
+  // One agent, a backend per format on one share folder each, so the four workloads interleave.
+  const backends = (dir) => ['qcow2', 'raw'].map((format) => ({ name: format, driver: 'nfs', shares: [join(dir, format)], format }));
+  const costs = await recordCosts(() => startAgentProcess({ backends }));
   const proc = costs.started;
   const dir = await mkdtemp(join(tmpdir(), 'kindling-bench-'));
   try {
     const agent = await Agent.connect(proc.url);
-    const nfs = await agent.backend('nfs');
-    const [ours, bare] = await samplePair(
+    const ours = (backend) => async () => {
+      const vol = await backend.createVolume({ size: 1 });
+      await vol.delete();
+    };
+    const bare = (format) => async (i) => {
+      const file = join(dir, `volume-${format}-${i}`);
+      await execFile('qemu-img', ['create', '-f', format, file, '1G']);
+      await execFile('rm', ['-f', file]);
+    };
+    const [qcow2, bareQcow2, raw, bareRaw] = await sampleMany(
       sized({ quick: 3, default: 30, full: 60 }),
-      async () => {
-        const vol = await nfs.createVolume({ size: 1 });
-        await vol.delete();
-      },
-      async (i) => {
-        const file = join(dir, `volume-${i}`);
-        await execFile('qemu-img', ['create', '-f', 'qcow2', file, '1G']);
-        await execFile('rm', ['-f', file]);
-      },
+      [ours(await agent.backend('qcow2')), bare('qcow2'), ours(await agent.backend('raw')), bare('raw')],
     );
-    say(row('qemu-img create + rm', bare));
-    say(row('SDK createVolume + delete', ours));
-    say(ratio('nfs create+delete vs bare commands', ours, bare, 1.1));
+    say(row('qemu-img create -f qcow2 + rm', bareQcow2));
+    say(row('SDK createVolume + delete (qcow2)', qcow2));
+    say(row('qemu-img create -f raw + rm', bareRaw));
+    say(row('SDK createVolume + delete (raw)', raw));
+    say(ratio('nfs qcow2 create+delete vs bare commands', qcow2, bareQcow2, 1.15));
+    say(ratio('nfs raw create+delete vs bare commands', raw, bareRaw, 1.15));
     printCosts(say, costs.read(), ['volume.create', 'volume.delete']);
     await agent.close();
   } finally {

@@ -12,6 +12,7 @@ interface CostLine {
   op: string;
   totalMs: number;
   syncedBatches: number;
+  flushes: number;
   commands: number;
 }
 
@@ -37,5 +38,8 @@ describe('the per-request cost log (KINDLING_COST_LOG, read by pnpm bench)', () 
     expect(byOp('volume.create')[0]?.syncedBatches).toBe(2);
     expect(byOp('volume.delete')[0]?.syncedBatches).toBe(2);
     expect(byOp('volume.create')[0]?.commands).toBeGreaterThanOrEqual(1);
+    // NFS: the new file's data before its rename, the folder after it (recovery.md); a delete flushes nothing.
+    expect(byOp('volume.create')[0]?.flushes).toBe(2);
+    expect(byOp('volume.delete')[0]?.flushes).toBe(0);
   });
 });

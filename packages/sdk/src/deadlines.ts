@@ -41,26 +41,58 @@ export class Deadlines {
 const BUSY_DEFAULT_MS = 100;
 const BUSY_MAX_MS = 30_000;
 
-/** A signal aborted with `reason()` after `ms` (none when `ms` is 0), and its stopper. */
-export function deadline(ms: number, reason: () => KindlingError): { signal: AbortSignal; clear(): void } {
-  const controller = new AbortController();
-  if (ms <= 0) return { signal: controller.signal, clear: () => undefined };
-  const timer = setTimeout(() => controller.abort(reason()), ms);
-  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+/**
+ * A call's deadline: after `ms` (never when 0) it expires with `reason()`, and the one step the call
+ * waits in at that moment (a redial, the reply, a BUSY back-off) hears it through `watch`. A plain timer
+ * and one watcher slot, not an AbortController: its EventTarget cost more than the rest of the SDK's
+ * side of a `volume.get` (issue 20). Node keeps timers of one duration in one list behind one system
+ * timer, so a timer per call is already the shared wheel.
+ */
+export class Deadline {
+  /** Why the call is over, once the deadline has passed. */
+  reason: KindlingError | null = null;
+  #watcher: ((reason: KindlingError) => void) | null = null;
+  readonly #timer: NodeJS.Timeout | null;
+
+  constructor(ms: number, reason: () => KindlingError) {
+    this.#timer = ms > 0 ? setTimeout(() => this.#expire(reason()), ms) : null;
+  }
+
+  /** `fn` hears the expiry if it comes while it is the watcher; a call waits in one step at a time. */
+  watch(fn: (reason: KindlingError) => void): void {
+    this.#watcher = fn;
+  }
+
+  unwatch(): void {
+    this.#watcher = null;
+  }
+
+  /** The call has its answer: no expiry follows. */
+  clear(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#watcher = null;
+  }
+
+  #expire(reason: KindlingError): void {
+    this.reason = reason;
+    const watcher = this.#watcher;
+    this.#watcher = null;
+    watcher?.(reason);
+  }
 }
 
-/** Waits `ms`, or rejects with the signal's reason once it aborts. */
-export function pause(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits `ms`, or rejects with the deadline's reason once it expires. */
+export function pause(ms: number, deadline: Deadline): Promise<void> {
+  if (deadline.reason) return Promise.reject(deadline.reason);
   return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason as KindlingError);
-    };
     const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
+      deadline.unwatch();
       resolve();
     }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
+    deadline.watch((reason) => {
+      clearTimeout(timer);
+      reject(reason);
+    });
   });
 }
 

@@ -17,7 +17,7 @@ import {
   type OpName,
   type RequestFrame,
 } from '@kindling/protocol';
-import { busyDelay, pause } from './deadlines.js';
+import { busyDelay, pause, type Deadline } from './deadlines.js';
 
 /** A request frame before the socket it goes out on numbers it: kept for the call's life, so a resend is the very same request. */
 export type Frame = Omit<RequestFrame, 'id'>;
@@ -41,9 +41,9 @@ export function requestIdFor(op: OpName, given: string | undefined): string | un
 
 /** What one send needs of the link: to wait until it is open, and one exchange on it. */
 export interface Link {
-  /** Resolves once open (at once, or after a redial); rejects when it will not be in time, or the signal aborts. */
-  whenOpen(signal: AbortSignal): Promise<void>;
-  exchange(frame: Frame, signal: AbortSignal): Promise<Outcome>;
+  /** Null when open; else resolves once open (after a redial), rejects when it will not be in time or the deadline passes. */
+  whenOpen(deadline: Deadline): Promise<void> | null;
+  exchange(frame: Frame, deadline: Deadline): Promise<Outcome>;
   /** After a lost exchange: null when a redial is coming (send again), else why the call is over. */
   lost(): KindlingError | null;
 }
@@ -53,11 +53,12 @@ export interface Link {
  * it again after each drop. A call with a request id that ends UNAVAILABLE names the id in
  * `details.requestId` (its outcome is unknown: the caller may ask again with it).
  */
-export async function deliver(link: Link, frame: Frame, signal: AbortSignal, busyRetries: number): Promise<unknown> {
+export async function deliver(link: Link, frame: Frame, deadline: Deadline, busyRetries: number): Promise<unknown> {
   try {
     for (let busy = 0; ; ) {
-      await link.whenOpen(signal);
-      const outcome = await link.exchange(frame, signal);
+      const opening = link.whenOpen(deadline);
+      if (opening) await opening;
+      const outcome = await link.exchange(frame, deadline);
       if (outcome.ok === true) return outcome.result;
       if (outcome.ok === 'lost') {
         const over = link.lost();
@@ -66,7 +67,7 @@ export async function deliver(link: Link, frame: Frame, signal: AbortSignal, bus
       }
       if (outcome.error.code !== 'BUSY' || busy >= busyRetries) throw outcome.error;
       busy++;
-      await pause(busyDelay(outcome.error), signal);
+      await pause(busyDelay(outcome.error), deadline);
     }
   } catch (err) {
     const { op, requestId } = frame;

@@ -19,7 +19,7 @@ import {
   type OpName,
   type OpResult,
 } from '@kindling/protocol';
-import { Deadlines, deadline } from './deadlines.js';
+import { Deadline, Deadlines } from './deadlines.js';
 import { LateReplies, deliver, requestIdFor, type Frame, type Link, type Outcome } from './ledger.js';
 import { rpcUrl, tokenFromEnv, type ConnectOptions, type ReconnectOptions, type RequestOptions, type TlsOptions } from './options.js';
 import { dialFailed, isFinal, upgradeRefused } from './refusals.js';
@@ -78,8 +78,8 @@ export class Transport extends EventEmitter<TransportEvents> {
   private readonly waiting = new Set<(err?: KindlingError) => void>();
   /** The ledger's view of this link. */
   private readonly link: Link = {
-    whenOpen: (signal) => this.whenOpen(signal),
-    exchange: (frame, signal) => this.exchange(this.socket, frame, signal),
+    whenOpen: (deadline) => (this.state === 'open' ? null : this.whenOpen(deadline)),
+    exchange: (frame, deadline) => this.exchange(this.socket, frame, deadline),
     lost: () =>
       this.reconnect && this.state !== 'closed'
         ? null
@@ -130,9 +130,9 @@ export class Transport extends EventEmitter<TransportEvents> {
     const requestId = requestIdFor(op, options.requestId);
     const frame: Frame = { op, args: withoutUndefined(checked.args), ...(requestId === undefined ? {} : { requestId }) };
     const ids = requestId === undefined ? { op } : { op, requestId };
-    const call = deadline(timeoutMs, () => new TimeoutError(`${op} got no reply within ${timeoutMs} ms`, { ...ids, timeoutMs }));
+    const call = new Deadline(timeoutMs, () => new TimeoutError(`${op} got no reply within ${timeoutMs} ms`, { ...ids, timeoutMs }));
     try {
-      return (await deliver(this.link, frame, call.signal, this.busyRetries)) as OpResult<O>;
+      return (await deliver(this.link, frame, call, this.busyRetries)) as OpResult<O>;
     } finally {
       call.clear();
     }
@@ -182,9 +182,9 @@ export class Transport extends EventEmitter<TransportEvents> {
       ws.on('message', (data) => this.receive(data as Buffer)); // binaryType is the default 'nodebuffer'
       const stopKeepalive = this.keepalive(ws);
       ws.on('open', () => {
-        const limit = deadline(connectMs, () => new TimeoutError(`hello got no reply within ${connectMs} ms`, { op: 'hello', timeoutMs: connectMs }));
+        const limit = new Deadline(connectMs, () => new TimeoutError(`hello got no reply within ${connectMs} ms`, { op: 'hello', timeoutMs: connectMs }));
         const frame: Frame = { op: 'hello', args: { protocolVersion: PROTOCOL_VERSION } };
-        this.exchange(ws, frame, limit.signal)
+        this.exchange(ws, frame, limit)
           .then((outcome) => {
             if (outcome.ok === 'lost') return; // the close handler rejects
             if (!outcome.ok) throw outcome.error;
@@ -265,9 +265,9 @@ export class Transport extends EventEmitter<TransportEvents> {
     for (const done of waiting) done(err);
   }
 
-  /** Resolves once the link is open: at once, or after a redial within `waitMs`; rejects when the signal aborts first. */
-  private async whenOpen(signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) throw signal.reason as KindlingError;
+  /** Resolves once the link is open: at once, or after a redial within `waitMs`; rejects when the deadline passes first. */
+  private async whenOpen(deadline?: Deadline): Promise<void> {
+    if (deadline?.reason) throw deadline.reason;
     if (this.state === 'open') return;
     const reconnect = this.reconnect;
     if (this.state !== 'down' || !reconnect) {
@@ -285,7 +285,7 @@ export class Transport extends EventEmitter<TransportEvents> {
       const done = (err?: KindlingError): void => {
         clearTimeout(timer);
         this.waiting.delete(done);
-        signal?.removeEventListener('abort', onAbort);
+        deadline?.unwatch();
         if (err) reject(err);
         else resolve();
       };
@@ -295,29 +295,27 @@ export class Transport extends EventEmitter<TransportEvents> {
           ...(this.redialError ? { lastError: this.redialError.message } : {}),
         });
       const timer = setTimeout(() => done(unreachable()), reconnect.waitMs);
-      const onAbort = (): void => done(signal?.reason as KindlingError);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      deadline?.watch(done);
       this.waiting.add(done);
     });
   }
 
   /**
-   * One send of `frame` and its reply. When the signal aborts first, the reply is no longer awaited and
-   * this rejects with the signal's reason; a creating call's reply is still watched for (`late`).
+   * One send of `frame` and its reply. When the deadline passes first, the reply is no longer awaited and
+   * this rejects with the deadline's reason; a creating call's reply is still watched for (`late`).
    */
-  private exchange(ws: WebSocket | null, frame: Frame, signal: AbortSignal): Promise<Outcome> {
+  private exchange(ws: WebSocket | null, frame: Frame, deadline: Deadline): Promise<Outcome> {
     if (!ws) return Promise.resolve({ ok: 'lost' });
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => {
+      deadline.watch((reason) => {
         this.pending.delete(id);
         this.late.abandoned(id, frame);
-        reject(signal.reason as KindlingError);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
+        reject(reason);
+      });
       this.pending.set(id, {
         settle: (outcome) => {
-          signal.removeEventListener('abort', onAbort);
+          deadline.unwatch();
           resolve(outcome);
         },
       });

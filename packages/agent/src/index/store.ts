@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { ConnectionRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
-import { requestCost } from '../cost.js';
+import { charged, requestCost } from '../cost.js';
 import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
 import { keys, nameKey, prefixRange } from './keys.js';
 
@@ -168,14 +168,8 @@ export class IndexStore {
   }
 
   /** Every synced write goes through here, so the bench can count them per request (cost.ts). */
-  private async synced(write: () => Promise<void>): Promise<void> {
-    const cost = requestCost();
-    const started = performance.now();
-    await write();
-    if (cost) {
-      cost.add('index', started);
-      cost.syncedBatches++;
-    }
+  private synced(write: () => Promise<void>): Promise<void> {
+    return charged('index', 'syncedBatches', write);
   }
 
   getVolume(id: string): VolumeRecord | undefined {

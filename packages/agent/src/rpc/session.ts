@@ -149,18 +149,20 @@ export class Session {
         counted = true;
         const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
         const creating = CREATING_OPS.has(op);
-        const work = async (call: CallContext) => {
+        const work = (call: CallContext): unknown => {
           if (creating) this.follow.making(call.newId);
           return inRequest(
             { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), ...(cost ? { cost } : {}), queued: false },
             () => handler(checked.args, { ...call, follow: this.follow }),
           );
         };
-        const result = await this.drain.track(
+        const answer =
           requestId !== undefined && MUTATING_OPS.has(op)
-            ? this.ledger.run(requestId, op, work)
-            : work({ newId: randomUUID() }),
-        );
+            ? this.ledger.run(requestId, op, async (call) => work(call))
+            : work({ newId: randomUUID() });
+        // A read the index answers at once (volume.get) is replied to in this turn: no promise to track,
+        // nothing in flight for a stop to wait for (issue 20: promises are dear while async hooks run).
+        const result = answer instanceof Promise ? await this.drain.track(answer) : answer;
         this.follow.sent(result);
         reply = { id: frame.id, ok: true, result };
       }
@@ -170,14 +172,13 @@ export class Session {
       reply = { id, ok: false, error: toErrorInfo(err) };
     }
     if (counted) this.inFlight--;
-    const seconds = (performance.now() - started) / 1000;
+    const sending = performance.now();
+    const seconds = (sending - started) / 1000;
+    // The reply first: metrics and the log line are nothing the client waits for.
+    this.send(reply);
+    if (cost) cost.add('rpcOut', sending);
     this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, seconds);
     logRequest(this.log, { op, requestId, args, reply, seconds, bug });
-    const sending = performance.now();
-    this.send(reply);
-    if (cost) {
-      cost.add('rpcOut', sending);
-      writeCost(op, performance.now() - started, cost);
-    }
+    if (cost) writeCost(op, performance.now() - started, cost);
   }
 }

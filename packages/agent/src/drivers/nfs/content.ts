@@ -1,12 +1,11 @@
 import { constants } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
-import { BackendError } from '@kindling/protocol';
+import { BackendError, GIB } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import type { ContentReader, ContentSink } from '../driver.js';
 import type { HeldImage } from './chain.js';
 import { partFile } from './names.js';
 import * as qemuImg from './qemu-img.js';
-import { createSparse } from './raw-file.js';
 import { withNewFile, type NewFile } from './safe-file.js';
 
 /**
@@ -120,7 +119,7 @@ export async function writePart(part: NewFile, t: WriteTarget, fill: (sink: Cont
   }
   await withNewFile(part.dir, partFile(t.volumeId, t.owner), async (staging) => {
     try {
-      await createSparse(t.run, staging.arg, t.sizeGb);
+      await staging.handle.truncate(t.sizeGb * GIB);
       await fill(sinkOf(staging.handle));
       await t.createEmpty(part);
       await qemuImg.convert(t.run, qemuImg.spec([{ format: 'raw', arg: staging.arg }]), { path: part.arg, format: 'qcow2' }, false, t.sizeBytes);

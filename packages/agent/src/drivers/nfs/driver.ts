@@ -17,6 +17,7 @@ import type { Runner } from '../../exec/run.js';
 import type { Attachment, ContentReader, ContentSink, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
+import { EmptyImages } from './empty-image.js';
 import type { Chain, HeldImage, Image } from './chain.js';
 import { fault } from './faults.js';
 import { readHeld, writePart } from './content.js';
@@ -25,7 +26,6 @@ import { infoFile, ownerTag, parseName, partFile, tempSnapshotId, volumeFile } f
 import { Provisioned, type Counted } from './provisioned.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
-import { createAllocated, createSparse } from './raw-file.js';
 import { publishNew, withNewFile, type NewFile } from './safe-file.js';
 import { scanShare, type ShareScan } from './scan.js';
 import { resizeServed, servedBy } from './served.js';
@@ -70,6 +70,7 @@ export class NfsDriver implements Driver {
   private readonly mountInfoPath: string;
   private readonly capacity: Capacity;
   private readonly owner: string;
+  private readonly empty: EmptyImages;
 
   constructor(
     private readonly config: NfsBackendConfig,
@@ -77,6 +78,7 @@ export class NfsDriver implements Driver {
   ) {
     this.name = config.name;
     this.run = deps.run;
+    this.empty = new EmptyImages(deps.run);
     this.owner = ownerTag(deps.hostId, config.name);
     this.mountInfoPath = deps.mountInfoPath ?? '/proc/self/mountinfo';
     const provisioned = new Provisioned(async () => provisionedSizes(await this.scanShares()));
@@ -421,9 +423,7 @@ export class NfsDriver implements Driver {
 
   /** Writes an empty volume of `sizeGb` in the backend's format into a file the agent made. */
   private async createEmpty(target: NewFile, sizeGb: number): Promise<void> {
-    if (this.config.format === 'qcow2') await qemuImg.create(this.run, target.arg, 'qcow2', `${sizeGb}G`);
-    else if (this.config.sparse) await createSparse(this.run, target.arg, sizeGb);
-    else await createAllocated(this.run, target.arg, sizeGb);
+    await this.empty.write(target, this.config.format, sizeGb, this.config.sparse);
   }
 
   /** Copies a checked image (flattening its chain) into a new volume of `sizeGb` in the backend's format. */

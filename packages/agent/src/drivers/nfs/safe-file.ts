@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError } from '@kindling/protocol';
-import { syncDir } from './durable.js';
+import { syncData, syncDir } from './durable.js';
 import { fault } from './faults.js';
 
 /**
@@ -107,13 +107,16 @@ export async function expectHolds(file: NewFile, name: string = file.name): Prom
 }
 
 /**
- * Makes a finished new file durable and gives it its final name in one step: the file and the folder
- * are flushed before the rename, the folder again after it. When the name then holds anything but
- * this file (its temporary name was swapped for a link), the impostor is unlinked and it is refused.
+ * Makes a finished new file durable and gives it its final name in one step: the file's data (and the
+ * size and blocks that reach it: fdatasync, not the times) is flushed before the rename, the folder
+ * after it. No folder flush before the rename: a rename reaches the disk only with the create it
+ * follows (a journal keeps their order; NFS commits each name change before answering), and a crash
+ * that loses both leaves no name, which recovery reads as an unfinished create. When the name then
+ * holds anything but this file (its temporary name was swapped for a link), the impostor is unlinked
+ * and it is refused.
  */
 export async function publishNew(file: NewFile, to: string): Promise<void> {
-  await file.handle.sync();
-  await syncDir(file.dir);
+  await syncData(file.handle);
   await fault('publish:before-rename');
   await rename(file.path, join(file.dir, to));
   await fault('publish:after-rename');
