@@ -1,4 +1,6 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
 import type { Connection, Volume } from '@kindling/sdk';
 import { CsiError, grpcStatusOf } from './errors.js';
@@ -105,4 +107,20 @@ export async function contentsOf(device: string): Promise<Contents> {
   const type = tags.get('TYPE') ?? 'an unnamed';
   if (tags.get('USAGE') !== 'filesystem') return { blank: false, filesystem: null, found: `a ${type} signature (${tags.get('USAGE') ?? 'unknown use'})` };
   return { blank: false, filesystem: type, found: `a ${type} filesystem` };
+}
+
+/** How long a grown file may still read its old size: FUSE (the qcow2 export) caches attributes ~1 s. */
+const GROWN_SIZE_WAIT_MS = 10_000;
+
+/**
+ * Has a loop device read its file's size again after the volume grew to `bytes`. The file behind a
+ * qcow2 volume is the daemon's FUSE export, whose size the kernel caches for a moment after the
+ * daemon's resize: read too soon, the loop device (and the filesystem grown over it) keeps the old
+ * size, so the size is awaited first (bounded), then the capacity set.
+ */
+export async function growLoop(device: string, bytes: number): Promise<void> {
+  const backing = (await readFile(`/sys/block/${basename(device)}/loop/backing_file`, 'utf8')).trim();
+  const until = Date.now() + GROWN_SIZE_WAIT_MS;
+  while ((await stat(backing)).size < bytes && Date.now() < until) await delay(100);
+  await must('losetup', ['--set-capacity', device]);
 }

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { GIB, NotFoundError, UnavailableError, type Agent, type Volume } from '@kindling/sdk';
 import { filesystemOf, requireCapability, unsupportedCapability } from './capabilities.js';
-import { attachDevice, contentsOf, detachDevice, isMissing, releaseLocal, undoAttach } from './devices.js';
+import { attachDevice, contentsOf, detachDevice, growLoop, isMissing, releaseLocal, undoAttach } from './devices.js';
 import { fault } from './faults.js';
 import { conditionOf } from './health.js';
 import { mountsOfVolume } from './local.js';
@@ -295,7 +295,7 @@ export class Node {
       if (!mounted) throw notFound(`volume ${id} is not mounted at ${path}`);
       const device = await attachDevice(volume, this.#options.stateDir);
       // A loop device keeps the size it was set up with until told to read its file again.
-      if (device.startsWith('/dev/loop')) await must('losetup', ['--set-capacity', device]);
+      if (device.startsWith('/dev/loop')) await growLoop(device, volume.size * GIB);
       if (!req.volumeCapability?.block && !(await stat(path)).isFile()) {
         if (mounted.fsType === 'xfs') await must('xfs_growfs', [path]);
         else if (mounted.fsType.startsWith('ext')) await must('resize2fs', [device]);
