@@ -3,6 +3,7 @@ import { UnavailableError, type EventFrame, type HelloResult } from '@kindling/p
 import type { Backend } from './backend.js';
 import { createGroupSnapshot, GroupSnapshot, type CreateGroupSnapshotOptions } from './group-snapshot.js';
 import { KeyValueStore } from './kv.js';
+import { allPages } from './paging.js';
 import type { VolumeDump } from './serialization.js';
 import { IdentityMap } from './identity-map.js';
 import type { Load, Volume } from './registry.js';
@@ -127,6 +128,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** A group snapshot of this agent by id, its members loaded (NotFoundError when it is gone). */
   async groupSnapshot(id: string): Promise<GroupSnapshot> {
     return GroupSnapshot.load(this.#identities, await this.#identities.call('group.get', { id }));
+  }
+
+  /** The group snapshot of this agent named `name` (the newest, if several), its members loaded; null when none. */
+  async groupSnapshotNamed(name: string): Promise<GroupSnapshot | null> {
+    const records = await allPages('groups', (paging) => this.#identities.call('group.list', paging));
+    const named = records.filter((g) => g.name === name).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const newest = named.at(-1);
+    return newest ? GroupSnapshot.load(this.#identities, newest) : null;
   }
 
   /** Every volume this Agent holds, with its snapshots and connections inlined. */
