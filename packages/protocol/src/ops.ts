@@ -222,6 +222,7 @@ export const CREATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'volume.clone',
   'snapshot.create',
   'snapshot.createVolume',
+  'group.create',
   'volume.copyFrom',
 ]);
 export const OP_NAMES = Object.keys(opSchemas) as OpName[];

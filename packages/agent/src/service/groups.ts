@@ -6,6 +6,7 @@ import {
   type GroupSnapshotRecord,
   type ParsedOpArgs,
 } from '@kindling/protocol';
+import { requestMark, withoutMark } from '../request-context.js';
 import { requireCapability } from './capabilities.js';
 import type { ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
@@ -61,11 +62,13 @@ export class GroupService {
         error: null,
       };
       // Written first, with every member's id: after a kill, recovery finds what to remove.
-      await this.ctx.index.putGroup(record);
+      await this.ctx.index.putGroup(record, requestMark(record));
       try {
-        for (const [i, volumeId] of args.volumeIds.entries()) {
-          await this.snapshots.createHeld({ volumeId, name: args.name }, record.snapshotIds[i] as string);
-        }
+        await withoutMark(async () => {
+          for (const [i, volumeId] of args.volumeIds.entries()) {
+            await this.snapshots.createHeld({ volumeId, name: args.name }, record.snapshotIds[i] as string);
+          }
+        });
       } catch (err) {
         await this.abandon(record, err);
         throw err;
