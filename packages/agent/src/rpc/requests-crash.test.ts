@@ -99,4 +99,12 @@ describe('exactly-once across a crash', () => {
     expect(s.groups.list().map((g) => g.id)).toEqual([made?.id]);
     expect([...s.index.allSnapshots()]).toHaveLength(2);
   });
+
+  it('a group snapshot delete: the retry answers the deleted group', async () => {
+    const vol = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const group = await s.groups.create({ volumeIds: [vol.id] });
+    await crashAfter('group.delete', 'r-group-del', () => s.groups.delete(group.id));
+    const retried = await ledger().run('r-group-del', 'group.delete', request('group.delete', 'r-group-del', () => s.groups.delete(group.id)));
+    expect(retried).toMatchObject({ id: group.id, status: 'deleted' });
+  });
 });

@@ -150,6 +150,8 @@ export class RequestLedger {
         return this.resources.volume(id) ? undefined : { ok: true, result: { ...(entry.record as VolumeRecord), status: 'deleted' } };
       case 'snapshot.delete':
         return this.resources.snapshot(id) ? undefined : { ok: true, result: { ...(entry.record as SnapshotRecord), status: 'deleted' } };
+      case 'group.delete':
+        return this.resources.group?.(id) ? undefined : { ok: true, result: { ...(entry.record as GroupSnapshotRecord), status: 'deleted' } };
       case 'volume.attach':
       case 'volume.connect': {
         const connection = this.resources.connection(id);

@@ -111,8 +111,9 @@ export class GroupService {
       if (current.status === 'creating' || current.status === 'deleting') {
         throw new ConflictError(`group snapshot ${id} is ${current.status}`, { id, status: current.status });
       }
-      await this.ctx.index.putGroup({ ...current, status: 'deleting', updatedAt: now() });
-      const left = await this.removeMembers(current.snapshotIds);
+      const deleting: GroupSnapshotRecord = { ...current, status: 'deleting', updatedAt: now() };
+      await this.ctx.index.putGroup(deleting, requestMark(deleting));
+      const left = await withoutMark(() => this.removeMembers(current.snapshotIds));
       if (left.length > 0) {
         const error = toErrorInfo(new ConflictError(`member snapshots ${left.join(', ')} could not be deleted`, { left }));
         await this.ctx.index.putGroup({ ...current, status: 'error', error, updatedAt: now() });
