@@ -59,7 +59,7 @@ describe('Identity', () => {
 
   it('advertises the controller service, topology and online expansion', async () => {
     const { capabilities } = await identity.GetPluginCapabilities({});
-    expect(capabilities.map((c: { service?: { type: string } }) => c.service?.type).filter(Boolean)).toEqual(['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS']);
+    expect(capabilities.map((c: { service?: { type: string } }) => c.service?.type).filter(Boolean)).toEqual(['CONTROLLER_SERVICE', 'GROUP_CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS']);
     expect(capabilities.find((c: { volumeExpansion?: unknown }) => c.volumeExpansion)?.volumeExpansion).toEqual({ type: 'ONLINE' });
   });
 

@@ -40,3 +40,12 @@ export const currentRequest = (): RequestContext | undefined => current.getStore
  * Undefined outside a request with a requestId.
  */
 export const requestMark = (record: { id: string }): RequestMark | undefined => current.getStore()?.mark?.(record);
+
+/**
+ * Runs `fn` in the current request without its mark: an op made of others' steps (a group snapshot's
+ * member snapshots) keeps the ledger entry naming its own record, not the last step's.
+ */
+export const withoutMark = <T>(fn: () => T): T => {
+  const context = current.getStore();
+  return context ? current.run({ ...context, mark: undefined }, fn) : fn();
+};

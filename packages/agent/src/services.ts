@@ -13,6 +13,7 @@ import { probeHost } from './service/capabilities.js';
 import { ConnectionService } from './service/connections.js';
 import type { ServiceContext } from './service/context.js';
 import { EventBus } from './service/events.js';
+import { GroupService } from './service/groups.js';
 import { KeyedLocks } from './locks.js';
 import { addReport, nothingToRecover, recoverAfterReady, recoverBackend, recoveryLines, type RecoveryReport } from './service/recovery.js';
 import { log } from './log.js';
@@ -28,6 +29,7 @@ export interface Services extends ServiceContext {
   volumes: VolumeService;
   snapshots: SnapshotService;
   connections: ConnectionService;
+  groups: GroupService;
   recovery: RecoveryReport;
   /** What the check after ready found and removed (a start after a kill with nothing in flight); resolves when it is done. */
   recoveredAfterReady: Promise<RecoveryReport>;
@@ -81,6 +83,7 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     const volumes = new VolumeService(ctx);
     const snapshots = new SnapshotService(ctx, volumes);
     const connections = new ConnectionService(ctx, volumes);
+    const groups = new GroupService(ctx, volumes, snapshots);
     // Start is proportional to what was in flight. Storage is read before serving only for a backend
     // with records an operation left transient, or a scan owed (a cleanup failed, or may have). The
     // others are read once after ready, while clients are served (seconds for tens of thousands of
@@ -105,6 +108,8 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       else logRecovery(driver.name, report);
     });
     serving = true;
+    // After the members' own records are settled: a group a kill cut short loses its partial members.
+    for (const id of await groups.recover()) log.warn({ recovery: true, group: id }, `group snapshot ${id} was cut short: its member snapshots were removed`);
     const recoveredAfterReady = recoverInBackground(ctx, afterReady, watch.asked).finally(watch.stop);
     return {
       ...ctx,
@@ -113,6 +118,7 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       volumes,
       snapshots,
       connections,
+      groups,
       recovery,
       recoveredAfterReady,
       close: async (clean = false) => {

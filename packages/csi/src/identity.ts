@@ -14,7 +14,7 @@ export class Identity {
   }
 
   getPluginCapabilities() {
-    const services = this.mode === 'node' ? [] : ['CONTROLLER_SERVICE'];
+    const services = this.mode === 'node' ? [] : ['CONTROLLER_SERVICE', 'GROUP_CONTROLLER_SERVICE'];
     return {
       capabilities: [
         ...[...services, 'VOLUME_ACCESSIBILITY_CONSTRAINTS'].map((type) => ({ service: { type } })),

@@ -53,3 +53,20 @@ export function parseSnapshotHandle(handle: string): SnapshotRef | null {
   if (!p) return null;
   return { hostId: decodeHost(p[0]!)!, backend: p[1]!, volumeId: p[2]!, snapshotId: p[3]! };
 }
+
+/** A group snapshot's handle: its host and the group's uuid (two parts: never a volume's or a snapshot's). */
+export interface GroupRef {
+  hostId: string;
+  groupId: string;
+}
+
+export function groupHandle({ hostId, groupId }: GroupRef): string {
+  return `${encodeURIComponent(hostId)}:${groupId}`;
+}
+
+export function parseGroupHandle(handle: string): GroupRef | null {
+  const [host, groupId, ...rest] = handle.split(':');
+  const hostId = host === undefined ? null : decodeHost(host);
+  if (rest.length > 0 || hostId === null || groupId === undefined || !UUID.test(groupId)) return null;
+  return { hostId, groupId };
+}

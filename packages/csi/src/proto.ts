@@ -21,4 +21,5 @@ function service(name: string): ServiceDefinition {
 export const IdentityService = service('Identity');
 export const ControllerService = service('Controller');
 export const NodeService = service('Node');
+export const GroupControllerService = service('GroupController');
 export { definition as csiPackageDefinition };

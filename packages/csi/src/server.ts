@@ -7,7 +7,8 @@ import { rpcLine } from './log.js';
 import { Identity, type Mode } from './identity.js';
 import { Node } from './node.js';
 import { DEFAULT_STATE_DIR } from './plugin.js';
-import { ControllerService, IdentityService, NodeService } from './proto.js';
+import { GroupController } from './group-controller.js';
+import { ControllerService, GroupControllerService, IdentityService, NodeService } from './proto.js';
 
 export interface CsiServerOptions {
   mode: Mode;
@@ -103,6 +104,7 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
       // Ready while some agent is: one host down must not restart the controller for the others.
       ready.push(async () => fleet.agents.some((a) => a.state === 'up'));
       server.addService(ControllerService, unary(new Controller(fleet), names(ControllerService), log));
+      server.addService(GroupControllerService, unary(new GroupController(fleet), names(GroupControllerService), log));
     }
     if (options.mode !== 'controller') {
       const url = options.nodeAgent ?? options.agents[0];

@@ -4,6 +4,7 @@ import type {
   BackendStats,
   Capabilities,
   ConnectionRecord,
+  GroupSnapshotRecord,
   SnapshotRecord,
   VolumeRecord,
 } from './records.js';
@@ -11,6 +12,8 @@ import type {
 /** Largest volume accepted on the wire (1 PiB in GiB); real limits are the backend's free space. */
 export const MAX_SIZE_GB = 1024 * 1024;
 export const MAX_TEXT = 255;
+/** The most volumes one group snapshot holds (each member's writes are held while all are cut). */
+export const MAX_GROUP_MEMBERS = 64;
 
 const id = v.pipe(v.string(), v.uuid('must be a UUID'));
 const size = v.pipe(
@@ -106,6 +109,20 @@ export const opSchemas = {
   'snapshot.delete': v.strictObject({ id }),
   'snapshot.createVolume': v.strictObject({ id, ...newVolumeFields }),
 
+  /** Group snapshots: every member on this agent, cut at one instant (docs/api.md, "Group snapshots"). */
+  'group.create': v.strictObject({
+    volumeIds: v.pipe(
+      v.array(id),
+      v.minLength(1, 'must name at least one volume'),
+      v.maxLength(MAX_GROUP_MEMBERS, `must be at most ${MAX_GROUP_MEMBERS} volumes`),
+      v.check((ids) => new Set(ids).size === ids.length, 'must not name a volume twice'),
+    ),
+    name: v.optional(userText),
+  }),
+  'group.get': v.strictObject({ id }),
+  'group.list': v.strictObject({ ...paging }),
+  'group.delete': v.strictObject({ id }),
+
   'kv.get': v.strictObject({ key: kvKey }),
   'kv.set': v.strictObject({ key: kvKey, value: kvValue }),
   'kv.delete': v.strictObject({ key: kvKey }),
@@ -169,6 +186,8 @@ export const MUTATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'snapshot.create',
   'snapshot.delete',
   'snapshot.createVolume',
+  'group.create',
+  'group.delete',
   'volume.copyFrom',
   'kv.set',
   'kv.delete',
@@ -190,6 +209,8 @@ export const READ_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'connection.list',
   'snapshot.get',
   'snapshot.list',
+  'group.get',
+  'group.list',
   'kv.get',
   'changes.list',
   'events.follow',
@@ -201,6 +222,7 @@ export const CREATING_OPS: ReadonlySet<OpName> = new Set<OpName>([
   'volume.clone',
   'snapshot.create',
   'snapshot.createVolume',
+  'group.create',
   'volume.copyFrom',
 ]);
 export const OP_NAMES = Object.keys(opSchemas) as OpName[];
@@ -300,6 +322,10 @@ export interface OpResults {
   'snapshot.list': Listing<'snapshots', SnapshotRecord>;
   'snapshot.delete': SnapshotRecord;
   'snapshot.createVolume': VolumeRecord;
+  'group.create': GroupSnapshotRecord;
+  'group.get': GroupSnapshotRecord;
+  'group.list': Listing<'groups', GroupSnapshotRecord>;
+  'group.delete': GroupSnapshotRecord;
   'kv.get': { value: string | null };
   'kv.set': { ok: true };
   'kv.delete': { existed: boolean };

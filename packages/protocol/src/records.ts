@@ -51,6 +51,24 @@ export interface SnapshotRecord {
   error: ErrorInfo | null;
 }
 
+export type GroupSnapshotStatus = 'creating' | 'available' | 'deleting' | 'deleted' | 'error';
+
+/**
+ * Snapshots of several volumes of one agent cut at one instant (docs/api.md, "Group snapshots"). Each
+ * member is a normal snapshot record; `snapshotIds[i]` is the snapshot of `volumeIds[i]`, its id chosen
+ * before any is taken, so recovery after a kill knows every member it may have to remove.
+ */
+export interface GroupSnapshotRecord {
+  id: string;
+  name: string | null;
+  status: GroupSnapshotStatus;
+  volumeIds: string[];
+  snapshotIds: string[];
+  createdAt: string;
+  updatedAt: string;
+  error: ErrorInfo | null;
+}
+
 /** cinderlib's connector dict, camelCase: what a host says about itself to get a connection. */
 export interface ConnectorInfo {
   host?: string;

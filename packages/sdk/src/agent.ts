@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { UnavailableError, type EventFrame, type HelloResult } from '@kindling/protocol';
 import type { Backend } from './backend.js';
+import { createGroupSnapshot, GroupSnapshot, type CreateGroupSnapshotOptions } from './group-snapshot.js';
 import { KeyValueStore } from './kv.js';
+import { allPages } from './paging.js';
 import type { VolumeDump } from './serialization.js';
 import { IdentityMap } from './identity-map.js';
-import type { Load } from './registry.js';
+import type { Load, Volume } from './registry.js';
 import type { ConnectOptions } from './options.js';
 import { Transport } from './transport.js';
 
@@ -115,6 +117,26 @@ export class Agent extends EventEmitter<AgentEvents> {
     return (await this.#identities.call('request.cancel', { requestId })).cancelled;
   }
 
+  /**
+   * Snapshots of `volumes`, all of this agent, cut at one instant (docs/api.md, "Group snapshots"):
+   * members on another agent are refused (InvalidArgumentError) before anything is asked.
+   */
+  async createGroupSnapshot(volumes: readonly Volume[], options: CreateGroupSnapshotOptions = {}): Promise<GroupSnapshot> {
+    return createGroupSnapshot(this.#identities, this, volumes, options);
+  }
+
+  /** A group snapshot of this agent by id, its members loaded (NotFoundError when it is gone). */
+  async groupSnapshot(id: string): Promise<GroupSnapshot> {
+    return GroupSnapshot.load(this.#identities, await this.#identities.call('group.get', { id }));
+  }
+
+  /** The group snapshot of this agent named `name` (the newest, if several), its members loaded; null when none. */
+  async groupSnapshotNamed(name: string): Promise<GroupSnapshot | null> {
+    const records = await allPages('groups', (paging) => this.#identities.call('group.list', paging));
+    const named = records.filter((g) => g.name === name).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const newest = named.at(-1);
+    return newest ? GroupSnapshot.load(this.#identities, newest) : null;
+  }
 
   /** Every volume this Agent holds, with its snapshots and connections inlined. */
   dump(): VolumeDump[] {

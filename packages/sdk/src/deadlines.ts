@@ -15,6 +15,7 @@ export const LONG_OPS: ReadonlySet<OpName> = new Set<OpName>([
   // Thick LVM volumes are zeroed on delete; an NFS snapshot delete commits its data into the base.
   'volume.delete',
   'snapshot.delete',
+  'group.delete',
 ]);
 
 /** Each kind of call's deadline, from the options: one place that says which op waits how long. */

@@ -5,6 +5,7 @@ export { Backend, type CreateVolumeOptions, type SnapshotRecordPage, type Volume
 export { Volume, type CloneOptions, type CreateSnapshotOptions } from './volume.js';
 export { Snapshot, type NewVolumeOptions } from './snapshot.js';
 export { Connection } from './connection.js';
+export { GroupSnapshot, type CreateGroupSnapshotOptions } from './group-snapshot.js';
 export { KeyValueStore } from './kv.js';
 export type { Resource } from './registry.js';
 export type { ResourceEvents } from './tracked.js';

@@ -73,6 +73,7 @@ describe('request ids', () => {
     await agent.kv.get('k');
     await vol.refresh();
     await snap.delete();
+    await (await agent.createGroupSnapshot([vol])).delete();
     await Promise.all([fromSnap.delete(), copy.delete(), moved.delete(), vol.delete()]);
     await elsewhere.close();
 

@@ -7,6 +7,7 @@ export const keys = {
   byName: (backend: string, name: string, id: string) => `idx:vname:${nameKey(backend, name)}:${id}`,
   snapshotOf: (volumeId: string, snapshotId: string) => `idx:snapvol:${volumeId}:${snapshotId}`,
   connectionOf: (volumeId: string, connectionId: string) => `idx:connvol:${volumeId}:${connectionId}`,
+  group: (id: string) => `grp:${id}`,
   kv: (key: string) => `kv:${key}`,
   request: (requestId: string) => `req:${requestId}`,
   meta: (name: string) => `meta:${name}`,

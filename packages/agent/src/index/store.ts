@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
-import type { ConnectionRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
+import type { ConnectionRecord, GroupSnapshotRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import { charged, requestCost } from '../cost.js';
 import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
 import { keys, nameKey, prefixRange } from './keys.js';
@@ -79,6 +79,8 @@ export class IndexStore {
    */
   private readonly volumesByStatus = new Postings();
   private readonly snapshotsByStatus = new Postings();
+  /** Group snapshot records (few: each holds only its members' ids). */
+  private readonly groups = new Map<string, GroupSnapshotRecord>();
 
   private constructor(
     private readonly db: Level<string, unknown>,
@@ -102,6 +104,7 @@ export class IndexStore {
     // A separate step from load(): a few keys, not a scan.
     const store = new IndexStore(db, await ChangeLog.open(db, retainChanges));
     await store.load();
+    await store.each<GroupSnapshotRecord>('grp:', (group) => store.groups.set(group.id, group));
     return store;
   }
 
@@ -329,6 +332,21 @@ export class IndexStore {
     this.connections.delete(record.id);
     this.connectionsByVolume.remove(record.volumeId, record.id);
     this.setVolume(volume);
+  }
+
+  getGroup(id: string): GroupSnapshotRecord | undefined {
+    return this.groups.get(id);
+  }
+  allGroups(): IterableIterator<GroupSnapshotRecord> {
+    return this.groups.values();
+  }
+  async putGroup(record: GroupSnapshotRecord, mark?: RequestMark): Promise<void> {
+    await this.write([{ type: 'put', key: keys.group(record.id), value: record }], [], mark);
+    this.groups.set(record.id, record);
+  }
+  async deleteGroup(id: string): Promise<void> {
+    await this.write([{ type: 'del', key: keys.group(id) }], []);
+    this.groups.delete(id);
   }
 
   async kvGet(key: string): Promise<string | null> {

@@ -6,7 +6,7 @@ import {
   type ParsedOpArgs,
 } from '@kindling/protocol';
 import { capabilitiesOf } from '../service/capabilities.js';
-import { backendPage, changesPage } from '../service/listing.js';
+import { backendPage, changesPage, groupPage } from '../service/listing.js';
 import type { Services } from '../services.js';
 import type { Transfers } from '../transfer/index.js';
 import type { CallContext, RequestLedger } from './requests.js';
@@ -58,6 +58,10 @@ export function createHandlers(s: Services, ledger: RequestLedger, transfers: Tr
     'snapshot.list': (a) => s.snapshots.list(a),
     'snapshot.delete': (a) => s.snapshots.delete(a.id),
     'snapshot.createVolume': (a, call) => s.snapshots.createVolume(a, call.newId),
+    'group.create': (a, call) => s.groups.create(a, call.newId),
+    'group.get': (a) => s.groups.get(a.id),
+    'group.list': (a) => groupPage(s.groups.list(), a),
+    'group.delete': (a) => s.groups.delete(a.id),
     'kv.get': async (a) => ({ value: await s.index.kvGet(a.key) }),
     'kv.set': async (a) => {
       await s.index.kvSet(a.key, a.value);

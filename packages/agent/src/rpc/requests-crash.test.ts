@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AttachmentResult, OpName, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
+import type { AttachmentResult, GroupSnapshotRecord, OpName, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import { inRequest } from '../request-context.js';
 import type { Services } from '../services.js';
 import { tempServices, type TempServices } from '../testing/temp-services.js';
@@ -22,6 +22,7 @@ const ledger = () =>
     volume: (id) => s.index.getVolume(id),
     snapshot: (id) => s.index.getSnapshot(id),
     connection: (id) => s.index.getConnection(id),
+    group: (id) => s.index.getGroup(id),
   });
 
 /** The request as the rpc session runs it: its context around the service call. */
@@ -79,5 +80,31 @@ describe('exactly-once across a crash', () => {
     const retried = (await ledger().run('r-conn', 'connection.delete', request('connection.delete', 'r-conn', () => s.connections.disconnect(connection.id)))) as AttachmentResult;
     expect(retried.connection).toMatchObject({ id: connection.id, attached: false });
     expect(retried.volume).toMatchObject({ id: vol.id, status: 'available' } satisfies Partial<VolumeRecord>);
+  });
+
+  it('a group snapshot create: the retry answers the group it made, and cuts no second one', async () => {
+    const volumes = [await s.volumes.create({ backend: 'nfs', size: 1 }), await s.volumes.create({ backend: 'nfs', size: 1 })];
+    const create = (call: CallContext) => inRequest({ op: 'group.create', requestId: 'r-group', queued: false, ...call }, () => s.groups.create({ volumeIds: volumes.map((v) => v.id) }, call.newId));
+    let done!: () => void;
+    const worked = new Promise<void>((resolve) => (done = resolve));
+    void ledger().run('r-group', 'group.create', async (call) => {
+      await create(call);
+      done();
+      return new Promise(() => {});
+    });
+    await worked;
+    const [made] = s.groups.list();
+    const retried = (await ledger().run('r-group', 'group.create', create)) as GroupSnapshotRecord;
+    expect(retried).toMatchObject({ id: made?.id, status: 'available' });
+    expect(s.groups.list().map((g) => g.id)).toEqual([made?.id]);
+    expect([...s.index.allSnapshots()]).toHaveLength(2);
+  });
+
+  it('a group snapshot delete: the retry answers the deleted group', async () => {
+    const vol = await s.volumes.create({ backend: 'nfs', size: 1 });
+    const group = await s.groups.create({ volumeIds: [vol.id] });
+    await crashAfter('group.delete', 'r-group-del', () => s.groups.delete(group.id));
+    const retried = await ledger().run('r-group-del', 'group.delete', request('group.delete', 'r-group-del', () => s.groups.delete(group.id)));
+    expect(retried).toMatchObject({ id: group.id, status: 'deleted' });
   });
 });

@@ -6,6 +6,7 @@ import {
   toErrorInfo,
   type ConnectionRecord,
   type ErrorInfo,
+  type GroupSnapshotRecord,
   type OpName,
   type SnapshotRecord,
   type VolumeRecord,
@@ -41,6 +42,7 @@ export interface ResourceLookup {
   volume(id: string): VolumeRecord | undefined;
   snapshot(id: string): SnapshotRecord | undefined;
   connection(id: string): ConnectionRecord | undefined;
+  group?(id: string): GroupSnapshotRecord | undefined;
 }
 
 /** What a call needs to know of its request: the id of the resource it makes, fixed before it runs. */
@@ -134,6 +136,11 @@ export class RequestLedger {
         return reached(this.resources.volume(id));
       case 'snapshot.create':
         return reached(this.resources.snapshot(id));
+      case 'group.create': {
+        // Recovery removes a group cut short, so one still here is whole: anything else runs again under its id.
+        const group = this.resources.group?.(id);
+        return group?.status === 'available' ? { ok: true, result: group } : undefined;
+      }
       case 'volume.extend': {
         // Grown since the extend started: recovery found the new size on storage, so the extend is done.
         const volume = this.resources.volume(id);
@@ -143,6 +150,8 @@ export class RequestLedger {
         return this.resources.volume(id) ? undefined : { ok: true, result: { ...(entry.record as VolumeRecord), status: 'deleted' } };
       case 'snapshot.delete':
         return this.resources.snapshot(id) ? undefined : { ok: true, result: { ...(entry.record as SnapshotRecord), status: 'deleted' } };
+      case 'group.delete':
+        return this.resources.group?.(id) ? undefined : { ok: true, result: { ...(entry.record as GroupSnapshotRecord), status: 'deleted' } };
       case 'volume.attach':
       case 'volume.connect': {
         const connection = this.resources.connection(id);

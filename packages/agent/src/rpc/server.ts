@@ -42,6 +42,7 @@ export async function startServer(config: AgentConfig, services: Services, child
     volume: (id) => services.index.getVolume(id),
     snapshot: (id) => services.index.getSnapshot(id),
     connection: (id) => services.index.getConnection(id),
+    group: (id) => services.index.getGroup(id),
   });
   let baseUrl = '';
   const transfers = createTransfers(services, () => baseUrl, () => children.slot(true));

@@ -118,6 +118,13 @@ export async function backendPage<B extends { name: string }>(backends: B[], arg
   return args.limit === undefined ? found.items : { backends: found.items, nextCursor: found.nextCursor };
 }
 
+/** `group.list`: the group snapshots in id order. */
+export async function groupPage<G extends { id: string }>(groups: G[], args: ParsedOpArgs<'group.list'>) {
+  const byId = new Map(groups.map((g) => [g.id, g]));
+  const found = await page(after(byId.keys(), args.cursor), (id) => byId.get(id), args);
+  return args.limit === undefined ? found.items : { groups: found.items, nextCursor: found.nextCursor };
+}
+
 /**
  * `changes.list`: each record changed after `since` (and after the cursor, a previous page's last
  * change) at its newest state, or its tombstone, in sequence order; `history: 'gone'` when the retained

@@ -36,54 +36,57 @@ export class SnapshotService {
   private publish = (record: SnapshotRecord): void => this.ctx.events.publish({ event: 'snapshot', resource: record });
 
   async create(args: ParsedOpArgs<'snapshot.create'>, id: string = randomUUID()): Promise<SnapshotRecord> {
-    return this.ctx.locks.with([args.volumeId], async () => {
-      const volume = this.volumes.get(args.volumeId);
-      const driver = this.volumes.driverOf(volume);
-      requireCapability(driver, 'snapshot', 'snapshots');
-      requireStatus(volume, READABLE, 'snapshot volume');
-      // A connected NFS host keeps writing the old file, which would become the snapshot's base: cinder
-      // needs the compute host's help for that, and cinderlib cannot do it either.
-      refuseTornCopy(driver, volume, 'snapshot');
-      const at = now();
-      const record: SnapshotRecord = {
-        id,
-        backend: volume.backend,
-        volumeId: volume.id,
-        name: args.name ?? null,
-        description: args.description ?? null,
-        volumeSize: volume.size,
-        status: 'creating',
-        createdAt: at,
-        updatedAt: at,
-        location: {},
-        error: null,
-      };
-      let volumeAfter: VolumeRecord['location'] | undefined;
-      const created = await transition({
-        record,
-        during: 'creating',
-        settle: 'available',
-        failure: 'error',
-        undo: async () => {
-          const never: SnapshotRecord = { ...record, status: 'deleted', updatedAt: now() };
-          await this.ctx.index.deleteSnapshot(never);
-          this.publish(never);
-        },
-        subject: { snapshotId: record.id },
-        save: this.save,
-        publish: this.publish,
-        progress: { kind: 'snapshot', id: record.id, publish: this.ctx.events.progress },
-        oweScan: () => this.ctx.backends.oweScan(record.backend),
-        work: async () => {
-          const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume));
-          volumeAfter = result.volume;
-          return { location: result.snapshot };
-        },
-      });
-      if (volumeAfter) await this.updateVolumeLocation(volume.id, volumeAfter, created);
-      this.ctx.backends.capacityChanged(volume.backend);
-      return created;
+    return this.ctx.locks.with([args.volumeId], () => this.createHeld(args, id));
+  }
+
+  /** create() for a caller that already holds the volume's lock (a group snapshot holds all its members'). */
+  async createHeld(args: ParsedOpArgs<'snapshot.create'>, id: string): Promise<SnapshotRecord> {
+    const volume = this.volumes.get(args.volumeId);
+    const driver = this.volumes.driverOf(volume);
+    requireCapability(driver, 'snapshot', 'snapshots');
+    requireStatus(volume, READABLE, 'snapshot volume');
+    // A connected NFS host keeps writing the old file, which would become the snapshot's base: cinder
+    // needs the compute host's help for that, and cinderlib cannot do it either.
+    refuseTornCopy(driver, volume, 'snapshot');
+    const at = now();
+    const record: SnapshotRecord = {
+      id,
+      backend: volume.backend,
+      volumeId: volume.id,
+      name: args.name ?? null,
+      description: args.description ?? null,
+      volumeSize: volume.size,
+      status: 'creating',
+      createdAt: at,
+      updatedAt: at,
+      location: {},
+      error: null,
+    };
+    let volumeAfter: VolumeRecord['location'] | undefined;
+    const created = await transition({
+      record,
+      during: 'creating',
+      settle: 'available',
+      failure: 'error',
+      undo: async () => {
+        const never: SnapshotRecord = { ...record, status: 'deleted', updatedAt: now() };
+        await this.ctx.index.deleteSnapshot(never);
+        this.publish(never);
+      },
+      subject: { snapshotId: record.id },
+      save: this.save,
+      publish: this.publish,
+      progress: { kind: 'snapshot', id: record.id, publish: this.ctx.events.progress },
+      oweScan: () => this.ctx.backends.oweScan(record.backend),
+      work: async () => {
+        const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume));
+        volumeAfter = result.volume;
+        return { location: result.snapshot };
+      },
     });
+    if (volumeAfter) await this.updateVolumeLocation(volume.id, volumeAfter, created);
+    this.ctx.backends.capacityChanged(volume.backend);
+    return created;
   }
 
   /** The volume's own location changes with its chain (NFS's active overlay); written with the snapshot. */
@@ -96,43 +99,47 @@ export class SnapshotService {
 
   async delete(id: string): Promise<SnapshotRecord> {
     const { volumeId } = this.get(id);
-    return this.ctx.locks.with([volumeId, id], async () => {
-      const snapshot = this.get(id);
-      const volume = this.volumes.get(volumeId);
-      const driver = this.volumes.driverOf(volume);
-      requireStatus(snapshot, SNAPSHOT_DELETABLE, 'delete snapshot');
-      refuseWhileInUse(driver, volume, 'snapshotInUse', 'delete a snapshot of');
-      let volumeLocation = volume.location;
-      const gone = await transition({
-        record: snapshot,
-        during: 'deleting',
-        failure: 'error_deleting',
-        undo: async () => {
-          await this.save(snapshot);
-          this.publish(snapshot);
-        },
-        subject: { snapshotId: snapshot.id },
-        save: this.save,
-        publish: this.publish,
-        progress: { kind: 'snapshot', id: snapshot.id, publish: this.ctx.events.progress },
-        oweScan: () => this.ctx.backends.oweScan(snapshot.backend),
-        work: async () => {
-          ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
-          return {};
-        },
-        // The snapshot record goes, and its volume's new chain location is written, in one batch.
-        finish: async (during) => {
-          const deleted: SnapshotRecord = { ...during, status: 'deleted', updatedAt: now() };
-          const updatedVolume = { ...this.volumes.get(volumeId), location: volumeLocation, updatedAt: now() };
-          await this.ctx.index.deleteSnapshot(deleted, updatedVolume);
-          this.publish(deleted);
-          this.volumes.publish(updatedVolume);
-          return deleted;
-        },
-      });
-      this.ctx.backends.capacityChanged(volume.backend);
-      return gone;
+    return this.ctx.locks.with([volumeId, id], () => this.deleteHeld(id));
+  }
+
+  /** delete() for a caller that already holds the locks of the snapshot and its volume. */
+  async deleteHeld(id: string): Promise<SnapshotRecord> {
+    const snapshot = this.get(id);
+    const volumeId = snapshot.volumeId;
+    const volume = this.volumes.get(volumeId);
+    const driver = this.volumes.driverOf(volume);
+    requireStatus(snapshot, SNAPSHOT_DELETABLE, 'delete snapshot');
+    refuseWhileInUse(driver, volume, 'snapshotInUse', 'delete a snapshot of');
+    let volumeLocation = volume.location;
+    const gone = await transition({
+      record: snapshot,
+      during: 'deleting',
+      failure: 'error_deleting',
+      undo: async () => {
+        await this.save(snapshot);
+        this.publish(snapshot);
+      },
+      subject: { snapshotId: snapshot.id },
+      save: this.save,
+      publish: this.publish,
+      progress: { kind: 'snapshot', id: snapshot.id, publish: this.ctx.events.progress },
+      oweScan: () => this.ctx.backends.oweScan(snapshot.backend),
+      work: async () => {
+        ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
+        return {};
+      },
+      // The snapshot record goes, and its volume's new chain location is written, in one batch.
+      finish: async (during) => {
+        const deleted: SnapshotRecord = { ...during, status: 'deleted', updatedAt: now() };
+        const updatedVolume = { ...this.volumes.get(volumeId), location: volumeLocation, updatedAt: now() };
+        await this.ctx.index.deleteSnapshot(deleted, updatedVolume);
+        this.publish(deleted);
+        this.volumes.publish(updatedVolume);
+        return deleted;
+      },
     });
+    this.ctx.backends.capacityChanged(volume.backend);
+    return gone;
   }
 
   async createVolume(args: ParsedOpArgs<'snapshot.createVolume'>, id: string = randomUUID()): Promise<VolumeRecord> {

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { InvalidArgumentError } from '@kindling/sdk';
 import { destructive, resendable, type ResendFlags } from '../changes.js';
 import { allVolumes, findSnapshot, findVolume, snapshotView } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
@@ -8,6 +9,28 @@ import { untilStarted } from '../waiting.js';
 
 function showSnapshot(scope: Scope, view: SnapshotView): void {
   scope.out.item(snapshotFields(view), snapshotJson(view));
+}
+
+/** `snapshot create --group`: the SDK refuses members of several agents before anything is asked. */
+async function createGroup(scope: Scope, refs: string[], opts: { name?: string; description?: string } & ResendFlags): Promise<void> {
+  if (opts.description !== undefined) throw new InvalidArgumentError('--description is not taken with --group: name the members with --name');
+  const found = [];
+  for (const ref of refs) found.push(await findVolume(scope, ref, 'change'));
+  const first = found[0]!;
+  const group = await first.item.backend.agent.createGroupSnapshot(
+    found.map((f) => f.item),
+    { name: opts.name, requestId: opts.requestId },
+  );
+  const members = group.snapshots.map((snap) => snapshotView(snap, first.agent));
+  scope.out.item(
+    [
+      ['Group', group.id],
+      ['Name', group.name ?? '-'],
+      ['Status', group.status],
+      ['Snapshots', members.map((m) => `${m.record.id} (of ${m.record.volumeId})`).join(', ')],
+    ],
+    { kind: 'groupSnapshot', id: group.id, name: group.name, status: group.status, createdAt: group.createdAt, snapshots: members.map(snapshotJson) },
+  );
 }
 
 export function snapshotCommand(runtime: Runtime): Command {
@@ -41,13 +64,16 @@ export function snapshotCommand(runtime: Runtime): Command {
     );
 
   resendable(snapshot.command('create'))
-    .description('take a snapshot of a volume')
-    .argument('<volume>', 'volume id or name')
-    .option('--name <name>', 'name of the snapshot')
+    .description('take a snapshot of a volume, or with --group one snapshot of each volume cut at one instant')
+    .argument('<volume...>', 'volume id or name (several with --group, all on one agent)')
+    .option('--name <name>', 'name of the snapshot (of each member with --group)')
     .option('--description <text>', 'description of the snapshot')
+    .option('--group', 'a group snapshot of every volume given, all cut at one instant')
     .action(
-      act<{ name?: string; description?: string } & ResendFlags>(runtime, async (scope, [ref], opts) => {
-        const { item, agent } = await findVolume(scope, ref!, 'change');
+      act<{ name?: string; description?: string; group?: boolean } & ResendFlags>(runtime, async (scope, refs, opts) => {
+        if (opts.group) return createGroup(scope, refs, opts);
+        if (refs.length !== 1) throw new InvalidArgumentError(`snapshot create takes one volume (${refs.length} given); several need --group`);
+        const { item, agent } = await findVolume(scope, refs[0]!, 'change');
         const snap = await item.createSnapshot({ name: opts.name, description: opts.description, requestId: opts.requestId });
         showSnapshot(scope, snapshotView(snap, agent));
       }),

@@ -8,6 +8,7 @@ type Rpc =
   | 'GetPluginInfo' | 'GetPluginCapabilities' | 'Probe'
   | 'CreateVolume' | 'DeleteVolume' | 'ValidateVolumeCapabilities' | 'ListVolumes' | 'GetCapacity'
   | 'ControllerGetCapabilities' | 'CreateSnapshot' | 'DeleteSnapshot' | 'ListSnapshots' | 'ControllerExpandVolume'
+  | 'GroupControllerGetCapabilities' | 'CreateVolumeGroupSnapshot' | 'DeleteVolumeGroupSnapshot' | 'GetVolumeGroupSnapshot'
   | 'NodeStageVolume' | 'NodeUnstageVolume' | 'NodePublishVolume' | 'NodeUnpublishVolume' | 'NodeGetVolumeStats'
   | 'NodeExpandVolume' | 'NodeGetCapabilities' | 'NodeGetInfo';
 export type CsiServiceClient = Record<Rpc, Call> & { close(): void };
@@ -19,7 +20,7 @@ interface Stub {
 const pkg = (loadPackageDefinition(csiPackageDefinition) as unknown as { csi: { v1: Record<string, Stub> } }).csi.v1;
 
 /** A CO's view of the plugin: each RPC of a CSI service as a promise; a refusal rejects with its gRPC status. */
-export function csiClient(service: 'Identity' | 'Controller' | 'Node', address: string): CsiServiceClient {
+export function csiClient(service: 'Identity' | 'Controller' | 'GroupController' | 'Node', address: string): CsiServiceClient {
   const Ctor = pkg[service]!;
   const client = new Ctor(address, credentials.createInsecure()) as unknown as Record<string, (req: object, md: Metadata, cb: (err: ServiceError | null, res: Record<string, any>) => void) => void> & Client;
   return new Proxy({} as CsiServiceClient, {

@@ -29,7 +29,7 @@ import {
   type ConnectionRecord,
   type EventFrame,
   type OpName,
-  type SnapshotRecord,
+  type GroupSnapshotRecord, type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
 
@@ -63,6 +63,7 @@ function pageOf<T extends { id: string }>(items: T[], { limit, cursor }: Args): 
 export class StandInAgent {
   readonly volumes = new Map<string, VolumeRecord>();
   readonly snapshots = new Map<string, SnapshotRecord>();
+  readonly groups = new Map<string, GroupSnapshotRecord>();
   readonly connections = new Map<string, ConnectionRecord>();
   readonly kv = new Map<string, string>();
   /** Every request frame received, in order. */
@@ -392,6 +393,22 @@ export class StandInAgent {
       const snapshot = this.snapshots.get(String(a.id));
       if (!snapshot) throw new NotFoundError(`no snapshot ${String(a.id)}`);
       return this.newVolume({ backend: snapshot.backend, size: snapshot.volumeSize, snapshotId: snapshot.id, ...a, id: randomUUID() });
+    });
+    // Group snapshots: each member a snapshot at once, the group a record of their ids.
+    h('group.create', (a) => {
+      const volumeIds = a.volumeIds as string[];
+      const snapshotIds = volumeIds.map((id) => this.newSnapshot(this.volume(id), { name: (a.name as string | undefined) ?? null }).id);
+      const now = new Date().toISOString();
+      const group = { id: randomUUID(), name: (a.name as string | undefined) ?? null, status: 'available' as const, volumeIds, snapshotIds, createdAt: now, updatedAt: now, error: null };
+      this.groups.set(group.id, group);
+      return group;
+    });
+    h('group.delete', (a) => {
+      const group = this.groups.get(String(a.id));
+      if (!group) throw new NotFoundError(`no group snapshot ${String(a.id)}`);
+      for (const id of group.snapshotIds) this.snapshots.delete(id);
+      this.groups.delete(group.id);
+      return { ...group, status: 'deleted' as const };
     });
     // Copies between agents: any URL and credential are taken, and the copy is made at once.
     h('transfer.open', (a) => {
