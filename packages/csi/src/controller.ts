@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { roomGbOf } from '@kindling/sdk';
-import { GIB, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
+import { GIB, TimeoutError, UnavailableError, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
 import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
@@ -8,7 +8,9 @@ import { InFlight } from './locks.js';
 import { pageOverFleet } from './listing.js';
 import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
-import { csiVolume, snapshotIdOf } from './present.js';
+import { DEFAULT_THIN_POOL_THRESHOLD_PERCENT, publishedNodes, unreachable, volumeStatus, type VolumeStatus } from './condition.js';
+import { lastSeen, lastSeenPage } from './last-seen.js';
+import { csiVolume, snapshotIdOf, topologyOf } from './present.js';
 import { Router } from './router.js';
 import { SnapshotRpcs } from './snapshots.js';
 import type {
@@ -31,7 +33,21 @@ const CAPABILITIES = [
   'LIST_SNAPSHOTS',
   'CLONE_VOLUME',
   'EXPAND_VOLUME',
+  'GET_VOLUME',
+  'VOLUME_CONDITION',
+  'LIST_VOLUMES_PUBLISHED_NODES',
 ] as const;
+
+export interface ControllerOptions {
+  /** Thin pool fill (data or metadata, percent) above which its volumes read abnormal. */
+  thinPoolThresholdPercent?: number;
+}
+
+/** The agent could not be reached for this call: its volumes are then told as last seen, abnormal. */
+function unreachableWhy(err: unknown): string | null {
+  if (err instanceof CsiError) return err.code === status.UNAVAILABLE ? err.message : null;
+  return err instanceof UnavailableError || err instanceof TimeoutError ? err.message : null;
+}
 
 /** The CSI Controller service over a fleet of agents. Keeps nothing: every answer comes from the agents. */
 export class Controller {
@@ -39,9 +55,11 @@ export class Controller {
   readonly #fleet: Fleet;
   readonly #inFlight = new InFlight();
   readonly #snapshots: SnapshotRpcs;
+  readonly #thinPoolThreshold: number;
 
-  constructor(fleet: Fleet) {
+  constructor(fleet: Fleet, options: ControllerOptions = {}) {
     this.#fleet = fleet;
+    this.#thinPoolThreshold = options.thinPoolThresholdPercent ?? DEFAULT_THIN_POOL_THRESHOLD_PERCENT;
     this.#router = new Router(fleet);
     this.#snapshots = new SnapshotRpcs(fleet, this.#router, this.#inFlight);
   }
@@ -135,15 +153,57 @@ export class Controller {
     return { confirmed: { volumeContext: req.volumeContext, volumeCapabilities: req.volumeCapabilities, parameters: req.parameters }, message: '' };
   }
 
+  /** Each volume with where it is published and its condition; an agent that is down lists what was last seen there. */
   async listVolumes(req: ListRequest) {
-    const { entries, nextToken } = await pageOverFleet(this.#fleet, req, async (backend, limit, cursor) => {
-      const { volumes, nextCursor } = await backend.volumePage({ limit, cursor });
-      return { items: volumes.filter((v) => v.status !== 'deleted'), nextCursor };
-    });
-    const loaded = new Map(entries.flatMap(({ item }) => [...item.snapshots].map((s) => [s.id, s] as const)));
-    const listed: CsiVolume[] = [];
-    for (const { item: v, hostId } of entries) listed.push(csiVolume(v, hostId, await this.#listedSource(v, hostId, loaded)));
-    return { entries: listed.map((volume) => ({ volume })), nextToken };
+    type Listed = { volume: Volume; down: string | null };
+    const { entries, nextToken } = await pageOverFleet<Listed>(
+      this.#fleet,
+      req,
+      async (backend, limit, cursor) => {
+        const { volumes, nextCursor } = await backend.volumePage({ limit, cursor });
+        return { items: volumes.filter((v) => v.status !== 'deleted').map((volume) => ({ volume, down: null })), nextCursor };
+      },
+      (agent) => async (backend, limit, cursor) => {
+        const { items, nextCursor } = lastSeenPage(agent.agent, backend.name, limit, cursor);
+        const why = agent.lastError?.message ?? `the agent at ${agent.url} is ${agent.state}`;
+        return { items: items.map((volume) => ({ volume, down: why })), nextCursor };
+      },
+    );
+    const loaded = new Map(entries.flatMap(({ item }) => [...item.volume.snapshots].map((s) => [s.id, s] as const)));
+    const listed: { volume: CsiVolume; status: VolumeStatus }[] = [];
+    for (const { item, hostId } of entries) {
+      const source = item.down === null ? await this.#listedSource(item.volume, hostId, loaded) : null;
+      listed.push({ volume: csiVolume(item.volume, hostId, source), status: this.#statusOf(item.volume, hostId, item.down) });
+    }
+    return { entries: listed, nextToken };
+  }
+
+  /** The volume as its agent has it now, with its status; an agent that cannot be reached answers as last seen, abnormal. */
+  async controllerGetVolume(req: { volumeId: string }): Promise<{ volume: CsiVolume; status: VolumeStatus }> {
+    const id = required(req.volumeId, 'volume_id');
+    const ref = parseVolumeHandle(id);
+    if (!ref) throw notFound(`volume ${id} does not exist`);
+    let volume: Volume | null;
+    try {
+      volume = await this.#router.volume(ref);
+    } catch (err) {
+      const why = unreachableWhy(err);
+      if (why === null) throw err;
+      const agent = this.#fleet.agents.find((a) => a.hostId === ref.hostId);
+      const seen = agent ? lastSeen(agent.agent, ref.volumeId) : null;
+      if (seen) return { volume: csiVolume(seen, ref.hostId, null), status: this.#statusOf(seen, ref.hostId, why) };
+      // Never seen: only what the handle says (capacity 0: unknown, as the specification reads it).
+      const volume = { capacityBytes: 0, volumeId: id, volumeContext: { backend: ref.backend }, contentSource: null, accessibleTopology: [topologyOf(ref.hostId)] };
+      return { volume, status: { publishedNodeIds: [], volumeCondition: unreachable(ref.hostId, why) } };
+    }
+    if (!volume) throw notFound(`volume ${id} does not exist`);
+    const source = await this.#listedSource(volume, ref.hostId, new Map());
+    return { volume: csiVolume(volume, ref.hostId, source), status: this.#statusOf(volume, ref.hostId, null) };
+  }
+
+  #statusOf(volume: Volume, hostId: string, down: string | null): VolumeStatus {
+    if (down !== null) return { publishedNodeIds: publishedNodes(volume, hostId), volumeCondition: unreachable(hostId, down) };
+    return volumeStatus(volume, hostId, this.#fleet.agentOf(volume).capacity.get(volume.backend.name), this.#thinPoolThreshold);
   }
 
   /** Where a listed volume came from; a source snapshot not loaded with the page is asked of the volume's own backend. */
