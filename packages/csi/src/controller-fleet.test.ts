@@ -65,6 +65,17 @@ describe('the controller over a fleet', () => {
     }
   });
 
+  it('GetCapacity, with a topology or without, answers from the capacity the agents pushed: no agent is asked for stats', async () => {
+    const { result: all, ops } = await asked(() => controller.getCapacity({ volumeCapabilities: [mount], parameters: {}, accessibleTopology: null }));
+    expect([...ops.values()].flat()).toEqual([]);
+    // 24 agents of two 100 GiB backends each, less what the tests before placed.
+    expect(all.availableCapacity).toBeGreaterThan(24 * 2 * 90 * 2 ** 30);
+    expect(all.maximumVolumeSize.value).toBe(100 * 2 ** 30);
+    const { result: one, ops: oneOps } = await asked(() => controller.getCapacity({ volumeCapabilities: [mount], parameters: { backend: 'nfs' }, accessibleTopology: at('host-11') }));
+    expect([...oneOps.values()].flat()).toEqual([]);
+    expect(one.availableCapacity).toBe(100 * 2 ** 30);
+  });
+
   it('CreateSnapshot finds its source through the host its id names: no other agent gets a listing', async () => {
     const source = hosts[5]!.newVolume({ backend: 'nfs', size: 1 });
     const sourceId = volumeHandle({ hostId: 'host-05', backend: 'nfs', volumeId: source.id });
