@@ -65,6 +65,22 @@ describe('the controller over a fleet', () => {
     }
   });
 
+  it('CreateVolume without a topology asks two agents at most (the name\'s home, which keeps name → volume, and the one it lands on), and so does its retry', async () => {
+    const hostsOf = (ops: Map<string, string[]>) => [...ops.keys()];
+    const { result: first, ops } = await asked(() => controller.createVolume(request('pvc-bounded')));
+    expect(hostsOf(ops).length).toBeLessThanOrEqual(2);
+    expect([...ops.values()].flat().filter((op) => op === 'volume.list')).toEqual([]);
+    const { result: again, ops: retry } = await asked(() => controller.createVolume(request('pvc-bounded')));
+    expect(again).toEqual(first);
+    expect(hostsOf(retry).length).toBeLessThanOrEqual(2);
+    await expect(controller.createVolume(request('pvc-bounded', { capacityRange: { requiredBytes: 3 * 2 ** 30, limitBytes: 0 } }))).rejects.toMatchObject({ code: status.ALREADY_EXISTS });
+    // Deleted, the name is free again: a new volume, still without asking the fleet.
+    await controller.deleteVolume({ volumeId: first.volume.volumeId });
+    const { result: remade, ops: after } = await asked(() => controller.createVolume(request('pvc-bounded')));
+    expect(remade.volume.volumeId).not.toBe(first.volume.volumeId);
+    expect(hostsOf(after).length).toBeLessThanOrEqual(2);
+  });
+
   it('GetCapacity, with a topology or without, answers from the capacity the agents pushed: no agent is asked for stats', async () => {
     const { result: all, ops } = await asked(() => controller.getCapacity({ volumeCapabilities: [mount], parameters: {}, accessibleTopology: null }));
     expect([...ops.values()].flat()).toEqual([]);

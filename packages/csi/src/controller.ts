@@ -1,11 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { roomGbOf } from '@kindling/sdk';
-import { GIB, TimeoutError, UnavailableError, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
+import { GIB, KindlingError, TimeoutError, UnavailableError, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
 import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
 import { pageOverFleet } from './listing.js';
+import { NameRecords } from './names.js';
 import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
 import { DEFAULT_THIN_POOL_THRESHOLD_PERCENT, publishedNodes, unreachable, volumeStatus, type VolumeStatus } from './condition.js';
@@ -43,6 +44,12 @@ export interface ControllerOptions {
   thinPoolThresholdPercent?: number;
 }
 
+/** Refusals that come before any work (checks, room, a busy agent): the create changed nothing. */
+function refusedUntouched(err: unknown): boolean {
+  if (err instanceof CsiError) return true;
+  return err instanceof KindlingError && ['INVALID_ARGUMENT', 'NOT_FOUND', 'CONFLICT', 'UNSUPPORTED', 'BUSY', 'UNAUTHORIZED'].includes(err.code);
+}
+
 /** The agent could not be reached for this call: its volumes are then told as last seen, abnormal. */
 function unreachableWhy(err: unknown): string | null {
   if (err instanceof CsiError) return err.code === status.UNAVAILABLE ? err.message : null;
@@ -56,11 +63,13 @@ export class Controller {
   readonly #inFlight = new InFlight();
   readonly #snapshots: SnapshotRpcs;
   readonly #thinPoolThreshold: number;
+  readonly #names: NameRecords;
 
   constructor(fleet: Fleet, options: ControllerOptions = {}) {
     this.#fleet = fleet;
     this.#thinPoolThreshold = options.thinPoolThresholdPercent ?? DEFAULT_THIN_POOL_THRESHOLD_PERCENT;
     this.#router = new Router(fleet);
+    this.#names = new NameRecords(fleet);
     this.#snapshots = new SnapshotRpcs(fleet, this.#router, this.#inFlight);
   }
 
@@ -80,7 +89,8 @@ export class Controller {
     const given = sourceRef(req.volumeContentSource);
     return this.#inFlight.run([`name:${name}`], async () => {
       // The name first: a retry whose first reply was lost is answered even when its source is gone now.
-      const existing = await this.#byName(name, given ? [given.hostId] : requisiteHosts(req.accessibilityRequirements));
+      const pinned = given ? [given.hostId] : requisiteHosts(req.accessibilityRequirements);
+      const existing = await this.#byName(name, pinned);
       if (existing) {
         const sameSource = existing.snapshotId === (given?.snapshotId ?? null) && existing.sourceVolId === (given?.volumeId ?? null);
         if (!sameSource || !fitsRange(existing.size, req.capacityRange)) {
@@ -94,19 +104,63 @@ export class Controller {
         throw invalid(`the content source lives on host ${source.hostId}, which the requisite topology excludes`);
       }
       const create = { size, name, metadata: { [CSI_NAME_KEY]: name } };
-      const volume = source ? await source.make(create) : await placeVolume(this.#fleet, create, params, hosts);
-      return { volume: csiVolume(volume, this.#router.hostOf(volume), req.volumeContentSource) };
+      const volume = await this.#make(name, pinned !== null, () => (source ? source.make(create) : placeVolume(this.#fleet, create, params, hosts)));
+      const host = this.#router.hostOf(volume);
+      return { volume: csiVolume(volume, host, req.volumeContentSource) };
     });
   }
 
-  /** The live volume made for this CSI name on `hosts`; a failed earlier attempt is removed so the create can run again. */
+  /**
+   * The live volume made for this CSI name, found through the name's record (names.ts): its home agent
+   * and the agent the volume lives on, never the whole fleet, unless a crash mid-create left the record
+   * `pending`. Pinned to `hosts` (a topology or a content source), those hosts are asked by name too,
+   * and a home that is down does not stop the call. A failed earlier attempt is removed so the create
+   * can run again.
+   */
   async #byName(name: string, hosts: string[] | null): Promise<Volume | null> {
-    const mine = (await this.#router.volumesOn(hosts, name)).filter((v) => v.status !== 'deleted' && v.metadata[CSI_NAME_KEY] === name);
+    const record = await this.#names.get(name).catch((err: unknown) => {
+      if (hosts && unreachableWhy(err) !== null) return null;
+      throw err;
+    });
+    const recorded = record && !record.pending ? await this.#router.volume(record.ref) : null;
+    const asked = hosts || record?.pending ? await this.#router.volumesOn(hosts, name) : [];
+    const mine = [...new Set([...(recorded ? [recorded] : []), ...asked])].filter((v) => v.status !== 'deleted' && v.metadata[CSI_NAME_KEY] === name);
     for (const v of mine) {
       if (v.status === 'creating') throw new CsiError(status.ABORTED, `volume ${name} is still being created`);
       if (v.status === 'error') await v.delete();
     }
-    return mine.find((v) => v.status !== 'error') ?? null;
+    const found = mine.find((v) => v.status !== 'error') ?? null;
+    if (found && record?.pending) await this.#names.made(name, found, this.#router.hostOf(found));
+    return found;
+  }
+
+  /**
+   * Creates the volume with its name recorded first (names.ts), for its retries to find. The home
+   * being down stops only a create placed anywhere: a pinned one's retries ask its hosts. Once made, a
+   * record that cannot be completed stays `pending`, which a retry settles: the volume is answered.
+   */
+  async #make(name: string, pinned: boolean, make: () => Promise<Volume>): Promise<Volume> {
+    const recorded = await this.#names.pending(name).then(
+      () => true,
+      (err: unknown) => {
+        if (pinned && unreachableWhy(err) !== null) return false;
+        throw err;
+      },
+    );
+    let volume: Volume;
+    try {
+      volume = await make();
+    } catch (err) {
+      // Refused before any work: nothing was made, so the name is free again.
+      if (recorded && refusedUntouched(err)) await this.#names.forget(name);
+      throw err;
+    }
+    if (recorded) {
+      await this.#names.made(name, volume, this.#router.hostOf(volume)).catch((err: unknown) => {
+        if (unreachableWhy(err) === null) throw err;
+      });
+    }
+    return volume;
   }
 
   async #contentSource(source: VolumeContentSource | null): Promise<{
@@ -137,9 +191,22 @@ export class Controller {
       const ref = parseVolumeHandle(id);
       const volume = ref && (await this.#router.volume(ref));
       // Gone or never made: the spec's idempotent success.
-      if (volume) await volume.delete();
+      if (!volume) return {};
+      const name = volume.metadata[CSI_NAME_KEY];
+      await volume.delete();
+      if (name !== undefined && ref) await this.#forgetName(name, ref.volumeId);
       return {};
     });
+  }
+
+  /** The name's record goes with its volume; a home that is down keeps it, and reads of it find the volume gone. */
+  async #forgetName(name: string, volumeId: string): Promise<void> {
+    try {
+      const record = await this.#names.get(name);
+      if (record && !record.pending && record.ref.volumeId === volumeId) await this.#names.forget(name);
+    } catch (err) {
+      if (unreachableWhy(err) === null) throw err;
+    }
   }
 
   async validateVolumeCapabilities(req: ValidateVolumeCapabilitiesRequest) {
