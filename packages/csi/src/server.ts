@@ -20,6 +20,8 @@ export interface CsiServerOptions {
   token?: string;
   tls?: TlsOptions;
   maxVolumesPerNode?: number;
+  /** The controller's: thin pool fill (percent) above which its volumes read abnormal. */
+  thinPoolThresholdPercent?: number;
   /** The node service's own folder, kept across restarts (default DEFAULT_STATE_DIR). */
   stateDir?: string;
   /** Where the RPC log lines and the node's deferred-work notes go; default stderr. */
@@ -102,7 +104,7 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
       closers.push(() => fleet.close());
       // Ready while some agent is: one host down must not restart the controller for the others.
       ready.push(async () => fleet.agents.some((a) => a.state === 'up'));
-      server.addService(ControllerService, unary(new Controller(fleet), names(ControllerService), log));
+      server.addService(ControllerService, unary(new Controller(fleet, { thinPoolThresholdPercent: options.thinPoolThresholdPercent }), names(ControllerService), log));
     }
     if (options.mode !== 'controller') {
       const url = options.nodeAgent ?? options.agents[0];
