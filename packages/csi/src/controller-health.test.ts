@@ -87,6 +87,8 @@ describe('controller volume health', () => {
       expect(listed.status.volumeCondition).toEqual({ abnormal: true, message: expect.stringContaining('agent health-c unreachable') });
       // The other agents' volumes are listed as they are.
       expect(entries.filter((e) => e.volume.volumeId.startsWith('health-a:')).every((e) => !e.status.volumeCondition.message.includes('unreachable'))).toBe(true);
+      // A controller that never read that agent's volumes to the end cannot tell them: no listing that would read as volumes gone.
+      await expect(new Controller(fleet).listVolumes({ maxEntries: 0, startingToken: '' })).rejects.toMatchObject({ code: status.UNAVAILABLE });
       const got = await controller.controllerGetVolume({ volumeId: handleOf(c, held.id) });
       expect(got.status.volumeCondition).toEqual({ abnormal: true, message: expect.stringContaining('agent health-c unreachable') });
     } finally {

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { roomGbOf } from '@kindling/sdk';
-import { GIB, KindlingError, TimeoutError, UnavailableError, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
+import { GIB, KindlingError, TimeoutError, UnavailableError, type Backend, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
 import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
@@ -56,7 +56,7 @@ function unreachableWhy(err: unknown): string | null {
   return err instanceof UnavailableError || err instanceof TimeoutError ? err.message : null;
 }
 
-/** The CSI Controller service over a fleet of agents. Keeps nothing: every answer comes from the agents. */
+/** The CSI Controller service over a fleet of agents. Keeps nothing of its own: every answer comes from the agents (or the SDK's map of what they last said). */
 export class Controller {
   readonly #router: Router;
   readonly #fleet: Fleet;
@@ -64,6 +64,8 @@ export class Controller {
   readonly #snapshots: SnapshotRpcs;
   readonly #thinPoolThreshold: number;
   readonly #names: NameRecords;
+  /** Backends whose volumes a ListVolumes read to the end: the SDK's map then holds them, to list while their agent is down. */
+  readonly #listedToEnd = new WeakSet<Backend>();
 
   constructor(fleet: Fleet, options: ControllerOptions = {}) {
     this.#fleet = fleet;
@@ -228,9 +230,12 @@ export class Controller {
       req,
       async (backend, limit, cursor) => {
         const { volumes, nextCursor } = await backend.volumePage({ limit, cursor });
+        if (nextCursor === null) this.#listedToEnd.add(backend);
         return { items: volumes.filter((v) => v.status !== 'deleted').map((volume) => ({ volume, down: null })), nextCursor };
       },
       (agent) => async (backend, limit, cursor) => {
+        // Only a backend read to its end holds all it had in the SDK's map: else its volumes would read as gone.
+        if (!this.#listedToEnd.has(backend)) throw new CsiError(status.UNAVAILABLE, `the agent of host ${agent.hostId} is not reachable (${agent.url}), and its volumes were never listed here`);
         const { items, nextCursor } = lastSeenPage(agent.agent, backend.name, limit, cursor);
         const why = agent.lastError?.message ?? `the agent at ${agent.url} is ${agent.state}`;
         return { items: items.map((volume) => ({ volume, down: why })), nextCursor };
