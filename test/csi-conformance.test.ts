@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '@kindling/sdk';
 import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
 import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
@@ -78,7 +79,18 @@ describe('CreateVolume', () => {
   it('lists the controller capabilities it implements', async () => {
     const { capabilities } = await controller.ControllerGetCapabilities({});
     expect(capabilities.map((c: { rpc: { type: string } }) => c.rpc.type).sort()).toEqual(
-      ['CLONE_VOLUME', 'CREATE_DELETE_SNAPSHOT', 'CREATE_DELETE_VOLUME', 'EXPAND_VOLUME', 'GET_CAPACITY', 'LIST_SNAPSHOTS', 'LIST_VOLUMES'].sort(),
+      [
+        'CLONE_VOLUME',
+        'CREATE_DELETE_SNAPSHOT',
+        'CREATE_DELETE_VOLUME',
+        'EXPAND_VOLUME',
+        'GET_CAPACITY',
+        'LIST_SNAPSHOTS',
+        'LIST_VOLUMES',
+        'GET_VOLUME',
+        'VOLUME_CONDITION',
+        'LIST_VOLUMES_PUBLISHED_NODES',
+      ].sort(),
     );
   });
 
@@ -268,6 +280,34 @@ describe('snapshots', () => {
     const name = fresh();
     await controller.CreateVolume({ name, volumeCapabilities: [mount], volumeContentSource: fromSnapshot });
     expect(await codeOf(controller.CreateVolume({ name, volumeCapabilities: [mount] }))).toBe(status.ALREADY_EXISTS);
+  });
+});
+
+describe('ControllerGetVolume and volume health', () => {
+  it('answers the volume as CreateVolume gave it, well and published nowhere; ListVolumes carries the same status', async () => {
+    const vol = await newVolume({ accessibilityRequirements: { requisite: [at('host-a')] } });
+    const got = await controller.ControllerGetVolume({ volumeId: vol.volumeId });
+    expect(got.volume).toEqual(vol);
+    const well = { publishedNodeIds: [], volumeCondition: { abnormal: false, message: '' } };
+    expect(got.status).toEqual(well);
+    const listed = (await controller.ListVolumes({})).entries.find((e: { volume: { volumeId: string } }) => e.volume.volumeId === vol.volumeId);
+    expect(listed.status).toEqual(well);
+    // Staged on its host (the node attaches through its own agent): published on that node.
+    const sdk = await Agent.connect(agents[0]!.url, { token: TOKEN });
+    try {
+      const [held] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: vol.volumeId.split(':')[2]! });
+      await held!.attach();
+      expect((await controller.ControllerGetVolume({ volumeId: vol.volumeId })).status.publishedNodeIds).toEqual(['host-a']);
+      await held!.detach();
+    } finally {
+      await sdk.close();
+    }
+  });
+
+  it('needs an id; a volume its agent does not have is NOT_FOUND', async () => {
+    expect(await codeOf(controller.ControllerGetVolume({}))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(controller.ControllerGetVolume({ volumeId: 'host-a:nfs:00000000-0000-4000-8000-000000000000' }))).toBe(status.NOT_FOUND);
+    expect(await codeOf(controller.ControllerGetVolume({ volumeId: 'garbage' }))).toBe(status.NOT_FOUND);
   });
 });
 

@@ -1,9 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Fleet } from '@kindling/sdk';
+import { Fleet, UnavailableError } from '@kindling/sdk';
 import { StandInAgent } from '@kindling/sdk/testing';
 import { Controller } from './controller.js';
 import { volumeHandle } from './ids.js';
+import { NameRecords } from './names.js';
 import { TOPOLOGY_KEY } from './plugin.js';
 import type { CreateVolumeRequest } from './types.js';
 
@@ -42,7 +43,7 @@ beforeAll(async () => {
   hosts = await Promise.all(
     Array.from({ length: AGENTS }, (_, i) => StandInAgent.start({ hostId: `host-${String(i).padStart(2, '0')}`, backends: [{ name: 'nfs', driver: 'nfs' }, { name: 'lvm', driver: 'lvm' }] })),
   );
-  fleet = await Fleet.connect(hosts.map((h) => h.url));
+  fleet = await Fleet.connect(hosts.map((h) => h.url), { reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
   controller = new Controller(fleet);
   // Placement has every agent's capacity before the counting starts.
   await fleet.stats();
@@ -63,6 +64,70 @@ describe('the controller over a fleet', () => {
       if (over.parameters) expect(result.volume.volumeContext.backend).toBe('lvm');
       if (over.accessibilityRequirements) expect(result.volume.accessibleTopology).toEqual([at('host-07')]);
     }
+  });
+
+  it('CreateVolume without a topology asks two agents at most (the name\'s home, which keeps name → volume, and the one it lands on), and so does its retry', async () => {
+    const hostsOf = (ops: Map<string, string[]>) => [...ops.keys()];
+    const { result: first, ops } = await asked(() => controller.createVolume(request('pvc-bounded')));
+    expect(hostsOf(ops).length).toBeLessThanOrEqual(2);
+    expect([...ops.values()].flat().filter((op) => op === 'volume.list')).toEqual([]);
+    const { result: again, ops: retry } = await asked(() => controller.createVolume(request('pvc-bounded')));
+    expect(again).toEqual(first);
+    expect(hostsOf(retry).length).toBeLessThanOrEqual(2);
+    await expect(controller.createVolume(request('pvc-bounded', { capacityRange: { requiredBytes: 3 * 2 ** 30, limitBytes: 0 } }))).rejects.toMatchObject({ code: status.ALREADY_EXISTS });
+    // Deleted, the name is free again: a new volume, still without asking the fleet.
+    await controller.deleteVolume({ volumeId: first.volume.volumeId });
+    const { result: remade, ops: after } = await asked(() => controller.createVolume(request('pvc-bounded')));
+    expect(remade.volume.volumeId).not.toBe(first.volume.volumeId);
+    expect(hostsOf(after).length).toBeLessThanOrEqual(2);
+  });
+
+  it('a record left pending (the create answered, its record not completed) is settled by the retry: the same volume, no second one', async () => {
+    const name = 'pvc-pending';
+    const home = hosts.find((h) => h.url === new NameRecords(fleet).home(name).url)!;
+    const kvSet = home.handle('kv.set', (a) => {
+      if (String(a.value).includes('"ref"')) throw new UnavailableError('the home went away before the record was completed');
+      home.kv.set(String(a.key), String(a.value));
+      return { ok: true };
+    });
+    let first;
+    try {
+      first = await controller.createVolume(request(name));
+    } finally {
+      home.handle('kv.set', kvSet!);
+    }
+    const again = await controller.createVolume(request(name));
+    expect(again).toEqual(first);
+    // Settled: the next retry reads the record again instead of asking the fleet.
+    const { ops } = await asked(() => controller.createVolume(request(name)));
+    expect([...ops.keys()].length).toBeLessThanOrEqual(2);
+  });
+
+  it('the name\'s home down: a create placed anywhere is UNAVAILABLE, one pinned to a host that is up goes on', async () => {
+    const name = 'pvc-home-down';
+    const home = hosts.find((h) => h.url === new NameRecords(fleet).home(name).url)!;
+    const other = hosts.find((h) => h !== home)!;
+    await home.stop();
+    try {
+      await expect.poll(() => fleet.agents.find((a) => a.url === home.url)!.state, { timeout: 5000 }).toBe('down');
+      await expect(controller.createVolume(request(name))).rejects.toMatchObject({ code: status.UNAVAILABLE });
+      const pinned = await controller.createVolume(request(name, { accessibilityRequirements: { requisite: [at(other.hostId)], preferred: [] } }));
+      expect(pinned.volume.accessibleTopology).toEqual([at(other.hostId)]);
+    } finally {
+      await home.listen();
+      await expect.poll(() => fleet.agents.find((a) => a.url === home.url)!.state, { timeout: 5000 }).toBe('up');
+    }
+  });
+
+  it('GetCapacity, with a topology or without, answers from the capacity the agents pushed: no agent is asked for stats', async () => {
+    const { result: all, ops } = await asked(() => controller.getCapacity({ volumeCapabilities: [mount], parameters: {}, accessibleTopology: null }));
+    expect([...ops.values()].flat()).toEqual([]);
+    // 24 agents of two 100 GiB backends each, less what the tests before placed.
+    expect(all.availableCapacity).toBeGreaterThan(24 * 2 * 90 * 2 ** 30);
+    expect(all.maximumVolumeSize.value).toBe(100 * 2 ** 30);
+    const { result: one, ops: oneOps } = await asked(() => controller.getCapacity({ volumeCapabilities: [mount], parameters: { backend: 'nfs' }, accessibleTopology: at('host-11') }));
+    expect([...oneOps.values()].flat()).toEqual([]);
+    expect(one.availableCapacity).toBe(100 * 2 ** 30);
   });
 
   it('CreateSnapshot finds its source through the host its id names: no other agent gets a listing', async () => {

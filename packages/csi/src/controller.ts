@@ -1,14 +1,17 @@
 import { status } from '@grpc/grpc-js';
 import { roomGbOf } from '@kindling/sdk';
-import { GIB, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
+import { GIB, KindlingError, TimeoutError, UnavailableError, type Backend, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
 import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
 import { pageOverFleet } from './listing.js';
+import { NameRecords } from './names.js';
 import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
-import { csiVolume, snapshotIdOf } from './present.js';
+import { DEFAULT_THIN_POOL_THRESHOLD_PERCENT, publishedNodes, unreachable, volumeStatus, type VolumeStatus } from './condition.js';
+import { lastSeen, lastSeenPage } from './last-seen.js';
+import { csiVolume, snapshotIdOf, topologyOf } from './present.js';
 import { Router } from './router.js';
 import { SnapshotRpcs } from './snapshots.js';
 import type {
@@ -31,18 +34,44 @@ const CAPABILITIES = [
   'LIST_SNAPSHOTS',
   'CLONE_VOLUME',
   'EXPAND_VOLUME',
+  'GET_VOLUME',
+  'VOLUME_CONDITION',
+  'LIST_VOLUMES_PUBLISHED_NODES',
 ] as const;
 
-/** The CSI Controller service over a fleet of agents. Keeps nothing: every answer comes from the agents. */
+export interface ControllerOptions {
+  /** Thin pool fill (data or metadata, percent) above which its volumes read abnormal. */
+  thinPoolThresholdPercent?: number;
+}
+
+/** Refusals that come before any work (checks, room, a busy agent): the create changed nothing. */
+function refusedUntouched(err: unknown): boolean {
+  if (err instanceof CsiError) return true;
+  return err instanceof KindlingError && ['INVALID_ARGUMENT', 'NOT_FOUND', 'CONFLICT', 'UNSUPPORTED', 'BUSY', 'UNAUTHORIZED'].includes(err.code);
+}
+
+/** The agent could not be reached for this call: its volumes are then told as last seen, abnormal. */
+function unreachableWhy(err: unknown): string | null {
+  if (err instanceof CsiError) return err.code === status.UNAVAILABLE ? err.message : null;
+  return err instanceof UnavailableError || err instanceof TimeoutError ? err.message : null;
+}
+
+/** The CSI Controller service over a fleet of agents. Keeps nothing of its own: every answer comes from the agents (or the SDK's map of what they last said). */
 export class Controller {
   readonly #router: Router;
   readonly #fleet: Fleet;
   readonly #inFlight = new InFlight();
   readonly #snapshots: SnapshotRpcs;
+  readonly #thinPoolThreshold: number;
+  readonly #names: NameRecords;
+  /** Backends whose volumes a ListVolumes read to the end: the SDK's map then holds them, to list while their agent is down. */
+  readonly #listedToEnd = new WeakSet<Backend>();
 
-  constructor(fleet: Fleet) {
+  constructor(fleet: Fleet, options: ControllerOptions = {}) {
     this.#fleet = fleet;
+    this.#thinPoolThreshold = options.thinPoolThresholdPercent ?? DEFAULT_THIN_POOL_THRESHOLD_PERCENT;
     this.#router = new Router(fleet);
+    this.#names = new NameRecords(fleet);
     this.#snapshots = new SnapshotRpcs(fleet, this.#router, this.#inFlight);
   }
 
@@ -62,7 +91,8 @@ export class Controller {
     const given = sourceRef(req.volumeContentSource);
     return this.#inFlight.run([`name:${name}`], async () => {
       // The name first: a retry whose first reply was lost is answered even when its source is gone now.
-      const existing = await this.#byName(name, given ? [given.hostId] : requisiteHosts(req.accessibilityRequirements));
+      const pinned = given ? [given.hostId] : requisiteHosts(req.accessibilityRequirements);
+      const existing = await this.#byName(name, pinned);
       if (existing) {
         const sameSource = existing.snapshotId === (given?.snapshotId ?? null) && existing.sourceVolId === (given?.volumeId ?? null);
         if (!sameSource || !fitsRange(existing.size, req.capacityRange)) {
@@ -76,19 +106,63 @@ export class Controller {
         throw invalid(`the content source lives on host ${source.hostId}, which the requisite topology excludes`);
       }
       const create = { size, name, metadata: { [CSI_NAME_KEY]: name } };
-      const volume = source ? await source.make(create) : await placeVolume(this.#fleet, create, params, hosts);
-      return { volume: csiVolume(volume, this.#router.hostOf(volume), req.volumeContentSource) };
+      const volume = await this.#make(name, pinned !== null, () => (source ? source.make(create) : placeVolume(this.#fleet, create, params, hosts)));
+      const host = this.#router.hostOf(volume);
+      return { volume: csiVolume(volume, host, req.volumeContentSource) };
     });
   }
 
-  /** The live volume made for this CSI name on `hosts`; a failed earlier attempt is removed so the create can run again. */
+  /**
+   * The live volume made for this CSI name, found through the name's record (names.ts): its home agent
+   * and the agent the volume lives on, never the whole fleet, unless a crash mid-create left the record
+   * `pending`. Pinned to `hosts` (a topology or a content source), those hosts are asked by name too,
+   * and a home that is down does not stop the call. A failed earlier attempt is removed so the create
+   * can run again.
+   */
   async #byName(name: string, hosts: string[] | null): Promise<Volume | null> {
-    const mine = (await this.#router.volumesOn(hosts, name)).filter((v) => v.status !== 'deleted' && v.metadata[CSI_NAME_KEY] === name);
+    const record = await this.#names.get(name).catch((err: unknown) => {
+      if (hosts && unreachableWhy(err) !== null) return null;
+      throw err;
+    });
+    const recorded = record && !record.pending ? await this.#router.volume(record.ref) : null;
+    const asked = hosts || record?.pending ? await this.#router.volumesOn(hosts, name) : [];
+    const mine = [...new Set([...(recorded ? [recorded] : []), ...asked])].filter((v) => v.status !== 'deleted' && v.metadata[CSI_NAME_KEY] === name);
     for (const v of mine) {
       if (v.status === 'creating') throw new CsiError(status.ABORTED, `volume ${name} is still being created`);
       if (v.status === 'error') await v.delete();
     }
-    return mine.find((v) => v.status !== 'error') ?? null;
+    const found = mine.find((v) => v.status !== 'error') ?? null;
+    if (found && record?.pending) await this.#names.made(name, found, this.#router.hostOf(found));
+    return found;
+  }
+
+  /**
+   * Creates the volume with its name recorded first (names.ts), for its retries to find. The home
+   * being down stops only a create placed anywhere: a pinned one's retries ask its hosts. Once made, a
+   * record that cannot be completed stays `pending`, which a retry settles: the volume is answered.
+   */
+  async #make(name: string, pinned: boolean, make: () => Promise<Volume>): Promise<Volume> {
+    const recorded = await this.#names.pending(name).then(
+      () => true,
+      (err: unknown) => {
+        if (pinned && unreachableWhy(err) !== null) return false;
+        throw err;
+      },
+    );
+    let volume: Volume;
+    try {
+      volume = await make();
+    } catch (err) {
+      // Refused before any work: nothing was made, so the name is free again.
+      if (recorded && refusedUntouched(err)) await this.#names.forget(name);
+      throw err;
+    }
+    if (recorded) {
+      await this.#names.made(name, volume, this.#router.hostOf(volume)).catch((err: unknown) => {
+        if (unreachableWhy(err) === null) throw err;
+      });
+    }
+    return volume;
   }
 
   async #contentSource(source: VolumeContentSource | null): Promise<{
@@ -119,9 +193,22 @@ export class Controller {
       const ref = parseVolumeHandle(id);
       const volume = ref && (await this.#router.volume(ref));
       // Gone or never made: the spec's idempotent success.
-      if (volume) await volume.delete();
+      if (!volume) return {};
+      const name = volume.metadata[CSI_NAME_KEY];
+      await volume.delete();
+      if (name !== undefined && ref) await this.#forgetName(name, ref.volumeId);
       return {};
     });
+  }
+
+  /** The name's record goes with its volume; a home that is down keeps it, and reads of it find the volume gone. */
+  async #forgetName(name: string, volumeId: string): Promise<void> {
+    try {
+      const record = await this.#names.get(name);
+      if (record && !record.pending && record.ref.volumeId === volumeId) await this.#names.forget(name);
+    } catch (err) {
+      if (unreachableWhy(err) === null) throw err;
+    }
   }
 
   async validateVolumeCapabilities(req: ValidateVolumeCapabilitiesRequest) {
@@ -135,15 +222,60 @@ export class Controller {
     return { confirmed: { volumeContext: req.volumeContext, volumeCapabilities: req.volumeCapabilities, parameters: req.parameters }, message: '' };
   }
 
+  /** Each volume with where it is published and its condition; an agent that is down lists what was last seen there. */
   async listVolumes(req: ListRequest) {
-    const { entries, nextToken } = await pageOverFleet(this.#fleet, req, async (backend, limit, cursor) => {
-      const { volumes, nextCursor } = await backend.volumePage({ limit, cursor });
-      return { items: volumes.filter((v) => v.status !== 'deleted'), nextCursor };
-    });
-    const loaded = new Map(entries.flatMap(({ item }) => [...item.snapshots].map((s) => [s.id, s] as const)));
-    const listed: CsiVolume[] = [];
-    for (const { item: v, hostId } of entries) listed.push(csiVolume(v, hostId, await this.#listedSource(v, hostId, loaded)));
-    return { entries: listed.map((volume) => ({ volume })), nextToken };
+    type Listed = { volume: Volume; down: string | null };
+    const { entries, nextToken } = await pageOverFleet<Listed>(
+      this.#fleet,
+      req,
+      async (backend, limit, cursor) => {
+        const { volumes, nextCursor } = await backend.volumePage({ limit, cursor });
+        if (nextCursor === null) this.#listedToEnd.add(backend);
+        return { items: volumes.filter((v) => v.status !== 'deleted').map((volume) => ({ volume, down: null })), nextCursor };
+      },
+      (agent) => async (backend, limit, cursor) => {
+        // Only a backend read to its end holds all it had in the SDK's map: else its volumes would read as gone.
+        if (!this.#listedToEnd.has(backend)) throw new CsiError(status.UNAVAILABLE, `the agent of host ${agent.hostId} is not reachable (${agent.url}), and its volumes were never listed here`);
+        const { items, nextCursor } = lastSeenPage(agent.agent, backend.name, limit, cursor);
+        const why = agent.lastError?.message ?? `the agent at ${agent.url} is ${agent.state}`;
+        return { items: items.map((volume) => ({ volume, down: why })), nextCursor };
+      },
+    );
+    const loaded = new Map(entries.flatMap(({ item }) => [...item.volume.snapshots].map((s) => [s.id, s] as const)));
+    const listed: { volume: CsiVolume; status: VolumeStatus }[] = [];
+    for (const { item, hostId } of entries) {
+      const source = item.down === null ? await this.#listedSource(item.volume, hostId, loaded) : null;
+      listed.push({ volume: csiVolume(item.volume, hostId, source), status: this.#statusOf(item.volume, hostId, item.down) });
+    }
+    return { entries: listed, nextToken };
+  }
+
+  /** The volume as its agent has it now, with its status; an agent that cannot be reached answers as last seen, abnormal. */
+  async controllerGetVolume(req: { volumeId: string }): Promise<{ volume: CsiVolume; status: VolumeStatus }> {
+    const id = required(req.volumeId, 'volume_id');
+    const ref = parseVolumeHandle(id);
+    if (!ref) throw notFound(`volume ${id} does not exist`);
+    let volume: Volume | null;
+    try {
+      volume = await this.#router.volume(ref);
+    } catch (err) {
+      const why = unreachableWhy(err);
+      if (why === null) throw err;
+      const agent = this.#fleet.agents.find((a) => a.hostId === ref.hostId);
+      const seen = agent ? lastSeen(agent.agent, ref.volumeId) : null;
+      if (seen) return { volume: csiVolume(seen, ref.hostId, null), status: this.#statusOf(seen, ref.hostId, why) };
+      // Never seen: only what the handle says (capacity 0: unknown, as the specification reads it).
+      const volume = { capacityBytes: 0, volumeId: id, volumeContext: { backend: ref.backend }, contentSource: null, accessibleTopology: [topologyOf(ref.hostId)] };
+      return { volume, status: { publishedNodeIds: [], volumeCondition: unreachable(ref.hostId, why) } };
+    }
+    if (!volume) throw notFound(`volume ${id} does not exist`);
+    const source = await this.#listedSource(volume, ref.hostId, new Map());
+    return { volume: csiVolume(volume, ref.hostId, source), status: this.#statusOf(volume, ref.hostId, null) };
+  }
+
+  #statusOf(volume: Volume, hostId: string, down: string | null): VolumeStatus {
+    if (down !== null) return { publishedNodeIds: publishedNodes(volume, hostId), volumeCondition: unreachable(hostId, down) };
+    return volumeStatus(volume, hostId, this.#fleet.agentOf(volume).capacity.get(volume.backend.name), this.#thinPoolThreshold);
   }
 
   /** Where a listed volume came from; a source snapshot not loaded with the page is asked of the volume's own backend. */

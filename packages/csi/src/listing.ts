@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { MAX_LIST_LIMIT, type Backend, type Fleet } from '@kindling/sdk';
+import { MAX_LIST_LIMIT, UnavailableError, type Backend, type Fleet, type FleetAgent } from '@kindling/sdk';
 import { CsiError, invalid } from './errors.js';
 import { decodeHost, isBackendName } from './ids.js';
 import type { ListRequest } from './types.js';
@@ -37,10 +37,16 @@ export type BackendPager<T> = (backend: Backend, limit: number, cursor: string |
 /**
  * A CSI list page over every agent's own paging: each agent is asked only for what the page still
  * needs (`max_entries`, 0: all), from where the token says, so a page of 100 over 1,000 agents asks the
- * few agents it reaches. An agent the page must read that is down is UNAVAILABLE (a listing without it
- * would read as its volumes gone); a token this driver never gave is ABORTED.
+ * few agents it reaches. An agent the page must read that is down (or drops during it) is read through
+ * `whenDown` when given, else UNAVAILABLE (a listing without it would read as its volumes gone); a token
+ * this driver never gave is ABORTED.
  */
-export async function pageOverFleet<T>(fleet: Fleet, req: ListRequest, pager: BackendPager<T>): Promise<{ entries: { item: T; hostId: string }[]; nextToken: string }> {
+export async function pageOverFleet<T>(
+  fleet: Fleet,
+  req: ListRequest,
+  pager: BackendPager<T>,
+  whenDown?: (agent: FleetAgent) => BackendPager<T>,
+): Promise<{ entries: { item: T; hostId: string }[]; nextToken: string }> {
   if (req.maxEntries < 0) throw invalid('max_entries must not be negative');
   const from = req.startingToken ? positionOf(req.startingToken) : null;
   if (req.startingToken && !from) throw new CsiError(status.ABORTED, `starting_token ${req.startingToken} is not one this driver gave`);
@@ -51,7 +57,17 @@ export async function pageOverFleet<T>(fleet: Fleet, req: ListRequest, pager: Ba
   for (const agent of agents) {
     const hostId = agent.hostId!;
     if (from && hostId < from.hostId) continue;
-    if (agent.state !== 'up') throw new CsiError(status.UNAVAILABLE, `the agent of host ${hostId} is not reachable (${agent.url})`);
+    const fallback = whenDown?.(agent);
+    if (agent.state !== 'up' && !fallback) throw new CsiError(status.UNAVAILABLE, `the agent of host ${hostId} is not reachable (${agent.url})`);
+    const read: BackendPager<T> = async (backend, limit, cursor) => {
+      if (agent.state !== 'up' && fallback) return fallback(backend, limit, cursor);
+      try {
+        return await pager(backend, limit, cursor);
+      } catch (err) {
+        if (fallback && err instanceof UnavailableError) return fallback(backend, limit, cursor);
+        throw err;
+      }
+    };
     const backends = (await agent.agent.backends()).sort((a, b) => (a.name < b.name ? -1 : 1));
     for (const backend of backends) {
       let cursor: string | undefined;
@@ -61,7 +77,7 @@ export async function pageOverFleet<T>(fleet: Fleet, req: ListRequest, pager: Ba
       }
       for (;;) {
         const want = req.maxEntries ? req.maxEntries - entries.length : MAX_LIST_LIMIT;
-        const page = await pager(backend, Math.min(want, MAX_LIST_LIMIT), cursor);
+        const page = await read(backend, Math.min(want, MAX_LIST_LIMIT), cursor);
         entries.push(...page.items.map((item) => ({ item, hostId })));
         if (req.maxEntries && entries.length >= req.maxEntries) return { entries, nextToken: tokenOf({ hostId, backend: backend.name, cursor: page.nextCursor }) };
         if (page.nextCursor === null) break;

@@ -28,6 +28,12 @@ describe('kindling-csi flags', () => {
     expect(parseCli(['--mode', 'all', '--endpoint', 'unix:///x'], {})).not.toHaveProperty('tls');
   });
 
+  it('takes the thin pool fill above which volumes read abnormal (percent, 0-100)', () => {
+    expect(parseCli(['--mode', 'controller', '--endpoint', 'unix:///x', '--thin-pool-threshold', '80'], {})).toMatchObject({ thinPoolThresholdPercent: 80 });
+    expect(parseCli(['--mode', 'controller', '--endpoint', 'unix:///x'], {})).not.toHaveProperty('thinPoolThresholdPercent');
+    expect(() => parseCli(['--mode', 'controller', '--endpoint', 'unix:///x', '--thin-pool-threshold', '120'], {})).toThrow(/--thin-pool-threshold/);
+  });
+
   it('answers --help with the usage (null: nothing to start)', () => {
     expect(parseCli(['--help'], {})).toBeNull();
     expect(parseCli(['-h'], {})).toBeNull();

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_THIN_POOL_THRESHOLD_PERCENT } from './condition.js';
 import type { Mode } from './identity.js';
 import { DEFAULT_STATE_DIR } from './plugin.js';
 import type { CsiServerOptions } from './server.js';
@@ -12,6 +13,7 @@ export const USAGE = `usage: kindling-csi --mode controller|node|all --endpoint 
                           (default KINDLING_TLS_CA, KINDLING_TLS_CERT, KINDLING_TLS_KEY)
   --max-volumes-per-node N            reported by NodeGetInfo (default 0: no limit)
   --state-dir DIR         the node's own folder, kept across restarts (default ${DEFAULT_STATE_DIR})
+  --thin-pool-threshold PERCENT       thin pool fill above which its volumes read abnormal (default ${DEFAULT_THIN_POOL_THRESHOLD_PERCENT})
   --help                  this text`;
 
 /** Flags over environment, as the other Kindling commands do. Throws with the usage on bad input; null for --help. */
@@ -27,6 +29,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptio
       'token-file': { type: 'string' },
       'max-volumes-per-node': { type: 'string' },
       'state-dir': { type: 'string' },
+      'thin-pool-threshold': { type: 'string' },
       'tls-ca': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -43,6 +46,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptio
   const token = values.token ?? (values['token-file'] ? readFileSync(values['token-file'], 'utf8').trim() : undefined);
   const max = Number(values['max-volumes-per-node'] ?? 0);
   if (!Number.isInteger(max) || max < 0) throw new Error('--max-volumes-per-node must be a whole number');
+  const threshold = values['thin-pool-threshold'] === undefined ? undefined : Number(values['thin-pool-threshold']);
+  if (threshold !== undefined && !(threshold >= 0 && threshold <= 100)) throw new Error('--thin-pool-threshold must be a percent, 0 to 100');
   const pem = (flag: 'tls-ca' | 'tls-cert' | 'tls-key', name: string): string | undefined => {
     const file = values[flag] ?? env[name];
     return file ? readFileSync(file, 'utf8') : undefined;
@@ -56,6 +61,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CsiServerOptio
     token,
     maxVolumesPerNode: max,
     ...(values['state-dir'] ? { stateDir: values['state-dir'] } : {}),
+    ...(threshold === undefined ? {} : { thinPoolThresholdPercent: threshold }),
     ...(tls.ca || tls.cert || tls.key ? { tls } : {}),
   };
 }

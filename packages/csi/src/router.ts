@@ -64,14 +64,21 @@ export class Router {
   }
 
   /**
-   * Each backend's stats (of `driver`), on `host` only when given (UNAVAILABLE while its agent is
-   * down: its room is unknown, not none), else on every agent that answers.
+   * Each backend's stats (of `driver`) as its agent last pushed them (fetched at each (re)connect,
+   * pushed on every change and on the agent's refresh timer): no agent is asked. On `host` only when
+   * given (UNAVAILABLE while its agent is down: its room is unknown, not none), else on every up agent.
+   * A backend that cannot report (not ready) has no figures and counts no room.
    */
   async statsOn(host: string | null, driver: DriverName | undefined): Promise<{ backend: Backend; stats: BackendStats }[]> {
-    if (!host) return (await this.fleet.stats({ driver })).stats;
-    const agent = this.agent(host);
-    const backends = (agent ? await agent.agent.backends() : []).filter((b) => driver === undefined || b.driver === driver);
-    return Promise.all(backends.map(async (backend) => ({ backend, stats: await backend.stats() })));
+    const agents = host ? [this.agent(host)].filter((a): a is FleetAgent => a !== null) : this.fleet.agents.filter((a) => a.state === 'up');
+    const found: { backend: Backend; stats: BackendStats }[] = [];
+    for (const agent of agents) {
+      for (const backend of await agent.agent.backends()) {
+        const stats = agent.capacity.get(backend.name);
+        if (stats && (driver === undefined || backend.driver === driver)) found.push({ backend, stats });
+      }
+    }
+    return found;
   }
 
   /** The host id of an object this fleet handed out. */

@@ -21,6 +21,8 @@ export interface CsiServerOptions {
   token?: string;
   tls?: TlsOptions;
   maxVolumesPerNode?: number;
+  /** The controller's: thin pool fill (percent) above which its volumes read abnormal. */
+  thinPoolThresholdPercent?: number;
   /** The node service's own folder, kept across restarts (default DEFAULT_STATE_DIR). */
   stateDir?: string;
   /** Where the RPC log lines and the node's deferred-work notes go; default stderr. */
@@ -103,7 +105,7 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
       closers.push(() => fleet.close());
       // Ready while some agent is: one host down must not restart the controller for the others.
       ready.push(async () => fleet.agents.some((a) => a.state === 'up'));
-      server.addService(ControllerService, unary(new Controller(fleet), names(ControllerService), log));
+      server.addService(ControllerService, unary(new Controller(fleet, { thinPoolThresholdPercent: options.thinPoolThresholdPercent }), names(ControllerService), log));
       server.addService(GroupControllerService, unary(new GroupController(fleet), names(GroupControllerService), log));
     }
     if (options.mode !== 'controller') {

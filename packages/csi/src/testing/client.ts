@@ -7,7 +7,7 @@ type Call = (request: object) => Promise<Record<string, any>>;
 type Rpc =
   | 'GetPluginInfo' | 'GetPluginCapabilities' | 'Probe'
   | 'CreateVolume' | 'DeleteVolume' | 'ValidateVolumeCapabilities' | 'ListVolumes' | 'GetCapacity'
-  | 'ControllerGetCapabilities' | 'CreateSnapshot' | 'DeleteSnapshot' | 'ListSnapshots' | 'ControllerExpandVolume'
+  | 'ControllerGetCapabilities' | 'CreateSnapshot' | 'DeleteSnapshot' | 'ListSnapshots' | 'ControllerExpandVolume' | 'ControllerGetVolume'
   | 'GroupControllerGetCapabilities' | 'CreateVolumeGroupSnapshot' | 'DeleteVolumeGroupSnapshot' | 'GetVolumeGroupSnapshot'
   | 'NodeStageVolume' | 'NodeUnstageVolume' | 'NodePublishVolume' | 'NodeUnpublishVolume' | 'NodeGetVolumeStats'
   | 'NodeExpandVolume' | 'NodeGetCapabilities' | 'NodeGetInfo';

@@ -20,6 +20,8 @@ export interface FleetAgent {
   readonly lastError: KindlingError | null;
   /** The very Agent whose objects the fleet hands out. */
   readonly agent: Agent;
+  /** Backend name → its last stats, fetched at (re)connect or pushed since: read without a round trip. */
+  readonly capacity: ReadonlyMap<string, BackendStats>;
 }
 
 /**
