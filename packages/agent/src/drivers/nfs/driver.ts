@@ -304,8 +304,8 @@ export class NfsDriver implements Driver {
     return active!.virtualSize;
   }
 
-  async scan(): Promise<ScanResult> {
-    const scanning = this.scanShares();
+  async scan(signal?: AbortSignal): Promise<ScanResult> {
+    const scanning = this.scanShares(signal);
     this.capacity.provisioned.adopt(scanning.then(provisionedSizes));
     const found = await scanning;
     return {
@@ -429,10 +429,10 @@ export class NfsDriver implements Driver {
     await qemuImg.convert(this.run, image.chain, { path: target.arg, format }, format === 'raw' && !this.config.sparse, image.virtualSize);
   }
 
-  private async scanShares(): Promise<ShareScan> {
+  private async scanShares(signal?: AbortSignal): Promise<ShareScan> {
     const all: ShareScan = { volumes: [], leftovers: [], strays: [] };
     for (const share of await this.capacity.usableShares()) {
-      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format, this.owner);
+      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format, this.owner, signal);
       all.volumes.push(...one.volumes);
       all.leftovers.push(...one.leftovers);
       all.strays.push(...one.strays);
