@@ -57,6 +57,7 @@ describe('the bench in quick mode', () => {
       'start to ready after a clean stop',
       'start to ready after a kill',
       'storage check after ready done',
+      'stop during the storage check after ready',
       'list all, SDK volumes()',
       'list all, kindling volume list -o jsonl',
       'get by name',

@@ -76,8 +76,9 @@ describe('kindling against one agent', SCENARIO, () => {
       "
     `);
 
+    // JSON lines come as the agent's pages do (its order, not creation's).
     const lines = (await kindling('volume', 'list', '-o', 'jsonl')).stdout.trim().split('\n');
-    expect(lines.map((l) => (JSON.parse(l) as { name: string }).name)).toEqual(['alpha', 'beta']);
+    expect(lines.map((l) => (JSON.parse(l) as { name: string }).name).sort()).toEqual(['alpha', 'beta']);
   });
 
   it('takes and lists snapshots, and refuses to delete a volume that has one (exit 4)', async () => {

@@ -45,7 +45,8 @@ describe('kindling over a fleet', { timeout: 120_000 }, () => {
       "
     `);
     const listed = parse<{ name: string; agent: { url: string; hostId: string } }[]>(await kindling('--agents', agents, 'volume', 'list', '--json'));
-    expect(listed.map((v) => [v.name, v.agent.url])).toEqual([
+    // Rows come as each agent's pages do: in no order across agents.
+    expect(listed.map((v) => [v.name, v.agent.url]).sort()).toEqual([
       ['one', first.agent.url],
       ['two', second.agent.url],
     ]);

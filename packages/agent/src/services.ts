@@ -46,18 +46,22 @@ const logRecovery = (backend: string, report: RecoveryReport): void => {
   for (const line of recoveryLines(report)) log.warn({ recovery: true, backend }, line);
 };
 
-/** The after-ready recovery of each backend in turn, logged; never rejects (a failure is a finding). */
-async function recoverInBackground(ctx: ServiceContext, drivers: Driver[], asked: ReadonlySet<string>): Promise<RecoveryReport> {
+/**
+ * The after-ready recovery of each backend in turn, logged; never rejects (a failure is a finding).
+ * Once `stop` aborts, each backend not yet checked owes its scan to the next start.
+ */
+async function recoverInBackground(ctx: ServiceContext, drivers: Driver[], asked: ReadonlySet<string>, stop: AbortSignal): Promise<RecoveryReport> {
   const all = nothingToRecover();
   // After ready: the caller serves first.
   await new Promise((resolve) => setImmediate(resolve));
   for (const driver of drivers) {
     try {
-      const report = await recoverAfterReady(ctx, driver, asked);
+      const report = await recoverAfterReady(ctx, driver, asked, stop);
       logRecovery(driver.name, report);
       addReport(all, report);
       const counts = { removed: report.removed.length, notInIndex: report.missingFromIndex.length, notOnStorage: report.missingFromStorage.length };
-      log.info({ recovery: true, backend: driver.name, ...counts }, `storage check of ${driver.name} after ready done`);
+      const end = stop.aborted ? 'ended by the stop' : 'done';
+      log.info({ recovery: true, backend: driver.name, ...counts }, `storage check of ${driver.name} after ready ${end}`);
     } catch (err) {
       log.error({ recovery: true, backend: driver.name }, `recovery after ready failed: ${messageOf(err)}`);
     }
@@ -110,7 +114,8 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     serving = true;
     // After the members' own records are settled: a group a kill cut short loses its partial members.
     for (const id of await groups.recover()) log.warn({ recovery: true, group: id }, `group snapshot ${id} was cut short: its member snapshots were removed`);
-    const recoveredAfterReady = recoverInBackground(ctx, afterReady, watch.asked).finally(watch.stop);
+    const stopping = new AbortController();
+    const recoveredAfterReady = recoverInBackground(ctx, afterReady, watch.asked, stopping.signal).finally(watch.stop);
     return {
       ...ctx,
       hostId,
@@ -123,7 +128,8 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       recoveredAfterReady,
       close: async (clean = false) => {
         backends.close();
-        // It writes to the index (a scan owed): the index closes after it.
+        // The check ends between files, owing its scan; it writes that to the index, which closes after it.
+        stopping.abort();
         await recoveredAfterReady;
         // A scan owed is synced before the marker that says nothing else is owed, which needs no sync.
         if (clean) await backends.oweScansWhereAmiss();

@@ -28,6 +28,12 @@ function render(rows: string[][], head: string[] = []): string {
   return table.toString().split('\n').map((line) => line.trimEnd()).join('\n') + '\n';
 }
 
+/** Where rows go as they arrive; `end` once, after the last. */
+export interface RowWriter<T> {
+  add(row: T): void;
+  end(): void;
+}
+
 /** Writes results in the format asked: a table for people, JSON (one document) or JSON lines for scripts. */
 export class Output {
   readonly format: Format;
@@ -40,9 +46,32 @@ export class Output {
 
   /** Rows: a table with a header row, a JSON array, or one JSON line each. */
   list<T>(rows: readonly T[], columns: readonly Column<T>[], json: (row: T) => unknown): void {
-    if (this.format === 'json') return this.#json(rows.map(json));
-    if (this.format === 'jsonl') return this.#write(rows.map((r) => JSON.stringify(json(r)) + '\n').join(''));
+    if (this.format !== 'table') {
+      const writer = this.rows(columns, json, () => 0);
+      for (const row of rows) writer.add(row);
+      return writer.end();
+    }
     this.#write(render(rows.map((r) => columns.map((c) => c.value(r))), columns.map((c) => c.header)));
+  }
+
+  /**
+   * Rows as they arrive (pages of a listing), written at once for scripts: one JSON line each, or a JSON
+   * array written element by element (as `JSON.stringify(rows, null, 2)`). A table needs every row for its
+   * column widths: it is written at `end`, in `order`.
+   */
+  rows<T>(columns: readonly Column<T>[], json: (row: T) => unknown, order: (a: T, b: T) => number): RowWriter<T> {
+    if (this.format === 'table') {
+      const held: T[] = [];
+      return { add: (row) => void held.push(row), end: () => this.list(held.sort(order), columns, json) };
+    }
+    if (this.format === 'jsonl') return { add: (row) => this.#write(JSON.stringify(json(row)) + '\n'), end: () => undefined };
+    let count = 0;
+    // JSON.stringify(rows, null, 2), a row at a time: each element indented one level.
+    const element = (row: T) => JSON.stringify(json(row), null, 2).replaceAll('\n', '\n  ');
+    return {
+      add: (row) => this.#write(`${count++ === 0 ? '[\n' : ',\n'}  ${element(row)}`),
+      end: () => this.#write(count === 0 ? '[]\n' : '\n]\n'),
+    };
   }
 
   /** One resource: label/value lines, or one JSON document (one line in jsonl). */

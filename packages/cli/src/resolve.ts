@@ -121,12 +121,23 @@ export async function findSnapshot(scope: Scope, ref: string, intent: Intent, vo
   return pick(scope, { values: inVolumes(found.values.flat()), failures: found.failures }, intent, byId, what, 'snapshots; give its id');
 }
 
-/** Every volume (of the filtered backends; of one name, when given), each with its snapshots and connections. */
-export async function allVolumes(scope: Scope, filter: BackendFilter & { name?: string | undefined } = {}): Promise<Located<Volume>[]> {
-  const found = await eachBackend(scope, filter, async (b, agent) =>
-    (await b.volumesFiltered(filter.name === undefined ? {} : { volumeName: filter.name })).map((item) => ({ item, agent })),
-  );
-  return found.flat();
+type VolumeFilter = BackendFilter & { name?: string | undefined };
+
+/**
+ * Every volume (of the filtered backends; of one name, when given), each with its snapshots and
+ * connections, handed to `take` as its page arrives: the caller keeps only what it keeps.
+ */
+export async function eachVolume(scope: Scope, filter: VolumeFilter, take: (found: Located<Volume>) => void): Promise<void> {
+  await eachBackend(scope, filter, async (b, agent) => {
+    for await (const item of b.iterVolumes(filter.name === undefined ? {} : { volumeName: filter.name })) take({ item, agent });
+  });
+}
+
+/** Every volume, as eachVolume finds them, at once. */
+export async function allVolumes(scope: Scope, filter: VolumeFilter = {}): Promise<Located<Volume>[]> {
+  const all: Located<Volume>[] = [];
+  await eachVolume(scope, filter, (found) => all.push(found));
+  return all;
 }
 
 /**

@@ -149,8 +149,11 @@ export interface Driver {
   readSnapshot?<T>(snapshot: SnapshotRef, volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T>;
   writeVolume?(volume: VolumeRef, sizeBytes: number, fill: (sink: ContentSink) => Promise<void>): Promise<Location>;
 
-  /** Never throws for one vanished, half-written or foreign file: it is skipped and listed in `strays`. */
-  scan(): Promise<ScanResult>;
+  /**
+   * Never throws for one vanished, half-written or foreign file: it is skipped and listed in `strays`.
+   * Once `signal` aborts (the agent stops), it stops between files or LVs and rejects with its reason.
+   */
+  scan(signal?: AbortSignal): Promise<ScanResult>;
   /** Removes one leftover found by scan(); only called when no operation on `leftover.id` can be running. */
   removeLeftover(leftover: Leftover): Promise<void>;
   /** Ends what the driver keeps running between operations (the LVM driver's lvm shell), at the agent's stop. */

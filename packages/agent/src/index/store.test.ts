@@ -81,6 +81,29 @@ describe('records by status', () => {
   });
 });
 
+describe('counts per backend', () => {
+  it('counts a backend\'s volumes and snapshots as records come, change status and go, and across a reopen', async () => {
+    let index = await IndexStore.open(dir);
+    await index.putVolume({ ...volume('v1', 'a', null), status: 'creating' });
+    await index.putVolume(volume('v2', 'a', null));
+    await index.putVolume(volume('v3', 'b', null));
+    await index.putSnapshot(snapshot('s1', 'v2'));
+    await index.putVolume(volume('v1', 'a', null)); // a status change is no new volume
+    expect(index.countOf('a')).toEqual({ volumes: 2, snapshots: 1 });
+    expect(index.countOf('b')).toEqual({ volumes: 1, snapshots: 0 });
+    await index.close();
+
+    index = await IndexStore.open(dir);
+    expect(index.countOf('a')).toEqual({ volumes: 2, snapshots: 1 });
+    await index.deleteSnapshot(snapshot('s1', 'v2'));
+    await index.deleteVolume(volume('v2', 'a', null));
+    await index.deleteVolume(volume('v2', 'a', null)); // a second delete counts nothing
+    expect(index.countOf('a')).toEqual({ volumes: 1, snapshots: 0 });
+    expect(index.countOf('none')).toEqual({ volumes: 0, snapshots: 0 });
+    await index.close();
+  });
+});
+
 describe('opening', () => {
   it('derives every lookup from the records alone: the records are the truth, their index keys a copy for paging', async () => {
     let index = await IndexStore.open(dir);

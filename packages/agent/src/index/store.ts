@@ -57,6 +57,19 @@ class Postings {
   }
 }
 
+/** A running count per key (a backend), kept as records change: a count is read without a walk. */
+class Tally {
+  private readonly map = new Map<string, number>();
+  add(key: string, by: 1 | -1): void {
+    const n = (this.map.get(key) ?? 0) + by;
+    if (n === 0) this.map.delete(key);
+    else this.map.set(key, n);
+  }
+  of(key: string): number {
+    return this.map.get(key) ?? 0;
+  }
+}
+
 /** Records read from LevelDB at once: one native call per batch, not per record. */
 const LOAD_BATCH = 1000;
 
@@ -81,6 +94,9 @@ export class IndexStore {
   private readonly snapshotsByStatus = new Postings();
   /** Group snapshot records (few: each holds only its members' ids). */
   private readonly groups = new Map<string, GroupSnapshotRecord>();
+  /** Records per backend, for its stats (pushed after every change). */
+  private readonly volumeCount = new Tally();
+  private readonly snapshotCount = new Tally();
 
   private constructor(
     private readonly db: Level<string, unknown>,
@@ -203,6 +219,11 @@ export class IndexStore {
     for await (const key of this.db.keys({ ...from, lt })) yield key.slice(prefix.length);
   }
 
+  /** How many volumes and snapshots a backend holds, whatever their status. */
+  countOf(backend: string): { volumes: number; snapshots: number } {
+    return { volumes: this.volumeCount.of(backend), snapshots: this.snapshotCount.of(backend) };
+  }
+
   /** A backend's volumes in any of `statuses`. */
   volumesInStatus(backend: string, statuses: readonly string[]): VolumeRecord[] {
     return statuses.flatMap((status) => this.pick(this.volumes, this.volumesByStatus.ids(`${backend}:${status}`)));
@@ -217,20 +238,28 @@ export class IndexStore {
     this.dropVolume(record.id);
     this.volumes.set(record.id, record);
     this.volumesByStatus.add(statusKey(record), record.id);
+    this.volumeCount.add(record.backend, 1);
   }
   private dropVolume(id: string): void {
     const old = this.volumes.get(id);
-    if (old) this.volumesByStatus.remove(statusKey(old), id);
+    if (old) {
+      this.volumesByStatus.remove(statusKey(old), id);
+      this.volumeCount.add(old.backend, -1);
+    }
     this.volumes.delete(id);
   }
   private setSnapshot(record: SnapshotRecord): void {
     this.dropSnapshot(record.id);
     this.snapshots.set(record.id, record);
     this.snapshotsByStatus.add(statusKey(record), record.id);
+    this.snapshotCount.add(record.backend, 1);
   }
   private dropSnapshot(id: string): void {
     const old = this.snapshots.get(id);
-    if (old) this.snapshotsByStatus.remove(statusKey(old), id);
+    if (old) {
+      this.snapshotsByStatus.remove(statusKey(old), id);
+      this.snapshotCount.add(old.backend, -1);
+    }
     this.snapshots.delete(id);
   }
 

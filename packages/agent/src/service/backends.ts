@@ -266,10 +266,7 @@ export class Backends {
   async stats(name: string, refresh: boolean): Promise<BackendStats> {
     const driver = this.usable(name);
     const base = await driver.stats(refresh);
-    let totalVolumes = 0;
-    let totalSnapshots = 0;
-    for (const v of this.index.allVolumes()) if (v.backend === name) totalVolumes++;
-    for (const s of this.index.allSnapshots()) if (s.backend === name) totalSnapshots++;
+    const { volumes: totalVolumes, snapshots: totalSnapshots } = this.index.countOf(name);
     return { backendName: name, driver: driver.driver, ...base, totalVolumes, totalSnapshots };
   }
 

@@ -13,7 +13,7 @@ import { infoTempFile, ownerTag, partFile } from '../drivers/nfs/names.js';
 import { IndexStore } from '../index/store.js';
 import { Metrics } from '../rpc/metrics.js';
 import { openServices, type Services } from '../services.js';
-import { nothingToRecover, recoverBackend, recoveryLines } from './recovery.js';
+import { STOPPED, nothingToRecover, recoverBackend, recoveryLines } from './recovery.js';
 
 // A crash leaves records in a transient status; the next start settles each against real storage
 // (NFS driver files and qemu-img in a temp dir), finishes reverts, and removes leftovers.
@@ -333,9 +333,9 @@ describe('start after a kill', () => {
     let ready = false;
     const readBeforeReady: boolean[] = [];
     const scan = NfsDriver.prototype.scan;
-    vi.spyOn(NfsDriver.prototype, 'scan').mockImplementation(function (this: NfsDriver) {
+    vi.spyOn(NfsDriver.prototype, 'scan').mockImplementation(function (this: NfsDriver, signal?: AbortSignal) {
       readBeforeReady.push(!ready);
-      return scan.call(this);
+      return scan.call(this, signal);
     });
     const after = await startAfterKill();
     ready = true;
@@ -373,9 +373,9 @@ describe('start after a kill', () => {
     await rm(activePath(lost));
     let reads = 0;
     const scan = NfsDriver.prototype.scan;
-    vi.spyOn(NfsDriver.prototype, 'scan').mockImplementation(function (this: NfsDriver) {
+    vi.spyOn(NfsDriver.prototype, 'scan').mockImplementation(function (this: NfsDriver, signal?: AbortSignal) {
       reads++;
-      return scan.call(this);
+      return scan.call(this, signal);
     });
     for (const start of [startAfterKill, restart]) {
       reads = 0;
@@ -389,6 +389,36 @@ describe('start after a kill', () => {
       const load = { sessions: 0, requestsInFlight: 0, commandsRunning: 0, commandsWaiting: 0 };
       expect(await new Metrics().render([], [nfs!], load)).toMatch(/^kindling_index_not_on_storage\{backend="nfs"\} 1$/m);
     }
+  });
+
+  it('a stop never waits for the check after ready: the check ends, says so, and owes its scan to the next start, even after a clean stop', async () => {
+    const s = await startAfterKill();
+    for (let i = 0; i < 3; i++) await s.volumes.create({ backend: 'nfs', size: 1 });
+    const leftover = join(dir, 'share', partFile(randomUUID(), ownerTag(s.hostId, 'nfs')));
+    await writeFile(leftover, '');
+
+    // The check is under way (the scan has begun) when the stop comes.
+    let stopCame!: () => void;
+    const stopComes = new Promise<void>((resolve) => (stopCame = resolve));
+    const scan = NfsDriver.prototype.scan;
+    const spy = vi.spyOn(NfsDriver.prototype, 'scan').mockImplementation(async function (this: NfsDriver, signal?: AbortSignal) {
+      await stopComes;
+      return scan.call(this, signal);
+    });
+    const after = await startAfterKill();
+    const stopped = after.close(true);
+    stopCame();
+    await stopped;
+    services = undefined;
+    const report = await after.recoveredAfterReady;
+    expect(report.removed).toEqual([]);
+    expect(recoveryLines(report)).toEqual([`could not scan nfs to recover it: ${STOPPED}`]);
+    expect(existsSync(leftover)).toBe(true);
+
+    spy.mockRestore();
+    const next = (services = await openServices(config));
+    expect(next.recovery.removed).toEqual([expect.objectContaining({ kind: 'partial-volume', where: leftover })]);
+    expect(existsSync(leftover)).toBe(false);
   });
 
   it('still settles a record an operation left transient before serving', async () => {

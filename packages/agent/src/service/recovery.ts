@@ -39,6 +39,9 @@ export interface RecoveryReport {
   missingFromStorage: On<IndexMismatch['missingFromStorage'][number]>[];
 }
 
+/** Why a check after ready did not read storage: the agent stopped first. */
+export const STOPPED = 'the agent stopped before its storage check after ready was done; the next start scans it';
+
 const interrupted = (what: string, more = ''): ErrorInfo => ({
   code: 'BACKEND_ERROR',
   message: `the agent stopped while the ${what} was in progress${more}`,
@@ -149,41 +152,52 @@ export async function recoverBackend(ctx: ServiceContext, driver: Driver): Promi
  * Storage is read while operations run, so a leftover is removed only when no operation has asked for
  * its resource since the start (`asked`, from the service's locks: then it is provably from before the
  * start, and stays so under the lock its removal takes). The others are kept and owed a scan at the
- * next start, where nothing runs.
+ * next start, where nothing runs. A stop (`stop` aborts) never waits for the check: the scan ends
+ * between files, and the whole check is owed to the next start, which the report says.
  */
-export async function recoverAfterReady(ctx: ServiceContext, driver: Driver, asked: ReadonlySet<string>): Promise<RecoveryReport> {
+export async function recoverAfterReady(
+  ctx: ServiceContext,
+  driver: Driver,
+  asked: ReadonlySet<string>,
+  stop?: AbortSignal,
+): Promise<RecoveryReport> {
   const report = nothingToRecover();
   const held = heldBefore(ctx, driver.name);
   let found: ScanResult;
   try {
-    found = await driver.scan();
+    found = await driver.scan(stop);
   } catch (err) {
-    report.unscanned.push({ backend: driver.name, error: messageOf(err) });
-    ctx.backends.noteFindings(driver.name, { scanError: messageOf(err) });
+    const stopped = stop?.aborted === true;
+    report.unscanned.push({ backend: driver.name, error: stopped ? STOPPED : messageOf(err) });
+    if (!stopped) ctx.backends.noteFindings(driver.name, { scanError: messageOf(err) });
     await ctx.backends.oweScan(driver.name);
     return report;
   }
   const mismatch = compareWithIndex(ctx, held, found);
-  const kept = await removeLeftovers(ctx, driver, found, report, asked);
+  const kept = await removeLeftovers(ctx, driver, found, report, asked, stop);
   noteMismatch(ctx, report, driver.name, mismatch);
   if (kept > 0 || report.failed.length > 0) await ctx.backends.oweScan(driver.name);
   return report;
 }
 
-/** Removes the leftovers a scan found, each under its resource's lock, but those of `busy` resources; returns how many it kept. */
+/**
+ * Removes the leftovers a scan found, each under its resource's lock, but those of `busy` resources
+ * and all once `stop` aborts; returns how many it kept.
+ */
 async function removeLeftovers(
   ctx: ServiceContext,
   driver: Driver,
   found: ScanResult,
   report: RecoveryReport,
   busy: ReadonlySet<string> = new Set(),
+  stop?: AbortSignal,
 ): Promise<number> {
   const backend = driver.name;
   const failed: Leftover[] = [];
   let kept = 0;
   for (const leftover of found.leftovers) {
     // Checked in the same turn as the lock is asked for: an operation asking later runs after the removal.
-    if (busy.has(leftover.id)) {
+    if (busy.has(leftover.id) || stop?.aborted) {
       kept++;
       continue;
     }

@@ -4,7 +4,7 @@ import { destructive, resendable, type ResendFlags } from '../changes.js';
 import { collect, parseJsonArg, parseMetadata, parseSize } from '../parse.js';
 import { followProgress } from '../progress.js';
 import type { AgentRef, VolumeRecord } from '../records.js';
-import { agentRef, allVolumes, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
+import { agentRef, eachVolume, findBackend, findSnapshot, findVolume, volumeView, type Located } from '../resolve.js';
 import { act, type Runtime } from '../runtime.js';
 import type { Scope } from '../scope.js';
 import { byCreation, named, connectionFields, connectionJson, connectionRecord, volumeFields, volumeJson, VOLUME_COLUMNS, withAgent, type VolumeView } from '../views.js';
@@ -95,10 +95,10 @@ export function volumeCommand(runtime: Runtime): Command {
     .option('--name <name>', 'only volumes of this name')
     .action(
       act<{ backend?: string; driver?: DriverName; name?: string }>(runtime, async (scope, _args, opts) => {
-        const views = (await allVolumes(scope, opts))
-          .map(({ item, agent }) => volumeView(scope, item, agent))
-          .sort(byCreation);
-        scope.out.list(views, withAgent(scope.settings.fleet, VOLUME_COLUMNS), volumeJson);
+        // Scripts' formats get each row as its page arrives (in the agents' order); a table, sorted, at the end.
+        const rows = scope.out.rows(withAgent(scope.settings.fleet, VOLUME_COLUMNS), volumeJson, byCreation);
+        await eachVolume(scope, opts, ({ item, agent }) => rows.add(volumeView(scope, item, agent)));
+        rows.end();
       }),
     );
 

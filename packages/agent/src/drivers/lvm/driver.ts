@@ -273,8 +273,11 @@ export class LvmDriver implements Driver {
 
   // ---- what storage holds ----
 
-  async scan(): Promise<ScanResult> {
-    return scanReport(await this.refresh(), this.steps.owner);
+  async scan(signal?: AbortSignal): Promise<ScanResult> {
+    signal?.throwIfAborted();
+    const report = await this.refresh();
+    signal?.throwIfAborted();
+    return scanReport(report, this.steps.owner);
   }
 
   /**

@@ -293,3 +293,25 @@ export async function baseFormatOnShare(c: Chain): Promise<ImageFormat> {
   if (!info || info.active === volumeFile(c.volumeId)) return c.baseFormat;
   return (await walk(c, info.active, true)).at(-1)!.format;
 }
+
+/**
+ * A volume's files, in the order a delete removes them (recovery.md), from its record: one read, not
+ * a listing of the share, so a delete costs the same beside 10 or 100,000 volumes. The share's names
+ * are read only when the record is unreadable, or gone while `activeFile` (the index's location) is an
+ * overlay: a delete cut after its first step, whose overlays no record names any more.
+ */
+export async function filesToDelete(c: Chain, activeFile: unknown): Promise<string[]> {
+  const base = volumeFile(c.volumeId);
+  const record = infoFile(c.volumeId);
+  // undefined: a record is there but unreadable (null: the volume has none).
+  const info = await readRecord(c).catch(() => undefined);
+  const cut = info === null && typeof activeFile === 'string' && activeFile !== base;
+  const names =
+    info === undefined || cut
+      ? (await readdir(c.dir)).filter((n) => {
+          const parsed = parseName(n);
+          return parsed !== null && parsed.kind !== 'probe' && parsed.volumeId === c.volumeId;
+        })
+      : Object.values(info ?? {});
+  return [record, ...new Set(names.filter((n) => n !== base && n !== record)), base];
+}

@@ -113,17 +113,20 @@ describe('NfsDriver on a local folder share', () => {
       }
     });
 
-    it('deletes the volume, its overlays and record; deleting again is fine', async () => {
+    it('deletes the volume, its overlays and record; what interrupted operations left goes with the next scan', async () => {
       const driver = makeDriver();
       const keep = await newVolume(driver);
       const vol = await newVolume(driver);
       await newSnapshot(driver, vol);
       await newSnapshot(driver, vol);
-      // What interrupted operations leave goes too.
-      await writeFile(join(share, partFile(vol.id, TEST_OWNER)), '');
-      await writeFile(join(share, infoTempFile(vol.id, TEST_OWNER)), '');
+      const temps = [partFile(vol.id, TEST_OWNER), infoTempFile(vol.id, TEST_OWNER)];
+      for (const name of temps) await writeFile(join(share, name), '');
       expect((await readdir(share)).filter((n) => n.includes(vol.id))).toHaveLength(6);
       await driver.deleteVolume(vol);
+      expect((await readdir(share)).sort()).toEqual([`volume-${keep.id}`, ...temps].sort());
+      const { leftovers } = await driver.scan();
+      expect(leftovers.map((l) => l.where).sort()).toEqual(temps.map((n) => join(share, n)).sort());
+      for (const leftover of leftovers) await driver.removeLeftover(leftover);
       expect(await readdir(share)).toEqual([`volume-${keep.id}`]);
       await driver.deleteVolume(vol);
       await driver.deleteVolume({ id: randomUUID(), size: 1, location: {} });

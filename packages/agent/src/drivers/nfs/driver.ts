@@ -1,4 +1,4 @@
-import { lstat, readdir, rm } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BackendError,
@@ -22,7 +22,7 @@ import type { Chain, HeldImage, Image } from './chain.js';
 import { fault } from './faults.js';
 import { readHeld, writePart } from './content.js';
 import { removeLeftover } from './leftovers.js';
-import { infoFile, ownerTag, parseName, partFile, tempSnapshotId, volumeFile } from './names.js';
+import { infoFile, ownerTag, partFile, tempSnapshotId, volumeFile } from './names.js';
 import { Provisioned, type Counted } from './provisioned.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
@@ -46,7 +46,6 @@ interface Placement {
 }
 
 const exists = (path: string): Promise<boolean> => lstat(path).then(() => true, () => false);
-
 
 /** Each volume's virtual size by share, from a read of storage: the provisioned count's input. */
 const provisionedSizes = (found: ShareScan): Counted =>
@@ -169,15 +168,12 @@ export class NfsDriver implements Driver {
       throw new BackendError(`share ${share} of volume ${volume.id} is not mounted`, { share, volumeId: volume.id });
     }
     const shares = typeof share === 'string' && usable.includes(share) ? [share] : usable;
-    const base = volumeFile(volume.id);
     for (const candidate of shares) {
       const dir = this.dirOf(candidate);
-      const mine = (await readdir(dir)).filter((n) => {
-        const parsed = parseName(n);
-        return parsed !== null && parsed.kind !== 'probe' && parsed.volumeId === volume.id;
-      });
-      const rank = (n: string) => (n === infoFile(volume.id) ? 0 : n === base ? 2 : 1);
-      for (const name of mine.sort((a, b) => rank(a) - rank(b))) {
+      const c: Chain = { run: this.run, dir, volumeId: volume.id, baseFormat: this.config.format, owner: this.owner };
+      // The record first (a crash after it leaves a volume without snapshots), the base last (its
+      // presence means "a volume" to the scan). This agent's temporary names are the scan's to sweep.
+      for (const name of await chain.filesToDelete(c, volume.location.activeFile)) {
         await rm(join(dir, name), { force: true });
         if (name === infoFile(volume.id)) await fault('volume-delete:record-removed');
       }
@@ -310,8 +306,8 @@ export class NfsDriver implements Driver {
     return active!.virtualSize;
   }
 
-  async scan(): Promise<ScanResult> {
-    const scanning = this.scanShares();
+  async scan(signal?: AbortSignal): Promise<ScanResult> {
+    const scanning = this.scanShares(signal);
     this.capacity.provisioned.adopt(scanning.then(provisionedSizes));
     const found = await scanning;
     return {
@@ -433,10 +429,10 @@ export class NfsDriver implements Driver {
     await qemuImg.convert(this.run, image.chain, { path: target.arg, format }, format === 'raw' && !this.config.sparse, image.virtualSize);
   }
 
-  private async scanShares(): Promise<ShareScan> {
+  private async scanShares(signal?: AbortSignal): Promise<ShareScan> {
     const all: ShareScan = { volumes: [], leftovers: [], strays: [] };
     for (const share of await this.capacity.usableShares()) {
-      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format, this.owner);
+      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format, this.owner, signal);
       all.volumes.push(...one.volumes);
       all.leftovers.push(...one.leftovers);
       all.strays.push(...one.strays);

@@ -59,6 +59,18 @@ describe('NFS scan and capacity', () => {
     }
   });
 
+  it('a scan under way ends when its signal aborts (the agent stops), and a later scan reads everything', async () => {
+    const driver = makeDriver();
+    for (let i = 0; i < 3; i++) await newVolume(driver);
+    const stop = new AbortController();
+    const scanning = driver.scan(stop.signal);
+    const reason = new Error('the agent stops');
+    stop.abort(reason);
+    await expect(scanning).rejects.toBe(reason);
+    expect((await driver.scan()).volumes).toHaveLength(3);
+    expect((await driver.stats(false)).provisionedCapacityGb).toBe(3);
+  });
+
   it('scans, counts and refreshes while volumes are created and deleted, never failing', async () => {
     const driver = makeDriver();
     const kept = await Promise.all([1, 2, 3].map((size) => newVolume(driver, size)));

@@ -35,9 +35,16 @@ const theirs = (owner: string): string => `another agent's (owner ${owner}) oper
  * One share's volumes, this agent's leftovers (temporary names tagged with its `owner`) and what could
  * not be read. Never throws: a file that vanishes, is half-written, foreign, hostile or another agent's
  * is skipped and reported as a stray, never removed. Names Kindling never writes (not `volume-*`, not
- * its probe files) are not ours and not reported.
+ * its probe files) are not ours and not reported. Rejects with `signal`'s reason, between volumes, once it aborts.
  */
-export async function scanShare(run: Runner, share: string, dir: string, defaultFormat: ImageFormat, owner: string): Promise<ShareScan> {
+export async function scanShare(
+  run: Runner,
+  share: string,
+  dir: string,
+  defaultFormat: ImageFormat,
+  owner: string,
+  signal?: AbortSignal,
+): Promise<ShareScan> {
   const out: ShareScan = { volumes: [], leftovers: [], strays: [] };
   let names: string[];
   try {
@@ -67,6 +74,7 @@ export async function scanShare(run: Runner, share: string, dir: string, default
     }
   }
   for (const [id, files] of byVolume) {
+    signal?.throwIfAborted();
     if (!files.some((f) => f.parsed.kind === 'base')) {
       // Deletes remove the base last: chain files without one are not a leftover of ours.
       for (const f of files) out.strays.push({ where: join(dir, f.name), reason: `no base file ${volumeFile(id)}` });
