@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { requires } from '@kindling/agent/testing';
 import { Agent } from '@kindling/sdk';
 import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
@@ -227,6 +227,8 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     expect((await stats()).volumeCondition).toEqual({ abnormal: false, message: '' });
     const [daemon] = daemonsWith(uuidOf(vol.volumeId));
     process.kill(daemon!, 'SIGKILL');
+    // A signal is delivered, not awaited: the condition is asked once the daemon is gone.
+    await vi.waitFor(() => expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([]), { timeout: 10_000 });
     const { volumeCondition } = await stats();
     expect(volumeCondition.abnormal).toBe(true);
     expect(volumeCondition.message).toContain('qemu-storage-daemon');
