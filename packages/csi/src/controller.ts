@@ -1,12 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { roomGbOf } from '@kindling/sdk';
-import { GIB, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
+import { GIB, type Backend, type Fleet, type Snapshot, type Volume } from '@kindling/sdk';
 import { fitsRange, requireCapability, sizeInGiB, unsupportedCapability } from './capabilities.js';
 import { CsiError, invalid, notFound, required } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
 import { pageOverFleet } from './listing.js';
-import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
+import { CSI_SOURCE_KEY, classParameters, hostOfTopology, hostOrder, placeCopy, placeVolume, requisiteHosts, sourceId, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
 import { csiVolume, snapshotIdOf } from './present.js';
 import { Router } from './router.js';
@@ -62,9 +62,12 @@ export class Controller {
     const given = sourceRef(req.volumeContentSource);
     return this.#inFlight.run([`name:${name}`], async () => {
       // The name first: a retry whose first reply was lost is answered even when its source is gone now.
-      const existing = await this.#byName(name, given ? [given.hostId] : requisiteHosts(req.accessibilityRequirements));
+      const requisite = requisiteHosts(req.accessibilityRequirements);
+      const existing = await this.#byName(name, given ? [...new Set([given.hostId, ...(requisite ?? [])])] : requisite);
       if (existing) {
-        const sameSource = existing.snapshotId === (given?.snapshotId ?? null) && existing.sourceVolId === (given?.volumeId ?? null);
+        const sameSource =
+          (existing.snapshotId === (given?.snapshotId ?? null) && existing.sourceVolId === (given?.volumeId ?? null)) ||
+          (given !== null && existing.metadata[CSI_SOURCE_KEY] === sourceId(req.volumeContentSource));
         if (!sameSource || !fitsRange(existing.size, req.capacityRange)) {
           throw new CsiError(status.ALREADY_EXISTS, `volume ${name} exists with another size or source`);
         }
@@ -72,11 +75,13 @@ export class Controller {
       }
       const source = await this.#contentSource(req.volumeContentSource);
       const size = sizeInGiB(req.capacityRange, source?.sizeGiB ?? 1);
-      if (source && hosts && !hosts.includes(source.hostId)) {
-        throw invalid(`the content source lives on host ${source.hostId}, which the requisite topology excludes`);
-      }
       const create = { size, name, metadata: { [CSI_NAME_KEY]: name } };
-      const volume = source ? await source.make(create) : await placeVolume(this.#fleet, create, params, hosts);
+      let volume: Volume;
+      if (source && hosts && !hosts.includes(source.hostId)) {
+        // A source on another host than the topology allows is copied there, agent to agent (issue 22).
+        const backend = await placeCopy(this.#fleet, size, params, hosts);
+        volume = await source.make({ ...create, metadata: { ...create.metadata, [CSI_SOURCE_KEY]: sourceId(req.volumeContentSource)! }, backend });
+      } else volume = source ? await source.make(create) : await placeVolume(this.#fleet, create, params, hosts);
       return { volume: csiVolume(volume, this.#router.hostOf(volume), req.volumeContentSource) };
     });
   }
@@ -96,7 +101,7 @@ export class Controller {
     sizeGiB: number;
     snapshotId: string | null;
     volumeId: string | null;
-    make: (o: { size: number; name: string; metadata: Record<string, string> }) => Promise<Volume>;
+    make: (o: { size: number; name: string; metadata: Record<string, string>; backend?: Backend }) => Promise<Volume>;
   } | null> {
     if (source?.snapshot) {
       const ref = parseSnapshotHandle(source.snapshot.snapshotId);
