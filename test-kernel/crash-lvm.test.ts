@@ -158,3 +158,56 @@ describe('LVM crash consistency (real kernel): kill the agent mid-operation, res
     // The VGs are this file's own and the guest goes with the lane: no clean-up (each delete zeroes 1 GiB).
   }, SLOW);
 });
+
+// Issue 22: a copy to another backend (the same paths as to another agent: transfer.open, volume.copyFrom)
+// killed with the agent once the target holds its whole partial LV and the source is removing its read
+// snapshot. Here, in this file, because the crash agent is this file's: files run side by side.
+describe('a copy between LVM backends killed mid-way (real kernel)', () => {
+  let agent: Agent;
+  let thick: Backend;
+  let thin: Backend;
+  let source: Volume;
+  let sha = '';
+
+  afterAll(async () => {
+    await agent?.close();
+  });
+
+  it('stalls the source removing its read snapshot and the target renaming its partial LV, then kills the agent', async () => {
+    agent = await startCrashAgent();
+    thick = await agent.backend(CRASH_THICK.backend);
+    thin = await agent.backend(CRASH_THIN.backend);
+    source = await thin.createVolume({ size: 1 });
+    sha = await fill(source, 'move');
+
+    const read = await stall('move-read', 'lvremove', 'before', `${CRASH_THIN.vg}/clone-snap-`);
+    const publish = await stall('move-publish', 'lvrename', 'before', `${CRASH_THICK.vg} partial-`);
+    const copying = source.clone({ backend: thick }).catch((err: unknown) => err);
+    await read();
+    await publish();
+    expect((await lvNames(CRASH_THIN.vg)).filter((n) => n.startsWith('clone-snap-'))).toHaveLength(1);
+    expect((await lvNames(CRASH_THICK.vg)).filter((n) => n.startsWith('partial-'))).toHaveLength(1);
+
+    await killCrashAgent();
+    await copying;
+    await agent.close();
+  }, SLOW);
+
+  it('after a restart: no temporary LV on either side, the copy is not published, a retry copies the data', async () => {
+    agent = await startCrashAgent();
+    thick = await agent.backend(CRASH_THICK.backend);
+    thin = await agent.backend(CRASH_THIN.backend);
+
+    expect((await lvNames(CRASH_THICK.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+    expect((await lvNames(CRASH_THIN.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+    const copies = (await thick.volumes()).filter((v) => v.status !== 'available' && v.sourceVolId === null && v.snapshotId === null);
+    expect(copies.map((v) => v.status)).toContain('error');
+
+    const again = (await reload(thin, source.id))!;
+    expect(again.status).toBe('available');
+    const copy = await again.clone({ backend: thick });
+    expect(await deviceSha(copy)).toBe(sha);
+    expect((await lvNames(CRASH_THICK.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+    expect((await lvNames(CRASH_THIN.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+  }, SLOW);
+});

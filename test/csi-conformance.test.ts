@@ -264,7 +264,7 @@ describe('snapshots', () => {
     await controller.DeleteVolume({ volumeId: vol.volumeId });
   });
 
-  it('restores from a snapshot and clones on the source host only', async () => {
+  it('restores from a snapshot and clones on the source host, or copies to the host a topology asks for', async () => {
     const vol = await newVolume({ accessibilityRequirements: { requisite: [at('host-b')] } });
     const { snapshot } = await controller.CreateSnapshot({ name: fresh('snap'), sourceVolumeId: vol.volumeId });
     const fromSnapshot = { snapshot: { snapshotId: snapshot.snapshotId } };
@@ -273,7 +273,9 @@ describe('snapshots', () => {
     expect(restored.contentSource.snapshot.snapshotId).toBe(snapshot.snapshotId);
     const clone = await newVolume({ volumeContentSource: { volume: { volumeId: vol.volumeId } }, capacityRange: { requiredBytes: 2 * GiB } });
     expect(clone).toMatchObject({ capacityBytes: 2 * GiB, accessibleTopology: [at('host-b')] });
-    expect(await codeOf(newVolume({ volumeContentSource: fromSnapshot, accessibilityRequirements: { requisite: [at('host-a')] } }))).toBe(status.INVALID_ARGUMENT);
+    // A requisite topology without the source's host: copied there, agent to agent (issue 22).
+    const elsewhere = await newVolume({ volumeContentSource: fromSnapshot, accessibilityRequirements: { requisite: [at('host-a')] } });
+    expect(elsewhere).toMatchObject({ accessibleTopology: [at('host-a')], contentSource: fromSnapshot });
     expect(await codeOf(newVolume({ volumeContentSource: { snapshot: { snapshotId: `${vol.volumeId}:00000000-0000-4000-8000-000000000000` } } }))).toBe(status.NOT_FOUND);
     const listed = (await controller.ListVolumes({})).entries.find((e: { volume: { volumeId: string } }) => e.volume.volumeId === restored.volumeId);
     expect(listed.volume.contentSource.snapshot.snapshotId).toBe(snapshot.snapshotId);

@@ -7,7 +7,7 @@ import { parseSnapshotHandle, parseVolumeHandle, volumeHandle } from './ids.js';
 import { InFlight } from './locks.js';
 import { pageOverFleet } from './listing.js';
 import { NameRecords } from './names.js';
-import { classParameters, hostOfTopology, hostOrder, placeVolume, requisiteHosts, sourceRef } from './placement.js';
+import { CSI_SOURCE_KEY, classParameters, hostOfTopology, hostOrder, placeCopy, placeVolume, requisiteHosts, sourceId, sourceRef } from './placement.js';
 import { CSI_NAME_KEY } from './plugin.js';
 import { DEFAULT_THIN_POOL_THRESHOLD_PERCENT, publishedNodes, unreachable, volumeStatus, type VolumeStatus } from './condition.js';
 import { lastSeen, lastSeenPage } from './last-seen.js';
@@ -91,10 +91,13 @@ export class Controller {
     const given = sourceRef(req.volumeContentSource);
     return this.#inFlight.run([`name:${name}`], async () => {
       // The name first: a retry whose first reply was lost is answered even when its source is gone now.
-      const pinned = given ? [given.hostId] : requisiteHosts(req.accessibilityRequirements);
+      const requisite = requisiteHosts(req.accessibilityRequirements);
+      const pinned = given ? [...new Set([given.hostId, ...(requisite ?? [])])] : requisite;
       const existing = await this.#byName(name, pinned);
       if (existing) {
-        const sameSource = existing.snapshotId === (given?.snapshotId ?? null) && existing.sourceVolId === (given?.volumeId ?? null);
+        const sameSource =
+          (existing.snapshotId === (given?.snapshotId ?? null) && existing.sourceVolId === (given?.volumeId ?? null)) ||
+          (given !== null && existing.metadata[CSI_SOURCE_KEY] === sourceId(req.volumeContentSource));
         if (!sameSource || !fitsRange(existing.size, req.capacityRange)) {
           throw new CsiError(status.ALREADY_EXISTS, `volume ${name} exists with another size or source`);
         }
@@ -102,13 +105,16 @@ export class Controller {
       }
       const source = await this.#contentSource(req.volumeContentSource);
       const size = sizeInGiB(req.capacityRange, source?.sizeGiB ?? 1);
-      if (source && hosts && !hosts.includes(source.hostId)) {
-        throw invalid(`the content source lives on host ${source.hostId}, which the requisite topology excludes`);
-      }
       const create = { size, name, metadata: { [CSI_NAME_KEY]: name } };
-      const volume = await this.#make(name, pinned !== null, () => (source ? source.make(create) : placeVolume(this.#fleet, create, params, hosts)));
-      const host = this.#router.hostOf(volume);
-      return { volume: csiVolume(volume, host, req.volumeContentSource) };
+      const volume = await this.#make(name, pinned !== null, async () => {
+        if (source && hosts && !hosts.includes(source.hostId)) {
+          // A source on another host than the topology allows is copied there, agent to agent (issue 22).
+          const backend = await placeCopy(this.#fleet, size, params, hosts);
+          return source.make({ ...create, metadata: { ...create.metadata, [CSI_SOURCE_KEY]: sourceId(req.volumeContentSource)! }, backend });
+        }
+        return source ? source.make(create) : placeVolume(this.#fleet, create, params, hosts);
+      });
+      return { volume: csiVolume(volume, this.#router.hostOf(volume), req.volumeContentSource) };
     });
   }
 
@@ -170,7 +176,7 @@ export class Controller {
     sizeGiB: number;
     snapshotId: string | null;
     volumeId: string | null;
-    make: (o: { size: number; name: string; metadata: Record<string, string> }) => Promise<Volume>;
+    make: (o: { size: number; name: string; metadata: Record<string, string>; backend?: Backend }) => Promise<Volume>;
   } | null> {
     if (source?.snapshot) {
       const ref = parseSnapshotHandle(source.snapshot.snapshotId);

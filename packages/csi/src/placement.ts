@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { ConflictError, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
+import { ConflictError, type Backend, type DriverName, type Fleet, type Volume } from '@kindling/sdk';
 import { CsiError, invalid, notFound } from './errors.js';
 import { parseSnapshotHandle, parseVolumeHandle } from './ids.js';
 import { TOPOLOGY_KEY } from './plugin.js';
@@ -70,11 +70,26 @@ export interface NewVolume {
  * the capacity the agents pushed, so no agent is asked for stats per create.
  */
 export async function placeVolume(fleet: Fleet, create: NewVolume, params: ClassParameters, hosts: string[] | null): Promise<Volume> {
+  return exhausted(() => fleet.createVolume({ ...create, driver: params.driver, backend: params.backend, ...(hosts ? { hosts } : {}) }));
+}
+
+/** The backend a copy of `size` GiB goes to on `hosts` (in their order), by the same rule as placeVolume. */
+export async function placeCopy(fleet: Fleet, size: number, params: ClassParameters, hosts: string[]): Promise<Backend> {
+  return (await exhausted(() => fleet.place({ size, driver: params.driver, backend: params.backend, hosts }))).backend;
+}
+
+async function exhausted<T>(place: () => Promise<T>): Promise<T> {
   try {
-    return await fleet.createVolume({ ...create, driver: params.driver, backend: params.backend, ...(hosts ? { hosts } : {}) });
+    return await place();
   } catch (err) {
     // The fleet's "no backend has room" (its details name the size asked): the spec's RESOURCE_EXHAUSTED.
     if (err instanceof ConflictError && err.details.requestedGb !== undefined) throw new CsiError(status.RESOURCE_EXHAUSTED, err.message);
     throw err;
   }
 }
+
+/** On a volume copied from a content source on another host: that source's CSI id, so a retry knows it. */
+export const CSI_SOURCE_KEY = 'csi.kindling.io/source';
+
+/** The CSI id of a content source (what CSI_SOURCE_KEY holds). */
+export const sourceId = (source: VolumeContentSource | null): string | null => source?.snapshot?.snapshotId ?? source?.volume?.volumeId ?? null;

@@ -60,19 +60,28 @@ export class Copier {
    * inside the queue, the copy runs outside it (a long dd does not hold up the VG's other writes) and
    * is flushed, and the rename to `volume-<id>` is the last step.
    */
-  async into(volume: VolumeRef, from: string, sizeGb: number, thin: boolean, prepare: (w: VgWriter) => Promise<void>): Promise<Location> {
+  into(volume: VolumeRef, from: string, sizeGb: number, thin: boolean, prepare: (w: VgWriter) => Promise<void>): Promise<Location> {
+    return this.build(volume, thin, prepare, () => this.steps.lvm.copy(from, partialLv(volume.id), sizeGb, thin).then(() => undefined));
+  }
+
+  /**
+   * A new volume under its partial name, made and activated inside the queue after `prepare`, filled
+   * outside it by `fill` (given the partial LV's device; it flushes what it wrote), renamed to
+   * `volume-<id>` last. A failure takes the partial LV away (zeroed first when thick).
+   */
+  async build(volume: VolumeRef, thin: boolean, prepare: (w: VgWriter) => Promise<void>, fill: (device: string) => Promise<void>): Promise<Location> {
     const { steps } = this;
     const part = partialLv(volume.id);
     const lv = volumeLv(volume.id);
     let made = false;
     try {
-      await steps.cache.locked(async (w) => {
+      const device = await steps.cache.locked(async (w) => {
         await prepare(w);
         await steps.createLocked(w, part, volume.id, volume.size, thin);
         made = true;
-        await steps.activateLocked(part, false);
+        return steps.activateLocked(part, false);
       });
-      await steps.lvm.copy(from, part, sizeGb, thin);
+      await fill(device);
       await steps.cache.locked((w) => steps.renameLocked(w, part, lv));
       return steps.location(lv, thin);
     } catch (err) {

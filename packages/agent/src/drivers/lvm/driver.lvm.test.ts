@@ -173,6 +173,21 @@ suite('LvmDriver on real lvm2 (loop VG, activation disabled)', () => {
     await driver.deleteVolume(src);
   });
 
+  it('fails a copy to or from another agent cleanly without device-mapper, leaving no temporary LV', async () => {
+    const src = vol(1);
+    await driver.createVolume(src);
+    const before = (await lvs()).map((r) => r.lv_name).sort();
+    let read = false;
+    await failure(driver.readVolume(src, async () => void (read = true)));
+    const copy = vol(1);
+    let filled = false;
+    const err = await failure(driver.writeVolume(copy, GIB, async () => void (filled = true)));
+    expect(err.details.command).toEqual(['lvchange', '-a', 'y', '--yes', '-K', `${fx.vg}/partial-${copy.id}`]);
+    expect([read, filled]).toEqual([false, false]);
+    expect((await lvs()).map((r) => r.lv_name).sort()).toEqual(before);
+    await driver.deleteVolume(src);
+  });
+
   it('fails a volume from a (missing) snapshot cleanly and removes the half-made volume', async () => {
     const src = vol(1);
     const snap: SnapshotRef = { id: randomUUID(), volumeId: src.id, volumeSize: 1, location: {} };

@@ -12,9 +12,21 @@ import {
 } from '@kindling/protocol';
 import type { LvmBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
-import type { Attachment, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
+import type {
+  Attachment,
+  ContentReader,
+  ContentSink,
+  Driver,
+  DriverStats,
+  Leftover,
+  Readiness,
+  ScanResult,
+  SnapshotRef,
+  VolumeRef,
+} from '../driver.js';
 import { Clearer } from './clear.js';
 import { LvmCommands } from './commands.js';
+import { LvmContent } from './content.js';
 import { Copier } from './copy.js';
 import { lvmStats } from './figures.js';
 import { IscsiExport, defaultTargetIp } from './iscsi.js';
@@ -64,6 +76,7 @@ export class LvmDriver implements Driver {
   private readonly clearer: Clearer;
   private readonly copier: Copier;
   private readonly reverter: Reverter;
+  private readonly content: LvmContent;
   private readonly iscsi: IscsiExport;
   private readonly hostname: string;
   /** New volumes are thin: decided at start (auto = thin when the pool exists or the VG is empty, as cinder). */
@@ -81,6 +94,7 @@ export class LvmDriver implements Driver {
     this.steps = new LvSteps(lvm, this.cache, owner, deps.deviceExists ?? blockDeviceExists);
     this.clearer = new Clearer(this.steps, config);
     this.copier = new Copier(this.steps, this.clearer);
+    this.content = new LvmContent(this.steps, this.clearer, this.copier);
     this.reverter = new Reverter({
       steps: this.steps,
       clearer: this.clearer,
@@ -229,6 +243,20 @@ export class LvmDriver implements Driver {
   /** Resumable from any step: see recovery.md. A failure says `storageChanged` and `snapshotPresent`. */
   async revertToSnapshot(volume: VolumeRef, snapshot: SnapshotRef): Promise<Location> {
     return this.reverter.revert(volume, snapshot, await this.isThin(volume.location, volumeLv(volume.id)));
+  }
+
+  // ---- copies to and from other agents (content.ts) ----
+
+  async readVolume<T>(volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T> {
+    return this.content.readVolume(volume, await this.isThin(volume.location, volumeLv(volume.id)), use);
+  }
+
+  readSnapshot<T>(snapshot: SnapshotRef, _volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T> {
+    return this.content.readSnapshot(snapshot, use);
+  }
+
+  writeVolume(volume: VolumeRef, _sizeBytes: number, fill: (sink: ContentSink) => Promise<void>): Promise<Location> {
+    return this.content.writeVolume(volume, this.thin, fill);
   }
 
   // ---- attachments ----
