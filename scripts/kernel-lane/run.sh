@@ -7,7 +7,7 @@
 #   bash scripts/kernel-lane/run.sh --shell    agent mode, but wait (print URLs) instead of running vitest
 #   ... -- ARGS                                 extra arguments for vitest (a file filter, -t NAME, ...)
 # Environment: KINDLING_KERNEL_ACCEL (tcg | kvm | kvm:tcg; default tcg), KINDLING_KERNEL_TIMEOUT (whole lane,
-# seconds; default 1200), KINDLING_KERNEL_KEEP=1 (keep the run folder), KINDLING_KERNEL_CACHE (cache folder).
+# seconds; default 1500: the LVM copy scenarios added ~10 min of guest time under TCG), KINDLING_KERNEL_KEEP=1 (keep the run folder), KINDLING_KERNEL_CACHE (cache folder).
 # Expects `pnpm build` to have run (packages/*/dist). Exits non-zero on any failure, timeout or start failure.
 set -euo pipefail
 
@@ -17,7 +17,7 @@ CACHE="${KINDLING_KERNEL_CACHE:-$REPO/.cache/kernel-lane}"
 export KINDLING_KERNEL_CACHE="$CACHE"
 MODE=agent
 ACCEL="${KINDLING_KERNEL_ACCEL:-tcg}"
-LANE_TIMEOUT="${KINDLING_KERNEL_TIMEOUT:-1200}"
+LANE_TIMEOUT="${KINDLING_KERNEL_TIMEOUT:-1500}"
 BOOT_TIMEOUT="${KINDLING_KERNEL_BOOT_TIMEOUT:-240}"
 KEEP="${KINDLING_KERNEL_KEEP:-0}"
 VITEST_ARGS=()
