@@ -78,7 +78,8 @@ describe('kindling over a fleet', { timeout: 120_000 }, () => {
 
     const list = await kindling('--agents-file', agentsFile, 'volume', 'list', '-o', 'jsonl');
     expect(list.code).toBe(11);
-    expect(list.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { name: string }).name)).toEqual(['one', 'two']);
+    // JSON rows come as each agent's pages arrive: in no order across agents.
+    expect(list.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { name: string }).name).sort()).toEqual(['one', 'two']);
     expect(list.stderr).toMatch(/^warning: ws:\/\/127\.0\.0\.1:1: UNAVAILABLE: cannot reach the agent[^\n]*\n$/);
 
     const health = await kindling('--agents-file', agentsFile, 'health', '--json');
