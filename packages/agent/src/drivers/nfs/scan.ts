@@ -7,7 +7,7 @@ import type { Leftover, Stray } from '../driver.js';
 import { readRecord, walk, type Chain } from './chain.js';
 import { isTempSnapshotId, parseName, tempSnapshotOwner, volumeFile, type ShareName } from './names.js';
 import type { ImageFormat } from './qemu-img.js';
-import { isLiveProbe } from './shares.js';
+import { probesDuring } from './shares.js';
 
 /** A published volume as storage holds it. */
 interface FoundVolume {
@@ -47,11 +47,14 @@ export async function scanShare(
 ): Promise<ShareScan> {
   const out: ShareScan = { volumes: [], leftovers: [], strays: [] };
   let names: string[];
+  const probes = probesDuring();
   try {
     names = await readdir(dir);
   } catch (err) {
     out.strays.push({ where: dir, reason: `cannot list the share: ${why(err)}` });
     return out;
+  } finally {
+    probes.close();
   }
   const byVolume = new Map<string, Named[]>();
   for (const name of names) {
@@ -62,7 +65,7 @@ export async function scanShare(
     } else if ('owner' in parsed && parsed.owner !== owner) {
       out.strays.push({ where, reason: theirs(parsed.owner) });
     } else if (parsed.kind === 'probe') {
-      if (!isLiveProbe(where)) out.leftovers.push({ kind: 'temp-file', id: share, where });
+      if (!probes.ours(where)) out.leftovers.push({ kind: 'temp-file', id: share, where });
     } else if (parsed.kind === 'part') {
       out.leftovers.push({ kind: 'partial-volume', id: parsed.volumeId, where });
     } else if (parsed.kind === 'info-tmp' || parsed.kind === 'revert') {

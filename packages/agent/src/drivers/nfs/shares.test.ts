@@ -7,7 +7,7 @@ import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
 import { nfsConfig, TEST_HOST } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
-import { parseMountPoints } from './shares.js';
+import { parseMountPoints, probesDuring, probeWritable } from './shares.js';
 
 // No NFS server or nfs kernel module here: mounting is checked by the exact argv it would run.
 const recorder = (fail?: (argv: readonly string[]) => Error | null) => {
@@ -120,5 +120,21 @@ describe('parseMountPoints', () => {
       '',
     ].join('\n');
     expect([...parseMountPoints(text)]).toEqual(['/', '/var/mnt/with space']);
+  });
+});
+
+describe('probe files and the storage check', () => {
+  it("keeps a probe that ran while a scan was listing as this process's, even after the probe ended", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kindling-probe-'));
+    try {
+      const scan = probesDuring();
+      // Ends between the scan's listing and its look at the name: not a dead agent's leftover.
+      const during = await probeWritable(dir, '0123456789ab');
+      scan.close();
+      const after = await probeWritable(dir, '0123456789ab');
+      expect({ during: scan.ours(during), after: scan.ours(after) }).toEqual({ during: true, after: false });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -63,18 +63,29 @@ export async function prepareLocalShare(share: string): Promise<void> {
 
 /**
  * The probe files this process is writing now. Readiness probes run while the storage check after ready
- * scans the share: a probe under way is this agent's live work, never a leftover of a dead one.
+ * scans the share: a probe under way is this agent's live work, never a leftover of a dead one. A probe
+ * may also end between the scan's listing and its look at the name, so each scan keeps every probe
+ * that was live while it ran (`probesDuring`).
  */
 const liveProbes = new Set<string>();
-export const isLiveProbe = (path: string): boolean => liveProbes.has(path);
+const scans = new Set<Set<string>>();
 
-/** Creates and removes a probe file; throws the file system's error when the share cannot be written. */
-export async function probeWritable(dir: string, owner: string): Promise<void> {
+/** Opened before a scan lists a share: `ours(path)` says the probe ran in this process meanwhile. */
+export function probesDuring(): { ours(path: string): boolean; close(): void } {
+  const seen = new Set(liveProbes);
+  scans.add(seen);
+  return { ours: (path) => seen.has(path), close: () => void scans.delete(seen) };
+}
+
+/** Creates and removes a probe file, giving its path; throws the file system's error when the share cannot be written. */
+export async function probeWritable(dir: string, owner: string): Promise<string> {
   const probe = join(dir, probeFile(owner));
   liveProbes.add(probe);
+  for (const seen of scans) seen.add(probe);
   try {
     await writeFile(probe, '', { flag: 'wx' });
     await rm(probe);
+    return probe;
   } finally {
     liveProbes.delete(probe);
   }
