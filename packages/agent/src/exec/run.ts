@@ -34,10 +34,10 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 const FORCE_KILL_MS = 2000;
 const STDERR_TAIL = 2000;
 
-const baseEnv = (): Record<string, string> => ({
-  PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-  LC_ALL: 'C',
-});
+/** Where commands are looked for: the agent's PATH, which they also get. */
+export const commandPath = (): string => process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin';
+
+const baseEnv = (): Record<string, string> => ({ PATH: commandPath(), LC_ALL: 'C' });
 
 /**
  * A runner whose commands `children` tracks: argv only (no shell), a clean environment, a timeout

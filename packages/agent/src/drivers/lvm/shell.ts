@@ -1,7 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BackendError, TimeoutError, messageOf } from '@kindling/protocol';
@@ -9,6 +6,7 @@ import { requestCost } from '../../cost.js';
 import { reaperMark } from '../../exec/reaper.js';
 import type { RunOptions, RunResult, Runner } from '../../exec/run.js';
 import { log } from '../../log.js';
+import { ensureOwnFile } from '../../own-file.js';
 import { currentRequest } from '../../request-context.js';
 
 /**
@@ -39,30 +37,6 @@ interface LogEntry {
 interface ShellDoc {
   report?: unknown[];
   log?: LogEntry[];
-}
-
-/** Writes the profile unless it is already there as written: a new name (O_EXCL, no symlink followed), renamed into place. */
-async function ensureProfile(systemDir: string): Promise<void> {
-  const dir = join(systemDir, 'profile');
-  const path = join(dir, `${SHELL_PROFILE}.profile`);
-  const current = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).then(
-    (f) => f.readFile('utf8').finally(() => f.close()),
-    () => null,
-  );
-  if (current === PROFILE_TEXT) return;
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  const temp = `${path}.${randomUUID()}`;
-  const file = await open(temp, constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_WRONLY, 0o644);
-  try {
-    await file.writeFile(PROFILE_TEXT);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temp, path).catch(async (err: unknown) => {
-    await rm(temp, { force: true });
-    throw err;
-  });
 }
 
 /**
@@ -207,7 +181,7 @@ export class LvmShell {
 
   /** Starts the shell and waits for its first answer, so a shell that cannot run here is known at once. */
   private async start(): Promise<void> {
-    await ensureProfile(this.env.LVM_SYSTEM_DIR ?? '/etc/lvm');
+    await ensureOwnFile(join(this.env.LVM_SYSTEM_DIR ?? '/etc/lvm', 'profile', `${SHELL_PROFILE}.profile`), PROFILE_TEXT, 0o644);
     const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', ...this.env, LVM_COMMAND_PROFILE: SHELL_PROFILE, LVM_REPORT_FD: '3' };
     // The reaper's mark, as every command carries: the shell dies with the agent however it dies.
     const proc = spawn('lvm', [], {

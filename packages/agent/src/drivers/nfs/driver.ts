@@ -24,6 +24,7 @@ import { readHeld, writePart } from './content.js';
 import { removeLeftover } from './leftovers.js';
 import { infoFile, ownerTag, partFile, tempSnapshotId, volumeFile } from './names.js';
 import { Provisioned, type Counted } from './provisioned.js';
+import { checkToolOnce } from '../../exec/tool-check.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 import { publishNew, withNewFile, type NewFile } from './safe-file.js';
@@ -37,6 +38,8 @@ export interface NfsDriverDeps {
   hostId: string;
   /** Where mounts are listed; tests point it at a file of their own. */
   mountInfoPath?: string;
+  /** The agent's data folder, where the start check of qemu-img remembers the program it passed with. */
+  dataDir?: string;
 }
 
 /** Where a volume lives: its share and its chain (which knows the share's folder on this host). */
@@ -70,6 +73,7 @@ export class NfsDriver implements Driver {
   private readonly capacity: Capacity;
   private readonly owner: string;
   private readonly empty: EmptyImages;
+  private readonly toolMemo: string | undefined;
 
   constructor(
     private readonly config: NfsBackendConfig,
@@ -80,6 +84,7 @@ export class NfsDriver implements Driver {
     this.empty = new EmptyImages(deps.run);
     this.owner = ownerTag(deps.hostId, config.name);
     this.mountInfoPath = deps.mountInfoPath ?? '/proc/self/mountinfo';
+    this.toolMemo = deps.dataDir && join(deps.dataDir, 'qemu-img.checked');
     const provisioned = new Provisioned(async () => provisionedSizes(await this.scanShares()));
     this.capacity = new Capacity(config, this.mountInfoPath, provisioned);
   }
@@ -90,7 +95,8 @@ export class NfsDriver implements Driver {
 
   async start(): Promise<void> {
     // A missing qemu-utils would otherwise surface only at the first volume.
-    await this.run(['qemu-img', '--version']);
+    const check = ['qemu-img', '--version'] as const;
+    await (this.toolMemo ? checkToolOnce(this.run, check, this.toolMemo) : this.run(check));
     for (const share of this.config.shares) {
       if (isRemoteShare(share)) {
         await mountShare(this.run, share, this.dirOf(share), this.config.mountOptions, this.mountInfoPath);
