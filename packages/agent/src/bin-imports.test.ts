@@ -71,7 +71,13 @@ describe('kindling-agent loads only what the path needs (issue 20)', () => {
     const config = join(dir, 'agent.json');
     writeFileSync(config, JSON.stringify({ dataDir: join(dir, 'data'), token: 'bin-imports-token-0123456789', backends: [] }));
     const loaded = packagesLoaded(['check-config', '--config', config]);
-    for (const heavy of [...SERVING, 'pino-pretty']) expect(loaded, `check-config loads ${heavy}`).not.toContain(heavy);
+    for (const heavy of [...SERVING, 'pino-pretty', 'yaml']) expect(loaded, `check-config loads ${heavy}`).not.toContain(heavy);
+  });
+
+  it('a YAML config loads the YAML parser, a JSON one does not', () => {
+    const config = join(dir, 'agent.yaml');
+    writeFileSync(config, `dataDir: ${join(dir, 'data')}\ntoken: bin-imports-token-0123456789\nbackends: []\n`);
+    expect(packagesLoaded(['check-config', '--config', config])).toContain('yaml');
   });
 
   it('serving loads prom-client only after ready, at the first scrape, which still counts what came before', async () => {

@@ -3,7 +3,6 @@ import { constants } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { isIPv4 } from 'node:net';
 import * as v from 'valibot';
-import { parse as parseYaml } from 'yaml';
 import { messageOf } from '@kindling/protocol';
 import { describeIssues } from './config-errors.js';
 import { EXIT, StartupError } from './exit.js';
@@ -212,7 +211,8 @@ export async function loadConfigFile(path: string): Promise<unknown> {
     throw new ConfigError(`cannot read config file ${path}: ${messageOf(err)}`);
   });
   try {
-    return path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    // yaml (~260 KB of code) is loaded only for a YAML file: a JSON config starts the agent without it.
+    return path.endsWith('.json') ? JSON.parse(text) : (await import('yaml')).parse(text);
   } catch (err) {
     throw new ConfigError(`cannot parse ${path}: ${(err as Error).message}`);
   }
