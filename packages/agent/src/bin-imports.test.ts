@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,11 +42,18 @@ const PACKAGE = /node_modules\/((?:@[^/]+\/)?[^/.][^/]*)\//g;
 const packageNames = (text: string): string[] => [...text.matchAll(PACKAGE)].map((m) => m[1] as string);
 
 /** The bin is a bundle (scripts/bundle-agent.mjs): the packages inside each of its files, from esbuild's metafile. */
-const bundled = new Map(
+const bundleInputs = new Map(
   Object.entries((JSON.parse(readFileSync(resolve(import.meta.dirname, '../dist/.bundle.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, unknown> }> }).outputs).map(
-    ([file, { inputs }]) => [resolve(import.meta.dirname, '..', file), packageNames(Object.keys(inputs).join('\n'))],
+    ([file, { inputs }]) => [resolve(import.meta.dirname, '..', file), inputs],
   ),
 );
+const bundled = new Map([...bundleInputs].map(([file, inputs]) => [file, packageNames(Object.keys(inputs).join('\n'))]));
+
+/** The agent's own source files inside the bundle's files a traced run loaded. */
+function sourcesIn(trace: string): Set<string> {
+  const urls = readFileSync(trace, 'utf8').split('\n').filter((u) => u.startsWith('file://'));
+  return new Set(urls.flatMap((u) => Object.keys(bundleInputs.get(fileURLToPath(u)) ?? {}).filter((i) => i.startsWith('src/'))));
+}
 
 /** The packages a traced run loaded: resolved from node_modules, or inside the bundle's files it loaded. */
 function packagesIn(trace: string): Set<string> {
@@ -74,16 +81,18 @@ describe('kindling-agent loads only what the path needs (issue 20)', () => {
     for (const heavy of [...SERVING, 'pino-pretty', 'yaml']) expect(loaded, `check-config loads ${heavy}`).not.toContain(heavy);
   });
 
-  it('a YAML config loads the YAML parser, a JSON one does not', () => {
+  it('a YAML config loads the YAML parser (JSON ones, above, do not)', () => {
     const config = join(dir, 'agent.yaml');
     writeFileSync(config, `dataDir: ${join(dir, 'data')}\ntoken: bin-imports-token-0123456789\nbackends: []\n`);
     expect(packagesLoaded(['check-config', '--config', config])).toContain('yaml');
   });
 
-  it('serving loads prom-client only after ready, at the first scrape, which still counts what came before', async () => {
+  it('serving loads only the configured backends\' drivers, and prom-client only after ready, at the first scrape, which still counts what came before', async () => {
     const token = 'bin-imports-token-0123456789';
     const config = join(dir, 'serve.json');
-    writeFileSync(config, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, dataDir: join(dir, 'serve-data'), token, backends: [] }));
+    mkdirSync(join(dir, 'share'));
+    const nfs = { name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' };
+    writeFileSync(config, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, dataDir: join(dir, 'serve-data'), token, backends: [nfs] }));
     const trace = traceFile(['serve']);
     const { KINDLING_TOKEN: _client, ...env } = process.env;
     const agent = spawn(process.execPath, ['--import', REGISTER, BIN, '--config', config], { env: { ...env, TRACE_FILE: trace }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -93,6 +102,9 @@ describe('kindling-agent loads only what the path needs (issue 20)', () => {
       // What serving needs is seen loaded, from inside the bundle too: the checks above can fail.
       for (const used of ['hono', 'ws', 'pino', 'msgpackr', 'level']) expect(packagesIn(trace)).toContain(used);
       expect(packagesIn(trace)).not.toContain('prom-client');
+      // Only the configured backends' drivers.
+      expect(sourcesIn(trace)).toContain('src/drivers/nfs/driver.ts');
+      expect(sourcesIn(trace)).not.toContain('src/drivers/lvm/driver.ts');
       const url = `http://127.0.0.1:${port}/metrics`;
       expect((await fetch(url)).status).toBe(401);
       const scrape = await fetch(url, { headers: { authorization: `Bearer ${token}` } });

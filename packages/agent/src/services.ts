@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { AgentConfig } from './config.js';
 import { messageOf } from '@kindling/protocol';
 import type { Driver } from './drivers/driver.js';
-import { createDriver } from './drivers/factory.js';
+import { loadDrivers } from './drivers/factory.js';
 import type { Runner } from './exec/run.js';
 import { run } from './exec/run.js';
 import { IndexStore } from './index/store.js';
@@ -70,8 +70,13 @@ async function recoverInBackground(ctx: ServiceContext, drivers: Driver[], asked
 }
 
 export async function openServices(config: AgentConfig, runner: Runner = run): Promise<Services> {
+  // The drivers' code compiles while LevelDB opens its files on the thread pool.
+  const drivers = loadDrivers(config.backends);
+  // Awaited once the index is open; should that fail first, a rejection here is not left unhandled.
+  drivers.catch(() => undefined);
   const index = await IndexStore.open(join(config.dataDir, 'index'));
   try {
+    const createDriver = await drivers;
     const stored = config.hostId ?? (await index.getMeta('hostId'));
     const hostId = typeof stored === 'string' ? stored : randomUUID();
     if (stored === undefined) await index.setMeta('hostId', hostId);

@@ -1,8 +1,6 @@
 import type { BackendConfig } from '../config.js';
 import type { Runner } from '../exec/run.js';
 import type { Driver } from './driver.js';
-import { LvmDriver } from './lvm/driver.js';
-import { NfsDriver } from './nfs/driver.js';
 import { withStorageErrors } from './storage-errors.js';
 
 export interface DriverDeps {
@@ -12,6 +10,18 @@ export interface DriverDeps {
   hostId: string;
 }
 
-export function createDriver(config: BackendConfig, deps: DriverDeps): Driver {
-  return withStorageErrors(config.driver === 'lvm' ? new LvmDriver(config, deps) : new NfsDriver(config, deps));
+export type CreateDriver = (config: BackendConfig, deps: DriverDeps) => Driver;
+
+/**
+ * Loads the code of the drivers `configs` use, and only theirs (an NFS-only agent compiles no LVM
+ * driver at start); the function returned makes a backend's driver.
+ */
+export async function loadDrivers(configs: readonly BackendConfig[]): Promise<CreateDriver> {
+  const used = new Set(configs.map((c) => c.driver));
+  const [lvm, nfs] = await Promise.all([used.has('lvm') ? import('./lvm/driver.js') : null, used.has('nfs') ? import('./nfs/driver.js') : null]);
+  return (config, deps) => {
+    if (config.driver === 'lvm' && lvm) return withStorageErrors(new lvm.LvmDriver(config, deps));
+    if (config.driver === 'nfs' && nfs) return withStorageErrors(new nfs.NfsDriver(config, deps));
+    throw new Error(`the ${config.driver} driver was not loaded`);
+  };
 }
