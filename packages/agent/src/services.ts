@@ -134,10 +134,10 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       close: async (clean = false) => {
         backends.close();
         // The check ends between files, owing its scan; it writes that to the index, which closes after it.
+        // Meanwhile (a stop soon after a start finds it running) each backend's readiness is read afresh.
         stopping.abort();
-        await recoveredAfterReady;
         // A scan owed is synced before the marker that says nothing else is owed, which needs no sync.
-        if (clean) await backends.oweScansWhereAmiss();
+        await Promise.all([recoveredAfterReady, clean && backends.oweScansWhereAmiss()]);
         await index.close(clean ? { cleanStop: true } : undefined);
       },
     };
