@@ -22,6 +22,16 @@ try {
   // No bundle yet.
 }
 
+/** The bundled packages' `require('assert')` gets bundle-assert.cjs (its header says why). */
+const assertShim = {
+  name: 'assert-shim',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?assert$/ }, (args) =>
+      args.importer.includes('/node_modules/') ? { path: resolve(import.meta.dirname, 'bundle-assert.cjs') } : undefined,
+    );
+  },
+};
+
 const result = await build({
   absWorkingDir: agent,
   entryPoints: ['src/bin.ts'],
@@ -35,6 +45,7 @@ const result = await build({
   external: ['level', 'prom-client', 'pino-pretty', 'msgpackr-extract'],
   // The CommonJS packages inside (pino, ws) call require for Node's own modules.
   banner: { js: "import { createRequire as __kindlingRequire } from 'node:module';\nconst require = __kindlingRequire(import.meta.url);" },
+  plugins: [assertShim],
   metafile: true,
   logLevel: 'warning',
 });
