@@ -4,7 +4,7 @@ import { Children } from './exec/children.js';
 import { createRunner, type Runner } from './exec/run.js';
 import { EXIT, StartupError } from './exit.js';
 import { log } from './log.js';
-import { startServer, type RpcServer } from './rpc/server.js';
+import type { RpcServer } from './rpc/server.js';
 import { openServices, type Services } from './services.js';
 import { ensureToken } from './token.js';
 
@@ -49,10 +49,15 @@ async function generatedToken(dataDir: string): Promise<string> {
 export async function startAgent(given: AgentConfig, runner?: Runner, options: StopOptions = {}): Promise<RunningAgent> {
   // No agent serves unauthenticated: without a configured token it uses (or makes) <dataDir>/token.
   const config = given.token ? given : { ...given, token: await generatedToken(given.dataDir) };
+  // The server's code (hono, ws: most of what the agent loads) compiles while the index opens its
+  // files on the thread pool; a failure to load it is thrown below, once the index can be closed.
+  const serverCode = import('./rpc/server.js');
+  serverCode.catch(() => undefined);
   const children = new Children(config.limits);
   const services = await open(config, runner ?? createRunner(children));
   let server: RpcServer;
   try {
+    const { startServer } = await serverCode;
     server = await startServer(config, services, children);
   } catch (err) {
     await services.close();
