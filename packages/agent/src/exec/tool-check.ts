@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { accessSync, constants, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { ensureOwnFile, readOwnFile } from '../own-file.js';
 import { commandPath, type Runner } from './run.js';
@@ -8,15 +7,16 @@ import { commandPath, type Runner } from './run.js';
  * The program exec would run for `name` (the first executable regular file of that name on the
  * commands' PATH) and what identifies this build of it: its place, inode, size and times. Undefined
  * when there is none, or when PATH holds a relative folder (resolved against whatever the current
- * folder is then).
+ * folder is then). Synchronous: a handful of stat calls on local folders take microseconds, where
+ * each trip through the thread pool took milliseconds at start.
  */
-async function identity(name: string): Promise<string | undefined> {
+function identity(name: string): string | undefined {
   for (const dir of commandPath().split(':')) {
     if (!isAbsolute(dir)) return undefined;
     const file = join(dir, name);
     try {
-      await access(file, constants.X_OK);
-      const s = await stat(file);
+      accessSync(file, constants.X_OK);
+      const s = statSync(file);
       if (s.isFile()) return `${file} ${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}\n`;
     } catch {
       // Not in this folder: exec would look in the next one too.
@@ -33,10 +33,10 @@ async function identity(name: string): Promise<string | undefined> {
  * if it no longer starts.
  */
 export async function checkToolOnce(run: Runner, command: readonly [string, ...string[]], memo: string): Promise<void> {
-  const program = await identity(command[0]);
+  const program = identity(command[0]);
   const before = program && `${command.join(' ')}\n${program}`;
-  if (before !== undefined && (await readOwnFile(memo)) === before) return;
+  if (before !== undefined && readOwnFile(memo) === before) return;
   await run(command);
   // Kept only if the program did not change while it ran: then it is the one that answered.
-  if (before !== undefined && (await identity(command[0])) === program) await ensureOwnFile(memo, before, 0o600);
+  if (before !== undefined && identity(command[0]) === program) await ensureOwnFile(memo, before, 0o600);
 }
