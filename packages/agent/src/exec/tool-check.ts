@@ -37,6 +37,7 @@ export async function checkToolOnce(run: Runner, command: readonly [string, ...s
   const before = program && `${command.join(' ')}\n${program}`;
   if (before !== undefined && readOwnFile(memo) === before) return;
   await run(command);
-  // Kept only if the program did not change while it ran: then it is the one that answered.
-  if (before !== undefined && identity(command[0]) === program) await ensureOwnFile(memo, before, 0o600);
+  // Kept only if the program did not change while it ran: then it is the one that answered. A memo
+  // that cannot be written costs the next start a run, nothing more.
+  if (before !== undefined && identity(command[0]) === program) await ensureOwnFile(memo, before, 0o600).catch(() => undefined);
 }

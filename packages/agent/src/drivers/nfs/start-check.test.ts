@@ -57,6 +57,15 @@ describe('NFS start check of qemu-img', () => {
     expect(await count()).toBe(3);
   });
 
+  it('starts the backend where the check cannot be remembered, running it each time', async () => {
+    const dataDir = join(tmp, 'not-a-folder');
+    await writeFile(dataDir, '');
+    const driver = () => new NfsDriver(nfsConfig(join(tmp, 'share')), { run, hostId: TEST_HOST, dataDir });
+    await driver().start();
+    await driver().start();
+    expect(await count()).toBe(2);
+  });
+
   it('refuses the start once qemu-img is gone, though it passed before', async () => {
     await start();
     await rm(join(bin, 'qemu-img'));
