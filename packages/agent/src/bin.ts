@@ -25,20 +25,20 @@ async function main(): Promise<number | undefined> {
     const { checkConfig } = await import('./check-config.js');
     return checkConfig(cli, (line) => console.log(line));
   }
+  // Serving: the agent's code loads while the config's folders and files are checked.
+  const serving = cli.command === 'serve' ? Promise.all([import('./agent.js'), import('./listen-urls.js'), import('./service/recovery.js')]) : null;
+  serving?.catch(() => undefined);
   const [{ messageOf }, { checkLocalShares, checkTlsFiles }] = await Promise.all([import('@kindling/protocol'), import('./config.js')]);
   const { config } = cli;
   // Both before the index opens: a typo must not start backends on the wrong folder.
   await checkLocalShares(config);
-  if (cli.command === 'reindex') {
+  if (!serving) {
+    // The command is reindex.
     const { reindex } = await import('./reindex.js');
     return reindex(config);
   }
   await checkTlsFiles(config);
-  const [{ startAgent }, { clientUrls }, { recoveryLines }] = await Promise.all([
-    import('./agent.js'),
-    import('./listen-urls.js'),
-    import('./service/recovery.js'),
-  ]);
+  const [{ startAgent }, { clientUrls }, { recoveryLines }] = await serving;
 
   const agent = await startAgent(config, undefined, { drainMs: drainMsFromEnv() });
   // Before anything else: the agent serves from here on, and a stop must wait for what it started.
