@@ -222,7 +222,7 @@ export class Volume extends Tracked<VolumeStatus> {
     const withRelations = registry.hasRelations(this);
     try {
       if (!withRelations) {
-        // One call, awaited alone: Promise.all over it and two nulls cost the call a tenth of its SDK time (issue 20).
+        // One call, awaited alone: a Promise.all over it and two nulls is promises and turns for nothing (issue 20).
         registry.volumeFrom(await registry.call('volume.get', { id: this.id }));
         return;
       }
