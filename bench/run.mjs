@@ -33,27 +33,40 @@ const say = (line) => {
   lines.push(line);
 };
 
+/** A bare ws + msgpackr client: sends `volume.get` of `id` and decodes the reply, nothing more. */
+async function rawClient(url, id, headers = {}) {
+  const ws = new WebSocket(url, { headers });
+  await once(ws, 'open');
+  let waiting;
+  ws.on('message', (data) => waiting(decode(data)));
+  let next = 0;
+  const send = (op, args) => {
+    const done = new Promise((r) => (waiting = r));
+    ws.send(encode({ id: ++next, op, args }));
+    return done;
+  };
+  return { ws, send, call: () => send('volume.get', { id }) };
+}
+
 /** A raw ws + msgpackr echo in another process: the floor under any RPC round trip on this machine. */
 async function rawEcho(reply) {
   const server = spawn(process.execPath, [join(import.meta.dirname, 'echo-server.mjs'), JSON.stringify(reply)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const [line] = await once(createInterface({ input: server.stdout }), 'line');
-  const ws = new WebSocket(`ws://127.0.0.1:${JSON.parse(line).port}`);
-  await once(ws, 'open');
-  let waiting;
-  ws.on('message', (data) => waiting(decode(data)));
-  let id = 0;
-  const call = () => {
-    const done = new Promise((r) => (waiting = r));
-    ws.send(encode({ id: ++id, op: 'volume.get', args: { id: reply.id } }));
-    return done;
-  };
+  const { ws, call } = await rawClient(`ws://127.0.0.1:${JSON.parse(line).port}`, reply.id);
   const close = () => {
     ws.close();
     server.kill('SIGTERM');
   };
   return { call, close };
+}
+
+/** The same bare client on the agent (after hello): the agent's share of the round trip, without the SDK's. */
+async function rawAgentClient(url, id) {
+  const client = await rawClient(url, id, { authorization: `Bearer ${process.env.KINDLING_TOKEN}` });
+  await client.send('hello', { protocolVersion: PROTOCOL_VERSION });
+  return { call: client.call, close: () => client.ws.close() };
 }
 
 /** An agent holding one volume, and a second session that loaded it from JSON: its refresh() is exactly one volume.get. */
@@ -78,12 +91,19 @@ async function wire() {
   try {
     const one = await oneVolume(proc);
     const echo = await rawEcho(one.vol.toDict());
+    const bare = await rawAgentClient(proc.url, one.vol.id);
     // Interleaved, so the load of the machine's other work falls on both alike.
     const [ours, raw] = await samplePair(n, one.refresh, echo.call, 300);
+    // Not a target: where the rest is, the agent's side or the SDK's (a pair of its own, so the figure
+    // above stays the pair it always was).
+    const [agentOnly, raw2] = await samplePair(n, bare.call, echo.call, 300);
     echo.close();
+    bare.close();
     say(row('raw ws + msgpackr echo', raw));
     say(row('SDK -> agent volume.get -> SDK', ours));
     say(ratio('volume.get vs raw echo', ours, raw, 1.3));
+    say(row('raw client -> agent volume.get', agentOnly));
+    say(ratio('agent alone (raw client) vs raw echo', agentOnly, raw2, 1.3));
     await one.close();
   } finally {
     await proc.dispose();

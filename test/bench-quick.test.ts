@@ -44,6 +44,7 @@ describe('the bench in quick mode', () => {
       'agent-side breakdown',
       'synced index batches',
       'volume.get vs raw echo',
+      'agent alone (raw client) vs raw echo',
       'nfs qcow2 create+delete vs bare commands',
       'nfs raw create+delete vs bare commands',
       'lvm create+delete vs bare commands',

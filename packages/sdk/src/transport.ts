@@ -42,10 +42,16 @@ interface Pending {
 /** `idle` before the first dial, `down` between a drop and a successful redial, `closed` for good. */
 type State = 'idle' | 'open' | 'down' | 'closed';
 
-/** msgpack would carry `undefined` as an extension type; leaving the key out means the same to the agent. */
+/**
+ * msgpack would carry `undefined` as an extension type; leaving the key out means the same to the agent.
+ * Copied only when there is a key to leave out: most args have none.
+ */
 function withoutUndefined(args: unknown): unknown {
   if (!isObject(args)) return args;
-  return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined));
+  for (const key in args) {
+    if (args[key] === undefined) return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined));
+  }
+  return args;
 }
 
 /**

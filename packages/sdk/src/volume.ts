@@ -221,13 +221,18 @@ export class Volume extends Tracked<VolumeStatus> {
     const registry = this.#registry;
     const withRelations = registry.hasRelations(this);
     try {
+      if (!withRelations) {
+        // One call, awaited alone: a Promise.all over it and two nulls is promises and turns for nothing (issue 20).
+        registry.volumeFrom(await registry.call('volume.get', { id: this.id }));
+        return;
+      }
       const [record, snapshots, connections] = await Promise.all([
         registry.call('volume.get', { id: this.id }),
-        withRelations ? allPages('snapshots', (paging) => registry.call('snapshot.list', { volumeId: this.id, ...paging })) : null,
-        withRelations ? allPages('connections', (paging) => registry.call('connection.list', { volumeId: this.id, ...paging })) : null,
+        allPages('snapshots', (paging) => registry.call('snapshot.list', { volumeId: this.id, ...paging })),
+        allPages('connections', (paging) => registry.call('connection.list', { volumeId: this.id, ...paging })),
       ]);
       registry.volumeFrom(record);
-      if (snapshots && connections) registry.syncRelations(this, snapshots, connections);
+      registry.syncRelations(this, snapshots, connections);
     } catch (err) {
       if (err instanceof NotFoundError) registry.volumeGone(this);
       throw err;

@@ -133,12 +133,14 @@ export async function startServer(config: AgentConfig, services: Services, child
               raw.terminate();
             },
           };
-          session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger, progressVolume }, role, sessionLog);
-          sessions.add(session);
+          const opened = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger, progressVolume }, role, sessionLog);
+          session = opened;
+          sessions.add(opened);
+          // Frames straight from ws, not through hono's onMessage: that builds a MessageEvent and copies
+          // each frame into a fresh ArrayBuffer (issue 20). No frame can come before this: the client
+          // waits for the upgrade's answer, and ws reads the socket only after this turn.
+          raw.on('message', (data: Buffer, isBinary: boolean) => void opened.receive(isBinary ? data : null));
           sessionLog.debug('session opened');
-        },
-        onMessage(event) {
-          void session?.receive(event.data instanceof ArrayBuffer ? new Uint8Array(event.data) : null);
         },
         onClose() {
           sessionLog.debug('session closed');

@@ -21,9 +21,9 @@ import {
   type ReplyFrame,
   type ServerFrame,
 } from '@kindling/protocol';
-import { newCost, writeCost } from '../cost.js';
+import { newCost, writeCost, type Cost } from '../cost.js';
 import { log as rootLog, type Logger } from '../log.js';
-import { inRequest } from '../request-context.js';
+import { inRequest, type RequestContext } from '../request-context.js';
 import type { Role } from './auth.js';
 import type { Handlers } from './dispatch.js';
 import type { Drain } from './drain.js';
@@ -101,84 +101,126 @@ export class Session {
     }
   }
 
-  /** `null` stands for a text frame: the protocol is binary msgpack only. */
-  async receive(bytes: Uint8Array | null): Promise<void> {
-    const started = performance.now();
-    let id: number | null = null;
-    let op: OpName | 'invalid' = 'invalid';
-    let reply: ReplyFrame;
-    let counted = false;
-    let requestId: string | undefined;
-    let args: unknown;
-    let bug: unknown;
-    const cost = newCost();
+  /**
+   * `null` stands for a text frame: the protocol is binary msgpack only. An op answered at once (a read
+   * the index serves, hello) is replied to in this very turn and nothing is returned: no promise is made
+   * for it, nothing is in flight for a stop to wait for (issue 20: promises are dear while async hooks
+   * run). Otherwise the returned promise settles once the reply is sent.
+   */
+  receive(bytes: Uint8Array | null): Promise<void> | undefined {
+    const request: Incoming = { started: performance.now(), cost: newCost(), id: null, op: 'invalid', counted: false, requestId: undefined, args: undefined };
+    let answer: unknown;
     try {
-      if (bytes === null) throw new ProtocolError('frames must be binary msgpack, not text');
-      const decoded = decode(bytes);
-      id = requestIdOf(decoded);
-      const frame = parseRequestFrame(decoded);
-      if (!isOpName(frame.op)) throw new ProtocolError(`unknown op ${JSON.stringify(frame.op)}`, { op: frame.op });
-      op = frame.op;
-      if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
-      requestId = frame.requestId;
-      args = frame.args;
-      if (this.role === 'read' && !READ_OPS.has(op)) {
-        this.metrics.refused('read_only');
-        this.log.warn({ op }, `refused ${op}: the credential is read-only`);
-        throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
-      }
-      const validating = performance.now();
-      cost?.add('rpcIn', started);
-      const checked = validateArgs(op, frame.args);
-      cost?.add('validate', validating);
-      if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
-      const handler = this.handlers[op] as (args: unknown, call: CallContext) => unknown;
-      if (op === 'hello') {
-        // Answered before this frame's turn ends, so a request the client pipelined behind it is accepted.
-        const result = handler(checked.args, { newId: randomUUID() });
-        this.greeted = true;
-        reply = { id: frame.id, ok: true, result };
-      } else {
-        if (this.inFlight >= this.limits.requestsInFlight) {
-          throw new BusyError(`${this.inFlight} requests already in flight on this connection`, {
-            retryAfterMs: BUSY_RETRY_MS,
-            limit: this.limits.requestsInFlight,
-          });
-        }
-        this.inFlight++;
-        counted = true;
-        const request = { op: frame.op, ...(requestId ? { requestId } : {}) };
-        const creating = CREATING_OPS.has(op);
-        const work = (call: CallContext): unknown => {
-          if (creating) this.follow.making(call.newId);
-          return inRequest(
-            { ...request, ...(call.signal ? { signal: call.signal } : {}), ...(call.mark ? { mark: call.mark } : {}), ...(cost ? { cost } : {}), queued: false },
-            () => handler(checked.args, { ...call, follow: this.follow }),
-          );
-        };
-        const answer =
-          requestId !== undefined && MUTATING_OPS.has(op)
-            ? this.ledger.run(requestId, op, async (call) => work(call))
-            : work({ newId: randomUUID() });
-        // A read the index answers at once (volume.get) is replied to in this turn: no promise to track,
-        // nothing in flight for a stop to wait for (issue 20: promises are dear while async hooks run).
-        const result = answer instanceof Promise ? await this.drain.track(answer) : answer;
-        this.follow.sent(result);
-        reply = { id: frame.id, ok: true, result };
-      }
+      answer = this.dispatch(bytes, request);
     } catch (err) {
-      // A non-Kindling error is a bug of ours: keep its stack in the log, not on the wire.
-      if (!(err instanceof KindlingError)) bug = err;
-      reply = { id, ok: false, error: toErrorInfo(err) };
+      this.fail(request, err);
+      return undefined;
     }
-    if (counted) this.inFlight--;
+    if (!(answer instanceof Promise)) {
+      this.answer(request, answer);
+      return undefined;
+    }
+    return this.drain.track(answer).then(
+      (result) => this.answer(request, result),
+      (err: unknown) => this.fail(request, err),
+    );
+  }
+
+  /** Decodes, checks and starts one request: its result, or the promise of it. Throws what the client is told. */
+  private dispatch(bytes: Uint8Array | null, request: Incoming): unknown {
+    const { started, cost } = request;
+    if (bytes === null) throw new ProtocolError('frames must be binary msgpack, not text');
+    const decoded = decode(bytes);
+    request.id = requestIdOf(decoded);
+    const frame = parseRequestFrame(decoded);
+    if (!isOpName(frame.op)) throw new ProtocolError(`unknown op ${JSON.stringify(frame.op)}`, { op: frame.op });
+    const op = frame.op;
+    request.op = op;
+    if (!this.greeted && op !== 'hello') throw new ProtocolError('the first request must be hello');
+    const requestId = frame.requestId;
+    request.requestId = requestId;
+    request.args = frame.args;
+    if (this.role === 'read' && !READ_OPS.has(op)) {
+      this.metrics.refused('read_only');
+      this.log.warn({ op }, `refused ${op}: the credential is read-only`);
+      throw new UnauthorizedError(`a read-only credential cannot ${op}`, { op });
+    }
+    const validating = performance.now();
+    cost?.add('rpcIn', started);
+    const checked = validateArgs(op, frame.args);
+    cost?.add('validate', validating);
+    if (!checked.ok) throw new InvalidArgumentError(checked.message, { op, issues: checked.issues });
+    const handler = this.handlers[op] as (args: unknown, call: CallContext) => unknown;
+    if (op === 'hello') {
+      // Answered before this frame's turn ends, so a request the client pipelined behind it is accepted.
+      const result = handler(checked.args, { newId: '' });
+      this.greeted = true;
+      return result;
+    }
+    if (this.inFlight >= this.limits.requestsInFlight) {
+      throw new BusyError(`${this.inFlight} requests already in flight on this connection`, {
+        retryAfterMs: BUSY_RETRY_MS,
+        limit: this.limits.requestsInFlight,
+      });
+    }
+    this.inFlight++;
+    request.counted = true;
+    const creating = CREATING_OPS.has(op);
+    const follow = this.follow;
+    const work = (call: CallContext): unknown => {
+      if (creating) follow.making(call.newId);
+      // Built field by field: spreads here cost more than the rest of a volume.get's own work (issue 20).
+      const context: RequestContext = { op, queued: false };
+      if (requestId !== undefined) context.requestId = requestId;
+      if (call.signal) context.signal = call.signal;
+      if (call.mark) context.mark = call.mark;
+      if (cost) context.cost = cost;
+      const handled: CallContext = { newId: call.newId, follow };
+      if (call.signal) handled.signal = call.signal;
+      if (call.mark) handled.mark = call.mark;
+      return inRequest(context, () => handler(checked.args, handled));
+    };
+    if (requestId !== undefined && MUTATING_OPS.has(op)) return this.ledger.run(requestId, op, async (call) => work(call));
+    // Only a creating op names what it makes; a UUID for every read would be work for nothing.
+    return work({ newId: creating ? randomUUID() : '' });
+  }
+
+  private answer(request: Incoming, result: unknown): void {
+    this.follow.sent(result);
+    this.reply(request, { id: request.id as number, ok: true, result });
+  }
+
+  private fail(request: Incoming, err: unknown): void {
+    // A non-Kindling error is a bug of ours: keep its stack in the log, not on the wire.
+    if (!(err instanceof KindlingError)) request.bug = err;
+    this.reply(request, { id: request.id, ok: false, error: toErrorInfo(err) });
+  }
+
+  private reply(request: Incoming, reply: ReplyFrame): void {
+    const { started, cost, op } = request;
+    if (request.counted) this.inFlight--;
     const sending = performance.now();
-    const seconds = (sending - started) / 1000;
     // The reply first: metrics and the log line are nothing the client waits for.
     this.send(reply);
     if (cost) cost.add('rpcOut', sending);
+    const seconds = (sending - started) / 1000;
     this.metrics.observe(op, reply.ok ? 'ok' : reply.error.code, seconds);
-    logRequest(this.log, { op, requestId, args, reply, seconds, bug });
+    logRequest(this.log, { op, requestId: request.requestId, args: request.args, reply, seconds, bug: request.bug });
     if (cost) writeCost(op, performance.now() - started, cost);
   }
+}
+
+/** One request as the session follows it from its frame to its reply. */
+interface Incoming {
+  started: number;
+  cost: Cost | undefined;
+  /** The frame's id once read: even a malformed frame's error names it when it has one. */
+  id: number | null;
+  op: OpName | 'invalid';
+  /** Whether it holds one of the session's in-flight places. */
+  counted: boolean;
+  requestId: string | undefined;
+  args: unknown;
+  /** A bug of ours (not a Kindling error), for the log. */
+  bug?: unknown;
 }
