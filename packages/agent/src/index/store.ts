@@ -4,10 +4,11 @@ import type { ConnectionRecord, GroupSnapshotRecord, SnapshotRecord, VolumeRecor
 import { charged, requestCost } from '../cost.js';
 import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
 import { keys, nameKey, prefixRange } from './keys.js';
+import { keysOf } from './record-text.js';
 
 const SCHEMA_VERSION = 1;
 
-type Batch = ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[];
+type Batch = ({ type: 'put'; key: string; value: unknown; valueEncoding?: 'utf8' } | { type: 'del'; key: string })[];
 
 /**
  * A client request's ledger entry (rpc/requests.ts), written in the same synced batch as the first
@@ -68,20 +69,29 @@ class Tally {
   of(key: string): number {
     return this.map.get(key) ?? 0;
   }
+  keys(): Iterable<string> {
+    return this.map.keys();
+  }
 }
 
 /** Records read from LevelDB at once: one native call per batch, not per record. */
 const LOAD_BATCH = 1000;
 
+const parse = <T>(text: string): T => JSON.parse(text) as T;
+/** A record's put: its text stored as is (`utf8`), so the text kept in memory is the one stored. */
+const putText = (key: string, text: string) => ({ type: 'put' as const, key, value: text, valueEncoding: 'utf8' as const });
+
 /**
  * The agent's index. LevelDB is the durable truth: every change is one synced batch of a record and
- * its secondary index keys. At open both are read into memory, and every write goes through to both,
- * so reads (by id, backend, name, owning volume) never wait on disk: `volume.list` of 1,000 volumes
- * with their snapshots is a walk over maps, not 2,000 range scans.
+ * its secondary index keys. At open the records are read into memory, and every write goes through to
+ * both, so reads (by id, backend, name, owning volume) never wait on disk: `volume.list` of 1,000
+ * volumes with their snapshots is a walk over maps, not 2,000 range scans. Volumes and snapshots are
+ * held as their stored JSON text and parsed when read (record-text.ts): each read returns a new object.
  */
 export class IndexStore {
-  private readonly volumes = new Map<string, VolumeRecord>();
-  private readonly snapshots = new Map<string, SnapshotRecord>();
+  /** Volume id to the record's stored JSON text. */
+  private readonly volumes = new Map<string, string>();
+  private readonly snapshots = new Map<string, string>();
   private readonly connections = new Map<string, ConnectionRecord>();
   private readonly byName = new Postings();
   private readonly snapshotsByVolume = new Postings();
@@ -120,7 +130,10 @@ export class IndexStore {
     // A separate step from load(): a few keys, not a scan.
     const store = new IndexStore(db, await ChangeLog.open(db, retainChanges));
     await store.load();
-    await store.each<GroupSnapshotRecord>('grp:', (group) => store.groups.set(group.id, group));
+    await store.eachText('grp:', (text) => {
+      const group = parse<GroupSnapshotRecord>(text);
+      store.groups.set(group.id, group);
+    });
     return store;
   }
 
@@ -132,26 +145,21 @@ export class IndexStore {
     const version = await this.db.get(keys.meta('schema'));
     if (version === undefined) await this.db.put(keys.meta('schema'), SCHEMA_VERSION, { sync: true });
     else if (version !== SCHEMA_VERSION) throw new Error(`index schema ${String(version)} is not ${SCHEMA_VERSION}`);
-    await this.each<VolumeRecord>('vol:', (v) => {
-      this.setVolume(v);
-      if (v.name !== null) this.byName.add(nameKey(v.backend, v.name), v.id);
-    });
-    await this.each<SnapshotRecord>('snap:', (snap) => {
-      this.setSnapshot(snap);
-      this.snapshotsByVolume.add(snap.volumeId, snap.id);
-    });
-    await this.each<ConnectionRecord>('conn:', (conn) => {
+    await this.eachText('vol:', (text) => this.setVolume(text));
+    await this.eachText('snap:', (text) => this.setSnapshot(text));
+    await this.eachText('conn:', (text) => {
+      const conn = parse<ConnectionRecord>(text);
       this.connections.set(conn.id, conn);
       this.connectionsByVolume.add(conn.volumeId, conn.id);
     });
   }
 
-  /** Each record under `prefix`, read in batches: an await per record cost twice as long at 100,000. */
-  private async each<T>(prefix: string, take: (record: T) => void): Promise<void> {
-    const iterator = this.db.iterator<string, T>({ ...prefixRange(prefix), keys: false, valueEncoding: 'json' });
+  /** Each record's text under `prefix`, read in batches: an await per record cost twice as long at 100,000. */
+  private async eachText(prefix: string, take: (text: string) => void): Promise<void> {
+    const iterator = this.db.iterator<string, string>({ ...prefixRange(prefix), keys: false, valueEncoding: 'utf8' });
     try {
       for (let batch = await iterator.nextv(LOAD_BATCH); batch.length > 0; batch = await iterator.nextv(LOAD_BATCH)) {
-        for (const [, record] of batch) take(record);
+        for (const [, text] of batch) take(text);
       }
     } finally {
       await iterator.close();
@@ -192,20 +200,22 @@ export class IndexStore {
   }
 
   getVolume(id: string): VolumeRecord | undefined {
-    return this.volumes.get(id);
+    const text = this.volumes.get(id);
+    return text === undefined ? undefined : parse(text);
   }
   getSnapshot(id: string): SnapshotRecord | undefined {
-    return this.snapshots.get(id);
+    const text = this.snapshots.get(id);
+    return text === undefined ? undefined : parse(text);
   }
   getConnection(id: string): ConnectionRecord | undefined {
     return this.connections.get(id);
   }
 
-  allVolumes(): IterableIterator<VolumeRecord> {
-    return this.volumes.values();
+  *allVolumes(): IterableIterator<VolumeRecord> {
+    for (const text of this.volumes.values()) yield parse(text);
   }
-  allSnapshots(): IterableIterator<SnapshotRecord> {
-    return this.snapshots.values();
+  *allSnapshots(): IterableIterator<SnapshotRecord> {
+    for (const text of this.snapshots.values()) yield parse(text);
   }
 
   /**
@@ -233,41 +243,49 @@ export class IndexStore {
     return statuses.flatMap((status) => this.pick(this.snapshots, this.snapshotsByStatus.ids(`${backend}:${status}`)));
   }
 
-  // Every change of a record in memory goes through these, so its status postings follow it.
-  private setVolume(record: VolumeRecord): void {
+  // Every change of a record in memory goes through these, from the record's stored text, so its
+  // postings (status, name, owning volume) and counts follow it.
+  private setVolume(text: string): void {
+    const record = keysOf(text, 'volume');
     this.dropVolume(record.id);
-    this.volumes.set(record.id, record);
+    this.volumes.set(record.id, text);
     this.volumesByStatus.add(statusKey(record), record.id);
+    if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
     this.volumeCount.add(record.backend, 1);
   }
   private dropVolume(id: string): void {
-    const old = this.volumes.get(id);
-    if (old) {
-      this.volumesByStatus.remove(statusKey(old), id);
-      this.volumeCount.add(old.backend, -1);
-    }
+    const text = this.volumes.get(id);
+    if (text === undefined) return;
+    const old = keysOf(text, 'volume');
+    this.volumesByStatus.remove(statusKey(old), id);
+    if (old.name !== null) this.byName.remove(nameKey(old.backend, old.name), id);
+    this.volumeCount.add(old.backend, -1);
     this.volumes.delete(id);
   }
-  private setSnapshot(record: SnapshotRecord): void {
+  private setSnapshot(text: string): void {
+    const record = keysOf(text, 'snapshot');
     this.dropSnapshot(record.id);
-    this.snapshots.set(record.id, record);
+    this.snapshots.set(record.id, text);
     this.snapshotsByStatus.add(statusKey(record), record.id);
+    if (record.volumeId !== null) this.snapshotsByVolume.add(record.volumeId, record.id);
     this.snapshotCount.add(record.backend, 1);
   }
   private dropSnapshot(id: string): void {
-    const old = this.snapshots.get(id);
-    if (old) {
-      this.snapshotsByStatus.remove(statusKey(old), id);
-      this.snapshotCount.add(old.backend, -1);
-    }
+    const text = this.snapshots.get(id);
+    if (text === undefined) return;
+    const old = keysOf(text, 'snapshot');
+    this.snapshotsByStatus.remove(statusKey(old), id);
+    if (old.volumeId !== null) this.snapshotsByVolume.remove(old.volumeId, id);
+    this.snapshotCount.add(old.backend, -1);
     this.snapshots.delete(id);
   }
 
-  private pick<T>(map: Map<string, T>, ids: Iterable<string>): T[] {
+  /** The records of `ids` that are held, parsed from their text. */
+  private pick<T>(map: Map<string, string>, ids: Iterable<string>): T[] {
     const out: T[] = [];
     for (const id of ids) {
-      const record = map.get(id);
-      if (record) out.push(record);
+      const text = map.get(id);
+      if (text !== undefined) out.push(parse(text));
     }
     return out;
   }
@@ -275,25 +293,27 @@ export class IndexStore {
   volumesOfBackend(backend: string): VolumeRecord[] {
     return this.pick(this.volumes, this.volumesByStatus.idsUnder(`${backend}:`));
   }
-  volumesNamed(backend: string, name: string): VolumeRecord[] {
+  /** Volumes named `name` on `backend`, or on any backend (a lookup per backend, not a walk over every volume). */
+  volumesNamed(backend: string | undefined, name: string): VolumeRecord[] {
+    if (backend === undefined) return [...this.volumeCount.keys()].flatMap((b) => this.volumesNamed(b, name));
     return this.pick(this.volumes, this.byName.ids(nameKey(backend, name)));
   }
   snapshotsOf(volumeId: string): SnapshotRecord[] {
     return this.pick(this.snapshots, this.snapshotsByVolume.ids(volumeId));
   }
   connectionsOf(volumeId: string): ConnectionRecord[] {
-    return this.pick(this.connections, this.connectionsByVolume.ids(volumeId));
+    return [...this.connectionsByVolume.ids(volumeId)].flatMap((id) => this.connections.get(id) ?? []);
   }
 
   async putVolume(record: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const text = JSON.stringify(record);
     const batch: Batch = [
-      { type: 'put', key: keys.volume(record.id), value: record },
+      putText(keys.volume(record.id), text),
       { type: 'put', key: keys.byBackend(record.backend, record.id), value: '' },
     ];
     if (record.name !== null) batch.push({ type: 'put', key: keys.byName(record.backend, record.name, record.id), value: '' });
     await this.write(batch, [volumeChange(record)], mark);
-    this.setVolume(record);
-    if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
+    this.setVolume(text);
   }
 
   async deleteVolume(record: VolumeRecord): Promise<void> {
@@ -304,20 +324,20 @@ export class IndexStore {
     if (record.name !== null) batch.push({ type: 'del', key: keys.byName(record.backend, record.name, record.id) });
     await this.write(batch, [volumeChange(record)]);
     this.dropVolume(record.id);
-    if (record.name !== null) this.byName.remove(nameKey(record.backend, record.name), record.id);
   }
 
   /** Writes a snapshot and, when given, its volume's new state in the same batch. */
   async putSnapshot(record: SnapshotRecord, volume?: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const text = JSON.stringify(record);
+    const volumeText = volume && JSON.stringify(volume);
     const batch: Batch = [
-      { type: 'put', key: keys.snapshot(record.id), value: record },
+      putText(keys.snapshot(record.id), text),
       { type: 'put', key: keys.snapshotOf(record.volumeId, record.id), value: '' },
     ];
-    if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
+    if (volume && volumeText) batch.push(putText(keys.volume(volume.id), volumeText));
     await this.write(batch, partOf('snapshot', record, volume), mark);
-    this.setSnapshot(record);
-    this.snapshotsByVolume.add(record.volumeId, record.id);
-    if (volume) this.setVolume(volume);
+    this.setSnapshot(text);
+    if (volumeText) this.setVolume(volumeText);
   }
 
   async deleteSnapshot(record: SnapshotRecord, volume?: VolumeRecord): Promise<void> {
@@ -325,42 +345,44 @@ export class IndexStore {
       { type: 'del', key: keys.snapshot(record.id) },
       { type: 'del', key: keys.snapshotOf(record.volumeId, record.id) },
     ];
-    if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
+    const volumeText = volume && JSON.stringify(volume);
+    if (volume && volumeText) batch.push(putText(keys.volume(volume.id), volumeText));
     await this.write(batch, partOf('snapshot', record, volume));
     this.dropSnapshot(record.id);
-    this.snapshotsByVolume.remove(record.volumeId, record.id);
-    if (volume) this.setVolume(volume);
+    if (volumeText) this.setVolume(volumeText);
   }
 
   /** Writes a connection with its volume's new status in one batch. */
   async putConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const volumeText = JSON.stringify(volume);
     await this.write(
       [
         { type: 'put', key: keys.connection(record.id), value: record },
         { type: 'put', key: keys.connectionOf(record.volumeId, record.id), value: '' },
-        { type: 'put', key: keys.volume(volume.id), value: volume },
+        putText(keys.volume(volume.id), volumeText),
       ],
       partOf('connection', record, volume),
       mark,
     );
     this.connections.set(record.id, record);
     this.connectionsByVolume.add(record.volumeId, record.id);
-    this.setVolume(volume);
+    this.setVolume(volumeText);
   }
 
   async deleteConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const volumeText = JSON.stringify(volume);
     await this.write(
       [
         { type: 'del', key: keys.connection(record.id) },
         { type: 'del', key: keys.connectionOf(record.volumeId, record.id) },
-        { type: 'put', key: keys.volume(volume.id), value: volume },
+        putText(keys.volume(volume.id), volumeText),
       ],
       partOf('connection', record, volume),
       mark,
     );
     this.connections.delete(record.id);
     this.connectionsByVolume.remove(record.volumeId, record.id);
-    this.setVolume(volume);
+    this.setVolume(volumeText);
   }
 
   getGroup(id: string): GroupSnapshotRecord | undefined {
