@@ -4,7 +4,7 @@ import type { ConnectionRecord, GroupSnapshotRecord, SnapshotRecord, VolumeRecor
 import { charged, requestCost } from '../cost.js';
 import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
 import { keys, nameKey, prefixRange } from './keys.js';
-import { keysOf } from './record-text.js';
+import { keysOf, type RecordKind } from './record-text.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -287,6 +287,21 @@ export class IndexStore {
       const text = map.get(id);
       if (text !== undefined) out.push(parse(text));
     }
+    return out;
+  }
+
+  /**
+   * A record's version: a token equal (`===`) to an earlier one exactly when the record reads the same
+   * (its stored text), so a caller holding versions across a wait tells which records it changed.
+   */
+  versionOf(kind: RecordKind, id: string): string | undefined {
+    return (kind === 'volume' ? this.volumes : this.snapshots).get(id);
+  }
+  /** A backend's volumes or snapshots, id to version (no record parsed). */
+  versionsOf(kind: RecordKind, backend: string): Map<string, string> {
+    const [map, byStatus] = kind === 'volume' ? [this.volumes, this.volumesByStatus] : [this.snapshots, this.snapshotsByStatus];
+    const out = new Map<string, string>();
+    for (const id of byStatus.idsUnder(`${backend}:`)) out.set(id, map.get(id) as string);
     return out;
   }
 

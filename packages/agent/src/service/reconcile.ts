@@ -21,36 +21,31 @@ export interface ReconcileReport extends IndexMismatch {
   error?: string;
 }
 
-/** A backend's records as they were before a read of storage, to compare it with. */
+/** A backend's records as they were before a read of storage, to compare it with: id to version (IndexStore.versionOf). */
 export interface Held {
-  volumes: Map<string, VolumeRecord>;
-  snapshots: Map<string, SnapshotRecord>;
+  volumes: Map<string, string>;
+  snapshots: Map<string, string>;
 }
 
 export function heldBefore(ctx: ServiceContext, backend: string): Held {
-  return {
-    volumes: new Map(ctx.index.volumesOfBackend(backend).map((v) => [v.id, v])),
-    snapshots: new Map([...ctx.index.allSnapshots()].filter((s) => s.backend === backend).map((s) => [s.id, s])),
-  };
+  return { volumes: ctx.index.versionsOf('volume', backend), snapshots: ctx.index.versionsOf('snapshot', backend) };
 }
 
 /**
  * The one comparison of storage with the index. Operations may run while storage is read: only records
- * untouched from before the scan to after it count, either way (every write replaces the index's record
- * object, so untouched is identity), and only what the index lacks both before and after the scan.
+ * untouched from before the scan to after it count, either way (the same version before and after), and
+ * only what the index lacks both before and after the scan.
  */
 export function compareWithIndex(ctx: ServiceContext, held: Held, scan: ScanResult): IndexMismatch {
   const out: IndexMismatch = { missingFromIndex: [], missingFromStorage: [] };
   const onStorage = new Set([...scan.volumes.map((v) => v.id), ...scan.snapshots.map((s) => s.id)]);
-  for (const [id, v] of held.volumes) {
-    if (!onStorage.has(id) && volumePhase(v.status) === 'settled' && ctx.index.getVolume(id) === v) {
-      out.missingFromStorage.push({ kind: 'volume', id, status: v.status });
-    }
+  for (const [id, version] of held.volumes) {
+    const v = !onStorage.has(id) && ctx.index.versionOf('volume', id) === version ? ctx.index.getVolume(id) : undefined;
+    if (v && volumePhase(v.status) === 'settled') out.missingFromStorage.push({ kind: 'volume', id, status: v.status });
   }
-  for (const [id, s] of held.snapshots) {
-    if (!onStorage.has(id) && snapshotPhase(s.status) === 'settled' && ctx.index.getSnapshot(id) === s) {
-      out.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
-    }
+  for (const [id, version] of held.snapshots) {
+    const s = !onStorage.has(id) && ctx.index.versionOf('snapshot', id) === version ? ctx.index.getSnapshot(id) : undefined;
+    if (s && snapshotPhase(s.status) === 'settled') out.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
   }
   for (const found of scan.volumes) {
     if (!held.volumes.has(found.id) && !ctx.index.getVolume(found.id)) out.missingFromIndex.push({ kind: 'volume', id: found.id });
