@@ -176,8 +176,11 @@ export class IndexStore {
     await this.db.close();
   }
 
-  /** One synced batch: the change, its numbers in the change sequence, and the request's mark. */
-  private async write(batch: Batch, changed: Changed[], mark?: RequestMark): Promise<void> {
+  /**
+   * One synced batch: the change, its numbers in the change sequence, and the request's mark; then
+   * `apply` brings memory up to it, before the change log calls the change committed (changes.ts `mark`).
+   */
+  private async write(batch: Batch, changed: Changed[], apply: () => void, mark?: RequestMark): Promise<void> {
     if (mark) batch.push({ type: 'put', key: keys.request(mark.requestId), value: mark.entry });
     const settle = this.changes.record(batch, changed);
     try {
@@ -186,6 +189,7 @@ export class IndexStore {
       settle(false);
       throw err;
     }
+    apply();
     settle(true);
   }
 
@@ -290,19 +294,14 @@ export class IndexStore {
     return out;
   }
 
-  /**
-   * A record's version: a token equal (`===`) to an earlier one exactly when the record reads the same
-   * (its stored text), so a caller holding versions across a wait tells which records it changed.
-   */
-  versionOf(kind: RecordKind, id: string): string | undefined {
-    return (kind === 'volume' ? this.volumes : this.snapshots).get(id);
+
+  /** The ids of a backend's volumes or snapshots, no record read. */
+  idsOf(kind: RecordKind, backend: string): Iterable<string> {
+    return (kind === 'volume' ? this.volumesByStatus : this.snapshotsByStatus).idsUnder(`${backend}:`);
   }
-  /** A backend's volumes or snapshots, id to version (no record parsed). */
-  versionsOf(kind: RecordKind, backend: string): Map<string, string> {
-    const [map, byStatus] = kind === 'volume' ? [this.volumes, this.volumesByStatus] : [this.snapshots, this.snapshotsByStatus];
-    const out = new Map<string, string>();
-    for (const id of byStatus.idsUnder(`${backend}:`)) out.set(id, map.get(id) as string);
-    return out;
+  /** Whether a volume or snapshot record is held, no record read. */
+  has(kind: RecordKind, id: string): boolean {
+    return (kind === 'volume' ? this.volumes : this.snapshots).has(id);
   }
 
   volumesOfBackend(backend: string): VolumeRecord[] {
@@ -327,8 +326,7 @@ export class IndexStore {
       { type: 'put', key: keys.byBackend(record.backend, record.id), value: '' },
     ];
     if (record.name !== null) batch.push({ type: 'put', key: keys.byName(record.backend, record.name, record.id), value: '' });
-    await this.write(batch, [volumeChange(record)], mark);
-    this.setVolume(text);
+    await this.write(batch, [volumeChange(record)], () => this.setVolume(text), mark);
   }
 
   async deleteVolume(record: VolumeRecord): Promise<void> {
@@ -337,8 +335,7 @@ export class IndexStore {
       { type: 'del', key: keys.byBackend(record.backend, record.id) },
     ];
     if (record.name !== null) batch.push({ type: 'del', key: keys.byName(record.backend, record.name, record.id) });
-    await this.write(batch, [volumeChange(record)]);
-    this.dropVolume(record.id);
+    await this.write(batch, [volumeChange(record)], () => this.dropVolume(record.id));
   }
 
   /** Writes a snapshot and, when given, its volume's new state in the same batch. */
@@ -350,9 +347,11 @@ export class IndexStore {
       { type: 'put', key: keys.snapshotOf(record.volumeId, record.id), value: '' },
     ];
     if (volume && volumeText) batch.push(putText(keys.volume(volume.id), volumeText));
-    await this.write(batch, partOf('snapshot', record, volume), mark);
-    this.setSnapshot(text);
-    if (volumeText) this.setVolume(volumeText);
+    const apply = () => {
+      this.setSnapshot(text);
+      if (volumeText) this.setVolume(volumeText);
+    };
+    await this.write(batch, partOf('snapshot', record, volume), apply, mark);
   }
 
   async deleteSnapshot(record: SnapshotRecord, volume?: VolumeRecord): Promise<void> {
@@ -362,9 +361,11 @@ export class IndexStore {
     ];
     const volumeText = volume && JSON.stringify(volume);
     if (volume && volumeText) batch.push(putText(keys.volume(volume.id), volumeText));
-    await this.write(batch, partOf('snapshot', record, volume));
-    this.dropSnapshot(record.id);
-    if (volumeText) this.setVolume(volumeText);
+    const apply = () => {
+      this.dropSnapshot(record.id);
+      if (volumeText) this.setVolume(volumeText);
+    };
+    await this.write(batch, partOf('snapshot', record, volume), apply);
   }
 
   /** Writes a connection with its volume's new status in one batch. */
@@ -377,11 +378,13 @@ export class IndexStore {
         putText(keys.volume(volume.id), volumeText),
       ],
       partOf('connection', record, volume),
+      () => {
+        this.connections.set(record.id, record);
+        this.connectionsByVolume.add(record.volumeId, record.id);
+        this.setVolume(volumeText);
+      },
       mark,
     );
-    this.connections.set(record.id, record);
-    this.connectionsByVolume.add(record.volumeId, record.id);
-    this.setVolume(volumeText);
   }
 
   async deleteConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
@@ -393,11 +396,13 @@ export class IndexStore {
         putText(keys.volume(volume.id), volumeText),
       ],
       partOf('connection', record, volume),
+      () => {
+        this.connections.delete(record.id);
+        this.connectionsByVolume.remove(record.volumeId, record.id);
+        this.setVolume(volumeText);
+      },
       mark,
     );
-    this.connections.delete(record.id);
-    this.connectionsByVolume.remove(record.volumeId, record.id);
-    this.setVolume(volumeText);
   }
 
   getGroup(id: string): GroupSnapshotRecord | undefined {
@@ -407,12 +412,10 @@ export class IndexStore {
     return this.groups.values();
   }
   async putGroup(record: GroupSnapshotRecord, mark?: RequestMark): Promise<void> {
-    await this.write([{ type: 'put', key: keys.group(record.id), value: record }], [], mark);
-    this.groups.set(record.id, record);
+    await this.write([{ type: 'put', key: keys.group(record.id), value: record }], [], () => this.groups.set(record.id, record), mark);
   }
   async deleteGroup(id: string): Promise<void> {
-    await this.write([{ type: 'del', key: keys.group(id) }], []);
-    this.groups.delete(id);
+    await this.write([{ type: 'del', key: keys.group(id) }], [], () => this.groups.delete(id));
   }
 
   async kvGet(key: string): Promise<string | null> {
