@@ -17,6 +17,17 @@ const GETS = sized({ quick: 5, default: 200, full: 500 });
 const metadata = { owner: 'team-storage', purpose: 'scale-bench' };
 
 const rssMiB = async (pid) => Number(/^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+/** Samples the agent's RSS every 50 ms until `peak()` is read: V8 frees late, so a peak is what a host must hold. */
+function peakRss(pid) {
+  let peak = 0;
+  const timer = setInterval(() => void rssMiB(pid).then((r) => (peak = Math.max(peak, r)), () => undefined), 50);
+  return {
+    peak: async () => {
+      clearInterval(timer);
+      return Math.max(peak, await rssMiB(pid)).toFixed(0);
+    },
+  };
+}
 const since = (t0) => performance.now() - t0;
 const secs = (ms) => `${(ms / 1000).toFixed(2)} s`;
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -59,6 +70,7 @@ async function one(say, count) {
     // The first start on a dataset just written in bulk (LevelDB still compacting it): not a clean stop's figure, see below.
     say(`    first start on the dataset          ${secs(since(t0))}; RSS ${(await rssMiB(proc.child.pid)).toFixed(0)} MiB`);
 
+    const listingPeak = peakRss(proc.child.pid);
     const relay = await relayTo(proc.url);
     const agent = await Agent.connect(relay.url);
     const nfs = await agent.backend('nfs');
@@ -78,16 +90,17 @@ async function one(say, count) {
     relay.cutAll();
     await resynced;
     say(`    SDK reconnect resync (holding all)  ${secs(since(t0))}, ${mib(relay.sent() - before)} received`);
-    say(`    agent RSS after listing            ${(await rssMiB(proc.child.pid)).toFixed(0)} MiB`);
+    say(`    agent RSS after listing            ${(await rssMiB(proc.child.pid)).toFixed(0)} MiB (peak from start ${await listingPeak.peak()} MiB)`);
     await agent.close();
     await relay.close();
 
     await proc.kill();
     t0 = performance.now();
     proc = await proc.restart();
-    say(`    start to ready after a kill (SIGKILL)  ${secs(since(t0))}`);
+    say(`    start to ready after a kill (SIGKILL)  ${secs(since(t0))}; RSS ${(await rssMiB(proc.child.pid)).toFixed(0)} MiB`);
+    const checkPeak = peakRss(proc.child.pid);
     await proc.logged(/"msg":"storage check of nfs after ready done/);
-    say(`    storage check after ready done     ${secs(since(t0))}; RSS ${(await rssMiB(proc.child.pid)).toFixed(0)} MiB`);
+    say(`    storage check after ready done     ${secs(since(t0))}; RSS ${(await rssMiB(proc.child.pid)).toFixed(0)} MiB (peak ${await checkPeak.peak()} MiB)`);
 
     t0 = performance.now();
     await proc.stop();

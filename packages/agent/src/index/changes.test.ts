@@ -105,3 +105,24 @@ describe('the change sequence', () => {
     await index.close();
   });
 });
+
+describe('a mark of the change log', () => {
+  it('tells which records changed since it (one still being written then counts), and cannot tell once history passed it', async () => {
+    const index = await IndexStore.open(dir, { retainChanges: 3 });
+    await index.putVolume(volumeRecord('v1'));
+    await index.putVolume(volumeRecord('v2'));
+    const writing = index.putVolume(volumeRecord('v3'));
+    const mark = index.changes.mark();
+    await writing;
+    expect(['v1', 'v2', 'v3', 'never'].map((id) => index.changes.changedAfter(id, mark))).toEqual([false, false, true, false]);
+    await index.deleteVolume(volumeRecord('v2'));
+    expect(index.changes.changedAfter('v2', mark)).toBe(true);
+    expect(index.changes.changedAfter('v1', mark)).toBe(false);
+    // Three changes are retained: three after the mark's and it is older than the history.
+    await index.putVolume(volumeRecord('v4'));
+    await index.putVolume(volumeRecord('v5'));
+    await index.putVolume(volumeRecord('v6'));
+    expect(index.changes.changedAfter('v1', mark)).toBe(true);
+    await index.close();
+  });
+});

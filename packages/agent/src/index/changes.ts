@@ -18,6 +18,12 @@ export interface ChangeEntry extends Changed {
   key: string;
 }
 
+/** The change log's position at one moment (`ChangeLog.mark`). */
+export interface ChangeMark {
+  seq: number;
+  open: ReadonlySet<number>;
+}
+
 /** How many of the last changes stay listable; older ones are pruned in the batches that make new ones. */
 export const RETAINED_CHANGES = 100_000;
 
@@ -41,6 +47,8 @@ export class ChangeLog {
   private floor: number;
   /** Numbers handed out whose changes are not yet committed and published (see `committed`). */
   private readonly pending = new Set<number>();
+  /** Numbers handed out whose batches are not yet written and applied to memory (store.ts `write`). */
+  private readonly open = new Set<number>();
   /** Record id to the number of its latest change made by this process, in the order of those numbers. */
   private readonly latest = new Map<string, number>();
 
@@ -75,6 +83,7 @@ export class ChangeLog {
     for (const change of changed) {
       const seq = ++this.last;
       this.pending.add(seq);
+      this.open.add(seq);
       const previous = this.latest.get(change.id);
       numbered.push({ id: change.id, seq, previous });
       if (previous !== undefined) batch.push({ type: 'del', key: changeKey(previous) });
@@ -95,6 +104,7 @@ export class ChangeLog {
       this.latest.delete(id);
     }
     return (committed) => {
+      for (const { seq } of numbered) this.open.delete(seq);
       // A push for a committed change follows its commit within the same turn (service code publishes right
       // after the index write resolves): one turn later the change has been pushed, and only then does the
       // position that pushes carry pass it. So a client at a pushed position has been sent every change up to it.
@@ -118,6 +128,21 @@ export class ChangeLog {
   /** Whether changes after `since` of `epoch` are all still here to list. */
   reaches(epoch: string, since: number): boolean {
     return epoch === this.epoch && since >= this.floor && since <= this.last;
+  }
+
+  /** Where the records stand now, for `changedAfter` (a record whose change is still being written counts as changing). */
+  mark(): ChangeMark {
+    return { seq: this.last, open: new Set(this.open) };
+  }
+
+  /**
+   * Whether record `id` has changed since `mark`: by a change numbered after it, or one still being
+   * written then. True when history no longer reaches back to the mark, as it cannot tell.
+   */
+  changedAfter(id: string, mark: ChangeMark): boolean {
+    if (mark.seq < this.floor) return true;
+    const latest = this.latest.get(id);
+    return latest !== undefined && (latest > mark.seq || mark.open.has(latest));
   }
 
   get oldest(): number {

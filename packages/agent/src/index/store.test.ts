@@ -53,6 +53,43 @@ describe('IndexStore', () => {
   });
 });
 
+describe('records held as their stored text', () => {
+  it('reads records written by an index that stored objects exactly as they were written', async () => {
+    const written = [volume('v1', 'a', 'x "y" \\ z'), { ...volume('v2', 'b', null), metadata: { status: 'error', name: 'n' } }];
+    const snap = snapshot('s1', 'v1');
+    const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
+    await db.batch([...written.map((v) => ({ type: 'put' as const, key: `vol:${v.id}`, value: v })), { type: 'put', key: 'snap:s1', value: snap }]);
+    await db.close();
+    const index = await IndexStore.open(dir);
+    expect(index.getVolume('v1')).toEqual(written[0]);
+    expect([...index.allVolumes()].sort((p, q) => p.id.localeCompare(q.id))).toEqual(written);
+    expect(index.volumesNamed('a', 'x "y" \\ z')).toEqual([written[0]]);
+    expect(index.volumesInStatus('b', ['available'])).toEqual([written[1]]);
+    expect(index.snapshotsOf('v1')).toEqual([snap]);
+    await index.close();
+  });
+
+  it('hands each reader its own record: changing it changes nothing the index holds', async () => {
+    const index = await IndexStore.open(dir);
+    await index.putVolume(volume('v1', 'a', 'db'));
+    index.getVolume('v1')!.status = 'error';
+    index.volumesNamed('a', 'db')[0]!.name = 'other';
+    expect(index.getVolume('v1')).toEqual(volume('v1', 'a', 'db'));
+    await index.close();
+  });
+
+  it('finds a renamed volume by its new name only, and a name on any backend', async () => {
+    const index = await IndexStore.open(dir);
+    await index.putVolume(volume('v1', 'a', 'old'));
+    await index.putVolume(volume('v2', 'b', 'old'));
+    await index.putVolume(volume('v1', 'a', 'new'));
+    expect(index.volumesNamed('a', 'old')).toEqual([]);
+    expect(index.volumesNamed('a', 'new').map((v) => v.id)).toEqual(['v1']);
+    expect(index.volumesNamed(undefined, 'old').map((v) => v.id)).toEqual(['v2']);
+    await index.close();
+  });
+});
+
 describe('records by status', () => {
   it('finds a backend\'s records in given statuses without reading the others, as statuses change and across a reopen', async () => {
     let index = await IndexStore.open(dir);

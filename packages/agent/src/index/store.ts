@@ -4,10 +4,12 @@ import type { ConnectionRecord, GroupSnapshotRecord, SnapshotRecord, VolumeRecor
 import { charged, requestCost } from '../cost.js';
 import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
 import { keys, nameKey, prefixRange } from './keys.js';
+import { Postings, Tally } from './postings.js';
+import { keysOf, type RecordKind } from './record-text.js';
 
 const SCHEMA_VERSION = 1;
 
-type Batch = ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[];
+type Batch = ({ type: 'put'; key: string; value: unknown; valueEncoding?: 'utf8' } | { type: 'del'; key: string })[];
 
 /**
  * A client request's ledger entry (rpc/requests.ts), written in the same synced batch as the first
@@ -27,61 +29,24 @@ const partOf = (kind: 'snapshot' | 'connection', record: { id: string; volumeId:
 
 const statusKey = (record: { backend: string; status: string }): string => `${record.backend}:${record.status}`;
 
-/**
- * One secondary index: a key (backend, name, volume id) to the ids under it. Most keys hold one id (a
- * name, a volume's single snapshot), kept as the id itself: a Set per key cost ~200 bytes a volume.
- */
-class Postings {
-  private readonly map = new Map<string, string | Set<string>>();
-  add(key: string, id: string): void {
-    const ids = this.map.get(key);
-    if (ids === undefined || ids === id) this.map.set(key, id);
-    else if (typeof ids === 'string') this.map.set(key, new Set([ids, id]));
-    else ids.add(id);
-  }
-  remove(key: string, id: string): void {
-    const ids = this.map.get(key);
-    if (ids === id) this.map.delete(key);
-    else if (typeof ids === 'object') {
-      ids.delete(id);
-      if (ids.size === 1) this.map.set(key, ids.values().next().value as string);
-    }
-  }
-  ids(key: string): Iterable<string> {
-    const ids = this.map.get(key);
-    return ids === undefined ? [] : typeof ids === 'string' ? [ids] : ids;
-  }
-  /** The ids under every key that starts with `prefix`. */
-  *idsUnder(prefix: string): Iterable<string> {
-    for (const key of this.map.keys()) if (key.startsWith(prefix)) yield* this.ids(key);
-  }
-}
-
-/** A running count per key (a backend), kept as records change: a count is read without a walk. */
-class Tally {
-  private readonly map = new Map<string, number>();
-  add(key: string, by: 1 | -1): void {
-    const n = (this.map.get(key) ?? 0) + by;
-    if (n === 0) this.map.delete(key);
-    else this.map.set(key, n);
-  }
-  of(key: string): number {
-    return this.map.get(key) ?? 0;
-  }
-}
-
 /** Records read from LevelDB at once: one native call per batch, not per record. */
 const LOAD_BATCH = 1000;
 
+const parse = <T>(text: string): T => JSON.parse(text) as T;
+/** A record's put: its text stored as is (`utf8`), so the text kept in memory is the one stored. */
+const putText = (key: string, text: string) => ({ type: 'put' as const, key, value: text, valueEncoding: 'utf8' as const });
+
 /**
  * The agent's index. LevelDB is the durable truth: every change is one synced batch of a record and
- * its secondary index keys. At open both are read into memory, and every write goes through to both,
- * so reads (by id, backend, name, owning volume) never wait on disk: `volume.list` of 1,000 volumes
- * with their snapshots is a walk over maps, not 2,000 range scans.
+ * its secondary index keys. At open the records are read into memory, and every write goes through to
+ * both, so reads (by id, backend, name, owning volume) never wait on disk: `volume.list` of 1,000
+ * volumes with their snapshots is a walk over maps, not 2,000 range scans. Volumes and snapshots are
+ * held as their stored JSON text and parsed when read (record-text.ts): each read returns a new object.
  */
 export class IndexStore {
-  private readonly volumes = new Map<string, VolumeRecord>();
-  private readonly snapshots = new Map<string, SnapshotRecord>();
+  /** Volume id to the record's stored JSON text. */
+  private readonly volumes = new Map<string, string>();
+  private readonly snapshots = new Map<string, string>();
   private readonly connections = new Map<string, ConnectionRecord>();
   private readonly byName = new Postings();
   private readonly snapshotsByVolume = new Postings();
@@ -120,7 +85,10 @@ export class IndexStore {
     // A separate step from load(): a few keys, not a scan.
     const store = new IndexStore(db, await ChangeLog.open(db, retainChanges));
     await store.load();
-    await store.each<GroupSnapshotRecord>('grp:', (group) => store.groups.set(group.id, group));
+    await store.eachText('grp:', (text) => {
+      const group = parse<GroupSnapshotRecord>(text);
+      store.groups.set(group.id, group);
+    });
     return store;
   }
 
@@ -132,26 +100,21 @@ export class IndexStore {
     const version = await this.db.get(keys.meta('schema'));
     if (version === undefined) await this.db.put(keys.meta('schema'), SCHEMA_VERSION, { sync: true });
     else if (version !== SCHEMA_VERSION) throw new Error(`index schema ${String(version)} is not ${SCHEMA_VERSION}`);
-    await this.each<VolumeRecord>('vol:', (v) => {
-      this.setVolume(v);
-      if (v.name !== null) this.byName.add(nameKey(v.backend, v.name), v.id);
-    });
-    await this.each<SnapshotRecord>('snap:', (snap) => {
-      this.setSnapshot(snap);
-      this.snapshotsByVolume.add(snap.volumeId, snap.id);
-    });
-    await this.each<ConnectionRecord>('conn:', (conn) => {
+    await this.eachText('vol:', (text) => this.setVolume(text));
+    await this.eachText('snap:', (text) => this.setSnapshot(text));
+    await this.eachText('conn:', (text) => {
+      const conn = parse<ConnectionRecord>(text);
       this.connections.set(conn.id, conn);
       this.connectionsByVolume.add(conn.volumeId, conn.id);
     });
   }
 
-  /** Each record under `prefix`, read in batches: an await per record cost twice as long at 100,000. */
-  private async each<T>(prefix: string, take: (record: T) => void): Promise<void> {
-    const iterator = this.db.iterator<string, T>({ ...prefixRange(prefix), keys: false, valueEncoding: 'json' });
+  /** Each record's text under `prefix`, read in batches: an await per record cost twice as long at 100,000. */
+  private async eachText(prefix: string, take: (text: string) => void): Promise<void> {
+    const iterator = this.db.iterator<string, string>({ ...prefixRange(prefix), keys: false, valueEncoding: 'utf8' });
     try {
       for (let batch = await iterator.nextv(LOAD_BATCH); batch.length > 0; batch = await iterator.nextv(LOAD_BATCH)) {
-        for (const [, record] of batch) take(record);
+        for (const [, text] of batch) take(text);
       }
     } finally {
       await iterator.close();
@@ -168,8 +131,11 @@ export class IndexStore {
     await this.db.close();
   }
 
-  /** One synced batch: the change, its numbers in the change sequence, and the request's mark. */
-  private async write(batch: Batch, changed: Changed[], mark?: RequestMark): Promise<void> {
+  /**
+   * One synced batch: the change, its numbers in the change sequence, and the request's mark; then
+   * `apply` brings memory up to it, before the change log calls the change committed (changes.ts `mark`).
+   */
+  private async write(batch: Batch, changed: Changed[], apply: () => void, mark?: RequestMark): Promise<void> {
     if (mark) batch.push({ type: 'put', key: keys.request(mark.requestId), value: mark.entry });
     const settle = this.changes.record(batch, changed);
     try {
@@ -178,6 +144,7 @@ export class IndexStore {
       settle(false);
       throw err;
     }
+    apply();
     settle(true);
   }
 
@@ -192,20 +159,22 @@ export class IndexStore {
   }
 
   getVolume(id: string): VolumeRecord | undefined {
-    return this.volumes.get(id);
+    const text = this.volumes.get(id);
+    return text === undefined ? undefined : parse(text);
   }
   getSnapshot(id: string): SnapshotRecord | undefined {
-    return this.snapshots.get(id);
+    const text = this.snapshots.get(id);
+    return text === undefined ? undefined : parse(text);
   }
   getConnection(id: string): ConnectionRecord | undefined {
     return this.connections.get(id);
   }
 
-  allVolumes(): IterableIterator<VolumeRecord> {
-    return this.volumes.values();
+  *allVolumes(): IterableIterator<VolumeRecord> {
+    for (const text of this.volumes.values()) yield parse(text);
   }
-  allSnapshots(): IterableIterator<SnapshotRecord> {
-    return this.snapshots.values();
+  *allSnapshots(): IterableIterator<SnapshotRecord> {
+    for (const text of this.snapshots.values()) yield parse(text);
   }
 
   /**
@@ -233,67 +202,86 @@ export class IndexStore {
     return statuses.flatMap((status) => this.pick(this.snapshots, this.snapshotsByStatus.ids(`${backend}:${status}`)));
   }
 
-  // Every change of a record in memory goes through these, so its status postings follow it.
-  private setVolume(record: VolumeRecord): void {
+  // Every change of a record in memory goes through these, from the record's stored text, so its
+  // postings (status, name, owning volume) and counts follow it.
+  private setVolume(text: string): void {
+    const record = keysOf(text, 'volume');
     this.dropVolume(record.id);
-    this.volumes.set(record.id, record);
+    this.volumes.set(record.id, text);
     this.volumesByStatus.add(statusKey(record), record.id);
+    if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
     this.volumeCount.add(record.backend, 1);
   }
   private dropVolume(id: string): void {
-    const old = this.volumes.get(id);
-    if (old) {
-      this.volumesByStatus.remove(statusKey(old), id);
-      this.volumeCount.add(old.backend, -1);
-    }
+    const text = this.volumes.get(id);
+    if (text === undefined) return;
+    const old = keysOf(text, 'volume');
+    this.volumesByStatus.remove(statusKey(old), id);
+    if (old.name !== null) this.byName.remove(nameKey(old.backend, old.name), id);
+    this.volumeCount.add(old.backend, -1);
     this.volumes.delete(id);
   }
-  private setSnapshot(record: SnapshotRecord): void {
+  private setSnapshot(text: string): void {
+    const record = keysOf(text, 'snapshot');
     this.dropSnapshot(record.id);
-    this.snapshots.set(record.id, record);
+    this.snapshots.set(record.id, text);
     this.snapshotsByStatus.add(statusKey(record), record.id);
+    if (record.volumeId !== null) this.snapshotsByVolume.add(record.volumeId, record.id);
     this.snapshotCount.add(record.backend, 1);
   }
   private dropSnapshot(id: string): void {
-    const old = this.snapshots.get(id);
-    if (old) {
-      this.snapshotsByStatus.remove(statusKey(old), id);
-      this.snapshotCount.add(old.backend, -1);
-    }
+    const text = this.snapshots.get(id);
+    if (text === undefined) return;
+    const old = keysOf(text, 'snapshot');
+    this.snapshotsByStatus.remove(statusKey(old), id);
+    if (old.volumeId !== null) this.snapshotsByVolume.remove(old.volumeId, id);
+    this.snapshotCount.add(old.backend, -1);
     this.snapshots.delete(id);
   }
 
-  private pick<T>(map: Map<string, T>, ids: Iterable<string>): T[] {
+  /** The records of `ids` that are held, parsed from their text. */
+  private pick<T>(map: Map<string, string>, ids: Iterable<string>): T[] {
     const out: T[] = [];
     for (const id of ids) {
-      const record = map.get(id);
-      if (record) out.push(record);
+      const text = map.get(id);
+      if (text !== undefined) out.push(parse(text));
     }
     return out;
+  }
+
+
+  /** The ids of a backend's volumes or snapshots, no record read. */
+  idsOf(kind: RecordKind, backend: string): Iterable<string> {
+    return (kind === 'volume' ? this.volumesByStatus : this.snapshotsByStatus).idsUnder(`${backend}:`);
+  }
+  /** Whether a volume or snapshot record is held, no record read. */
+  has(kind: RecordKind, id: string): boolean {
+    return (kind === 'volume' ? this.volumes : this.snapshots).has(id);
   }
 
   volumesOfBackend(backend: string): VolumeRecord[] {
     return this.pick(this.volumes, this.volumesByStatus.idsUnder(`${backend}:`));
   }
-  volumesNamed(backend: string, name: string): VolumeRecord[] {
+  /** Volumes named `name` on `backend`, or on any backend (a lookup per backend, not a walk over every volume). */
+  volumesNamed(backend: string | undefined, name: string): VolumeRecord[] {
+    if (backend === undefined) return [...this.volumeCount.keys()].flatMap((b) => this.volumesNamed(b, name));
     return this.pick(this.volumes, this.byName.ids(nameKey(backend, name)));
   }
   snapshotsOf(volumeId: string): SnapshotRecord[] {
     return this.pick(this.snapshots, this.snapshotsByVolume.ids(volumeId));
   }
   connectionsOf(volumeId: string): ConnectionRecord[] {
-    return this.pick(this.connections, this.connectionsByVolume.ids(volumeId));
+    return [...this.connectionsByVolume.ids(volumeId)].flatMap((id) => this.connections.get(id) ?? []);
   }
 
   async putVolume(record: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const text = JSON.stringify(record);
     const batch: Batch = [
-      { type: 'put', key: keys.volume(record.id), value: record },
+      putText(keys.volume(record.id), text),
       { type: 'put', key: keys.byBackend(record.backend, record.id), value: '' },
     ];
     if (record.name !== null) batch.push({ type: 'put', key: keys.byName(record.backend, record.name, record.id), value: '' });
-    await this.write(batch, [volumeChange(record)], mark);
-    this.setVolume(record);
-    if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
+    await this.write(batch, [volumeChange(record)], () => this.setVolume(text), mark);
   }
 
   async deleteVolume(record: VolumeRecord): Promise<void> {
@@ -302,22 +290,23 @@ export class IndexStore {
       { type: 'del', key: keys.byBackend(record.backend, record.id) },
     ];
     if (record.name !== null) batch.push({ type: 'del', key: keys.byName(record.backend, record.name, record.id) });
-    await this.write(batch, [volumeChange(record)]);
-    this.dropVolume(record.id);
-    if (record.name !== null) this.byName.remove(nameKey(record.backend, record.name), record.id);
+    await this.write(batch, [volumeChange(record)], () => this.dropVolume(record.id));
   }
 
   /** Writes a snapshot and, when given, its volume's new state in the same batch. */
   async putSnapshot(record: SnapshotRecord, volume?: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const text = JSON.stringify(record);
+    const volumeText = volume && JSON.stringify(volume);
     const batch: Batch = [
-      { type: 'put', key: keys.snapshot(record.id), value: record },
+      putText(keys.snapshot(record.id), text),
       { type: 'put', key: keys.snapshotOf(record.volumeId, record.id), value: '' },
     ];
-    if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
-    await this.write(batch, partOf('snapshot', record, volume), mark);
-    this.setSnapshot(record);
-    this.snapshotsByVolume.add(record.volumeId, record.id);
-    if (volume) this.setVolume(volume);
+    if (volume && volumeText) batch.push(putText(keys.volume(volume.id), volumeText));
+    const apply = () => {
+      this.setSnapshot(text);
+      if (volumeText) this.setVolume(volumeText);
+    };
+    await this.write(batch, partOf('snapshot', record, volume), apply, mark);
   }
 
   async deleteSnapshot(record: SnapshotRecord, volume?: VolumeRecord): Promise<void> {
@@ -325,42 +314,50 @@ export class IndexStore {
       { type: 'del', key: keys.snapshot(record.id) },
       { type: 'del', key: keys.snapshotOf(record.volumeId, record.id) },
     ];
-    if (volume) batch.push({ type: 'put', key: keys.volume(volume.id), value: volume });
-    await this.write(batch, partOf('snapshot', record, volume));
-    this.dropSnapshot(record.id);
-    this.snapshotsByVolume.remove(record.volumeId, record.id);
-    if (volume) this.setVolume(volume);
+    const volumeText = volume && JSON.stringify(volume);
+    if (volume && volumeText) batch.push(putText(keys.volume(volume.id), volumeText));
+    const apply = () => {
+      this.dropSnapshot(record.id);
+      if (volumeText) this.setVolume(volumeText);
+    };
+    await this.write(batch, partOf('snapshot', record, volume), apply);
   }
 
   /** Writes a connection with its volume's new status in one batch. */
   async putConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const volumeText = JSON.stringify(volume);
     await this.write(
       [
         { type: 'put', key: keys.connection(record.id), value: record },
         { type: 'put', key: keys.connectionOf(record.volumeId, record.id), value: '' },
-        { type: 'put', key: keys.volume(volume.id), value: volume },
+        putText(keys.volume(volume.id), volumeText),
       ],
       partOf('connection', record, volume),
+      () => {
+        this.connections.set(record.id, record);
+        this.connectionsByVolume.add(record.volumeId, record.id);
+        this.setVolume(volumeText);
+      },
       mark,
     );
-    this.connections.set(record.id, record);
-    this.connectionsByVolume.add(record.volumeId, record.id);
-    this.setVolume(volume);
   }
 
   async deleteConnection(record: ConnectionRecord, volume: VolumeRecord, mark?: RequestMark): Promise<void> {
+    const volumeText = JSON.stringify(volume);
     await this.write(
       [
         { type: 'del', key: keys.connection(record.id) },
         { type: 'del', key: keys.connectionOf(record.volumeId, record.id) },
-        { type: 'put', key: keys.volume(volume.id), value: volume },
+        putText(keys.volume(volume.id), volumeText),
       ],
       partOf('connection', record, volume),
+      () => {
+        this.connections.delete(record.id);
+        this.connectionsByVolume.remove(record.volumeId, record.id);
+        this.setVolume(volumeText);
+      },
       mark,
     );
-    this.connections.delete(record.id);
-    this.connectionsByVolume.remove(record.volumeId, record.id);
-    this.setVolume(volume);
   }
 
   getGroup(id: string): GroupSnapshotRecord | undefined {
@@ -370,12 +367,10 @@ export class IndexStore {
     return this.groups.values();
   }
   async putGroup(record: GroupSnapshotRecord, mark?: RequestMark): Promise<void> {
-    await this.write([{ type: 'put', key: keys.group(record.id), value: record }], [], mark);
-    this.groups.set(record.id, record);
+    await this.write([{ type: 'put', key: keys.group(record.id), value: record }], [], () => this.groups.set(record.id, record), mark);
   }
   async deleteGroup(id: string): Promise<void> {
-    await this.write([{ type: 'del', key: keys.group(id) }], []);
-    this.groups.delete(id);
+    await this.write([{ type: 'del', key: keys.group(id) }], [], () => this.groups.delete(id));
   }
 
   async kvGet(key: string): Promise<string | null> {

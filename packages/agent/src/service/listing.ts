@@ -86,8 +86,8 @@ export async function volumePage(index: IndexStore, args: ParsedOpArgs<'volume.l
 function volumeIds(index: IndexStore, args: ParsedOpArgs<'volume.list'>): AsyncIterable<string> | Iterable<string> {
   if (args.id !== undefined) return after([args.id], args.cursor);
   if (args.name !== undefined) {
-    // By name is by backend and name (the SDK always names the backend); across backends it reads them all.
-    const named = args.backend !== undefined ? index.volumesNamed(args.backend, args.name) : [...index.allVolumes()].filter((v) => v.name === args.name);
+    // By name is by backend and name (the SDK always names the backend); across backends, a lookup per backend.
+    const named = index.volumesNamed(args.backend, args.name);
     return after(named.map((v) => v.id), args.cursor);
   }
   return index.idsAfter(args.backend === undefined ? 'volume' : { backend: args.backend }, args.cursor);

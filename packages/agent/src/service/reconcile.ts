@@ -1,5 +1,6 @@
 import { messageOf, type SnapshotRecord, type VolumeRecord } from '@kindling/protocol';
 import type { Leftover, ScanResult, Stray } from '../drivers/driver.js';
+import type { ChangeMark } from '../index/changes.js';
 import type { ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
 import { snapshotPhase, volumePhase } from './status.js';
@@ -21,42 +22,42 @@ export interface ReconcileReport extends IndexMismatch {
   error?: string;
 }
 
-/** A backend's records as they were before a read of storage, to compare it with. */
+/**
+ * Where the index stood before a read of storage, to compare it with: the change log's mark. A record
+ * no change touched since (changes.ts) is as it was then, so no copy of the backend's records is held.
+ */
 export interface Held {
-  volumes: Map<string, VolumeRecord>;
-  snapshots: Map<string, SnapshotRecord>;
+  backend: string;
+  mark: ChangeMark;
 }
 
 export function heldBefore(ctx: ServiceContext, backend: string): Held {
-  return {
-    volumes: new Map(ctx.index.volumesOfBackend(backend).map((v) => [v.id, v])),
-    snapshots: new Map([...ctx.index.allSnapshots()].filter((s) => s.backend === backend).map((s) => [s.id, s])),
-  };
+  return { backend, mark: ctx.index.changes.mark() };
 }
 
 /**
  * The one comparison of storage with the index. Operations may run while storage is read: only records
- * untouched from before the scan to after it count, either way (every write replaces the index's record
- * object, so untouched is identity), and only what the index lacks both before and after the scan.
+ * untouched from before the scan to after it count, either way, and only what the index lacks both
+ * before and after the scan.
  */
 export function compareWithIndex(ctx: ServiceContext, held: Held, scan: ScanResult): IndexMismatch {
   const out: IndexMismatch = { missingFromIndex: [], missingFromStorage: [] };
   const onStorage = new Set([...scan.volumes.map((v) => v.id), ...scan.snapshots.map((s) => s.id)]);
-  for (const [id, v] of held.volumes) {
-    if (!onStorage.has(id) && volumePhase(v.status) === 'settled' && ctx.index.getVolume(id) === v) {
-      out.missingFromStorage.push({ kind: 'volume', id, status: v.status });
-    }
+  const untouched = (id: string) => !ctx.index.changes.changedAfter(id, held.mark);
+  // Ids only: just the records missing from storage are read, for their status.
+  for (const id of ctx.index.idsOf('volume', held.backend)) {
+    const v = !onStorage.has(id) && untouched(id) ? ctx.index.getVolume(id) : undefined;
+    if (v && volumePhase(v.status) === 'settled') out.missingFromStorage.push({ kind: 'volume', id, status: v.status });
   }
-  for (const [id, s] of held.snapshots) {
-    if (!onStorage.has(id) && snapshotPhase(s.status) === 'settled' && ctx.index.getSnapshot(id) === s) {
-      out.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
-    }
+  for (const id of ctx.index.idsOf('snapshot', held.backend)) {
+    const s = !onStorage.has(id) && untouched(id) ? ctx.index.getSnapshot(id) : undefined;
+    if (s && snapshotPhase(s.status) === 'settled') out.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
   }
   for (const found of scan.volumes) {
-    if (!held.volumes.has(found.id) && !ctx.index.getVolume(found.id)) out.missingFromIndex.push({ kind: 'volume', id: found.id });
+    if (!ctx.index.has('volume', found.id) && untouched(found.id)) out.missingFromIndex.push({ kind: 'volume', id: found.id });
   }
   for (const found of scan.snapshots) {
-    if (!held.snapshots.has(found.id) && !ctx.index.getSnapshot(found.id)) out.missingFromIndex.push({ kind: 'snapshot', id: found.id });
+    if (!ctx.index.has('snapshot', found.id) && untouched(found.id)) out.missingFromIndex.push({ kind: 'snapshot', id: found.id });
   }
   return out;
 }
