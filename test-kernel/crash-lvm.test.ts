@@ -34,6 +34,18 @@ async function reload(backend: Backend, id: string): Promise<Volume | undefined>
   return (await backend.volumesFiltered({ volumeId: id }))[0];
 }
 
+/** The crash agent started (again, after its recovery) and its two backends. */
+async function connectCrash(options?: { stallTransfers?: boolean }): Promise<{ agent: Agent; thick: Backend; thin: Backend }> {
+  const agent = await startCrashAgent(options);
+  return { agent, thick: await agent.backend(CRASH_THICK.backend), thin: await agent.backend(CRASH_THIN.backend) };
+}
+
+/** Neither of the crash agent's VGs holds a temporary LV. */
+async function expectNoTemporaryLvs(): Promise<void> {
+  expect((await lvNames(CRASH_THICK.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+  expect((await lvNames(CRASH_THIN.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+}
+
 describe('LVM crash consistency (real kernel): kill the agent mid-operation, restart, check, retry', () => {
   let agent: Agent;
   let thick: Backend;
@@ -48,9 +60,7 @@ describe('LVM crash consistency (real kernel): kill the agent mid-operation, res
   let doomedTail: { pv: string; offset: number; bytes: number };
 
   beforeAll(async () => {
-    agent = await startCrashAgent();
-    thick = await agent.backend(CRASH_THICK.backend);
-    thin = await agent.backend(CRASH_THIN.backend);
+    ({ agent, thick, thin } = await connectCrash());
   });
 
   afterAll(async () => {
@@ -110,12 +120,9 @@ describe('LVM crash consistency (real kernel): kill the agent mid-operation, res
   }, SLOW);
 
   it('after a restart: no temporary LV left, the zeroed extents read zeros, nothing incomplete reads as done', async () => {
-    agent = await startCrashAgent();
-    thick = await agent.backend(CRASH_THICK.backend);
-    thin = await agent.backend(CRASH_THIN.backend);
+    ({ agent, thick, thin } = await connectCrash());
 
-    expect((await lvNames(CRASH_THICK.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
-    expect((await lvNames(CRASH_THIN.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+    await expectNoTemporaryLvs();
     // The deleted volume's last extent: zeroed before it was freed (it held 'doomed-end').
     expect(await shaAt(doomedTail.pv, doomedTail.offset, doomedTail.bytes)).toBe(await zerosSha(doomedTail.bytes));
     expect(await reload(thick, doomed.id)).toBeUndefined();
@@ -174,9 +181,7 @@ describe('a copy between LVM backends killed mid-way (real kernel)', () => {
   });
 
   it('stalls the source removing its read snapshot and the target renaming its partial LV, then kills the agent', async () => {
-    agent = await startCrashAgent();
-    thick = await agent.backend(CRASH_THICK.backend);
-    thin = await agent.backend(CRASH_THIN.backend);
+    ({ agent, thick, thin } = await connectCrash());
     source = await thin.createVolume({ size: 1 });
     sha = await fill(source, 'move');
 
@@ -194,12 +199,9 @@ describe('a copy between LVM backends killed mid-way (real kernel)', () => {
   }, SLOW);
 
   it('after a restart: no temporary LV on either side, the copy is not published, a retry copies the data', async () => {
-    agent = await startCrashAgent();
-    thick = await agent.backend(CRASH_THICK.backend);
-    thin = await agent.backend(CRASH_THIN.backend);
+    ({ agent, thick, thin } = await connectCrash());
 
-    expect((await lvNames(CRASH_THICK.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
-    expect((await lvNames(CRASH_THIN.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+    await expectNoTemporaryLvs();
     const copies = (await thick.volumes()).filter((v) => v.status !== 'available' && v.sourceVolId === null && v.snapshotId === null);
     expect(copies.map((v) => v.status)).toContain('error');
 
@@ -207,7 +209,58 @@ describe('a copy between LVM backends killed mid-way (real kernel)', () => {
     expect(again.status).toBe('available');
     const copy = await again.clone({ backend: thick });
     expect(await deviceSha(copy)).toBe(sha);
-    expect((await lvNames(CRASH_THICK.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
-    expect((await lvNames(CRASH_THIN.vg)).filter((n) => !FINAL.test(n))).toEqual([]);
+    await expectNoTemporaryLvs();
+  }, SLOW);
+});
+
+// Issue 22: the same copy killed in the middle of its data. The agent's transfers stall after their first data
+// record (KINDLING_TRANSFER_STALL): the target has written it into its partial LV, the source holds its read
+// snapshot open, then the agent (both sides) is killed.
+describe('a copy between LVM backends killed in the middle of its data (real kernel)', () => {
+  let agent: Agent;
+  let thick: Backend;
+  let thin: Backend;
+  let source: Volume;
+  let sha = '';
+  // the thick backend's volumes before this copy (the scenario above left a copy in error there too)
+  let earlier = new Set<string>();
+
+  afterAll(async () => {
+    await agent?.close();
+  });
+
+  it('kills the agent once the target has written the first data of a thin-to-thick copy', async () => {
+    await killCrashAgent();
+    ({ agent, thick, thin } = await connectCrash({ stallTransfers: true }));
+    source = await thin.createVolume({ size: 1 });
+    sha = await fill(source, 'mid-data');
+    earlier = new Set((await thick.volumes()).map((v) => v.id));
+
+    const written = new Promise<void>((resolve) =>
+      source.on('progress', (p) => {
+        if (p.op === 'volume.copyFrom' && p.doneBytes > 0) resolve();
+      }),
+    );
+    const copying = source.clone({ backend: thick }).catch((err: unknown) => err);
+    await written;
+    expect((await lvNames(CRASH_THIN.vg)).filter((n) => n.startsWith('clone-snap-'))).toHaveLength(1);
+    expect((await lvNames(CRASH_THICK.vg)).filter((n) => n.startsWith('partial-'))).toHaveLength(1);
+
+    await killCrashAgent();
+    expect(await copying).toBeInstanceOf(Error);
+    await agent.close();
+  }, SLOW);
+
+  it('after a restart: no temporary LV on either side, the copy reads error, a retry copies the data', async () => {
+    ({ agent, thick, thin } = await connectCrash());
+
+    await expectNoTemporaryLvs();
+    expect((await thick.volumes()).filter((v) => !earlier.has(v.id)).map((v) => v.status)).toEqual(['error']);
+
+    const again = (await reload(thin, source.id))!;
+    expect(again.status).toBe('available');
+    const copy = await again.clone({ backend: thick });
+    expect(await deviceSha(copy)).toBe(sha);
+    await expectNoTemporaryLvs();
   }, SLOW);
 });

@@ -7,32 +7,8 @@
 // and no temporary LV (a read's `clone-snap-`, a write's `partial-`) is left.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent, Backend, Volume } from '@kindling/sdk';
-import { formatOf } from '../test/support/storage-probe.js';
-import { guestLvs, guestProbe, whileAttached } from './support/data.js';
-import { guestSh } from './support/kernel.js';
-
-const SLOW = 600_000;
-
-/** sha256 of a volume's whole logical content (a qcow2 file converted to raw first), read in the guest. */
-async function contentSha(vol: Volume): Promise<string> {
-  return whileAttached(vol, async (conn) => {
-    const path = conn.path!;
-    const script =
-      formatOf(conn) === 'qcow2'
-        ? `t=$(mktemp) && qemu-img convert -f qcow2 -O raw '${path}' "$t" && sha256sum "$t" && rm -f "$t"`
-        : `dd if='${path}' bs=4M${path.startsWith('/dev/') ? ' iflag=direct' : ''} status=none | sha256sum`;
-    return (await guestSh(script, SLOW)).split(' ')[0] ?? '';
-  });
-}
-
-/** Random blocks at the start, middle and end, an allocated block of zeros, and never-written ranges. */
-async function fillMixed(vol: Volume): Promise<void> {
-  await whileAttached(vol, async (conn) => {
-    const dd = (from: string, seekMib: number, mib: number) =>
-      `dd if=${from} of='${conn.path!}' bs=1M seek=${seekMib} count=${mib} iflag=fullblock oflag=direct conv=notrunc,fsync status=none`;
-    await guestSh([dd('/dev/urandom', 0, 4), dd('/dev/urandom', 300, 8), dd('/dev/zero', 500, 4), dd('/dev/urandom', 777, 1), dd('/dev/urandom', 1020, 4)].join(' && '), SLOW);
-  });
-}
+import { guestLvs, guestProbe } from './support/data.js';
+import { SLOW, contentSha, fillMixed } from './support/move.js';
 
 /** Kindling's temporary LVs that belong to these volumes: a read's snapshot of one, or one's partial LV. */
 async function temporaryLvsOf(vg: string, volumes: Volume[]): Promise<string[]> {

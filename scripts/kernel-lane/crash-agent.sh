@@ -1,7 +1,8 @@
 #!/bin/bash
 # Kernel lane, test-only: a second Kindling agent in the guest that the crash scenarios kill and restart
 # (its own VGs kindling-crash-thick/-thin, data dir and port, so the other scenarios never notice).
-#   crash-agent.sh start                      start it (commands through the stall shim) and wait for /healthz
+#   crash-agent.sh start [stall-transfer]     start it (commands through the stall shim) and wait for /healthz;
+#                                             stall-transfer: its transfers stop after their first data record
 #   crash-agent.sh kill                       SIGKILL the agent with its whole process group (its commands too)
 #   crash-agent.sh stall ID CMD WHEN REGEX    stall the next CMD whose arguments match REGEX (see stall-shim.sh)
 #   crash-agent.sh stalled ID [SECONDS]       wait until rule ID has stalled its command
@@ -22,7 +23,10 @@ case "${1:-}" in
     mkdir -p /var/lib/kindling-crash
     # setsid: the agent leads its own process group, so `kill` takes its commands with it
     cd "$KL/app"
-    PATH="$SHIM:$PATH" setsid -f /bin/sh -c "echo \$\$ >$RUN/agent.pid; exec $KL/bin/node packages/agent/dist/bin.js --config /etc/kindling-crash.json" \
+    # test-only (transfer/source.ts): a copy's source sends one data record, then waits for the target to go
+    stall_transfer=
+    [[ "${2:-}" == stall-transfer ]] && stall_transfer=after-first
+    KINDLING_TRANSFER_STALL="$stall_transfer" PATH="$SHIM:$PATH" setsid -f /bin/sh -c "echo \$\$ >$RUN/agent.pid; exec $KL/bin/node packages/agent/dist/bin.js --config /etc/kindling-crash.json" \
       >>/run/kl-out/crash-agent.log 2>&1 </dev/null
     for _ in $(seq 1 600); do
       if "$KL/bin/node" -e "fetch('http://127.0.0.1:$PORT/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then
@@ -35,6 +39,7 @@ case "${1:-}" in
     exit 1
     ;;
   kill)
+    [[ -f "$RUN/agent.pid" ]] || exit 0  # never started
     pid="$(cat "$RUN/agent.pid")"
     kill -KILL -- "-$pid" 2>/dev/null || true
     for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done

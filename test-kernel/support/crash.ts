@@ -16,9 +16,12 @@ async function crashAgent(args: string[], timeoutMs = 330_000): Promise<string> 
   return r.stdout;
 }
 
-/** Starts the crash agent (recovery runs before it serves) and connects to it. */
-export async function startCrashAgent(): Promise<Agent> {
-  await crashAgent(['start']);
+/**
+ * Starts the crash agent (recovery runs before it serves) and connects to it. `stallTransfers`: each copy's
+ * source sends one data record, then waits until its target goes away (a kill in the middle of the data).
+ */
+export async function startCrashAgent({ stallTransfers = false } = {}): Promise<Agent> {
+  await crashAgent(['start', ...(stallTransfers ? ['stall-transfer'] : [])]);
   const url = process.env.KINDLING_KERNEL_CRASH_URL;
   if (!url) throw new Error('KINDLING_KERNEL_CRASH_URL is not set: run these through scripts/kernel-lane/run.sh');
   return Agent.connect(url, { token: kernelEnv().token });

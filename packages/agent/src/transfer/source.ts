@@ -15,7 +15,7 @@ import { forSubject, progressMeter } from '../progress.js';
 import { refuseTornCopy } from '../service/capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from '../service/context.js';
 import { READABLE, SNAPSHOT_READY, requireStatus } from '../service/status.js';
-import { CHUNK, StreamDigest, endRecord } from './wire.js';
+import { BufferPool, CHUNK, StreamDigest, endRecord } from './wire.js';
 import { Tickets, type TransferSource } from './tickets.js';
 
 /** Test-only stall: the source stops after its first data record until the target goes away (crash tests). */
@@ -120,10 +120,10 @@ class Outlet {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
   }
 
-  /** Resolves once the socket takes more; rejects once the target went away. */
-  async put(bytes: Buffer): Promise<void> {
+  /** Resolves once the socket takes more; rejects once the target went away. `sent` runs once the socket took `bytes`. */
+  async put(bytes: Buffer, sent?: () => void): Promise<void> {
     if (this.res.destroyed) throw new UnavailableError('the target agent went away');
-    this.res.write(bytes);
+    this.res.write(bytes, sent);
     if (this.res.writableLength > READ_AHEAD) await Promise.race([once(this.res, 'drain'), this.gone]);
     if (this.res.destroyed) throw new UnavailableError('the target agent went away');
   }
@@ -151,9 +151,11 @@ async function stream(reader: ContentReader, out: Outlet): Promise<void> {
   const digest = new StreamDigest();
   const meter = progressMeter(reader.sizeBytes, 'transfer.open');
   const zeros = Buffer.alloc(CHUNK);
+  // Enough for what the socket holds and the two pieces being read and sent.
+  const pool = new BufferPool(READ_AHEAD / CHUNK + 3);
   let sent = 0;
   const read = async ({ at, length }: { at: number; length: number }) => {
-    const data = Buffer.allocUnsafe(length);
+    const data = pool.take(length);
     await reader.read(at, data);
     return { at, data };
   };
@@ -173,9 +175,9 @@ async function stream(reader: ContentReader, out: Outlet): Promise<void> {
   async function send({ at, data }: { at: number; data: Buffer }): Promise<void> {
     meter(at);
     // Zero blocks stored as data (an allocated raw file, a thick volume) are not sent either.
-    if (data.equals(zeros.subarray(0, data.length))) return;
+    if (data.equals(zeros.subarray(0, data.length))) return pool.give(data);
     await out.put(digest.add(at, data));
-    await out.put(data);
+    await out.put(data, () => pool.give(data));
     if (++sent === 1 && process.env[STALL_ENV] === 'after-first') await out.gone;
   }
 }
