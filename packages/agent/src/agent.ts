@@ -49,6 +49,10 @@ async function generatedToken(dataDir: string): Promise<string> {
 export async function startAgent(given: AgentConfig, runner?: Runner, options: StopOptions = {}): Promise<RunningAgent> {
   // No agent serves unauthenticated: without a configured token it uses (or makes) <dataDir>/token.
   const config = given.token ? given : { ...given, token: await generatedToken(given.dataDir) };
+  // ws looks for its optional native helpers as it loads; the agent ships neither, and the failed
+  // lookups (a walk up every node_modules folder) cost start time.
+  process.env.WS_NO_BUFFER_UTIL ??= '1';
+  process.env.WS_NO_UTF_8_VALIDATE ??= '1';
   // The server's code (hono, ws: most of what the agent loads) compiles while the index opens its
   // files on the thread pool; a failure to load it is thrown below, once the index can be closed.
   const serverCode = import('./rpc/server.js');

@@ -14,6 +14,7 @@ import {
 } from '@kindling/protocol';
 import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
+import { checkToolOnce } from '../../exec/tool-check.js';
 import type { Attachment, ContentReader, ContentSink, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
@@ -24,7 +25,6 @@ import { readHeld, writePart } from './content.js';
 import { removeLeftover } from './leftovers.js';
 import { infoFile, ownerTag, partFile, tempSnapshotId, volumeFile } from './names.js';
 import { Provisioned, type Counted } from './provisioned.js';
-import { checkToolOnce } from '../../exec/tool-check.js';
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 import { publishNew, withNewFile, type NewFile } from './safe-file.js';
