@@ -29,7 +29,7 @@ describe('IndexStore', () => {
     await index.close();
 
     index = await IndexStore.open(dir);
-    expect((index.volumesOfBackend('a')).map((v) => v.id).sort()).toEqual(['v1', 'v2']);
+    expect([...index.idsOf('volume', 'a')].sort()).toEqual(['v1', 'v2']);
     // A name is matched whole: 'db' does not match 'db:1'.
     expect((index.volumesNamed('a', 'db')).map((v) => v.id)).toEqual(['v2']);
     expect((index.volumesNamed('a', 'db:1')).map((v) => v.id)).toEqual(['v1']);
@@ -45,7 +45,7 @@ describe('IndexStore', () => {
     await index.deleteSnapshot(snapshot('s1', 'v1'));
     await index.deleteVolume(volume('v1', 'a', 'db'));
     expect(index.getVolume('v1')).toBeUndefined();
-    expect(index.volumesOfBackend('a')).toEqual([]);
+    expect([...index.idsOf('volume', 'a')]).toEqual([]);
     expect(index.volumesNamed('a', 'db')).toEqual([]);
     expect(index.snapshotsOf('v1')).toEqual([]);
     expect(await index.kvDelete('missing')).toBe(false);
@@ -62,7 +62,8 @@ describe('records held as their stored text', () => {
     await db.close();
     const index = await IndexStore.open(dir);
     expect(index.getVolume('v1')).toEqual(written[0]);
-    expect([...index.allVolumes()].sort((p, q) => p.id.localeCompare(q.id))).toEqual(written);
+    expect(written.map((v) => index.getVolume(v.id))).toEqual(written);
+    expect([...index.idsOf('volume', 'a'), ...index.idsOf('volume', 'b')].sort()).toEqual(['v1', 'v2']);
     expect(index.volumesNamed('a', 'x "y" \\ z')).toEqual([written[0]]);
     expect(index.volumesInStatus('b', ['available'])).toEqual([written[1]]);
     expect(index.snapshotsOf('v1')).toEqual([snap]);
@@ -155,7 +156,7 @@ describe('opening', () => {
 
     index = await IndexStore.open(dir);
     expect(index.volumesNamed('a', 'a:b c').map((v) => v.id).sort()).toEqual(['v1', 'v2']);
-    expect(index.volumesOfBackend('a').map((v) => v.id).sort()).toEqual(['v1', 'v2']);
+    expect([...index.idsOf('volume', 'a')].sort()).toEqual(['v1', 'v2']);
     expect(index.snapshotsOf('v1').map((s) => s.id)).toEqual(['s1']);
     expect(index.connectionsOf('v1').map((c) => c.id)).toEqual(['c1']);
     // A name shared by two volumes, then by one again, then by none.

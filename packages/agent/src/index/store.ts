@@ -170,9 +170,6 @@ export class IndexStore {
     return this.connections.get(id);
   }
 
-  *allVolumes(): IterableIterator<VolumeRecord> {
-    for (const text of this.volumes.values()) yield parse(text);
-  }
   *allSnapshots(): IterableIterator<SnapshotRecord> {
     for (const text of this.snapshots.values()) yield parse(text);
   }
@@ -259,9 +256,6 @@ export class IndexStore {
     return (kind === 'volume' ? this.volumes : this.snapshots).has(id);
   }
 
-  volumesOfBackend(backend: string): VolumeRecord[] {
-    return this.pick(this.volumes, this.volumesByStatus.idsUnder(`${backend}:`));
-  }
   /** Volumes named `name` on `backend`, or on any backend (a lookup per backend, not a walk over every volume). */
   volumesNamed(backend: string | undefined, name: string): VolumeRecord[] {
     if (backend === undefined) return [...this.volumeCount.keys()].flatMap((b) => this.volumesNamed(b, name));
