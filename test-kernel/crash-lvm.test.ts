@@ -181,6 +181,8 @@ describe('a copy between LVM backends killed mid-way (real kernel)', () => {
   });
 
   it('stalls the source removing its read snapshot and the target renaming its partial LV, then kills the agent', async () => {
+    // the scenarios above left theirs running
+    await killCrashAgent();
     ({ agent, thick, thin } = await connectCrash());
     source = await thin.createVolume({ size: 1 });
     sha = await fill(source, 'move');

@@ -21,6 +21,12 @@ case "${1:-}" in
       ln -sf "$KL/stall-shim.sh" "$SHIM/$c"
     done
     mkdir -p /var/lib/kindling-crash
+    healthy() { "$KL/bin/node" -e "fetch('http://127.0.0.1:$PORT/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; }
+    # another one still serving would answer the wait below while this one dies on the index's lock
+    if healthy; then
+      echo "a crash agent is already running (pid $(cat "$RUN/agent.pid" 2>/dev/null)): kill it first" >&2
+      exit 1
+    fi
     # setsid: the agent leads its own process group, so `kill` takes its commands with it
     cd "$KL/app"
     # test-only (transfer/source.ts): a copy's source sends one data record, then waits for the target to go
@@ -29,7 +35,7 @@ case "${1:-}" in
     KINDLING_TRANSFER_STALL="$stall_transfer" PATH="$SHIM:$PATH" setsid -f /bin/sh -c "echo \$\$ >$RUN/agent.pid; exec $KL/bin/node packages/agent/dist/bin.js --config /etc/kindling-crash.json" \
       >>/run/kl-out/crash-agent.log 2>&1 </dev/null
     for _ in $(seq 1 600); do
-      if "$KL/bin/node" -e "fetch('http://127.0.0.1:$PORT/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then
+      if healthy; then
         exit 0
       fi
       sleep 0.5

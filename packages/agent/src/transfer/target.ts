@@ -20,7 +20,7 @@ import { BufferPool, StreamDigest, readRecords } from './wire.js';
 type Source = ParsedOpArgs<'volume.copyFrom'>['source'];
 
 /** Writes of received ranges running at once: the disk writes while the network receives. */
-const WRITES_IN_FLIGHT = 2;
+const WRITES_IN_FLIGHT = 4;
 
 /** Waits for one of the agent's copy slots; the returned function gives it back. */
 export type CopySlot = () => Promise<() => void>;
