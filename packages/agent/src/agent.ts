@@ -33,7 +33,7 @@ const LISTEN_ERRORS: Record<string, string> = {
 
 async function open(config: AgentConfig, runner: Runner): Promise<Services> {
   try {
-    return await openServices(config, runner);
+    return await openServices(config, runner, { deferCheck: true });
   } catch (err) {
     throw new StartupError(`cannot open the index under ${config.dataDir}: ${messageOf(err)}`, EXIT.INDEX);
   }
@@ -63,6 +63,7 @@ export async function startAgent(given: AgentConfig, runner?: Runner, options: S
   try {
     const { startServer } = await serverCode;
     server = await startServer(config, services, children);
+    services.serving();
   } catch (err) {
     await services.close();
     const why = LISTEN_ERRORS[(err as { code?: string }).code ?? ''];

@@ -33,6 +33,8 @@ export interface Services extends ServiceContext {
   recovery: RecoveryReport;
   /** What the check after ready found and removed (a start after a kill with nothing in flight); resolves when it is done. */
   recoveredAfterReady: Promise<RecoveryReport>;
+  /** Starts the check after ready, opened with `deferCheck` (the agent calls it once it listens). */
+  serving(): void;
   /** `clean`: every operation finished (none was ended by the stop), so the next start need not scan storage. */
   close(clean?: boolean): Promise<void>;
 }
@@ -69,7 +71,15 @@ async function recoverInBackground(ctx: ServiceContext, drivers: Driver[], asked
   return all;
 }
 
-export async function openServices(config: AgentConfig, runner: Runner = run): Promise<Services> {
+export interface OpenOptions {
+  /**
+   * The check after ready waits for `serving()`: reading all of storage while the server is still
+   * starting would delay ready by as much (seconds at 100,000 volumes). Default: it starts at once.
+   */
+  deferCheck?: boolean;
+}
+
+export async function openServices(config: AgentConfig, runner: Runner = run, options: OpenOptions = {}): Promise<Services> {
   // The drivers' code compiles while LevelDB opens its files on the thread pool.
   const drivers = loadDrivers(config.backends);
   // Awaited once the index is open; should that fail first, a rejection here is not left unhandled.
@@ -120,7 +130,10 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
     // After the members' own records are settled: a group a kill cut short loses its partial members.
     for (const id of await groups.recover()) log.warn({ recovery: true, group: id }, `group snapshot ${id} was cut short: its member snapshots were removed`);
     const stopping = new AbortController();
-    const recoveredAfterReady = recoverInBackground(ctx, afterReady, watch.asked, stopping.signal).finally(watch.stop);
+    let startCheck!: () => void;
+    const served = new Promise<void>((resolve) => (startCheck = resolve));
+    if (!options.deferCheck) startCheck();
+    const recoveredAfterReady = served.then(() => recoverInBackground(ctx, afterReady, watch.asked, stopping.signal)).finally(watch.stop);
     return {
       ...ctx,
       hostId,
@@ -131,11 +144,14 @@ export async function openServices(config: AgentConfig, runner: Runner = run): P
       groups,
       recovery,
       recoveredAfterReady,
+      serving: startCheck,
       close: async (clean = false) => {
         backends.close();
         // The check ends between files, owing its scan; it writes that to the index, which closes after it.
         // Meanwhile (a stop soon after a start finds it running) each backend's readiness is read afresh.
         stopping.abort();
+        // Stopped before it served: the check, aborted, only marks every scan owed.
+        startCheck();
         // A scan owed is synced before the marker that says nothing else is owed, which needs no sync.
         await Promise.all([recoveredAfterReady, clean && backends.oweScansWhereAmiss()]);
         await index.close(clean ? { cleanStop: true } : undefined);

@@ -47,7 +47,6 @@ export async function startServer(config: AgentConfig, services: Services, child
   let baseUrl = '';
   const transfers = createTransfers(services, () => baseUrl, () => children.slot(true));
   const handlers = createHandlers(services, ledger, transfers);
-  await ledger.prune();
   const pruning = setInterval(() => void ledger.prune().catch(() => undefined), 60 * 60 * 1000);
   const sessions = new Set<Session>();
   const drain = new Drain();
@@ -172,6 +171,9 @@ export async function startServer(config: AgentConfig, services: Services, child
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
   });
+  // After listening: the prune reads a day of request marks, which ready need not wait for (a retry
+  // of a request pruned meanwhile is answered as a new one either way, as between hourly prunes).
+  void ledger.prune().catch(() => undefined);
   const { port } = server.address() as AddressInfo;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   baseUrl = `${tls ? 'https' : 'http'}://${host}:${port}`;
