@@ -1,5 +1,4 @@
 import { NotFoundError, type ErrorInfo, type Location, type OpArgs, type SnapshotRecord, type SnapshotStatus } from '@kindling/protocol';
-import { openTransfer } from './transfer.js';
 import { splitCall, type CallOptions } from './call-options.js';
 import type { Backend, Registry, Volume } from './registry.js';
 import { SCHEMA_VERSION, SNAPSHOT_FIELDS, pick, type SerializedText, type SnapshotJson } from './serialization.js';
@@ -75,7 +74,7 @@ export class Snapshot extends Tracked<SnapshotStatus> {
   async createVolume({ backend, ...options }: NewVolumeOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
     if (backend && backend !== this.volume.backend) {
-      const ticket = await openTransfer(this.#registry, { snapshotId: this.id });
+      const ticket = await this.#registry.call('transfer.open', { snapshotId: this.id });
       return backend.receiveCopy(ticket, args, { ...call, origin: this });
     }
     const record = await this.#registry.call('snapshot.createVolume', { id: this.id, ...args }, { ...call, origin: this });

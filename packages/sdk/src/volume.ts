@@ -15,7 +15,6 @@ import type { Backend, Connection, Registry, Snapshot } from './registry.js';
 import { SCHEMA_VERSION, VOLUME_FIELDS, pick, type SerializedText, type VolumeDump, type VolumeJson } from './serialization.js';
 import { Tracked } from './tracked.js';
 import { allPages } from './paging.js';
-import { openTransfer } from './transfer.js';
 
 declare module './registry.js' {
   interface Classes {
@@ -143,7 +142,7 @@ export class Volume extends Tracked<VolumeStatus> {
   async clone({ backend, ...options }: CloneOptions = {}): Promise<Volume> {
     const { args, call } = splitCall(options);
     if (backend && backend !== this.backend) {
-      const ticket = await openTransfer(this.#registry, { volumeId: this.id });
+      const ticket = await this.#registry.call('transfer.open', { volumeId: this.id });
       return backend.receiveCopy(ticket, args, { ...call, origin: this });
     }
     const record = await this.#registry.call('volume.clone', { id: this.id, ...args }, { ...call, origin: this });
