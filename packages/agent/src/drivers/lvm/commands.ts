@@ -140,7 +140,9 @@ export class LvmCommands {
   async activate(lv: string, permanent = false): Promise<RunResult & { command: string[] }> {
     if (permanent) await this.lvm(['lvchange', '-k', 'n', this.path(lv)]);
     const command = ['lvchange', '-a', 'y', '--yes', '-K', this.path(lv)];
-    return { ...(await this.lvm(command)), command };
+    // A process of its own, never the shell: activating an origin with a merge pending forks lvm2's
+    // poller from whatever activates it, and a poller forked from the shell shares its report channel.
+    return { ...(await this.process(command)), command };
   }
 
   deactivate(lv: string): Promise<RunResult> {

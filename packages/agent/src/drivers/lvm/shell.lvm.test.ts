@@ -123,6 +123,15 @@ suite('the lvm shell on real lvm2 (loop VG)', () => {
     expect(spawned.map((argv) => argv[0])).toEqual(['lvm', 'lvcreate', 'lvremove']);
   });
 
+  it("activates as a process of its own, never in the shell (lvm2 forks a merge's poller from what activates an origin)", async () => {
+    spawned.length = 0;
+    const lvm = new LvmCommands(recording, fx.vg, fx.lvmConfFile, true);
+    await lvm.createLinear('active', 1, []);
+    await lvm.activate('active', true);
+    await lvm.remove('active');
+    expect(spawned).toEqual([['lvchange', '-a', 'y', '--yes', '-K', `${fx.vg}/active`]]);
+  });
+
   it("a failed command fails as the process would: lvm2's exit code and its words", async () => {
     const lvm = new LvmCommands(run, fx.vg, fx.lvmConfFile, true);
     const err = await lvm.remove('volume-missing').catch((e: unknown) => e);

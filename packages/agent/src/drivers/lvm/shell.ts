@@ -38,6 +38,11 @@ interface ShellDoc {
   report?: unknown[];
   log?: LogEntry[];
 }
+/** A command's document and the status entry that ends it. */
+interface Answer {
+  doc: ShellDoc;
+  status: LogEntry;
+}
 
 /**
  * One shell line for `argv`, or null when lvm2's splitter cannot carry an argument unchanged (it
@@ -84,15 +89,18 @@ export class DocSplitter {
   }
 }
 
+/** The shell's own entry that ends a command's document: what lvm2 returned for it. */
+function statusOf(doc: ShellDoc): LogEntry | undefined {
+  return doc.log?.findLast((e) => e.log_context === 'shell' && e.log_type === 'status');
+}
+
 /** What a run of `argv` would have printed, from its document: reports as `--reportformat json` prints them. */
-function outcome(argv: readonly string[], doc: ShellDoc): { ok: boolean; exitCode: number; result: { stdout: string; stderr: string } } {
+function outcome(doc: ShellDoc, status: LogEntry): { ok: boolean; exitCode: number; result: { stdout: string; stderr: string } } {
   const entries = doc.log ?? [];
-  const status = entries.findLast((e) => e.log_context === 'shell' && e.log_type === 'status');
-  const ret = Number(status?.log_ret_code ?? Number.NaN);
+  const ret = Number(status.log_ret_code ?? Number.NaN);
   const messages = (types: string[]): string =>
     entries.filter((e) => types.includes(e.log_type ?? '')).map((e) => `  ${e.log_message ?? ''}\n`).join('');
   const stdout = doc.report ? JSON.stringify({ report: doc.report }) : messages(['print']);
-  if (!status) throw new BackendError(`${argv[0]}: the lvm shell gave no outcome`, { command: [...argv], exitCode: null, stderrTail: '' });
   return { ok: ret === PROCESSED, exitCode: ret, result: { stdout, stderr: messages(['warn', 'error']) } };
 }
 
@@ -109,7 +117,7 @@ function outcome(argv: readonly string[], doc: ShellDoc): { ok: boolean; exitCod
 export class LvmShell {
   private proc: ChildProcess | null = null;
   private splitter = new DocSplitter();
-  private waiting: { resolve(doc: string): void; reject(err: Error): void } | null = null;
+  private waiting: { resolve(answer: Answer): void; reject(err: Error): void } | null = null;
   private stderr = '';
   /** What lvm2 said on stderr as the shell started ("Activation disabled"): a process says it at every command. */
   private banner = '';
@@ -159,7 +167,7 @@ export class LvmShell {
     const cost = requestCost();
     const began = performance.now();
     const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const doc = await this.exchange(line, timeout).catch((err: unknown) => {
+    const answer = await this.exchange(line, timeout).catch((err: unknown) => {
       const message = `${argv[0]} ${err instanceof TimeoutError ? `timed out after ${timeout} ms` : `failed: ${messageOf(err)}`}`;
       const details = { command: [...argv], exitCode: null, stderrTail: this.stderr.slice(-STDERR_TAIL).trim() || messageOf(err) };
       log.warn({ ...requestFields(), ...details }, message);
@@ -169,7 +177,7 @@ export class LvmShell {
       cost.commands++;
       cost.add('command', began);
     }
-    const { ok, exitCode, result } = outcome(argv, JSON.parse(doc) as ShellDoc);
+    const { ok, exitCode, result } = outcome(answer.doc, answer.status);
     result.stderr = this.banner + this.stderr + result.stderr;
     if (ok) return result;
     const stderrTail = result.stderr.slice(-STDERR_TAIL).trim() || `exit ${exitCode}`;
@@ -197,7 +205,7 @@ export class LvmShell {
     report.on('data', (chunk: string) => {
       // A shell already given up (killed at a timeout) answers no later command.
       if (this.proc !== proc) return;
-      for (const doc of this.splitter.push(chunk)) this.settle((w) => w.resolve(doc));
+      for (const text of this.splitter.push(chunk)) this.answer(text);
     });
     proc.stderr?.setEncoding('utf8');
     proc.stderr?.on('data', (chunk: string) => (this.stderr = (this.stderr + chunk).slice(-STDERR_TAIL)));
@@ -209,19 +217,37 @@ export class LvmShell {
     this.started = true;
   }
 
-  private exchange(line: string, timeoutMs: number): Promise<string> {
+  /**
+   * A document ends the command in flight only with the shell's status entry. A process lvm2 forked
+   * from the shell (a poller a merge's activation starts) still holds LVM_REPORT_FD and may print on
+   * it; taking its document for the command's would fail a command that succeeded.
+   */
+  private answer(text: string): void {
+    let doc: ShellDoc;
+    try {
+      doc = JSON.parse(text) as ShellDoc;
+    } catch (err) {
+      this.settle((w) => w.reject(new Error(`the lvm shell printed a document that is not JSON: ${messageOf(err)}`)));
+      return;
+    }
+    const status = statusOf(doc);
+    if (status) this.settle((w) => w.resolve({ doc, status }));
+    else log.warn({ document: text.slice(0, STDERR_TAIL) }, 'the lvm shell printed a document that ends no command: ignored');
+  }
+
+  private exchange(line: string, timeoutMs: number): Promise<Answer> {
     const proc = this.proc;
     if (!proc?.stdin) return Promise.reject(new Error('the lvm shell is not running'));
     this.stderr = '';
     this.hold(proc, true);
-    return new Promise<string>((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
       const timer = timeoutMs > 0 ? setTimeout(() => this.kill(proc, new TimeoutError(`timed out after ${timeoutMs} ms`)), timeoutMs) : null;
       const done = (): void => {
         if (timer) clearTimeout(timer);
         this.hold(proc, false);
       };
       this.waiting = {
-        resolve: (doc) => (done(), resolve(doc)),
+        resolve: (answer) => (done(), resolve(answer)),
         reject: (err) => (done(), reject(err)),
       };
       proc.stdin?.write(`${line}\n`);
