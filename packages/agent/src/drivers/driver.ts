@@ -97,6 +97,13 @@ export interface ContentSink {
   write(offset: number, data: Buffer): Promise<void>;
 }
 
+/** Writes to some volumes held (group snapshots): until `release()`, or until its time limit ran out. */
+export interface WriteHold {
+  /** The hold ended before `release()` (its limit passed, or its holder died): writes went on. */
+  readonly expired: boolean;
+  release(): Promise<void>;
+}
+
 /**
  * One storage driver, bound to one configured backend. Drivers run commands and return what the
  * record needs; they never touch the index or the wire. The service serialises calls per resource.
@@ -145,6 +152,13 @@ export interface Driver {
    * while the content is held still (the service holds the volume's lock); `writeVolume` makes a new
    * volume under its temporary name, lets `fill` write it, flushes and publishes it as createVolume does.
    */
+  /**
+   * Holds writes to these volumes (in use: a host may be writing them) until `release()`, for at most
+   * `limitMs`, and ends the hold however the agent dies (optional: without it a group snapshot refuses
+   * members in use). Snapshots of held volumes are taken while held.
+   */
+  holdWrites?(volumes: VolumeRef[], limitMs: number): Promise<WriteHold>;
+
   readVolume?<T>(volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T>;
   readSnapshot?<T>(snapshot: SnapshotRef, volume: VolumeRef, use: (reader: ContentReader) => Promise<T>): Promise<T>;
   writeVolume?(volume: VolumeRef, sizeBytes: number, fill: (sink: ContentSink) => Promise<void>): Promise<Location>;

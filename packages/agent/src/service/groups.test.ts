@@ -42,6 +42,44 @@ describe('group snapshots', () => {
     expect(s.groups.list()).toEqual([]);
   });
 
+  describe('members in use on a backend that holds writes', () => {
+    /** The NFS driver given a write hold (as the LVM driver has) that says when it holds and releases. */
+    const holding = (expired: boolean) => {
+      const driver = s.backends.get('nfs');
+      const events: string[] = [];
+      vi.spyOn(driver, 'capabilities').mockReturnValue({ ...driver.capabilities(), snapshotInUse: true });
+      const real = driver.createSnapshot.bind(driver);
+      vi.spyOn(driver, 'createSnapshot').mockImplementation(async (snap, volume) => {
+        events.push(`cut ${volume.id}`);
+        return real(snap, volume);
+      });
+      driver.holdWrites = async (volumes) => {
+        events.push(`hold ${volumes.map((v) => v.id).join(' ')}`);
+        return { expired, release: async () => void events.push('release') };
+      };
+      return events;
+    };
+
+    it('holds them from before the first cut to after the last', async () => {
+      const [a, b] = await twoVolumes();
+      await s.connections.attach(b!.id);
+      const events = holding(false);
+      const group = await s.groups.create({ volumeIds: [a!.id, b!.id] });
+      expect(group.status).toBe('available');
+      expect(events).toEqual([`hold ${b!.id}`, `cut ${a!.id}`, `cut ${b!.id}`, 'release']);
+    });
+
+    it('a hold that ran out before the last cut fails the group, leaving no snapshot and no group', async () => {
+      const [a, b] = await twoVolumes();
+      await s.connections.attach(a!.id);
+      const events = holding(true);
+      await expect(s.groups.create({ volumeIds: [a!.id, b!.id] })).rejects.toMatchObject({ code: 'CONFLICT', message: /could not be held/ });
+      expect(events.at(-1)).toBe('release');
+      expect(snapshotIds()).toEqual([]);
+      expect(s.groups.list()).toEqual([]);
+    });
+  });
+
   it('refuses a member that does not exist, and changes nothing', async () => {
     const [a] = await twoVolumes();
     await expect(s.groups.create({ volumeIds: [a!.id, '00000000-0000-4000-8000-000000000000'] })).rejects.toMatchObject({ code: 'NOT_FOUND' });

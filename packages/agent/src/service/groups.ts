@@ -2,13 +2,17 @@ import { randomUUID } from 'node:crypto';
 import {
   ConflictError,
   NotFoundError,
+  messageOf,
   toErrorInfo,
   type GroupSnapshotRecord,
   type ParsedOpArgs,
+  type VolumeRecord,
 } from '@kindling/protocol';
+import type { Driver, WriteHold } from '../drivers/driver.js';
+import { log } from '../log.js';
 import { requestMark, withoutMark } from '../request-context.js';
 import { requireCapability } from './capabilities.js';
-import type { ServiceContext } from './context.js';
+import { volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
 import type { SnapshotService } from './snapshots.js';
 import { READABLE, requireStatus } from './status.js';
@@ -17,9 +21,14 @@ import type { VolumeService } from './volumes.js';
 /**
  * Group snapshots (docs/api.md, "Group snapshots"; recovery rule: drivers/groups-recovery.md). Every
  * member's lock is held from the first check to the last snapshot, so no operation of this agent
- * changes a member between the cuts; a member in use is refused, because nothing holds an attached
- * host's writes yet, and without a writer the members' cuts are one instant.
+ * changes a member between the cuts. Members in use (a host may be writing them) have their writes held
+ * by their driver from before the first cut to after the last, for at most HOLD_LIMIT_MS: a hold that
+ * ran out fails the group, which then leaves no member snapshot behind. A backend that cannot hold
+ * writes (NFS: the writer is the host's own file client) refuses its members in use.
  */
+/** The longest writes to members in use are held: a host's writes to them stall at most this long. */
+export const HOLD_LIMIT_MS = 30_000;
+
 export class GroupService {
   constructor(
     private readonly ctx: ServiceContext,
@@ -39,14 +48,17 @@ export class GroupService {
 
   async create(args: ParsedOpArgs<'group.create'>, id: string = randomUUID()): Promise<GroupSnapshotRecord> {
     return this.ctx.locks.with(args.volumeIds, async () => {
+      const members = args.volumeIds.map((v) => this.volumes.get(v));
       // Every member is checked before any is cut: a refusal changes nothing.
-      for (const volume of args.volumeIds.map((v) => this.volumes.get(v))) {
-        requireCapability(this.volumes.driverOf(volume), 'snapshot', 'snapshots');
+      for (const volume of members) {
+        const driver = this.volumes.driverOf(volume);
+        requireCapability(driver, 'snapshot', 'snapshots');
         requireStatus(volume, READABLE, 'snapshot volume');
-        if (volume.status === 'in-use') {
-          throw new ConflictError(`volume ${volume.id} is in use: a group snapshot needs every member detached (its writes cannot be held yet)`, {
+        if (volume.status === 'in-use' && !driver.holdWrites) {
+          throw new ConflictError(`volume ${volume.id} is in use, and backend ${driver.name} cannot hold its writes for a group snapshot; detach it first`, {
             id: volume.id,
             status: volume.status,
+            backend: driver.name,
           });
         }
       }
@@ -64,11 +76,13 @@ export class GroupService {
       // Written first, with every member's id: after a kill, recovery finds what to remove.
       await this.ctx.index.putGroup(record, requestMark(record));
       try {
-        await withoutMark(async () => {
-          for (const [i, volumeId] of args.volumeIds.entries()) {
-            await this.snapshots.createHeld({ volumeId, name: args.name }, record.snapshotIds[i] as string);
-          }
-        });
+        await this.held(members, () =>
+          withoutMark(async () => {
+            for (const [i, volumeId] of args.volumeIds.entries()) {
+              await this.snapshots.createHeld({ volumeId, name: args.name }, record.snapshotIds[i] as string);
+            }
+          }),
+        );
       } catch (err) {
         await this.abandon(record, err);
         throw err;
@@ -77,6 +91,32 @@ export class GroupService {
       await this.ctx.index.putGroup(done);
       return done;
     });
+  }
+
+  /** Runs `cut` with the writes to the members in use held, per backend; fails when a hold ran out first. */
+  private async held(members: VolumeRecord[], cut: () => Promise<void>): Promise<void> {
+    const byDriver = new Map<Driver, VolumeRecord[]>();
+    for (const volume of members.filter((v) => v.status === 'in-use')) {
+      const driver = this.volumes.driverOf(volume);
+      byDriver.set(driver, [...(byDriver.get(driver) ?? []), volume]);
+    }
+    const holds: WriteHold[] = [];
+    try {
+      for (const [driver, volumes] of byDriver) {
+        // Checked in create(): a backend with members in use holds writes.
+        if (driver.holdWrites) holds.push(await driver.holdWrites(volumes.map(volumeRef), HOLD_LIMIT_MS));
+      }
+      await cut();
+      if (holds.some((h) => h.expired)) {
+        throw new ConflictError(`the members' writes could not be held for more than ${HOLD_LIMIT_MS} ms: the cuts would not be one instant`, {
+          limitMs: HOLD_LIMIT_MS,
+        });
+      }
+    } finally {
+      const released = await Promise.allSettled(holds.map((h) => h.release()));
+      const failed = released.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) log.error({ err: messageOf(failed.reason) }, 'a group snapshot could not release its hold on writes');
+    }
   }
 
   /**

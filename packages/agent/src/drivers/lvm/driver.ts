@@ -23,8 +23,10 @@ import type {
   ScanResult,
   SnapshotRef,
   VolumeRef,
+  WriteHold,
 } from '../driver.js';
 import { Clearer } from './clear.js';
+import { dmName, holdDevices } from './hold.js';
 import { LvmCommands } from './commands.js';
 import { LvmContent } from './content.js';
 import { Copier } from './copy.js';
@@ -79,6 +81,7 @@ export class LvmDriver implements Driver {
   private readonly content: LvmContent;
   private readonly iscsi: IscsiExport;
   private readonly hostname: string;
+  private readonly deviceExists: (path: string) => Promise<boolean>;
   /** New volumes are thin: decided at start (auto = thin when the pool exists or the VG is empty, as cinder). */
   private thin: boolean;
 
@@ -91,7 +94,8 @@ export class LvmDriver implements Driver {
     const lvm = new LvmCommands(deps.run, this.vg, config.lvmConfFile, config.lvmShell !== false);
     this.cache = new VgCache(lvm, config.thinPool ?? defaultThinPool(config.volumeGroup), config);
     const owner = ownerTag(deps.hostId ?? osHostname(), config.name);
-    this.steps = new LvSteps(lvm, this.cache, owner, deps.deviceExists ?? blockDeviceExists);
+    this.deviceExists = deps.deviceExists ?? blockDeviceExists;
+    this.steps = new LvSteps(lvm, this.cache, owner, this.deviceExists);
     this.clearer = new Clearer(this.steps, config);
     this.copier = new Copier(this.steps, this.clearer);
     this.content = new LvmContent(this.steps, this.clearer, this.copier);
@@ -269,6 +273,20 @@ export class LvmDriver implements Driver {
 
   async detach(volume: VolumeRef, _connection: ConnectionRecord): Promise<void> {
     await this.steps.deactivateQuietly(volumeLv(volume.id));
+  }
+
+  /**
+   * Suspends the members' active devices (an inactive LV has no writer on this host); lvm2 takes each
+   * snapshot of a held origin and resumes it (hold.ts).
+   */
+  async holdWrites(volumes: VolumeRef[], limitMs: number): Promise<WriteHold> {
+    const devices: string[] = [];
+    for (const volume of volumes) {
+      const name = dmName(this.vg, volumeLv(volume.id));
+      if (await this.deviceExists(`/dev/mapper/${name}`)) devices.push(name);
+    }
+    if (devices.length === 0) return { expired: false, release: async () => undefined };
+    return holdDevices(devices, limitMs);
   }
 
   validateConnector(connector: ConnectorInfo): void {

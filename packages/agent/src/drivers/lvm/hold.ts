@@ -1,0 +1,79 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { BackendError } from '@kindling/protocol';
+import type { WriteHold } from '../driver.js';
+
+/** The device-mapper name lvm2 gives `vg/lv`: each `-` in either name doubled, the two joined by `-`. */
+export function dmName(vg: string, lv: string): string {
+  return `${vg.replaceAll('-', '--')}-${lv.replaceAll('-', '--')}`;
+}
+
+/**
+ * The holder: suspends each device (device-mapper queues their I/O and freezes a filesystem mounted on
+ * them), says `held`, then resumes them all when its input ends (the agent released the hold, or died
+ * however it died: the kernel closes the pipe) or when the time limit passes, whichever comes first.
+ * A suspend that fails resumes the ones done. A program of its own, not the agent's: the hold must end
+ * even when the agent cannot end it. Its arguments come as argv, never spliced into the text.
+ */
+const HOLDER = `
+limit=$1; shift
+resume() { for d in "$@"; do dmsetup resume "$d" >/dev/null || echo "resume-failed $d"; done; }
+# An agent gone (its pipes broken) or signalled must not stop the resume.
+trap '' INT HUP TERM PIPE
+for d in "$@"; do
+  if ! dmsetup suspend "$d" >/dev/null; then resume "$@"; echo failed; exit 1; fi
+done
+echo held
+read -r -t "$limit" _
+[ $? -gt 128 ] && echo expired
+resume "$@"
+`;
+
+/**
+ * Holds writes to the named device-mapper devices until `release()`, for at most `limitMs`. lvm2's own
+ * snapshot steps suspend an origin that is already suspended by counting it, then resume it: a member
+ * is live again from its own snapshot on, while the members not yet cut stay held, so every cut shows
+ * the devices as they were when the hold began.
+ */
+export async function holdDevices(devices: string[], limitMs: number): Promise<WriteHold> {
+  const seconds = Math.max(1, Math.ceil(limitMs / 1000));
+  // --norc: bash reads ~/.bashrc when its input is a socket (as node's pipes are), taking it for sshd's.
+  const child = spawn('bash', ['--norc', '--noprofile', '-c', HOLDER, 'kindling-hold', String(seconds), ...devices], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
+    // Its own process group: a Ctrl-C or a group kill aimed at the agent leaves the hold to end itself.
+    detached: true,
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-2000)));
+  const said: string[] = [];
+  const lines = createInterface({ input: child.stdout });
+  const exited = once(child, 'exit').then(() => undefined);
+  const held = new Promise<boolean>((resolve) => {
+    lines.on('line', (line) => {
+      said.push(line);
+      if (line === 'held') resolve(true);
+      if (line === 'failed') resolve(false);
+    });
+    void exited.then(() => resolve(false));
+  });
+  child.on('error', () => undefined);
+  if (!(await held)) {
+    await exited;
+    throw new BackendError(`could not hold writes to ${devices.join(', ')}: ${stderr.trim() || said.join('; ') || 'the holder did not start'}`);
+  }
+  let released = false;
+  return {
+    get expired() {
+      return said.includes('expired') || (child.exitCode !== null && !released);
+    },
+    async release() {
+      released = true;
+      child.stdin.end();
+      await exited;
+      const failed = said.filter((l) => l.startsWith('resume-failed '));
+      if (failed.length > 0) throw new BackendError(`could not resume ${failed.map((l) => l.slice(14)).join(', ')}: ${stderr.trim()}`);
+    },
+  };
+}
