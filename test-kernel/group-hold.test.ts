@@ -77,3 +77,44 @@ describe.each(['lvm-thin', 'lvm-thick'])('a group snapshot on %s under a lockste
     await group.delete();
   }, 600_000);
 });
+
+// lvm2 suspends an origin with its filesystem frozen (device-mapper's lockfs) to snapshot it: a mounted
+// filesystem is flushed and its journal closed first, so the snapshot is clean, not only crash-consistent.
+// Writeback is put off for the test, so only the freeze can have written the file's data.
+describe('a snapshot of a mounted LVM volume (real kernel)', () => {
+  let agent: Agent;
+  const made: Volume[] = [];
+  const mnt = '/mnt/kindling-clean';
+
+  beforeAll(async () => {
+    agent = await guestProbe('lvm-thin').connect();
+  });
+
+  afterAll(async () => {
+    await guestSh(`umount ${mnt} 2>/dev/null; umount ${mnt}-restored 2>/dev/null; sysctl -qw vm.dirty_expire_centisecs=3000`).catch(() => undefined);
+    for (const vol of made.reverse()) {
+      await vol.detach().catch(() => undefined);
+      for (const snap of [...vol.snapshots]) await snap.delete().catch(() => undefined);
+      await vol.delete().catch(() => undefined);
+    }
+    await agent?.close();
+  });
+
+  it('holds what was written without a sync, and mounts with no journal replay', async () => {
+    const backend = await agent.backend('lvm-thin');
+    const vol = await backend.createVolume({ size: 1, name: 'clean-source' });
+    made.push(vol);
+    const device = (await vol.attach()).path!;
+    await guestSh(`mkfs.ext4 -q ${device} && mkdir -p ${mnt} ${mnt}-restored && mount -o commit=600 ${device} ${mnt}`);
+    await guestSh(`sync && sysctl -qw vm.dirty_expire_centisecs=60000 && printf 'written before the cut' > ${mnt}/data`);
+    const snap = await vol.createSnapshot();
+    await guestSh(`printf 'written after the cut' > ${mnt}/data`);
+
+    const restored = await snap.createVolume();
+    made.push(restored);
+    const copy = (await restored.attach()).path!;
+    await guestSh(`mount -o ro,noload ${copy} ${mnt}-restored`);
+    expect(await guestSh(`cat ${mnt}-restored/data`)).toBe('written before the cut');
+    await guestSh(`umount ${mnt}-restored && umount ${mnt}`);
+  }, 600_000);
+});
