@@ -17,14 +17,16 @@ const START_MS = 180_000;
 
 // setsid: the plugin leads its own process group, so a kill takes its mkfs or mount with it. Started once it
 // logs that it listens (a new line in the log); a plugin that dies first fails the start with its log.
+// mkfs goes through the lane's stall shim (stall-shim.sh), so a scenario can kill the plugin mid-stage.
 const START = `set -e
 . /opt/kindling/lane.env
-mkdir -p ${RUN}
+mkdir -p ${RUN} /run/kl-shim /run/kl-stall/rules /run/kl-stall/claimed /run/kl-stall/hit
+for c in mkfs.ext4 mkfs.xfs; do ln -sf /opt/kindling/stall-shim.sh /run/kl-shim/$c; done
 (umask 077; printf '%s\\n' "$KL_TOKEN" >${RUN}/token)
 rm -f ${RUN}/pid
 before=$(${LISTENING})
 cd /opt/kindling/app
-setsid -f /bin/sh -c "echo \\$\\$ >${RUN}/pid; exec /opt/kindling/bin/node packages/csi/dist/bin.js --mode node \\
+PATH=/run/kl-shim:$PATH setsid -f /bin/sh -c "echo \\$\\$ >${RUN}/pid; exec /opt/kindling/bin/node packages/csi/dist/bin.js --mode node \\
   --endpoint 0.0.0.0:$KL_CSI_PORT --node-agent ws://127.0.0.1:$KL_AGENT_PORT --token-file ${RUN}/token" >>${LOG} 2>&1 </dev/null
 for _ in $(seq 1 240); do
   [ "$(${LISTENING})" -gt "$before" ] && exit 0
