@@ -2,6 +2,7 @@ import { access, stat } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import {
   BackendError,
+  ConflictError,
   GIB,
   InvalidArgumentError,
   KindlingError,
@@ -277,9 +278,16 @@ export class LvmDriver implements Driver {
 
   /**
    * Suspends the members' active devices (an inactive LV has no writer on this host); lvm2 takes each
-   * snapshot of a held origin and resumes it (hold.ts).
+   * snapshot of a held origin and resumes it (hold.ts). Thick only: lvm2 2.03 snapshotting a thin
+   * volume someone else suspended fails halfway, with the pool's transaction id in its metadata ahead
+   * of the kernel's, and every later thin command of the pool fails (seen in the kernel lane).
    */
   async holdWrites(volumes: VolumeRef[], limitMs: number): Promise<WriteHold> {
+    if (this.thin) {
+      throw new ConflictError(`backend ${this.name} cannot hold writes to thin volumes in use for a group snapshot (lvm2 cannot snapshot a suspended thin volume); detach them first`, {
+        backend: this.name,
+      });
+    }
     const devices: string[] = [];
     for (const volume of volumes) {
       const name = dmName(this.vg, volumeLv(volume.id));

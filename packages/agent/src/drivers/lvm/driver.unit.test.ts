@@ -116,6 +116,13 @@ describe('LvmDriver argv (recording runner)', () => {
     expect(location).toEqual({ vg: VG, lv: `volume-${V2}`, thin: true });
   });
 
+  it('refuses to hold writes to thin volumes (a group snapshot of thin volumes in use), running nothing', async () => {
+    const f = fake({ lvs: [pool] });
+    const driver = await started(f, { lvmType: 'thin' });
+    await expect(driver.holdWrites([thinVol(V1)], 30_000)).rejects.toBeInstanceOf(ConflictError);
+    expect(f.argv()).toEqual([]);
+  });
+
   it('clones a thin volume as a thin snapshot of it', async () => {
     const f = fake({ lvs: [pool] });
     const driver = await started(f, { lvmType: 'thin' });
