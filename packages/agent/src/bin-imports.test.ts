@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
 
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
 const MAIN = resolve(import.meta.dirname, '../dist/main.cjs');
@@ -94,6 +96,9 @@ async function served(config: string, during: (port: number) => Promise<void>): 
   return loadedIn(coverage);
 }
 
+/** Node's fetch implementation, which the first use of the global Request or Response loads. */
+const UNDICI = 'node:internal/deps/undici/undici';
+
 const SERVING = ['@hono/node-server', 'hono', 'ws', 'level', 'prom-client'];
 
 describe('kindling-agent loads only what the path needs (issue 20)', () => {
@@ -127,18 +132,28 @@ describe('kindling-agent loads only what the path needs (issue 20)', () => {
     expect(spawnSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8' }).stdout.trim()).toBe('used');
   });
 
-  it('serving loads only the configured backends\' drivers, and prom-client only after ready, at the first scrape, which still counts what came before', async () => {
+  it('serving loads only the configured backends\' drivers, hono only after ready, and prom-client at the first scrape, which still counts what came before', async () => {
     const token = 'bin-imports-token-0123456789';
     const config = join(dir, 'serve.json');
     mkdirSync(join(dir, 'share'));
     const nfs = { name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' };
     writeFileSync(config, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, dataDir: join(dir, 'serve-data'), token, backends: [nfs] }));
+    // What a start waits for: /healthz, then a client's session (bench/start.mjs).
     const ready = await served(config, async (port) => {
       expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/rpc`, { headers: { authorization: `Bearer ${token}` } });
+      await once(ws, 'open');
+      ws.send(encode({ id: 1, op: 'hello', args: { protocolVersion: PROTOCOL_VERSION } }));
+      const [reply] = (await once(ws, 'message')) as [Buffer];
+      expect(decode(reply)).toMatchObject({ id: 1, ok: true });
+      ws.close();
+      await once(ws, 'close');
     });
+    // hono and its node adapter (and with them Node's undici) load after ready, at the first request they answer.
+    expect(ready.files).not.toContain(UNDICI);
     // What serving needs is seen loaded, from inside the bundle too: the checks above can fail.
-    for (const used of ['hono', 'ws', 'pino', 'msgpackr', 'level']) expect(ready.packages).toContain(used);
-    expect(ready.packages).not.toContain('prom-client');
+    for (const used of ['ws', 'pino', 'msgpackr', 'level']) expect(ready.packages).toContain(used);
+    for (const later of ['hono', '@hono/node-server', 'prom-client']) expect(ready.packages).not.toContain(later);
     // Only the configured backends' drivers.
     expect(ready.sources).toContain('src/drivers/nfs/driver.ts');
     expect(ready.sources).not.toContain('src/drivers/lvm/driver.ts');
@@ -151,5 +166,7 @@ describe('kindling-agent loads only what the path needs (issue 20)', () => {
       expect(await scrape.text()).toMatch(/^kindling_auth_refusals_total\{reason="bad_token"\} 1$/m);
     });
     expect(scraped.packages).toContain('prom-client');
+    expect(scraped.packages).toContain('hono');
+    expect(scraped.files).toContain(UNDICI);
   });
 });
