@@ -3,8 +3,8 @@
 // (agent-code-cache.mjs, code-cache.ts; issue 20). One bundle measured ~45 % faster to ready than the
 // module graph tsc emits (the loader resolved ~150 files); CommonJS because Node 20 caches no ES module's
 // code. Its dynamic imports become modules evaluated at their first import, so check-config and reindex
-// still evaluate no server. version.ts finds ../package.json from dist/. Kept out of the bundle: level (its
-// native addon finds its prebuilds relative to itself), prom-client (loaded at the first scrape),
+// still evaluate no server. version.ts finds ../package.json from dist/, level's addon is found from where
+// level is installed (levelBinding below). Kept out of the bundle: prom-client (loaded at the first scrape),
 // pino-pretty (loaded by name, on a terminal only) and msgpackr's optional native extension.
 // The metafile (dist/.bundle.json) says which modules each output holds: bin-imports.test.ts reads it,
 // and the next build removes the outputs it lists before writing new ones.
@@ -12,7 +12,7 @@
 // dist/code-cache.js, which the cache's maker uses).
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { build } from '../packages/agent/node_modules/esbuild/lib/main.js';
 
 const agent = resolve(import.meta.dirname, '../packages/agent');
@@ -38,13 +38,34 @@ const assertShim = {
   },
 };
 
+/**
+ * classic-level (level's Node implementation) loads its native addon from its own folder, which inside the
+ * bundle would be dist/: its binding.js gets that folder from where level is installed instead, so that the
+ * rest of level (~30 files the loader resolved one by one at each start) can be in the bundle.
+ */
+const levelBinding = {
+  name: 'level-binding',
+  setup(b) {
+    b.onLoad({ filter: /[/\\]classic-level[/\\]binding\.js$/ }, (args) => ({
+      contents: [
+        "const { dirname } = require('node:path');",
+        "const level = dirname(require.resolve('level/package.json'));",
+        "module.exports = require('node-gyp-build')(dirname(require.resolve('classic-level/package.json', { paths: [level] })));",
+      ].join('\n'),
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
 const common = {
   absWorkingDir: agent,
   bundle: true,
   platform: 'node',
   target: 'node20',
-  external: ['level', 'prom-client', 'pino-pretty', 'msgpackr-extract'],
-  plugins: [assertShim],
+  // The two package.json files are only looked up (levelBinding).
+  external: ['prom-client', 'pino-pretty', 'msgpackr-extract', 'level/package.json', 'classic-level/package.json'],
+  plugins: [assertShim, levelBinding],
   metafile: true,
   logLevel: 'warning',
 };
