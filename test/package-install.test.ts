@@ -58,7 +58,7 @@ beforeAll(async () => {
   const clone = join(work, 'clone');
   const skip = (src: string) => ['node_modules', 'dist'].includes(basename(src)) || src.endsWith('.tsbuildinfo');
   for (const f of ROOT_FILES) await cp(join(ROOT, f), join(clone, f));
-  for (const script of ['bin-mode.mjs', 'bundle-agent.mjs', 'bundle-assert.cjs']) await cp(join(ROOT, 'scripts', script), join(clone, 'scripts', script));
+  for (const script of ['agent-code-cache.mjs', 'bin-mode.mjs', 'bundle-agent.mjs', 'bundle-assert.cjs']) await cp(join(ROOT, 'scripts', script), join(clone, 'scripts', script));
   await cp(join(ROOT, 'packages'), join(clone, 'packages'), { recursive: true, verbatimSymlinks: true, filter: (src) => !skip(src) });
   await run('pnpm', ['install', '--offline', '--frozen-lockfile', '--reporter=silent'], clone);
   const out = join(work, 'tarballs');

@@ -1,72 +1,111 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { decode, encode, PROTOCOL_VERSION } from '@kindling/protocol';
 
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
+const MAIN = resolve(import.meta.dirname, '../dist/main.cjs');
 const dir = mkdtempSync(join(tmpdir(), 'kindling-bin-imports-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-// Records every module URL the process resolves (on the loader's thread, into TRACE_FILE).
-const HOOK = join(dir, 'hook.mjs');
-writeFileSync(
-  HOOK,
-  `import { appendFileSync } from 'node:fs';
-export async function resolve(specifier, context, next) {
-  const r = await next(specifier, context);
-  appendFileSync(process.env.TRACE_FILE, r.url + '\\n');
-  return r;
-}`,
-);
-const REGISTER = `data:text/javascript,import{register}from"node:module";register(${JSON.stringify(`file://${HOOK}`)})`;
-
-/** The npm packages a `kindling-agent` run loaded (stdio not a terminal, as under systemd). */
-function packagesLoaded(args: string[]): Set<string> {
-  const trace = traceFile(args);
-  const run = spawnSync(process.execPath, ['--import', REGISTER, BIN, ...args], { env: { ...process.env, TRACE_FILE: trace }, encoding: 'utf8' });
-  expect(run.stderr).not.toMatch(/Error/);
-  return packagesIn(trace);
-}
-
-function traceFile(args: string[]): string {
-  const trace = join(dir, `trace-${args.join('-').replace(/\W/g, '')}`);
-  writeFileSync(trace, '');
-  return trace;
+/**
+ * What a `kindling-agent` run evaluated, from the V8 coverage Node writes as the process exits
+ * (NODE_V8_COVERAGE): every file it ran (the npm packages outside the bin's bundles among them), and of
+ * the bundles (scripts/bundle-agent.mjs), the modules they hold whose code ran. In a bundle a module
+ * imported dynamically, and what it imports, is a function keyed by its path that runs at its first
+ * import; every other module runs as the bundle loads.
+ */
+interface Loaded {
+  files: Set<string>;
+  packages: Set<string>;
+  /** The agent's own source files among the bundles' modules that ran. */
+  sources: Set<string>;
 }
 
 const PACKAGE = /node_modules\/((?:@[^/]+\/)?[^/.][^/]*)\//g;
 const packageNames = (text: string): string[] => [...text.matchAll(PACKAGE)].map((m) => m[1] as string);
 
-/** The bin is a bundle (scripts/bundle-agent.mjs): the packages inside each of its files, from esbuild's metafile. */
-const bundleInputs = new Map(
+/** The bundle's files, each with the modules it holds (esbuild's metafile) and those of them it evaluates lazily. */
+const bundles = new Map(
   Object.entries((JSON.parse(readFileSync(resolve(import.meta.dirname, '../dist/.bundle.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, unknown> }> }).outputs).map(
-    ([file, { inputs }]) => [resolve(import.meta.dirname, '..', file), inputs],
+    ([file, { inputs }]) => {
+      const path = resolve(import.meta.dirname, '..', file);
+      const text = readFileSync(path, 'utf8');
+      const modules = Object.keys(inputs);
+      return [path, { modules, lazy: new Set(modules.filter((m) => text.includes(`\n  ${JSON.stringify(m)}(`))) }];
+    },
   ),
 );
-const bundled = new Map([...bundleInputs].map(([file, inputs]) => [file, packageNames(Object.keys(inputs).join('\n'))]));
 
-/** The agent's own source files inside the bundle's files a traced run loaded. */
-function sourcesIn(trace: string): Set<string> {
-  const urls = readFileSync(trace, 'utf8').split('\n').filter((u) => u.startsWith('file://'));
-  return new Set(urls.flatMap((u) => Object.keys(bundleInputs.get(fileURLToPath(u)) ?? {}).filter((i) => i.startsWith('src/'))));
+interface Coverage {
+  result: { url: string; functions: { functionName: string; ranges: { count: number }[] }[] }[];
 }
 
-/** The packages a traced run loaded: resolved from node_modules, or inside the bundle's files it loaded. */
-function packagesIn(trace: string): Set<string> {
-  const urls = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
-  const inBundle = urls.filter((u) => u.startsWith('file://')).flatMap((u) => bundled.get(fileURLToPath(u)) ?? []);
-  return new Set([...packageNames(urls.join('\n')), ...inBundle]);
+function loadedIn(coverageDir: string): Loaded {
+  const files: string[] = [];
+  const modules: string[] = [];
+  for (const name of readdirSync(coverageDir)) {
+    for (const { url, functions } of (JSON.parse(readFileSync(join(coverageDir, name), 'utf8')) as Coverage).result) {
+      const file = url.startsWith('file://') ? fileURLToPath(url) : url;
+      files.push(file);
+      const bundle = bundles.get(file);
+      if (!bundle) continue;
+      const ran = new Set(functions.filter((f) => (f.ranges[0]?.count ?? 0) > 0).map((f) => f.functionName));
+      modules.push(...bundle.modules.filter((m) => !bundle.lazy.has(m) || ran.has(m)));
+    }
+  }
+  return { files: new Set(files), packages: new Set(packageNames([...files, ...modules].join('\n'))), sources: new Set(modules.filter((m) => m.startsWith('src/'))) };
 }
+
+let runs = 0;
+const coverageDir = (): string => {
+  const coverage = join(dir, `coverage-${++runs}`);
+  mkdirSync(coverage);
+  return coverage;
+};
+
+/** What a `kindling-agent` run with these arguments loaded (stdio not a terminal, as under systemd). */
+function loadedBy(args: string[]): Loaded {
+  const coverage = coverageDir();
+  const run = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, NODE_V8_COVERAGE: coverage }, encoding: 'utf8' });
+  expect(run.stderr).not.toMatch(/Error/);
+  return loadedIn(coverage);
+}
+const packagesLoaded = (args: string[]): Set<string> => loadedBy(args).packages;
+
+/** Serves on `config` until `during` is done, then stops it as systemd does: what it loaded. */
+async function served(config: string, during: (port: number) => Promise<void>): Promise<Loaded> {
+  const coverage = coverageDir();
+  const { KINDLING_TOKEN: _client, ...env } = process.env;
+  const agent = spawn(process.execPath, [BIN, '--config', config], { env: { ...env, NODE_V8_COVERAGE: coverage }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = once(agent, 'exit') as Promise<[number | null]>;
+  try {
+    const [line] = (await once(createInterface({ input: agent.stdout }), 'line')) as [string];
+    await during((JSON.parse(line) as { port: number }).port);
+    agent.kill('SIGTERM');
+    expect((await exited)[0]).toBe(0);
+  } finally {
+    agent.kill('SIGKILL');
+  }
+  return loadedIn(coverage);
+}
+
+/** Node's fetch implementation, which the first use of the global Request or Response loads. */
+const UNDICI = 'node:internal/deps/undici/undici';
 
 const SERVING = ['@hono/node-server', 'hono', 'ws', 'level', 'prom-client'];
 
 describe('kindling-agent loads only what the path needs (issue 20)', () => {
   it('--version and --help load no server, index, metrics, logger, command runner, config or protocol parser', () => {
     for (const flag of ['--version', '--help']) {
+      // Answered by bin.js without the agent's bundle.
+      expect(loadedBy([flag]).files).not.toContain(MAIN);
       const loaded = packagesLoaded([flag]);
       for (const heavy of [...SERVING, 'execa', 'pino', 'pino-pretty', 'yaml', 'valibot', 'msgpackr']) {
         expect(loaded, `${flag} loads ${heavy}`).not.toContain(heavy);
@@ -87,33 +126,47 @@ describe('kindling-agent loads only what the path needs (issue 20)', () => {
     expect(packagesLoaded(['check-config', '--config', config])).toContain('yaml');
   });
 
-  it('serving loads only the configured backends\' drivers, and prom-client only after ready, at the first scrape, which still counts what came before', async () => {
+  it('every other command runs the agent\'s bundle from the code cache the build made', () => {
+    expect(loadedBy(['--version', '--help']).files).toContain(MAIN);
+    const probe = `import { loadBundle } from ${JSON.stringify(resolve(import.meta.dirname, '../dist/code-cache.js'))}; console.log(loadBundle(${JSON.stringify(MAIN)}).cache);`;
+    expect(spawnSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8' }).stdout.trim()).toBe('used');
+  });
+
+  it('serving loads only the configured backends\' drivers, hono only after ready, and prom-client at the first scrape, which still counts what came before', async () => {
     const token = 'bin-imports-token-0123456789';
     const config = join(dir, 'serve.json');
     mkdirSync(join(dir, 'share'));
     const nfs = { name: 'nfs', driver: 'nfs', shares: [join(dir, 'share')], format: 'qcow2' };
     writeFileSync(config, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, dataDir: join(dir, 'serve-data'), token, backends: [nfs] }));
-    const trace = traceFile(['serve']);
-    const { KINDLING_TOKEN: _client, ...env } = process.env;
-    const agent = spawn(process.execPath, ['--import', REGISTER, BIN, '--config', config], { env: { ...env, TRACE_FILE: trace }, stdio: ['ignore', 'pipe', 'inherit'] });
-    try {
-      const [line] = (await once(createInterface({ input: agent.stdout }), 'line')) as [string];
-      const { port } = JSON.parse(line) as { port: number };
-      // What serving needs is seen loaded, from inside the bundle too: the checks above can fail.
-      for (const used of ['hono', 'ws', 'pino', 'msgpackr', 'level']) expect(packagesIn(trace)).toContain(used);
-      expect(packagesIn(trace)).not.toContain('prom-client');
-      // Only the configured backends' drivers.
-      expect(sourcesIn(trace)).toContain('src/drivers/nfs/driver.ts');
-      expect(sourcesIn(trace)).not.toContain('src/drivers/lvm/driver.ts');
+    // What a start waits for: /healthz, then a client's session (bench/start.mjs).
+    const ready = await served(config, async (port) => {
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/rpc`, { headers: { authorization: `Bearer ${token}` } });
+      await once(ws, 'open');
+      ws.send(encode({ id: 1, op: 'hello', args: { protocolVersion: PROTOCOL_VERSION } }));
+      const [reply] = (await once(ws, 'message')) as [Buffer];
+      expect(decode(reply)).toMatchObject({ id: 1, ok: true });
+      ws.close();
+      await once(ws, 'close');
+    });
+    // hono and its node adapter (and with them Node's undici) load after ready, at the first request they answer.
+    expect(ready.files).not.toContain(UNDICI);
+    // What serving needs is seen loaded, from inside the bundle too: the checks above can fail.
+    for (const used of ['ws', 'pino', 'msgpackr', 'level']) expect(ready.packages).toContain(used);
+    for (const later of ['hono', '@hono/node-server', 'prom-client']) expect(ready.packages).not.toContain(later);
+    // Only the configured backends' drivers.
+    expect(ready.sources).toContain('src/drivers/nfs/driver.ts');
+    expect(ready.sources).not.toContain('src/drivers/lvm/driver.ts');
+    const scraped = await served(config, async (port) => {
       const url = `http://127.0.0.1:${port}/metrics`;
       expect((await fetch(url)).status).toBe(401);
       const scrape = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
       expect(scrape.status).toBe(200);
       expect(scrape.headers.get('content-type')).toMatch(/^text\/plain/);
       expect(await scrape.text()).toMatch(/^kindling_auth_refusals_total\{reason="bad_token"\} 1$/m);
-      expect(packagesIn(trace)).toContain('prom-client');
-    } finally {
-      agent.kill('SIGKILL');
-    }
+    });
+    expect(scraped.packages).toContain('prom-client');
+    expect(scraped.packages).toContain('hono');
+    expect(scraped.files).toContain(UNDICI);
   });
 });

@@ -1,23 +1,24 @@
 import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
-import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server';
-import { Hono, type Context } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { withoutSecrets, type Progress } from '@kindling/protocol';
+import type { Progress } from '@kindling/protocol';
 import type { AgentConfig } from '../config.js';
 import type { Children } from '../exec/children.js';
 import { log } from '../log.js';
 import type { Services } from '../services.js';
-import { CHALLENGE, roleOf } from './auth.js';
-import { edgeGuard } from './edge.js';
+import { roleOf, type Role } from './auth.js';
+import { hostAllowed, originAllowed } from './edge.js';
 import { Drain } from './drain.js';
 import { startHeartbeat } from './heartbeat.js';
 import { createHandlers } from './dispatch.js';
 import { Metrics } from './metrics.js';
 import { RequestLedger } from './requests.js';
+import type { RouteContext } from './routes.js';
 import { Session } from './session.js';
 import { createTransfers } from '../transfer/index.js';
 
@@ -35,7 +36,14 @@ export interface RpcServer {
   idle(timeoutMs: number): Promise<boolean>;
 }
 
-/** hono's HTTP endpoints and the `/rpc` WebSocket on one port. */
+const pathOf = (url = '/'): string => url.split('?', 1)[0] as string;
+
+/**
+ * hono's HTTP endpoints (routes.ts) and the `/rpc` WebSocket on one port. The two requests a start waits
+ * for, GET /healthz and an /rpc upgrade that passes the edge and credential checks, are answered here
+ * without hono, which is loaded at the first other request (issue 20: its adapter loads Node's undici);
+ * hono answers everything else, refusals included, as before.
+ */
 export async function startServer(config: AgentConfig, services: Services, children: Children): Promise<RpcServer> {
   const metrics = new Metrics();
   const ledger = new RequestLedger(services.index, {
@@ -60,113 +68,94 @@ export async function startServer(config: AgentConfig, services: Services, child
     return volume && { volumeId: volume.id, backend: volume.backend };
   };
 
-  const app = new Hono();
   const credentials = { token: config.token, readTokens: config.readTokens };
-  /** The peer's address, for refusal and session logs (hono's node adapter keeps the request as env.incoming). */
-  const peer = (c: Context): string | undefined => (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress;
-  // Reading needs any credential; /rpc sessions carry their role and refuse changes to readers.
-  const authorized = (c: Context): boolean => {
-    if (roleOf(c.req.header('authorization'), credentials) !== null) return true;
-    metrics.refused('bad_token');
-    // Whether a credential came at all tells a misconfigured client from a probe; the credential itself is never logged.
-    const presented = c.req.header('authorization') !== undefined;
-    log.warn({ peer: peer(c), path: c.req.path, presented }, `refused ${c.req.path}: ${presented ? 'wrong credential' : 'no credential'}`);
-    return false;
-  };
-  const challenge = { 'www-authenticate': CHALLENGE };
   const edge = { allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins, listenHost: config.listen.host };
-  app.use(
-    '*',
-    edgeGuard(edge, (reason, value) => {
-      metrics.refused(reason);
-      log.warn({ [reason]: value }, `refused a request from ${reason} ${value}`);
-    }),
-  );
-
-  app.get('/healthz', (c) => c.json({ status: 'ok', hostId: services.hostId, version: services.agentVersion }));
-  app.get('/readyz', async (c) => {
-    const backends = await services.backends.readiness();
-    const ready = backends.every((b) => b.ready);
-    return c.json({ ready, hostId: services.hostId, backends }, ready ? 200 : 503);
-  });
-  app.use('/metrics', async (c, next) => (authorized(c) ? next() : c.text('unauthorized\n', 401, challenge)));
-  app.use('/v1/*', async (c, next) => (authorized(c) ? next() : c.json({ error: 'unauthorized' }, 401, challenge)));
-  app.get('/metrics', async (c) => {
-    const readiness = await services.backends.readiness();
-    const stats = await Promise.all(
-      readiness.filter((r) => r.ready).map((r) => services.backends.stats(r.name, false).catch(() => null)),
-    );
-    const load = { sessions: sessions.size, requestsInFlight: drain.inFlight, commandsRunning: children.count, commandsWaiting: children.waiting };
-    const text = await metrics.render(stats.filter((s) => s !== null), readiness, load);
-    return c.text(text, 200, { 'content-type': metrics.contentType });
-  });
-  /** /v1 answers a read credential as /rpc does a read session: without secrets. */
-  const v1 = <T>(c: Context, body: T) => c.json(roleOf(c.req.header('authorization'), credentials) === 'admin' ? body : withoutSecrets(body));
-  app.get('/v1/backends', async (c) => v1(c, await services.backends.readiness()));
-  app.get('/v1/backends/:name/stats', async (c) => {
-    const name = c.req.param('name');
-    try {
-      return v1(c, await services.backends.stats(name, c.req.query('refresh') === 'true'));
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      return c.json({ error: (err as Error).message, code }, code === 'NOT_FOUND' ? 404 : 503);
-    }
-  });
-  // Copies between agents: the transfer credential, not an agent token, opens one read (transfer/).
-  app.get('/transfer/:id', (c) => transfers.route(c.req.param('id'), c.req.header('authorization'), (c.env as { outgoing: ServerResponse }).outgoing));
-  app.get(
-    '/rpc',
-    async (c, next) => (authorized(c) ? next() : c.text('unauthorized\n', 401, challenge)),
-    upgradeWebSocket((c) => {
-      const role = roleOf(c.req.header('authorization'), credentials) ?? 'read';
-      const sessionLog = log.child({ session: randomUUID().slice(0, 8), peer: peer(c), role });
-      let session: Session | undefined;
-      return {
-        onOpen(_event, ws) {
-          const raw = ws.raw as WebSocket;
-          const sink = {
-            send: (bytes: Uint8Array) => raw.send(bytes),
-            unsentBytes: () => raw.bufferedAmount,
-            terminate: (reason: string) => {
-              sessionLog.warn(`ending a session: ${reason}`);
-              raw.terminate();
-            },
-          };
-          const opened = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger, progressVolume }, role, sessionLog);
-          session = opened;
-          sessions.add(opened);
-          // Frames straight from ws, not through hono's onMessage: that builds a MessageEvent and copies
-          // each frame into a fresh ArrayBuffer (issue 20). No frame can come before this: the client
-          // waits for the upgrade's answer, and ws reads the socket only after this turn.
-          raw.on('message', (data: Buffer, isBinary: boolean) => void opened.receive(isBinary ? data : null));
-          sessionLog.debug('session opened');
-        },
-        onClose() {
-          sessionLog.debug('session closed');
-          if (session) sessions.delete(session);
-        },
-      };
-    }),
-  );
+  const peer = (request: IncomingMessage): string | undefined => request.socket.remoteAddress;
+  const openSession = (raw: WebSocket, role: Role, from: string | undefined): (() => void) => {
+    const sessionLog = log.child({ session: randomUUID().slice(0, 8), peer: from, role });
+    const sink = {
+      send: (bytes: Uint8Array) => raw.send(bytes),
+      unsentBytes: () => raw.bufferedAmount,
+      terminate: (reason: string) => {
+        sessionLog.warn(`ending a session: ${reason}`);
+        raw.terminate();
+      },
+    };
+    const session = new Session(sink, { handlers, metrics, drain, limits: config.limits, ledger, progressVolume }, role, sessionLog);
+    sessions.add(session);
+    // Frames straight from ws, not through hono's onMessage: that builds a MessageEvent and copies each
+    // frame into a fresh ArrayBuffer (issue 20). No frame can come before this: the client waits for the
+    // upgrade's answer, and ws reads the socket only after this turn.
+    raw.on('message', (data: Buffer, isBinary: boolean) => void session.receive(isBinary ? data : null));
+    sessionLog.debug('session opened');
+    return () => {
+      sessionLog.debug('session closed');
+      sessions.delete(session);
+    };
+  };
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   const heartbeat = startHeartbeat(wss, HEARTBEAT_MS);
+  let hono: Promise<EventEmitter> | undefined;
+  const routes = (): Promise<EventEmitter> => {
+    const context: RouteContext = { credentials, edge, services, children, metrics, drain, transfers, wss, sessionCount: () => sessions.size, peer, openSession };
+    return (hono ??= import('./routes.js').then((m) => m.routes(context)));
+  };
+  /** What hono's edge guard lets through: the requests answered here are only those. */
+  const edgeAllows = (request: IncomingMessage): boolean => hostAllowed(request.headers.host, edge) && originAllowed(request.headers.origin, edge);
+
+  const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    if (request.method === 'GET' && pathOf(request.url) === '/healthz' && edgeAllows(request)) {
+      const body = JSON.stringify({ status: 'ok', hostId: services.hostId, version: services.agentVersion });
+      response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
+    routes().then(
+      (server) => server.emit('request', request, response),
+      (err: unknown) => {
+        log.error({ err }, 'cannot load the HTTP routes');
+        response.destroy();
+      },
+    );
+  };
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const role = roleOf(request.headers.authorization, credentials);
+    const websocket = request.headers.upgrade?.toLowerCase() === 'websocket';
+    if (request.method === 'GET' && websocket && pathOf(request.url) === '/rpc' && role !== null && edgeAllows(request)) {
+      wss.handleUpgrade(request, socket, head, (raw) => {
+        // As hono's adapter does: an error on a session's socket is its end, not the agent's.
+        raw.on('error', () => undefined);
+        raw.on('close', openSession(raw, role, peer(request)));
+        wss.emit('connection', raw, request);
+      });
+      return;
+    }
+    // Until hono's adapter has its own listener on it, an error on the socket must not go unheard.
+    const ignore = () => undefined;
+    socket.on('error', ignore);
+    routes().then(
+      (server) => {
+        server.emit('upgrade', request, socket, head);
+        socket.off('error', ignore);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'cannot load the HTTP routes');
+        socket.destroy();
+      },
+    );
+  };
   const tls = config.tls;
-  const server = createAdaptorServer({
-    fetch: app.fetch,
-    websocket: { server: wss },
-    ...(tls
-      ? {
-          createServer: createHttpsServer,
-          serverOptions: {
-            cert: readFileSync(tls.cert),
-            key: readFileSync(tls.key),
-            // Mutual TLS: only clients whose certificate chains to this CA get past the handshake.
-            ...(tls.clientCa ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
-          },
-        }
-      : {}),
-  });
+  const server = tls
+    ? createHttpsServer({
+        cert: readFileSync(tls.cert),
+        key: readFileSync(tls.key),
+        // Mutual TLS: only clients whose certificate chains to this CA get past the handshake.
+        ...(tls.clientCa ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+      })
+    : createHttpServer();
+  server.on('request', onRequest);
+  server.on('upgrade', onUpgrade);
+  server.on('close', () => wss.close());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
