@@ -338,8 +338,13 @@ export function recoveryLines(report: RecoveryReport): string[] {
   ];
 }
 
+// Appended in place: a copy per item took minutes for a share that came back empty at 100,000 volumes.
 const byBackend = (items: On<{ kind: string; id: string }>[]): [string, string[]][] => {
   const out = new Map<string, string[]>();
-  for (const m of items) out.set(m.backend, [...(out.get(m.backend) ?? []), `${m.kind} ${m.id}`]);
+  for (const m of items) {
+    const named = out.get(m.backend) ?? [];
+    named.push(`${m.kind} ${m.id}`);
+    out.set(m.backend, named);
+  }
   return [...out];
 };
