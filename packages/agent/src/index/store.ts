@@ -112,11 +112,16 @@ export class IndexStore {
   /** Each record's text under `prefix`, read in batches: an await per record cost twice as long at 100,000. */
   private async eachText(prefix: string, take: (text: string) => void): Promise<void> {
     const iterator = this.db.iterator<string, string>({ ...prefixRange(prefix), keys: false, valueEncoding: 'utf8' });
+    // The next batch is read (on LevelDB's thread) while this one is taken in.
+    let next = iterator.nextv(LOAD_BATCH);
     try {
-      for (let batch = await iterator.nextv(LOAD_BATCH); batch.length > 0; batch = await iterator.nextv(LOAD_BATCH)) {
+      for (let batch = await next; batch.length > 0; batch = await next) {
+        next = iterator.nextv(LOAD_BATCH);
         for (const [, text] of batch) take(text);
       }
     } finally {
+      // A batch still being read when `take` threw: its outcome no longer matters, only that it is over.
+      await next.catch(() => undefined);
       await iterator.close();
     }
   }
