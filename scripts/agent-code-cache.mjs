@@ -1,8 +1,8 @@
 // Makes dist/main.cjs.cache, the V8 code cache kindling-agent's bin reads (code-cache.ts; issue 20): this
 // process runs the bundle as the bin does, through a restart on a small index to ready, a client's hello
 // and reads, and a stop, then writes the cache as it exits, so that the cache holds the code that path
-// compiled. Run by bundle-agent.mjs in a process of its own, with no Node flags (V8 refuses a cache made
-// under other flags).
+// compiled. Run by bundle-agent.mjs in a process of its own, with no Node flags but the bin's own (heap.ts;
+// V8 refuses a cache made under other flags).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 const agentDir = resolve(import.meta.dirname, '../packages/agent');
 const main = join(agentDir, 'dist/main.cjs');
 const { loadBundle, writeCodeCache } = await import(join(agentDir, 'dist/code-cache.js'));
+const { capHeapGrowth } = await import(join(agentDir, 'dist/heap.js'));
 // The client's packages, as the agent's dependencies (the SDK may not be built yet).
 const agentRequire = createRequire(join(agentDir, 'package.json'));
 const { WebSocket } = agentRequire('ws');
@@ -42,6 +43,8 @@ first.kill('SIGTERM');
 const [code] = await once(first, 'exit');
 if (code !== 0) throw new Error(`the first start exited with ${code}`);
 
+// As the bin does before it loads the bundle: the cache is made under the flags it will be read under.
+capHeapGrowth();
 const bundle = loadBundle(main);
 process.once('exit', (status) => {
   if (status === 0) writeCodeCache(main, bundle);

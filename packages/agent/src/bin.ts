@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { fileURLToPath } from 'node:url';
 import { loadBundle } from './code-cache.js';
+import { capHeapGrowth } from './heap.js';
 import { USAGE } from './usage.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -11,4 +12,7 @@ const args = process.argv.slice(2);
 const [only] = args.length === 1 ? args : [];
 if (only === '--version' || only === '-v') console.log(AGENT_VERSION);
 else if (only === '--help' || only === '-h') console.log(USAGE);
-else (loadBundle(fileURLToPath(new URL('main.cjs', import.meta.url))).exports as typeof import('./main.js')).run(args);
+else {
+  capHeapGrowth();
+  (loadBundle(fileURLToPath(new URL('main.cjs', import.meta.url))).exports as typeof import('./main.js')).run(args);
+}

@@ -81,6 +81,18 @@ export interface ScanResult {
   strays: Stray[];
 }
 
+/** Every page of a scan as one result: scan() over scanPages(). */
+export async function collectScan(pages: AsyncIterable<ScanResult>): Promise<ScanResult> {
+  const all: ScanResult = { volumes: [], snapshots: [], leftovers: [], strays: [] };
+  for await (const page of pages) {
+    all.volumes.push(...page.volumes);
+    all.snapshots.push(...page.snapshots);
+    all.leftovers.push(...page.leftovers);
+    all.strays.push(...page.strays);
+  }
+  return all;
+}
+
 /**
  * A volume's or snapshot's logical content, held still while it is read (a copy to another agent):
  * its data ranges in order; everything outside them reads as zeros and is never sent.
@@ -168,6 +180,11 @@ export interface Driver {
    * Once `signal` aborts (the agent stops), it stops between files or LVs and rejects with its reason.
    */
   scan(signal?: AbortSignal): Promise<ScanResult>;
+  /**
+   * What scan() finds, a page at a time (a volume with its snapshots always in one page): a caller that
+   * compares as pages come holds one page, not all of storage (the check after ready at 100,000 volumes).
+   */
+  scanPages(signal?: AbortSignal): AsyncIterable<ScanResult>;
   /** Removes one leftover found by scan(); only called when no operation on `leftover.id` can be running. */
   removeLeftover(leftover: Leftover): Promise<void>;
   /** Ends what the driver keeps running between operations (the LVM driver's lvm shell), at the agent's stop. */

@@ -14,7 +14,7 @@ export const keys = {
 };
 
 /** Backend names hold no ':' and user names are percent-encoded, so ':' separates every key part. */
-export const nameKey = (backend: string, name: string): string => `${backend}:${encodeURIComponent(name)}`;
+const nameKey = (backend: string, name: string): string => `${backend}:${encodeURIComponent(name)}`;
 
 /** Bounds that select every key starting with `prefix`. */
 export const prefixRange = (prefix: string): { gte: string; lt: string } => ({ gte: prefix, lt: `${prefix}\xff` });

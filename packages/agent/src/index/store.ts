@@ -3,7 +3,7 @@ import { Level } from 'level';
 import type { ConnectionRecord, GroupSnapshotRecord, SnapshotRecord, VolumeRecord } from '@kindling/protocol';
 import { charged, requestCost } from '../cost.js';
 import { ChangeLog, type ChangeEntry, type Changed } from './changes.js';
-import { keys, nameKey, prefixRange } from './keys.js';
+import { keys, prefixRange } from './keys.js';
 import { Postings, Tally } from './postings.js';
 import { keysOf, type RecordKind } from './record-text.js';
 
@@ -48,7 +48,8 @@ export class IndexStore {
   private readonly volumes = new Map<string, string>();
   private readonly snapshots = new Map<string, string>();
   private readonly connections = new Map<string, ConnectionRecord>();
-  private readonly byName = new Postings();
+  /** Backend to volume name to ids: keyed by the name the record holds, no key string made per volume. */
+  private readonly byName = new Map<string, Postings>();
   private readonly snapshotsByVolume = new Postings();
   private readonly connectionsByVolume = new Postings();
   /**
@@ -112,11 +113,16 @@ export class IndexStore {
   /** Each record's text under `prefix`, read in batches: an await per record cost twice as long at 100,000. */
   private async eachText(prefix: string, take: (text: string) => void): Promise<void> {
     const iterator = this.db.iterator<string, string>({ ...prefixRange(prefix), keys: false, valueEncoding: 'utf8' });
+    // The next batch is read (on LevelDB's thread) while this one is taken in.
+    let next = iterator.nextv(LOAD_BATCH);
     try {
-      for (let batch = await iterator.nextv(LOAD_BATCH); batch.length > 0; batch = await iterator.nextv(LOAD_BATCH)) {
+      for (let batch = await next; batch.length > 0; batch = await next) {
+        next = iterator.nextv(LOAD_BATCH);
         for (const [, text] of batch) take(text);
       }
     } finally {
+      // A batch still being read when `take` threw: its outcome no longer matters, only that it is over.
+      await next.catch(() => undefined);
       await iterator.close();
     }
   }
@@ -206,15 +212,20 @@ export class IndexStore {
     this.dropVolume(record.id);
     this.volumes.set(record.id, text);
     this.volumesByStatus.add(statusKey(record), record.id);
-    if (record.name !== null) this.byName.add(nameKey(record.backend, record.name), record.id);
+    if (record.name !== null) this.namesOn(record.backend).add(record.name, record.id);
     this.volumeCount.add(record.backend, 1);
+  }
+  private namesOn(backend: string): Postings {
+    let names = this.byName.get(backend);
+    if (names === undefined) this.byName.set(backend, (names = new Postings()));
+    return names;
   }
   private dropVolume(id: string): void {
     const text = this.volumes.get(id);
     if (text === undefined) return;
     const old = keysOf(text, 'volume');
     this.volumesByStatus.remove(statusKey(old), id);
-    if (old.name !== null) this.byName.remove(nameKey(old.backend, old.name), id);
+    if (old.name !== null) this.byName.get(old.backend)?.remove(old.name, id);
     this.volumeCount.add(old.backend, -1);
     this.volumes.delete(id);
   }
@@ -259,7 +270,7 @@ export class IndexStore {
   /** Volumes named `name` on `backend`, or on any backend (a lookup per backend, not a walk over every volume). */
   volumesNamed(backend: string | undefined, name: string): VolumeRecord[] {
     if (backend === undefined) return [...this.volumeCount.keys()].flatMap((b) => this.volumesNamed(b, name));
-    return this.pick(this.volumes, this.byName.ids(nameKey(backend, name)));
+    return this.pick(this.volumes, this.byName.get(backend)?.ids(name) ?? []);
   }
   snapshotsOf(volumeId: string): SnapshotRecord[] {
     return this.pick(this.snapshots, this.snapshotsByVolume.ids(volumeId));

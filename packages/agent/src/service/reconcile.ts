@@ -36,30 +36,58 @@ export function heldBefore(ctx: ServiceContext, backend: string): Held {
 }
 
 /**
- * The one comparison of storage with the index. Operations may run while storage is read: only records
- * untouched from before the scan to after it count, either way, and only what the index lacks both
- * before and after the scan.
+ * The one comparison of storage with the index, fed a scan's pages as they come: only the ids found
+ * are kept between pages. Operations may run while storage is read: only records untouched from before
+ * the scan to after it count, either way, and only what the index lacks both before and after the scan.
  */
+export class Comparison {
+  private readonly onStorage = new Set<string>();
+  private readonly missingFromIndex: IndexMismatch['missingFromIndex'] = [];
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly held: Held,
+  ) {}
+
+  private untouched(id: string): boolean {
+    return !this.ctx.index.changes.changedAfter(id, this.held.mark);
+  }
+
+  /** One page of the scan. What the index lacks is looked for now: the mark, not the time, decides. */
+  add(page: ScanResult): void {
+    const { index } = this.ctx;
+    for (const found of page.volumes) {
+      this.onStorage.add(found.id);
+      if (!index.has('volume', found.id) && this.untouched(found.id)) this.missingFromIndex.push({ kind: 'volume', id: found.id });
+    }
+    for (const found of page.snapshots) {
+      this.onStorage.add(found.id);
+      if (!index.has('snapshot', found.id) && this.untouched(found.id)) this.missingFromIndex.push({ kind: 'snapshot', id: found.id });
+    }
+  }
+
+  /** After the last page: what the index holds settled and storage lacks, beside what the index lacks. */
+  result(): IndexMismatch {
+    const { index } = this.ctx;
+    const out: IndexMismatch = { missingFromIndex: this.missingFromIndex, missingFromStorage: [] };
+    // Ids only: just the records missing from storage are read, for their status.
+    for (const id of index.idsOf('volume', this.held.backend)) {
+      const v = !this.onStorage.has(id) && this.untouched(id) ? index.getVolume(id) : undefined;
+      if (v && volumePhase(v.status) === 'settled') out.missingFromStorage.push({ kind: 'volume', id, status: v.status });
+    }
+    for (const id of index.idsOf('snapshot', this.held.backend)) {
+      const s = !this.onStorage.has(id) && this.untouched(id) ? index.getSnapshot(id) : undefined;
+      if (s && snapshotPhase(s.status) === 'settled') out.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
+    }
+    return out;
+  }
+}
+
+/** The comparison of a whole scan with the index. */
 export function compareWithIndex(ctx: ServiceContext, held: Held, scan: ScanResult): IndexMismatch {
-  const out: IndexMismatch = { missingFromIndex: [], missingFromStorage: [] };
-  const onStorage = new Set([...scan.volumes.map((v) => v.id), ...scan.snapshots.map((s) => s.id)]);
-  const untouched = (id: string) => !ctx.index.changes.changedAfter(id, held.mark);
-  // Ids only: just the records missing from storage are read, for their status.
-  for (const id of ctx.index.idsOf('volume', held.backend)) {
-    const v = !onStorage.has(id) && untouched(id) ? ctx.index.getVolume(id) : undefined;
-    if (v && volumePhase(v.status) === 'settled') out.missingFromStorage.push({ kind: 'volume', id, status: v.status });
-  }
-  for (const id of ctx.index.idsOf('snapshot', held.backend)) {
-    const s = !onStorage.has(id) && untouched(id) ? ctx.index.getSnapshot(id) : undefined;
-    if (s && snapshotPhase(s.status) === 'settled') out.missingFromStorage.push({ kind: 'snapshot', id, status: s.status });
-  }
-  for (const found of scan.volumes) {
-    if (!ctx.index.has('volume', found.id) && untouched(found.id)) out.missingFromIndex.push({ kind: 'volume', id: found.id });
-  }
-  for (const found of scan.snapshots) {
-    if (!ctx.index.has('snapshot', found.id) && untouched(found.id)) out.missingFromIndex.push({ kind: 'snapshot', id: found.id });
-  }
-  return out;
+  const comparison = new Comparison(ctx, held);
+  comparison.add(scan);
+  return comparison.result();
 }
 
 /**

@@ -11,7 +11,7 @@ import type { Driver, Leftover, ScanResult, Stray } from '../drivers/driver.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
 import { now } from './lifecycle.js';
 import { named } from './findings.js';
-import { compareWithIndex, heldBefore, type IndexMismatch } from './reconcile.js';
+import { Comparison, compareWithIndex, heldBefore, type IndexMismatch } from './reconcile.js';
 import {
   TRANSIENT_SNAPSHOT_STATUSES,
   TRANSIENT_VOLUME_STATUSES,
@@ -162,10 +162,15 @@ export async function recoverAfterReady(
   stop?: AbortSignal,
 ): Promise<RecoveryReport> {
   const report = nothingToRecover();
-  const held = heldBefore(ctx, driver.name);
-  let found: ScanResult;
+  const comparison = new Comparison(ctx, heldBefore(ctx, driver.name));
+  // Compared a page at a time: what is kept of storage is the ids found, its leftovers and strays.
+  const rest: ScanResult = { volumes: [], snapshots: [], leftovers: [], strays: [] };
   try {
-    found = await driver.scan(stop);
+    for await (const page of driver.scanPages(stop)) {
+      comparison.add(page);
+      rest.leftovers.push(...page.leftovers);
+      rest.strays.push(...page.strays);
+    }
   } catch (err) {
     const stopped = stop?.aborted === true;
     report.unscanned.push({ backend: driver.name, error: stopped ? STOPPED : messageOf(err) });
@@ -173,8 +178,8 @@ export async function recoverAfterReady(
     await ctx.backends.oweScan(driver.name);
     return report;
   }
-  const mismatch = compareWithIndex(ctx, held, found);
-  const kept = await removeLeftovers(ctx, driver, found, report, asked, stop);
+  const mismatch = comparison.result();
+  const kept = await removeLeftovers(ctx, driver, rest, report, asked, stop);
   noteMismatch(ctx, report, driver.name, mismatch);
   if (kept > 0 || report.failed.length > 0) await ctx.backends.oweScan(driver.name);
   return report;
@@ -333,8 +338,13 @@ export function recoveryLines(report: RecoveryReport): string[] {
   ];
 }
 
+// Appended in place: a copy per item took minutes for a share that came back empty at 100,000 volumes.
 const byBackend = (items: On<{ kind: string; id: string }>[]): [string, string[]][] => {
   const out = new Map<string, string[]>();
-  for (const m of items) out.set(m.backend, [...(out.get(m.backend) ?? []), `${m.kind} ${m.id}`]);
+  for (const m of items) {
+    const named = out.get(m.backend) ?? [];
+    named.push(`${m.kind} ${m.id}`);
+    out.set(m.backend, named);
+  }
   return [...out];
 };

@@ -334,6 +334,11 @@ export class LvmDriver implements Driver {
     return scanReport(report, this.steps.owner);
   }
 
+  // One page: lvm2 reports every LV of the VG in one command's output anyway.
+  async *scanPages(signal?: AbortSignal): AsyncGenerator<ScanResult> {
+    yield await this.scan(signal);
+  }
+
   /**
    * Finishes or takes away one leftover of this backend's own (recovery.md): zeroed first as the rule
    * says (a `pending-clear` one always: it exists only because zeroing was due); a thin revert's new

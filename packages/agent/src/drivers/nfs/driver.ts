@@ -15,7 +15,19 @@ import {
 import type { NfsBackendConfig } from '../../config.js';
 import type { Runner } from '../../exec/run.js';
 import { checkToolOnce } from '../../exec/tool-check.js';
-import type { Attachment, ContentReader, ContentSink, Driver, DriverStats, Leftover, Readiness, ScanResult, SnapshotRef, VolumeRef } from '../driver.js';
+import {
+  collectScan,
+  type Attachment,
+  type ContentReader,
+  type ContentSink,
+  type Driver,
+  type DriverStats,
+  type Leftover,
+  type Readiness,
+  type ScanResult,
+  type SnapshotRef,
+  type VolumeRef,
+} from '../driver.js';
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
 import { EmptyImages } from './empty-image.js';
@@ -85,7 +97,11 @@ export class NfsDriver implements Driver {
     this.owner = ownerTag(deps.hostId, config.name);
     this.mountInfoPath = deps.mountInfoPath ?? '/proc/self/mountinfo';
     this.toolMemo = deps.dataDir && join(deps.dataDir, 'qemu-img.checked');
-    const provisioned = new Provisioned(async () => provisionedSizes(await this.scanShares()));
+    const provisioned = new Provisioned(async () => {
+      const counted: Counted = [];
+      for await (const page of this.scanShares()) counted.push(...provisionedSizes(page));
+      return counted;
+    });
     this.capacity = new Capacity(config, this.mountInfoPath, provisioned);
   }
 
@@ -312,18 +328,33 @@ export class NfsDriver implements Driver {
     return active!.virtualSize;
   }
 
-  async scan(signal?: AbortSignal): Promise<ScanResult> {
-    const scanning = this.scanShares(signal);
-    this.capacity.provisioned.adopt(scanning.then(provisionedSizes));
-    const found = await scanning;
-    return {
-      volumes: found.volumes.map((f) => ({ id: f.id, size: Math.ceil(f.virtualSize / GIB), location: f.location })),
-      snapshots: found.volumes.flatMap((f) =>
-        f.snapshots.map((s) => ({ id: s.id, volumeId: f.id, location: { share: f.share, file: s.file } })),
-      ),
-      leftovers: found.leftovers,
-      strays: found.strays,
-    };
+  scan(signal?: AbortSignal): Promise<ScanResult> {
+    return collectScan(this.scanPages(signal));
+  }
+
+  async *scanPages(signal?: AbortSignal): AsyncGenerator<ScanResult> {
+    // The read counts the provisioned bytes too (Provisioned.adopt), as the pages pass.
+    let counted!: (sizes: Counted) => void;
+    let failed!: (err: unknown) => void;
+    this.capacity.provisioned.adopt(new Promise<Counted>((resolve, reject) => ((counted = resolve), (failed = reject))));
+    const sizes: Counted = [];
+    try {
+      for await (const found of this.scanShares(signal)) {
+        sizes.push(...provisionedSizes(found));
+        yield {
+          volumes: found.volumes.map((f) => ({ id: f.id, size: Math.ceil(f.virtualSize / GIB), location: f.location })),
+          snapshots: found.volumes.flatMap((f) =>
+            f.snapshots.map((s) => ({ id: s.id, volumeId: f.id, location: { share: f.share, file: s.file } })),
+          ),
+          leftovers: found.leftovers,
+          strays: found.strays,
+        };
+      }
+      counted(sizes);
+    } finally {
+      // Failed, aborted or left before the end (a no-op after `counted`): not a count.
+      failed(new Error(`the read of ${this.name}'s storage ended before it was done`));
+    }
   }
 
   async removeLeftover(leftover: Leftover): Promise<void> {
@@ -435,14 +466,10 @@ export class NfsDriver implements Driver {
     await qemuImg.convert(this.run, image.chain, { path: target.arg, format }, format === 'raw' && !this.config.sparse, image.virtualSize);
   }
 
-  private async scanShares(signal?: AbortSignal): Promise<ShareScan> {
-    const all: ShareScan = { volumes: [], leftovers: [], strays: [] };
+  /** Each share's scan, a page at a time. */
+  private async *scanShares(signal?: AbortSignal): AsyncGenerator<ShareScan> {
     for (const share of await this.capacity.usableShares()) {
-      const one = await scanShare(this.run, share, this.dirOf(share), this.config.format, this.owner, signal);
-      all.volumes.push(...one.volumes);
-      all.leftovers.push(...one.leftovers);
-      all.strays.push(...one.strays);
+      yield* scanShare(this.run, share, this.dirOf(share), this.config.format, this.owner, signal);
     }
-    return all;
   }
 }

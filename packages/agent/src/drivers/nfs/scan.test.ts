@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NfsBackendConfig } from '../../config.js';
 import { run, type Runner } from '../../exec/run.js';
-import { nfsConfig, newVolume, TEST_HOST } from '../../testing/nfs-driver.js';
+import type { ScanResult } from '../driver.js';
+import { nfsConfig, newSnapshot, newVolume, TEST_HOST } from '../../testing/nfs-driver.js';
 import { NfsDriver } from './driver.js';
 import { onFault } from './faults.js';
 import { Provisioned } from './provisioned.js';
+import { SCAN_PAGE } from './scan.js';
 
 describe('NFS scan and capacity', () => {
   let share: string;
@@ -57,6 +59,33 @@ describe('NFS scan and capacity', () => {
       expect((await driver.stats(false)).provisionedCapacityGb).toBe(3);
       expect((await readdir(share)).length).toBe(files.length + 1);
     }
+  });
+
+  it('reads storage in pages of at most SCAN_PAGE volumes, each volume with its snapshots in one page, and counts from them', async () => {
+    const driver = makeDriver('raw');
+    // Ids in a known order: the one with snapshots is the last of the first page.
+    const ids = Array.from({ length: SCAN_PAGE + 1 }, (_, i) => `${i.toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`);
+    const chained = { id: ids[SCAN_PAGE - 1]!, size: 1, location: {} };
+    chained.location = await driver.createVolume(chained);
+    const snapshots = [await newSnapshot(driver, chained), await newSnapshot(driver, chained)];
+    for (const id of ids) {
+      if (id === chained.id) continue;
+      await writeFile(path(`volume-${id}`), '');
+      await truncate(path(`volume-${id}`), 2 ** 30);
+    }
+
+    const pages: ScanResult[] = [];
+    for await (const page of makeDriver('raw').scanPages()) pages.push(page);
+    expect(pages.map((p) => p.volumes.length)).toEqual([SCAN_PAGE, 1]);
+    expect(pages.flatMap((p) => p.volumes.map((v) => v.id))).toEqual(ids);
+    expect(pages[0]!.snapshots.map((s) => s.id).sort()).toEqual(snapshots.map((s) => s.id).sort());
+    expect(pages[1]!.snapshots).toEqual([]);
+    expect(pages.flatMap((p) => [...p.leftovers, ...p.strays])).toEqual([]);
+    // The paged read counted the provisioned bytes: no second read of storage for the stats.
+    const reader = makeDriver('raw');
+    for await (const _ of reader.scanPages());
+    await rm(path(`volume-${ids[0]!}`));
+    expect((await reader.stats(false)).provisionedCapacityGb).toBe(SCAN_PAGE + 1);
   });
 
   it('a scan under way ends when its signal aborts (the agent stops), and a later scan reads everything', async () => {

@@ -27,70 +27,94 @@ export interface ShareScan {
 const why = (err: unknown): string =>
   (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'vanished during the scan' : messageOf(err);
 
-type Named = { name: string; parsed: ShareName };
+/** A file of one volume's, grouped with the volume's other files. */
+type Named = { name: string; parsed: Exclude<ShareName, { kind: 'probe' }> };
 
 const theirs = (owner: string): string => `another agent's (owner ${owner}) operation in progress, left to it`;
 
+/** Volumes per page of a share's scan: what a scan holds at a time is a page, not the share. */
+export const SCAN_PAGE = 1000;
+
 /**
  * One share's volumes, this agent's leftovers (temporary names tagged with its `owner`) and what could
- * not be read. Never throws: a file that vanishes, is half-written, foreign, hostile or another agent's
- * is skipped and reported as a stray, never removed. Names Kindling never writes (not `volume-*`, not
- * its probe files) are not ours and not reported. Rejects with `signal`'s reason, between volumes, once it aborts.
+ * not be read, in pages of at most SCAN_PAGE volumes. Never throws: a file that vanishes, is
+ * half-written, foreign, hostile or another agent's is skipped and reported as a stray, never removed.
+ * Names Kindling never writes (not `volume-*`, not its probe files) are not ours and not reported.
+ * Rejects with `signal`'s reason, between volumes, once it aborts.
  */
-export async function scanShare(
+export async function* scanShare(
   run: Runner,
   share: string,
   dir: string,
   defaultFormat: ImageFormat,
   owner: string,
   signal?: AbortSignal,
-): Promise<ShareScan> {
-  const out: ShareScan = { volumes: [], leftovers: [], strays: [] };
+): AsyncGenerator<ShareScan> {
+  let page: ShareScan = { volumes: [], leftovers: [], strays: [] };
   let names: string[];
   const probes = probesDuring();
   try {
     names = await readdir(dir);
   } catch (err) {
-    out.strays.push({ where: dir, reason: `cannot list the share: ${why(err)}` });
-    return out;
+    page.strays.push({ where: dir, reason: `cannot list the share: ${why(err)}` });
+    yield page;
+    return;
   } finally {
     probes.close();
   }
-  const byVolume = new Map<string, Named[]>();
-  for (const name of names) {
-    const parsed = parseName(name);
-    const where = join(dir, name);
-    if (parsed === null) {
-      if (name.startsWith('volume-')) out.strays.push({ where, reason: 'not a name Kindling writes' });
-    } else if ('owner' in parsed && parsed.owner !== owner) {
-      out.strays.push({ where, reason: theirs(parsed.owner) });
-    } else if (parsed.kind === 'probe') {
-      if (!probes.ours(where)) out.leftovers.push({ kind: 'temp-file', id: share, where });
-    } else if (parsed.kind === 'part') {
-      out.leftovers.push({ kind: 'partial-volume', id: parsed.volumeId, where });
-    } else if (parsed.kind === 'info-tmp' || parsed.kind === 'revert') {
-      out.leftovers.push({ kind: 'temp-file', id: parsed.volumeId, where });
-    } else {
-      const group = byVolume.get(parsed.volumeId) ?? [];
-      group.push({ name, parsed });
-      byVolume.set(parsed.volumeId, group);
+  // Every file of a volume starts with `volume-<id>`: sorted, they sit together, so one volume's files
+  // are gathered at a time instead of a map of every volume's. Leftovers and strays go to the page at hand.
+  names.sort();
+  function* volumes(): Generator<Named[]> {
+    let files: Named[] = [];
+    for (const name of names) {
+      const parsed = parseName(name);
+      const where = join(dir, name);
+      if (parsed === null) {
+        if (name.startsWith('volume-')) page.strays.push({ where, reason: 'not a name Kindling writes' });
+      } else if ('owner' in parsed && parsed.owner !== owner) {
+        page.strays.push({ where, reason: theirs(parsed.owner) });
+      } else if (parsed.kind === 'probe') {
+        if (!probes.ours(where)) page.leftovers.push({ kind: 'temp-file', id: share, where });
+      } else if (parsed.kind === 'part') {
+        page.leftovers.push({ kind: 'partial-volume', id: parsed.volumeId, where });
+      } else if (parsed.kind === 'info-tmp' || parsed.kind === 'revert') {
+        page.leftovers.push({ kind: 'temp-file', id: parsed.volumeId, where });
+      } else {
+        if (files.length > 0 && files[0]!.parsed.volumeId !== parsed.volumeId) {
+          yield files;
+          files = [];
+        }
+        files.push({ name, parsed });
+      }
     }
+    if (files.length > 0) yield files;
   }
-  for (const [id, files] of byVolume) {
+  for (const files of volumes()) {
     signal?.throwIfAborted();
-    if (!files.some((f) => f.parsed.kind === 'base')) {
-      // Deletes remove the base last: chain files without one are not a leftover of ours.
-      for (const f of files) out.strays.push({ where: join(dir, f.name), reason: `no base file ${volumeFile(id)}` });
-      continue;
-    }
-    const chain: Chain = { run, dir, volumeId: id, baseFormat: defaultFormat, owner };
-    try {
-      await scanVolume(chain, share, files, out);
-    } catch (err) {
-      out.strays.push({ where: join(dir, volumeFile(id)), reason: why(err) });
+    await scanFiles(run, share, dir, defaultFormat, owner, files, page);
+    if (page.volumes.length >= SCAN_PAGE) {
+      yield page;
+      page = { volumes: [], leftovers: [], strays: [] };
     }
   }
-  return out;
+  if (page.volumes.length + page.leftovers.length + page.strays.length > 0) yield page;
+}
+
+/** One volume's files (base, overlays, record, claims): the volume into `out`, or why not as a stray. */
+async function scanFiles(run: Runner, share: string, dir: string, defaultFormat: ImageFormat, owner: string, files: Named[], out: ShareScan): Promise<void> {
+  const id = files[0]!.parsed.volumeId;
+  if (!files.some((f) => f.parsed.kind === 'base')) {
+    // Deletes remove the base last: chain files without one are not a leftover of ours.
+    for (const f of files) out.strays.push({ where: join(dir, f.name), reason: `no base file ${volumeFile(id)}` });
+    return;
+  }
+  const chain: Chain = { run, dir, volumeId: id, baseFormat: defaultFormat, owner };
+  try {
+    await scanVolume(chain, share, files, out);
+  } catch (err) {
+    out.strays.push({ where: join(dir, volumeFile(id)), reason: why(err) });
+  }
 }
 
 async function scanVolume(c: Chain, share: string, files: Named[], out: ShareScan): Promise<void> {
