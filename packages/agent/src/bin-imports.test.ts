@@ -128,7 +128,12 @@ describe('kindling-agent loads only what the path needs (issue 20)', () => {
 
   it('every other command runs the agent\'s bundle from the code cache the build made', () => {
     expect(loadedBy(['--version', '--help']).files).toContain(MAIN);
-    const probe = `import { loadBundle } from ${JSON.stringify(resolve(import.meta.dirname, '../dist/code-cache.js'))}; console.log(loadBundle(${JSON.stringify(MAIN)}).cache);`;
+    // As the bin loads it: with the heap's growth capped first (heap.ts), the flags the cache was made under.
+    const probe = [
+      `import { loadBundle } from ${JSON.stringify(resolve(import.meta.dirname, '../dist/code-cache.js'))};`,
+      `import { capHeapGrowth } from ${JSON.stringify(resolve(import.meta.dirname, '../dist/heap.js'))};`,
+      `capHeapGrowth(); console.log(loadBundle(${JSON.stringify(MAIN)}).cache);`,
+    ].join(' ');
     expect(spawnSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8' }).stdout.trim()).toBe('used');
   });
 
