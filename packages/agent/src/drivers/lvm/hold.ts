@@ -59,6 +59,8 @@ export async function holdDevices(devices: string[], limitMs: number): Promise<W
     void exited.then(() => resolve(false));
   });
   child.on('error', () => undefined);
+  // A holder that already ended (its limit passed) has closed its input: ending it then is no error.
+  child.stdin.on('error', () => undefined);
   if (!(await held)) {
     await exited;
     throw new BackendError(`could not hold writes to ${devices.join(', ')}: ${stderr.trim() || said.join('; ') || 'the holder did not start'}`);
