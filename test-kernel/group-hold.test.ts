@@ -20,6 +20,15 @@ while [ ! -e /tmp/$tag.stop ]; do
 done
 `;
 
+/** What a scenario made, newest first: detached, without its snapshots, deleted (after a failure too). */
+async function removeAll(made: Volume[]): Promise<void> {
+  for (const vol of made.reverse()) {
+    await vol.detach().catch(() => undefined);
+    for (const snap of [...vol.snapshots]) await snap.delete().catch(() => undefined);
+    await vol.delete().catch(() => undefined);
+  }
+}
+
 /** The counter at the start of a device (what the writer last wrote there). */
 async function counterOf(device: string): Promise<number> {
   return Number((await guestSh(`dd if=${device} bs=512 count=1 iflag=direct status=none`)).trim());
@@ -48,11 +57,7 @@ describe('a group snapshot on lvm-thick under a lockstep writer (real kernel)', 
 
   afterAll(async () => {
     await guestSh(`touch /tmp/${tag}.stop`).catch(() => undefined);
-    for (const vol of made.reverse()) {
-      await vol.detach().catch(() => undefined);
-      for (const snap of [...vol.snapshots]) await snap.delete().catch(() => undefined);
-      await vol.delete().catch(() => undefined);
-    }
+    await removeAll(made);
     await agent?.close();
   });
 
@@ -115,11 +120,7 @@ describe('a snapshot of a mounted LVM volume (real kernel)', () => {
 
   afterAll(async () => {
     await guestSh(`umount ${mnt} 2>/dev/null; umount ${mnt}-restored 2>/dev/null; sysctl -qw vm.dirty_expire_centisecs=3000`).catch(() => undefined);
-    for (const vol of made.reverse()) {
-      await vol.detach().catch(() => undefined);
-      for (const snap of [...vol.snapshots]) await snap.delete().catch(() => undefined);
-      await vol.delete().catch(() => undefined);
-    }
+    await removeAll(made);
     await agent?.close();
   });
 
