@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError } from '@kindling/protocol';
+import { descendantsOf } from '../../testing/process-tree.js';
 import { dmName, holdDevices } from './hold.js';
 
 const BUILT_HOLD = resolve(import.meta.dirname, '../../../dist/drivers/lvm/hold.js');
@@ -64,6 +65,19 @@ describe('holding writes to device-mapper devices', () => {
     // A release after the hold ended waits for the holder's exit, its resume done.
     await hold.release();
     expect(await logged()).toEqual(['suspend vg-a', 'resume vg-a']);
+  });
+
+  it('says it expired when its holder was killed before the release', async () => {
+    const hold = await holdDevices(['vg-a'], 30_000);
+    const holders = [];
+    for (const pid of await descendantsOf(process.pid)) {
+      if ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').includes('kindling-hold')) holders.push(pid);
+    }
+    expect(holders).toHaveLength(1);
+    process.kill(holders[0]!, 'SIGKILL');
+    for (let i = 0; i < 60 && !hold.expired; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(hold.expired).toBe(true);
+    await hold.release();
   });
 
   it('resumes the devices when the process holding them is killed with SIGKILL', async () => {

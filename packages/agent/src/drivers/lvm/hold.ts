@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { BackendError } from '@kindling/protocol';
 import type { WriteHold } from '../driver.js';
@@ -49,7 +48,16 @@ export async function holdDevices(devices: string[], limitMs: number): Promise<W
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-2000)));
   const said: string[] = [];
   const lines = createInterface({ input: child.stdout });
-  const exited = once(child, 'exit').then(() => undefined);
+  // Ended: exited (with a code or by a signal), or never started (no 'exit' follows a failed spawn).
+  let ended = false;
+  const exited = new Promise<void>((resolve) => {
+    const end = (): void => {
+      ended = true;
+      resolve();
+    };
+    child.once('exit', end);
+    child.once('error', end);
+  });
   const held = new Promise<boolean>((resolve) => {
     lines.on('line', (line) => {
       said.push(line);
@@ -58,7 +66,6 @@ export async function holdDevices(devices: string[], limitMs: number): Promise<W
     });
     void exited.then(() => resolve(false));
   });
-  child.on('error', () => undefined);
   // A holder that already ended (its limit passed) has closed its input: ending it then is no error.
   child.stdin.on('error', () => undefined);
   if (!(await held)) {
@@ -68,7 +75,7 @@ export async function holdDevices(devices: string[], limitMs: number): Promise<W
   let released = false;
   return {
     get expired() {
-      return said.includes('expired') || (child.exitCode !== null && !released);
+      return said.includes('expired') || (ended && !released);
     },
     async release() {
       released = true;
