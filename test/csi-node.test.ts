@@ -42,7 +42,8 @@ const on = (host: string) => ({ accessibilityRequirements: { requisite: [{ segme
 const volume = async (size = 1, placed: object = on('node-a')) =>
   (await controller.CreateVolume({ name: `pvc-node-${process.pid}-${++count}`, volumeCapabilities: [ext4], capacityRange: { requiredBytes: size * GiB }, ...placed })).volume;
 const fileOf = (volumeId: string): string => join(agent.dir, 'share', `volume-${volumeId.split(':')[2]}`);
-const loopsOfVolume = (volumeId: string): string => execFileSync('losetup', ['--associated', fileOf(volumeId)], { encoding: 'utf8' });
+/** The loop devices over the file qemu-storage-daemon serves the volume as (the node's state folder). */
+const loopsOfVolume = (volumeId: string): string => execFileSync('losetup', ['--associated', join(dir, 'state', `volume-${volumeId.split(':')[2]}`)], { encoding: 'utf8' });
 /** What a full blkid probe sees in a volume's file (its signatures, whatever their kind). */
 const probe = (volumeId: string): string => {
   try {
@@ -88,7 +89,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
       startAgentProcess({ token: TOKEN, config: { hostId: 'node-a' }, backends: raw }),
       startAgentProcess({ token: TOKEN, config: { hostId: 'node-b' }, backends: raw }),
     ]);
-    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url, other.url], nodeAgent: agent.url, token: TOKEN, maxVolumesPerNode: 100 });
+    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url, other.url], nodeAgent: agent.url, token: TOKEN, maxVolumesPerNode: 100, stateDir: join(dir, 'state') });
     controller = csiClient('Controller', server.address);
     node = csiClient('Node', server.address);
     identity = csiClient('Identity', server.address);
@@ -99,7 +100,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     for (const c of [controller, node, identity]) c?.close();
     await sdk?.close();
     await server?.close();
-    if (dir) cleanUpHost(dir, [agent, other].filter(Boolean).map((a) => a.dir));
+    if (dir) cleanUpHost(dir, [...[agent, other].filter(Boolean).map((a) => a.dir), join(dir, 'state')]);
     await Promise.all([agent, other].filter(Boolean).map((a) => a.dispose()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -324,7 +325,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     await controller.DeleteVolume({ volumeId: vol.volumeId });
   });
 
-  it('reports the volume abnormal once the file behind its loop device was deleted', async () => {
+  it('reports the volume abnormal once its file was deleted under the daemon serving it', async () => {
     const vol = await volume();
     const { staging, target } = await paths();
     const stage = { volumeId: vol.volumeId, stagingTargetPath: staging, volumeCapability: ext4 };
@@ -333,7 +334,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     expect((await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target })).volumeCondition).toEqual({ abnormal: false, message: '' });
     await rm(fileOf(vol.volumeId));
     const { volumeCondition } = await node.NodeGetVolumeStats({ volumeId: vol.volumeId, volumePath: target });
-    expect(volumeCondition).toMatchObject({ abnormal: true, message: expect.stringContaining(`was deleted: ${fileOf(vol.volumeId)}`) });
+    expect(volumeCondition).toMatchObject({ abnormal: true, message: `the image ${fileOf(vol.volumeId)} of volume ${vol.volumeId.split(':')[2]} is gone: qemu-storage-daemon writes to a deleted file` });
     await node.NodeUnpublishVolume({ volumeId: vol.volumeId, targetPath: target });
     await node.NodeUnstageVolume(stage);
     expect(loopsOfVolume(vol.volumeId)).toBe('');

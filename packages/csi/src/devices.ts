@@ -25,14 +25,20 @@ async function presentPath(connection: Connection): Promise<string | null> {
 
 /**
  * The block device of a volume on this host: attaches through the local agent (or reuses the
- * attachment the agent's index already holds) and, for a file volume, backs it with a loop device:
- * over the file itself when raw, over the raw file qemu-storage-daemon serves when qcow2 (qsd.ts).
+ * attachment the agent's index already holds) and, for a file volume, backs it with a loop device
+ * over the raw file qemu-storage-daemon serves (qsd.ts), whatever the volume's format.
  * A recorded attachment whose path is gone is attached afresh once; still gone is refused.
  */
 export async function attachDevice(volume: Volume, stateDir: string): Promise<string> {
   const recorded = volume.connections.find((c) => c.attached && c.path);
-  let connection = recorded ?? (await volume.attach());
-  let path = await presentPath(connection);
+  // Asked even when recorded: the agent answers with where the volume is now (a live snapshot moves a
+  // file volume's writes to a new file, and the old one is the snapshot's, never to be served again).
+  // A recorded attachment the agent cannot answer for (its file gone) is attached afresh, once.
+  let connection: Connection | null = await volume.attach().catch((err: unknown) => {
+    if (recorded) return null;
+    throw err;
+  });
+  let path = connection ? await presentPath(connection) : null;
   // Never detached under a mount: a device node gone while its filesystem is mounted is the kernel's to explain.
   if (!path && recorded && !(await mountsOfVolume(volume.id)).length) {
     await volume.detach();
@@ -43,7 +49,7 @@ export async function attachDevice(volume: Volume, stateDir: string): Promise<st
     }
     path = await presentPath(connection);
   }
-  if (!path) throw new CsiError(status.FAILED_PRECONDITION, `the agent attached volume ${volume.id} at ${connection.path}, which does not exist on this host`);
+  if (!path || !connection) throw new CsiError(status.FAILED_PRECONDITION, `the agent attached volume ${volume.id} at ${connection?.path ?? recorded?.path}, which does not exist on this host`);
   const info = await stat(path);
   if (info.isBlockDevice()) return path;
   const format = connection.connectionInfo.data['format'];
@@ -51,11 +57,11 @@ export async function attachDevice(volume: Volume, stateDir: string): Promise<st
   // A loop in place is the stage's own (a crash after it, a second stage): its file is already served.
   const [loop] = await loopsOfVolume(volume.id);
   if (loop) return loop;
-  const file = format === 'raw' ? path : await serveImage(stateDir, volume.id, path);
+  const file = await serveImage(stateDir, volume.id, path, format);
   return (await must('losetup', ['--find', '--show', file])).trim();
 }
 
-/** The node's own half of a detach, which needs no agent: the loop devices, then the daemon serving a qcow2 file. */
+/** The node's own half of a detach, which needs no agent: the loop devices, then the daemon serving a file volume. */
 export async function releaseLocal(volumeId: string, stateDir: string): Promise<void> {
   await detachLoopsOf(volumeId);
   await stopServing(stateDir, volumeId);

@@ -1,11 +1,14 @@
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { qmpServed } from '@kindling/protocol';
 import { must } from './exec.js';
 import { mountAt } from './mounts.js';
 
-// A qcow2 volume (an NFS volume once snapshotted, or a qcow2 backend's) is served to the node as a
-// plain file by qemu-storage-daemon's FUSE export, and the usual loop device goes over that file.
+// A file volume (an NFS volume's raw or qcow2 active file) is served to the node as a plain file by
+// qemu-storage-daemon's FUSE export, and the usual loop device goes over that file. Raw files too:
+// the daemon is what can switch a mounted volume's writes to a new overlay when the agent snapshots
+// it live (the agent asks it over its QMP socket), which a loop device over the file cannot do.
 // FUSE, not NBD: this host and the lane's guest both have FUSE, the host has no nbd module, and an
 // export onto a file needs no device numbers to allocate or free.
 //
@@ -24,12 +27,14 @@ export const exportFileOf = (stateDir: string, volumeId: string): string => join
 const qmpSocketOf = (stateDir: string, volumeId: string): string => `${exportFileOf(stateDir, volumeId)}.qmp`;
 
 // Whole arguments in JSON (no comma escaping for paths), so a daemon is recognised by exact argv.
-const imageArg = (image: string): string => JSON.stringify({ driver: 'qcow2', 'node-name': 'disk', file: { driver: 'file', filename: image } });
+const imageArg = (image: string, format: ImageFormat): string => JSON.stringify({ driver: format, 'node-name': 'disk', file: { driver: 'file', filename: image } });
 const exportArg = (file: string): string => JSON.stringify({ type: 'fuse', id: 'export', 'node-name': 'disk', mountpoint: file, writable: true });
+
+export type ImageFormat = 'raw' | 'qcow2';
 
 export interface Daemon {
   pid: number;
-  /** The qcow2 file it serves. */
+  /** The file it was started on (its argv's; after a live snapshot it writes to an overlay above it). */
   image: string;
 }
 
@@ -49,14 +54,23 @@ export async function daemonOf(stateDir: string, volumeId: string): Promise<Daem
 }
 
 /**
- * Serves `image` (a qcow2 file; its backing files opened read-only as its header names them, the
- * chain the agent checked at attach) as the raw file this returns. Reuses a daemon that already
- * serves it; one that serves another file of the volume (an older active file) is replaced.
+ * Whether the volume's running daemon has `image` open, asked over its QMP socket (its argv names
+ * only the file it started on): as its top, or below the overlay of a live snapshot whose record the
+ * agent has yet to write (the agent settles that from the daemon, which is the truth of where writes go).
  */
-export async function serveImage(stateDir: string, volumeId: string, image: string): Promise<string> {
+async function hasOpen(stateDir: string, volumeId: string, image: string): Promise<boolean> {
+  const served = await qmpServed(qmpSocketOf(stateDir, volumeId)).catch(() => null);
+  return served?.files.includes(image) ?? false;
+}
+
+/**
+ * Serves `image` (the volume's active file; a qcow2 file's backing files opened read-only as its
+ * header names them, the chain the agent checked at attach) as the raw file this returns. Reuses a
+ * daemon that has it open; one that does not (it serves an older file of the volume) is replaced.
+ */
+export async function serveImage(stateDir: string, volumeId: string, image: string, format: ImageFormat): Promise<string> {
   const file = exportFileOf(stateDir, volumeId);
-  const running = await daemonOf(stateDir, volumeId);
-  if (running?.image === image) return file;
+  if ((await daemonOf(stateDir, volumeId)) && (await hasOpen(stateDir, volumeId, image))) return file;
   await stopServing(stateDir, volumeId);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   // The mount point is made here, once: a name planted in the state folder is refused, never followed.
@@ -66,7 +80,7 @@ export async function serveImage(stateDir: string, volumeId: string, image: stri
   // --daemonize returns once the export is up; the daemon leaves the plugin's session and process group.
   // The QMP monitor is how the image's one writer is asked to change it while served (a resize, an overlay).
   await must(DAEMON, [
-    '--blockdev', imageArg(image),
+    '--blockdev', imageArg(image, format),
     '--export', exportArg(file),
     '--chardev', `socket,id=qmp,path=${socket.replaceAll(',', ',,')},server=on,wait=off`,
     '--monitor', 'chardev=qmp',

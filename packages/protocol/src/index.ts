@@ -9,3 +9,4 @@ export * from './frames.js';
 export * from './util.js';
 export * from './secrets.js';
 export * from './capacity.js';
+export * from './qmp.js';

@@ -141,7 +141,14 @@ export interface Driver {
   /** Idempotent: a volume already gone on storage is not an error. */
   deleteVolume(volume: VolumeRef): Promise<void>;
   extendVolume(volume: VolumeRef, newSize: number): Promise<Location>;
-  createSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ snapshot: Location; volume: Location }>;
+  /**
+   * `inUse`: the volume is attached or connected, its writes going on. A driver without the
+   * `snapshotInUse` capability but with `snapshotsWhenServed` takes it when this host serves the
+   * volume so that it can switch its writes (NFS: qemu-storage-daemon), and refuses it otherwise.
+   */
+  createSnapshot(snapshot: SnapshotRef, volume: VolumeRef, inUse?: boolean): Promise<{ snapshot: Location; volume: Location }>;
+  /** Snapshots an in-use volume when this host serves it (see createSnapshot's `inUse`). */
+  readonly snapshotsWhenServed?: true;
   /** Idempotent; returns the volume's location after the chain changed. */
   deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ volume: Location }>;
   createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location>;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import {
   ConflictError,
   NotFoundError,
@@ -40,9 +41,10 @@ export class ConnectionService {
       const volume = this.volumes.get(volumeId);
       const driver = this.volumes.driverOf(volume);
       requireCapability(driver, 'attach', 'local attach');
-      // Idempotent per host: a retry (or a second caller) gets the attachment this host already has.
+      // Idempotent per host: a retry (or a second caller) gets the attachment this host already has,
+      // where the volume is now (a live NFS snapshot moves its writes to a new file).
       const local = this.ctx.index.connectionsOf(volumeId).find((c) => c.attached);
-      if (local) return { volume, connection: local };
+      if (local) return this.current(volume, local, await driver.attach(volumeRef(volume)));
       requireStatus(volume, READABLE, 'attach volume');
       const attachment = await driver.attach(volumeRef(volume));
       return this.record(volume, { host: this.ctx.hostname }, attachment, true);
@@ -92,6 +94,15 @@ export class ConnectionService {
     const connection = this.get(connectionId);
     const volume = this.volumes.get(connection.volumeId);
     return { sizeBytes: await this.volumes.driverOf(volume).connectionSize(volumeRef(volume), connection) };
+  }
+
+  /** The attachment as the driver gives it now, written over the record when it moved. */
+  private async current(volume: VolumeRecord, local: ConnectionRecord, now: Attachment): Promise<AttachmentResult> {
+    if (local.path === now.path && isDeepStrictEqual(local.connectionInfo, now.connectionInfo)) return { volume, connection: local };
+    const moved: ConnectionRecord = { ...local, path: now.path, connectionInfo: now.connectionInfo };
+    await this.ctx.index.putConnection(moved, volume);
+    this.ctx.events.publish({ event: 'connection', resource: moved });
+    return { volume, connection: moved };
   }
 
   private async record(

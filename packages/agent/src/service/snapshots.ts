@@ -46,8 +46,10 @@ export class SnapshotService {
     requireCapability(driver, 'snapshot', 'snapshots');
     requireStatus(volume, READABLE, 'snapshot volume');
     // A connected NFS host keeps writing the old file, which would become the snapshot's base: cinder
-    // needs the compute host's help for that, and cinderlib cannot do it either.
-    refuseTornCopy(driver, volume, 'snapshot');
+    // needs the compute host's help for that. The NFS driver has it when this host's
+    // qemu-storage-daemon serves the volume, and refuses the rest itself.
+    if (!driver.snapshotsWhenServed) refuseTornCopy(driver, volume, 'snapshot');
+    const inUse = volume.status === 'in-use';
     const at = now();
     const record: SnapshotRecord = {
       id,
@@ -79,7 +81,7 @@ export class SnapshotService {
       progress: { kind: 'snapshot', id: record.id, publish: this.ctx.events.progress },
       oweScan: () => this.ctx.backends.oweScan(record.backend),
       work: async () => {
-        const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume));
+        const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume), inUse);
         volumeAfter = result.volume;
         return { location: result.snapshot };
       },

@@ -1,5 +1,5 @@
 import { readdir, rm, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ConflictError, NotFoundError } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import { syncDir } from './durable.js';
@@ -10,6 +10,7 @@ import { claimFile, infoFile, isChainFile, overlayFile, parseName, revertFile, v
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 import { expectHolds, openRegular, publishNew, refusal, withNewFile } from './safe-file.js';
+import { servedBy, switchServed, type Served } from './served.js';
 
 /**
  * A volume's qcow2 chain, run as cinder's RemoteFSSnapDriver does offline:
@@ -172,11 +173,17 @@ function below<I extends Image>(images: I[], overlay: string, volumeId: string):
  * Adds the overlay for a new snapshot over the active file; returns the overlay's file name. The
  * overlay is flushed before the record names it: a crash in between leaves an orphan overlay, claimed
  * by this agent, so its own restart (and no other agent's) removes it.
+ *
+ * A volume that qemu-storage-daemon serves (`served`: attached, its writes going on) is snapshotted
+ * live: once the overlay is flushed, the daemon switches its writes to it (served.ts), and only then
+ * does the record name it. A crash between the switch and the record leaves the daemon writing to a
+ * claimed overlay no record names: settleServed records it (scan does, at the next start).
  */
-export async function createSnapshot(c: Chain, snapshotId: string): Promise<string> {
-  const info: SnapInfo = (await readRecord(c)) ?? { active: volumeFile(c.volumeId) };
+export async function createSnapshot(c: Chain, snapshotId: string, served: Served | null = null): Promise<string> {
+  let info: SnapInfo = (await readRecord(c)) ?? { active: volumeFile(c.volumeId) };
   const already = info[snapshotId];
   if (already !== undefined) return already;
+  if (served) info = await settleServed(c, served, info);
   const [active] = await walk(c, info.active);
   const overlay = overlayFile(c.volumeId, snapshotId);
   // An orphan of an earlier attempt (the volume is locked: no other call makes it now), or a planted name.
@@ -189,12 +196,43 @@ export async function createSnapshot(c: Chain, snapshotId: string): Promise<stri
       await syncDir(c.dir);
       // The record must not name a link someone swapped in for the overlay.
       await expectHolds(file);
+      await fault('snapshot-create:overlay-made');
+      if (served) {
+        await switchServed(served, file, snapshotId);
+        await fault('snapshot-create:switched');
+      }
     });
-    await fault('snapshot-create:overlay-made');
     await writeRecord(c, { ...info, active: overlay, [snapshotId]: overlay });
     await fault('snapshot-create:recorded');
   });
   return overlay;
+}
+
+/**
+ * A daemon serving the volume is the truth about where its writes go. When it serves a file the
+ * record does not name active, that is a live snapshot cut between its switch and its record: the
+ * top is then an overlay of this volume that this agent claimed, over the record's active file, and
+ * is recorded now (as the snapshot its name says; the claim goes as a leftover). Any other
+ * disagreement is refused: nothing is written over a chain the record and the daemon disagree on.
+ * Returns the record as it now stands.
+ */
+export async function settleServed(c: Chain, served: Served, info: SnapInfo): Promise<SnapInfo> {
+  const top = basename(served.top);
+  if (resolve(dirname(served.top)) === resolve(c.dir) && top === info.active) return info;
+  const parsed = parseName(top);
+  if (resolve(dirname(served.top)) === resolve(c.dir) && parsed?.kind === 'overlay' && parsed.volumeId === c.volumeId && (await claimsOf(c, top)).length > 0) {
+    const [, under] = await walk(c, top, true);
+    if (under?.file === info.active) {
+      const next: SnapInfo = { ...info, active: top, [parsed.snapshotId]: top };
+      await writeRecord(c, next);
+      return next;
+    }
+  }
+  throw new ConflictError(`qemu-storage-daemon (pid ${served.pid}) writes volume ${c.volumeId} to ${served.top}, but its record names ${info.active} active`, {
+    id: c.volumeId,
+    served: served.top,
+    activeFile: info.active,
+  });
 }
 
 /**
@@ -275,7 +313,9 @@ export async function removeOrphanOverlay(c: Chain, overlay: string): Promise<vo
   const info = await readRecord(c);
   const named = Object.values(info ?? {}).includes(overlay);
   const inChain = (await walk(c, info?.active ?? volumeFile(c.volumeId))).some((i) => i.file === overlay);
-  if (named || inChain) {
+  // A daemon that has it open (a live snapshot's switch its record missed) writes to it: never removed.
+  const served = (await servedBy(c.dir, c.volumeId))?.files.some((f) => resolve(f) === resolve(c.dir, overlay));
+  if (named || inChain || served) {
     throw new ConflictError(`${overlay} is part of volume ${c.volumeId}'s chain, not a leftover`, { file: overlay });
   }
   const claims = await claimsOf(c, overlay);

@@ -211,11 +211,12 @@ export class NfsDriver implements Driver {
       });
     }
     const placement = await this.need(volume);
+    // An image the CSI node serves while attached is grown by its daemon, which holds its lock (served.ts).
+    const served = await servedBy(placement.chain.dir, volume.id);
+    if (served) await chain.settleServed(placement.chain, served, (await chain.readRecord(placement.chain)) ?? { active: volumeFile(volume.id) });
     return chain.withActive(placement.chain, async ([active]) => {
       await this.capacity.checkRoom(placement.share, newSize - volume.size);
       // An overlay can grow past its backing file: reads beyond the backing file's end are zeros.
-      // A qcow2 image the CSI node serves while attached is grown by its daemon, which holds its lock (served.ts).
-      const served = active!.format === 'qcow2' ? await servedBy(active!.path) : null;
       if (served) await resizeServed(served, newSize * GIB);
       else await qemuImg.resize(this.run, active!.alone, newSize, active!.format === 'raw' && !this.config.sparse);
       this.capacity.provisioned.set(volume.id, placement.share, newSize * GIB);
@@ -223,10 +224,20 @@ export class NfsDriver implements Driver {
     });
   }
 
-  async createSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ snapshot: Location; volume: Location }> {
+  readonly snapshotsWhenServed = true;
+
+  async createSnapshot(snapshot: SnapshotRef, volume: VolumeRef, inUse = false): Promise<{ snapshot: Location; volume: Location }> {
     this.requireSnapshots();
     const placement = await this.need(volume);
-    const overlay = await chain.createSnapshot(placement.chain, snapshot.id);
+    // In use, its writes go on: only a daemon serving it on this host can switch them to the new overlay.
+    const served = inUse ? await servedBy(placement.chain.dir, volume.id) : null;
+    if (inUse && !served) {
+      throw new ConflictError(
+        `backend ${this.name} can snapshot volume ${volume.id} while it is in use only when qemu-storage-daemon serves it on this host (the CSI node stages it so); detach it first`,
+        { id: volume.id, status: 'in-use', feature: 'snapshotInUse' },
+      );
+    }
+    const overlay = await chain.createSnapshot(placement.chain, snapshot.id, served);
     return { snapshot: { share: placement.share, file: overlay }, volume: this.location(placement, overlay) };
   }
 

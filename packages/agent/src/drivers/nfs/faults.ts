@@ -13,6 +13,8 @@ export type FaultPoint =
   | 'publish:after-rename'
   /** A snapshot's overlay made and flushed; the record does not name it yet. */
   | 'snapshot-create:overlay-made'
+  /** A served volume's daemon switched its writes to the new overlay; the record does not name it yet. */
+  | 'snapshot-create:switched'
   /** The record names the new overlay; the claim on it is not removed yet. */
   | 'snapshot-create:recorded'
   /** The record no longer names the deleted snapshot; its overlay is not removed yet. */

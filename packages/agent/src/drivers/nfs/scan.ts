@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { Location } from '@kindling/protocol';
 import type { Runner } from '../../exec/run.js';
 import type { Leftover, Stray } from '../driver.js';
-import { readRecord, walk, type Chain } from './chain.js';
+import { readRecord, settleServed, walk, type Chain } from './chain.js';
+import { servedBy } from './served.js';
 import { isTempSnapshotId, parseName, tempSnapshotOwner, volumeFile, type ShareName } from './names.js';
 import type { ImageFormat } from './qemu-img.js';
 import { probesDuring } from './shares.js';
@@ -118,7 +119,13 @@ async function scanFiles(run: Runner, share: string, dir: string, defaultFormat:
 }
 
 async function scanVolume(c: Chain, share: string, files: Named[], out: ShareScan): Promise<void> {
-  const info = await readRecord(c);
+  let info = await readRecord(c);
+  // A claim is what a live snapshot cut between its daemon's switch and its record leaves (with all
+  // cut operations): only then is the process list read, and the switch recorded (settleServed).
+  if (files.some((f) => f.parsed.kind === 'claim')) {
+    const served = await servedBy(c.dir, c.volumeId);
+    if (served) info = await settleServed(c, served, info ?? { active: volumeFile(c.volumeId) });
+  }
   const active = info?.active ?? volumeFile(c.volumeId);
   const images = await walk(c, active, true);
   const virtualSize = images[0]!.virtualSize;

@@ -1,0 +1,228 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { requires } from '@kindling/agent/testing';
+import { Agent } from '@kindling/sdk';
+import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
+import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
+import { startBin, type CsiBin } from '../packages/csi/src/testing/bin.js';
+import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
+import { cleanUpHost, daemonsWith, freePort, nodeUnavailable } from '../packages/csi/src/testing/host.js';
+import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+
+// Issue 21: a VolumeSnapshot of a mounted NFS PVC. The node serves every file volume through a real
+// qemu-storage-daemon (FUSE export, loop device, ext4 mounted); the agent switches the daemon's writes
+// to the snapshot's new overlay over its QMP socket. Then the agent SIGKILLed at each step of that
+// (fault points), and a node plugin killed mid-stage with a snapshot taken before it came back.
+const TOKEN = 'csi-live-snap-token-0123456789abcdef';
+const GiB = 1024 ** 3;
+const ext4 = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
+
+let agent: AgentProcess;
+let url: string;
+let server: CsiServer;
+let dir: string;
+let stateDir: string;
+let controller: CsiServiceClient;
+let node: CsiServiceClient;
+let count = 0;
+
+const uuidOf = (volumeId: string): string => volumeId.split(':')[2]!;
+const shareOf = (backend: string): string => join(agent.dir, backend === 'nfs' ? 'share' : 'share-qcow2');
+const create = async (backend: string, source?: object) =>
+  (
+    await controller.CreateVolume({
+      name: `pvc-live-${process.pid}-${++count}`,
+      volumeCapabilities: [ext4],
+      capacityRange: { requiredBytes: GiB },
+      parameters: { backend },
+      accessibilityRequirements: { requisite: [{ segments: { [TOPOLOGY_KEY]: 'node-a' } }] },
+      ...(source ? { volumeContentSource: source } : {}),
+    })
+  ).volume as { volumeId: string };
+const stageOf = async (volumeId: string) => {
+  const base = join(dir, `v${++count}`);
+  await mkdir(base, { recursive: true });
+  return { volumeId, stagingTargetPath: join(base, 'staging'), volumeCapability: ext4 };
+};
+/** Written through the mounted filesystem and flushed to the volume (the loop device, the daemon, the file). */
+const put = async (staging: string, name: string, text: string): Promise<void> => {
+  await writeFile(join(staging, name), text);
+  execFileSync('sync', ['-f', join(staging, name)]);
+};
+const names = async (staging: string): Promise<string[]> => (await readdir(staging)).filter((n) => n !== 'lost+found').sort();
+/** qemu's own check of every qcow2 file of the volume on its share. */
+const checkChain = async (backend: string, volumeId: string): Promise<void> => {
+  for (const f of await readdir(shareOf(backend))) {
+    if (!f.startsWith(`volume-${uuidOf(volumeId)}`) || f.endsWith('.info')) continue;
+    const head = (await readFile(join(shareOf(backend), f))).subarray(0, 4);
+    if (head.equals(Buffer.from('QFI\xfb', 'latin1'))) execFileSync('qemu-img', ['check', '-q', '-U', '-f', 'qcow2', join(shareOf(backend), f)]);
+  }
+};
+/** A snapshot's content restored to a new volume, staged: the names it holds. */
+const restored = async (snapshotId: string): Promise<string[]> => {
+  const copy = await create('nfs', { snapshot: { snapshotId } });
+  const stage = await stageOf(copy.volumeId);
+  await node.NodeStageVolume(stage);
+  const seen = await names(stage.stagingTargetPath);
+  await node.NodeUnstageVolume(stage);
+  await controller.DeleteVolume({ volumeId: copy.volumeId });
+  return seen;
+};
+
+requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', nodeUnavailable(), describe, describe.skip)('snapshots of mounted NFS volumes (qemu-storage-daemon switched live)', () => {
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kindling-csi-live-'));
+    stateDir = join(dir, 'state');
+    // A fixed port: the agent is restarted, and the plugins find it again at the same URL.
+    agent = await startAgentProcess({
+      token: TOKEN,
+      port: await freePort(),
+      config: { hostId: 'node-a' },
+      backends: (d: string) => [
+        { name: 'nfs', driver: 'nfs', shares: [join(d, 'share')], format: 'raw' },
+        { name: 'nfs-qcow2', driver: 'nfs', shares: [join(d, 'share-qcow2')], format: 'qcow2' },
+      ],
+    });
+    url = agent.url;
+    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [url], token: TOKEN, stateDir, log: () => {} });
+    controller = csiClient('Controller', server.address);
+    node = csiClient('Node', server.address);
+  });
+
+  afterAll(async () => {
+    for (const c of [controller, node]) c?.close();
+    await server?.close();
+    if (dir) cleanUpHost(dir, [agent?.dir, stateDir].filter(Boolean));
+    await agent?.dispose();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const backend of ['nfs', 'nfs-qcow2']) {
+    it(`${backend}: two snapshots of a mounted volume, each restoring exactly the data written before it, the daemon kept throughout`, async () => {
+      const vol = await create(backend);
+      const stage = await stageOf(vol.volumeId);
+      await node.NodeStageVolume(stage);
+      const [daemon] = daemonsWith(uuidOf(vol.volumeId));
+      await put(stage.stagingTargetPath, 'first', 'before the first snapshot');
+      const one = (await controller.CreateSnapshot({ sourceVolumeId: vol.volumeId, name: `snap-live-${process.pid}-${++count}` })).snapshot;
+      await put(stage.stagingTargetPath, 'second', 'between the snapshots');
+      const two = (await controller.CreateSnapshot({ sourceVolumeId: vol.volumeId, name: `snap-live-${process.pid}-${++count}` })).snapshot;
+      await put(stage.stagingTargetPath, 'third', 'after both');
+      // The same daemon, now writing the second snapshot's overlay.
+      expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([daemon]);
+      expect(await restored(one.snapshotId)).toEqual(['first']);
+      expect(await restored(two.snapshotId)).toEqual(['first', 'second']);
+      // A snapshot of a volume in use cannot be deleted yet (its overlay is the daemon's to commit).
+      expect(await codeOf(controller.DeleteSnapshot({ snapshotId: one.snapshotId }))).toBe(status.FAILED_PRECONDITION);
+      await node.NodeUnstageVolume(stage);
+      expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([]);
+      await checkChain(backend, vol.volumeId);
+      // Staged again from the files alone: everything the pod wrote.
+      await node.NodeStageVolume(stage);
+      expect(await names(stage.stagingTargetPath)).toEqual(['first', 'second', 'third']);
+      await node.NodeUnstageVolume(stage);
+      for (const s of [two, one]) await controller.DeleteSnapshot({ snapshotId: s.snapshotId });
+      await controller.DeleteVolume({ volumeId: vol.volumeId });
+    });
+  }
+
+  // The agent SIGKILLs itself at a fault point of the live snapshot (KINDLING_NFS_FAULT) and starts again.
+  for (const [point, outcome] of [
+    ['snapshot-create:overlay-made', 'error'],
+    ['snapshot-create:switched', 'available'],
+  ] as const) {
+    it(`the agent killed at ${point}: the snapshot is ${outcome}, the pod's writes go on and are kept`, async () => {
+      const vol = await create('nfs');
+      const stage = await stageOf(vol.volumeId);
+      await node.NodeStageVolume(stage);
+      const [daemon] = daemonsWith(uuidOf(vol.volumeId));
+      await put(stage.stagingTargetPath, 'first', 'before the snapshot');
+
+      agent = await agent.restart({ KINDLING_NFS_FAULT: point });
+      const sdk = await Agent.connect(url, { token: TOKEN });
+      const [volume] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: uuidOf(vol.volumeId) });
+      const dead = new Promise<void>((resolve) => agent.child.once('exit', () => resolve()));
+      void volume!.createSnapshot({ name: `cut-${point}` }).catch(() => undefined);
+      await dead;
+      await sdk.close();
+      expect(agent.child.signalCode).toBe('SIGKILL');
+      await put(stage.stagingTargetPath, 'second', 'while the agent was down');
+
+      agent = await agent.restart({});
+      // The plugins dial the agent again in the background.
+      await vi.waitFor(() => controller.ListVolumes({ maxEntries: 1 }), { timeout: 20_000, interval: 250 });
+      const again = await Agent.connect(url, { token: TOKEN });
+      const [snap] = await vi.waitFor(
+        async () => {
+          const found = await (await again.backend('nfs')).snapshotsFiltered({ snapshotName: `cut-${point}` });
+          expect(found.map((s) => s.status)).toEqual([outcome]);
+          return found;
+        },
+        { timeout: 20_000, interval: 200 },
+      );
+      await again.close();
+      const info = JSON.parse(await readFile(join(shareOf('nfs'), `volume-${uuidOf(vol.volumeId)}.info`), 'utf8').catch(() => '{}')) as Record<string, string>;
+      if (outcome === 'available') expect(info['active']).toBe(`volume-${uuidOf(vol.volumeId)}.${snap!.id}`);
+      else expect(info['active'] ?? `volume-${uuidOf(vol.volumeId)}`).toBe(`volume-${uuidOf(vol.volumeId)}`);
+      // No overlay left that no record names, no claim: the share holds what the record says.
+      const files = (await readdir(shareOf('nfs'))).filter((f) => f.startsWith(`volume-${uuidOf(vol.volumeId)}`)).sort();
+      expect(files).toEqual([`volume-${uuidOf(vol.volumeId)}`, ...Object.values(info).filter((f, i, all) => all.indexOf(f) === i && f !== `volume-${uuidOf(vol.volumeId)}`), ...(Object.keys(info).length ? [`volume-${uuidOf(vol.volumeId)}.info`] : [])].sort());
+      expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([daemon]);
+      await put(stage.stagingTargetPath, 'third', 'after the restart');
+      if (outcome === 'available') expect(await restored(`node-a:nfs:${uuidOf(vol.volumeId)}:${snap!.id}`)).toEqual(['first']);
+      await vi.waitFor(() => node.NodeUnstageVolume(stage), { timeout: 20_000, interval: 250 });
+      await checkChain('nfs', vol.volumeId);
+      await node.NodeStageVolume(stage);
+      expect(await names(stage.stagingTargetPath)).toEqual(['first', 'second', 'third']);
+      await node.NodeUnstageVolume(stage);
+      await controller.DeleteSnapshot({ snapshotId: `node-a:nfs:${uuidOf(vol.volumeId)}:${snap!.id}` });
+      await controller.DeleteVolume({ volumeId: vol.volumeId });
+    });
+  }
+
+  it('a node plugin killed mid-stage, a snapshot taken before it is back: the restarted plugin stages over the same daemon, now writing the overlay', async () => {
+    const endpoint = `unix://${join(dir, 'bin.sock')}`;
+    let bin: CsiBin | undefined;
+    const startNode = async (env: Record<string, string> = {}): Promise<CsiServiceClient> => {
+      bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', url, '--state-dir', stateDir], { KINDLING_TOKEN: TOKEN, ...env });
+      await bin.listening;
+      return csiClient('Node', endpoint);
+    };
+    try {
+      const vol = await create('nfs');
+      const stage = await stageOf(vol.volumeId);
+      // Staged once and written, so the snapshot has data to hold.
+      await node.NodeStageVolume(stage);
+      await put(stage.stagingTargetPath, 'first', 'before the snapshot');
+      await node.NodeUnstageVolume(stage);
+      // Killed after the daemon and the loop device are up, before the mount.
+      let plugin = await startNode({ KINDLING_CSI_FAULT: 'stage:attached' });
+      expect(await codeOf(plugin.NodeStageVolume(stage))).not.toBe('ok');
+      expect(await bin!.exit).toBe(null);
+      plugin.close();
+      const [daemon] = daemonsWith(uuidOf(vol.volumeId));
+      expect(daemon).toBeDefined();
+      // The volume is attached and served: the snapshot is taken live, while no plugin runs.
+      const snap = (await controller.CreateSnapshot({ sourceVolumeId: vol.volumeId, name: `snap-live-${process.pid}-${++count}` })).snapshot;
+      plugin = await startNode();
+      await plugin.NodeStageVolume(stage);
+      expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([daemon]);
+      await put(stage.stagingTargetPath, 'second', 'after the snapshot');
+      await plugin.NodeUnstageVolume(stage);
+      plugin.close();
+      expect(await restored(snap.snapshotId)).toEqual(['first']);
+      await node.NodeStageVolume(stage);
+      expect(await names(stage.stagingTargetPath)).toEqual(['first', 'second']);
+      await node.NodeUnstageVolume(stage);
+      await checkChain('nfs', vol.volumeId);
+      await controller.DeleteSnapshot({ snapshotId: snap.snapshotId });
+      await controller.DeleteVolume({ volumeId: vol.volumeId });
+    } finally {
+      bin?.child.kill('SIGKILL');
+      await bin?.exit;
+    }
+  });
+});
