@@ -109,12 +109,14 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
       await put(stage.stagingTargetPath, 'first', 'before the first snapshot');
       const one = (await controller.CreateSnapshot({ sourceVolumeId: vol.volumeId, name: `snap-live-${process.pid}-${++count}` })).snapshot;
       await put(stage.stagingTargetPath, 'second', 'between the snapshots');
+      // Not flushed: the snapshot freezes the mounted filesystem, which flushes it, so it is in.
+      await writeFile(join(stage.stagingTargetPath, 'unflushed'), 'in the page cache only');
       const two = (await controller.CreateSnapshot({ sourceVolumeId: vol.volumeId, name: `snap-live-${process.pid}-${++count}` })).snapshot;
       await put(stage.stagingTargetPath, 'third', 'after both');
       // The same daemon, now writing the second snapshot's overlay.
       expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([daemon]);
       expect(await restored(one.snapshotId)).toEqual(['first']);
-      expect(await restored(two.snapshotId)).toEqual(['first', 'second']);
+      expect(await restored(two.snapshotId)).toEqual(['first', 'second', 'unflushed']);
       // A snapshot of a volume in use cannot be deleted yet (its overlay is the daemon's to commit).
       expect(await codeOf(controller.DeleteSnapshot({ snapshotId: one.snapshotId }))).toBe(status.FAILED_PRECONDITION);
       await node.NodeUnstageVolume(stage);
@@ -122,12 +124,58 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
       await checkChain(backend, vol.volumeId);
       // Staged again from the files alone: everything the pod wrote.
       await node.NodeStageVolume(stage);
-      expect(await names(stage.stagingTargetPath)).toEqual(['first', 'second', 'third']);
+      expect(await names(stage.stagingTargetPath)).toEqual(['first', 'second', 'third', 'unflushed']);
       await node.NodeUnstageVolume(stage);
       for (const s of [two, one]) await controller.DeleteSnapshot({ snapshotId: s.snapshotId });
       await controller.DeleteVolume({ volumeId: vol.volumeId });
     });
   }
+
+  it('a group snapshot of two mounted NFS volumes: both frozen, both switched, each restoring its data', async () => {
+    const groups = csiClient('GroupController', server.address);
+    try {
+      const vols = [await create('nfs'), await create('nfs-qcow2')];
+      const stages = [await stageOf(vols[0]!.volumeId), await stageOf(vols[1]!.volumeId)];
+      for (const [i, stage] of stages.entries()) {
+        await node.NodeStageVolume(stage);
+        await writeFile(join(stage.stagingTargetPath, `member-${i}`), 'not flushed before the cut');
+      }
+      const { groupSnapshot } = await groups.CreateVolumeGroupSnapshot({ name: `group-live-${process.pid}`, sourceVolumeIds: vols.map((v) => v.volumeId) });
+      for (const stage of stages) await put(stage.stagingTargetPath, 'after', 'after the cut');
+      const members = groupSnapshot.snapshots as { snapshotId: string; sourceVolumeId: string }[];
+      for (const [i, vol] of vols.entries()) {
+        const member = members.find((m) => m.sourceVolumeId === vol.volumeId)!;
+        const copy = await create(i === 0 ? 'nfs' : 'nfs-qcow2', { snapshot: { snapshotId: member.snapshotId } });
+        const stage = await stageOf(copy.volumeId);
+        await node.NodeStageVolume(stage);
+        expect(await names(stage.stagingTargetPath)).toEqual([`member-${i}`]);
+        await node.NodeUnstageVolume(stage);
+        await controller.DeleteVolume({ volumeId: copy.volumeId });
+      }
+      for (const stage of stages) await node.NodeUnstageVolume(stage);
+      await groups.DeleteVolumeGroupSnapshot({ groupSnapshotId: groupSnapshot.groupSnapshotId, snapshotIds: members.map((m) => m.snapshotId) });
+      for (const vol of vols) await controller.DeleteVolume({ volumeId: vol.volumeId });
+    } finally {
+      groups.close();
+    }
+  });
+
+  it('a group snapshot of a volume staged as a block device is refused: its writes cannot be held', async () => {
+    const groups = csiClient('GroupController', server.address);
+    try {
+      const vols = [await create('nfs'), await create('nfs')];
+      const block = { block: {}, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
+      const stage = { ...(await stageOf(vols[0]!.volumeId)), volumeCapability: block };
+      await node.NodeStageVolume(stage);
+      const err = await groups.CreateVolumeGroupSnapshot({ name: `group-block-${process.pid}`, sourceVolumeIds: vols.map((v) => v.volumeId) }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringContaining('block device') });
+      await node.NodeUnstageVolume(stage);
+      // Nothing was cut: both volumes delete (a volume with a snapshot would not).
+      for (const vol of vols) await controller.DeleteVolume({ volumeId: vol.volumeId });
+    } finally {
+      groups.close();
+    }
+  });
 
   // The agent SIGKILLs itself at a fault point of the live snapshot (KINDLING_NFS_FAULT) and starts again.
   for (const [point, outcome] of [
@@ -153,7 +201,8 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
 
       agent = await agent.restart({});
       // The plugins dial the agent again in the background.
-      await vi.waitFor(() => controller.ListVolumes({ maxEntries: 1 }), { timeout: 20_000, interval: 250 });
+      // (GetCapacity of the host's segment is UNAVAILABLE until its agent answers again; a listing is not.)
+      await vi.waitFor(() => controller.GetCapacity({ accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-a' } } }), { timeout: 20_000, interval: 250 });
       const again = await Agent.connect(url, { token: TOKEN });
       const [snap] = await vi.waitFor(
         async () => {

@@ -27,13 +27,13 @@ import type {
   WriteHold,
 } from '../driver.js';
 import { Clearer } from './clear.js';
-import { dmName, holdDevices } from './hold.js';
+import { holdWritesOf } from '../hold.js';
 import { LvmCommands } from './commands.js';
 import { LvmContent } from './content.js';
 import { Copier } from './copy.js';
 import { lvmStats } from './figures.js';
 import { IscsiExport, defaultTargetIp } from './iscsi.js';
-import { clearLv, defaultThinPool, ownerTag, parseLvName, snapshotLv, snapshotTags, volumeLv } from './names.js';
+import { clearLv, defaultThinPool, dmName, ownerTag, parseLvName, snapshotLv, snapshotTags, volumeLv } from './names.js';
 import type { Report } from './report.js';
 import { Reverter } from './revert.js';
 import { scanReport } from './scan.js';
@@ -294,7 +294,7 @@ export class LvmDriver implements Driver {
       if (await this.deviceExists(`/dev/mapper/${name}`)) devices.push(name);
     }
     if (devices.length === 0) return { expired: false, release: async () => undefined };
-    return holdDevices(devices, limitMs);
+    return holdWritesOf('device-mapper', devices, limitMs);
   }
 
   validateConnector(connector: ConnectorInfo): void {

@@ -78,3 +78,8 @@ export const ownerTag = (hostId: string, backend: string): string =>
 
 /** On a volume being reverted (thick): where its snapshot's COW store lay before the merge freed it. */
 export const TAG_COW = 'kindling_cow_';
+
+/** The device-mapper name lvm2 gives `vg/lv`: each `-` in either name doubled, the two joined by `-`. */
+export function dmName(vg: string, lv: string): string {
+  return `${vg.replaceAll('-', '--')}-${lv.replaceAll('-', '--')}`;
+}

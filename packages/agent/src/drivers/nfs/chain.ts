@@ -179,11 +179,11 @@ function below<I extends Image>(images: I[], overlay: string, volumeId: string):
  * does the record name it. A crash between the switch and the record leaves the daemon writing to a
  * claimed overlay no record names: settleServed records it (scan does, at the next start).
  */
-export async function createSnapshot(c: Chain, snapshotId: string, served: Served | null = null): Promise<string> {
+export async function createSnapshot(c: Chain, snapshotId: string, live: Live | null = null): Promise<string> {
   let info: SnapInfo = (await readRecord(c)) ?? { active: volumeFile(c.volumeId) };
   const already = info[snapshotId];
   if (already !== undefined) return already;
-  if (served) info = await settleServed(c, served, info);
+  if (live) info = await settleServed(c, live.served, info);
   const [active] = await walk(c, info.active);
   const overlay = overlayFile(c.volumeId, snapshotId);
   // An orphan of an earlier attempt (the volume is locked: no other call makes it now), or a planted name.
@@ -197,8 +197,13 @@ export async function createSnapshot(c: Chain, snapshotId: string, served: Serve
       // The record must not name a link someone swapped in for the overlay.
       await expectHolds(file);
       await fault('snapshot-create:overlay-made');
-      if (served) {
-        await switchServed(served, file, snapshotId);
+      if (live) {
+        const release = await live.hold();
+        try {
+          await switchServed(live.served, file, snapshotId);
+        } finally {
+          await release();
+        }
         await fault('snapshot-create:switched');
       }
     });
@@ -206,6 +211,13 @@ export async function createSnapshot(c: Chain, snapshotId: string, served: Serve
     await fault('snapshot-create:recorded');
   });
   return overlay;
+}
+
+/** A volume in use that qemu-storage-daemon serves, snapshotted live. */
+export interface Live {
+  served: Served;
+  /** Holds the volume's writes for the switch (its filesystem frozen); returns their release. */
+  hold(): Promise<() => Promise<void>>;
 }
 
 /**

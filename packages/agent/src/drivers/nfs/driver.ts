@@ -27,6 +27,7 @@ import {
   type ScanResult,
   type SnapshotRef,
   type VolumeRef,
+  type WriteHold,
 } from '../driver.js';
 import { Capacity, toGb } from './capacity.js';
 import * as chain from './chain.js';
@@ -41,7 +42,8 @@ import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 import { publishNew, withNewFile, type NewFile } from './safe-file.js';
 import { scanShare, type ShareScan } from './scan.js';
-import { resizeServed, servedBy } from './served.js';
+import { filesystemsOn, resizeServed, servedBy, type Served } from './served.js';
+import { holdWritesOf } from '../hold.js';
 import { isMounted, isRemoteShare, mountShare, prepareLocalShare, probeWritable } from './shares.js';
 
 export interface NfsDriverDeps {
@@ -59,6 +61,9 @@ interface Placement {
   share: string;
   chain: Chain;
 }
+
+/** How long a live snapshot may keep a mounted filesystem frozen: its switch takes milliseconds. */
+const FREEZE_LIMIT_MS = 30_000;
 
 const exists = (path: string): Promise<boolean> => lstat(path).then(() => true, () => false);
 
@@ -86,6 +91,8 @@ export class NfsDriver implements Driver {
   private readonly owner: string;
   private readonly empty: EmptyImages;
   private readonly toolMemo: string | undefined;
+  /** Volumes whose filesystems a group snapshot's hold froze (holdWrites), until its release. */
+  private readonly frozen = new Set<string>();
 
   constructor(
     private readonly config: NfsBackendConfig,
@@ -229,16 +236,64 @@ export class NfsDriver implements Driver {
   async createSnapshot(snapshot: SnapshotRef, volume: VolumeRef, inUse = false): Promise<{ snapshot: Location; volume: Location }> {
     this.requireSnapshots();
     const placement = await this.need(volume);
-    // In use, its writes go on: only a daemon serving it on this host can switch them to the new overlay.
-    const served = inUse ? await servedBy(placement.chain.dir, volume.id) : null;
-    if (inUse && !served) {
-      throw new ConflictError(
-        `backend ${this.name} can snapshot volume ${volume.id} while it is in use only when qemu-storage-daemon serves it on this host (the CSI node stages it so); detach it first`,
-        { id: volume.id, status: 'in-use', feature: 'snapshotInUse' },
-      );
-    }
-    const overlay = await chain.createSnapshot(placement.chain, snapshot.id, served);
+    const live = inUse ? await this.live(placement, volume) : null;
+    const overlay = await chain.createSnapshot(placement.chain, snapshot.id, live);
     return { snapshot: { share: placement.share, file: overlay }, volume: this.location(placement, overlay) };
+  }
+
+  /**
+   * A volume in use keeps being written: only a daemon serving it on this host can switch its writes to
+   * a new overlay. Its mounted filesystem is frozen for the switch (flushed, so the snapshot is clean,
+   * not only crash-consistent), unless a group snapshot's hold froze it already.
+   */
+  private async live(placement: Placement, volume: VolumeRef): Promise<chain.Live> {
+    const served = await this.servedInUse(placement, volume, 'snapshot');
+    const hold = async (): Promise<() => Promise<void>> => {
+      const mounts = this.frozen.has(volume.id) ? [] : await filesystemsOn(served);
+      if (mounts.length === 0) return async () => undefined;
+      const held = await holdWritesOf('filesystem', mounts, FREEZE_LIMIT_MS);
+      return () => held.release();
+    };
+    return { served, hold };
+  }
+
+  private async servedInUse(placement: Placement, volume: VolumeRef, action: string): Promise<Served> {
+    const served = await servedBy(placement.chain.dir, volume.id);
+    if (served) return served;
+    throw new ConflictError(
+      `backend ${this.name} can ${action} volume ${volume.id} while it is in use only when qemu-storage-daemon serves it on this host (the CSI node stages it so); detach it first`,
+      { id: volume.id, status: 'in-use', feature: 'snapshotInUse' },
+    );
+  }
+
+  /**
+   * A group snapshot's hold: the members' mounted filesystems frozen at once, until release (each
+   * member's live snapshot then switches without freezing again). A member staged as a block device
+   * has no filesystem to freeze, and its writes no other hold: refused, as is one not served here.
+   */
+  async holdWrites(volumes: VolumeRef[], limitMs: number): Promise<WriteHold> {
+    const mounts: string[] = [];
+    for (const volume of volumes) {
+      const served = await this.servedInUse(await this.need(volume), volume, 'hold the writes of');
+      const found = await filesystemsOn(served);
+      if (found.length === 0) {
+        throw new ConflictError(`backend ${this.name} cannot hold the writes of volume ${volume.id}: it is in use as a block device, with no filesystem to freeze; detach it first`, {
+          id: volume.id,
+        });
+      }
+      mounts.push(...found);
+    }
+    const held = await holdWritesOf('filesystem', mounts, limitMs);
+    for (const volume of volumes) this.frozen.add(volume.id);
+    return {
+      get expired() {
+        return held.expired;
+      },
+      release: async () => {
+        for (const volume of volumes) this.frozen.delete(volume.id);
+        await held.release();
+      },
+    };
   }
 
   // Not refused when snapshots are disabled: snapshots made before the config changed must stay removable.

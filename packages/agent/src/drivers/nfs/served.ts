@@ -1,8 +1,8 @@
-import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { readdir, readFile, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BackendError, QmpError, qmp, qmpServed } from '@kindling/protocol';
 import { isChainFile } from './names.js';
-import { refusal, type NewFile } from './safe-file.js';
+import { openRegular, refusal, type NewFile } from './safe-file.js';
 
 // An attached file volume is served on this host by the CSI node's qemu-storage-daemon, which holds
 // the image's write lock (qemu-img beside it is refused, and would corrupt it if it were not). A
@@ -21,6 +21,8 @@ export interface Served {
   top: string;
   /** Every file the daemon has open for the volume (the top and the chain below it). */
   files: string[];
+  /** The file its FUSE export serves the volume as (the CSI node's loop device goes over it). */
+  exportFile: string | null;
 }
 
 /** A chardev or other QemuOpts argument (`socket,id=qmp,path=/a,,b`) as keys and values; `,,` is a comma. */
@@ -53,8 +55,9 @@ export async function servedBy(dir: string, volumeId: string): Promise<Served | 
     const monitor = value('--monitor').map(qemuOpts)[0]?.get('chardev');
     const socket = value('--chardev').map(qemuOpts).find((c) => c.get('') === 'socket' && c.get('id') === monitor)?.get('path');
     if (!socket) continue;
+    const exportFile = value('--export').map((a) => (a.startsWith('{') ? ((JSON.parse(a) as { mountpoint?: string }).mountpoint ?? null) : null))[0] ?? null;
     const now = await qmpServed(socket).catch((err: unknown) => Promise.reject(asServedError(err)));
-    return { pid: Number(entry), socket, ...now };
+    return { pid: Number(entry), socket, exportFile, ...now };
   }
   return null;
 }
@@ -72,9 +75,13 @@ const overlayNode = (snapshotId: string): string => `snap-${snapshotId.replaceAl
 /**
  * Switches the daemon's writes to `overlay`, a new qcow2 file over the served top whose header names
  * that top as its backing file (qemu's `blockdev-add` with no backing, then `blockdev-snapshot`): from
- * then on the old top is frozen, the snapshot's data. The daemon opens the overlay by name, so before
- * the switch the file it opened is checked to be the agent's own (`overlay`'s descriptor): a name a
- * share writer swapped in meanwhile is refused and the daemon lets it go.
+ * then on the old top is frozen, the snapshot's data. The daemon opens the overlay by name, and reopens
+ * the old top read-only by name as it makes it the overlay's backing file; so before the switch both
+ * are checked to be what the agent holds: the overlay the agent's own descriptor, the old top a regular
+ * file whose name still holds the file the daemon has open. A name a share writer swapped in meanwhile
+ * is refused and the daemon lets the overlay go. (What is left: a swap in the instants between that
+ * check and qemu's reopen. Closing it takes descriptors passed over QMP, `add-fd`, which needs
+ * SCM_RIGHTS on the socket, which Node cannot send.)
  */
 export async function switchServed(served: Served, overlay: NewFile, snapshotId: string): Promise<void> {
   const node = overlayNode(snapshotId);
@@ -82,12 +89,13 @@ export async function switchServed(served: Served, overlay: NewFile, snapshotId:
   await qmp(served.socket, [{ execute: 'blockdev-del', arguments: { 'node-name': node } }]).catch(() => undefined);
   try {
     await qmp(served.socket, [{ execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: overlay.path }, backing: null } }]);
-    const ours = await overlay.handle.stat();
-    // readlink names the file as the kernel resolved it: the folder's real path.
-    const opened = await filesOpenedAs(served.pid, join(await realpath(overlay.dir), overlay.name));
-    if (opened.length === 0 || opened.some((s) => s.dev !== ours.dev || s.ino !== ours.ino)) {
+    try {
+      await expectDaemonHolds(served.pid, overlay.path, overlay.handle);
+      const top = await openRegular(served.top);
+      await expectDaemonHolds(served.pid, served.top, top).finally(() => top.close());
+    } catch (err) {
       await qmp(served.socket, [{ execute: 'blockdev-del', arguments: { 'node-name': node } }]).catch(() => undefined);
-      throw refusal(overlay.path, 'replaced', `${overlay.path} was replaced before qemu-storage-daemon opened it`);
+      throw err;
     }
     await qmp(served.socket, [{ execute: 'blockdev-snapshot', arguments: { node: served.node, overlay: node } }]);
   } catch (err) {
@@ -95,14 +103,39 @@ export async function switchServed(served: Served, overlay: NewFile, snapshotId:
   }
 }
 
-/** What process `pid` has open under the name `path` (its descriptors' targets), as stat sees each. */
-async function filesOpenedAs(pid: number, path: string): Promise<{ dev: number; ino: number }[]> {
-  const out: { dev: number; ino: number }[] = [];
+/** Refused unless every descriptor daemon `pid` has open under `path` is the file `handle` is (and it has one). */
+async function expectDaemonHolds(pid: number, path: string, handle: FileHandle): Promise<void> {
+  const ours = await handle.stat();
+  // readlink names the file as the kernel resolved it: the folder's real path.
+  const real = join(await realpath(dirname(path)), basename(path));
+  const opened: { dev: number; ino: number }[] = [];
   for (const fd of await readdir(`/proc/${pid}/fd`)) {
     const link = `/proc/${pid}/fd/${fd}`;
-    if ((await readlink(link).catch(() => '')) !== path) continue;
+    if ((await readlink(link).catch(() => '')) !== real) continue;
     const s = await stat(link).catch(() => null);
-    if (s) out.push({ dev: s.dev, ino: s.ino });
+    if (s) opened.push({ dev: s.dev, ino: s.ino });
   }
-  return out;
+  if (opened.length === 0 || opened.some((s) => s.dev !== ours.dev || s.ino !== ours.ino)) {
+    throw refusal(path, 'replaced', `${path} is not the file qemu-storage-daemon (pid ${pid}) has open: it was replaced`);
+  }
+}
+
+/**
+ * The mount points of the filesystems on the daemon's export (through the node's loop device over
+ * it), one per filesystem: what a freeze holds. None for a volume staged as a block device.
+ */
+export async function filesystemsOn(served: Served): Promise<string[]> {
+  if (!served.exportFile) return [];
+  const devices = new Set<string>();
+  for (const name of (await readdir('/sys/block')).filter((n) => n.startsWith('loop'))) {
+    const backing = (await readFile(`/sys/block/${name}/loop/backing_file`, 'utf8').catch(() => '')).trim();
+    if (backing === served.exportFile) devices.add((await readFile(`/sys/block/${name}/dev`, 'utf8')).trim());
+  }
+  const mounts = new Map<string, string>();
+  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
+    const [, , device, root, point] = line.split(' ');
+    // The filesystem's own mount (root /), not a bind of a folder in it; one mount point is enough to freeze it.
+    if (device && devices.has(device) && root === '/' && !mounts.has(device)) mounts.set(device, point!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return [...mounts.values()];
 }

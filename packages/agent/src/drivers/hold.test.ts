@@ -7,10 +7,11 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError } from '@kindling/protocol';
-import { descendantsOf } from '../../testing/process-tree.js';
-import { dmName, holdDevices } from './hold.js';
+import { descendantsOf } from '../testing/process-tree.js';
+import { holdWritesOf } from './hold.js';
+import { dmName } from './lvm/names.js';
 
-const BUILT_HOLD = resolve(import.meta.dirname, '../../../dist/drivers/lvm/hold.js');
+const BUILT_HOLD = resolve(import.meta.dirname, '../../dist/drivers/hold.js');
 
 /**
  * A stand-in `dmsetup` that logs each call (this host has no device-mapper; the real suspend and
@@ -44,7 +45,7 @@ describe('holding writes to device-mapper devices', () => {
   });
 
   it('suspends every device, and resumes them all at release', async () => {
-    const hold = await holdDevices(['vg-a', 'vg-b'], 30_000);
+    const hold = await holdWritesOf('device-mapper', ['vg-a', 'vg-b'], 30_000);
     expect(await logged()).toEqual(['suspend vg-a', 'suspend vg-b']);
     await hold.release();
     expect(hold.expired).toBe(false);
@@ -52,14 +53,14 @@ describe('holding writes to device-mapper devices', () => {
   });
 
   it('a device that cannot be suspended resumes the ones that were, and fails', async () => {
-    const err = await holdDevices(['vg-a', 'bad', 'vg-c'], 30_000).catch((e: unknown) => e);
+    const err = await holdWritesOf('device-mapper', ['vg-a', 'bad', 'vg-c'], 30_000).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).message).toMatch(/could not hold writes to vg-a, bad, vg-c: device bad: No such device/);
     expect(await logged()).toEqual(['suspend vg-a', 'suspend bad', 'resume vg-a', 'resume bad', 'resume vg-c']);
   });
 
   it('ends by itself at its time limit, and says it expired', async () => {
-    const hold = await holdDevices(['vg-a'], 1000);
+    const hold = await holdWritesOf('device-mapper', ['vg-a'], 1000);
     for (let i = 0; i < 60 && !hold.expired; i++) await new Promise((r) => setTimeout(r, 100));
     expect(hold.expired).toBe(true);
     // A release after the hold ended waits for the holder's exit, its resume done.
@@ -68,7 +69,7 @@ describe('holding writes to device-mapper devices', () => {
   });
 
   it('says it expired when its holder was killed before the release', async () => {
-    const hold = await holdDevices(['vg-a'], 30_000);
+    const hold = await holdWritesOf('device-mapper', ['vg-a'], 30_000);
     const holders = [];
     for (const pid of await descendantsOf(process.pid)) {
       if ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').includes('kindling-hold')) holders.push(pid);
@@ -82,8 +83,8 @@ describe('holding writes to device-mapper devices', () => {
 
   it('resumes the devices when the process holding them is killed with SIGKILL', async () => {
     const script = [
-      `const { holdDevices } = await import(${JSON.stringify(pathToFileURL(BUILT_HOLD).href)});`,
-      "await holdDevices(['vg-a', 'vg-b'], 60000);",
+      `const { holdWritesOf } = await import(${JSON.stringify(pathToFileURL(BUILT_HOLD).href)});`,
+      "await holdWritesOf('device-mapper', ['vg-a', 'vg-b'], 60000);",
       "console.log('held');",
       'setInterval(() => {}, 1000);',
     ].join('\n');
