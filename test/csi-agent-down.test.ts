@@ -47,7 +47,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
     [a, b] = (await Promise.all(
       ['node-a', 'node-b'].map(async (hostId) => startAgentProcess({ token: TOKEN, port: await freePort(), config: { hostId }, backends: raw })),
     )) as [AgentProcess, AgentProcess];
-    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [a.url, b.url], nodeAgent: a.url, token: TOKEN });
+    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [a.url, b.url], nodeAgent: a.url, token: TOKEN, stateDir: join(dir, 'state') });
     controller = csiClient('Controller', server.address);
     node = csiClient('Node', server.address);
     identity = csiClient('Identity', server.address);
@@ -56,7 +56,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
   afterAll(async () => {
     for (const c of [controller, node, identity]) c?.close();
     await server?.close();
-    if (dir) cleanUpHost(dir, [a, b].filter(Boolean).map((p) => p.dir));
+    if (dir) cleanUpHost(dir, [...[a, b].filter(Boolean).map((p) => p.dir), join(dir, 'state')]);
     await Promise.all([a, b].filter(Boolean).map((p) => p.dispose()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -113,7 +113,7 @@ requires('the CSI node tests (loop devices, mkfs, mount)', nodeUnavailable(), de
 
   it('starts and serves without its agent, ready for node-local work', async () => {
     const down = `ws://127.0.0.1:${await freePort()}/rpc`;
-    const alone = await startCsiServer({ mode: 'node', endpoint: `unix://${join(dir, 'alone.sock')}`, agents: [], nodeAgent: down, token: TOKEN });
+    const alone = await startCsiServer({ mode: 'node', endpoint: `unix://${join(dir, 'alone.sock')}`, agents: [], nodeAgent: down, token: TOKEN, stateDir: join(dir, 'state') });
     const probe = csiClient('Identity', alone.address);
     const aloneNode = csiClient('Node', alone.address);
     try {

@@ -30,7 +30,7 @@ afterAll(async () => {
 describe('kindling-csi', () => {
   it('serves on a unix socket with the token from the environment, and stays ready while its agent is away', async () => {
     const endpoint = `unix://${join(dir, 'csi.sock')}`;
-    const bin = startBin(['--mode', 'node', '--endpoint', endpoint], { KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN });
+    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--state-dir', join(dir, 'state')], { KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN });
     expect((await bin.listening).endpoint).toBe(endpoint);
     const identity = csiClient('Identity', endpoint);
     const node = csiClient('Node', endpoint);
@@ -52,7 +52,7 @@ describe('kindling-csi', () => {
   it('starts and is ready without its agent', async () => {
     const port = await freePort();
     const endpoint = `unix://${join(dir, 'early.sock')}`;
-    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', `ws://127.0.0.1:${port}/rpc`], { KINDLING_TOKEN: TOKEN });
+    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--state-dir', join(dir, 'state'), '--node-agent', `ws://127.0.0.1:${port}/rpc`], { KINDLING_TOKEN: TOKEN });
     expect((await bin.listening).endpoint).toBe(endpoint);
     const identity = csiClient('Identity', endpoint);
     expect(await identity.Probe({})).toEqual({ ready: { value: true } });
@@ -63,7 +63,7 @@ describe('kindling-csi', () => {
 
   it('logs every RPC with its method, duration and code, and no secret', async () => {
     const endpoint = `unix://${join(dir, 'logged.sock')}`;
-    const bin = startBin(['--mode', 'node', '--endpoint', endpoint], { KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN });
+    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--state-dir', join(dir, 'state')], { KINDLING_URL: agent.url, KINDLING_TOKEN: TOKEN });
     await bin.listening;
     const node = csiClient('Node', endpoint);
     const stage = { volumeId: `${agent.hostId}:nfs:00000000-0000-4000-8000-000000000000`, stagingTargetPath: join(dir, 'st'), volumeCapability: { mount: { fsType: 'ext4' }, accessMode: { mode: 'SINGLE_NODE_WRITER' } }, secrets: { password: 'do-not-log-me' } };
@@ -87,7 +87,7 @@ describe('kindling-csi', () => {
     await selfSigned('client', 'kindling-csi', 'basicConstraints=critical,CA:TRUE');
     const secured = await startAgentProcess({ token: TOKEN, config: { tls: { cert: join(tls, 'server.pem'), key: join(tls, 'server.key'), clientCa: join(tls, 'client.pem') } } });
     const endpoint = `unix://${join(dir, 'tls.sock')}`;
-    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', secured.url, '--tls-cert', join(tls, 'client.pem'), '--tls-key', join(tls, 'client.key')], {
+    const bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--state-dir', join(dir, 'state'), '--node-agent', secured.url, '--tls-cert', join(tls, 'client.pem'), '--tls-key', join(tls, 'client.key')], {
       KINDLING_TOKEN: TOKEN,
       KINDLING_TLS_CA: join(tls, 'server.pem'),
     });

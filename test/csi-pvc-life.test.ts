@@ -23,7 +23,7 @@ let provisioner: CsiServiceClient;
 let kubelet: CsiServiceClient;
 
 const startNodePlugin = async () => {
-  nodePlugin = await startCsiServer({ mode: 'node', endpoint: `unix://${join(dir, 'node.sock')}`, agents: [agent.url], token: TOKEN });
+  nodePlugin = await startCsiServer({ mode: 'node', endpoint: `unix://${join(dir, 'node.sock')}`, agents: [agent.url], token: TOKEN, stateDir: join(dir, 'state') });
   kubelet = csiClient('Node', nodePlugin.address);
 };
 
@@ -41,7 +41,7 @@ requires('the PVC scenario (loop devices, mkfs, mount)', nodeUnavailable(), desc
     kubelet?.close();
     await controllerPlugin?.close();
     await nodePlugin?.close();
-    if (dir) cleanUpHost(dir, agent ? [agent.dir] : []);
+    if (dir) cleanUpHost(dir, [...(agent ? [agent.dir] : []), join(dir, 'state')]);
     await agent?.dispose();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -34,8 +34,10 @@ export interface PvcLifeOptions {
  * kubelet (node), external-resizer, external-snapshotter, then the provisioner again for a restore.
  * Checked on the node: the filesystem staging made, the pod path as a bind of it, the filesystem's
  * online growth (NodeGetVolumeStats), a read-only publish refusing writes. The node plugin restarts in
- * the middle and must find its state in the mount table and the agent's index. Data written through
- * the mount is read back after the restart, after unstage and re-stage, and from the restore.
+ * the middle and must find its state in the mount table and the agent's index, and again while a
+ * snapshot of the mounted volume is taken. Data written through the mount is read back after the
+ * restart, after unstage and re-stage, and from the restore, which holds exactly what was written
+ * before the snapshot.
  */
 export async function pvcLife(o: PvcLifeOptions): Promise<void> {
   const { provisioner, files } = o;
@@ -98,15 +100,20 @@ export async function pvcLife(o: PvcLifeOptions): Promise<void> {
   await o.kubelet().NodeStageVolume(stage);
   await o.kubelet().NodePublishVolume(publish);
   expect(await files.read(`${podPath}/db.txt`)).toBe('row 1\nrow 2\n');
-  await o.kubelet().NodeUnpublishVolume({ volumeId: volume.volumeId, targetPath: podPath });
-  await o.kubelet().NodeUnstageVolume(stage);
 
-  // external-snapshotter: a VolumeSnapshot of the claim (file volumes are snapshotted detached).
+  // external-snapshotter: a VolumeSnapshot of the claim while its pod runs (the mounted filesystem is
+  // frozen for the cut: the snapshot is clean), with the node plugin replaced meanwhile (a rollout).
   const snapRequest = { name: `snapshot-${o.unique}`, sourceVolumeId: volume.volumeId, parameters: {} };
-  const { snapshot } = await provisioner.CreateSnapshot(snapRequest);
+  const [{ snapshot }] = await Promise.all([provisioner.CreateSnapshot(snapRequest), o.restartNodePlugin()]);
   expect(snapshot.readyToUse).toBe(true);
   expect((await provisioner.CreateSnapshot(snapRequest)).snapshot).toEqual(snapshot);
   expect((await provisioner.ListSnapshots({ snapshotId: snapshot.snapshotId })).entries).toHaveLength(1);
+  // kubelet goes on with the new plugin; the pod writes after the cut, which the snapshot must not hold.
+  await o.kubelet().NodeStageVolume(stage);
+  await o.kubelet().NodePublishVolume(publish);
+  await files.write(`${podPath}/db.txt`, 'row 1\nrow 2\nrow 3\n');
+  await o.kubelet().NodeUnpublishVolume({ volumeId: volume.volumeId, targetPath: podPath });
+  await o.kubelet().NodeUnstageVolume(stage);
 
   // A PVC with dataSource: the snapshot. It lands on the snapshot's host, with the data; read-only pod.
   const { volume: restored } = await provisioner.CreateVolume({
@@ -127,6 +134,11 @@ export async function pvcLife(o: PvcLifeOptions): Promise<void> {
   await expect(files.write(`${restoredDir}/mount/db.txt`, 'row 3\n')).rejects.toThrow(/read-only/i);
   await o.kubelet().NodeUnpublishVolume({ volumeId: restored.volumeId, targetPath: `${restoredDir}/mount` });
   await o.kubelet().NodeUnstageVolume(restoredStage);
+
+  // The claim itself, staged again: what the pod wrote after the cut.
+  await o.kubelet().NodeStageVolume(stage);
+  expect(await files.read(`${staging}/db.txt`)).toBe('row 1\nrow 2\nrow 3\n');
+  await o.kubelet().NodeUnstageVolume(stage);
 
   // Reclaim policy Delete: the restored claim, then the original one, refused while its snapshot lives.
   await provisioner.DeleteVolume({ volumeId: restored.volumeId });
