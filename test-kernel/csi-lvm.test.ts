@@ -1,8 +1,10 @@
-// kindling-csi on a real kernel, LVM thick and thin: one PVC's life (packages/csi/src/testing/pvc-life.ts) with
-// the controller plugin on the host and the node plugin in the guest, next to the agent it mounts for. Real mkfs
-// (ext4 on thick, xfs on thin), mounts, binds, a read-only publish and an online grow of the mounted filesystem,
-// with data written through the mount read back after a node plugin restart, after unstage and re-stage, and
-// from a volume restored from a snapshot.
+// kindling-csi on a real kernel, LVM thick and thin and NFS (the guest's own export, qcow2 files through
+// qemu-storage-daemon): one PVC's life (packages/csi/src/testing/pvc-life.ts) with the controller plugin on the
+// host and the node plugin in the guest, next to the agent it mounts for. Real mkfs (ext4 on thick and NFS, xfs
+// on thin), mounts, binds, a read-only publish and an online grow of the mounted filesystem, a snapshot of the
+// mounted claim while the node plugin is replaced, with data written through the mount read back after a node
+// plugin restart, after unstage and re-stage, and from a volume restored from the snapshot (exactly what was
+// written before it).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,9 +22,11 @@ const SLOW = 600_000;
 const CASES = [
   { backend: 'lvm-thick', fsType: 'ext4' },
   { backend: 'lvm-thin', fsType: 'xfs' },
+  // qcow2 files on the guest's own NFS export, served by qemu-storage-daemon (FUSE) and snapshotted live.
+  { backend: 'nfs', fsType: 'ext4' },
 ] as const;
 
-describe('kindling-csi on LVM (real kernel): a PVC from claim to restore, node plugin in the guest', () => {
+describe('kindling-csi on LVM and NFS (real kernel): a PVC from claim to restore, node plugin in the guest', () => {
   let dir: string;
   let controllerPlugin: CsiServer;
   let provisioner: CsiServiceClient;

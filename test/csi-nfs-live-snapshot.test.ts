@@ -117,16 +117,28 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
       expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([daemon]);
       expect(await restored(one.snapshotId)).toEqual(['first']);
       expect(await restored(two.snapshotId)).toEqual(['first', 'second', 'unflushed']);
-      // A snapshot of a volume in use cannot be deleted yet (its overlay is the daemon's to commit).
-      expect(await codeOf(controller.DeleteSnapshot({ snapshotId: one.snapshotId }))).toBe(status.FAILED_PRECONDITION);
+      // Deleted while mounted: the oldest (the daemon commits its overlay into the base and re-points
+      // the next overlay); the latest is refused while mounted (its overlay is the file written to),
+      // and deleted once unstaged.
+      await controller.DeleteSnapshot({ snapshotId: one.snapshotId });
+      expect(await restored(two.snapshotId)).toEqual(['first', 'second', 'unflushed']);
+      await put(stage.stagingTargetPath, 'fourth', 'after the first delete');
+      const refused = await controller.DeleteSnapshot({ snapshotId: two.snapshotId }).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringContaining('latest snapshot') });
+      await put(stage.stagingTargetPath, 'fifth', 'after the refusal');
+      expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([daemon]);
       await node.NodeUnstageVolume(stage);
       expect(daemonsWith(uuidOf(vol.volumeId))).toEqual([]);
+      await controller.DeleteSnapshot({ snapshotId: two.snapshotId });
+      // Only the base is left (with its record), whole.
+      expect((await readdir(shareOf(backend))).filter((f) => f.startsWith(`volume-${uuidOf(vol.volumeId)}`)).sort()).toEqual(
+        [`volume-${uuidOf(vol.volumeId)}`, `volume-${uuidOf(vol.volumeId)}.info`],
+      );
       await checkChain(backend, vol.volumeId);
       // Staged again from the files alone: everything the pod wrote.
       await node.NodeStageVolume(stage);
-      expect(await names(stage.stagingTargetPath)).toEqual(['first', 'second', 'third', 'unflushed']);
+      expect(await names(stage.stagingTargetPath)).toEqual(['fifth', 'first', 'fourth', 'second', 'third', 'unflushed']);
       await node.NodeUnstageVolume(stage);
-      for (const s of [two, one]) await controller.DeleteSnapshot({ snapshotId: s.snapshotId });
       await controller.DeleteVolume({ volumeId: vol.volumeId });
     });
   }
@@ -231,6 +243,43 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
       await controller.DeleteVolume({ volumeId: vol.volumeId });
     });
   }
+
+  it('the agent killed once the daemon committed a deleted snapshot, before its record: the retry finishes it, the data whole', async () => {
+    const vol = await create('nfs');
+    const stage = await stageOf(vol.volumeId);
+    await node.NodeStageVolume(stage);
+    await put(stage.stagingTargetPath, 'first', 'before the first snapshot');
+    const snap = async () => (await controller.CreateSnapshot({ sourceVolumeId: vol.volumeId, name: `snap-live-${process.pid}-${++count}` })).snapshot as { snapshotId: string };
+    const one = await snap();
+    await put(stage.stagingTargetPath, 'second', 'before the second snapshot');
+    const two = await snap();
+
+    agent = await agent.restart({ KINDLING_NFS_FAULT: 'snapshot-delete:committed' });
+    const sdk = await Agent.connect(url, { token: TOKEN });
+    const [doomed] = await (await sdk.backend('nfs')).snapshotsFiltered({ snapshotId: one.snapshotId.split(':')[3]! });
+    const dead = new Promise<void>((resolve) => agent.child.once('exit', () => resolve()));
+    const outcome = await Promise.race([dead.then(() => 'died'), doomed!.delete().then(() => 'deleted', (e: unknown) => String(e))]);
+    expect(outcome).toBe('died');
+    await sdk.close();
+    expect(agent.child.signalCode).toBe('SIGKILL');
+    await put(stage.stagingTargetPath, 'third', 'while the agent was down');
+
+    agent = await agent.restart({});
+    await vi.waitFor(() => controller.GetCapacity({ accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-a' } } }), { timeout: 20_000, interval: 250 });
+    // The delete was cut: its snapshot is error_deleting (still listed), and deleting it again finishes.
+    await vi.waitFor(() => controller.DeleteSnapshot({ snapshotId: one.snapshotId }), { timeout: 20_000, interval: 250 });
+    expect((await controller.ListSnapshots({ sourceVolumeId: vol.volumeId })).entries.map((e: { snapshot: { snapshotId: string } }) => e.snapshot.snapshotId)).toEqual([two.snapshotId]);
+    expect(await restored(two.snapshotId)).toEqual(['first', 'second']);
+    await node.NodeUnstageVolume(stage);
+    await checkChain('nfs', vol.volumeId);
+    // The committed overlay is gone: the base, the second snapshot's overlay, the record.
+    expect((await readdir(shareOf('nfs'))).filter((f) => f.startsWith(`volume-${uuidOf(vol.volumeId)}`))).toHaveLength(3);
+    await node.NodeStageVolume(stage);
+    expect(await names(stage.stagingTargetPath)).toEqual(['first', 'second', 'third']);
+    await node.NodeUnstageVolume(stage);
+    await controller.DeleteSnapshot({ snapshotId: two.snapshotId });
+    await controller.DeleteVolume({ volumeId: vol.volumeId });
+  });
 
   it('a node plugin killed mid-stage, a snapshot taken before it is back: the restarted plugin stages over the same daemon, now writing the overlay', async () => {
     const endpoint = `unix://${join(dir, 'bin.sock')}`;

@@ -23,7 +23,7 @@ SUITE=bookworm
 PACKAGES=(
   lvm2 thin-provisioning-tools
   nfs-kernel-server nfs-common rpcbind
-  qemu-utils kmod iproute2 util-linux procps e2fsprogs xfsprogs
+  qemu-utils qemu-system-common fuse3 kmod iproute2 util-linux procps e2fsprogs xfsprogs
   targetcli-fb open-iscsi dbus
   busybox-static
 )

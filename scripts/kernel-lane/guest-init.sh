@@ -73,7 +73,7 @@ log "KL-BOOT mode=$KL_MODE kernel=$(uname -r) init-started-at=${T0}s"
 
 # --- modules ---
 mkdir -p /etc/target   # target_core_mod looks for its db_root here when it loads
-for m in virtio_net dm_mod dm_snapshot dm_thin_pool dm_bufio loop sunrpc nfsd nfs nfsv4 \
+for m in virtio_net dm_mod dm_snapshot dm_thin_pool dm_bufio loop fuse sunrpc nfsd nfs nfsv4 \
   configfs target_core_mod target_core_iblock iscsi_target_mod iscsi_tcp sd_mod; do
   modprobe "$m" 2>>"$OUT/guest-init.log" || fail "modprobe $m"
 done

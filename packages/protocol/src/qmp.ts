@@ -59,9 +59,12 @@ export function qmp(socket: string, commands: QmpCommand[], timeoutMs = 30_000):
 /** A block node as `query-named-block-nodes` lists it (the fields used here). */
 export interface QmpBlockNode {
   'node-name': string;
-  /** The image's file name (for a format node, the file it opens). */
+  /** The image's file name (for a format node, the file it opens; `json:` names decoded). */
   file: string;
+  /** Its driver: a format (`qcow2`, `raw`) or the protocol under it (`file`). */
   drv: string;
+  /** The file of its backing node, for a format node that has one. */
+  backing_file?: string;
 }
 
 /**
@@ -69,16 +72,22 @@ export interface QmpBlockNode {
  * open (the chain below included): what the daemon serves is asked of it, not read from its argv,
  * which names only the file it started on.
  */
-export async function qmpServed(socket: string): Promise<{ node: string; top: string; files: string[] }> {
-  const [exports, nodes] = (await qmp(socket, [{ execute: 'query-block-exports' }, { execute: 'query-named-block-nodes', arguments: { flat: true } }])) as [
+export async function qmpServed(socket: string): Promise<{ node: string; top: string; files: string[]; nodes: QmpBlockNode[] }> {
+  const [exports, listed] = (await qmp(socket, [{ execute: 'query-block-exports' }, { execute: 'query-named-block-nodes', arguments: { flat: true } }])) as [
     { 'node-name': string }[],
     QmpBlockNode[],
   ];
+  const nodes = listed.map((n) => ({
+    'node-name': n['node-name'],
+    file: fileOf(n.file),
+    drv: n.drv,
+    ...(n.backing_file === undefined ? {} : { backing_file: fileOf(n.backing_file) }),
+  }));
   const node = exports[0]?.['node-name'];
   const top = nodes.find((n) => n['node-name'] === node);
   if (!node || !top) throw new QmpError(socket, 'query-block-exports', 'the daemon exports no block node');
   // Protocol nodes (driver file) repeat their format node's file name.
-  return { node, top: fileOf(top.file), files: [...new Set(nodes.map((n) => fileOf(n.file)))] };
+  return { node, top: top.file, files: [...new Set(nodes.map((n) => n.file))], nodes };
 }
 
 /**

@@ -147,10 +147,10 @@ export interface Driver {
    * volume so that it can switch its writes (NFS: qemu-storage-daemon), and refuses it otherwise.
    */
   createSnapshot(snapshot: SnapshotRef, volume: VolumeRef, inUse?: boolean): Promise<{ snapshot: Location; volume: Location }>;
-  /** Snapshots an in-use volume when this host serves it (see createSnapshot's `inUse`). */
+  /** Snapshots an in-use volume, and deletes its snapshots, when this host serves it (createSnapshot's `inUse`). */
   readonly snapshotsWhenServed?: true;
   /** Idempotent; returns the volume's location after the chain changed. */
-  deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ volume: Location }>;
+  deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef, inUse?: boolean): Promise<{ volume: Location }>;
   createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location>;
   cloneVolume(volume: VolumeRef, source: VolumeRef): Promise<Location>;
   /** Resumable: called again after a crash at any step (recovery does), it finishes the revert. */

@@ -111,7 +111,8 @@ export class SnapshotService {
     const volume = this.volumes.get(volumeId);
     const driver = this.volumes.driverOf(volume);
     requireStatus(snapshot, SNAPSHOT_DELETABLE, 'delete snapshot');
-    refuseWhileInUse(driver, volume, 'snapshotInUse', 'delete a snapshot of');
+    // As for create: the NFS driver commits through the daemon serving the volume, or refuses.
+    if (!driver.snapshotsWhenServed) refuseWhileInUse(driver, volume, 'snapshotInUse', 'delete a snapshot of');
     let volumeLocation = volume.location;
     const gone = await transition({
       record: snapshot,
@@ -127,7 +128,7 @@ export class SnapshotService {
       progress: { kind: 'snapshot', id: snapshot.id, publish: this.ctx.events.progress },
       oweScan: () => this.ctx.backends.oweScan(snapshot.backend),
       work: async () => {
-        ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume)));
+        ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume), volume.status === 'in-use'));
         return {};
       },
       // The snapshot record goes, and its volume's new chain location is written, in one batch.

@@ -10,7 +10,7 @@ import { claimFile, infoFile, isChainFile, overlayFile, parseName, revertFile, v
 import * as qemuImg from './qemu-img.js';
 import type { ImageFormat } from './qemu-img.js';
 import { expectHolds, openRegular, publishNew, refusal, withNewFile } from './safe-file.js';
-import { servedBy, switchServed, type Served } from './served.js';
+import { commitServed, servedBy, switchServed, type Served } from './served.js';
 
 /**
  * A volume's qcow2 chain, run as cinder's RemoteFSSnapDriver does offline:
@@ -44,6 +44,8 @@ export interface Image {
  * checked through, as qemu's `json:` description (qemu-img.ts), never by a name on the share.
  */
 export interface HeldImage extends Image {
+  /** The agent's descriptor of this file as a path (`/proc/<agent pid>/fd/<n>`). */
+  arg: string;
   /** This image and the chain below it. */
   chain: string;
   /** This image alone (no backing file opened): for commands that change only its own header or size. */
@@ -222,10 +224,13 @@ export interface Live {
 
 /**
  * A daemon serving the volume is the truth about where its writes go. When it serves a file the
- * record does not name active, that is a live snapshot cut between its switch and its record: the
- * top is then an overlay of this volume that this agent claimed, over the record's active file, and
- * is recorded now (as the snapshot its name says; the claim goes as a leftover). Any other
- * disagreement is refused: nothing is written over a chain the record and the daemon disagree on.
+ * record does not name active, that is a live snapshot cut between its switch and its record (the
+ * top is an overlay of this volume that this agent claimed, over the record's active file: recorded
+ * now as the snapshot its name says), or a live delete of the latest snapshot cut between its
+ * commit's pivot and its record (the top is the file below the record's active overlay, which this
+ * agent claimed: the snapshot leaves the record). The claim goes as a leftover, with the committed
+ * overlay. Any other disagreement is refused: nothing is written over a chain the record and the
+ * daemon disagree on.
  * Returns the record as it now stands.
  */
 export async function settleServed(c: Chain, served: Served, info: SnapInfo): Promise<SnapInfo> {
@@ -236,6 +241,18 @@ export async function settleServed(c: Chain, served: Served, info: SnapInfo): Pr
     const [, under] = await walk(c, top, true);
     if (under?.file === info.active) {
       const next: SnapInfo = { ...info, active: top, [parsed.snapshotId]: top };
+      await writeRecord(c, next);
+      return next;
+    }
+  }
+  // A live delete of the latest snapshot cut between its commit's pivot and its record: the daemon
+  // writes to the file below the record's active overlay, which this agent claimed for that delete.
+  const active = parseName(info.active);
+  if (resolve(dirname(served.top)) === resolve(c.dir) && active?.kind === 'overlay' && active.volumeId === c.volumeId && (await claimsOf(c, info.active)).length > 0) {
+    const [, under] = await walk(c, info.active, true);
+    if (under?.file === top) {
+      const next: SnapInfo = Object.fromEntries(Object.entries(info).filter(([, file]) => file !== info.active)) as SnapInfo;
+      next.active = top;
       await writeRecord(c, next);
       return next;
     }
@@ -254,23 +271,40 @@ export async function settleServed(c: Chain, served: Served, info: SnapInfo): Pr
  * through was already committed and re-pointed around, so only the record and the file are left to
  * do. Deleting a snapshot with no record is a no-op.
  */
-export async function deleteSnapshot(c: Chain, snapshotId: string): Promise<void> {
-  const entry = await snapshotEntry(c, snapshotId);
+export async function deleteSnapshot(c: Chain, snapshotId: string, served: Served | null = null): Promise<void> {
+  let entry = await snapshotEntry(c, snapshotId);
+  if (entry && served) {
+    await settleServed(c, served, entry.info);
+    entry = await snapshotEntry(c, snapshotId);
+  }
   if (!entry) return;
   const { info, overlay } = entry;
+  if (served && overlay === info.active) {
+    // Its overlay is the file the daemon writes to: committing that is a mirror job on the export's
+    // node, which qemu 7.2 refuses beside a writable FUSE export (both want the node's resize permission).
+    throw new ConflictError(
+      `snapshot ${snapshotId} is the latest snapshot of volume ${c.volumeId}, which is in use: it can be deleted once the volume is detached, or once a newer snapshot exists`,
+      { snapshotId, id: c.volumeId, status: 'in-use' },
+    );
+  }
   const next: SnapInfo = { ...info };
   delete next[snapshotId];
-  await withChain(c, info.active, async (images) => {
-    const base = below(images, overlay, c.volumeId);
-    if (base === null) return;
-    const at = images.findIndex((i) => i.file === overlay);
-    await qemuImg.commit(c.run, images[at]!.chain, images[at]!.virtualSize);
-    if (overlay === info.active) next.active = base.file;
-    else await qemuImg.rebaseUnsafe(c.run, images[at - 1]!.alone, base.file, base.format);
-  });
-  // Record first, remove after: a crash in between leaves an orphan overlay (claimed, so this agent's
-  // to remove), never a dangling record.
+  // Claimed from the commit on: a live commit of the active overlay is recognised by its claim (settleServed).
   await claimed(c, overlay, async () => {
+    await withChain(c, info.active, async (images) => {
+      const base = below(images, overlay, c.volumeId);
+      if (base === null) return;
+      const at = images.findIndex((i) => i.file === overlay);
+      if (served) await commitServed(served, images[at]!, base, images[at - 1]!, snapshotId);
+      else {
+        await qemuImg.commit(c.run, images[at]!.chain, images[at]!.virtualSize);
+        if (at > 0) await qemuImg.rebaseUnsafe(c.run, images[at - 1]!.alone, base.file, base.format);
+      }
+      if (overlay === info.active) next.active = base.file;
+    });
+    await fault('snapshot-delete:committed');
+    // Record first, remove after: a crash in between leaves an orphan overlay (claimed, so this agent's
+    // to remove), never a dangling record.
     await writeRecord(c, next);
     await fault('snapshot-delete:recorded');
     await rm(join(c.dir, overlay), { force: true });

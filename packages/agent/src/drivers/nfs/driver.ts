@@ -297,12 +297,15 @@ export class NfsDriver implements Driver {
   }
 
   // Not refused when snapshots are disabled: snapshots made before the config changed must stay removable.
-  async deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef): Promise<{ volume: Location }> {
+  // In use, the daemon serving the volume commits the overlay (chain.ts, served.ts).
+  async deleteSnapshot(snapshot: SnapshotRef, volume: VolumeRef, inUse = false): Promise<{ volume: Location }> {
     const placement = await this.locate(volume);
     if (!placement) return { volume: volume.location };
-    await chain.deleteSnapshot(placement.chain, snapshot.id);
+    const served = inUse ? await this.servedInUse(placement, volume, 'delete a snapshot of') : null;
+    await chain.deleteSnapshot(placement.chain, snapshot.id, served);
     return { volume: await this.activeLocation(placement) };
   }
+
 
   async createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location> {
     this.requireSnapshots();

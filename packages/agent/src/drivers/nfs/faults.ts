@@ -17,6 +17,8 @@ export type FaultPoint =
   | 'snapshot-create:switched'
   /** The record names the new overlay; the claim on it is not removed yet. */
   | 'snapshot-create:recorded'
+  /** A deleted snapshot's overlay committed (live: the daemon's job done); the record still names it. */
+  | 'snapshot-delete:committed'
   /** The record no longer names the deleted snapshot; its overlay is not removed yet. */
   | 'snapshot-delete:recorded'
   /** A volume's record removed; its overlays and base not yet. */

@@ -1,6 +1,6 @@
-import { readdir, readFile, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BackendError, QmpError, qmp, qmpServed } from '@kindling/protocol';
+import { BackendError, QmpError, qmp, qmpServed, type QmpBlockNode } from '@kindling/protocol';
 import { isChainFile } from './names.js';
 import { openRegular, refusal, type NewFile } from './safe-file.js';
 
@@ -23,6 +23,8 @@ export interface Served {
   files: string[];
   /** The file its FUSE export serves the volume as (the CSI node's loop device goes over it). */
   exportFile: string | null;
+  /** Its block nodes, format and protocol layers alike, with the files they open. */
+  nodes: QmpBlockNode[];
 }
 
 /** A chardev or other QemuOpts argument (`socket,id=qmp,path=/a,,b`) as keys and values; `,,` is a comma. */
@@ -90,9 +92,9 @@ export async function switchServed(served: Served, overlay: NewFile, snapshotId:
   try {
     await qmp(served.socket, [{ execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: overlay.path }, backing: null } }]);
     try {
-      await expectDaemonHolds(served.pid, overlay.path, overlay.handle);
+      await expectDaemonHolds(served.pid, overlay.path, await overlay.handle.stat());
       const top = await openRegular(served.top);
-      await expectDaemonHolds(served.pid, served.top, top).finally(() => top.close());
+      await expectDaemonHolds(served.pid, served.top, await top.stat()).finally(() => top.close());
     } catch (err) {
       await qmp(served.socket, [{ execute: 'blockdev-del', arguments: { 'node-name': node } }]).catch(() => undefined);
       throw err;
@@ -103,11 +105,24 @@ export async function switchServed(served: Served, overlay: NewFile, snapshotId:
   }
 }
 
-/** Refused unless every descriptor daemon `pid` has open under `path` is the file `handle` is (and it has one). */
-async function expectDaemonHolds(pid: number, path: string, handle: FileHandle): Promise<void> {
-  const ours = await handle.stat();
+/** Refused unless every descriptor daemon `pid` has open under `path` is the file `ours` (and it has one). */
+async function expectDaemonHolds(pid: number, path: string, ours: { dev: number; ino: number }): Promise<void> {
   // readlink names the file as the kernel resolved it: the folder's real path.
   const real = join(await realpath(dirname(path)), basename(path));
+  // qemu reopens a node (read-only, read-write) by opening anew and closing the old descriptor: read in
+  // between, the listing may hold neither; it is read again then, a few times.
+  for (let attempt = 0; ; attempt++) {
+    const opened = await openedAs(pid, real);
+    if (opened.some((s) => s.dev !== ours.dev || s.ino !== ours.ino) || (opened.length === 0 && attempt === 4)) {
+      throw refusal(path, 'replaced', `${path} is not the file qemu-storage-daemon (pid ${pid}) has open: it was replaced`);
+    }
+    if (opened.length > 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The files (as stat sees them) that process `pid` has open under the resolved name `real`. */
+async function openedAs(pid: number, real: string): Promise<{ dev: number; ino: number }[]> {
   const opened: { dev: number; ino: number }[] = [];
   for (const fd of await readdir(`/proc/${pid}/fd`)) {
     const link = `/proc/${pid}/fd/${fd}`;
@@ -115,8 +130,62 @@ async function expectDaemonHolds(pid: number, path: string, handle: FileHandle):
     const s = await stat(link).catch(() => null);
     if (s) opened.push({ dev: s.dev, ino: s.ino });
   }
-  if (opened.length === 0 || opened.some((s) => s.dev !== ours.dev || s.ino !== ours.ino)) {
-    throw refusal(path, 'replaced', `${path} is not the file qemu-storage-daemon (pid ${pid}) has open: it was replaced`);
+  return opened;
+}
+
+/** A chain file as the agent holds it open (chain.ts's HeldImage): its path, name, and descriptor as a path. */
+export interface HeldFile {
+  path: string;
+  file: string;
+  arg: string;
+}
+
+/**
+ * The daemon commits `top` (a snapshot's overlay, not the file it writes to) into `base`, the file
+ * below it, and re-points `above` (the file over `top`) at `base` (qemu's `block-commit` job): `base`
+ * then holds what `top` showed, and the daemon drops `top` from its chain. qemu reopens `base` and
+ * `above` read-write by name to do it, so each is checked against the agent's own descriptor before
+ * the job starts and again once qemu has reopened it; a mismatch cancels the job at once and is
+ * refused. The job ends by itself (finalized and dismissed by qemu, so a cut agent leaves nothing in
+ * the daemon); whether it did its work is read from the daemon's chain, which no longer holds `top`.
+ * A job of this agent still running (a retry after a crash) is waited for, not started twice.
+ */
+export async function commitServed(served: Served, top: HeldFile, base: HeldFile, above: HeldFile, snapshotId: string): Promise<void> {
+  const node = (f: HeldFile): string => {
+    const found = served.nodes.find((n) => n.drv !== 'file' && resolve(n.file) === resolve(f.path))?.['node-name'];
+    if (!found) throw new BackendError(`qemu-storage-daemon (pid ${served.pid}) has no node for ${f.path}`, { socket: served.socket });
+    return found;
+  };
+  const check = async (): Promise<void> => {
+    for (const f of [base, above]) await expectDaemonHolds(served.pid, f.path, await stat(f.arg));
+  };
+  const job = `commit-${snapshotId.replaceAll('-', '').slice(0, 24)}`;
+  const running = async (): Promise<boolean> =>
+    ((await qmp(served.socket, [{ execute: 'query-jobs' }]))[0] as { id: string }[]).some((j) => j.id === job);
+  try {
+    if (!(await running())) {
+      await check();
+      await qmp(served.socket, [
+        { execute: 'block-commit', arguments: { 'job-id': job, device: served.node, 'top-node': node(top), 'base-node': node(base), 'backing-file': base.file } },
+      ]);
+      await check().catch(async (err: unknown) => {
+        await qmp(served.socket, [{ execute: 'job-cancel', arguments: { id: job, force: true } }]).catch(() => undefined);
+        throw err;
+      });
+    }
+    while (await running()) await new Promise((r) => setTimeout(r, 50));
+    const after = await qmpServed(served.socket);
+    const over = after.nodes.find((n) => n.drv !== 'file' && resolve(n.file) === resolve(above.path));
+    if (!over?.backing_file || resolve(over.backing_file) !== resolve(base.path)) {
+      throw new BackendError(`qemu-storage-daemon (pid ${served.pid}): the commit of ${top.path} into ${base.path} ended with ${above.path} still over ${over?.backing_file}`, {
+        socket: served.socket,
+      });
+    }
+    // The committed overlay's node, added by the switch that made it, is the monitor's until let go: its file closes then.
+    const left = after.nodes.find((n) => n.drv !== 'file' && resolve(n.file) === resolve(top.path))?.['node-name'];
+    if (left) await qmp(served.socket, [{ execute: 'blockdev-del', arguments: { 'node-name': left } }]).catch(() => undefined);
+  } catch (err) {
+    throw asServedError(err);
   }
 }
 
