@@ -142,9 +142,10 @@ export interface Driver {
   deleteVolume(volume: VolumeRef): Promise<void>;
   extendVolume(volume: VolumeRef, newSize: number): Promise<Location>;
   /**
-   * `inUse`: the volume is attached or connected, its writes going on. A driver without the
-   * `snapshotInUse` capability but with `snapshotsWhenServed` takes it when this host serves the
-   * volume so that it can switch its writes (NFS: qemu-storage-daemon), and refuses it otherwise.
+   * `inUse`: the volume is attached or connected, its writes going on, and the backend lacks the
+   * `snapshotInUse` capability. A driver with `snapshotsWhenServed` then takes the snapshot live when
+   * this host serves the volume so that it can switch its writes (NFS: qemu-storage-daemon), and
+   * refuses it otherwise.
    */
   createSnapshot(snapshot: SnapshotRef, volume: VolumeRef, inUse?: boolean): Promise<{ snapshot: Location; volume: Location }>;
   /** Snapshots an in-use volume, and deletes its snapshots, when this host serves it (createSnapshot's `inUse`). */

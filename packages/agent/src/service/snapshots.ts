@@ -7,6 +7,7 @@ import {
   type SnapshotRecord,
   type VolumeRecord,
 } from '@kindling/protocol';
+import type { Driver } from '../drivers/driver.js';
 import type { RequestMark } from '../index/store.js';
 import { refuseTornCopy, refuseWhileInUse, requireCapability } from './capabilities.js';
 import { snapshotRef, volumeRef, type ServiceContext } from './context.js';
@@ -15,6 +16,9 @@ import { snapshotPage } from './listing.js';
 import { settleRevertSnapshot } from './recovery.js';
 import { READABLE, requireStatus, SNAPSHOT_DELETABLE, SNAPSHOT_READY } from './status.js';
 import type { VolumeService } from './volumes.js';
+
+/** In use on a backend that snapshots in use only where this host serves the volume (NFS): the driver's to do live, or refuse. */
+const liveInUse = (driver: Driver, volume: VolumeRecord): boolean => volume.status === 'in-use' && driver.capabilities().snapshotInUse !== true;
 
 export class SnapshotService {
   constructor(
@@ -48,8 +52,8 @@ export class SnapshotService {
     // A connected NFS host keeps writing the old file, which would become the snapshot's base: cinder
     // needs the compute host's help for that. The NFS driver has it when this host's
     // qemu-storage-daemon serves the volume, and refuses the rest itself.
+    const live = liveInUse(driver, volume);
     if (!driver.snapshotsWhenServed) refuseTornCopy(driver, volume, 'snapshot');
-    const inUse = volume.status === 'in-use';
     const at = now();
     const record: SnapshotRecord = {
       id,
@@ -81,7 +85,7 @@ export class SnapshotService {
       progress: { kind: 'snapshot', id: record.id, publish: this.ctx.events.progress },
       oweScan: () => this.ctx.backends.oweScan(record.backend),
       work: async () => {
-        const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume), inUse);
+        const result = await driver.createSnapshot(snapshotRef(record), volumeRef(volume), live);
         volumeAfter = result.volume;
         return { location: result.snapshot };
       },
@@ -128,7 +132,7 @@ export class SnapshotService {
       progress: { kind: 'snapshot', id: snapshot.id, publish: this.ctx.events.progress },
       oweScan: () => this.ctx.backends.oweScan(snapshot.backend),
       work: async () => {
-        ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume), volume.status === 'in-use'));
+        ({ volume: volumeLocation } = await driver.deleteSnapshot(snapshotRef(snapshot), volumeRef(volume), liveInUse(driver, volume)));
         return {};
       },
       // The snapshot record goes, and its volume's new chain location is written, in one batch.

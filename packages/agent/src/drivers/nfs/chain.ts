@@ -224,13 +224,10 @@ export interface Live {
 
 /**
  * A daemon serving the volume is the truth about where its writes go. When it serves a file the
- * record does not name active, that is a live snapshot cut between its switch and its record (the
- * top is an overlay of this volume that this agent claimed, over the record's active file: recorded
- * now as the snapshot its name says), or a live delete of the latest snapshot cut between its
- * commit's pivot and its record (the top is the file below the record's active overlay, which this
- * agent claimed: the snapshot leaves the record). The claim goes as a leftover, with the committed
- * overlay. Any other disagreement is refused: nothing is written over a chain the record and the
- * daemon disagree on.
+ * record does not name active, that is a live snapshot cut between its switch and its record: the
+ * top is then an overlay of this volume that this agent claimed, over the record's active file, and
+ * is recorded now (as the snapshot its name says; the claim goes as a leftover). Any other
+ * disagreement is refused: nothing is written over a chain the record and the daemon disagree on.
  * Returns the record as it now stands.
  */
 export async function settleServed(c: Chain, served: Served, info: SnapInfo): Promise<SnapInfo> {
@@ -241,18 +238,6 @@ export async function settleServed(c: Chain, served: Served, info: SnapInfo): Pr
     const [, under] = await walk(c, top, true);
     if (under?.file === info.active) {
       const next: SnapInfo = { ...info, active: top, [parsed.snapshotId]: top };
-      await writeRecord(c, next);
-      return next;
-    }
-  }
-  // A live delete of the latest snapshot cut between its commit's pivot and its record: the daemon
-  // writes to the file below the record's active overlay, which this agent claimed for that delete.
-  const active = parseName(info.active);
-  if (resolve(dirname(served.top)) === resolve(c.dir) && active?.kind === 'overlay' && active.volumeId === c.volumeId && (await claimsOf(c, info.active)).length > 0) {
-    const [, under] = await walk(c, info.active, true);
-    if (under?.file === top) {
-      const next: SnapInfo = Object.fromEntries(Object.entries(info).filter(([, file]) => file !== info.active)) as SnapInfo;
-      next.active = top;
       await writeRecord(c, next);
       return next;
     }
@@ -289,22 +274,19 @@ export async function deleteSnapshot(c: Chain, snapshotId: string, served: Serve
   }
   const next: SnapInfo = { ...info };
   delete next[snapshotId];
-  // Claimed from the commit on: a live commit of the active overlay is recognised by its claim (settleServed).
+  await withChain(c, info.active, async (images) => {
+    const base = below(images, overlay, c.volumeId);
+    if (base === null) return;
+    const at = images.findIndex((i) => i.file === overlay);
+    if (served) await commitServed(served, images[at]!, base, images[at - 1]!, snapshotId);
+    else await qemuImg.commit(c.run, images[at]!.chain, images[at]!.virtualSize);
+    if (overlay === info.active) next.active = base.file;
+    else if (!served) await qemuImg.rebaseUnsafe(c.run, images[at - 1]!.alone, base.file, base.format);
+  });
+  await fault('snapshot-delete:committed');
+  // Record first, remove after: a crash in between leaves an orphan overlay (claimed, so this agent's
+  // to remove), never a dangling record.
   await claimed(c, overlay, async () => {
-    await withChain(c, info.active, async (images) => {
-      const base = below(images, overlay, c.volumeId);
-      if (base === null) return;
-      const at = images.findIndex((i) => i.file === overlay);
-      if (served) await commitServed(served, images[at]!, base, images[at - 1]!, snapshotId);
-      else {
-        await qemuImg.commit(c.run, images[at]!.chain, images[at]!.virtualSize);
-        if (at > 0) await qemuImg.rebaseUnsafe(c.run, images[at - 1]!.alone, base.file, base.format);
-      }
-      if (overlay === info.active) next.active = base.file;
-    });
-    await fault('snapshot-delete:committed');
-    // Record first, remove after: a crash in between leaves an orphan overlay (claimed, so this agent's
-    // to remove), never a dangling record.
     await writeRecord(c, next);
     await fault('snapshot-delete:recorded');
     await rm(join(c.dir, overlay), { force: true });
