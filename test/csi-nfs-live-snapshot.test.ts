@@ -9,7 +9,7 @@ import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
 import { startBin, type CsiBin } from '../packages/csi/src/testing/bin.js';
 import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
-import { cleanUpHost, daemonsWith, freePort, nodeUnavailable } from '../packages/csi/src/testing/host.js';
+import { cleanUpHost, daemonsWith, fileBackends, freePort, nodeUnavailable } from '../packages/csi/src/testing/host.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // Issue 21: a VolumeSnapshot of a mounted NFS PVC. The node serves every file volume through a real
@@ -81,10 +81,7 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
       token: TOKEN,
       port: await freePort(),
       config: { hostId: 'node-a' },
-      backends: (d: string) => [
-        { name: 'nfs', driver: 'nfs', shares: [join(d, 'share')], format: 'raw' },
-        { name: 'nfs-qcow2', driver: 'nfs', shares: [join(d, 'share-qcow2')], format: 'qcow2' },
-      ],
+      backends: fileBackends,
     });
     url = agent.url;
     server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [url], token: TOKEN, stateDir, log: () => {} });

@@ -10,7 +10,7 @@ import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
 import { startBin, type CsiBin } from '../packages/csi/src/testing/bin.js';
 import { codeOf, csiClient, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
-import { cleanUpHost, daemonsWith, nodeUnavailable } from '../packages/csi/src/testing/host.js';
+import { cleanUpHost, daemonsWith, fileBackends, nodeUnavailable } from '../packages/csi/src/testing/host.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 
 // qcow2 volumes on the node for real: an NFS volume once snapshotted (its active file a qcow2 overlay
@@ -89,10 +89,7 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     agent = await startAgentProcess({
       token: TOKEN,
       config: { hostId: 'node-a' },
-      backends: (d: string) => [
-        { name: 'nfs', driver: 'nfs', shares: [join(d, 'share')], format: 'raw' },
-        { name: 'nfs-qcow2', driver: 'nfs', shares: [join(d, 'share-qcow2')], format: 'qcow2' },
-      ],
+      backends: fileBackends,
     });
     server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TOKEN, stateDir, log: () => {} });
     controller = csiClient('Controller', server.address);

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 
 /** Whether this process holds a Linux capability (its bit in CapEff; 24 is CAP_SYS_RESOURCE). */
 export function hasCapability(bit: number): boolean {
@@ -53,3 +54,9 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** A test agent's two file backends on local folder shares under its folder `d`: `nfs` (raw files) and `nfs-qcow2`. */
+export const fileBackends = (d: string): object[] => [
+  { name: 'nfs', driver: 'nfs', shares: [join(d, 'share')], format: 'raw' },
+  { name: 'nfs-qcow2', driver: 'nfs', shares: [join(d, 'share-qcow2')], format: 'qcow2' },
+];
