@@ -195,10 +195,12 @@ export async function commitServed(served: Served, top: HeldFile, base: HeldFile
  */
 export async function filesystemsOn(served: Served): Promise<string[]> {
   if (!served.exportFile) return [];
+  // sysfs names a loop device's file as the kernel resolved it: a state folder behind a symlink too.
+  const exported = await realpath(served.exportFile).catch(() => served.exportFile);
   const devices = new Set<string>();
   for (const name of (await readdir('/sys/block')).filter((n) => n.startsWith('loop'))) {
     const backing = (await readFile(`/sys/block/${name}/loop/backing_file`, 'utf8').catch(() => '')).trim();
-    if (backing === served.exportFile) devices.add((await readFile(`/sys/block/${name}/dev`, 'utf8')).trim());
+    if (backing === exported) devices.add((await readFile(`/sys/block/${name}/dev`, 'utf8')).trim());
   }
   const mounts = new Map<string, string>();
   for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
