@@ -33,9 +33,10 @@ export async function attachDevice(volume: Volume, stateDir: string): Promise<st
   const recorded = volume.connections.find((c) => c.attached && c.path);
   // Asked even when recorded: the agent answers with where the volume is now (a live snapshot moves a
   // file volume's writes to a new file, and the old one is the snapshot's, never to be served again).
-  // A recorded attachment the agent cannot answer for (its file gone) is attached afresh, once.
+  // A recorded attachment the agent cannot answer for (its file gone) is attached afresh, once; an
+  // agent that cannot be reached is that (UNAVAILABLE), not a gone file.
   let connection: Connection | null = await volume.attach().catch((err: unknown) => {
-    if (recorded) return null;
+    if (recorded && grpcStatusOf(err).code !== status.UNAVAILABLE) return null;
     throw err;
   });
   let path = connection ? await presentPath(connection) : null;

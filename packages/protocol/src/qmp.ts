@@ -40,7 +40,12 @@ export function qmp(socket: string, commands: QmpCommand[], timeoutMs = 30_000):
     conn.on('data', (chunk) => {
       buffer += chunk.toString();
       for (let at = buffer.indexOf('\n'); at >= 0; at = buffer.indexOf('\n')) {
-        const msg = JSON.parse(buffer.slice(0, at)) as { QMP?: unknown; return?: unknown; error?: { desc: string } };
+        let msg: { QMP?: unknown; return?: unknown; error?: { desc: string } };
+        try {
+          msg = JSON.parse(buffer.slice(0, at)) as typeof msg;
+        } catch {
+          return fail(`not a QMP message: ${buffer.slice(0, Math.min(at, 200))}`);
+        }
         buffer = buffer.slice(at + 1);
         if (msg.error) return fail(msg.error.desc);
         // The greeting asks for capabilities; each answer asks for the next command; events are passed over.

@@ -41,9 +41,10 @@ export class ConnectionService {
       const volume = this.volumes.get(volumeId);
       const driver = this.volumes.driverOf(volume);
       requireCapability(driver, 'attach', 'local attach');
-      // Idempotent per host: a retry (or a second caller) gets the attachment this host already has,
-      // where the volume is now (a live NFS snapshot moves its writes to a new file).
+      // Idempotent per host: a retry (or a second caller) gets the attachment this host already has.
+      // A driver that snapshots volumes live moves their writes to a new file: it is asked where now.
       const local = this.ctx.index.connectionsOf(volumeId).find((c) => c.attached);
+      if (local && !driver.snapshotsWhenServed) return { volume, connection: local };
       if (local) return this.current(volume, local, await driver.attach(volumeRef(volume)));
       requireStatus(volume, READABLE, 'attach volume');
       const attachment = await driver.attach(volumeRef(volume));

@@ -306,7 +306,6 @@ export class NfsDriver implements Driver {
     return { volume: await this.activeLocation(placement) };
   }
 
-
   async createVolumeFromSnapshot(volume: VolumeRef, snapshot: SnapshotRef, source: VolumeRef): Promise<Location> {
     this.requireSnapshots();
     const src = await this.need(source);
