@@ -31,7 +31,11 @@ describe('kernel lane', () => {
     const vgs = await guestSh('vgs --noheadings -o vg_name');
     expect(vgs).toContain('kindling-thick');
     expect(vgs).toContain('kindling-thin');
-    expect(await guestSh('exportfs')).toContain('/export');
+    expect(vgs).toContain('kindling-suite-thick');
+    expect(vgs).toContain('kindling-suite-thin');
+    const exports = await guestSh('exportfs');
+    expect(exports).toContain('/export');
+    expect(exports).toContain('/suite');
   });
 
   it('reports every backend ready and has mounted the NFS share itself', async () => {

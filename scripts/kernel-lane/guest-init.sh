@@ -115,9 +115,16 @@ EXPORT_DEV="$(disk_by_serial kl-export)" || fail "no export disk kl-export"
 mkdir -p /export /run/rpc_pipefs /var/lib/nfs/nfsdcld /var/lib/nfs/v4recovery
 run mount -t ext4 "$EXPORT_DEV" /export
 chmod 0777 /export
+echo '/export 127.0.0.1(rw,sync,no_subtree_check,no_root_squash,insecure)' >/etc/exports
+# the functional suite's own share, on its own filesystem (its capacity figures are the filesystem's)
+if SUITE_EXPORT_DEV="$(disk_by_serial kl-suite-export)"; then
+  mkdir -p /suite
+  run mount -t ext4 "$SUITE_EXPORT_DEV" /suite
+  chmod 0777 /suite
+  echo '/suite 127.0.0.1(rw,sync,no_subtree_check,no_root_squash,insecure)' >>/etc/exports
+fi
 mountpoint -q /proc/fs/nfsd || run mount -t nfsd nfsd /proc/fs/nfsd
 mountpoint -q /run/rpc_pipefs || run mount -t rpc_pipefs sunrpc /run/rpc_pipefs
-echo '/export 127.0.0.1(rw,sync,no_subtree_check,no_root_squash,insecure)' >/etc/exports
 run rpcbind -w
 run exportfs -ra
 run rpc.mountd -N 3
@@ -143,6 +150,13 @@ run vgcreate -q "$KL_VG_THICK" "$VG_THICK_DEV"
 run vgcreate -q "$KL_VG_THIN" "$VG_THIN_DEV"
 if [[ "${KL_PRECREATE_THIN_POOL:-1}" == 1 ]]; then
   run lvcreate -q --type thin-pool -l 90%FREE -n "$KL_THIN_POOL" "$KL_VG_THIN"
+fi
+# the functional suite's own VGs
+if SUITE_THICK_DEV="$(disk_by_serial kl-vg-suite-thick)" && SUITE_THIN_DEV="$(disk_by_serial kl-vg-suite-thin)"; then
+  run pvcreate -q "$SUITE_THICK_DEV" "$SUITE_THIN_DEV"
+  run vgcreate -q kindling-suite-thick "$SUITE_THICK_DEV"
+  run vgcreate -q kindling-suite-thin "$SUITE_THIN_DEV"
+  run lvcreate -q --type thin-pool -l 90%FREE -n kindling-suite-pool kindling-suite-thin
 fi
 # the crash scenarios' VGs (their agent is started by crash-agent.sh, from the tests)
 if CRASH_THICK_DEV="$(disk_by_serial kl-vg-crash-thick)" && CRASH_THIN_DEV="$(disk_by_serial kl-vg-crash-thin)"; then

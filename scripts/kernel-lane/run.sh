@@ -133,10 +133,16 @@ cat >"$P/kindling.json" <<EOF
   "backends": [
     { "name": "lvm-thick", "driver": "lvm", "volumeGroup": "kindling-thick", "lvmType": "default" },
     { "name": "lvm-thin", "driver": "lvm", "volumeGroup": "kindling-thin", "lvmType": "thin", "thinPool": "kindling-thin-pool" },
-    { "name": "nfs", "driver": "nfs", "shares": ["127.0.0.1:/export"], "mountPointBase": "/var/lib/kindling/mnt", "format": "qcow2" }
+    { "name": "nfs", "driver": "nfs", "shares": ["127.0.0.1:/export"], "mountPointBase": "/var/lib/kindling/mnt", "format": "qcow2" },
+    { "name": "suite-thick", "driver": "lvm", "volumeGroup": "kindling-suite-thick", "lvmType": "default" },
+    { "name": "suite-thin", "driver": "lvm", "volumeGroup": "kindling-suite-thin", "lvmType": "thin", "thinPool": "kindling-suite-pool" },
+    { "name": "suite-nfs", "driver": "nfs", "shares": ["127.0.0.1:/suite"], "mountPointBase": "/var/lib/kindling/mnt", "format": "qcow2" }
   ]
 }
 EOF
+# The suite-* backends are cinderlib's functional suite's alone (one file each): it asserts a backend's
+# totals (volume count, provisioned and free capacity), which any other scenario file creating volumes on the
+# same VG or filesystem at the same time would change under it.
 # The main agent never refreshes capacity on a timer: the cached-vs-refresh scenario asserts what the cache
 # holds between explicit refreshes, and a periodic refresh landing inside it made it flaky.
 # The crash scenarios' own agent (started, killed and restarted by them through crash-agent.sh), on its own VGs.
@@ -174,11 +180,14 @@ payload_mb=$(($(du -sm "$P" | cut -f1) * 6 / 5 + 32))
 mkfs.ext4 -q -F -L kl-payload -O ^has_journal -E lazy_itable_init=0 -d "$P" "$RUN/payload.img" "${payload_mb}M" >/dev/null \
   || die "could not make the payload disk"
 rm -rf "$P"
-# fresh sparse disks: two 16 GiB VG disks (thick, thin), two for the crash agent's VGs, a 16 GiB ext4 export
-# disk, a small output disk
-truncate -s 16G "$RUN/vg-thick.img" "$RUN/vg-thin.img" "$RUN/vg-crash-thick.img" "$RUN/vg-crash-thin.img" "$RUN/export.img"
+# fresh sparse disks: 16 GiB VG disks (thick, thin, the suite's thick and thin, the crash agent's two), 16 GiB
+# ext4 export disks (the shared one, the suite's), a small output disk
+truncate -s 16G "$RUN/vg-thick.img" "$RUN/vg-thin.img" "$RUN/vg-suite-thick.img" "$RUN/vg-suite-thin.img" \
+  "$RUN/vg-crash-thick.img" "$RUN/vg-crash-thin.img" "$RUN/export.img" "$RUN/suite-export.img"
 truncate -s 64M "$RUN/out.img"
-mkfs.ext4 -q -F -L kl-export -i 1048576 -E lazy_itable_init=0,lazy_journal_init=0 "$RUN/export.img" >/dev/null
+for fs in export suite-export; do
+  mkfs.ext4 -q -F -L "kl-$fs" -i 1048576 -E lazy_itable_init=0,lazy_journal_init=0 "$RUN/$fs.img" >/dev/null
+done
 T_PAYLOAD=$((SECONDS - t))
 
 free_port() { node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
@@ -199,9 +208,12 @@ mapfile -t DISKS < <(
   disk "$RUN/payload.img" kl-payload "readonly=on"
   disk "$RUN/vg-thick.img" kl-vg-thick "cache=unsafe,discard=unmap"
   disk "$RUN/vg-thin.img" kl-vg-thin "cache=unsafe,discard=unmap"
+  disk "$RUN/vg-suite-thick.img" kl-vg-suite-thick "cache=unsafe,discard=unmap"
+  disk "$RUN/vg-suite-thin.img" kl-vg-suite-thin "cache=unsafe,discard=unmap"
   disk "$RUN/vg-crash-thick.img" kl-vg-crash-thick "cache=unsafe,discard=unmap"
   disk "$RUN/vg-crash-thin.img" kl-vg-crash-thin "cache=unsafe,discard=unmap"
   disk "$RUN/export.img" kl-export "cache=unsafe,discard=unmap"
+  disk "$RUN/suite-export.img" kl-suite-export "cache=unsafe,discard=unmap"
   disk "$RUN/out.img" kl-out "cache=writeback"
 )
 # "kvm:tcg" means: try KVM, fall back to TCG
@@ -291,7 +303,6 @@ export KINDLING_KERNEL_URL="ws://127.0.0.1:$PORT"
 export KINDLING_KERNEL_HTTP="http://127.0.0.1:$PORT"
 export KINDLING_KERNEL_TOKEN="$TOKEN"
 export KINDLING_KERNEL_EXEC_URL="http://127.0.0.1:$EXEC_PORT"
-export KINDLING_KERNEL_BACKENDS="lvm-thick,lvm-thin,nfs"
 export KINDLING_KERNEL_CRASH_URL="ws://127.0.0.1:$CRASH_PORT"
 # the CSI node plugin the csi-* scenarios start in the guest (gRPC over TCP, no scheme)
 export KINDLING_KERNEL_CSI_URL="127.0.0.1:$CSI_PORT"

@@ -6,20 +6,26 @@ import { Agent } from '@kindling/sdk';
 import { lvs, type LvRow, type Run, type StorageLayout, type StorageProbe } from '../../test/support/storage-probe.js';
 import { guestExec, kernelEnv } from './kernel.js';
 
-const NFS_SHARE = '127.0.0.1:/export';
+/** An NFS backend's layout: the agent mounts the share at os-brick's `<base>/<md5 of the share>`. */
+const nfsLayout = (share: string): StorageLayout => ({
+  driver: 'nfs',
+  thin: true,
+  folder: `/var/lib/kindling/mnt/${createHash('md5').update(share).digest('hex')}`,
+  format: 'qcow2',
+  nfsMounted: true,
+});
 
-/** What each backend is made of in the guest (scripts/kernel-lane/run.sh configures the same). */
+/**
+ * What each backend is made of in the guest (scripts/kernel-lane/run.sh configures the same). The suite-*
+ * backends are cinderlib's functional suite's alone: it asserts their totals.
+ */
 const LAYOUTS: Record<string, StorageLayout> = {
   'lvm-thick': { driver: 'lvm', vg: 'kindling-thick', thin: false },
   'lvm-thin': { driver: 'lvm', vg: 'kindling-thin', pool: 'kindling-thin-pool', thin: true },
-  nfs: {
-    driver: 'nfs',
-    thin: true,
-    // where the agent mounts the share: os-brick's `<base>/<md5 of the share>`
-    folder: `/var/lib/kindling/mnt/${createHash('md5').update(NFS_SHARE).digest('hex')}`,
-    format: 'qcow2',
-    nfsMounted: true,
-  },
+  nfs: nfsLayout('127.0.0.1:/export'),
+  'suite-thick': { driver: 'lvm', vg: 'kindling-suite-thick', thin: false },
+  'suite-thin': { driver: 'lvm', vg: 'kindling-suite-thin', pool: 'kindling-suite-pool', thin: true },
+  'suite-nfs': nfsLayout('127.0.0.1:/suite'),
 };
 
 export const runInGuest: Run = (argv) => guestExec(argv);

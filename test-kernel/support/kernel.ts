@@ -9,8 +9,6 @@ export interface KernelEnv {
   token: string;
   /** http://127.0.0.1:PORT of the test-only exec helper in the guest. */
   execUrl: string;
-  /** Backend names configured in the guest: lvm-thick, lvm-thin, nfs. */
-  backends: string[];
 }
 
 export function kernelEnv(): KernelEnv {
@@ -24,7 +22,6 @@ export function kernelEnv(): KernelEnv {
     token,
     httpUrl: process.env.KINDLING_KERNEL_HTTP ?? url.replace(/^ws/, 'http'),
     execUrl: process.env.KINDLING_KERNEL_EXEC_URL ?? '',
-    backends: (process.env.KINDLING_KERNEL_BACKENDS ?? 'lvm-thick,lvm-thin,nfs').split(','),
   };
 }
 

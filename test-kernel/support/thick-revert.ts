@@ -8,7 +8,7 @@ import { Agent, type Backend } from '@kindling/sdk';
 import { whileAttached } from './data.js';
 import { guestSh, guestWritePattern, kernelEnv } from './kernel.js';
 
-const VG = 'kindling-thick';
+const VG = 'kindling-suite-thick';
 const MIB = 1 << 20;
 // P and Q over the first 64 MiB: enough COW chunks to span more than one 4 MiB extent of the store.
 const SPAN = 64 * MIB;
@@ -50,7 +50,7 @@ async function holding(extents: Extent[], marker: string): Promise<Extent[]> {
 const key = (e: Extent): string => `${e.pv}:${e.pe}`;
 
 /**
- * Runs in the `lvm-thick` file, after the functional suite: it reads and counts the same backend, so it
+ * Runs in the `suite-thick` file, after the functional suite: it reads and counts the same backend, so it
  * cannot run beside that suite in a file of its own.
  */
 export function thickRevertSuite(): void {
@@ -61,7 +61,7 @@ export function thickRevertSuite(): void {
     beforeAll(async () => {
       const env = kernelEnv();
       agent = await Agent.connect(env.url, { token: env.token });
-      thick = await agent.backend('lvm-thick');
+      thick = await agent.backend('suite-thick');
     });
 
     afterAll(async () => {
