@@ -1,25 +1,25 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { requires } from '@kindling/agent/testing';
 import { Agent } from '@kindling/sdk';
-import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
+import type { CsiServer } from '../packages/csi/src/index.js';
 import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
 import { startBin, type CsiBin } from '../packages/csi/src/testing/bin.js';
 import { codeOf, csiClient, status, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
-import { cleanUpHost, daemonsWith, fileBackends, freePort, nodeUnavailable } from '../packages/csi/src/testing/host.js';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { daemonsWith, nodeUnavailable } from '../packages/csi/src/testing/host.js';
+import { TEST_TOKEN, type AgentProcess } from './support/agent-process.js';
+import { startCsiFileHost, type CsiFileHost } from './support/csi-file-host.js';
 
 // Issue 21: a VolumeSnapshot of a mounted NFS PVC. The node serves every file volume through a real
 // qemu-storage-daemon (FUSE export, loop device, ext4 mounted); the agent switches the daemon's writes
 // to the snapshot's new overlay over its QMP socket. Then the agent SIGKILLed at each step of that
 // (fault points), and a node plugin killed mid-stage with a snapshot taken before it came back.
-const TOKEN = 'csi-live-snap-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const ext4 = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } };
 
+let host: CsiFileHost;
 let agent: AgentProcess;
 let url: string;
 let server: CsiServer;
@@ -74,28 +74,12 @@ const restored = async (snapshotId: string): Promise<string[]> => {
 
 requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', nodeUnavailable(), describe, describe.skip)('snapshots of mounted NFS volumes (qemu-storage-daemon switched live)', () => {
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'kindling-csi-live-'));
-    stateDir = join(dir, 'state');
-    // A fixed port: the agent is restarted, and the plugins find it again at the same URL.
-    agent = await startAgentProcess({
-      token: TOKEN,
-      port: await freePort(),
-      config: { hostId: 'node-a' },
-      backends: fileBackends,
-    });
+    host = await startCsiFileHost('kindling-csi-live-');
+    ({ dir, stateDir, agent, server, controller, node } = host);
     url = agent.url;
-    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [url], token: TOKEN, stateDir, log: () => {} });
-    controller = csiClient('Controller', server.address);
-    node = csiClient('Node', server.address);
   });
 
-  afterAll(async () => {
-    for (const c of [controller, node]) c?.close();
-    await server?.close();
-    if (dir) cleanUpHost(dir, [agent?.dir, stateDir].filter(Boolean));
-    await agent?.dispose();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => host?.close());
 
   for (const backend of ['nfs', 'nfs-qcow2']) {
     it(`${backend}: two snapshots of a mounted volume, each restoring exactly the data written before it, the daemon kept throughout`, async () => {
@@ -198,8 +182,8 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
       const [daemon] = daemonsWith(uuidOf(vol.volumeId));
       await put(stage.stagingTargetPath, 'first', 'before the snapshot');
 
-      agent = await agent.restart({ KINDLING_NFS_FAULT: point });
-      const sdk = await Agent.connect(url, { token: TOKEN });
+      agent = await host.restartAgent({ KINDLING_NFS_FAULT: point });
+      const sdk = await Agent.connect(url, { token: TEST_TOKEN });
       const [volume] = await (await sdk.backend('nfs')).volumesFiltered({ volumeId: uuidOf(vol.volumeId) });
       const dead = new Promise<void>((resolve) => agent.child.once('exit', () => resolve()));
       void volume!.createSnapshot({ name: `cut-${point}` }).catch(() => undefined);
@@ -208,11 +192,11 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
       expect(agent.child.signalCode).toBe('SIGKILL');
       await put(stage.stagingTargetPath, 'second', 'while the agent was down');
 
-      agent = await agent.restart({});
+      agent = await host.restartAgent({});
       // The plugins dial the agent again in the background.
       // (GetCapacity of the host's segment is UNAVAILABLE until its agent answers again; a listing is not.)
       await vi.waitFor(() => controller.GetCapacity({ accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-a' } } }), { timeout: 20_000, interval: 250 });
-      const again = await Agent.connect(url, { token: TOKEN });
+      const again = await Agent.connect(url, { token: TEST_TOKEN });
       const [snap] = await vi.waitFor(
         async () => {
           const found = await (await again.backend('nfs')).snapshotsFiltered({ snapshotName: `cut-${point}` });
@@ -251,8 +235,8 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     await put(stage.stagingTargetPath, 'second', 'before the second snapshot');
     const two = await snap();
 
-    agent = await agent.restart({ KINDLING_NFS_FAULT: 'snapshot-delete:committed' });
-    const sdk = await Agent.connect(url, { token: TOKEN });
+    agent = await host.restartAgent({ KINDLING_NFS_FAULT: 'snapshot-delete:committed' });
+    const sdk = await Agent.connect(url, { token: TEST_TOKEN });
     const [doomed] = await (await sdk.backend('nfs')).snapshotsFiltered({ snapshotId: one.snapshotId.split(':')[3]! });
     const dead = new Promise<void>((resolve) => agent.child.once('exit', () => resolve()));
     const outcome = await Promise.race([dead.then(() => 'died'), doomed!.delete().then(() => 'deleted', (e: unknown) => String(e))]);
@@ -261,7 +245,7 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     expect(agent.child.signalCode).toBe('SIGKILL');
     await put(stage.stagingTargetPath, 'third', 'while the agent was down');
 
-    agent = await agent.restart({});
+    agent = await host.restartAgent({});
     await vi.waitFor(() => controller.GetCapacity({ accessibleTopology: { segments: { [TOPOLOGY_KEY]: 'node-a' } } }), { timeout: 20_000, interval: 250 });
     // The delete was cut: its snapshot is error_deleting (still listed), and deleting it again finishes.
     await vi.waitFor(() => controller.DeleteSnapshot({ snapshotId: one.snapshotId }), { timeout: 20_000, interval: 250 });
@@ -282,7 +266,7 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     const endpoint = `unix://${join(dir, 'bin.sock')}`;
     let bin: CsiBin | undefined;
     const startNode = async (env: Record<string, string> = {}): Promise<CsiServiceClient> => {
-      bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', url, '--state-dir', stateDir], { KINDLING_TOKEN: TOKEN, ...env });
+      bin = startBin(['--mode', 'node', '--endpoint', endpoint, '--node-agent', url, '--state-dir', stateDir], { KINDLING_TOKEN: TEST_TOKEN, ...env });
       await bin.listening;
       return csiClient('Node', endpoint);
     };

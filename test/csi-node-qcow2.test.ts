@@ -1,30 +1,28 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { requires } from '@kindling/agent/testing';
 import { Agent } from '@kindling/sdk';
-import { startCsiServer, type CsiServer } from '../packages/csi/src/index.js';
 import { TOPOLOGY_KEY } from '../packages/csi/src/plugin.js';
 import { startBin, type CsiBin } from '../packages/csi/src/testing/bin.js';
 import { codeOf, csiClient, type CsiServiceClient } from '../packages/csi/src/testing/client.js';
-import { cleanUpHost, daemonsWith, fileBackends, nodeUnavailable } from '../packages/csi/src/testing/host.js';
-import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import { daemonsWith, nodeUnavailable } from '../packages/csi/src/testing/host.js';
+import { TEST_TOKEN, type AgentProcess } from './support/agent-process.js';
+import { startCsiFileHost, type CsiFileHost } from './support/csi-file-host.js';
 
 // qcow2 volumes on the node for real: an NFS volume once snapshotted (its active file a qcow2 overlay
 // over the raw base) and a qcow2 backend's volumes, served by a real qemu-storage-daemon's FUSE
 // export, a real loop device over it, mkfs and mounts; node plugins killed and started again.
-const TOKEN = 'csi-qcow2-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const writer = { mode: 'SINGLE_NODE_WRITER' };
 const ext4 = { mount: { fsType: 'ext4', mountFlags: [] }, accessMode: writer };
 const xfs = { mount: { fsType: 'xfs', mountFlags: [] }, accessMode: writer };
 const block = { block: {}, accessMode: writer };
 
+let host: CsiFileHost;
 let agent: AgentProcess;
-let server: CsiServer;
 let dir: string;
 let stateDir: string;
 let controller: CsiServiceClient;
@@ -84,26 +82,14 @@ const released = async (volumeId: string): Promise<void> => {
 
 requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', nodeUnavailable(), describe, describe.skip)('Node service on qcow2 volumes (qemu-storage-daemon, FUSE)', () => {
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'kindling-csi-qcow2-'));
-    stateDir = join(dir, 'state');
-    agent = await startAgentProcess({
-      token: TOKEN,
-      config: { hostId: 'node-a' },
-      backends: fileBackends,
-    });
-    server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TOKEN, stateDir, log: () => {} });
-    controller = csiClient('Controller', server.address);
-    node = csiClient('Node', server.address);
-    sdk = await Agent.connect(agent.url, { token: TOKEN });
+    host = await startCsiFileHost('kindling-csi-qcow2-');
+    ({ dir, stateDir, agent, controller, node } = host);
+    sdk = await Agent.connect(agent.url, { token: TEST_TOKEN });
   });
 
   afterAll(async () => {
-    for (const c of [controller, node]) c?.close();
     await sdk?.close();
-    await server?.close();
-    if (dir) cleanUpHost(dir, [agent?.dir, stateDir].filter(Boolean));
-    await agent?.dispose();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await host?.close();
   });
 
   it('stages an NFS volume after its first snapshot (a qcow2 overlay), keeps its data, and stops the daemon at unstage', async () => {
@@ -239,7 +225,7 @@ requires('the CSI node tests (loop devices, mkfs, mount, qemu-storage-daemon)', 
     const endpoint = () => `unix://${join(dir, 'bin.sock')}`;
     let bin: CsiBin | undefined;
     const startNode = async (env: Record<string, string> = {}): Promise<CsiServiceClient> => {
-      bin = startBin(['--mode', 'node', '--endpoint', endpoint(), '--node-agent', agent.url, '--state-dir', stateDir], { KINDLING_TOKEN: TOKEN, ...env });
+      bin = startBin(['--mode', 'node', '--endpoint', endpoint(), '--node-agent', agent.url, '--state-dir', stateDir], { KINDLING_TOKEN: TEST_TOKEN, ...env });
       await bin.listening;
       return csiClient('Node', endpoint());
     };
