@@ -29,7 +29,14 @@ export async function startCsiFileHost(prefix: string): Promise<CsiFileHost> {
   const stateDir = join(dir, 'state');
   // A fixed port: a restarted agent comes back where the plugin looks for it.
   const agent = await startAgentProcess({ token: TEST_TOKEN, port: await freePort(), config: { hostId: 'node-a' }, backends: fileBackends });
-  const server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TEST_TOKEN, stateDir, log: () => {} });
+  const server = await startCsiServer({ mode: 'all', endpoint: `unix://${join(dir, 'csi.sock')}`, agents: [agent.url], token: TEST_TOKEN, stateDir, log: () => {} }).catch(
+    async (err: unknown) => {
+      // A plugin that did not start leaves no host to close: its agent is stopped here.
+      await agent.dispose();
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    },
+  );
   const host: CsiFileHost = {
     dir,
     stateDir,
